@@ -1,10 +1,51 @@
-"""Named cluster presets: Table II of the paper and a seeded random-cluster generator."""
+"""Named cluster presets: Table II of the paper and a seeded random-cluster generator.
+
+Two ways to get a cluster:
+
+- :func:`table2_cluster` / :func:`get_preset` give the fixed cluster of the paper's Table II;
+- :func:`random_cluster` (and :func:`random_topology`, which also returns the positions)
+  draw a random cluster: devices scattered around a group coordinator in the paper's
+  1000 m x 1000 m area, an eavesdropper nearby, and Rayleigh-faded channel gains
+  ``g = G0 (d / 1 m)^(-alpha) X`` with ``X ~ Exp(1)`` drawn independently per link.
+  :func:`classify_and_build` first draws raw device attributes (:func:`random_devices`),
+  splits them into GLDs and BLDs by the resource score of eq. (3), and builds the cluster
+  from that split.
+
+Everything is pure numpy and driven by one :class:`numpy.random.Generator`, so a seed fixes
+the cluster. The defaults of :class:`RandomClusterConfig` are calibrated so that almost every
+random cluster is feasible for problem P while energy still binds (see its docstring).
+"""
 
 from __future__ import annotations
 
-from dtfl_env.config import BLDParams, Cluster, Constants, GLDParams
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
-__all__ = ["PRESETS", "get_preset", "table2_cluster"]
+import numpy as np
+
+from dtfl_env.config import BLDParams, Cluster, Constants, GLDParams, check_keys
+from dtfl_env.model.scoring import (
+    DeviceAttributes,
+    ResourceWeights,
+    classify_devices,
+    device_capabilities,
+    resource_score,
+)
+
+__all__ = [
+    "PRESETS",
+    "RandomClusterConfig",
+    "Scenario",
+    "Topology",
+    "classify_and_build",
+    "get_preset",
+    "random_cluster",
+    "random_devices",
+    "random_topology",
+    "table2_cluster",
+]
 
 
 def table2_cluster(constants: Constants | None = None) -> Cluster:
@@ -40,3 +81,523 @@ def get_preset(name: str) -> Cluster:
         return PRESETS[name]()
     except KeyError:
         raise ValueError(f"preset: unknown preset {name!r} (known: {', '.join(PRESETS)})") from None
+
+
+# --------------------------------------------------------------------------- random clusters
+
+_RANGE_FIELDS = (
+    "gld_data_bits",
+    "gld_max_power_w",
+    "gld_max_jam_power_w",
+    "gld_max_cpu_hz",
+    "gld_energy_budget_j",
+    "bld_data_bits",
+    "bld_power_w",
+    "poor_cpu_hz",
+    "poor_battery_j",
+    "capable_storage_bits",
+    "poor_storage_bits",
+    "capable_range_m",
+    "poor_range_m",
+    "capable_bandwidth_hz",
+    "poor_bandwidth_hz",
+)
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name}: expected a number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name}: must be finite, got {v}")
+    return v
+
+
+def _range(value: Any, name: str) -> tuple[float, float]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise ValueError(f"{name}: expected a (low, high) pair, got {value!r}")
+    low, high = _number(value[0], f"{name}[0]"), _number(value[1], f"{name}[1]")
+    if low <= 0:
+        raise ValueError(f"{name}: low must be > 0, got {low}")
+    if low > high:
+        raise ValueError(f"{name}: low must be <= high, got ({low}, {high})")
+    return (low, high)
+
+
+@dataclass(frozen=True)
+class RandomClusterConfig:
+    """Distributions of the seeded random-cluster generator (SI units, names carry the unit).
+
+    Geometry: the group coordinator sits uniformly in the ``area_m`` x ``area_m`` square (at
+    least ``cluster_radius_m`` from its edges); GLDs and BLDs sit uniformly (by area) in the
+    annulus ``min_distance_m <= d <= cluster_radius_m`` around it; the eavesdropper sits at a
+    uniform angle and a distance uniform in ``[eavesdropper_min_distance_m,
+    eavesdropper_max_distance_m] * (1 - difficulty)`` from the coordinator. Every channel
+    power gain is ``reference_gain * max(d, min_distance_m)^(-path_loss_exponent) * X`` with
+    ``X ~ Exp(1)`` (Rayleigh fading), drawn independently per link; BLD links (to the
+    coordinator and to the eavesdropper) lose ``bld_gain_penalty_db`` more. Per-device
+    parameters are uniform on their ``(low, high)`` ranges, which are Table II's.
+
+    Calibration (``benchmarks/feasibility.py``; M uniform in 2-10, N uniform in 1-6, solved by
+    :func:`solvers.exact.solve_exact`):
+
+    - feasible share at defaults: 93.2 % over 500 clusters, M 2-10, N 1-6;
+      median T* 4.4 s (Table II: 3.53 s), 95th percentile 21 s; Q* > 0 in 93 % of the
+      feasible clusters;
+    - difficulty 0.5: 86.4 % feasible, Q* > 0 in 100 %; difficulty 0.8: 75.8 %, Q* > 0 in
+      100 %.
+
+    The remaining infeasible clusters are the physical ones MODEL.md names: an eavesdropper
+    that, after fading, hears some BLD much better than the coordinator does, so that the
+    GLDs cannot pay for the jamming.
+    """
+
+    area_m: float = 1000.0
+    """Side of the square simulation area (m): the paper's 1000 m x 1000 m (Section V)."""
+    cluster_radius_m: float = 100.0
+    """Devices lie within this distance of their group coordinator (m). Ten clusters share
+    the 1e6 m^2 area, about 180 m of radius each; 100 m keeps clusters apart."""
+    min_distance_m: float = 10.0
+    """Smallest device-coordinator distance, and the floor of every link distance in the
+    path-loss law (m): keeps the far-field law away from its singularity at d = 0."""
+    path_loss_exponent: float = 2.5
+    """alpha of ``g = G0 d^-alpha`` (-): 2.5 is typical of line-of-sight-rich indoor
+    industrial halls; with ``reference_gain_db`` it puts a GLD at the median distance
+    (71 m) at a mean gain of 2.4e-8, Table II's g_iC."""
+    reference_gain_db: float = -30.0
+    """G0, channel power gain at 1 m (dB), the usual -30 dB of the NOMA / jamming
+    literature."""
+    bld_gain_penalty_db: float = 13.0
+    """Extra loss on every BLD link (dB): resource-poor devices have cheap, badly placed
+    antennas (e.g. mounted inside machinery). 13 dB takes the BLD gains from GLD-like
+    ~2.4e-8 to Table II's ~1e-9 (h_jC, h_jE)."""
+    eavesdropper_min_distance_m: float = 30.0
+    """Smallest eavesdropper-coordinator distance (m) at ``difficulty = 0``."""
+    eavesdropper_max_distance_m: float = 150.0
+    """Largest eavesdropper-coordinator distance (m) at ``difficulty = 0``: an insider near
+    the cluster, so that it hears the BLDs about as well as the coordinator (as in Table II,
+    h_jE ~ h_jC) and jamming matters."""
+    difficulty: float = 0.0
+    """Knob in [0, 1) for harder scenarios (-): scales the eavesdropper's distance range by
+    ``1 - difficulty`` (floored at ``min_distance_m``). 0 is the calibrated default; 0.5
+    halves the distance; towards 1 the eavesdropper sits on the coordinator and hears the
+    BLDs as well as it does, so more jamming (energy) is needed and more clusters are
+    infeasible (see the table above)."""
+    sort_gld_by_gain: bool = True
+    """Order the GLDs by ascending g_iC, so the strongest GLD gets the largest NOMA index I
+    and is decoded first (standard uplink NOMA). The SIC factor 2^((i-1) r) then falls on
+    the GLDs that can best afford it, which minimises the upload energy."""
+    gld_data_bits: tuple[float, float] = (30e6, 55e6)
+    """D_iG range (bits): Table II, 30-55 Mbit."""
+    gld_max_power_w: tuple[float, float] = (1.7, 2.2)
+    """P_i^max range (W): Table II."""
+    gld_max_jam_power_w: tuple[float, float] = (0.7, 1.2)
+    """Q_i^max range (W): Table II."""
+    gld_max_cpu_hz: tuple[float, float] = (1.0e9, 2.0e9)
+    """V_i^max range (Hz): Table II, 1.0-2.0 GHz (also the CPU of a capable device)."""
+    gld_energy_budget_j: tuple[float, float] = (3.2, 4.0)
+    """E_i^max range (J): Table II (also the battery of a capable device)."""
+    bld_data_bits: tuple[float, float] = (2.0e6, 3.5e6)
+    """D_jB range (bits): Table II, 2.0-3.5 Mbit."""
+    bld_power_w: tuple[float, float] = (1.3, 1.6)
+    """p_j^B range (W): Table II (also the transmit power of a resource-poor device)."""
+    capable_share: float = 0.6
+    """Probability that a drawn local device is of the capable kind (-), in [0, 1]; 0.6
+    gives Table II's 6 GLDs / 4 BLDs out of 10 on average (:func:`random_devices`)."""
+    poor_cpu_hz: tuple[float, float] = (0.2e9, 0.8e9)
+    """CPU rate of a resource-poor device (Hz): an MCU-class sensor."""
+    poor_battery_j: tuple[float, float] = (1.0, 2.5)
+    """Residual battery of a resource-poor device, per round (J)."""
+    capable_storage_bits: tuple[float, float] = (4e9, 8e9)
+    """Storage of a capable device (bits)."""
+    poor_storage_bits: tuple[float, float] = (0.5e9, 2.5e9)
+    """Storage of a resource-poor device (bits)."""
+    capable_range_m: tuple[float, float] = (300.0, 500.0)
+    """Radio range of a capable device (m)."""
+    poor_range_m: tuple[float, float] = (50.0, 200.0)
+    """Radio range of a resource-poor device (m)."""
+    capable_bandwidth_hz: tuple[float, float] = (0.8e6, 1.0e6)
+    """Usable bandwidth of a capable device (Hz)."""
+    poor_bandwidth_hz: tuple[float, float] = (0.2e6, 0.5e6)
+    """Usable bandwidth of a resource-poor device (Hz)."""
+
+    def __post_init__(self) -> None:
+        p = "random"
+        for name in ("area_m", "cluster_radius_m", "min_distance_m", "path_loss_exponent",
+                     "eavesdropper_min_distance_m", "eavesdropper_max_distance_m"):
+            v = _number(getattr(self, name), f"{p}.{name}")
+            if v <= 0:
+                raise ValueError(f"{p}.{name}: must be > 0, got {v}")
+            object.__setattr__(self, name, v)
+        for name in ("reference_gain_db", "bld_gain_penalty_db"):
+            object.__setattr__(self, name, _number(getattr(self, name), f"{p}.{name}"))
+        d = _number(self.difficulty, f"{p}.difficulty")
+        if not 0 <= d < 1:
+            raise ValueError(f"{p}.difficulty: must be in [0, 1), got {d}")
+        object.__setattr__(self, "difficulty", d)
+        s = _number(self.capable_share, f"{p}.capable_share")
+        if not 0 <= s <= 1:
+            raise ValueError(f"{p}.capable_share: must be in [0, 1], got {s}")
+        object.__setattr__(self, "capable_share", s)
+        if not isinstance(self.sort_gld_by_gain, (bool, np.bool_)):
+            raise ValueError(f"{p}.sort_gld_by_gain: expected true or false, "
+                             f"got {self.sort_gld_by_gain!r}")
+        object.__setattr__(self, "sort_gld_by_gain", bool(self.sort_gld_by_gain))
+        for name in _RANGE_FIELDS:
+            object.__setattr__(self, name, _range(getattr(self, name), f"{p}.{name}"))
+        if self.min_distance_m >= self.cluster_radius_m:
+            raise ValueError(f"{p}.min_distance_m: must be < cluster_radius_m "
+                             f"({self.cluster_radius_m}), got {self.min_distance_m}")
+        if 2 * self.cluster_radius_m > self.area_m:
+            raise ValueError(f"{p}.cluster_radius_m: a cluster must fit in the area "
+                             f"(2 * radius <= area_m = {self.area_m}), got {self.cluster_radius_m}")
+        if self.eavesdropper_min_distance_m > self.eavesdropper_max_distance_m:
+            raise ValueError(f"{p}.eavesdropper_min_distance_m: must be <= "
+                             f"eavesdropper_max_distance_m ({self.eavesdropper_max_distance_m}), "
+                             f"got {self.eavesdropper_min_distance_m}")
+
+    @property
+    def reference_gain(self) -> float:
+        """G0 as a linear power ratio."""
+        return 10.0 ** (self.reference_gain_db / 10.0)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], path: str = "random") -> RandomClusterConfig:
+        """Build from a mapping; unknown keys raise ``ValueError`` naming ``random.<key>``."""
+        check_keys(data, {f.name for f in fields(cls)}, path)
+        return cls(**{k: tuple(v) if k in _RANGE_FIELDS and isinstance(v, list) else v
+                      for k, v in data.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping (ranges as lists) that :meth:`from_dict` reads back."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+                for f in fields(self)}
+
+
+@dataclass(frozen=True, eq=False)
+class Topology:
+    """Positions of one random cluster (m), for rendering; rows follow the cluster's order."""
+
+    coordinator_xy: np.ndarray
+    """Group coordinator, shape (2,)."""
+    gld_xy: np.ndarray
+    """GLDs in the cluster's NOMA index order, shape (M, 2)."""
+    bld_xy: np.ndarray
+    """BLDs, shape (N, 2)."""
+    eavesdropper_xy: np.ndarray
+    """Eavesdropper, shape (2,)."""
+    area_m: float = 1000.0
+    """Side of the square area the positions lie in."""
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Topology):
+            return NotImplemented
+        return self.area_m == other.area_m and all(
+            np.array_equal(getattr(self, n), getattr(other, n))
+            for n in ("coordinator_xy", "gld_xy", "bld_xy", "eavesdropper_xy"))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, eq=False)
+class Scenario:
+    """A cluster built from classified local devices (:func:`classify_and_build`)."""
+
+    cluster: Cluster
+    topology: Topology
+    attributes: DeviceAttributes
+    """Raw attributes of all k drawn devices."""
+    scores: np.ndarray
+    """Resource score of eq. (3) of each device, shape (k,)."""
+    gld_index: np.ndarray
+    """Indices (into the k devices) of the GLDs, in the cluster's NOMA order."""
+    bld_index: np.ndarray
+    """Indices of the BLDs, in the cluster's order."""
+    threshold: float
+
+
+def _generator(rng: np.random.Generator | int | None) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
+        return np.random.default_rng(rng)
+    raise ValueError(f"rng: expected a numpy Generator, an int seed or None, got {rng!r}")
+
+
+def _count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name}: expected an integer, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name}: must be >= 0, got {value}")
+    return int(value)
+
+
+def _uniform(rng: np.random.Generator, bounds: tuple[float, float], size: int) -> np.ndarray:
+    return rng.uniform(bounds[0], bounds[1], size)
+
+
+def _draw_layout(rng: np.random.Generator, n: int, cfg: RandomClusterConfig
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Coordinator (2,), n device positions (n, 2) and the eavesdropper (2,)."""
+    r_c, r0 = cfg.cluster_radius_m, cfg.min_distance_m
+    coord = rng.uniform(r_c, cfg.area_m - r_c, 2)
+    # uniform by area in the annulus r0 <= d <= r_c
+    radius = np.sqrt(rng.uniform(r0**2, r_c**2, n))
+    angle = rng.uniform(0.0, 2 * np.pi, n)
+    devices = coord + radius[:, None] * np.column_stack([np.cos(angle), np.sin(angle)])
+    scale = 1.0 - cfg.difficulty
+    e_lo = max(cfg.eavesdropper_min_distance_m * scale, r0)
+    e_hi = max(cfg.eavesdropper_max_distance_m * scale, r0)
+    e_dist = rng.uniform(e_lo, e_hi)
+    e_ang = rng.uniform(0.0, 2 * np.pi)
+    eve = np.clip(coord + e_dist * np.array([np.cos(e_ang), np.sin(e_ang)]), 0.0, cfg.area_m)
+    return coord, devices, eve
+
+
+def _faded_gain(rng: np.random.Generator, dist_m: np.ndarray, cfg: RandomClusterConfig,
+                penalty_db: np.ndarray | float = 0.0) -> np.ndarray:
+    """Rayleigh-faded channel power gain G0 d^-alpha X, X ~ Exp(1), one draw per link."""
+    d = np.maximum(dist_m, cfg.min_distance_m)
+    mean = cfg.reference_gain * d ** (-cfg.path_loss_exponent) * 10.0 ** (-np.asarray(
+        penalty_db, dtype=float) / 10.0)
+    # a zero fading draw has probability 0 but would make a gain of 0; keep it positive
+    return mean * np.maximum(rng.exponential(1.0, np.shape(d)), np.finfo(float).tiny)
+
+
+def _build(
+    rng: np.random.Generator,
+    n_gld: int,
+    n_bld: int,
+    cfg: RandomClusterConfig,
+    constants: Constants,
+    gld_overrides: Mapping[str, np.ndarray] | None = None,
+    bld_overrides: Mapping[str, np.ndarray] | None = None,
+) -> tuple[Cluster, Topology, np.ndarray]:
+    """Draw positions, gains and the missing per-device parameters; build the cluster.
+
+    Returns the cluster, the topology and the permutation applied to the GLDs (NOMA order).
+    """
+    k = n_gld + n_bld
+    coord, devices, eve = _draw_layout(rng, k, cfg)
+    d_c = np.linalg.norm(devices - coord, axis=1)
+    d_e = np.linalg.norm(devices - eve, axis=1)
+    penalty = np.where(np.arange(k) < n_gld, 0.0, cfg.bld_gain_penalty_db)
+    gain_c = _faded_gain(rng, d_c, cfg, penalty)  # device -> coordinator
+    gain_e = _faded_gain(rng, d_e, cfg, penalty)  # device -> eavesdropper
+    go = dict(gld_overrides or {})
+    bo = dict(bld_overrides or {})
+    gld = {
+        "data_bits": _uniform(rng, cfg.gld_data_bits, n_gld),
+        "max_power_w": _uniform(rng, cfg.gld_max_power_w, n_gld),
+        "max_jam_power_w": _uniform(rng, cfg.gld_max_jam_power_w, n_gld),
+        "max_cpu_hz": _uniform(rng, cfg.gld_max_cpu_hz, n_gld),
+        "energy_budget_j": _uniform(rng, cfg.gld_energy_budget_j, n_gld),
+    }
+    bld = {
+        "data_bits": _uniform(rng, cfg.bld_data_bits, n_bld),
+        "power_w": _uniform(rng, cfg.bld_power_w, n_bld),
+    }
+    gld.update(go)
+    bld.update(bo)
+    gld["gain_coordinator"] = gain_c[:n_gld]
+    gld["gain_eavesdropper"] = gain_e[:n_gld]
+    bld["gain_coordinator"] = gain_c[n_gld:]
+    bld["gain_eavesdropper"] = gain_e[n_gld:]
+    order = (np.argsort(gld["gain_coordinator"], kind="stable") if cfg.sort_gld_by_gain
+             else np.arange(n_gld))
+    gld = {name: np.asarray(v, dtype=float)[order] for name, v in gld.items()}
+    cluster = Cluster(gld=GLDParams(**gld), bld=BLDParams(**bld), constants=constants)
+    topo = Topology(coordinator_xy=coord, gld_xy=devices[:n_gld][order],
+                    bld_xy=devices[n_gld:], eavesdropper_xy=eve, area_m=cfg.area_m)
+    for a in (topo.coordinator_xy, topo.gld_xy, topo.bld_xy, topo.eavesdropper_xy):
+        a.setflags(write=False)
+    return cluster, topo, order
+
+
+def random_topology(
+    rng: np.random.Generator | int | None,
+    n_gld: int = 6,
+    n_bld: int = 4,
+    config: RandomClusterConfig | None = None,
+    constants: Constants | None = None,
+) -> tuple[Cluster, Topology]:
+    """Draw a random cluster and the positions it was drawn from.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator, int or None
+        The only source of randomness; an int is a seed (same seed, same cluster).
+    n_gld, n_bld : int
+        Numbers M >= 0 of GLDs and N >= 0 of BLDs, M + N >= 1.
+    config : RandomClusterConfig, optional
+        The distributions (defaults: the calibrated :class:`RandomClusterConfig`).
+    constants : Constants, optional
+        Constants of the cluster (defaults: MODEL.md's).
+
+    Returns
+    -------
+    cluster : Cluster
+        GLDs in NOMA index order (ascending g_iC unless ``config.sort_gld_by_gain`` is off).
+    topology : Topology
+        Coordinator, GLD, BLD and eavesdropper positions (m), rows in the cluster's order.
+    """
+    gen = _generator(rng)
+    m = _count(n_gld, "n_gld")
+    n = _count(n_bld, "n_bld")
+    if m + n < 1:
+        raise ValueError("n_gld, n_bld: a cluster needs n_gld + n_bld >= 1")
+    cfg = _check_config(config)
+    consts = _check_constants(constants)
+    cluster, topo, _ = _build(gen, m, n, cfg, consts)
+    return cluster, topo
+
+
+def random_cluster(
+    rng: np.random.Generator | int | None,
+    n_gld: int = 6,
+    n_bld: int = 4,
+    config: RandomClusterConfig | None = None,
+    constants: Constants | None = None,
+) -> Cluster:
+    """A random cluster with ``n_gld`` GLDs and ``n_bld`` BLDs (see :func:`random_topology`).
+
+    Examples
+    --------
+    >>> from dtfl_env.scenarios import random_cluster
+    >>> c = random_cluster(0, n_gld=4, n_bld=2)
+    >>> (c.n_gld, c.n_bld), c == random_cluster(0, n_gld=4, n_bld=2)
+    ((4, 2), True)
+    """
+    return random_topology(rng, n_gld, n_bld, config, constants)[0]
+
+
+def _check_config(config: RandomClusterConfig | None) -> RandomClusterConfig:
+    if config is None:
+        return RandomClusterConfig()
+    if not isinstance(config, RandomClusterConfig):
+        raise ValueError(f"config: expected a RandomClusterConfig, got {type(config).__name__}")
+    return config
+
+
+def _check_constants(constants: Constants | None) -> Constants:
+    if constants is None:
+        return Constants()
+    if not isinstance(constants, Constants):
+        raise ValueError(f"constants: expected Constants, got {type(constants).__name__}")
+    return constants
+
+
+def random_devices(
+    rng: np.random.Generator | int | None,
+    k: int = 10,
+    config: RandomClusterConfig | None = None,
+    *,
+    constants: Constants | None = None,
+    weights: ResourceWeights | None = None,
+) -> tuple[DeviceAttributes, np.ndarray]:
+    """Draw raw attributes of ``k`` local devices and their resource scores, eq. (3).
+
+    Each device is of the capable kind with probability ``config.capable_share`` (0.6),
+    else resource-poor. Capable devices take Table II's GLD ranges (CPU 1-2 GHz, battery
+    3.2-4.0 J, transmit power 1.7-2.2 W) and large storage, range and bandwidth; poor ones
+    take an MCU-class CPU (0.2-0.8 GHz), 1-2.5 J, Table II's BLD powers (1.3-1.6 W) and
+    small storage, range and bandwidth. With the reference scales of
+    :func:`dtfl_env.model.scoring.device_capabilities` and equal weights, capable devices
+    score 0.61-0.94 and poor ones 0.17-0.45, so the default threshold 0.5 recovers the
+    kind exactly and 10 devices split about 6 / 4 (binomial). Every device's cycles per bit
+    is the cluster's iota (``constants.cycles_per_bit``).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator, int or None
+    k : int
+        Number of local devices, >= 1.
+    config : RandomClusterConfig, optional
+    constants : Constants, optional
+    weights : ResourceWeights, optional
+        Weights of eq. (3) (default: equal).
+
+    Returns
+    -------
+    attributes : DeviceAttributes
+        One entry per device.
+    scores : numpy.ndarray
+        Resource scores in [0, 1], shape (k,).
+    """
+    gen = _generator(rng)
+    k = _count(k, "k")
+    if k < 1:
+        raise ValueError(f"k: must be >= 1, got {k}")
+    cfg = _check_config(config)
+    consts = _check_constants(constants)
+    capable = gen.random(k) < cfg.capable_share
+
+    def pick(good: tuple[float, float], poor: tuple[float, float]) -> np.ndarray:
+        return np.where(capable, _uniform(gen, good, k), _uniform(gen, poor, k))
+
+    attrs = DeviceAttributes(
+        cpu_hz=pick(cfg.gld_max_cpu_hz, cfg.poor_cpu_hz),
+        cycles_per_bit=np.full(k, consts.cycles_per_bit),
+        storage_bits=pick(cfg.capable_storage_bits, cfg.poor_storage_bits),
+        range_m=pick(cfg.capable_range_m, cfg.poor_range_m),
+        bandwidth_hz=pick(cfg.capable_bandwidth_hz, cfg.poor_bandwidth_hz),
+        battery_j=pick(cfg.gld_energy_budget_j, cfg.poor_battery_j),
+        tx_power_w=pick(cfg.gld_max_power_w, cfg.bld_power_w),
+    )
+    scores = resource_score(*device_capabilities(attrs), weights=weights)  # eq. (3)
+    return attrs, scores
+
+
+def classify_and_build(
+    rng: np.random.Generator | int | None,
+    k: int = 10,
+    config: RandomClusterConfig | None = None,
+    constants: Constants | None = None,
+    *,
+    threshold: float = 0.5,
+    weights: ResourceWeights | None = None,
+) -> Scenario:
+    """Draw ``k`` local devices, split them by eq. (3) and build the cluster from the split.
+
+    A device with ``score <= threshold`` becomes a BLD (its twin trains at the coordinator),
+    else a GLD. The default threshold 0.5 is the middle of the [0, 1] score scale and falls
+    in the gap between the capable and poor kinds of :func:`random_devices`.
+
+    GLD attributes map to :class:`GLDParams` as CPU -> ``max_cpu_hz``, battery ->
+    ``energy_budget_j``, transmit power -> ``max_power_w``; a BLD's transmit power is its
+    ``power_w``. Data sizes, maximum jamming powers, positions and gains are drawn as in
+    :func:`random_topology`, with the same generator.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator, int or None
+    k : int
+        Number of local devices, >= 1.
+    config : RandomClusterConfig, optional
+    constants : Constants, optional
+    threshold : float
+        Classification threshold of eq. (3), on the [0, 1] score scale.
+    weights : ResourceWeights, optional
+        Weights of eq. (3) (default: equal).
+
+    Returns
+    -------
+    Scenario
+        The cluster, its topology, the attributes and scores of all devices and the
+        device indices of the GLDs (in NOMA order) and BLDs.
+    """
+    gen = _generator(rng)
+    cfg = _check_config(config)
+    consts = _check_constants(constants)
+    t = _number(threshold, "threshold")
+    attrs, scores = random_devices(gen, k, cfg, constants=consts, weights=weights)
+    gld_idx, bld_idx = classify_devices(scores, t)  # eq. (3)
+    cluster, topo, order = _build(
+        gen, gld_idx.size, bld_idx.size, cfg, consts,
+        gld_overrides={"max_cpu_hz": attrs.cpu_hz[gld_idx],
+                       "energy_budget_j": attrs.battery_j[gld_idx],
+                       "max_power_w": attrs.tx_power_w[gld_idx]},
+        bld_overrides={"power_w": attrs.tx_power_w[bld_idx]},
+    )
+    return Scenario(cluster=cluster, topology=topo, attributes=attrs, scores=scores,
+                    gld_index=gld_idx[order], bld_index=bld_idx, threshold=t)

@@ -10,7 +10,7 @@ import numpy as np
 
 __all__ = ["SolverResult"]
 
-STATUSES = ("optimal", "converged", "not_converged", "infeasible")
+STATUSES = ("optimal", "converged", "not_converged", "primal_infeasible", "infeasible")
 
 
 @dataclass
@@ -21,8 +21,10 @@ class SolverResult:
     infeasible), ``Q`` (aggregate jamming, eq. (20)), ``y`` (common local-training time),
     ``v`` (CPU rates, eq. (17)), ``tG`` (NOMA upload time), ``q`` (jamming powers),
     ``tB_up`` (BLD sync time, eq. (23)), ``T_GLD`` and ``T_BLD`` (eqs. (12), (13)).
-    ``status`` is one of ``optimal`` (certified), ``converged``, ``not_converged`` or
-    ``infeasible``; ``message`` says why. ``info`` holds solver-specific traces (e.g. the
+    ``status`` is one of ``optimal`` (certified), ``converged``, ``not_converged``,
+    ``primal_infeasible`` (the returned allocation breaks a constraint: only the
+    paper-faithful Algorithm 2 does this) or ``infeasible`` (the cluster has no solution);
+    ``message`` says why. ``info`` holds solver-specific traces (e.g. the
     lambda trajectories and T(Q) curve of Algorithm 2).
     """
 
