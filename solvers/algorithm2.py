@@ -159,6 +159,11 @@ def dual_at_q(
     q_w = np.atleast_1d(np.asarray(q_w, dtype=float))
     if not np.all(np.isfinite(q_w)):
         raise ValueError("q_w: must be finite")
+    if np.any(q_w > p.q_hi * (1 + 1e-12)) or np.any(q_w <= max(p.q_lo, 0.0) - 1e-300):
+        raise ValueError(
+            f"q_w: every Q must lie in ({max(p.q_lo, 0.0):.4g}, {p.q_hi:.4g}] W (eq. (22)): "
+            "below, some secrecy rate is zero; above, the GLDs cannot reach it even at "
+            "full jamming power")
     if max_iter < 1:
         raise ValueError(f"max_iter: must be >= 1, got {max_iter}")
     paper = mode == "paper"

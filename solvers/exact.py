@@ -116,7 +116,8 @@ def solve_exact(cluster: Cluster, *, rtol: float = 1e-7, max_rounds: int = 80,
         lb = _lower_bound(xs, fs, k)
         if fs[k] - lb <= rtol * fs[k]:
             status = "optimal"
-            msg = f"certified: T - lower bound = {fs[k] - lb:.3g} s <= {rtol:g} T (convexity in tB_up)"
+            msg = (f"certified to rtol={rtol:g}: T - lower bound = {fs[k] - lb:.3g} s "
+                   "(convexity in tB_up)")
             break
         lo_x = xs[max(k - 1, 0)]
         hi_x = xs[min(k + 1, xs.size - 1)]
