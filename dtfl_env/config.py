@@ -26,7 +26,8 @@ __all__ = ["BLDParams", "Cluster", "Constants", "GLDParams", "check_keys"]
 def check_keys(data: Mapping[str, Any], allowed: set[str], path: str) -> None:
     """Raise ``ValueError`` naming the dotted path of every unknown key in ``data``."""
     if not isinstance(data, Mapping):
-        raise ValueError(f"{path or 'config'}: expected an object/mapping, got {type(data).__name__}")
+        kind = type(data).__name__
+        raise ValueError(f"{path or 'config'}: expected an object/mapping, got {kind}")
     unknown = sorted(set(data) - allowed)
     if unknown:
         where = ", ".join(f"{path}.{k}" if path else str(k) for k in unknown)
@@ -136,7 +137,8 @@ class _DeviceArrays:
             elif arr.size != n:
                 raise ValueError(
                     f"{self._prefix}.{f.name}: has {arr.size} entries but "
-                    f"{self._prefix}.{first} has {n}; every {self._prefix} list needs one per device"
+                    f"{self._prefix}.{first} has {n}; every {self._prefix} list needs one entry "
+                    "per device"
                 )
             object.__setattr__(self, f.name, arr)
 

@@ -185,8 +185,9 @@ class Prepared:
         if self.n == 0:
             return None, 0.0, 0.0
         if self.q_lo >= self.q_hi:
-            return (f"even full jamming (sum Q_max g_iE = {self.q_hi:.4g} W) does not make "
-                    f"every secrecy rate positive (needs Q > {self.q_lo:.4g} W, eq. (22))"), 0.0, 0.0
+            msg = (f"even full jamming (sum Q_max g_iE = {self.q_hi:.4g} W) does not make "
+                   f"every secrecy rate positive (needs Q > {self.q_lo:.4g} W, eq. (22))")
+            return msg, 0.0, 0.0
         if self.q_lo < 0:  # from tB_up(0) on no jamming is needed
             return None, self.u_free, self.u_free
         s_inf = self.e_max - self.e_up_inf  # energy left with y, tG -> inf

@@ -64,7 +64,7 @@ def test_bad_fields_are_named(table2, mutate, match):
 def test_load_errors_name_the_file(tmp_path):
     p = tmp_path / "broken.json"
     p.write_text("{not json")
-    with pytest.raises(ValueError, match="broken.json: not valid JSON"):
+    with pytest.raises(ValueError, match=r"broken\.json: not valid JSON"):
         Cluster.load(p)
     with pytest.raises(ValueError, match="no such file"):
         Cluster.load(tmp_path / "missing.json")

@@ -1,0 +1,129 @@
+"""Solver benchmark: wall time and optimality gap of every solver, measured side by side.
+
+On the Table II cluster and ``--clusters`` seeded random clusters (M in 2..10, N in 1..6),
+runs the exact solver, corrected Algorithm 2, paper-faithful Algorithm 2 and the cvxpy
+cross-check on the same instances in the same process, and prints per solver: the median
+wall time (Table II and random), the speed-up over cvxpy (ratio of medians, same run), the
+gap to the exact T*, the share of instances within 0.1 % of it, and the share of answers that
+break a constraint. Results are saved as JSON.
+
+    python benchmarks/solvers.py --clusters 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dtfl_env.model import evaluate_allocation
+from dtfl_env.scenarios import random_cluster, table2_cluster
+from solvers import solve
+
+ALL = ("exact", "algorithm2", "algorithm2-paper", "cvxpy")
+
+
+def _run(cluster, method: str, repeats: int):  # type: ignore[no-untyped-def]
+    times = []
+    res = None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        res = solve(cluster, method)
+        times.append(time.perf_counter() - t0)
+    return res, min(times)
+
+
+def _violates(cluster, res) -> bool:  # type: ignore[no-untyped-def]
+    if not res.feasible:
+        return False
+    ev = evaluate_allocation(cluster, tg_s=res.tG, y_s=res.y, jam_power_w=res.q)
+    return ev.min_slack < -1e-9
+
+
+def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--clusters", type=int, default=50, help="random clusters (default 50)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=5, help="timing repeats on Table II")
+    ap.add_argument("--solvers", default=",".join(ALL), help=f"comma list from {ALL}")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "solvers.json"))
+    args = ap.parse_args(argv)
+    methods = [m.strip() for m in args.solvers.split(",") if m.strip()]
+    for m in methods:
+        if m not in ALL:
+            ap.error(f"--solvers: unknown solver {m!r}")
+    if "exact" not in methods:
+        methods.insert(0, "exact")
+
+    instances = [("table2", table2_cluster())]
+    for k in range(args.clusters):
+        m, n = 2 + (k * 7) % 9, 1 + (k * 5) % 6
+        instances.append((f"random-{k}", random_cluster(args.seed + k, n_gld=m, n_bld=n)))
+
+    rows: dict[str, dict[str, list]] = {m: {"t2": [], "rand": [], "gap": [], "viol": [],  # type: ignore[type-arg]
+                                            "status": []} for m in methods}
+    infeasible = 0
+    for name, cluster in instances:
+        ref, _ = _run(cluster, "exact", 1)
+        if not ref.feasible:
+            infeasible += 1
+        for m in methods:
+            reps = args.repeats if name == "table2" else 1
+            res, dt = _run(cluster, m, reps)
+            bucket = "t2" if name == "table2" else "rand"
+            rows[m][bucket].append(dt)
+            rows[m]["status"].append(res.status)
+            rows[m]["viol"].append(_violates(cluster, res))
+            if ref.feasible and res.feasible:
+                rows[m]["gap"].append((res.T - ref.T) / ref.T)
+            elif ref.feasible != res.feasible:
+                rows[m]["gap"].append(float("nan"))  # disagreement on feasibility
+
+    def med(x: list) -> float:  # type: ignore[type-arg]
+        return statistics.median(x) if x else float("nan")
+
+    base_t2 = med(rows["cvxpy"]["t2"]) if "cvxpy" in rows else float("nan")
+    base_r = med(rows["cvxpy"]["rand"]) if "cvxpy" in rows else float("nan")
+    summary = {}
+    for m in methods:
+        r = rows[m]
+        gaps = np.array(r["gap"], dtype=float)
+        summary[m] = {
+            "table2_ms": 1e3 * med(r["t2"]),
+            "random_median_ms": 1e3 * med(r["rand"]),
+            "speedup_vs_cvxpy_table2": base_t2 / med(r["t2"]),
+            "speedup_vs_cvxpy_random": base_r / med(r["rand"]) if r["rand"] else float("nan"),
+            "max_gap": float(np.nanmax(np.abs(gaps))) if gaps.size else 0.0,
+            "median_gap": float(np.nanmedian(gaps)) if gaps.size else 0.0,
+            "within_0.1pct": float(np.mean(np.abs(gaps) <= 1e-3)) if gaps.size else 1.0,
+            "feasibility_disagreements": int(np.isnan(gaps).sum()),
+            "constraint_violations": float(np.mean(r["viol"])),
+        }
+    header = (f"{'solver':<18}{'Table II ms':>12}{'random ms':>11}{'x cvxpy T2':>11}"
+              f"{'x cvxpy rnd':>12}{'max |gap|':>11}{'<=0.1%':>8}{'violates':>9}")
+    print(f"{len(instances)} clusters (Table II + {args.clusters} random, seed {args.seed}); "
+          f"{infeasible} infeasible per the exact solver")
+    print(header)
+    print("-" * len(header))
+    for m, s in summary.items():
+        print(f"{m:<18}{s['table2_ms']:>12.2f}{s['random_median_ms']:>11.2f}"
+              f"{s['speedup_vs_cvxpy_table2']:>11.1f}{s['speedup_vs_cvxpy_random']:>12.1f}"
+              f"{s['max_gap']:>11.2e}{100 * s['within_0.1pct']:>7.0f}%"
+              f"{100 * s['constraint_violations']:>8.0f}%")
+    record = {"clusters": args.clusters, "seed": args.seed, "infeasible": infeasible,
+              "summary": summary, "python": platform.python_version(),
+              "machine": platform.machine(), "numpy": np.__version__}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"saved {out}")
+    return record
+
+
+if __name__ == "__main__":
+    main()

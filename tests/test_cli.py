@@ -1,0 +1,96 @@
+"""The dtfl CLI and the README's commands."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dtfl_env.cli import JSON_KEYS, main
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def test_solve_preset_table(capsys):
+    assert main(["solve", "--preset", "table2"]) == 0
+    out = capsys.readouterr().out
+    assert "T*      = 3.5315 s" in out
+    assert "status: optimal" in out
+
+
+def test_solve_instances_json(tmp_path, capsys):
+    good = tmp_path / "t2.json"
+    assert main(["solve", "--preset", "table2", "--save", str(good)]) == 0
+    bad = tmp_path / "bad.json"
+    data = json.loads(good.read_text())
+    data["gld"]["max_power_w"] = [1.0, -2.0, 1.0, 1.0, 1.0, 1.0]
+    bad.write_text(json.dumps(data))
+    capsys.readouterr()
+    code = main(["solve", "--instance", str(good), str(bad), str(good), "--json",
+                 "--solver", "algorithm2"])
+    captured = capsys.readouterr()
+    assert code == 2
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    assert len(lines) == 3
+    assert set(JSON_KEYS) <= set(lines[0])
+    assert lines[0]["T"] == pytest.approx(3.5315, rel=1e-4)
+    assert lines[0]["status"] == "converged" and lines[2]["status"] == "converged"
+    assert lines[1]["status"] == "error" and lines[1]["T"] is None
+    assert "gld.max_power_w[1]" in captured.err and "bad.json" in captured.err
+
+
+def test_infeasible_instance_json(tmp_path, capsys):
+    path = tmp_path / "poor.json"
+    main(["solve", "--preset", "table2", "--save", str(path)])
+    data = json.loads(path.read_text())
+    data["gld"]["energy_budget_j"] = [0.01] * 6
+    path.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert main(["solve", "--instance", str(path), "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["status"] == "infeasible" and rec["T"] is None and rec["message"]
+
+
+def _readme_blocks(lang: str) -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.S)
+
+
+def test_readme_python_blocks_run():
+    blocks = _readme_blocks("python")
+    assert blocks
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), {})
+
+
+def test_readme_shell_commands_run(tmp_path):
+    commands = [line.split("#")[0].strip() for block in _readme_blocks("bash")
+                for line in block.splitlines()]
+    commands = [c for c in commands if c]
+    ran = 0
+    for cmd in commands:
+        # the install-and-run line: its last part is the main job
+        cmd = cmd.split("&&")[-1].strip()
+        argv = shlex.split(cmd)
+        if argv[0] in (".venv/bin/python",):
+            argv[0] = sys.executable
+            argv = [a if not a.startswith("benchmarks/") else str(ROOT / a) for a in argv]
+            if "-m" in argv and "pytest" in argv:
+                continue  # the test command itself: run by .ci/run
+            if "--clusters" in argv:
+                argv[argv.index("--clusters") + 1] = "2"
+                argv += ["--out", str(tmp_path / "bench.json")]
+        elif argv[0] in ("dtfl", ".venv/bin/dtfl"):
+            argv[0] = str(BIN / "dtfl")
+        else:
+            raise AssertionError(f"README command not covered by this test: {cmd}")
+        proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, (cmd, proc.stdout[-2000:], proc.stderr[-2000:])
+        ran += 1
+    assert ran >= 4
