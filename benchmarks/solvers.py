@@ -16,14 +16,20 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from dtfl_env.model import evaluate_allocation
-from dtfl_env.scenarios import random_cluster, table2_cluster
-from solvers import solve
+# run as a script, this file's folder comes first on sys.path and its name would shadow the
+# `solvers` package: drop it before importing the project
+_HERE = Path(__file__).parent.resolve()
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+from dtfl_env.model import evaluate_allocation  # noqa: E402
+from dtfl_env.scenarios import random_cluster, table2_cluster  # noqa: E402
+from solvers import solve  # noqa: E402
 
 ALL = ("exact", "algorithm2", "algorithm2-paper", "cvxpy")
 

@@ -27,6 +27,15 @@ re-solved for each Q; T(Q) = max(y + tG, tB_up + tB_loc) + T_agg + T_up + T_MC (
 
 The outer search is a log-spaced grid in Q - Q_lo (Q* sits beside the steep energy limit,
 MODEL.md) and a bounded golden-section refinement between the neighbours of the best point.
+If no grid point is feasible, a phase-1 problem (the smallest relative energy overrun at Q,
+quasi-convex in Q) is minimised by golden section to look for a feasible Q between grid
+points before the cluster is declared infeasible. P-GLD keeps a 1e-8 relative energy margin
+so that the solver's points, feasible to its tolerance, are feasible for the true budgets.
+
+Limitations: a grid method. Clusters closer than ~1e-4 (relative, e.g. in the BLDs'
+eavesdropper gains) to the feasibility boundary, whose T runs to hours, are reported
+infeasible. Near it, where tG >> L/W, the exponential cone's W + t form loses digits and the
+accuracy drops (2e-4 relative at T ~ 170 s, 4e-3 at T ~ 1300 s); at T ~ 5 s it is ~1e-8.
 """
 
 from __future__ import annotations
@@ -65,6 +74,13 @@ _FEAS_TOL = 1e-9
 """Relative constraint slack the returned allocation must meet (finalize's min_slack)."""
 _NUDGE_MARGIN = 1e-12
 """Relative energy margin left when y is nudged up to absorb solver tolerance."""
+_INNER_MARGIN = 1e-8
+"""Relative energy margin kept inside P-GLD, so that the solver's points (feasible to its
+tolerance) are feasible for the true budgets; costs ~1e-8 relative in T."""
+_PHASE1_CAP = 1e3
+"""Upper bound on y / tau and tG / tau in the phase-1 problem (an attained minimum)."""
+_PHASE1_TOL = 1e-7
+"""Phase-1 overrun below which a Q is tried in P-GLD proper."""
 
 
 def _import_cvxpy() -> Any:
@@ -103,7 +119,8 @@ class _GLDProblem:
     """The inner problem P-GLD of one cluster, compiled once with Q and tB_up as Parameters.
 
     Variables are scaled to O(1): times by ``tau`` (s), jamming powers by Q_max,i, energy
-    constraints by E_max,i, the jamming equality by Q_hi.
+    constraints by E_max,i, the jamming equality by Q_hi. ``phase1`` shares the variables
+    and parameters and minimises the relative energy overrun sigma instead.
     """
 
     def __init__(self, cp: Any, cluster: Cluster, solver: str) -> None:
@@ -155,19 +172,21 @@ class _GLDProblem:
         e_up = (binom * (n_over_g * tau / e_max)[:, None]) @ s_all
         e_loc = (k_loc / (tau**2 * e_max)) * cp.power(self.y, -2)  # eq. (18): K_i / y^2
         e_jam = cp.multiply(self.q_max / e_max, self.x) * self.tb_param  # eq. (10): q_i tB_up
-        cons.append(e_loc + e_up + e_jam <= 1.0)  # (14a) / E_max,i
-        self.problem = cp.Problem(cp.Minimize(self.y + self.t), cons)
-        if not self.problem.is_dpp():  # pragma: no cover - a guard against edits
+        energy = e_loc + e_up + e_jam  # (E_loc + E_up + E_jam) / E_max,i
+        budget = 1.0 - _INNER_MARGIN
+        self.problem = cp.Problem(cp.Minimize(self.y + self.t), [*cons, energy <= budget])  # (14a)
+        # phase 1: the smallest relative energy overrun sigma at this Q (0 where feasible);
+        # y and tG are capped so that an infeasible Q has an attained minimum
+        self.sigma = cp.Variable(nonneg=True, name="sigma")
+        self.phase1 = cp.Problem(cp.Minimize(self.sigma), [
+            *cons, energy <= 1.0 + self.sigma, self.y <= _PHASE1_CAP, self.t <= _PHASE1_CAP])
+        if not (self.problem.is_dpp() and self.phase1.is_dpp()):  # pragma: no cover
             raise RuntimeError("the inner problem is not DPP")
         self.solves = 0
         self.solve_time_s = 0.0
         self.statuses: Counter[str] = Counter()
 
-    def solve(self, q_w: float, tb_s: float) -> tuple[float, float, float, np.ndarray] | None:
-        """min y + tG at aggregate jamming ``q_w`` and sync time ``tb_s``.
-
-        Returns ``(y + tG, y, tG, q)`` in SI units, or ``None`` when infeasible.
-        """
+    def _run(self, problem: Any, q_w: float, tb_s: float) -> bool:
         self.q_param.value = max(q_w, 0.0) / self.q_hi
         self.tb_param.value = tb_s
         t0 = time.perf_counter()
@@ -175,19 +194,57 @@ class _GLDProblem:
         try:
             with warnings.catch_warnings():  # "inaccurate" statuses are counted in info
                 warnings.simplefilter("ignore", UserWarning)
-                self.problem.solve(solver=self.solver, **self.options)
+                problem.solve(solver=self.solver, **self.options)
         except self.cp.error.SolverError:
             self.statuses["solver_error"] += 1
-            return None
+            return False
         finally:
             self.solve_time_s += time.perf_counter() - t0
-        self.statuses[str(self.problem.status)] += 1
-        if self.problem.status not in _OK or self.y.value is None:
+        self.statuses[str(problem.status)] += 1
+        return problem.status in _OK and self.y.value is not None
+
+    def solve(self, q_w: float, tb_s: float) -> tuple[float, float, float, np.ndarray] | None:
+        """min y + tG at aggregate jamming ``q_w`` and sync time ``tb_s``.
+
+        Returns ``(y + tG, y, tG, q)`` in SI units, or ``None`` when infeasible.
+        """
+        if not self._run(self.problem, q_w, tb_s):
             return None
         y = float(self.y.value) * self.tau
         tg = float(self.t.value) * self.tau
         q = np.asarray(self.x.value, dtype=float) * self.q_max
         return y + tg, y, tg, q
+
+    def overrun(self, q_w: float, tb_s: float) -> float:
+        """Phase 1: min_i-max relative energy overrun sigma at ``q_w`` (0 if feasible)."""
+        if not self._run(self.phase1, q_w, tb_s) or self.sigma.value is None:
+            return math.inf
+        return max(float(self.sigma.value), 0.0)
+
+
+def _golden(key: Any, lo: float, hi: float, iters: int, stop: Any = None) -> None:
+    """Golden-section search of a unimodal ``key`` on [lo, hi], ``iters`` evaluations.
+
+    ``stop()`` (optional) ends the search early when it returns True.
+    """
+    if iters <= 0 or hi <= lo:
+        return
+    c, d = hi - _GOLD * (hi - lo), lo + _GOLD * (hi - lo)
+    fc = key(c)
+    if iters == 1 or (stop and stop()):
+        return
+    fd = key(d)
+    for _ in range(iters - 2):
+        if stop and stop():
+            return
+        if fc < fd:
+            hi, d, fd = d, c, fc
+            c = hi - _GOLD * (hi - lo)
+            fc = key(c)
+        else:
+            lo, c, fc = c, d, fd
+            d = lo + _GOLD * (hi - lo)
+            fd = key(d)
 
 
 def _repair(cluster: Cluster, y: float, tg: float, q: np.ndarray, y_min: float, tg_min: float
@@ -234,10 +291,14 @@ def solve_cvxpy(cluster: Cluster, *, grid_points: int = 40, refine_iters: int = 
     -------
     SolverResult
         Status ``converged`` with the best allocation found (re-evaluated in the system
-        model by :func:`solvers._core.finalize`), or ``infeasible`` (``T = inf``) when no Q
-        admits a feasible P-GLD. ``iterations`` counts cvxpy solves. ``info`` holds the
-        sampled curve (``q_grid``, ``t_curve``; ``inf`` where infeasible), ``y_nudge_s`` (the
-        increase of y applied to absorb solver tolerance), the solver name and timings.
+        model by :func:`solvers._core.finalize`; feasible to 1e-9 relative), ``infeasible``
+        (``T = inf``) when no sampled Q admits a feasible P-GLD, or ``not_converged``
+        (``T = inf``) when the solver's best points cannot be made feasible. ``iterations``
+        counts cvxpy solves (P-GLD and phase 1). ``info`` holds the sampled curve
+        (``q_grid``, ``t_curve``; ``inf`` where infeasible), ``y_nudge_s`` (the increase of
+        y applied to absorb solver tolerance), ``phase1`` (whether the phase-1 search ran)
+        and ``phase1_min_overrun``, ``cvxpy_statuses`` (a count per solver status), the
+        solver name and timings.
     """
     if not isinstance(cluster, Cluster):
         raise ValueError("cluster: expected a dtfl_env.Cluster")
@@ -288,10 +349,30 @@ def solve_cvxpy(cluster: Cluster, *, grid_points: int = 40, refine_iters: int = 
             res = inner.solve(q_w, tb)
             if res is not None:
                 v, y, tg, q = res
+                if q_w == 0.0:
+                    q = np.zeros(m)  # sum g_iE q_i = 0 with q >= 0: exactly zero
                 t_bld = tb + tb_loc if cluster.n_bld else 0.0  # eq. (13)
                 val = (max(v, t_bld) + fixed, y, tg, q)  # eq. (11)
         samples[q_w] = val
         return val[0]
+
+    probed: list[float] = []  # every s = ln(Q - Q_lo) tried, by either search
+    overruns: dict[float, float] = {}
+    phase1_used = False
+
+    def overrun(s: float) -> float:
+        """Phase-1 relative energy overrun at Q = Q_lo + exp(s); then T if it is ~0."""
+        q_w = max(min(q_lo + math.exp(s), q_hi), 0.0)
+        if q_w not in overruns:
+            probed.append(s)
+            tb = float(sync_time_s(cluster, q_w))  # eq. (23)
+            overruns[q_w] = inner.overrun(q_w, tb) if math.isfinite(tb) else math.inf
+            if overruns[q_w] <= _PHASE1_TOL:
+                curve(s)
+        return overruns[q_w]
+
+    def feasible_found() -> bool:
+        return any(math.isfinite(v[0]) for v in samples.values())
 
     if cluster.n_bld == 0:  # no secrecy to buy: tB_up = 0 and Q = 0 is optimal
         curve(0.0)
@@ -300,28 +381,33 @@ def solve_cvxpy(cluster: Cluster, *, grid_points: int = 40, refine_iters: int = 
         d_lo = -q_lo if q_lo < 0 else d_hi * _REL_GRID_START  # start at Q = 0 if allowed
         grid = np.linspace(math.log(d_lo), math.log(d_hi), int(grid_points))
         vals = np.array([curve(float(s)) for s in grid])
+        probed.extend(float(s) for s in grid)
         k = int(np.argmin(vals))
-        if np.isfinite(vals[k]) and refine_iters > 0:
-            s_best = float(grid[k])
-            lo, hi = float(grid[max(k - 1, 0)]), float(grid[min(k + 1, grid.size - 1)])
+        if not np.isfinite(vals[k]) and refine_iters > 0:
+            # no grid point is feasible: the feasible Q (an interval, if any) may sit between
+            # two grid points. Minimise the phase-1 overrun (unimodal in Q) until it hits 0.
+            phase1_used = True
+            ovr = np.array([overrun(float(s)) for s in grid])
+            k = int(np.argmin(ovr))
+            _golden(overrun, float(grid[max(k - 1, 0)]), float(grid[min(k + 1, grid.size - 1)]),
+                    2 * int(refine_iters), stop=feasible_found)
+        if feasible_found() and refine_iters > 0:
+            s_of = {max(min(q_lo + math.exp(x), q_hi), 0.0): x for x in probed}
+            q_best = min(samples, key=lambda q: samples[q][0])
+            s_best = s_of.get(q_best, math.log(max(q_best - q_lo, d_lo)))
+            ss = np.array(sorted(set(probed)))
+            lower, upper = ss[ss < s_best], ss[ss > s_best]
+            lo = float(lower[-1]) if lower.size else s_best
+            hi = float(upper[0]) if upper.size else s_best
 
             def key(s: float) -> tuple[float, float]:
                 # infeasible points sort by distance to the best sample: the feasible Q form
                 # an interval around it, so golden section moves towards it
+                probed.append(s)
                 f = curve(s)
                 return (f, abs(s - s_best) if math.isinf(f) else 0.0)
 
-            c, d = hi - _GOLD * (hi - lo), lo + _GOLD * (hi - lo)
-            fc, fd = key(c), key(d)
-            for _ in range(int(refine_iters) - 2):
-                if fc < fd:
-                    hi, d, fd = d, c, fc
-                    c = hi - _GOLD * (hi - lo)
-                    fc = key(c)
-                else:
-                    lo, c, fc = c, d, fd
-                    d = lo + _GOLD * (hi - lo)
-                    fd = key(d)
+            _golden(key, lo, hi, int(refine_iters))
 
     q_grid = np.array(sorted(samples))
     t_curve = np.array([samples[q][0] for q in q_grid])
@@ -329,14 +415,25 @@ def solve_cvxpy(cluster: Cluster, *, grid_points: int = 40, refine_iters: int = 
         "q_grid": q_grid, "t_curve": t_curve, "cvxpy_solver": solver_name,
         "build_time_s": build_s, "solve_time_s": inner.solve_time_s,
         "q_lower_w": q_lo, "q_upper_w": q_hi, "cvxpy_statuses": dict(inner.statuses),
+        "phase1": phase1_used,
     }
+    if phase1_used:
+        info["phase1_min_overrun"] = min(overruns.values())
     order = np.argsort(t_curve, kind="stable")
     if not np.isfinite(t_curve[order[0]]):
+        extra = (f"; the smallest energy overrun over Q is {info['phase1_min_overrun']:.3g} "
+                 "of E_max" if phase1_used else "")
         return SolverResult.infeasible(
             m, f"no sampled Q in ({q_lo:.4g}, {q_hi:.4g}] W admits a feasible (y, tG, q): the "
-               "energy budgets cannot cover compute, upload and jamming together",
+               f"energy budgets cannot cover compute, upload and jamming together{extra}",
             solver=_NAME, iterations=inner.solves, wall_time_s=time.perf_counter() - t0,
             info=info)
+    if cluster.n_bld == 0:
+        message = f"no BLDs: Q = 0 and tB_up = 0; P-GLD solved once by {solver_name}"
+    else:
+        message = (f"log grid of {grid_points} points in Q - Q_lo"
+                   f"{', phase-1 search for a feasible Q' if phase1_used else ''}, "
+                   f"{refine_iters} golden-section steps; P-GLD by {solver_name}")
     # the best sample whose allocation is feasible to _FEAS_TOL after clipping and nudging
     for j in order[: min(5, order.size)]:
         t_val, y, tg, q = samples[float(q_grid[j])]
@@ -348,10 +445,8 @@ def solve_cvxpy(cluster: Cluster, *, grid_points: int = 40, refine_iters: int = 
         info.update(q_star_sampled_w=float(q_grid[j]), t_star_sampled_s=float(t_val),
                     y_nudge_s=float(nudge))
         res = finalize(cluster, y=y2, tg=tg2, q=q2, status="converged",
-                       message=(f"log grid of {grid_points} points in Q - Q_lo, "
-                                f"{refine_iters} golden-section steps; P-GLD by "
-                                f"{solver_name}"),
-                       solver=_NAME, iterations=inner.solves, t0=t0, info=info)
+                       message=message, solver=_NAME, iterations=inner.solves, t0=t0,
+                       info=info)
         if res.info["min_slack"] >= -_FEAS_TOL and math.isfinite(res.T):
             return res
     failed = SolverResult.infeasible(

@@ -34,7 +34,7 @@ def _lower_bound(x: np.ndarray, f: np.ndarray, k: int) -> float:
     """Convexity lower bound of min f on the two intervals beside the sampled minimum ``k``."""
 
     def line(i: int, j: int) -> tuple[float, float] | None:
-        if (i < 0 or j >= x.size or x[j] <= x[i]
+        if (i < 0 or j >= x.size or x[j] - x[i] <= 1e-12 * max(abs(x[i]), abs(x[j]))
                 or not (np.isfinite(f[i]) and np.isfinite(f[j]))):
             return None
         s = (f[j] - f[i]) / (x[j] - x[i])
@@ -133,6 +133,10 @@ def solve_exact(cluster: Cluster, *, rtol: float = 1e-7, max_rounds: int = 80,
         tgs = np.concatenate([tgs, tn])
         order = np.argsort(xs, kind="stable")
         xs, fs, ys, tgs = xs[order], fs[order], ys[order], tgs[order]
+        # drop near-duplicate samples: a secant through two of them has a slope of pure
+        # rounding noise and would corrupt the lower bound
+        keep = np.concatenate([[True], np.diff(xs) > 1e-13 * np.abs(xs[1:])])
+        xs, fs, ys, tgs = xs[keep], fs[keep], ys[keep], tgs[keep]
     if not np.isfinite(fs).any():
         return infeasible("no sync time tB_up admits a feasible (y, tG, q): the energy budgets "
                           "cannot cover compute, upload and jamming together", nit)

@@ -174,3 +174,17 @@ def test_property_solutions_satisfy_constraints(seed, m, n, budget):
         assert ev.latency_s == pytest.approx(res.T, rel=1e-9)
     if ex.feasible:
         assert a2.T >= ex.T * (1 - 1e-7)
+
+
+def test_exact_certificate_ignores_duplicate_samples(table2):
+    # regression: a refinement point coinciding with the incumbent (to 4e-16) once gave a
+    # secant of pure rounding noise and a false certificate 5.4e-5 above the optimum
+    gld = table2.gld.to_dict()
+    gld["energy_budget_j"] = [2.611337470805333, 2.1617028254446833, 3.3854877385909563,
+                              2.0032147200094164, 2.2318394005252187, 3.124469827366616]
+    bld = table2.bld.to_dict()
+    bld["gain_eavesdropper"] = [5.628375353160601e-09, 4.275625006577319e-09,
+                                4.646608221155617e-09, 6.47228084171505e-09]
+    res = solve_exact(Cluster(GLDParams(**gld), BLDParams(**bld), table2.constants))
+    assert res.status == "optimal"
+    assert res.T == pytest.approx(4.130769, rel=2e-7)  # cvxpy: 4.130769111
