@@ -4,13 +4,16 @@ For each ``--difficulty`` value, draws ``--clusters`` random clusters with M uni
 ``--gld-range`` (2-10) and N uniform in ``--bld-range`` (1-6) from one seeded generator,
 solves each with :func:`solvers.exact.solve_exact` and prints a table: the feasible share,
 the median and 95th percentile of T* over the feasible clusters, the share of feasible
-clusters whose optimum jams (Q* > 0) and the share in which some GLD's energy budget binds.
+clusters whose optimum jams (Q* > 0), the median Q*, the share that need jamming at all
+(eq. (22)'s lower bound > 0: some BLD has zero secrecy rate without it) and the share in
+which some GLD's energy budget binds. The clusters are paired across settings (same seed:
+only the eavesdropper moves with the difficulty).
 A JSON record (config, seed, versions, per-setting statistics) goes to
 ``benchmarks/results/feasibility-<seed>.json`` (or ``--out``).
 
 Usage::
 
-    .venv/bin/python benchmarks/feasibility.py --clusters 500 --seed 0 --difficulty 0 0.5 0.8
+    .venv/bin/python benchmarks/feasibility.py --clusters 500 --seed 0 --difficulty 0 0.5 0.8 1
     .venv/bin/python benchmarks/feasibility.py --set path_loss_exponent=3.0
 """
 
@@ -27,11 +30,13 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# run as a script, this file's folder comes first on sys.path and benchmarks/solvers.py would
+# shadow the `solvers` package: drop the folder and put the repository root first
+_HERE = Path(__file__).parent.resolve()
+ROOT = _HERE.parent
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() not in (_HERE, ROOT)]
 
-from dtfl_env.model.system import evaluate_allocation  # noqa: E402
+from dtfl_env.model.system import evaluate_allocation, jamming_lower_bound_w  # noqa: E402
 from dtfl_env.scenarios import RandomClusterConfig, random_cluster  # noqa: E402
 from solvers.exact import solve_exact  # noqa: E402
 
@@ -65,6 +70,7 @@ def run_setting(config: RandomClusterConfig, clusters: int, seed: int,
             binds = bool(np.min(ev.slack["energy"]) < ENERGY_BINDS_RTOL)
         rows.append({"m": m, "n": n, "status": res.status, "T": res.T,
                      "Q": res.Q if res.feasible else None, "energy_binds": binds,
+                     "jam_needed": jamming_lower_bound_w(cluster) > 0,
                      "wall_time_s": res.wall_time_s})
     feas = [r for r in rows if r["status"] != "infeasible"]
     t = np.array([r["T"] for r in feas])
@@ -81,6 +87,8 @@ def run_setting(config: RandomClusterConfig, clusters: int, seed: int,
         "median_T_s": float(np.median(t)) if t.size else None,
         "p95_T_s": float(np.percentile(t, 95)) if t.size else None,
         "jamming_share": frac(lambda r: r["Q"] > 0),
+        "median_Q_w": float(np.median([r["Q"] for r in feas])) if feas else None,
+        "jam_needed_share": frac(lambda r: r["jam_needed"]),
         "energy_binds_share": frac(lambda r: r["energy_binds"]),
         "statuses": statuses,
         "mean_solve_s": float(np.mean([r["wall_time_s"] for r in rows])) if rows else None,
@@ -101,8 +109,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clusters", type=int, default=200, help="clusters per setting (200)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the cluster draws (0)")
-    ap.add_argument("--difficulty", type=float, nargs="+", default=[0.0, 0.5, 0.8],
-                    help="difficulty values to compare (0 0.5 0.8)")
+    ap.add_argument("--difficulty", type=float, nargs="+", default=[0.0, 0.5, 0.8, 1.0],
+                    help="difficulty values to compare (0 0.5 0.8 1)")
     ap.add_argument("--gld-range", type=int, nargs=2, default=[2, 10], metavar=("LO", "HI"),
                     help="M drawn uniformly in LO..HI (2 10)")
     ap.add_argument("--bld-range", type=int, nargs=2, default=[1, 6], metavar=("LO", "HI"),
@@ -123,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"{args.clusters} clusters per setting, seed {args.seed}, "
           f"M {args.gld_range[0]}-{args.gld_range[1]}, N {args.bld_range[0]}-{args.bld_range[1]}")
     header = (f"{'difficulty':>10} {'feasible':>9} {'median T*':>10} {'p95 T*':>9} "
-              f"{'Q*>0':>7} {'E binds':>8} {'solve':>8}")
+              f"{'Q*>0':>7} {'median Q*':>10} {'jam needed':>11} {'E binds':>8} {'solve':>8}")
     print(header)
     print("-" * len(header))
     for cfg in configs:
@@ -136,6 +144,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{cfg.difficulty:>10.2f} {stats['feasible_share']:>9.1%} "
               f"{_fmt(stats['median_T_s'], '>9.2f')}s {_fmt(stats['p95_T_s'], '>8.2f')}s "
               f"{_fmt(stats['jamming_share'], '>7.1%')} "
+              f"{_fmt(stats['median_Q_w'], '>9.3g')}W "
+              f"{_fmt(stats['jam_needed_share'], '>11.1%')} "
               f"{_fmt(stats['energy_binds_share'], '>8.1%')} "
               f"{stats['mean_solve_s'] * 1e3:>6.0f}ms")
 

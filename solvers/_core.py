@@ -54,6 +54,7 @@ class Prepared:
         self.gk = self.g_e * self.k_loc
         self.tb_loc = bld_twin_latency_s(cluster)
         self.fixed_s = k.fixed_latency_s
+        self.noise_e = k.noise_eavesdropper_w
         self.q_lo = jamming_lower_bound_w(cluster)
         self.q_hi = jamming_upper_bound_w(cluster)
         if self.n:
@@ -86,7 +87,9 @@ class Prepared:
         """Jamming energy the GLDs must deliver, weighted by g_iE: max(Q, 0) * u."""
         q_req = np.asarray(q_req, dtype=float)
         with np.errstate(invalid="ignore"):
-            return np.where(q_req > 0, q_req * u, 0.0)
+            # a requirement below 1e-12 n_E is rounding noise of eq. (23)'s inversion at the
+            # no-jamming sync time, not a physical demand
+            return np.where(q_req > 1e-12 * self.noise_e, q_req * u, 0.0)
 
     def min_y(self, tg: np.ndarray, demand: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Smallest feasible y for given tG, jamming demand Q*u and sync time u.
