@@ -103,7 +103,7 @@ def solve_exact(cluster: Cluster, *, rtol: float = 1e-7, max_rounds: int = 80,
         return np.maximum(v, u + p.tb_loc), y, tg
 
     span = u_hi - p.u_lo
-    xs = p.u_lo + span * np.concatenate([np.geomspace(1e-10, 1.0, 40), [(u_feas - p.u_lo) / span]])
+    xs = np.concatenate([p.u_lo + span * np.geomspace(1e-10, 1.0, 40)[:-1], [u_hi, u_feas]])
     xs = np.unique(xs)
     fs, ys, tgs = total(xs)
     nit += 1
@@ -125,6 +125,14 @@ def solve_exact(cluster: Cluster, *, rtol: float = 1e-7, max_rounds: int = 80,
             status, msg = "converged", "search interval collapsed to machine precision"
             break
         new = np.linspace(lo_x, hi_x, points + 2)[1:-1]
+        # skip points that duplicate a sample (to 1e-13): a secant through two such points
+        # has a slope of pure rounding noise and would corrupt the lower bound
+        pos = np.clip(np.searchsorted(xs, new), 1, xs.size - 1)
+        gap = np.minimum(np.abs(new - xs[pos - 1]), np.abs(new - xs[pos]))
+        new = new[gap > 1e-13 * np.abs(new)]
+        if new.size == 0:
+            status, msg = "converged", "search interval collapsed to machine precision"
+            break
         fn, yn, tn = total(new)
         nit += 1
         xs = np.concatenate([xs, new])
@@ -133,10 +141,6 @@ def solve_exact(cluster: Cluster, *, rtol: float = 1e-7, max_rounds: int = 80,
         tgs = np.concatenate([tgs, tn])
         order = np.argsort(xs, kind="stable")
         xs, fs, ys, tgs = xs[order], fs[order], ys[order], tgs[order]
-        # drop near-duplicate samples: a secant through two of them has a slope of pure
-        # rounding noise and would corrupt the lower bound
-        keep = np.concatenate([[True], np.diff(xs) > 1e-13 * np.abs(xs[1:])])
-        xs, fs, ys, tgs = xs[keep], fs[keep], ys[keep], tgs[keep]
     if not np.isfinite(fs).any():
         return infeasible("no sync time tB_up admits a feasible (y, tG, q): the energy budgets "
                           "cannot cover compute, upload and jamming together", nit)

@@ -188,3 +188,14 @@ def test_exact_certificate_ignores_duplicate_samples(table2):
     res = solve_exact(Cluster(GLDParams(**gld), BLDParams(**bld), table2.constants))
     assert res.status == "optimal"
     assert res.T == pytest.approx(4.130769, rel=2e-7)  # cvxpy: 4.130769111
+
+
+def test_no_jamming_needed_and_none_possible(table2):
+    # the GLDs cannot reach the eavesdropper at all, but no BLD needs jamming either:
+    # the only feasible sync time is tB_up(0), which the search must keep
+    gld = table2.gld.to_dict()
+    gld["gain_eavesdropper"] = [1e-30] * 6
+    bld = table2.bld.to_dict()
+    bld["gain_eavesdropper"] = [1e-10] * 4
+    res = solve_exact(Cluster(GLDParams(**gld), BLDParams(**bld), table2.constants))
+    assert res.feasible and res.Q == pytest.approx(0.0, abs=1e-20)
