@@ -633,3 +633,23 @@ def classify_and_build(
     )
     return Scenario(cluster=cluster, topology=topo, attributes=attrs, scores=scores,
                     gld_index=gld_idx[order], bld_index=bld_idx, threshold=t)
+
+
+def mean_gains(topology: Topology, config: RandomClusterConfig | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Path-loss (unfaded) channel power gains of a topology: G0 d^-alpha (BLD penalty).
+
+    Returns ``(gld_coordinator, gld_eavesdropper, bld_coordinator, bld_eavesdropper)``; a
+    fresh Rayleigh draw of a link is its mean gain times an Exp(1) variate.
+    """
+    cfg = _check_config(config)
+
+    def mean(xy: np.ndarray, to: np.ndarray, penalty_db: float) -> np.ndarray:
+        d = np.maximum(np.linalg.norm(np.asarray(xy, dtype=float).reshape(-1, 2) - to, axis=1),
+                       cfg.min_distance_m)
+        return cfg.reference_gain * d ** (-cfg.path_loss_exponent) * 10.0 ** (-penalty_db / 10)
+
+    c, e = topology.coordinator_xy, topology.eavesdropper_xy
+    return (mean(topology.gld_xy, c, 0.0), mean(topology.gld_xy, e, 0.0),
+            mean(topology.bld_xy, c, cfg.bld_gain_penalty_db),
+            mean(topology.bld_xy, e, cfg.bld_gain_penalty_db))

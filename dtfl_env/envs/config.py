@@ -1,0 +1,127 @@
+"""Environment configuration: defaults plus strict, validated overrides (HighwayEnv style).
+
+``merge_config(default_config(), overrides)`` returns a new nested dict; an unknown or
+misspelled key raises ``ValueError`` naming its dotted path (``reward.latncy``), and a value
+of the wrong type or out of range names its path too.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from dtfl_env.config import Constants
+from dtfl_env.scenarios import RandomClusterConfig
+
+__all__ = ["default_config", "merge_config", "validate_config"]
+
+SCENARIOS = ("random", "table2")
+FL_BACKENDS = ("none",)
+
+
+def default_config() -> dict[str, Any]:
+    """The default configuration of ``DTFL-v0`` (each key documented in the env docstring)."""
+    return {
+        "scenario": "random",
+        "clusters": 10,
+        "rounds": 10,
+        "max_devices": 16,
+        "devices_per_cluster": [8, 12],
+        "classification_threshold": 0.5,
+        "new_topology_each_episode": True,
+        "fading": True,
+        "twin_deviation": 0.0,
+        "round_deadline_s": None,
+        "action": {"tg_range": 50.0, "y_range": 50.0},
+        "reward": {"latency": 1.0, "accuracy": 10.0, "violation": 5.0,
+                   "latency_reference_s": 10.0},
+        "compute_optimal": False,
+        "cluster_in_info": True,
+        "random": {},
+        "constants": {},
+        "fl": {"backend": "none"},
+        "ledger": {"enabled": False},
+    }
+
+
+def merge_config(base: Mapping[str, Any], overrides: Mapping[str, Any] | None,
+                 path: str = "") -> dict[str, Any]:
+    """Deep-merge ``overrides`` into a copy of ``base``; unknown keys are errors.
+
+    Keys whose default is an empty dict (``random``, ``constants``) are free-form here and
+    validated by their own dataclasses.
+    """
+    out = copy.deepcopy(dict(base))
+    if overrides is None:
+        return out
+    if not isinstance(overrides, Mapping):
+        raise ValueError(f"{path or 'config'}: expected a mapping, got {type(overrides).__name__}")
+    for key, value in overrides.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key not in out:
+            raise ValueError(f"unknown config key: {where} (allowed: {', '.join(sorted(out))})")
+        if isinstance(out[key], dict) and out[key]:
+            out[key] = merge_config(out[key], value, where)
+        elif isinstance(out[key], dict):
+            if not isinstance(value, Mapping):
+                raise ValueError(f"{where}: expected a mapping, got {type(value).__name__}")
+            out[key] = {**out[key], **dict(value)}
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _int(cfg: Mapping[str, Any], key: str, lo: int, hi: int | None = None) -> None:
+    v = cfg[key]
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"{key}: must be an integer {rng}, got {v!r}")
+
+
+def _num(value: Any, where: str, *, lo: float = 0.0, strict: bool = True,
+         allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{where}: must be a finite number, got {value!r}")
+    if value < lo or (strict and value == lo):
+        raise ValueError(f"{where}: must be {'>' if strict else '>='} {lo}, got {value!r}")
+
+
+def validate_config(cfg: Mapping[str, Any]) -> None:
+    """Check types and ranges; errors name the dotted path of the field."""
+    if cfg["scenario"] not in SCENARIOS:
+        raise ValueError(f"scenario: must be one of {SCENARIOS}, got {cfg['scenario']!r}")
+    _int(cfg, "clusters", 1)
+    _int(cfg, "rounds", 1)
+    _int(cfg, "max_devices", 1, 256)
+    dpc = cfg["devices_per_cluster"]
+    if (not isinstance(dpc, (list, tuple)) or len(dpc) != 2
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in dpc)
+            or not 1 <= dpc[0] <= dpc[1]):
+        raise ValueError(f"devices_per_cluster: must be [low, high] integers with "
+                         f"1 <= low <= high, got {dpc!r}")
+    if dpc[1] > cfg["max_devices"]:
+        raise ValueError(f"devices_per_cluster: high ({dpc[1]}) exceeds max_devices "
+                         f"({cfg['max_devices']})")
+    _num(cfg["classification_threshold"], "classification_threshold", lo=-math.inf)
+    for key in ("new_topology_each_episode", "fading", "compute_optimal", "cluster_in_info"):
+        if not isinstance(cfg[key], bool):
+            raise ValueError(f"{key}: must be true or false, got {cfg[key]!r}")
+    _num(cfg["twin_deviation"], "twin_deviation", strict=False)
+    _num(cfg["round_deadline_s"], "round_deadline_s", allow_none=True)
+    for key in ("tg_range", "y_range"):
+        _num(cfg["action"][key], f"action.{key}", lo=1.0)
+    for key in ("latency", "accuracy", "violation"):
+        _num(cfg["reward"][key], f"reward.{key}", strict=False)
+    _num(cfg["reward"]["latency_reference_s"], "reward.latency_reference_s")
+    RandomClusterConfig.from_dict(cfg["random"], "random")
+    Constants.from_dict(cfg["constants"], "constants")
+    if cfg["fl"]["backend"] not in FL_BACKENDS:
+        raise ValueError(f"fl.backend: must be one of {FL_BACKENDS}, got {cfg['fl']['backend']!r}")
+    if not isinstance(cfg["ledger"]["enabled"], bool):
+        raise ValueError("ledger.enabled: must be true or false")
+    if cfg["scenario"] == "table2" and cfg["max_devices"] < 10:
+        raise ValueError("max_devices: the table2 scenario has 10 devices per cluster")

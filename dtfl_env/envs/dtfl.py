@@ -1,0 +1,438 @@
+"""The DTFL-v0 Gymnasium environment: one step handles one cluster of one FL round."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from dtfl_env.config import BLDParams, Cluster, Constants, GLDParams
+from dtfl_env.envs.config import default_config, merge_config, validate_config
+from dtfl_env.model.round import ClusterArrays, RoundOutcome, round_outcome
+from dtfl_env.scenarios import (
+    RandomClusterConfig,
+    Topology,
+    classify_and_build,
+    mean_gains,
+    table2_cluster,
+)
+
+__all__ = ["DTFLEnv"]
+
+SLOT_FEATURES = ("is_gld", "is_bld", "gain_coordinator_db", "gain_eavesdropper_db",
+                 "data", "power", "max_jam_power", "max_cpu", "energy_budget")
+GLOBAL_FEATURES = ("round_progress", "cluster_progress", "global_accuracy", "gld_share",
+                   "bld_share", "log10_tg_min_s", "log10_y_min_s")
+_OBS_CLIP = 5.0
+
+
+class _Site:
+    """One cluster site of an episode: its devices (fixed) and, per round, its channels."""
+
+    def __init__(self, cluster: Cluster, topology: Topology | None,
+                 means: tuple[np.ndarray, ...]) -> None:
+        self.base = cluster  # data sizes, budgets, powers (episode constants)
+        self.topology = topology
+        self.mean_gc, self.mean_ge, self.mean_hc, self.mean_he = means
+        self.m, self.n = cluster.n_gld, cluster.n_bld
+        # per round: true arrays (charged) and the twin's view of the BLDs (observed)
+        self.true: ClusterArrays | None = None
+        self.seen: ClusterArrays | None = None
+        self._cluster_cache: Cluster | None = None
+
+    def draw_round(self, rng: np.random.Generator, fading: bool, deviation: float,
+                   constants: Constants) -> None:
+        g, b = self.base.gld, self.base.bld
+        if fading:
+            fade = rng.exponential(1.0, 2 * self.m + 2 * self.n)
+            fade = np.maximum(fade, np.finfo(float).tiny)
+        else:
+            fade = np.ones(2 * self.m + 2 * self.n)
+        m, n = self.m, self.n
+        gc, ge = self.mean_gc * fade[:m], self.mean_ge * fade[m:2 * m]
+        hc, he = self.mean_hc * fade[2 * m:2 * m + n], self.mean_he * fade[2 * m + n:]
+        self.true = ClusterArrays(
+            g_data=g.data_bits, g_gain_c=gc, g_gain_e=ge, g_p_max=g.max_power_w,
+            g_q_max=g.max_jam_power_w, g_v_max=g.max_cpu_hz, g_e_max=g.energy_budget_j,
+            b_data=b.data_bits, b_gain_c=hc, b_gain_e=he, b_power=b.power_w,
+            constants=constants)
+        if deviation > 0 and n:
+            dev = np.exp(deviation * rng.standard_normal((4, n)))  # eq. (1): Deviation
+            self.seen = ClusterArrays(
+                g_data=g.data_bits, g_gain_c=gc, g_gain_e=ge, g_p_max=g.max_power_w,
+                g_q_max=g.max_jam_power_w, g_v_max=g.max_cpu_hz, g_e_max=g.energy_budget_j,
+                b_data=b.data_bits * dev[0], b_gain_c=hc * dev[1], b_gain_e=he * dev[2],
+                b_power=b.power_w * dev[3], constants=constants)
+        else:
+            self.seen = self.true
+        self._cluster_cache = None
+
+    def cluster(self, constants: Constants) -> Cluster:
+        """The cluster as a policy sees it (twin estimates for the BLDs), validated."""
+        if self._cluster_cache is None:
+            assert self.seen is not None
+            self._cluster_cache = _cluster_from_arrays(self.seen, constants)
+        return self._cluster_cache
+
+
+def _db(x: np.ndarray) -> np.ndarray:
+    return (10.0 * np.log10(x) + 70.0) / 20.0
+
+
+class DTFLEnv(gym.Env):
+    """Resource allocation for DT-assisted, blockchain-verified federated learning.
+
+    ## Description
+    Tang et al.'s multi-tier system: S clusters, each with GLDs (capable devices that
+    train locally, upload by NOMA and jam) and BLDs (resource-poor devices whose digital
+    twins train at the group coordinator after a sync secured by cooperative jamming). An
+    episode is R global FL rounds; **one step handles one cluster** of the current round:
+    the agent chooses the cluster's allocation of problem P (common local-training time y,
+    NOMA upload time tG, jamming powers q), the environment charges latency (eq. (11)),
+    energies (14a) and secrecy rates (eq. (21)), applies drop-out rules, runs the cluster's
+    FL round, and after the last cluster of a round the ledger's verification and the global
+    aggregation. Devices are classified by eq. (3) when an episode's topology is drawn.
+
+    ## Action Space
+    ``Box(-1, 1, (2 + max_devices,))``, mapped to problem P's variables:
+
+    - ``a[0]`` -> tG = tG_min * tg_range ** ((a[0] + 1) / 2), log-scale in
+      [tG_min, tg_range * tG_min] (tG_min: the power bound (24c));
+    - ``a[1]`` -> y = y_min * y_range ** ((a[1] + 1) / 2) in [y_min, y_range * y_min]
+      (y_min: the CPU bound (19)); v_i = eta iota D_i / y (eq. (17));
+    - ``a[2 + i]`` -> q_i = Q_max,i (a[2 + i] + 1) / 2 for the GLD in slot i; ignored for
+      BLD and empty slots.
+
+    By construction (14b)-(14d) always hold; only the energy budget (14a) can break.
+    Values outside [-1, 1] are clipped; NaN or inf raise ``ValueError`` naming the index.
+    :meth:`allocation_to_action` maps a solver's allocation to the action that reproduces it.
+
+    ## Observation Space
+    ``Box(-5, 5, (max_devices * 9 + 7,))``: per device slot (GLDs first in NOMA order,
+    then BLDs, then empty slots of zeros) ``is_gld, is_bld`` masks, channel gains to the
+    coordinator and the eavesdropper in dB ((10 log10 g + 70) / 20), data size (GLD: / 50
+    Mbit, BLD: / 5 Mbit), power (P_max or p_j, / 2 W), Q_max (/ 1 W), V_max (/ 2 GHz),
+    E_max (/ 4 J); then round and cluster progress, global accuracy, GLD and BLD shares of
+    the slots, log10 tG_min and log10 y_min. BLD entries are the digital twin's estimates
+    (``twin_deviation``); the environment charges the true values. The raw cluster (as the
+    policy sees it) is in ``info["cluster"]`` and ``env.unwrapped.cluster``.
+
+    ## Rewards
+    Named terms, summed (also in ``info["rewards"]``):
+    ``latency = -w_latency * T / latency_reference_s``;
+    ``accuracy = w_accuracy * (global accuracy gain)`` at the end of a round;
+    ``violation = -w_violation * (sum_i energy excess_i / E_max,i + unsynced BLD share)``.
+
+    Rules: a GLD that breaks its energy budget drops out of the round (its model is not
+    aggregated); a BLD with zero secrecy rate cannot sync securely (its twin is not updated;
+    the sync time covers the BLDs that do sync); with ``round_deadline_s``, devices that
+    finish later are stragglers and the round closes at the deadline.
+
+    ## Starting State
+    ``reset`` draws S cluster sites (``scenario="random"``: k devices each, k uniform in
+    ``devices_per_cluster``, classified by eq. (3); ``"table2"``: Table II every time) and the
+    first round's fading (Rayleigh, fresh every round when ``fading``).
+
+    ## Episode End
+    ``terminated`` after the last cluster of round R (the FL process is complete);
+    ``truncated`` is never set by the environment (use a ``TimeLimit`` wrapper for that).
+
+    ## Arguments
+    ``gym.make("DTFL-v0", config={...}, render_mode=None | "ansi" | "rgb_array")``; the
+    config keys and defaults are :func:`dtfl_env.envs.config.default_config`; a different
+    config can also be passed at ``reset(options={"config": {...}})``. Unknown keys are
+    errors naming their dotted path.
+
+    ## Version History
+    - v0: initial version (latency-only FL backend).
+    """
+
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+
+    def __init__(self, config: dict[str, Any] | None = None,
+                 render_mode: str | None = None) -> None:
+        super().__init__()
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode: must be one of {self.metadata['render_modes']}, "
+                             f"got {render_mode!r}")
+        self.render_mode = render_mode
+        self._base_config = default_config()
+        self.configure(config)
+        self._sites: list[_Site] = []
+        self._round = 0
+        self._cluster = 0
+        self._accuracy = 0.0
+        self._last: dict[str, Any] | None = None
+        self._topo_rng = self._fade_rng = self._fl_rng = np.random.default_rng()
+        self._episode_ready = False
+
+    # ------------------------------------------------------------------ configuration
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return default_config()
+
+    def configure(self, config: dict[str, Any] | None) -> None:
+        """Apply overrides to the defaults (strict); rebuilds the spaces."""
+        cfg = merge_config(self._base_config, config)
+        validate_config(cfg)
+        self.config = cfg
+        self.constants = Constants.from_dict(cfg["constants"])
+        self._random_cfg = RandomClusterConfig.from_dict(cfg["random"], "random")
+        d = cfg["max_devices"]
+        n_obs = d * len(SLOT_FEATURES) + len(GLOBAL_FEATURES)
+        self.observation_space = spaces.Box(-_OBS_CLIP, _OBS_CLIP, (n_obs,), dtype=np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (2 + d,), dtype=np.float32)
+        self._ln_tg_range = math.log(cfg["action"]["tg_range"])
+        self._ln_y_range = math.log(cfg["action"]["y_range"])
+        self._episode_ready = False
+
+    # ------------------------------------------------------------------ episode
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = set(options) - {"config"}
+        if unknown:
+            raise ValueError(f"unknown reset option(s): {', '.join(sorted(unknown))}")
+        if "config" in options:
+            self.configure(merge_config(self.config, options["config"]))
+        # independent sub-generators for topology, fading and FL, derived from the env seed
+        topo, fade, fl = (int(s) for s in self.np_random.integers(0, 2**63 - 1, 3))
+        self._topo_rng = np.random.default_rng(topo)
+        self._fade_rng = np.random.default_rng(fade)
+        self._fl_rng = np.random.default_rng(fl)
+        if (not self._sites or self.config["new_topology_each_episode"] or seed is not None
+                or not self._episode_ready):
+            self._sites = [self._draw_site() for _ in range(self.config["clusters"])]
+        self._episode_ready = True
+        self._round = 0
+        self._cluster = 0
+        self._accuracy = 0.0
+        self._last = None
+        self._draw_round()
+        return self._observation(), self._info_reset()
+
+    def _draw_site(self) -> _Site:
+        cfg = self.config
+        if cfg["scenario"] == "table2":
+            c = table2_cluster(self.constants)
+            means = (c.gld.gain_coordinator, c.gld.gain_eavesdropper,
+                     c.bld.gain_coordinator, c.bld.gain_eavesdropper)
+            return _Site(c, None, means)
+        lo, hi = cfg["devices_per_cluster"]
+        k = int(self._topo_rng.integers(lo, hi + 1))
+        sc = classify_and_build(self._topo_rng, k, self._random_cfg, self.constants,
+                                threshold=cfg["classification_threshold"])  # eq. (3)
+        return _Site(sc.cluster, sc.topology, mean_gains(sc.topology, self._random_cfg))
+
+    def _draw_round(self) -> None:
+        cfg = self.config
+        for site in self._sites:
+            site.draw_round(self._fade_rng, cfg["fading"], cfg["twin_deviation"],
+                            self.constants)
+        self._obs_rows = np.stack([self._site_features(s) for s in self._sites])
+
+    def _site_features(self, site: _Site) -> np.ndarray:
+        d = self.config["max_devices"]
+        a = site.seen
+        assert a is not None
+        feats = np.zeros((d, len(SLOT_FEATURES)))
+        m, n = site.m, site.n
+        if m:
+            feats[:m, 0] = 1.0
+            feats[:m, 2] = _db(a.g_gain_c)
+            feats[:m, 3] = _db(a.g_gain_e)
+            feats[:m, 4] = a.g_data / 50e6
+            feats[:m, 5] = a.g_p_max / 2.0
+            feats[:m, 6] = a.g_q_max
+            feats[:m, 7] = a.g_v_max / 2e9
+            feats[:m, 8] = a.g_e_max / 4.0
+        if n:
+            feats[m:m + n, 1] = 1.0
+            feats[m:m + n, 2] = _db(a.b_gain_c)
+            feats[m:m + n, 3] = _db(a.b_gain_e)
+            feats[m:m + n, 4] = a.b_data / 5e6
+            feats[m:m + n, 5] = a.b_power / 2.0
+        extra = [m / d, n / d,
+                 math.log10(a.tg_min_s) if m else 0.0, math.log10(a.y_min_s) if m else 0.0]
+        return np.concatenate([feats.ravel(), [0.0, 0.0, 0.0], extra])
+
+    def _observation(self) -> np.ndarray:
+        row = self._obs_rows[self._cluster].copy()
+        g = len(self._obs_rows[0]) - len(GLOBAL_FEATURES)
+        row[g] = self._round / self.config["rounds"]
+        row[g + 1] = self._cluster / self.config["clusters"]
+        row[g + 2] = self._accuracy
+        return np.clip(row, -_OBS_CLIP, _OBS_CLIP).astype(np.float32)
+
+    # ------------------------------------------------------------------ actions
+    def action_to_allocation(self, action: np.ndarray) -> tuple[float, float, np.ndarray]:
+        """Map an action to (y, tG, q) on the current cluster (see the Action Space)."""
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        if a.size != self.action_space.shape[0]:
+            raise ValueError(f"action: expected {self.action_space.shape[0]} values, "
+                             f"got {a.size}")
+        bad = ~np.isfinite(a)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"action[{i}]: must be finite, got {a[i]}")
+        a = np.clip(a, -1.0, 1.0)
+        site = self._sites[self._cluster]
+        arr = site.seen
+        assert arr is not None
+        tg = arr.tg_min_s * math.exp(0.5 * (a[0] + 1.0) * self._ln_tg_range)
+        y = arr.y_min_s * math.exp(0.5 * (a[1] + 1.0) * self._ln_y_range)
+        q = site.base.gld.max_jam_power_w * (0.5 * (a[2:2 + site.m] + 1.0))
+        return y, tg, q
+
+    def allocation_to_action(self, y_s: float, tg_s: float, jam_power_w: np.ndarray
+                             ) -> np.ndarray:
+        """The action whose mapping on the current cluster is (y, tG, q) (clipped to range)."""
+        site = self._sites[self._cluster]
+        arr = site.seen
+        assert arr is not None
+        a = np.zeros(self.action_space.shape[0])
+        if site.m:
+            a[0] = 2.0 * math.log(tg_s / arr.tg_min_s) / self._ln_tg_range - 1.0
+            a[1] = 2.0 * math.log(y_s / arr.y_min_s) / self._ln_y_range - 1.0
+            a[2:2 + site.m] = 2.0 * np.asarray(jam_power_w) / site.base.gld.max_jam_power_w - 1
+        return np.clip(a, -1.0, 1.0)
+
+    @property
+    def cluster(self) -> Cluster:
+        """The current cluster as the policy sees it (for analytical policies)."""
+        if not self._episode_ready:
+            raise RuntimeError("call reset() first")
+        return self._sites[self._cluster].cluster(self.constants)
+
+    @property
+    def topology(self) -> Topology | None:
+        return self._sites[self._cluster].topology if self._sites else None
+
+    # ------------------------------------------------------------------ step
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if not self._episode_ready:
+            raise RuntimeError("call reset() before step()")
+        if self._round >= self.config["rounds"]:
+            raise RuntimeError("the episode has ended: call reset()")
+        y, tg, q = self.action_to_allocation(action)
+        site = self._sites[self._cluster]
+        assert site.true is not None
+        out = round_outcome(site.true, y_s=y, tg_s=tg, jam_power_w=q,
+                            deadline_s=self.config["round_deadline_s"])
+        acc_gain = self._fl_round(site, out)
+        cluster_idx, round_idx = self._cluster, self._round
+        self._cluster += 1
+        if self._cluster == self.config["clusters"]:
+            acc_gain += self._end_of_round()
+            self._cluster = 0
+            self._round += 1
+            if self._round < self.config["rounds"]:
+                self._draw_round()
+        rewards = self._rewards(site, out, acc_gain)
+        reward = float(sum(rewards.values()))
+        terminated = self._is_terminated()
+        info = self._info(site, out, rewards, cluster_idx, round_idx)
+        self._last = info
+        obs = self._observation() if not terminated else self._terminal_observation()
+        return obs, reward, terminated, False, info
+
+    def _terminal_observation(self) -> np.ndarray:
+        saved = self._round
+        self._round = self.config["rounds"]
+        try:
+            row = self._obs_rows[self._cluster].copy()
+            g = len(row) - len(GLOBAL_FEATURES)
+            row[g], row[g + 1], row[g + 2] = 1.0, 0.0, self._accuracy
+            return np.clip(row, -_OBS_CLIP, _OBS_CLIP).astype(np.float32)
+        finally:
+            self._round = saved
+
+    # hooks (HighwayEnv naming); FL training and the ledger plug in here
+    def _fl_round(self, site: _Site, out: RoundOutcome) -> float:
+        """The cluster's FL round (latency-only backend: no training, no accuracy change)."""
+        return 0.0
+
+    def _end_of_round(self) -> float:
+        """Ledger verification and global aggregation after the last cluster of a round."""
+        return 0.0
+
+    def _rewards(self, site: _Site, out: RoundOutcome, acc_gain: float) -> dict[str, float]:
+        w = self.config["reward"]
+        viol = float(np.sum(out.energy_excess_j / site.base.gld.energy_budget_j))
+        if site.n:
+            viol += float(np.count_nonzero(~out.bld_synced)) / site.n
+        return {
+            "latency": -w["latency"] * out.latency_s / w["latency_reference_s"],
+            "accuracy": w["accuracy"] * acc_gain,
+            "violation": -w["violation"] * viol,
+        }
+
+    def _is_terminated(self) -> bool:
+        return self._round >= self.config["rounds"]
+
+    def _info_reset(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"round": self._round, "cluster": self._cluster,
+                                "global_accuracy": self._accuracy}
+        if self.config["cluster_in_info"]:
+            info["cluster"] = self.cluster
+        return info
+
+    def _info(self, site: _Site, out: RoundOutcome, rewards: dict[str, float],
+              cluster_idx: int, round_idx: int) -> dict[str, Any]:
+        m_idx = np.arange(site.m)
+        b_idx = np.arange(site.n)
+        gld_in = ~(out.gld_dropped | out.gld_straggler)
+        bld_in = out.bld_synced & ~out.bld_straggler
+        info: dict[str, Any] = {
+            "rewards": rewards,
+            "round": round_idx,
+            "cluster": cluster_idx,
+            "latency_s": out.latency_s,
+            "T": out.latency_s, "T_GLD": out.t_gld_s, "T_BLD": out.t_bld_s,
+            "y": out.y_s, "tG": out.tg_s, "tB_up": out.tb_up_s, "Q": out.jamming_w,
+            "q": out.jam_power_w, "cpu_hz": out.cpu_hz,
+            "energy_j": out.energy_j, "energy_excess_j": out.energy_excess_j,
+            "secrecy_rate_bps": out.secrecy_rate_bps,
+            "participants": {"gld": m_idx[gld_in], "bld": b_idx[bld_in]},
+            "dropouts": m_idx[out.gld_dropped],
+            "unsynced_blds": b_idx[~out.bld_synced],
+            "stragglers": {"gld": m_idx[out.gld_straggler], "bld": b_idx[out.bld_straggler]},
+            "global_accuracy": self._accuracy,
+            "next_round": self._round, "next_cluster": self._cluster,
+        }
+        if self.config["compute_optimal"]:
+            from solvers.exact import solve_exact
+
+            true = site.true
+            assert true is not None
+            ref = solve_exact(_cluster_from_arrays(true, self.constants))
+            info["optimal_latency_s"] = ref.T
+            info["optimality_gap"] = (out.latency_s / ref.T - 1.0) if ref.feasible else math.nan
+        if self.config["cluster_in_info"] and not self._is_terminated():
+            info["cluster"] = self.cluster
+        return info
+
+    # ------------------------------------------------------------------ rendering
+    def render(self) -> str | np.ndarray | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode")
+            return None
+        from dtfl_env.envs.rendering import render_ansi, render_rgb
+
+        if self.render_mode == "ansi":
+            return render_ansi(self)
+        return render_rgb(self)
+
+
+def _cluster_from_arrays(a: ClusterArrays, constants: Constants) -> Cluster:
+    return Cluster(
+        GLDParams(data_bits=a.g_data, gain_coordinator=a.g_gain_c, gain_eavesdropper=a.g_gain_e,
+                  max_power_w=a.g_p_max, max_jam_power_w=a.g_q_max, max_cpu_hz=a.g_v_max,
+                  energy_budget_j=a.g_e_max),
+        BLDParams(data_bits=a.b_data, gain_coordinator=a.b_gain_c, gain_eavesdropper=a.b_gain_e,
+                  power_w=a.b_power),
+        constants)

@@ -1,0 +1,26 @@
+"""Environment ids; safe to import twice (``gym.make("dtfl_env:DTFL-v0")`` works anywhere)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ENTRY_POINT = "dtfl_env.envs.dtfl:DTFLEnv"
+
+#: id -> config overrides of the defaults (:func:`dtfl_env.envs.config.default_config`)
+ENV_IDS: dict[str, dict[str, Any]] = {
+    "DTFL-v0": {},
+    "DTFL-TableII-v0": {"scenario": "table2"},
+    "DTFL-Random-v0": {"scenario": "random", "new_topology_each_episode": True},
+    "DTFL-Fast-v0": {"fl": {"backend": "none"}, "ledger": {"enabled": False},
+                     "cluster_in_info": False},
+}
+
+
+def register_envs() -> None:
+    import gymnasium as gym
+
+    for env_id, overrides in ENV_IDS.items():
+        if env_id in gym.registry:
+            continue
+        gym.register(id=env_id, entry_point=ENTRY_POINT, kwargs={"config": overrides},
+                     disable_env_checker=False)
