@@ -22,5 +22,5 @@ def register_envs() -> None:
     for env_id, overrides in ENV_IDS.items():
         if env_id in gym.registry:
             continue
-        gym.register(id=env_id, entry_point=ENTRY_POINT, kwargs={"config": overrides},
+        gym.register(id=env_id, entry_point=ENTRY_POINT, kwargs={"base_config": overrides},
                      disable_env_checker=False)

@@ -142,7 +142,8 @@ class DTFLEnv(gym.Env):
 
     ## Arguments
     ``gym.make("DTFL-v0", config={...}, render_mode=None | "ansi" | "rgb_array")``; the
-    config keys and defaults are :func:`dtfl_env.envs.config.default_config`; a different
+    config keys and defaults are :func:`dtfl_env.envs.config.default_config`, each
+    registered id applies its preset first (``dtfl_env.registration.ENV_IDS``); a different
     config can also be passed at ``reset(options={"config": {...}})``. Unknown keys are
     errors naming their dotted path.
 
@@ -153,13 +154,15 @@ class DTFLEnv(gym.Env):
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(self, config: dict[str, Any] | None = None,
-                 render_mode: str | None = None) -> None:
+                 render_mode: str | None = None,
+                 base_config: dict[str, Any] | None = None) -> None:
         super().__init__()
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: must be one of {self.metadata['render_modes']}, "
                              f"got {render_mode!r}")
         self.render_mode = render_mode
-        self._base_config = default_config()
+        # the registered id's preset (``base_config``), then the user's overrides
+        self._base_config = merge_config(default_config(), base_config)
         self.configure(config)
         self._sites: list[_Site] = []
         self._round = 0

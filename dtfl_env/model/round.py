@@ -144,8 +144,9 @@ def round_outcome(a: ClusterArrays, *, y_s: float, tg_s: float, jam_power_w: np.
         synced = np.zeros(0, dtype=bool)
         tb = 0.0
     energy = e_loc + p_up * tg + q * tb  # (14a): eqs. (5), (8), (10)
-    excess = np.maximum(energy - a.g_e_max, 0.0)
-    dropped = excess > 1e-9 * a.g_e_max
+    excess = energy - a.g_e_max
+    dropped = excess > 1e-9 * a.g_e_max  # rounding-level excess is not a violation
+    excess = np.where(dropped, excess, 0.0)
     t_gld = y + tg if m else 0.0  # eq. (12)
     t_bld = tb + a.tb_loc_s if n else 0.0  # eq. (13)
     span = max(t_gld, t_bld)

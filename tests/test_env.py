@@ -1,0 +1,214 @@
+"""DTFL-v0: spaces, episode logic, rules, determinism and the solver round trip."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import dtfl_env  # noqa: F401  (registers the ids)
+from dtfl_env.model import evaluate_allocation, min_upload_time_s
+from dtfl_env.model.round import ClusterArrays, round_outcome
+from dtfl_env.scenarios import random_cluster
+from solvers import solve
+
+
+def make(env_id: str = "DTFL-v0", **config):
+    return gym.make(env_id, config=config or None).unwrapped
+
+
+def _feasible_random_clusters(count):
+    out, seed = [], 0
+    while len(out) < count:
+        cluster = random_cluster(seed, n_gld=2 + seed % 9, n_bld=1 + seed % 6)
+        res = solve(cluster, "exact")
+        if res.feasible:
+            out.append((cluster, res))
+        seed += 1
+    return out
+
+
+@pytest.mark.parametrize("cluster, res", _feasible_random_clusters(8))
+def test_round_outcome_matches_system_model(cluster, res):
+    arr = ClusterArrays.from_cluster(cluster)
+    assert arr.tg_min_s == pytest.approx(min_upload_time_s(cluster), rel=1e-12)
+    out = round_outcome(arr, y_s=res.y, tg_s=res.tG, jam_power_w=res.q)
+    ev = evaluate_allocation(cluster, tg_s=res.tG, y_s=res.y, jam_power_w=res.q)
+    assert out.latency_s == pytest.approx(ev.latency_s, rel=1e-12)
+    np.testing.assert_allclose(out.energy_j, ev.energy_total_j, rtol=1e-12)
+    np.testing.assert_allclose(out.secrecy_rate_bps, ev.secrecy_rate_bps, rtol=1e-12)
+    assert not out.gld_dropped.any() and out.bld_synced.all()
+
+
+@pytest.mark.parametrize("method", ["exact", "algorithm2"])
+@pytest.mark.parametrize("env_id", ["DTFL-v0", "DTFL-TableII-v0"])
+def test_solver_round_trip(env_id, method):
+    env = make(env_id, clusters=5, rounds=3)
+    env.reset(seed=7)
+    checked = 0
+    for _ in range(15):
+        res = solve(env.cluster, method)
+        if res.feasible:
+            action = env.allocation_to_action(res.y, res.tG, res.q)
+        else:
+            action = env.action_space.sample()
+        _, _, term, _, info = env.step(action)
+        if res.feasible:
+            assert info["T"] == pytest.approx(res.T, rel=1e-6)
+            assert info["dropouts"].size == 0 and info["unsynced_blds"].size == 0
+            assert info["rewards"]["violation"] == 0.0
+            checked += 1
+        if term:
+            break
+    assert checked >= 10
+
+
+def test_readme_step_works():
+    e = gym.make("DTFL-v0")
+    e.reset(seed=0)
+    obs, reward, term, trunc, info = e.step(e.action_space.sample())
+    assert e.observation_space.contains(obs)
+    assert np.isfinite(reward) and set(info["rewards"]) == {"latency", "accuracy", "violation"}
+    assert reward == pytest.approx(sum(info["rewards"].values()))
+
+
+def test_episode_length_and_termination():
+    env = make(clusters=3, rounds=2)
+    env.reset(seed=1)
+    steps = 0
+    term = False
+    while not term:
+        _, _, term, trunc, info = env.step(env.action_space.sample())
+        assert not trunc
+        steps += 1
+    assert steps == 6 and info["round"] == 1 and info["cluster"] == 2
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(env.action_space.sample())
+
+
+def test_determinism_and_seeds():
+    def rollout(seed):
+        env = make("DTFL-Fast-v0", clusters=4, rounds=2)
+        obs, _ = env.reset(seed=seed)
+        env.action_space.seed(seed)
+        trace = [obs]
+        for _ in range(8):
+            o, r, *_ = env.step(env.action_space.sample())
+            trace += [o, np.array([r])]
+        return np.concatenate(trace)
+
+    np.testing.assert_array_equal(rollout(3), rollout(3))
+    assert not np.array_equal(rollout(3), rollout(4))
+
+
+def test_new_episodes_differ_without_reseeding():
+    env = make(clusters=2, rounds=1)
+    o1, _ = env.reset(seed=0)
+    o2, _ = env.reset()
+    assert not np.array_equal(o1, o2)
+
+
+def test_bad_actions():
+    env = make()
+    env.reset(seed=0)
+    a = np.zeros(env.action_space.shape)
+    a[3] = np.nan
+    with pytest.raises(ValueError, match=r"action\[3\]"):
+        env.step(a)
+    with pytest.raises(ValueError, match="action"):
+        env.step(np.zeros(3))
+    # out of range is clipped: same result as the clipped action
+    env2 = make()
+    env.reset(seed=5)
+    env2.reset(seed=5)
+    big = np.full(env.action_space.shape, 7.0)
+    _, r1, *_ = env.step(big)
+    _, r2, *_ = env2.step(np.ones(env.action_space.shape))
+    assert r1 == r2
+
+
+def test_energy_violation_drops_gld_and_is_charged():
+    env = make("DTFL-TableII-v0", fading=False)
+    env.reset(seed=0)
+    a = np.ones(env.action_space.shape)
+    a[0] = a[1] = -1.0  # fastest compute and upload, full jamming: budgets break
+    _, reward, _, _, info = env.step(a)
+    assert info["dropouts"].size > 0
+    assert info["rewards"]["violation"] < 0
+    assert set(info["participants"]["gld"]).isdisjoint(info["dropouts"])
+
+
+def test_zero_secrecy_bld_does_not_sync():
+    env = make("DTFL-TableII-v0", fading=False)
+    env.reset(seed=0)
+    a = np.zeros(env.action_space.shape)
+    a[2:] = -1.0  # no jamming: BLDs 2-4 have h_jE > h_jC, so R_j(0) = 0 (eq. (22))
+    _, _, _, _, info = env.step(a)
+    assert info["unsynced_blds"].tolist() == [1, 2, 3]
+    assert info["participants"]["bld"].tolist() == [0]
+    assert np.isfinite(info["T"]) and info["rewards"]["violation"] < 0
+
+
+def test_deadline_makes_stragglers():
+    env = make("DTFL-TableII-v0", fading=False, round_deadline_s=2.0)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.zeros(env.action_space.shape))
+    assert info["T"] == pytest.approx(2.0 + 0.2)
+    assert info["stragglers"]["gld"].size + info["stragglers"]["bld"].size > 0
+
+
+def test_optimality_gap_reported():
+    env = make("DTFL-TableII-v0", compute_optimal=True, fading=False)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(env.action_space.sample())
+    assert info["optimal_latency_s"] == pytest.approx(3.5315, rel=1e-4)
+    assert info["optimality_gap"] >= -1e-9
+
+
+def test_random_and_extreme_actions_stay_finite():
+    env = make("DTFL-Fast-v0", clusters=10, rounds=10)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    shape = env.action_space.shape
+    extremes = [np.full(shape, -1.0), np.full(shape, 1.0), np.full(shape, 1e9),
+                np.full(shape, -1e9)]
+    for i in range(10_000):
+        if i % 4 == 0:
+            a = extremes[(i // 4) % len(extremes)]
+        elif i % 4 == 1:
+            a = rng.choice([-1.0, 1.0], size=shape)
+        else:
+            a = rng.uniform(-1, 1, shape)
+        obs, r, term, _, _ = env.step(a)
+        assert np.all(np.isfinite(obs)) and np.isfinite(r)
+        assert env.observation_space.contains(obs)
+        if term:
+            env.reset()
+
+
+def test_config_overrides_are_strict():
+    with pytest.raises(ValueError, match=r"reward\.latncy"):
+        gym.make("DTFL-v0", config={"reward": {"latncy": 1.0}})
+    with pytest.raises(ValueError, match=r"random\.path_loss_exponent"):
+        gym.make("DTFL-v0", config={"random": {"path_loss_exponent": -1}})
+    with pytest.raises(ValueError, match=r"constants\.bandwith_hz"):
+        gym.make("DTFL-v0", config={"constants": {"bandwith_hz": 1}})
+    with pytest.raises(ValueError, match="clusters"):
+        gym.make("DTFL-v0", config={"clusters": 0})
+    env = make()
+    env.reset(seed=0, options={"config": {"clusters": 2, "rounds": 1}})
+    assert len(env._sites) == 2
+    with pytest.raises(ValueError, match="unknown config key: rounds_"):
+        env.reset(options={"config": {"rounds_": 1}})
+    with pytest.raises(ValueError, match="unknown reset option"):
+        env.reset(options={"seed": 1})
+
+
+def test_twin_deviation_observed_but_true_values_charged():
+    env = make("DTFL-TableII-v0", twin_deviation=0.3, fading=False)
+    env.reset(seed=0)
+    seen = env.cluster
+    assert not np.allclose(seen.bld.data_bits, [2.0e6, 3.5e6, 3.0e6, 2.5e6])
+    res = solve(seen, "exact")
+    _, _, _, _, info = env.step(env.allocation_to_action(res.y, res.tG, res.q))
+    assert info["T"] != pytest.approx(res.T, rel=1e-9)  # charged on the true BLDs
