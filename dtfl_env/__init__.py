@@ -5,8 +5,9 @@ from dtfl_env.scenarios import get_preset, table2_cluster
 
 __version__ = "0.1.0"
 
-from dtfl_env.registration import ENV_IDS, register_envs  # noqa: E402
+from dtfl_env.registration import ENV_IDS, register_envs
 
 register_envs()
 
-__all__ = ["ENV_IDS", "BLDParams", "Cluster", "Constants", "GLDParams", "get_preset", "table2_cluster"]
+__all__ = ["ENV_IDS", "BLDParams", "Cluster", "Constants", "GLDParams", "get_preset",
+           "table2_cluster"]

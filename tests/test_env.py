@@ -66,7 +66,7 @@ def test_solver_round_trip(env_id, method):
 def test_readme_step_works():
     e = gym.make("DTFL-v0")
     e.reset(seed=0)
-    obs, reward, term, trunc, info = e.step(e.action_space.sample())
+    obs, reward, _term, _trunc, info = e.step(e.action_space.sample())
     assert e.observation_space.contains(obs)
     assert np.isfinite(reward) and set(info["rewards"]) == {"latency", "accuracy", "violation"}
     assert reward == pytest.approx(sum(info["rewards"].values()))
@@ -132,7 +132,7 @@ def test_energy_violation_drops_gld_and_is_charged():
     env.reset(seed=0)
     a = np.ones(env.action_space.shape)
     a[0] = a[1] = -1.0  # fastest compute and upload, full jamming: budgets break
-    _, reward, _, _, info = env.step(a)
+    _, _reward, _, _, info = env.step(a)
     assert info["dropouts"].size > 0
     assert info["rewards"]["violation"] < 0
     assert set(info["participants"]["gld"]).isdisjoint(info["dropouts"])

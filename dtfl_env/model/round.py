@@ -40,8 +40,10 @@ class ClusterArrays:
                  b_gain_e: np.ndarray, b_power: np.ndarray, constants) -> None:  # type: ignore[no-untyped-def]
         k = constants
         self.g_data, self.g_gain_c, self.g_gain_e = g_data, g_gain_c, g_gain_e
-        self.g_p_max, self.g_q_max, self.g_v_max, self.g_e_max = g_p_max, g_q_max, g_v_max, g_e_max
-        self.b_data, self.b_gain_c, self.b_gain_e, self.b_power = b_data, b_gain_c, b_gain_e, b_power
+        self.g_p_max, self.g_q_max = g_p_max, g_q_max
+        self.g_v_max, self.g_e_max = g_v_max, g_e_max
+        self.b_data, self.b_gain_c = b_data, b_gain_c
+        self.b_gain_e, self.b_power = b_gain_e, b_power
         self.c = k.cycles_per_round_bit
         self.kappa = k.switched_capacitance
         self.w_hz = k.bandwidth_hz
