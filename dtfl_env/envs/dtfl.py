@@ -11,7 +11,12 @@ from gymnasium import spaces
 
 from dtfl_env.config import BLDParams, Cluster, Constants, GLDParams
 from dtfl_env.envs.config import default_config, merge_config, validate_config
-from dtfl_env.model.round import ClusterArrays, RoundOutcome, round_outcome
+from dtfl_env.model.round import (
+    ClusterArrays,
+    RoundOutcome,
+    build_cluster_arrays,
+    round_outcome,
+)
 from dtfl_env.scenarios import (
     RandomClusterConfig,
     Topology,
@@ -42,33 +47,6 @@ class _Site:
         self.true: ClusterArrays | None = None
         self.seen: ClusterArrays | None = None
         self._cluster_cache: Cluster | None = None
-
-    def draw_round(self, rng: np.random.Generator, fading: bool, deviation: float,
-                   constants: Constants) -> None:
-        g, b = self.base.gld, self.base.bld
-        if fading:
-            fade = rng.exponential(1.0, 2 * self.m + 2 * self.n)
-            fade = np.maximum(fade, np.finfo(float).tiny)
-        else:
-            fade = np.ones(2 * self.m + 2 * self.n)
-        m, n = self.m, self.n
-        gc, ge = self.mean_gc * fade[:m], self.mean_ge * fade[m:2 * m]
-        hc, he = self.mean_hc * fade[2 * m:2 * m + n], self.mean_he * fade[2 * m + n:]
-        self.true = ClusterArrays(
-            g_data=g.data_bits, g_gain_c=gc, g_gain_e=ge, g_p_max=g.max_power_w,
-            g_q_max=g.max_jam_power_w, g_v_max=g.max_cpu_hz, g_e_max=g.energy_budget_j,
-            b_data=b.data_bits, b_gain_c=hc, b_gain_e=he, b_power=b.power_w,
-            constants=constants)
-        if deviation > 0 and n:
-            dev = np.exp(deviation * rng.standard_normal((4, n)))  # eq. (1): Deviation
-            self.seen = ClusterArrays(
-                g_data=g.data_bits, g_gain_c=gc, g_gain_e=ge, g_p_max=g.max_power_w,
-                g_q_max=g.max_jam_power_w, g_v_max=g.max_cpu_hz, g_e_max=g.energy_budget_j,
-                b_data=b.data_bits * dev[0], b_gain_c=hc * dev[1], b_gain_e=he * dev[2],
-                b_power=b.power_w * dev[3], constants=constants)
-        else:
-            self.seen = self.true
-        self._cluster_cache = None
 
     def cluster(self, constants: Constants) -> Cluster:
         """The cluster as a policy sees it (twin estimates for the BLDs), validated."""
@@ -210,6 +188,7 @@ class DTFLEnv(gym.Env):
         if (not self._sites or self.config["new_topology_each_episode"] or seed is not None
                 or not self._episode_ready):
             self._sites = [self._draw_site() for _ in range(self.config["clusters"])]
+            self._flatten_sites()
         self._episode_ready = True
         self._round = 0
         self._cluster = 0
@@ -231,37 +210,83 @@ class DTFLEnv(gym.Env):
                                 threshold=cfg["classification_threshold"])  # eq. (3)
         return _Site(sc.cluster, sc.topology, mean_gains(sc.topology, self._random_cfg))
 
-    def _draw_round(self) -> None:
-        cfg = self.config
-        for site in self._sites:
-            site.draw_round(self._fade_rng, cfg["fading"], cfg["twin_deviation"],
-                            self.constants)
-        self._obs_rows = np.stack([self._site_features(s) for s in self._sites])
+    def _flatten_sites(self) -> None:
+        """Concatenate every site's devices so that a round is drawn in one vectorised pass."""
+        sites = self._sites
+        g = [s.base.gld for s in sites]
+        b = [s.base.bld for s in sites]
+        self._g_counts = np.array([s.m for s in sites])
+        self._b_counts = np.array([s.n for s in sites])
+        cat = np.concatenate
+        self._g_static = {
+            "g_data": cat([x.data_bits for x in g]), "g_p_max": cat([x.max_power_w for x in g]),
+            "g_q_max": cat([x.max_jam_power_w for x in g]),
+            "g_v_max": cat([x.max_cpu_hz for x in g]),
+            "g_e_max": cat([x.energy_budget_j for x in g])}
+        self._b_static = {"b_data": cat([x.data_bits for x in b]),
+                          "b_power": cat([x.power_w for x in b])}
+        self._means = [cat([getattr(s, f) for s in sites])
+                       for f in ("mean_gc", "mean_ge", "mean_hc", "mean_he")]
+        site_of = np.arange(len(sites))
+        self._g_site = np.repeat(site_of, self._g_counts)
+        self._b_site = np.repeat(site_of, self._b_counts)
+        g_start = np.repeat(np.cumsum(self._g_counts) - self._g_counts, self._g_counts)
+        b_start = np.repeat(np.cumsum(self._b_counts) - self._b_counts, self._b_counts)
+        self._g_slot = np.arange(self._g_site.size) - g_start
+        self._b_slot = np.arange(self._b_site.size) - b_start + self._g_counts[self._b_site]
 
-    def _site_features(self, site: _Site) -> np.ndarray:
-        d = self.config["max_devices"]
-        a = site.seen
-        assert a is not None
-        feats = np.zeros((d, len(SLOT_FEATURES)))
-        m, n = site.m, site.n
-        if m:
-            feats[:m, 0] = 1.0
-            feats[:m, 2] = _db(a.g_gain_c)
-            feats[:m, 3] = _db(a.g_gain_e)
-            feats[:m, 4] = a.g_data / 50e6
-            feats[:m, 5] = a.g_p_max / 2.0
-            feats[:m, 6] = a.g_q_max
-            feats[:m, 7] = a.g_v_max / 2e9
-            feats[:m, 8] = a.g_e_max / 4.0
-        if n:
-            feats[m:m + n, 1] = 1.0
-            feats[m:m + n, 2] = _db(a.b_gain_c)
-            feats[m:m + n, 3] = _db(a.b_gain_e)
-            feats[m:m + n, 4] = a.b_data / 5e6
-            feats[m:m + n, 5] = a.b_power / 2.0
-        extra = [m / d, n / d,
-                 math.log10(a.tg_min_s) if m else 0.0, math.log10(a.y_min_s) if m else 0.0]
-        return np.concatenate([feats.ravel(), [0.0, 0.0, 0.0], extra])
+    def _draw_round(self) -> None:
+        """Fresh fading (and twin deviations) for every site; the observations of the round."""
+        cfg = self.config
+        m_all, n_all = self._g_site.size, self._b_site.size
+        if cfg["fading"]:
+            fade = np.maximum(self._fade_rng.exponential(1.0, 2 * (m_all + n_all)),
+                              np.finfo(float).tiny)  # Rayleigh: |h|^2 ~ Exp(1)
+        else:
+            fade = np.ones(2 * (m_all + n_all))
+        mgc, mge, mhc, mhe = self._means
+        gld = {**self._g_static, "g_gain_c": mgc * fade[:m_all],
+               "g_gain_e": mge * fade[m_all:2 * m_all]}
+        bld = {**self._b_static, "b_gain_c": mhc * fade[2 * m_all:2 * m_all + n_all],
+               "b_gain_e": mhe * fade[2 * m_all + n_all:]}
+        counts = {"gld_counts": self._g_counts, "bld_counts": self._b_counts}
+        true = build_cluster_arrays(self.constants, gld=gld, bld=bld, **counts)
+        seen_bld = bld
+        if cfg["twin_deviation"] > 0 and n_all:
+            dev = np.exp(cfg["twin_deviation"] * self._fade_rng.standard_normal((4, n_all)))
+            seen_bld = {"b_data": bld["b_data"] * dev[0], "b_gain_c": bld["b_gain_c"] * dev[1],
+                        "b_gain_e": bld["b_gain_e"] * dev[2], "b_power": bld["b_power"] * dev[3]}
+            seen = build_cluster_arrays(self.constants, gld=gld, bld=seen_bld, **counts)
+        else:
+            seen = true
+        for site, t, v in zip(self._sites, true, seen, strict=True):
+            site.true, site.seen, site._cluster_cache = t, v, None
+        # observation rows of every site (the twin's view of the BLDs), one vectorised pass
+        d = cfg["max_devices"]
+        feats = np.zeros((len(self._sites), d, len(SLOT_FEATURES)))
+        gi, gs = self._g_site, self._g_slot
+        feats[gi, gs, 0] = 1.0
+        feats[gi, gs, 2] = _db(gld["g_gain_c"])
+        feats[gi, gs, 3] = _db(gld["g_gain_e"])
+        feats[gi, gs, 4] = gld["g_data"] / 50e6
+        feats[gi, gs, 5] = gld["g_p_max"] / 2.0
+        feats[gi, gs, 6] = gld["g_q_max"]
+        feats[gi, gs, 7] = gld["g_v_max"] / 2e9
+        feats[gi, gs, 8] = gld["g_e_max"] / 4.0
+        bi, bs = self._b_site, self._b_slot
+        feats[bi, bs, 1] = 1.0
+        feats[bi, bs, 2] = _db(seen_bld["b_gain_c"])
+        feats[bi, bs, 3] = _db(seen_bld["b_gain_e"])
+        feats[bi, bs, 4] = seen_bld["b_data"] / 5e6
+        feats[bi, bs, 5] = seen_bld["b_power"] / 2.0
+        tg_min = np.array([a.tg_min_s for a in seen])
+        y_min = np.array([a.y_min_s for a in seen])
+        has_gld = self._g_counts > 0
+        extra = np.column_stack([
+            np.zeros((len(seen), 3)), self._g_counts / d, self._b_counts / d,
+            np.where(has_gld, np.log10(np.where(has_gld, tg_min, 1.0)), 0.0),
+            np.where(has_gld, np.log10(np.where(has_gld, y_min, 1.0)), 0.0)])
+        self._obs_rows = np.concatenate([feats.reshape(len(seen), -1), extra], axis=1)
 
     def _observation(self) -> np.ndarray:
         row = self._obs_rows[self._cluster].copy()

@@ -165,15 +165,18 @@ def _synthetic(gains: tuple[tuple[float, ...], ...]) -> Topology:
     radius = np.concatenate([_distance(gc, cfg, 0.0), _distance(hc, cfg, cfg.bld_gain_penalty_db)])
     angle = 2 * np.pi * np.arange(m + n) / max(m + n, 1) + np.pi / 2
     xy = centre + radius[:, None] * np.column_stack([np.cos(angle), np.sin(angle)])
-    # eavesdropper: the grid point whose distances best match those implied by the
+    # eavesdropper: the grid point, at least eavesdropper_min_distance_m from the
+    # coordinator (the generator's rule), whose distances best match those implied by the
     # device -> eavesdropper gains (least squares)
     d_e = np.concatenate([_distance(ge, cfg, 0.0), _distance(he, cfg, cfg.bld_gain_penalty_db)])
-    span = float(max(radius.max(initial=0.0), d_e.max(initial=0.0)))
-    ax = np.linspace(-span, span, 121)
-    gx, gy = np.meshgrid(ax, ax)
-    pts = centre + np.column_stack([gx.ravel(), gy.ravel()])
+    span = float(max(radius.max(initial=0.0), d_e.max(initial=0.0),
+                     2 * cfg.eavesdropper_min_distance_m))
+    grid = np.linspace(-span, span, 121)
+    gx, gy = np.meshgrid(grid, grid)
+    offset = np.column_stack([gx.ravel(), gy.ravel()])
+    pts = centre + offset[np.hypot(offset[:, 0], offset[:, 1]) >= cfg.eavesdropper_min_distance_m]
     err = np.sum((np.linalg.norm(pts[:, None, :] - xy[None], axis=2) - d_e) ** 2, axis=1)
-    eve = pts[int(np.argmin(err))] if xy.size else [*centre, span, 0.0]
+    eve = pts[int(np.argmin(err))]
     return Topology(coordinator_xy=centre, gld_xy=xy[:m], bld_xy=xy[m:], eavesdropper_xy=eve,
                     area_m=cfg.area_m)
 
@@ -229,7 +232,7 @@ def render_rgb(env: DTFLEnv) -> np.ndarray:
     h, w = FRAME_SIZE_PX
     fig = Figure(figsize=(w / _DPI, h / _DPI), dpi=_DPI)
     canvas = FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.09, 0.08, 0.88, 0.78))
+    ax = fig.add_axes((0.1, 0.08, 0.76, 0.78))
     cfg = env.config
     if not env._episode_ready:
         ax.text(0.5, 0.5, "call reset() first", ha="center", va="center")
@@ -292,10 +295,10 @@ def render_rgb(env: DTFLEnv) -> np.ndarray:
     ax.tick_params(labelsize=7)
     ax.set_xlabel("x (m)", fontsize=8, labelpad=1)
     ax.set_ylabel("y (m)", fontsize=8, labelpad=1)
-    cax = fig.add_axes((0.60, 0.095, 0.3, 0.018))
-    cb = fig.colorbar(sc, cax=cax, orientation="horizontal")
+    cax = fig.add_axes((0.89, 0.08, 0.025, 0.78))
+    cb = fig.colorbar(sc, cax=cax)
     cb.ax.tick_params(labelsize=6)
-    cb.set_label("GLD jamming q / Q_max", fontsize=7, labelpad=1)
+    cb.set_label("GLD jamming power q / Q_max", fontsize=7, labelpad=2)
     handles = [
         Line2D([], [], marker="s", color="black", ls="", label="coordinator"),
         Line2D([], [], marker="o", mfc="0.8", mec="black", ls="", label="GLD"),

@@ -23,52 +23,115 @@ import numpy as np
 
 from dtfl_env.model.system import LN2
 
-__all__ = ["ClusterArrays", "RoundOutcome", "max_upload_rate", "round_outcome"]
+__all__ = ["ClusterArrays", "RoundOutcome", "build_cluster_arrays", "max_upload_rate",
+           "round_outcome"]
+
+
+_RAW = ("g_data", "g_gain_c", "g_gain_e", "g_p_max", "g_q_max", "g_v_max", "g_e_max",
+        "b_data", "b_gain_c", "b_gain_e", "b_power")
+_DERIVED = ("g_cd", "g_kcd", "g_nog", "sic", "b_legit", "b_pe", "tg_min_s", "y_min_s",
+            "tb_loc_s", "x_scale", "n_e_w", "w_hz", "fixed_s")
 
 
 class ClusterArrays:
-    """The numbers of one cluster for one round, without validation (internal fast path)."""
+    """The numbers of one cluster for one round, without validation (internal fast path).
 
-    __slots__ = ("b_data", "b_gain_c", "b_gain_e", "b_power", "c", "fixed_s", "g_data",
-                 "g_e_max", "g_gain_c", "g_gain_e", "g_k_loc", "g_p_max", "g_q_max",
-                 "g_v_max", "kappa", "l_bits", "n_bld_w", "n_c_w", "n_e_w", "sic", "tb_loc_s",
-                 "tg_min_s", "w_hz", "y_min_s")
+    Raw per-device arrays (``g_*`` for GLDs, ``b_*`` for BLDs) plus the derived constants
+    the step needs: cycles eta iota D_i, kappa eta iota D_i, n_C / g_iC, the SIC index,
+    log2(1 + p_j h_jC / n_j), p_j h_jE, tG_min (24c), y_min (19) and tB_loc (6).
+    Build many at once with :func:`build_cluster_arrays`.
+    """
 
-    def __init__(self, *, g_data: np.ndarray, g_gain_c: np.ndarray, g_gain_e: np.ndarray,
-                 g_p_max: np.ndarray, g_q_max: np.ndarray, g_v_max: np.ndarray,
-                 g_e_max: np.ndarray, b_data: np.ndarray, b_gain_c: np.ndarray,
-                 b_gain_e: np.ndarray, b_power: np.ndarray, constants) -> None:  # type: ignore[no-untyped-def]
-        k = constants
-        self.g_data, self.g_gain_c, self.g_gain_e = g_data, g_gain_c, g_gain_e
-        self.g_p_max, self.g_q_max = g_p_max, g_q_max
-        self.g_v_max, self.g_e_max = g_v_max, g_e_max
-        self.b_data, self.b_gain_c = b_data, b_gain_c
-        self.b_gain_e, self.b_power = b_gain_e, b_power
-        self.c = k.cycles_per_round_bit
-        self.kappa = k.switched_capacitance
-        self.w_hz = k.bandwidth_hz
-        self.l_bits = k.model_bits
-        self.n_c_w, self.n_bld_w, self.n_e_w = (k.noise_coordinator_w, k.noise_bld_w,
-                                                k.noise_eavesdropper_w)
-        self.fixed_s = k.fixed_latency_s
-        self.sic = np.arange(g_data.size, dtype=float)
-        self.g_k_loc = self.kappa * (self.c * g_data) ** 3  # eq. (18)
-        self.tb_loc_s = self.c * float(b_data.sum()) / k.coordinator_cpu_hz  # eq. (6)
-        self.y_min_s = float(np.max(self.c * g_data / g_v_max)) if g_data.size else 0.0  # (19)
-        if g_data.size:
-            x = max_upload_rate(g_p_max * g_gain_c / self.n_c_w, self.sic)
-            self.tg_min_s = float(np.max(self.l_bits * LN2 / (self.w_hz * x)))  # (24c)
-        else:
-            self.tg_min_s = 0.0
+    __slots__ = _RAW + _DERIVED
 
     @classmethod
     def from_cluster(cls, cluster) -> ClusterArrays:  # type: ignore[no-untyped-def]
         g, b = cluster.gld, cluster.bld
-        return cls(g_data=g.data_bits, g_gain_c=g.gain_coordinator,
-                   g_gain_e=g.gain_eavesdropper, g_p_max=g.max_power_w,
-                   g_q_max=g.max_jam_power_w, g_v_max=g.max_cpu_hz, g_e_max=g.energy_budget_j,
-                   b_data=b.data_bits, b_gain_c=b.gain_coordinator, b_gain_e=b.gain_eavesdropper,
-                   b_power=b.power_w, constants=cluster.constants)
+        return build_cluster_arrays(
+            cluster.constants,
+            gld={"g_data": g.data_bits, "g_gain_c": g.gain_coordinator,
+                 "g_gain_e": g.gain_eavesdropper, "g_p_max": g.max_power_w,
+                 "g_q_max": g.max_jam_power_w, "g_v_max": g.max_cpu_hz,
+                 "g_e_max": g.energy_budget_j},
+            bld={"b_data": b.data_bits, "b_gain_c": b.gain_coordinator,
+                 "b_gain_e": b.gain_eavesdropper, "b_power": b.power_w},
+            gld_counts=np.array([g.data_bits.size]), bld_counts=np.array([b.data_bits.size]),
+        )[0]
+
+
+def _segment_max(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per-segment maximum of a flat array (0 for empty segments)."""
+    out = np.zeros(counts.size)
+    nonempty = counts > 0
+    if nonempty.any():
+        starts = (np.cumsum(counts) - counts)[nonempty]
+        out[nonempty] = np.maximum.reduceat(values, starts)
+    return out
+
+
+def _segment_sum(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    out = np.zeros(counts.size)
+    nonempty = counts > 0
+    if nonempty.any():
+        starts = (np.cumsum(counts) - counts)[nonempty]
+        out[nonempty] = np.add.reduceat(values, starts)
+    return out
+
+
+def build_cluster_arrays(constants, *, gld: dict[str, np.ndarray],  # type: ignore[no-untyped-def]
+                         bld: dict[str, np.ndarray], gld_counts: np.ndarray,
+                         bld_counts: np.ndarray) -> list[ClusterArrays]:
+    """Build the :class:`ClusterArrays` of many clusters in one vectorised pass.
+
+    ``gld`` and ``bld`` map the raw field names (``g_data``, ..., ``b_power``) to flat
+    arrays holding the devices of every cluster back to back; ``gld_counts[s]`` and
+    ``bld_counts[s]`` say how many belong to cluster s.
+    """
+    k = constants
+    c = k.cycles_per_round_bit
+    g_data = gld["g_data"]
+    starts = np.cumsum(gld_counts) - gld_counts
+    sic = np.arange(g_data.size, dtype=float) - np.repeat(starts, gld_counts)
+    g_cd = c * g_data
+    derived_g = {
+        "g_cd": g_cd,
+        "g_kcd": k.switched_capacitance * g_cd,
+        "g_nog": k.noise_coordinator_w / gld["g_gain_c"],
+        "sic": sic,
+    }
+    x = max_upload_rate(gld["g_p_max"] * gld["g_gain_c"] / k.noise_coordinator_w, sic)
+    x_scale = k.model_bits * LN2 / k.bandwidth_hz
+    tg_min = _segment_max(x_scale / x, gld_counts)  # (24c)
+    y_min = _segment_max(g_cd / gld["g_v_max"], gld_counts)  # (19)
+    b_power = bld["b_power"]
+    derived_b = {
+        "b_legit": np.log2(1.0 + b_power * bld["b_gain_c"] / k.noise_bld_w),
+        "b_pe": b_power * bld["b_gain_e"],
+    }
+    tb_loc = _segment_sum(c * bld["b_data"], bld_counts) / k.coordinator_cpu_hz  # eq. (6)
+    out = []
+    go = np.concatenate([[0], np.cumsum(gld_counts)])
+    bo = np.concatenate([[0], np.cumsum(bld_counts)])
+    for s in range(gld_counts.size):
+        a = ClusterArrays.__new__(ClusterArrays)
+        g0, g1, b0, b1 = go[s], go[s + 1], bo[s], bo[s + 1]
+        for name, arr in gld.items():
+            setattr(a, name, arr[g0:g1])
+        for name, arr in derived_g.items():
+            setattr(a, name, arr[g0:g1])
+        for name, arr in bld.items():
+            setattr(a, name, arr[b0:b1])
+        for name, arr in derived_b.items():
+            setattr(a, name, arr[b0:b1])
+        a.tg_min_s = float(tg_min[s])
+        a.y_min_s = float(y_min[s])
+        a.tb_loc_s = float(tb_loc[s])
+        a.x_scale = x_scale
+        a.n_e_w = k.noise_eavesdropper_w
+        a.w_hz = k.bandwidth_hz
+        a.fixed_s = k.fixed_latency_s
+        out.append(a)
+    return out
 
 
 def max_upload_rate(snr_max: np.ndarray, sic: np.ndarray, iters: int = 8) -> np.ndarray:
@@ -119,28 +182,31 @@ def round_outcome(a: ClusterArrays, *, y_s: float, tg_s: float, jam_power_w: np.
     runs flat out and finishes later). Powers follow eq. (7) with the SIC factor; an upload
     time below tG_min would break (14c) and is raised to tG_min.
     """
-    m = a.g_data.size
+    m = a.g_cd.size
     q = jam_power_w
-    tg = max(tg_s, a.tg_min_s) if m else 0.0
     if m:
-        v = np.minimum(a.c * a.g_data / y_s, a.g_v_max)  # eq. (17)
-        t_loc = a.c * a.g_data / v  # eq. (4)
+        tg = max(tg_s, a.tg_min_s)
+        v = np.minimum(a.g_cd / y_s, a.g_v_max)  # eq. (17)
+        t_loc = a.g_cd / v  # eq. (4)
         y = float(t_loc.max())
-        x = a.l_bits * LN2 / (a.w_hz * tg)
-        p_up = (a.n_c_w / a.g_gain_c) * math.expm1(x) * np.exp(a.sic * x)  # eq. (7)
-        e_loc = a.kappa * a.c * a.g_data * v * v  # eq. (5)
+        x = a.x_scale / tg  # r ln 2
+        p_up = a.g_nog * (math.expm1(x) * np.exp(a.sic * x))  # eq. (7) with the SIC factor
+        e_loc = a.g_kcd * v * v  # eq. (5)
         jam = float(q @ a.g_gain_e)  # eq. (20)
     else:
+        tg = 0.0
         v = t_loc = p_up = e_loc = np.zeros(0)
         y = 0.0
         jam = 0.0
     n = a.b_data.size
     if n:
-        legit = np.log2(1.0 + a.b_power * a.b_gain_c / a.n_bld_w)
-        eve = np.log2(1.0 + a.b_power * a.b_gain_e / (a.n_e_w + jam))
-        rate = a.w_hz * np.maximum(legit - eve, 0.0)  # eq. (21)
+        eve = np.log2(1.0 + a.b_pe / (a.n_e_w + jam))
+        rate = a.w_hz * np.maximum(a.b_legit - eve, 0.0)  # eq. (21)
         synced = rate > 0
-        tb = float(np.max(a.b_data[synced] / rate[synced])) if synced.any() else 0.0  # (23)
+        if synced.all():
+            tb = float(np.max(a.b_data / rate))  # eq. (23)
+        else:
+            tb = float(np.max(a.b_data[synced] / rate[synced])) if synced.any() else 0.0
     else:
         rate = np.zeros(0)
         synced = np.zeros(0, dtype=bool)
