@@ -166,6 +166,7 @@ class DTFLEnv(gym.Env):
         n_obs = d * len(SLOT_FEATURES) + len(GLOBAL_FEATURES)
         self.observation_space = spaces.Box(-_OBS_CLIP, _OBS_CLIP, (n_obs,), dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (2 + d,), dtype=np.float32)
+        self._n_act = 2 + d
         self._ln_tg_range = math.log(cfg["action"]["tg_range"])
         self._ln_y_range = math.log(cfg["action"]["y_range"])
         self._episode_ready = False
@@ -286,34 +287,33 @@ class DTFLEnv(gym.Env):
             np.zeros((len(seen), 3)), self._g_counts / d, self._b_counts / d,
             np.where(has_gld, np.log10(np.where(has_gld, tg_min, 1.0)), 0.0),
             np.where(has_gld, np.log10(np.where(has_gld, y_min, 1.0)), 0.0)])
-        self._obs_rows = np.concatenate([feats.reshape(len(seen), -1), extra], axis=1)
+        rows = np.concatenate([feats.reshape(len(seen), -1), extra], axis=1)
+        self._obs_rows = np.clip(rows, -_OBS_CLIP, _OBS_CLIP).astype(np.float32)
 
     def _observation(self) -> np.ndarray:
-        row = self._obs_rows[self._cluster].copy()
-        g = len(self._obs_rows[0]) - len(GLOBAL_FEATURES)
+        row = self._obs_rows[self._cluster].copy()  # float32, already clipped
+        g = row.size - len(GLOBAL_FEATURES)
         row[g] = self._round / self.config["rounds"]
         row[g + 1] = self._cluster / self.config["clusters"]
-        row[g + 2] = self._accuracy
-        return np.clip(row, -_OBS_CLIP, _OBS_CLIP).astype(np.float32)
+        row[g + 2] = min(max(self._accuracy, -_OBS_CLIP), _OBS_CLIP)
+        return row
 
     # ------------------------------------------------------------------ actions
     def action_to_allocation(self, action: np.ndarray) -> tuple[float, float, np.ndarray]:
         """Map an action to (y, tG, q) on the current cluster (see the Action Space)."""
         a = np.asarray(action, dtype=np.float64).reshape(-1)
-        if a.size != self.action_space.shape[0]:
-            raise ValueError(f"action: expected {self.action_space.shape[0]} values, "
-                             f"got {a.size}")
-        bad = ~np.isfinite(a)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
+        if a.size != self._n_act:
+            raise ValueError(f"action: expected {self._n_act} values, got {a.size}")
+        if not np.isfinite(a).all():
+            i = int(np.flatnonzero(~np.isfinite(a))[0])
             raise ValueError(f"action[{i}]: must be finite, got {a[i]}")
-        a = np.clip(a, -1.0, 1.0)
+        a = np.minimum(np.maximum(a, -1.0), 1.0)  # documented clipping
         site = self._sites[self._cluster]
         arr = site.seen
-        assert arr is not None
-        tg = arr.tg_min_s * math.exp(0.5 * (a[0] + 1.0) * self._ln_tg_range)
-        y = arr.y_min_s * math.exp(0.5 * (a[1] + 1.0) * self._ln_y_range)
-        q = site.base.gld.max_jam_power_w * (0.5 * (a[2:2 + site.m] + 1.0))
+        a0, a1 = float(a[0]), float(a[1])
+        tg = arr.tg_min_s * math.exp(0.5 * (a0 + 1.0) * self._ln_tg_range)
+        y = arr.y_min_s * math.exp(0.5 * (a1 + 1.0) * self._ln_y_range)
+        q = arr.g_q_max * (0.5 * (a[2:2 + site.m] + 1.0))
         return y, tg, q
 
     def allocation_to_action(self, y_s: float, tg_s: float, jam_power_w: np.ndarray
@@ -411,8 +411,7 @@ class DTFLEnv(gym.Env):
 
     def _info(self, site: _Site, out: RoundOutcome, rewards: dict[str, float],
               cluster_idx: int, round_idx: int) -> dict[str, Any]:
-        m_idx = np.arange(site.m)
-        b_idx = np.arange(site.n)
+        fnz = np.flatnonzero
         gld_in = ~(out.gld_dropped | out.gld_straggler)
         bld_in = out.bld_synced & ~out.bld_straggler
         info: dict[str, Any] = {
@@ -425,10 +424,10 @@ class DTFLEnv(gym.Env):
             "q": out.jam_power_w, "cpu_hz": out.cpu_hz,
             "energy_j": out.energy_j, "energy_excess_j": out.energy_excess_j,
             "secrecy_rate_bps": out.secrecy_rate_bps,
-            "participants": {"gld": m_idx[gld_in], "bld": b_idx[bld_in]},
-            "dropouts": m_idx[out.gld_dropped],
-            "unsynced_blds": b_idx[~out.bld_synced],
-            "stragglers": {"gld": m_idx[out.gld_straggler], "bld": b_idx[out.bld_straggler]},
+            "participants": {"gld": fnz(gld_in), "bld": fnz(bld_in)},
+            "dropouts": fnz(out.gld_dropped),
+            "unsynced_blds": fnz(~out.bld_synced),
+            "stragglers": {"gld": fnz(out.gld_straggler), "bld": fnz(out.bld_straggler)},
             "global_accuracy": self._accuracy,
             "next_round": self._round, "next_cluster": self._cluster,
         }

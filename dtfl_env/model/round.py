@@ -186,9 +186,14 @@ def round_outcome(a: ClusterArrays, *, y_s: float, tg_s: float, jam_power_w: np.
     q = jam_power_w
     if m:
         tg = max(tg_s, a.tg_min_s)
-        v = np.minimum(a.g_cd / y_s, a.g_v_max)  # eq. (17)
-        t_loc = a.g_cd / v  # eq. (4)
-        y = float(t_loc.max())
+        if y_s >= a.y_min_s:  # every GLD meets y: v_i = eta iota D_i / y, eq. (17)
+            v = a.g_cd / y_s
+            y = y_s
+            t_loc = None
+        else:  # too short for some: they run at V_max and finish later, eq. (4)
+            v = np.minimum(a.g_cd / y_s, a.g_v_max)
+            t_loc = a.g_cd / v
+            y = float(t_loc.max())
         x = a.x_scale / tg  # r ln 2
         p_up = a.g_nog * (math.expm1(x) * np.exp(a.sic * x))  # eq. (7) with the SIC factor
         e_loc = a.g_kcd * v * v  # eq. (5)
@@ -221,6 +226,8 @@ def round_outcome(a: ClusterArrays, *, y_s: float, tg_s: float, jam_power_w: np.
     g_late = np.zeros(m, dtype=bool)
     b_late = np.zeros(n, dtype=bool)
     if deadline_s is not None and span > deadline_s:
+        if t_loc is None:
+            t_loc = np.full(m, y)
         g_late = (t_loc + tg) > deadline_s
         if n:
             b_late = synced & (a.b_data / np.where(synced, rate, 1.0) + a.tb_loc_s > deadline_s)
