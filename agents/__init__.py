@@ -1,0 +1,7 @@
+"""Policies (Algorithm 2, exact, heuristics, PPO) and the evaluation harness of dtfl-gym."""
+
+from agents.base import CallablePolicy, EnvPolicy, Policy, SB3Policy, load_policy_class
+from agents.policies import POLICIES, make_policy
+
+__all__ = ["POLICIES", "CallablePolicy", "EnvPolicy", "Policy", "SB3Policy",
+           "load_policy_class", "make_policy"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dtfl_env.cli import JSON_KEYS, main
+from agents.cli import JSON_KEYS, main
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -104,10 +104,11 @@ class DTFLEnv(gym.Env):
     ``accuracy = w_accuracy * (global accuracy gain)`` at the end of a round;
     ``violation = -w_violation * (sum_i energy excess_i / E_max,i + unsynced BLD share)``.
 
-    Rules: a GLD that breaks its energy budget drops out of the round (its model is not
-    aggregated); a BLD with zero secrecy rate cannot sync securely (its twin is not updated;
-    the sync time covers the BLDs that do sync); with ``round_deadline_s``, devices that
-    finish later are stragglers and the round closes at the deadline.
+    Rules: a GLD that breaks its energy budget (by more than 1e-5 E_max, the rounding of
+    float32 actions: ``dtfl_env.model.round.ENERGY_TOLERANCE``) drops out of the round (its
+    model is not aggregated); a BLD with zero secrecy rate cannot sync securely (its twin is
+    not updated; the sync time covers the BLDs that do sync); with ``round_deadline_s``,
+    devices that finish later are stragglers and the round closes at the deadline.
 
     ## Starting State
     ``reset`` draws S cluster sites (``scenario="random"``: k devices each, k uniform in
@@ -337,6 +338,15 @@ class DTFLEnv(gym.Env):
         return self._sites[self._cluster].cluster(self.constants)
 
     @property
+    def true_cluster(self) -> Cluster:
+        """The current cluster with the true values the environment charges (for oracles)."""
+        if not self._episode_ready:
+            raise RuntimeError("call reset() first")
+        site = self._sites[self._cluster]
+        assert site.true is not None
+        return _cluster_from_arrays(site.true, self.constants)
+
+    @property
     def topology(self) -> Topology | None:
         return self._sites[self._cluster].topology if self._sites else None
 
@@ -434,9 +444,8 @@ class DTFLEnv(gym.Env):
         if self.config["compute_optimal"]:
             from solvers.exact import solve_exact
 
-            true = site.true
-            assert true is not None
-            ref = solve_exact(_cluster_from_arrays(true, self.constants))
+            assert site.true is not None
+            ref = solve_exact(_cluster_from_arrays(site.true, self.constants))
             info["optimal_latency_s"] = ref.T
             info["optimality_gap"] = (out.latency_s / ref.T - 1.0) if ref.feasible else math.nan
         if self.config["cluster_in_info"] and not self._is_terminated():

@@ -23,9 +23,12 @@ import numpy as np
 
 from dtfl_env.model.system import LN2
 
-__all__ = ["ClusterArrays", "RoundOutcome", "build_cluster_arrays", "max_upload_rate",
-           "round_outcome"]
+__all__ = ["ENERGY_TOLERANCE", "ClusterArrays", "RoundOutcome", "build_cluster_arrays",
+           "max_upload_rate", "round_outcome"]
 
+
+#: relative energy excess tolerated as numerical rounding (float32 actions carry ~1e-7)
+ENERGY_TOLERANCE = 1e-5
 
 _RAW = ("g_data", "g_gain_c", "g_gain_e", "g_p_max", "g_q_max", "g_v_max", "g_e_max",
         "b_data", "b_gain_c", "b_gain_e", "b_power")
@@ -218,7 +221,9 @@ def round_outcome(a: ClusterArrays, *, y_s: float, tg_s: float, jam_power_w: np.
         tb = 0.0
     energy = e_loc + p_up * tg + q * tb  # (14a): eqs. (5), (8), (10)
     excess = energy - a.g_e_max
-    dropped = excess > 1e-9 * a.g_e_max  # rounding-level excess is not a violation
+    # an excess below ENERGY_TOLERANCE * E_max is rounding (e.g. of float32 actions), not a
+    # violation: at the optimum the budget binds exactly
+    dropped = excess > ENERGY_TOLERANCE * a.g_e_max
     excess = np.where(dropped, excess, 0.0)
     t_gld = y + tg if m else 0.0  # eq. (12)
     t_bld = tb + a.tb_loc_s if n else 0.0  # eq. (13)

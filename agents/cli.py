@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from dtfl_env.config import Cluster
 from dtfl_env.scenarios import PRESETS, get_preset
@@ -109,6 +110,76 @@ def cmd_solve(args: argparse.Namespace) -> int:
     return code
 
 
+def _parse_config(text: str | None) -> dict | None:  # type: ignore[type-arg]
+    if not text:
+        return None
+    path = Path(text)
+    try:
+        data = json.loads(path.read_text() if path.is_file() else text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--config: not a JSON object or file ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError("--config: must be a JSON object")
+    return data
+
+
+def _build_policies(names: str, custom: list[str]) -> dict:  # type: ignore[type-arg]
+    from agents.base import CallablePolicy, load_policy_class
+    from agents.policies import make_policy
+
+    out: dict = {}  # type: ignore[type-arg]
+    for raw in [n.strip() for n in names.split(",") if n.strip()]:
+        if raw.startswith("ppo:"):
+            from agents.ppo import load_ppo
+
+            out[raw if raw != "ppo:" else "ppo"] = load_ppo(raw[4:], name="ppo")
+        else:
+            out[raw] = make_policy(raw)
+    for spec in custom:
+        cls = load_policy_class(spec)
+        obj = cls() if isinstance(cls, type) else cls
+        if not hasattr(obj, "predict"):
+            obj = CallablePolicy(obj, name=spec)
+        out[spec.rpartition(":")[2]] = obj
+    if not out:
+        raise ValueError("--policies: give at least one policy")
+    return out
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from agents.evaluation import evaluate_policies
+
+    try:
+        config = _parse_config(args.config)
+        policies = _build_policies(args.policies, args.policy or [])
+        report = evaluate_policies(policies, env_id=args.env, config=config,
+                                   episodes=args.episodes, seed=args.seed,
+                                   compute_gap=not args.no_gap, progress=args.progress)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    paths = report.save(args.out, plots=not args.no_plots)
+    print(f"{args.env}, {args.episodes} episode(s), seed {args.seed}")
+    print(report.markdown())
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from agents.ppo import train_ppo
+
+    try:
+        config = _parse_config(args.config)
+        path = train_ppo(args.env, total_timesteps=args.timesteps, config=config,
+                         hyperparams=args.hyperparams, out_dir=args.out, seed=args.seed,
+                         eval_freq=args.eval_freq, progress_bar=args.progress)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"saved {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dtfl", description="dtfl-gym: DT-assisted, blockchain-verified FL benchmark")
@@ -123,6 +194,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per instance per line")
     p.add_argument("--save", metavar="FILE", help="write the cluster as an instance file")
     p.set_defaults(func=cmd_solve)
+
+    c = sub.add_parser("compare", help="evaluate policies on identical seeded episodes")
+    c.add_argument("--policies", default="algorithm2,exact,random",
+                   help="comma list of built-in policies and ppo:PATH "
+                        "(algorithm2, algorithm2-paper, exact, random, no-jamming, max-jamming, "
+                        "equal-energy, best-fixed-q, greedy-local)")
+    c.add_argument("--policy", action="append", metavar="MODULE:CLASS",
+                   help="a custom policy class (module:Class or path/file.py:Class); repeatable")
+    c.add_argument("--env", default="DTFL-v0", help="environment id (default DTFL-v0)")
+    c.add_argument("--config", help="env config overrides: JSON text or a JSON file")
+    c.add_argument("--episodes", type=int, default=2)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", default="runs/compare", help="output folder")
+    c.add_argument("--no-gap", action="store_true", help="skip the exact-solver oracle")
+    c.add_argument("--no-plots", action="store_true")
+    c.add_argument("--progress", action="store_true", help="show a progress bar")
+    c.set_defaults(func=cmd_compare)
+
+    t = sub.add_parser("train", help="train an agent")
+    t.add_argument("algo", choices=["ppo"])
+    t.add_argument("--env", default="DTFL-Fast-v0")
+    t.add_argument("--timesteps", type=int, default=200_000)
+    t.add_argument("--config", help="env config overrides: JSON text or a JSON file")
+    t.add_argument("--hyperparams", help="JSON file of PPO hyperparameters")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--eval-freq", type=int, default=20_000)
+    t.add_argument("--out", default="runs/ppo")
+    t.add_argument("--progress", action="store_true", help="show a progress bar")
+    t.set_defaults(func=cmd_train)
     return parser
 
 

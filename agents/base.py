@@ -1,0 +1,144 @@
+"""One policy protocol for solvers, heuristics and learned agents (stable-baselines3 style).
+
+Every policy offers ``predict(obs, state=None, episode_start=None, deterministic=False) ->
+(action, state)``, the signature of ``stable_baselines3.common.base_class.BaseAlgorithm``,
+so one evaluation runner serves an SB3 model, the Algorithm 2 policy and every heuristic.
+Policies that need the raw cluster (analytical policies) are *bound* to an environment with
+:meth:`EnvPolicy.bind`; they read ``env.unwrapped.cluster`` at each call.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+
+__all__ = ["CallablePolicy", "EnvPolicy", "Policy", "SB3Policy", "load_policy_class"]
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """The SB3 ``predict`` protocol."""
+
+    def predict(self, observation: np.ndarray, state: Any = None,
+                episode_start: np.ndarray | None = None,
+                deterministic: bool = False) -> tuple[np.ndarray, Any]: ...
+
+
+class EnvPolicy:
+    """Base class of policies that act from the environment's raw cluster.
+
+    Subclasses implement :meth:`act` on the unwrapped ``DTFLEnv``; ``bind(env)`` must be
+    called before ``predict`` (the evaluation harness does it).
+    """
+
+    name = "policy"
+    needs_env = True
+
+    def __init__(self) -> None:
+        self.env: Any = None
+
+    def bind(self, env: gym.Env) -> EnvPolicy:
+        self.env = env.unwrapped
+        return self
+
+    def reset(self, seed: int | None = None) -> None:
+        """Called at the start of every evaluation episode."""
+
+    def act(self, env: Any) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def predict(self, observation: np.ndarray, state: Any = None,
+                episode_start: np.ndarray | None = None,
+                deterministic: bool = False) -> tuple[np.ndarray, Any]:
+        if self.env is None:
+            raise RuntimeError(f"{type(self).__name__}: call bind(env) before predict()")
+        return np.asarray(self.act(self.env), dtype=np.float32), state
+
+
+class CallablePolicy:
+    """Adapter: a plain function ``f(obs) -> action`` (or ``f(obs, env)``) as a policy."""
+
+    needs_env = False
+
+    def __init__(self, fn: Callable[..., np.ndarray], name: str = "callable",
+                 pass_env: bool = False) -> None:
+        if not callable(fn):
+            raise ValueError("fn: must be callable")
+        self.fn, self.name, self.pass_env = fn, name, pass_env
+        self.env: Any = None
+        self.needs_env = pass_env
+
+    def bind(self, env: gym.Env) -> CallablePolicy:
+        self.env = env.unwrapped
+        return self
+
+    def reset(self, seed: int | None = None) -> None:
+        pass
+
+    def predict(self, observation: np.ndarray, state: Any = None,
+                episode_start: np.ndarray | None = None,
+                deterministic: bool = False) -> tuple[np.ndarray, Any]:
+        out = self.fn(observation, self.env) if self.pass_env else self.fn(observation)
+        return np.asarray(out, dtype=np.float32), state
+
+
+class SB3Policy:
+    """Adapter for a stable-baselines3 model (optionally with its ``VecNormalize`` stats)."""
+
+    needs_env = False
+
+    def __init__(self, model: Any, obs_normalizer: Any = None, name: str = "ppo") -> None:
+        self.model, self.obs_normalizer, self.name = model, obs_normalizer, name
+
+    def bind(self, env: gym.Env) -> SB3Policy:
+        return self
+
+    def reset(self, seed: int | None = None) -> None:
+        pass
+
+    def predict(self, observation: np.ndarray, state: Any = None,
+                episode_start: np.ndarray | None = None,
+                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+        obs = observation
+        if self.obs_normalizer is not None:
+            obs = self.obs_normalizer.normalize_obs(np.asarray(observation)[None])[0]
+        action, state = self.model.predict(obs, state=state, episode_start=episode_start,
+                                           deterministic=deterministic)
+        return np.asarray(action, dtype=np.float32), state
+
+
+def load_policy_class(spec: str) -> type:
+    """Load ``module:Class`` or ``path/to/file.py:Class`` (a custom policy, no install needed)."""
+    if ":" not in spec:
+        raise ValueError(f"policy: expected 'module:Class' or 'file.py:Class', got {spec!r}")
+    where, _, cls_name = spec.rpartition(":")
+    if where.endswith(".py"):
+        path = Path(where)
+        if not path.is_file():
+            raise ValueError(f"policy: no such file {where!r}")
+        mod_name = f"dtfl_custom_{path.stem}"
+        module_spec = importlib.util.spec_from_file_location(mod_name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise ValueError(f"policy: cannot import {where!r}")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[mod_name] = module
+        module_spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as exc:
+            raise ValueError(f"policy: cannot import module {where!r} ({exc})") from None
+    try:
+        cls = getattr(module, cls_name)
+    except AttributeError:
+        raise ValueError(f"policy: {where!r} has no attribute {cls_name!r}") from None
+    if not hasattr(cls, "predict") and not callable(cls):
+        raise ValueError(f"policy: {spec!r} is neither a policy class nor callable")
+    return cls

@@ -1,0 +1,296 @@
+"""Reference policies (Algorithm 2, exact solver) and heuristic baselines.
+
+All act on the raw cluster the environment exposes (``env.unwrapped.cluster``; for BLDs the
+digital twins' estimates) and return the action that the environment maps back to their
+allocation (``allocation_to_action``). Where a policy finds no feasible allocation it falls
+back to :func:`fallback_action`: the slowest local training and upload the action range
+allows (least energy) and no jamming, so that no GLD drops out for its own sake (some BLDs
+may then fail to sync).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from agents.base import EnvPolicy
+from dtfl_env.config import Cluster
+from solvers import solve
+from solvers._core import Prepared
+
+__all__ = [
+    "POLICIES",
+    "BestFixedQPolicy",
+    "EqualEnergyPolicy",
+    "ExactPolicy",
+    "GreedyLocalPolicy",
+    "MaxJammingPolicy",
+    "NoJammingPolicy",
+    "RandomPolicy",
+    "SolverPolicy",
+    "allocation_at_q",
+    "fallback_action",
+    "make_policy",
+]
+
+
+def fallback_action(env: Any) -> np.ndarray:
+    """For a cluster with no feasible allocation: train and upload as slowly as the action
+    range allows (least energy) and jam with what is left, as much as every GLD can pay
+    over the sync time it buys, so that no GLD drops out for the jamming (some BLDs may not
+    sync)."""
+    a = np.zeros(env.action_space.shape[0])
+    a[0] = a[1] = 1.0
+    a[2:] = -1.0
+    p = Prepared(env.cluster)
+    if p.m == 0 or p.n == 0:
+        return a
+    y, tg, _ = env.action_to_allocation(a)
+    with np.errstate(all="ignore"):
+        left = np.clip(p.e_max - p.k_loc / y**2 - p.upload_energy(np.array(tg)), 0.0, None)
+        grid = p.q_hi * np.geomspace(1e-6, 1.0, 120)
+        tb = p.sync_time(grid)
+        reach = np.sum(p.g_e * np.minimum(p.q_max, left / tb[:, None]), axis=1)
+    ok = np.isfinite(tb) & (reach >= grid)
+    if not ok.any():
+        return a
+    k = int(np.flatnonzero(ok)[-1])
+    q = np.minimum(p.q_max, left / tb[k])
+    q *= grid[k] / float(np.sum(p.g_e * q))
+    return env.allocation_to_action(y, tg, q * (1 - 1e-6))
+
+
+def allocation_at_q(cluster: Cluster | Prepared, q_w: float
+                    ) -> tuple[float, float, np.ndarray] | None:
+    """Best (y, tG, q) for a fixed aggregate jamming Q (problem P-GLD solved exactly).
+
+    Returns ``None`` where Q admits no feasible allocation.
+    """
+    p = cluster if isinstance(cluster, Prepared) else Prepared(cluster)
+    if p.m == 0:
+        return None
+    with np.errstate(all="ignore"):
+        u = float(p.sync_time(np.array(q_w)))
+    if not math.isfinite(u):
+        return None
+    dem = p.jam_demand(np.array([q_w]), np.array([u]))
+    v, y, tg = p.gld_time(dem, np.array([u]))
+    if not np.isfinite(v[0]):
+        return None
+    q = p.jam_split(float(y[0]), float(tg[0]), float(q_w), u)
+    return float(y[0]), float(tg[0]), q
+
+
+class RandomPolicy(EnvPolicy):
+    """Uniform random actions: the floor any allocation rule must beat."""
+
+    name = "random"
+
+    def __init__(self, seed: int | None = 0) -> None:
+        super().__init__()
+        self.rng = np.random.default_rng(seed)
+        self._seed = seed
+
+    def reset(self, seed: int | None = None) -> None:
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+
+    def act(self, env: Any) -> np.ndarray:
+        return self.rng.uniform(-1.0, 1.0, env.action_space.shape[0])
+
+
+class SolverPolicy(EnvPolicy):
+    """Solve problem P on each cluster with a solver of :mod:`solvers` and play its answer."""
+
+    def __init__(self, method: str = "algorithm2", **options: Any) -> None:
+        super().__init__()
+        self.method, self.options = method, options
+        self.name = method
+        self.last_result: Any = None
+
+    def act(self, env: Any) -> np.ndarray:
+        res = solve(env.cluster, self.method, **self.options)
+        self.last_result = res
+        if not res.feasible:
+            return fallback_action(env)
+        return env.allocation_to_action(res.y, res.tG, res.q)
+
+
+class ExactPolicy(SolverPolicy):
+    """The exact solver: the oracle every optimality gap is measured against."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__("exact", **options)
+
+
+class NoJammingPolicy(EnvPolicy):
+    """No jamming, or the least that makes every secrecy rate positive (smallest feasible Q).
+
+    The rest of the allocation is optimal for that Q. Shows what cooperative jamming buys:
+    without it the BLDs' sync takes far longer (or cannot be secured at all).
+    """
+
+    name = "no-jamming"
+
+    def act(self, env: Any) -> np.ndarray:
+        p = Prepared(env.cluster)
+        if p.m == 0:
+            return fallback_action(env)
+        candidates = [0.0] if p.q_lo < 0 else list(
+            p.q_lo + (p.q_hi - p.q_lo) * np.geomspace(1e-6, 1.0, 40))
+        for q_w in candidates:
+            alloc = allocation_at_q(p, q_w)
+            if alloc is not None:
+                return env.allocation_to_action(*alloc)
+        return fallback_action(env)
+
+
+class MaxJammingPolicy(EnvPolicy):
+    """Every GLD jams at Q_max; local training and upload as fast as the energy left allows."""
+
+    name = "max-jamming"
+
+    def act(self, env: Any) -> np.ndarray:
+        p = Prepared(env.cluster)
+        if p.m == 0:
+            return fallback_action(env)
+        alloc = allocation_at_q(p, p.q_hi)
+        if alloc is None:  # cannot pay for full jamming: keep it and relax the rest
+            a = fallback_action(env)
+            a[2:2 + p.m] = 1.0
+            return a
+        y, tg, _ = alloc
+        return env.allocation_to_action(y, tg, env.cluster.gld.max_jam_power_w)
+
+
+class EqualEnergyPolicy(EnvPolicy):
+    """Each GLD splits its budget equally between training, upload and jamming (1/3 each).
+
+    y is the smallest time whose training energy fits the share, tG the smallest upload time
+    whose energy fits, and the jamming powers spend the last third over the sync time.
+    """
+
+    name = "equal-energy"
+
+    def act(self, env: Any) -> np.ndarray:
+        p = Prepared(env.cluster)
+        if p.m == 0:
+            return fallback_action(env)
+        share = p.e_max / 3.0
+        y = max(float(np.max(np.sqrt(p.k_loc / share))), p.y_min)  # K_i / y^2 <= E_i / 3
+        lo, hi = math.log(p.tg_min), math.log(p.tg_min) + 40.0
+        if np.all(p.upload_energy(np.array(p.tg_min)) <= share):
+            tg = p.tg_min
+        else:
+            for _ in range(80):  # smallest tG whose upload energy fits every share
+                mid = 0.5 * (lo + hi)
+                ok = np.all(p.upload_energy(np.array(math.exp(mid))) <= share)
+                hi, lo = (mid, lo) if ok else (hi, mid)
+            tg = math.exp(hi)
+        # largest Q whose sync time lets every GLD pay q_i tB(Q) from its last third
+        grid = p.q_lo + (p.q_hi - p.q_lo) * np.geomspace(1e-6, 1.0, 200)
+        grid = grid[grid > 0]
+        with np.errstate(all="ignore"):
+            tb = p.sync_time(grid)
+            reach = np.sum(p.g_e * np.minimum(p.q_max, share / tb[:, None]), axis=1)
+        ok = np.isfinite(tb) & (reach >= grid)
+        if not ok.any():
+            return env.allocation_to_action(y, tg, np.zeros(p.m))
+        k = int(np.flatnonzero(ok)[-1])
+        q = np.minimum(p.q_max, share / tb[k])
+        q *= grid[k] / float(np.sum(p.g_e * q))
+        return env.allocation_to_action(y, tg, q)
+
+
+class BestFixedQPolicy(EnvPolicy):
+    """One aggregate jamming level Q for every cluster (tuned on training seeds), the rest
+    of the allocation optimal for it. ``q_w=None`` tunes at the first call on 20 clusters of
+    the bound environment's configuration (seeds 10_000...)."""
+
+    name = "best-fixed-q"
+
+    def __init__(self, q_w: float | None = None, tune_clusters: int = 20) -> None:
+        super().__init__()
+        self.q_w = q_w
+        self.tune_clusters = tune_clusters
+
+    def tune(self, env: Any) -> float:
+        import gymnasium as gym
+
+        cfg = {**env.config, "clusters": self.tune_clusters, "rounds": 1,
+               "compute_optimal": False, "cluster_in_info": False}
+        probe = gym.make("dtfl_env:DTFL-v0", config=cfg).unwrapped
+        probe.reset(seed=10_000)
+        clusters = [s.cluster(probe.constants) for s in probe._sites]
+        preps = [Prepared(c) for c in clusters]
+        hi = max(pp.q_hi for pp in preps)
+        grid = np.geomspace(hi * 1e-4, hi, 60)
+        best, best_score = grid[0], math.inf
+        for q_w in grid:
+            score = 0.0
+            for pp in preps:
+                alloc = allocation_at_q(pp, q_w) if q_w <= pp.q_hi else None
+                if alloc is None:
+                    score += 1e3  # an infeasible cluster counts as a very slow one
+                    continue
+                y, tg, _ = alloc
+                score += max(y + tg, float(pp.sync_time(np.array(q_w))) + pp.tb_loc)
+            if score < best_score:
+                best, best_score = float(q_w), score
+        return best
+
+    def act(self, env: Any) -> np.ndarray:
+        if self.q_w is None:
+            self.q_w = self.tune(env)
+        p = Prepared(env.cluster)
+        alloc = allocation_at_q(p, min(self.q_w, p.q_hi)) if p.m else None
+        if alloc is None:
+            return fallback_action(env)
+        return env.allocation_to_action(*alloc)
+
+
+class GreedyLocalPolicy(EnvPolicy):
+    """Each GLD decides alone: train at full CPU speed, upload as fast as its power allows,
+    and jam with all the energy it has left, assuming the sync finishes as fast as full
+    jamming would make it. No coordination: the sync takes longer than assumed, so GLDs
+    overspend and drop out. The contrast shows what the joint optimisation is worth."""
+
+    name = "greedy-local"
+
+    def act(self, env: Any) -> np.ndarray:
+        p = Prepared(env.cluster)
+        if p.m == 0:
+            return fallback_action(env)
+        y, tg = p.y_min, p.tg_min
+        left = p.e_max - p.k_loc / y**2 - p.upload_energy(np.array(tg))
+        with np.errstate(all="ignore"):
+            tb_guess = float(p.sync_time(np.array(p.q_hi)))
+        q = np.clip(left / tb_guess, 0.0, p.q_max) if math.isfinite(tb_guess) else p.q_max
+        return env.allocation_to_action(y, tg, q)
+
+
+POLICIES: dict[str, type[EnvPolicy]] = {
+    "random": RandomPolicy,
+    "algorithm2": SolverPolicy,
+    "exact": ExactPolicy,
+    "no-jamming": NoJammingPolicy,
+    "max-jamming": MaxJammingPolicy,
+    "equal-energy": EqualEnergyPolicy,
+    "best-fixed-q": BestFixedQPolicy,
+    "greedy-local": GreedyLocalPolicy,
+}
+
+
+def make_policy(name: str, **kwargs: Any) -> EnvPolicy:
+    """A built-in policy by name (see :data:`POLICIES`); ``algorithm2-paper`` also works."""
+    if name == "algorithm2-paper":
+        return SolverPolicy("algorithm2-paper", **kwargs)
+    if name == "algorithm2":
+        return SolverPolicy("algorithm2", **kwargs)
+    try:
+        return POLICIES[name](**kwargs)
+    except KeyError:
+        raise ValueError(f"policy: unknown policy {name!r} (known: "
+                         f"{', '.join([*POLICIES, 'algorithm2-paper'])})") from None
