@@ -88,6 +88,8 @@ def test_readme_shell_commands_run(tmp_path):
                 argv += ["--out", str(tmp_path / "bench.json")]
         elif argv[0] in ("dtfl", ".venv/bin/dtfl"):
             argv[0] = str(BIN / "dtfl")
+            if argv[1] == "compare":  # the same command on a smaller episode
+                argv += ["--config", '{"clusters": 3, "rounds": 1}']
         else:
             raise AssertionError(f"README command not covered by this test: {cmd}")
         proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)

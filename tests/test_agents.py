@@ -1,0 +1,116 @@
+"""Policies, the evaluation harness, PPO smoke run and the compare/train CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from agents import POLICIES, CallablePolicy, load_policy_class, make_policy
+from agents.cli import main
+from agents.evaluation import evaluate_policies, mean_ci
+from dtfl_env.registration import ENV_IDS
+
+SMALL = {"clusters": 2, "rounds": 1}
+
+
+@pytest.mark.parametrize("env_id", sorted(ENV_IDS))
+@pytest.mark.parametrize("name", [*sorted(POLICIES), "algorithm2-paper"])
+def test_every_policy_runs_on_every_id(env_id, name):
+    env = gym.make(env_id, config=SMALL)
+    policy = make_policy(name).bind(env)
+    obs, _ = env.reset(seed=3)
+    done = False
+    while not done:
+        action, _ = policy.predict(obs, deterministic=True)
+        assert env.action_space.contains(action)
+        obs, reward, term, trunc, info = env.step(action)
+        assert math.isfinite(reward)
+        done = term or trunc
+
+
+def test_algorithm2_gap_to_exact():
+    report = evaluate_policies({"algorithm2": make_policy("algorithm2"),
+                                "exact": make_policy("exact")},
+                               env_id="DTFL-v0", config={"clusters": 10, "rounds": 2},
+                               episodes=1, seed=11)
+    gaps = [r["gap"] for r in report.records
+            if r["policy"] == "algorithm2" and math.isfinite(r["gap"])]
+    assert len(gaps) >= 12
+    assert max(gaps) <= 0.005
+    exact = [r for r in report.records if r["policy"] == "exact"]
+    assert all(abs(r["gap"]) < 1e-5 for r in exact if math.isfinite(r["gap"]))
+    assert all(r["violation"] == 0 for r in exact if math.isfinite(r["gap"]))
+
+
+def test_custom_policy_from_file(tmp_path, capsys):
+    src = tmp_path / "my_policy.py"
+    src.write_text(
+        "import numpy as np\n"
+        "class Lazy:\n"
+        "    def predict(self, obs, state=None, episode_start=None, deterministic=False):\n"
+        "        return np.ones(18, dtype=np.float32), state\n")
+    cls = load_policy_class(f"{src}:Lazy")
+    assert hasattr(cls(), "predict")
+    out = tmp_path / "cmp"
+    code = main(["compare", "--policies", "algorithm2", "--policy", f"{src}:Lazy",
+                 "--episodes", "1", "--config", json.dumps(SMALL), "--out", str(out)])
+    assert code == 0
+    for name in ("results.json", "steps.csv", "summary.md", "latency.png", "gap.png"):
+        assert (out / name).is_file()
+    summary = json.loads((out / "results.json").read_text())
+    assert set(summary["summary"]) == {"algorithm2", "Lazy"}
+    assert summary["meta"]["versions"]["numpy"]
+    assert "| Lazy |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("spec, match", [("nocolon", "module:Class"),
+                                         ("no_such_module_xyz:C", "cannot import"),
+                                         ("/no/such/file.py:C", "no such file"),
+                                         ("json:NoSuchClass", "no attribute")])
+def test_bad_policy_specs(spec, match):
+    with pytest.raises(ValueError, match=match):
+        load_policy_class(spec)
+
+
+def test_compare_cli_errors(tmp_path, capsys):
+    assert main(["compare", "--policies", "nonsense", "--out", str(tmp_path)]) == 2
+    assert "unknown policy" in capsys.readouterr().err
+    assert main(["compare", "--config", "{bad json", "--out", str(tmp_path)]) == 2
+
+
+def test_callable_adapter():
+    env = gym.make("DTFL-Fast-v0", config=SMALL)
+    pol = CallablePolicy(lambda obs: np.zeros(18))
+    obs, _ = env.reset(seed=0)
+    action, state = pol.predict(obs)
+    assert action.shape == (18,) and state is None
+    with pytest.raises(ValueError, match="fn"):
+        CallablePolicy(3)  # type: ignore[arg-type]
+
+
+def test_mean_ci():
+    m, h = mean_ci(np.array([1.0, 2.0, 3.0, np.nan]))
+    assert m == 2.0 and h == pytest.approx(1.96 * 1.0 / math.sqrt(3))
+
+
+def test_ppo_smoke(tmp_path):
+    from agents.ppo import load_ppo, train_ppo
+
+    path = train_ppo("DTFL-Fast-v0", total_timesteps=256, config=SMALL, out_dir=tmp_path,
+                     overrides={"n_envs": 1, "n_steps": 128, "batch_size": 64, "n_epochs": 1},
+                     eval_freq=128, eval_seeds=(1,))
+    assert path.is_file() and (tmp_path / "vecnormalize.pkl").is_file()
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["env_id"] == "DTFL-Fast-v0" and cfg["hyperparams"]["n_envs"] == 1
+    assert (tmp_path / "evaluations.csv").read_text().startswith("timesteps,")
+    policy = load_ppo(tmp_path)
+    report = evaluate_policies({"ppo": policy}, env_id="DTFL-Fast-v0", config=SMALL,
+                               episodes=1, compute_gap=False)
+    assert report.summary["ppo"]["steps"] == 2
+    with pytest.raises(ValueError, match="hyperparams"):
+        train_ppo("DTFL-Fast-v0", total_timesteps=10, overrides={"n_stepz": 3},
+                  out_dir=tmp_path / "x")
