@@ -167,11 +167,11 @@ def evaluate_policies(
                 gap = (info["latency_s"] / t_star - 1.0) if math.isfinite(t_star) else math.nan
                 records.append({
                     "policy": name, "episode": ep, "seed": ep_seed, "step": step,
-                    "round": info["round"], "cluster": info["cluster"],
+                    "round": info["round"], "cluster": info["cluster_index"],
                     "latency_s": info["latency_s"], "reward": reward,
                     "violation": info["rewards"]["violation"],
-                    "dropouts": int(info["dropouts"].size),
-                    "unsynced": int(info["unsynced_blds"].size),
+                    "dropouts": info["n_dropouts"],
+                    "unsynced": info["n_unsynced"],
                     "decision_ms": 1e3 * decision, "optimal_latency_s": t_star, "gap": gap,
                     "global_accuracy": info.get("global_accuracy", math.nan),
                 })

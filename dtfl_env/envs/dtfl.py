@@ -147,7 +147,7 @@ class DTFLEnv(gym.Env):
         self._round = 0
         self._cluster = 0
         self._accuracy = 0.0
-        self._last: dict[str, Any] | None = None
+        self._last_step: tuple[Any, ...] | None = None
         self._topo_rng = self._fade_rng = self._fl_rng = np.random.default_rng()
         self._episode_ready = False
 
@@ -195,7 +195,7 @@ class DTFLEnv(gym.Env):
         self._round = 0
         self._cluster = 0
         self._accuracy = 0.0
-        self._last = None
+        self._last_step = None
         self._draw_round()
         return self._observation(), self._info_reset()
 
@@ -374,7 +374,7 @@ class DTFLEnv(gym.Env):
         reward = float(sum(rewards.values()))
         terminated = self._is_terminated()
         info = self._info(site, out, rewards, cluster_idx, round_idx)
-        self._last = info
+        self._last_step = (site, out, rewards, cluster_idx, round_idx)
         obs = self._observation() if not terminated else self._terminal_observation()
         return obs, reward, terminated, False, info
 
@@ -413,7 +413,7 @@ class DTFLEnv(gym.Env):
         return self._round >= self.config["rounds"]
 
     def _info_reset(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"round": self._round, "cluster": self._cluster,
+        info: dict[str, Any] = {"round": self._round, "cluster_index": self._cluster,
                                 "global_accuracy": self._accuracy}
         if self.config["cluster_in_info"]:
             info["cluster"] = self.cluster
@@ -421,25 +421,41 @@ class DTFLEnv(gym.Env):
 
     def _info(self, site: _Site, out: RoundOutcome, rewards: dict[str, float],
               cluster_idx: int, round_idx: int) -> dict[str, Any]:
-        fnz = np.flatnonzero
-        gld_in = ~(out.gld_dropped | out.gld_straggler)
-        bld_in = out.bld_synced & ~out.bld_straggler
+        """The step's info. Per-device entries are arrays of length ``max_devices`` in slot
+        order (GLDs, then BLDs, then empty slots), so that vector environments can stack
+        them: 0 where a quantity does not apply (GLD quantities in slots < n_gld, BLD ones in
+        slots n_gld .. n_gld + n_bld - 1), masks instead of index lists."""
+        d, m, n = self.config["max_devices"], site.m, site.n
+        q, cpu, energy, excess, rate = (np.zeros(d) for _ in range(5))
+        q[:m], cpu[:m], energy[:m], excess[:m] = (out.jam_power_w, out.cpu_hz, out.energy_j,
+                                                  out.energy_excess_j)
+        rate[m:m + n] = out.secrecy_rate_bps
+        dropped = np.zeros(d, dtype=bool)
+        dropped[:m] = out.gld_dropped
+        unsynced = np.zeros(d, dtype=bool)
+        unsynced[m:m + n] = ~out.bld_synced
+        late = np.zeros(d, dtype=bool)
+        late[:m] = out.gld_straggler
+        late[m:m + n] = out.bld_straggler
+        part = np.zeros(d, dtype=bool)
+        part[:m] = ~(out.gld_dropped | out.gld_straggler)
+        part[m:m + n] = out.bld_synced & ~out.bld_straggler
         info: dict[str, Any] = {
             "rewards": rewards,
             "round": round_idx,
-            "cluster": cluster_idx,
+            "cluster_index": cluster_idx,
             "latency_s": out.latency_s,
             "T": out.latency_s, "T_GLD": out.t_gld_s, "T_BLD": out.t_bld_s,
             "y": out.y_s, "tG": out.tg_s, "tB_up": out.tb_up_s, "Q": out.jamming_w,
-            "q": out.jam_power_w, "cpu_hz": out.cpu_hz,
-            "energy_j": out.energy_j, "energy_excess_j": out.energy_excess_j,
-            "secrecy_rate_bps": out.secrecy_rate_bps,
-            "participants": {"gld": fnz(gld_in), "bld": fnz(bld_in)},
-            "dropouts": fnz(out.gld_dropped),
-            "unsynced_blds": fnz(~out.bld_synced),
-            "stragglers": {"gld": fnz(out.gld_straggler), "bld": fnz(out.bld_straggler)},
+            "q_w": q, "cpu_hz": cpu, "energy_j": energy, "energy_excess_j": excess,
+            "secrecy_rate_bps": rate,
+            "participant": part, "dropped": dropped, "unsynced": unsynced, "straggler": late,
+            "n_gld": m, "n_bld": n,
+            "n_dropouts": int(out.gld_dropped.sum()),
+            "n_unsynced": int(n - out.bld_synced.sum()),
+            "n_stragglers": int(out.gld_straggler.sum() + out.bld_straggler.sum()),
             "global_accuracy": self._accuracy,
-            "next_round": self._round, "next_cluster": self._cluster,
+            "next_round": self._round, "next_cluster_index": self._cluster,
         }
         if self.config["compute_optimal"]:
             from solvers.exact import solve_exact
@@ -451,6 +467,23 @@ class DTFLEnv(gym.Env):
         if self.config["cluster_in_info"] and not self._is_terminated():
             info["cluster"] = self.cluster
         return info
+
+    @property
+    def _last(self) -> dict[str, Any] | None:
+        """The last step in device order (for the renderer): per-GLD and per-BLD arrays."""
+        if self._last_step is None:
+            return None
+        site, out, rewards, cluster_idx, round_idx = self._last_step
+        fnz = np.flatnonzero
+        return {
+            "rewards": rewards, "round": round_idx, "cluster": cluster_idx,
+            "latency_s": out.latency_s, "T_GLD": out.t_gld_s, "T_BLD": out.t_bld_s,
+            "y": out.y_s, "tG": out.tg_s, "tB_up": out.tb_up_s, "Q": out.jamming_w,
+            "q": out.jam_power_w, "cpu_hz": out.cpu_hz, "energy_j": out.energy_j,
+            "energy_excess_j": out.energy_excess_j, "secrecy_rate_bps": out.secrecy_rate_bps,
+            "dropouts": fnz(out.gld_dropped), "unsynced_blds": fnz(~out.bld_synced),
+            "stragglers": {"gld": fnz(out.gld_straggler), "bld": fnz(out.bld_straggler)},
+        }
 
     # ------------------------------------------------------------------ rendering
     def render(self) -> str | np.ndarray | None:

@@ -177,8 +177,11 @@ def _synthetic(gains: tuple[tuple[float, ...], ...]) -> Topology:
     pts = centre + offset[np.hypot(offset[:, 0], offset[:, 1]) >= cfg.eavesdropper_min_distance_m]
     err = np.sum((np.linalg.norm(pts[:, None, :] - xy[None], axis=2) - d_e) ** 2, axis=1)
     eve = pts[int(np.argmin(err))]
-    return Topology(coordinator_xy=centre, gld_xy=xy[:m], bld_xy=xy[m:], eavesdropper_xy=eve,
+    topo = Topology(coordinator_xy=centre, gld_xy=xy[:m], bld_xy=xy[m:], eavesdropper_xy=eve,
                     area_m=cfg.area_m)
+    for a in (topo.coordinator_xy, topo.gld_xy, topo.bld_xy, topo.eavesdropper_xy):
+        a.setflags(write=False)  # cached and shared
+    return topo
 
 
 def synthetic_topology(gld_gain_coordinator: np.ndarray, gld_gain_eavesdropper: np.ndarray,
@@ -189,9 +192,10 @@ def synthetic_topology(gld_gain_coordinator: np.ndarray, gld_gain_eavesdropper: 
     Each device sits at the distance d = (g / G0')^(-1/alpha) from a coordinator at the
     centre of the area (G0' = G0 for GLDs, G0 minus the BLD penalty for BLDs; G0, alpha and
     the penalty are :class:`RandomClusterConfig`'s defaults), at evenly spread angles (GLDs
-    first, counter-clockwise from the top). The eavesdropper sits at the point of a grid
-    whose distances to the devices best match those the device -> eavesdropper gains imply.
-    Used for the ``table2`` scenario, which has no positions.
+    first, counter-clockwise from the top). The eavesdropper sits at the point of a grid, at
+    least ``eavesdropper_min_distance_m`` from the coordinator, whose distances to the
+    devices best match (least squares) those the device -> eavesdropper gains imply. Used
+    for the ``table2`` scenario, which has no positions; the result is cached (read-only).
     """
     key = tuple(tuple(float(v) for v in np.asarray(a, dtype=float).ravel())
                 for a in (gld_gain_coordinator, gld_gain_eavesdropper, bld_gain_coordinator,
