@@ -27,7 +27,7 @@ def test_every_policy_runs_on_every_id(env_id, name):
     while not done:
         action, _ = policy.predict(obs, deterministic=True)
         assert env.action_space.contains(action)
-        obs, reward, term, trunc, info = env.step(action)
+        obs, reward, term, trunc, _ = env.step(action)
         assert math.isfinite(reward)
         done = term or trunc
 

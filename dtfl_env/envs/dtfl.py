@@ -113,7 +113,10 @@ class DTFLEnv(gym.Env):
     ## Starting State
     ``reset`` draws S cluster sites (``scenario="random"``: k devices each, k uniform in
     ``devices_per_cluster``, classified by eq. (3); ``"table2"``: Table II every time) and the
-    first round's fading (Rayleigh, fresh every round when ``fading``).
+    first round's fading (Rayleigh around the path-loss means, fresh every round when
+    ``fading``). A site's GLD slots follow the NOMA decoding order, fixed for the episode:
+    ascending mean gain to the coordinator. With a round deadline, jammers stop at the
+    deadline (jamming energy q_i min(tB_up, deadline)).
 
     ## Episode End
     ``terminated`` after the last cluster of round R (the FL process is complete);
@@ -210,7 +213,16 @@ class DTFLEnv(gym.Env):
         k = int(self._topo_rng.integers(lo, hi + 1))
         sc = classify_and_build(self._topo_rng, k, self._random_cfg, self.constants,
                                 threshold=cfg["classification_threshold"])  # eq. (3)
-        return _Site(sc.cluster, sc.topology, mean_gains(sc.topology, self._random_cfg))
+        gc, ge, hc, he = mean_gains(sc.topology, self._random_cfg)
+        # NOMA decoding order for the whole episode: GLDs by ascending *mean* gain, so the
+        # strongest link carries the largest SIC factor 2^((i-1) r) whatever the fading
+        order = np.argsort(gc, kind="stable")
+        topo = sc.topology
+        topo = Topology(coordinator_xy=topo.coordinator_xy, gld_xy=topo.gld_xy[order],
+                        bld_xy=topo.bld_xy, eavesdropper_xy=topo.eavesdropper_xy,
+                        area_m=topo.area_m)
+        cluster = Cluster(sc.cluster.gld.subset(order), sc.cluster.bld, self.constants)
+        return _Site(cluster, topo, (gc[order], ge[order], hc, he))
 
     def _flatten_sites(self) -> None:
         """Concatenate every site's devices so that a round is drawn in one vectorised pass."""
@@ -473,7 +485,7 @@ class DTFLEnv(gym.Env):
         """The last step in device order (for the renderer): per-GLD and per-BLD arrays."""
         if self._last_step is None:
             return None
-        site, out, rewards, cluster_idx, round_idx = self._last_step
+        _, out, rewards, cluster_idx, round_idx = self._last_step
         fnz = np.flatnonzero
         return {
             "rewards": rewards, "round": round_idx, "cluster": cluster_idx,

@@ -219,7 +219,9 @@ def round_outcome(a: ClusterArrays, *, y_s: float, tg_s: float, jam_power_w: np.
         rate = np.zeros(0)
         synced = np.zeros(0, dtype=bool)
         tb = 0.0
-    energy = e_loc + p_up * tg + q * tb  # (14a): eqs. (5), (8), (10)
+    # jammers jam while the BLDs sync, and stop at the round deadline if there is one
+    tb_jam = tb if deadline_s is None else min(tb, deadline_s)
+    energy = e_loc + p_up * tg + q * tb_jam  # (14a): eqs. (5), (8), (10)
     excess = energy - a.g_e_max
     # an excess below ENERGY_TOLERANCE * E_max is rounding (e.g. of float32 actions), not a
     # violation: at the optimum the budget binds exactly
