@@ -8,9 +8,10 @@ ENTRY_POINT = "dtfl_env.envs.dtfl:DTFLEnv"
 
 #: id -> config overrides of the defaults (:func:`dtfl_env.envs.config.default_config`)
 ENV_IDS: dict[str, dict[str, Any]] = {
-    "DTFL-v0": {},
-    "DTFL-TableII-v0": {"scenario": "table2"},
-    "DTFL-Random-v0": {"scenario": "random", "new_topology_each_episode": True},
+    "DTFL-v0": {},  # real FL training (torch) and the ledger
+    "DTFL-TableII-v0": {"scenario": "table2", "fl": {"backend": "none"}},
+    "DTFL-Random-v0": {"scenario": "random", "new_topology_each_episode": True,
+                       "fl": {"backend": "none"}},
     "DTFL-Fast-v0": {"fl": {"backend": "none"}, "ledger": {"enabled": False},
                      "cluster_in_info": False},
 }

@@ -14,7 +14,7 @@ from agents.cli import main
 from agents.evaluation import evaluate_policies, mean_ci
 from dtfl_env.registration import ENV_IDS
 
-SMALL = {"clusters": 2, "rounds": 1}
+SMALL = {"clusters": 2, "rounds": 1, "fl": {"backend": "none"}}  # FL: tests/test_env_fl.py
 
 
 @pytest.mark.parametrize("env_id", sorted(ENV_IDS))
@@ -35,7 +35,8 @@ def test_every_policy_runs_on_every_id(env_id, name):
 def test_algorithm2_gap_to_exact():
     report = evaluate_policies({"algorithm2": make_policy("algorithm2"),
                                 "exact": make_policy("exact")},
-                               env_id="DTFL-v0", config={"clusters": 10, "rounds": 2},
+                               env_id="DTFL-v0",
+                               config={"clusters": 10, "rounds": 2, "fl": {"backend": "none"}},
                                episodes=1, seed=11)
     gaps = [r["gap"] for r in report.records
             if r["policy"] == "algorithm2" and math.isfinite(r["gap"])]

@@ -14,7 +14,8 @@ from solvers import solve
 
 
 def make(env_id: str = "DTFL-v0", **config):
-    return gym.make(env_id, config=config or None).unwrapped
+    """The env without real training (FL in the env: tests/test_env_fl.py)."""
+    return gym.make(env_id, config={"fl": {"backend": "none"}, **config}).unwrapped
 
 
 def _feasible_random_clusters(count):

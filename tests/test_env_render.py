@@ -33,7 +33,8 @@ def test_ansi_reports_cluster_and_last_step(env_id: str) -> None:
 
 
 def test_ansi_after_the_episode_ends() -> None:
-    env = gym.make("DTFL-v0", render_mode="ansi", config={"clusters": 2, "rounds": 1})
+    env = gym.make("DTFL-v0", render_mode="ansi",
+                   config={"clusters": 2, "rounds": 1, "fl": {"backend": "none"}})
     env.reset(seed=0)
     terminated = False
     while not terminated:

@@ -199,3 +199,74 @@ def test_no_jamming_needed_and_none_possible(table2):
     bld["gain_eavesdropper"] = [1e-10] * 4
     res = solve_exact(Cluster(GLDParams(**gld), BLDParams(**bld), table2.constants))
     assert res.feasible and res.Q == pytest.approx(0.0, abs=1e-20)
+
+
+# ------------------------------------------------------------------ fast inner search, Sub-T
+def test_inner_search_bounds_and_brute_force(table2):
+    """gld_time_bounds: V_lower <= V, V attained by (y, tG), and a dense grid finds no better."""
+    from solvers._core import Prepared
+
+    for cluster in (table2, perturbed_cluster(7, 5, 3), perturbed_cluster(8, 9, 2)):
+        p = Prepared(cluster)
+        _, u_feas, u_hi = p.feasibility()
+        u = p.domain_left(u_feas) + (u_hi - p.u_lo) * np.geomspace(1e-6, 1e-1, 12)
+        dem = p.jam_demand(p.min_jamming(u), u)
+        with np.errstate(all="ignore"):
+            v, y, tg, v_lo = p.gld_time_bounds(dem, u)
+            grid = p.tg_min * np.geomspace(1.0, 1e3, 20001)
+            brute = np.min(p.min_y(np.broadcast_to(grid, (u.size, grid.size)), dem[:, None],
+                                   u[:, None]) + grid, axis=1)
+            y_at = p.min_y(tg[:, None], dem[:, None], u[:, None])[:, 0]
+        fin = np.isfinite(v)
+        assert fin.sum() >= 6
+        assert np.array_equal(fin, np.isfinite(brute))
+        assert np.all(v_lo[fin] <= v[fin]) and np.all(v[fin] - v_lo[fin] <= 1e-12 * v[fin])
+        assert np.all(v[fin] <= brute[fin] * (1 + 1e-12))  # no grid point is better
+        assert np.all(brute[fin] <= v[fin] * (1 + 1e-3))  # and the grid gets close
+        np.testing.assert_allclose(y_at[fin], y[fin], rtol=1e-12)
+        np.testing.assert_allclose(v[fin], y[fin] + tg[fin], rtol=1e-12)
+
+
+def test_min_upload_time_matches_model(table2):
+    from dtfl_env.model.system import min_upload_time_s, upload_power_w
+    from solvers._core import Prepared
+
+    for cluster in (table2, perturbed_cluster(3, 8, 2), perturbed_cluster(4, 1, 1)):
+        tg_min = Prepared(cluster).tg_min
+        assert tg_min == pytest.approx(min_upload_time_s(cluster), rel=1e-14)
+        assert np.all(upload_power_w(cluster, tg_min) <= cluster.gld.max_power_w)
+
+
+def test_sub_t_solves_the_stationarity_condition(table2):
+    """Sub-T (31)-(32): f_T'(tG) = 0, or tG = tG_min where f_T' >= 0 there."""
+    from solvers._core import Prepared
+    from solvers.algorithm2 import _sub_t
+
+    p = Prepared(table2)
+    rng = np.random.default_rng(1)
+    lam = rng.exponential(0.3, (40, p.m)) * rng.choice([0.0, 1.0, 1e3], (40, 1))
+    with np.errstate(all="ignore"):
+        tg = _sub_t(p, lam, p.tg_min * rng.uniform(1.0, 50.0, 40))
+    slope = 1.0 + np.sum(lam * p.upload_energy_slope(tg), axis=-1)
+    at_min = tg == p.tg_min
+    assert np.all(slope[at_min] >= -1e-9)
+    assert np.all(np.abs(slope[~at_min]) <= 1e-8)
+
+
+@pytest.mark.parametrize("k", range(0, 50, 7))
+def test_algorithm2_and_exact_on_random_clusters(k):
+    """The benchmark's random clusters: exact certified, corrected Algorithm 2 within 0.1 %."""
+    from dtfl_env.scenarios import random_cluster
+
+    cluster = random_cluster(k, n_gld=2 + (k * 7) % 9, n_bld=1 + (k * 5) % 6)
+    ex = solve_exact(cluster)
+    a2 = solve_algorithm2(cluster)
+    assert ex.feasible == a2.feasible
+    if not ex.feasible:
+        return
+    assert ex.status == "optimal"
+    assert ex.info["lower_bound_s"] <= ex.T
+    assert ex.T - ex.info["lower_bound_s"] <= 1e-7 * ex.T
+    assert ex.T * (1 - 1e-7) <= a2.T <= ex.T * (1 + 1e-3)
+    for res in (ex, a2):
+        assert _reevaluate(cluster, res).min_slack >= -1e-9

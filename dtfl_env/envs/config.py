@@ -13,12 +13,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from dtfl_env.config import Constants
+from dtfl_env.fl.config import FLConfig, default_fl_config
 from dtfl_env.scenarios import RandomClusterConfig
 
 __all__ = ["default_config", "merge_config", "validate_config"]
 
 SCENARIOS = ("random", "table2")
-FL_BACKENDS = ("none",)
+LEDGER_MODES = ("none", "signature", "full")
+ATTACKS = ("random", "scaled", "tamper")
 
 
 def default_config() -> dict[str, Any]:
@@ -41,8 +43,10 @@ def default_config() -> dict[str, Any]:
         "cluster_in_info": True,
         "random": {},
         "constants": {},
-        "fl": {"backend": "none"},
-        "ledger": {"enabled": False},
+        "fl": default_fl_config(),
+        "ledger": {"enabled": True, "mode": "full", "malicious_clusters": 0,
+                   "attack": "random", "store_payload": False, "validation_samples": 500,
+                   "peer_baseline": True},
     }
 
 
@@ -119,9 +123,21 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     _num(cfg["reward"]["latency_reference_s"], "reward.latency_reference_s")
     RandomClusterConfig.from_dict(cfg["random"], "random")
     Constants.from_dict(cfg["constants"], "constants")
-    if cfg["fl"]["backend"] not in FL_BACKENDS:
-        raise ValueError(f"fl.backend: must be one of {FL_BACKENDS}, got {cfg['fl']['backend']!r}")
-    if not isinstance(cfg["ledger"]["enabled"], bool):
-        raise ValueError("ledger.enabled: must be true or false")
+    FLConfig.from_dict(cfg["fl"], "fl")
+    led = cfg["ledger"]
+    for key in ("enabled", "store_payload", "peer_baseline"):
+        if not isinstance(led[key], bool):
+            raise ValueError(f"ledger.{key}: must be true or false, got {led[key]!r}")
+    if led["mode"] not in LEDGER_MODES:
+        raise ValueError(f"ledger.mode: must be one of {LEDGER_MODES}, got {led['mode']!r}")
+    if led["attack"] not in ATTACKS:
+        raise ValueError(f"ledger.attack: must be one of {ATTACKS}, got {led['attack']!r}")
+    mal = led["malicious_clusters"]
+    if isinstance(mal, bool) or not isinstance(mal, int) or not 0 <= mal <= cfg["clusters"]:
+        raise ValueError(f"ledger.malicious_clusters: must be an integer in [0, clusters], "
+                         f"got {mal!r}")
+    vs = led["validation_samples"]
+    if isinstance(vs, bool) or not isinstance(vs, int) or vs < 1:
+        raise ValueError(f"ledger.validation_samples: must be an integer >= 1, got {vs!r}")
     if cfg["scenario"] == "table2" and cfg["max_devices"] < 10:
         raise ValueError("max_devices: the table2 scenario has 10 devices per cluster")

@@ -150,7 +150,15 @@ class DTFLEnv(gym.Env):
         self._round = 0
         self._cluster = 0
         self._accuracy = 0.0
+        self._loss = math.nan
         self._last_step: tuple[Any, ...] | None = None
+        self._fl: Any = None  # dtfl_env.fl.system.FederatedSystem (torch backend)
+        self._fl_key = ""
+        self._consortium: Any = None  # dtfl_env.ledger.Consortium
+        self._requests: list[tuple[Any, ...]] = []
+        self._round_record: dict[str, Any] | None = None
+        self._clock_s = 0.0
+        self._round_latency_s = 0.0
         self._topo_rng = self._fade_rng = self._fl_rng = np.random.default_rng()
         self._episode_ready = False
 
@@ -198,9 +206,51 @@ class DTFLEnv(gym.Env):
         self._round = 0
         self._cluster = 0
         self._accuracy = 0.0
+        self._loss = math.nan
         self._last_step = None
+        self._requests = []
+        self._round_record = None
+        self._clock_s = 0.0
+        self._round_latency_s = 0.0
+        self._setup_learning()
         self._draw_round()
         return self._observation(), self._info_reset()
+
+    @property
+    def learning(self) -> bool:
+        """True when the FL round trains real models (``fl.backend == "torch"``)."""
+        return self.config["fl"]["backend"] == "torch"
+
+    def _setup_learning(self) -> None:
+        """Build (or reset) the federated system and the consortium ledger of the episode."""
+        if not self.learning:
+            self._fl = self._consortium = None
+            return
+        import json
+
+        from dtfl_env.fl.system import FederatedSystem
+
+        fl_seed = int(self._fl_rng.integers(0, 2**31 - 1))
+        clusters = [s.base for s in self._sites]
+        key = json.dumps(self.config["fl"], sort_keys=True)
+        if self._fl is None or key != self._fl_key:
+            self._fl = FederatedSystem(self.config["fl"], clusters, seed=fl_seed)
+            self._fl_key = key
+        else:
+            self._fl.reset(clusters=clusters, seed=fl_seed)
+        self._accuracy, self._loss = self._fl.evaluate()
+        led = self.config["ledger"]
+        self._consortium = None
+        if led["enabled"]:
+            from dtfl_env.ledger import Consortium, VerifierConfig
+
+            self._consortium = Consortium(
+                range(len(self._sites)), mode=led["mode"], store_payload=led["store_payload"],
+                verifier=VerifierConfig(peer_baseline=led["peer_baseline"]),
+                rng=np.random.default_rng(int(self._fl_rng.integers(0, 2**31 - 1))))
+            self._consortium.set_twin_proportion(  # eq. (2): Prop_Cs
+                [s.n / max(s.m + s.n, 1) for s in self._sites])
+        self._attack_rng = np.random.default_rng(int(self._fl_rng.integers(0, 2**31 - 1)))
 
     def _draw_site(self) -> _Site:
         cfg = self.config
@@ -373,8 +423,9 @@ class DTFLEnv(gym.Env):
         assert site.true is not None
         out = round_outcome(site.true, y_s=y, tg_s=tg, jam_power_w=q,
                             deadline_s=self.config["round_deadline_s"])
-        acc_gain = self._fl_round(site, out)
         cluster_idx, round_idx = self._cluster, self._round
+        self._round_latency_s = max(self._round_latency_s, out.latency_s)
+        acc_gain = self._fl_round(cluster_idx, site, out)
         self._cluster += 1
         if self._cluster == self.config["clusters"]:
             acc_gain += self._end_of_round()
@@ -401,14 +452,94 @@ class DTFLEnv(gym.Env):
         finally:
             self._round = saved
 
-    # hooks (HighwayEnv naming); FL training and the ledger plug in here
-    def _fl_round(self, site: _Site, out: RoundOutcome) -> float:
-        """The cluster's FL round (latency-only backend: no training, no accuracy change)."""
+    # hooks (HighwayEnv naming): the FL round and the ledger
+    def _fl_round(self, cluster_idx: int, site: _Site, out: RoundOutcome) -> float:
+        """The cluster's FL round (Algorithm 1, lines 9-10): who trains follows the step.
+
+        GLDs that dropped out or straggled do not train; twins of BLDs whose sync failed
+        train on stale data or not at all (``fl.twin_stale_policy``); straggling twins do
+        not count. Training itself is deferred to the end of the round and batched over
+        all clusters (every cluster starts from the same global model, so this is exact).
+        """
+        if self.learning:
+            self._requests.append((cluster_idx, ~(out.gld_dropped | out.gld_straggler),
+                                   out.bld_synced, ~out.bld_straggler))
         return 0.0
 
     def _end_of_round(self) -> float:
-        """Ledger verification and global aggregation after the last cluster of a round."""
-        return 0.0
+        """Train the round's clusters, verify their models on the ledger and aggregate the
+        verified ones into the new global model (Algorithm 1, lines 9-14); returns the
+        global accuracy gain."""
+        self._clock_s += self._round_latency_s  # clusters run in parallel
+        self._round_latency_s = 0.0
+        self._round_record = None
+        if not self.learning:
+            return 0.0
+        fl = self._fl
+        requests, self._requests = self._requests, []
+        results = fl.clusters_round(requests)
+        trained = {req[0]: part for req, part in zip(requests, fl.last_participation,
+                                                     strict=True)}
+        global_before = fl.global_params
+        models: list[tuple[int, np.ndarray, int]] = [
+            (req[0], params, n) for req, (params, n) in zip(requests, results, strict=True)
+            if n > 0]
+        led = self.config["ledger"]
+        malicious = set(range(led["malicious_clusters"]))
+        from dtfl_env.ledger import random_update, scaled_update
+
+        def attacked(c: int, params: np.ndarray) -> np.ndarray:
+            if c not in malicious or led["attack"] == "tamper":
+                return params
+            if led["attack"] == "random":
+                return random_update(global_before, self._attack_rng)
+            return scaled_update(global_before, params)
+
+        models = [(c, attacked(c, p), n) for c, p, n in models]
+        accepted = models
+        s_total = len(self._sites)
+        if self._consortium is not None:
+            from dtfl_env.fl.training import evaluate
+            from dtfl_env.ledger import tamper_submission
+
+            cons = self._consortium
+            subs = []
+            for c, params, _ in models:
+                g_n, b_n = fl.device_samples(c)
+                who = trained[c]
+                m = self._sites[c].m
+                ids = [*(int(i) for i in who["gld"]), *(m + int(j) for j in who["bld"])]
+                counts = [*(int(g_n[i]) for i in who["gld"]), *(int(b_n[j]) for j in who["bld"])]
+                sub = cons.submit(c, round=self._round, params=params,
+                                  global_params=global_before,
+                                  participants=[1000 * c + i for i in ids],  # device ids
+                                  sample_counts=counts)
+                if c in malicious and led["attack"] == "tamper":
+                    sub = tamper_submission(sub, self._attack_rng)
+                subs.append(sub)
+            k = led["validation_samples"]
+            vx, vy = fl.data.test_x[:k], fl.data.test_y[:k]
+
+            def quality(params: np.ndarray) -> tuple[float, float]:
+                return evaluate(params, fl.model, vx, vy, device=fl.device)
+
+            rec = cons.end_round(self._round, subs, global_params=global_before,
+                                 quality=quality, timestamp_s=self._clock_s)
+            ok = {int(s.transaction.cluster_id) for s in rec.report.accepted}
+            accepted = [m for m in models if m[0] in ok]
+            mask_ok = np.zeros(s_total, dtype=bool)
+            mask_ok[list(ok)] = True
+            submitted = np.zeros(s_total, dtype=bool)
+            submitted[[m[0] for m in models]] = True
+            self._round_record = {
+                "validator": rec.validator, "block_hash": rec.block_hash or "",
+                "block_size_bytes": int(rec.block_size_bytes or 0),
+                "accepted_clusters": mask_ok, "rejected_clusters": submitted & ~mask_ok}
+        fl.global_aggregate([p for _, p, _ in accepted], [n for _, _, n in accepted])
+        acc, self._loss = fl.evaluate()
+        gain = acc - self._accuracy
+        self._accuracy = acc
+        return gain
 
     def _rewards(self, site: _Site, out: RoundOutcome, acc_gain: float) -> dict[str, float]:
         w = self.config["reward"]
@@ -467,8 +598,13 @@ class DTFLEnv(gym.Env):
             "n_unsynced": int(n - out.bld_synced.sum()),
             "n_stragglers": int(out.gld_straggler.sum() + out.bld_straggler.sum()),
             "global_accuracy": self._accuracy,
+            "sim_time_s": self._clock_s + self._round_latency_s,
             "next_round": self._round, "next_cluster_index": self._cluster,
         }
+        if self.learning:
+            info["global_loss"] = self._loss
+        if self._round_record is not None and self._cluster == 0:
+            info["ledger"] = self._round_record  # the round just ended
         if self.config["compute_optimal"]:
             from solvers.exact import solve_exact
 
