@@ -19,7 +19,7 @@ def _run(config, policy="exact", seed=0):
     ledger, done = [], False
     while not done:
         action, _ = pol.predict(obs)
-        obs, reward, term, trunc, info = env.step(action)
+        obs, _, term, trunc, info = env.step(action)
         done = term or trunc
         if "ledger" in info:
             ledger.append(info["ledger"])
