@@ -1,17 +1,28 @@
 """Closed-form building blocks shared by the solvers (vectorised over a batch of rows).
 
-Notation: w = 1/y^2, u = tB_up (BLD sync time), Q = sum_i q_i g_iE (eq. (20)).
+Notation: w = 1/y^2, u = tB_up (BLD sync time), Q = sum_i q_i g_iE (eq. (20)),
+a_i(tG) = E_max,i - E_i^up(tG) (energy left for compute and jamming), cap_i = Q_max,i u.
 
-Feasibility test (MODEL.md): for fixed Q, y, tG with s_i = E_max,i - K_i/y^2 - E_i^up(tG),
-a jamming split exists iff every s_i >= 0 and sum_i g_iE min(Q_max,i, s_i/u) >= Q, where
-u = tB_up(Q). For fixed (tG, Q, u) the smallest feasible y is found in closed form: the left
-side is a concave piecewise-linear decreasing function of w, so the largest feasible w sits
-on one of its segments.
+Feasibility test (MODEL.md): for fixed Q, y, tG with s_i = a_i - K_i w, a jamming split
+exists iff every s_i >= 0 and H(w) = sum_i g_iE min(cap_i, s_i) >= D = Q u, where
+u = tB_up(Q). So the smallest feasible y is w(tG)^(-1/2) with
+
+    w(tG) = min(w_max, min_i a_i / K_i, w_H),   w_H: the largest w with H(w) >= D.
+
+H is concave, piecewise linear and decreasing in w, with a breakpoint beta_i = (a_i - cap_i)
+/ K_i per GLD: H(w) = C + sum_i g_i K_i min(0, beta_i - w), C = sum_i g_i cap_i. Being
+concave, H is the minimum of the affine extensions of its pieces, so its root is the
+smallest root of a piece: with the breakpoints sorted, w_H = min_k (C - D + sum_{i<=k}
+g_i K_i beta_i) / sum_{i<=k} g_i K_i (and w_H = -inf when C < D). Every piece of w(tG),
+including w_max and a_j/K_j, is (const + sum_i c_i a_i(tG)) with c_i >= 0, so w(tG) is
+concave (a_i is concave: E_i^up is convex) and its one-sided derivatives follow from the
+active piece and the analytic dE_i^up/dtG, d^2E_i^up/dtG^2 (eqs. (30)-(31)).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -21,12 +32,38 @@ from dtfl_env.model.system import (
     bld_twin_latency_s,
     jamming_lower_bound_w,
     jamming_upper_bound_w,
-    min_jamming_for_sync_w,
-    min_upload_time_s,
     sync_time_s,
 )
 
-_GOLD = (np.sqrt(5.0) - 1.0) / 2.0
+_NUDGE = np.array([1e-3, 1e-7])[:, None]
+"""Offsets (relative to the bracket) of the points placed beside the predicted kink."""
+_TG_GRID = 4.0 ** np.arange(12)
+"""Coarse grid of tG / tG_min that brackets the minimiser of y + tG (convex in tG)."""
+
+
+def _min_upload_time(cluster: Cluster) -> float:
+    """Smallest tG with p_i <= P_max,i for every GLD, constraint (24c) / (14c).
+
+    Same answer as :func:`dtfl_env.model.system.min_upload_time_s` (to rounding), faster:
+    f_i(x) = log(e^x - 1) + (i - 1) x - log(P_max,i g_iC / n_C) is concave and increasing in
+    x = r ln 2, so Newton's method started right of the root (at the i = 1 root) jumps left
+    of it and then climbs monotonically: every iterate after the first keeps p_i <= P_max.
+    """
+    k = cluster.constants
+    g = cluster.gld
+    log_c = np.log(g.max_power_w * g.gain_coordinator / k.noise_coordinator_w)
+    idx = np.arange(cluster.n_gld, dtype=float)
+    x = np.log1p(np.exp(log_c))  # the root for i = 1; right of the root for every i > 1
+    with np.errstate(all="ignore"):
+        for it in range(100):
+            em1 = np.expm1(x)
+            f = np.log(em1) + idx * x - log_c
+            step = f / ((em1 + 1.0) / em1 + idx)
+            x = x - step
+            if it and np.all(np.abs(step) <= 4e-16 * x):
+                break
+        x = x * (1.0 - 4e-16)  # stay on the feasible side despite rounding
+    return float(np.max(k.model_bits / (k.bandwidth_hz * (x / LN2))))
 
 
 class Prepared:
@@ -36,18 +73,18 @@ class Prepared:
         k = cluster.constants
         g = cluster.gld
         self.cluster = cluster
-        self.m = cluster.n_gld
+        self.m = m = cluster.n_gld
         self.n = cluster.n_bld
         self.c = k.cycles_per_round_bit
         self.k_loc = k.switched_capacitance * (self.c * g.data_bits) ** 3  # eq. (18): E = K/y^2
-        self.y_min = float(np.max(self.c * g.data_bits / g.max_cpu_hz)) if self.m else 0.0  # (19)
-        self.w_max = 1.0 / self.y_min**2 if self.m else np.inf
-        self.tg_min = min_upload_time_s(cluster)  # (24c)
+        self.y_min = float(np.max(self.c * g.data_bits / g.max_cpu_hz)) if m else 0.0  # (19)
+        self.w_max = 1.0 / self.y_min**2 if m else np.inf
+        self.tg_min = _min_upload_time(cluster) if m else 0.0  # (24c)
         self.g_e = g.gain_eavesdropper
         self.q_max = g.max_jam_power_w
         self.e_max = g.energy_budget_j
         self.n_over_g = k.noise_coordinator_w / g.gain_coordinator
-        self.sic = np.arange(self.m, dtype=float)  # i - 1
+        self.sic = np.arange(m, dtype=float)  # i - 1
         self.x_scale = k.model_bits * LN2 / k.bandwidth_hz  # r ln 2 = x_scale / tG
         # upload energy as tG -> inf: n_C/g_iC * L ln2 / W
         self.e_up_inf = self.n_over_g * self.x_scale
@@ -57,11 +94,30 @@ class Prepared:
         self.noise_e = k.noise_eavesdropper_w
         self.q_lo = jamming_lower_bound_w(cluster)
         self.q_hi = jamming_upper_bound_w(cluster)
+        # (M, 1, 1)-shaped copies for the batched evaluation in _evaluate (GLD axis first)
+        col = (m, 1, 1)
+        with np.errstate(divide="ignore"):
+            self._lng3 = np.log(self.n_over_g).reshape(col)
+        self._sic3 = self.sic.reshape(col)
+        self._g3 = self.g_e.reshape(col)
+        self._emax3 = self.e_max.reshape(col)
+        self._igk3 = 1j * self.gk.reshape(col)
+        self._ikl3 = 1.0 / self.k_loc.reshape(col)
+        self._qk3 = (self.q_max / self.k_loc).reshape(col)
+        self._gq = float(np.sum(self.g_e * self.q_max))
+        self._tril = np.tril(np.ones((m, m)))
+        # rows 1, (i-1), (i-1)^2: sums over GLDs of the terms of dE_i^up/dt, d2E_i^up/dt2
+        self.sic_powers = np.stack([np.ones(m), self.sic, self.sic**2])
+        self._wmk = self.sic_powers / self.k_loc
+        self.dup_at_min = self.upload_energy_slope(np.array(self.tg_min)) if m else self.sic
         if self.n:
             b = cluster.bld
             a = np.log2(1.0 + b.power_w * b.gain_coordinator / k.noise_bld_w)
             self.u_lo = float(np.max(b.data_bits / (k.bandwidth_hz * a)))  # infinite jamming
             self.u_free = float(sync_time_s(cluster, 0.0))  # sync time without jamming
+            self._bld_a = (a * LN2)[:, None]
+            self._bld_d = (b.data_bits / k.bandwidth_hz * LN2)[:, None]
+            self._bld_ph = (b.power_w * b.gain_eavesdropper)[:, None]
         else:
             self.u_lo = 0.0
             self.u_free = 0.0
@@ -76,9 +132,29 @@ class Prepared:
         x = self.x_scale / t  # r ln 2
         return self.n_over_g * t * np.expm1(x) * np.exp(self.sic * x)
 
+    def upload_energy_slope(self, tg: np.ndarray) -> np.ndarray:
+        """dE_i^up/dtG (eq. (31)), shape tg.shape + (M,)."""
+        x = self.x_scale / np.asarray(tg, dtype=float)[..., None]
+        em1 = np.expm1(x)
+        return -self.n_over_g * np.exp(self.sic * x) * (x * (em1 + 1.0 + self.sic * em1) - em1)
+
     def min_jamming(self, u: np.ndarray) -> np.ndarray:
-        """Q(u): smallest aggregate jamming that syncs every BLD within u (eq. (23) inverted)."""
-        return min_jamming_for_sync_w(self.cluster, u)
+        """Q(u): smallest aggregate jamming that syncs every BLD within u (eq. (23) inverted).
+
+        R_j(Q) >= D_j / u  <=>  Q >= p_j h_jE / (2^(a_j - D_j/(W u)) - 1) - n_E (the closed
+        form of :func:`dtfl_env.model.system.min_jamming_for_sync_w`, with the per-BLD
+        constants precomputed). ``inf`` where even infinite jamming is too slow, negative
+        where no jamming is needed.
+        """
+        u = np.asarray(u, dtype=float)
+        if self.n == 0:
+            return np.full(u.shape, -self.noise_e)
+        flat = u.reshape(-1)
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            expo = self._bld_a - self._bld_d / flat
+            need = self._bld_ph / np.expm1(expo) - self.noise_e
+            need = np.where(expo > 0, need, np.inf)
+        return need.max(0).reshape(u.shape)
 
     def sync_time(self, q: np.ndarray) -> np.ndarray:
         return sync_time_s(self.cluster, q)
@@ -91,82 +167,265 @@ class Prepared:
             # no-jamming sync time, not a physical demand
             return np.where(q_req > 1e-12 * self.noise_e, q_req * u, 0.0)
 
+    # ------------------------------------------------------------------ w(tG) and y + tG
+    def _evaluate(self, t: np.ndarray, cmd: np.ndarray, capk: np.ndarray, deriv: bool = True
+                  ) -> np.ndarray:
+        """w(tG) and, with ``deriv``, h = y + tG and its derivatives, at a batch of points.
+
+        ``t`` has shape (K, B) (K points for each of B rows); ``cmd`` = C - D, shape (B,);
+        ``capk`` = cap_i / K_i, shape (M, 1, B). Returns w of shape (K, B), or with ``deriv``
+        the stack (t, h, h', w, w', t_N) of shape (6, K, B): derivatives in tG, and t_N the
+        Newton step on log(1 - h') = log(w'/(2 w^1.5)) (nearly linear where E^up is
+        exponential in 1/tG). Infeasible points (w <= 0) get h = inf, h' = -inf
+        (feasibility is monotone in tG: they lie left). The derivatives are those of the
+        active piece of w: one-sided derivatives (so subgradients of the convex h) at ties.
+        """
+        m = self.m
+        shape = t.shape
+        x = self.x_scale / t  # r ln 2
+        em1 = np.expm1(x)
+        base = self._sic3 * x
+        base += self._lng3
+        np.exp(base, out=base)  # n_C/g_iC 2^((i-1) r)
+        r = base * (em1 * t)  # E_i^up
+        np.subtract(self._emax3, r, out=r)
+        r *= self._ikl3  # a_i / K_i
+        beta = r - capk  # breakpoints (a_i - cap_i) / K_i
+        z = beta + self._igk3
+        z.sort(axis=0)  # breakpoints sorted, g_i K_i carried along
+        z = z.reshape(m, -1)
+        zr, gks = z.real, z.imag
+        n = z.shape[1]
+        roots = (self._tril @ (gks * zr)).reshape(beta.shape)
+        roots += cmd
+        roots /= (self._tril @ gks).reshape(beta.shape)  # > 0: g_iE, K_i > 0 (validated)
+        roots = roots.reshape(m, -1)
+        kk = roots.argmin(0)
+        ar = np.arange(n)
+        w_h = roots[kk, ar].reshape(shape)
+        w_h[:, cmd < 0] = -np.inf  # C < D: even full jamming power falls short
+        w_s = r.min(0)
+        w = np.minimum(w_h, w_s)
+        np.minimum(w, self.w_max, out=w)
+        if not deriv:
+            return w
+        # weights c_i of the active piece, normalised so that w' = -sum_i c_i dE_i/dt:
+        # H piece: g_i / sum_S g_k K_k over the first kk + 1 GLDs in breakpoint order (their
+        # energy limits their jamming); a_j / K_j piece: 1 / K_j; w_max: 0
+        is_h = (w_h <= w_s) & (w_h <= self.w_max)
+        is_b = (w_s < w_h) & (w_s <= self.w_max)
+        gs = (beta <= zr[kk, ar].reshape(shape)) * self._g3
+        cb = (gs * base).reshape(m, -1)
+        a_h = self.sic_powers @ cb
+        a_h /= self.k_loc @ gs.reshape(m, -1)
+        jb = r.argmin(0).reshape(-1)
+        a_b = self._wmk[:, jb] * base.reshape(m, -1)[jb, ar]
+        a0, a1, a2 = np.where(is_h.reshape(-1), a_h, a_b * is_b.reshape(-1)).reshape(
+            (3, *shape))
+        ep = em1 + 1.0
+        w1 = x * ep * a0 + em1 * (x * a1 - a0)  # -sum c_i dE_i/dt, eq. (31)
+        w2 = (x * x / t) * (ep * (a0 + 2.0 * a1) + em1 * a2)  # +sum c_i d2E_i/dt2
+        out = np.empty((6, *shape))
+        out[0] = t
+        out[3] = w
+        out[4] = w1
+        ok = w > 0
+        y = 1.0 / np.sqrt(w)
+        q = 0.5 * w1 * (y * y * y)  # 1 - h'
+        out[1] = t + y
+        out[2] = 1.0 - q
+        out[1][~ok] = np.inf
+        out[2][~ok] = -np.inf
+        out[5] = t + np.log(q) / (w2 / w1 + 1.5 * w1 / w)
+        return out
+
+    def _row_consts(self, demand: np.ndarray, u: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        demand = np.atleast_1d(np.asarray(demand, dtype=float))
+        u = np.atleast_1d(np.asarray(u, dtype=float))
+        b = max(demand.size, u.size)
+        demand = np.broadcast_to(demand.reshape(-1), (b,))
+        u = np.broadcast_to(u.reshape(-1), (b,))
+        cmd = self._gq * u - demand
+        capk = self._qk3 * u
+        return demand, u, cmd, capk
+
     def min_y(self, tg: np.ndarray, demand: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Smallest feasible y for given tG, jamming demand Q*u and sync time u.
 
         Broadcasts ``tg`` of shape (B, K) against ``demand``/``u`` of shape (B, 1). Returns
         ``inf`` where no y works. Call under ``np.errstate(all="ignore")``.
         """
-        a = self.e_max - self.upload_energy(tg)  # energy left for compute + jamming
-        caps = self.q_max * np.asarray(u, dtype=float)[..., None]  # Q_max,i * u
-        dem = np.asarray(demand, dtype=float)
-        g, kl = self.g_e, self.k_loc
-        w_cap = np.minimum(self.w_max, np.min(a / kl, axis=-1))  # every s_i >= 0
-        h_cap = np.sum(g * np.minimum(caps, a - kl * w_cap[..., None]), -1)
-        h_zero = np.sum(g * np.minimum(caps, a), axis=-1)
-        # H(w) = sum_i g_i min(cap_i, a_i - K_i w) is concave, piecewise linear and
-        # decreasing, with breakpoints beta_k. Its right tangent at beta_k over-estimates
-        # H to the right, so the root is min_k beta_k + (H(beta_k) - D) / S_k over the
-        # breakpoints with H(beta_k) >= D (S_k: slope right of beta_k).
-        beta = (a - caps) / kl
-        bk = beta[..., :, None]  # k along axis -2, i along axis -1
-        h_at = np.sum(g * np.minimum(caps[..., None, :], a[..., None, :] - kl * bk), axis=-1)
-        slope = np.sum(np.where(beta[..., None, :] <= bk, self.gk, 0.0), axis=-1)
-        d = dem[..., None]
-        w_k = np.where(h_at >= d, beta + (h_at - d) / slope, np.inf)
-        w = np.where(h_cap >= dem, w_cap, np.minimum(np.min(w_k, axis=-1), w_cap))
-        ok = (w_cap > 0) & (h_zero >= dem) & (w > 0) & (w < np.inf)
+        tg = np.asarray(tg, dtype=float)
+        dem = np.broadcast_to(np.asarray(demand, dtype=float), tg.shape)
+        uu = np.broadcast_to(np.asarray(u, dtype=float), tg.shape)
+        flat = tg.reshape(1, -1)
+        w = self._evaluate(flat, self._gq * uu.reshape(-1) - dem.reshape(-1),
+                           self._qk3 * uu.reshape(-1), deriv=False).reshape(tg.shape)
+        ok = w > 0
         return np.where(ok, 1.0 / np.sqrt(np.where(ok, w, 1.0)), np.inf)
 
-    def gld_time(self, demand: np.ndarray, u: np.ndarray, *, iters: int = 40
+    def gld_time(self, demand: np.ndarray, u: np.ndarray, *, iters: int = 40,
+                 guess: np.ndarray | None = None, rtol: float = 1e-13
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """min y + tG over tG for each row (convex in tG): coarse log grid, then golden section.
+        """min y + tG over tG for each row (convex in tG), to ``rtol`` (certified).
 
         Returns ``(y + tG, y, tG)``, each of shape (B,); ``inf`` rows are infeasible.
+        See :meth:`gld_time_bounds` for the method.
+        """
+        v, y, tg, _ = self.gld_time_bounds(demand, u, iters=iters, guess=guess, rtol=rtol)
+        return v, y, tg
+
+    def gld_time_bounds(self, demand: np.ndarray, u: np.ndarray, *, iters: int = 40,
+                        guess: np.ndarray | None = None, rtol: float = 1e-13,
+                        floor: np.ndarray | None = None, slack: float = 1e-3,
+                        stop: Callable[[np.ndarray, np.ndarray], bool] | None = None,
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """V = min_tG y + tG per row with a lower bound: ``(V, y, tG, V_lower)``.
+
+        h(tG) = tG + w(tG)^(-1/2) is convex. A coarse log grid brackets its minimiser by the
+        sign of h' (or ``guess``, shape (K, B), ascending points to bracket it from first);
+        then each step evaluates nine points inside the bracket at once (vectorised): the
+        crossing of the tangents of w at both ends (where two pieces of w meet, e.g. the
+        kink where y reaches y_min) nudged to either side by 1e-3 and 1e-7 of the bracket,
+        the crossing of the tangents of h, the secant root of h', a Newton step on
+        log(1 - h') from either end and the log-midpoint (which guarantees progress). The
+        tangents of h at the bracket ends bound min h from below; a row stops when that
+        bound is within ``rtol`` of its best point (typically after 2-5 steps from the
+        grid, 1-2 from a close ``guess``). With ``floor`` (per row, e.g. u + tB_loc, T =
+        max(V, floor)), a row also stops once max(V_lower, floor) exceeds the best
+        max(V, floor) of all rows by the factor 1 + ``slack``: it cannot hold the minimum of
+        T, only its bounds are needed (while other rows go on, it is refined to 1e-6).
+        ``stop(V, V_lower)``, called before every step, ends the search early when true.
+        The answer's y is the smallest feasible one for its tG (closed form, as min_y).
         """
         with np.errstate(all="ignore"):
-            return self._gld_time(demand, u, iters)
+            return self._gld_time(demand, u, iters, guess, rtol, floor, slack, stop)
 
-    def _gld_time(self, demand: np.ndarray, u: np.ndarray, iters: int
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        demand = np.atleast_1d(np.asarray(demand, dtype=float))
-        u = np.atleast_1d(np.asarray(u, dtype=float))
-        b = max(demand.size, u.size)
-        demand = np.broadcast_to(demand, (b,))[:, None]
-        u = np.broadcast_to(u, (b,))[:, None]
-        # coarse grid: tG_min * 4^k, k = 0..11 (h is convex in tG, so unimodal in log tG)
-        ks = np.arange(12, dtype=float)
-        grid = np.log(self.tg_min) + ks * 2.0 * LN2
-        tgs = np.exp(grid)[None, :].repeat(b, 0)
-        h = self.min_y(tgs, demand, u) + tgs
-        best = np.argmin(h, axis=-1)
-        lo = np.take(grid, np.maximum(best - 1, 0))
-        hi = np.take(grid, np.minimum(best + 1, ks.size - 1))
-        c = hi - _GOLD * (hi - lo)
-        d = lo + _GOLD * (hi - lo)
+    def _bracket(self, cmd: np.ndarray, capk: np.ndarray, b: int,
+                 guess: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Ends (6, B) of a bracket of the minimiser of h: h' < 0 at the left end, h' >= 0
+        at the right end (both ends at tG_min when h'(tG_min) >= 0)."""
+        if guess is not None:
+            guess = np.asarray(guess, dtype=float)  # (K, B), ascending in K
+            pts = self._evaluate(guess, cmd, capk)
+            pos = pts[2] >= 0
+            kf = pos.argmax(0)
+            ar = np.arange(b)
+            lo = pts[:, np.maximum(kf - 1, 0), ar]
+            hi = pts[:, kf, ar]
+            at_min = (kf == 0) & (guess[0] <= self.tg_min) & pos[0]
+            lo = np.where(at_min, hi, lo)
+            need = ~(pos.any(0) & ((kf > 0) | at_min))
+            if not need.any():
+                return lo, hi
+            rows = np.flatnonzero(need)
+            lo_g, hi_g = self._grid_bracket(cmd[rows], capk[..., rows])
+            lo[:, rows] = lo_g
+            hi[:, rows] = hi_g
+            return lo, hi
+        return self._grid_bracket(cmd, capk)
 
-        def f(s: np.ndarray) -> np.ndarray:
-            t = np.exp(s)[:, None]
-            return self.min_y(t, demand, u)[:, 0] + t[:, 0]
+    def _grid_bracket(self, cmd: np.ndarray, capk: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        b = cmd.size
+        ar = np.arange(b)
+        grid = self.tg_min * _TG_GRID[:, None] * np.ones(b)
+        pts = self._evaluate(grid, cmd, capk)
+        pos = pts[2] >= 0
+        kf = pos.argmax(0)
+        lo = pts[:, np.maximum(kf - 1, 0), ar]
+        hi = pts[:, kf, ar]
+        none = ~pos.any(0) & (pts[1, -1] < np.inf)
+        if none.any():  # minimiser beyond the grid: look further right (rare)
+            sub = np.flatnonzero(none)
+            far = grid[-1, sub] * 4.0 ** np.arange(1, 25)[:, None]
+            pf = self._evaluate(far, cmd[sub], capk[..., sub])
+            pos = pf[2] >= 0
+            kf_f = np.where(pos.any(0), pos.argmax(0), far.shape[0] - 1)
+            rs = np.arange(sub.size)
+            hi[:, sub] = pf[:, kf_f, rs]
+            lo[:, sub] = np.where(kf_f > 0, pf[:, np.maximum(kf_f - 1, 0), rs],
+                                  pts[:, -1, sub])
+        lo = np.where((kf == 0) & ~none, hi, lo)
+        return lo, hi
 
-        fc, fd = f(c), f(d)
-        for _ in range(iters):
-            left = fc < fd
-            hi = np.where(left, d, hi)
-            lo = np.where(left, lo, c)
-            new = np.where(left, hi - _GOLD * (hi - lo), lo + _GOLD * (hi - lo))
-            fn = f(new)
-            d, fd, c, fc = (np.where(left, c, new), np.where(left, fc, fn),
-                            np.where(left, new, d), np.where(left, fn, fd))
-        # keep the best point seen among the final pair and the grid minimum
-        s_best = np.where(fc < fd, c, d)
-        val = np.minimum(fc, fd)
-        grid_best = np.take_along_axis(h, best[:, None], -1)[:, 0]
-        use_grid = grid_best < val
-        s_best = np.where(use_grid, np.take(grid, best), s_best)
-        tg = np.exp(s_best)
-        y = self.min_y(tg[:, None], demand, u)[:, 0]
-        return y + tg, y, tg
+    def _gld_time(self, demand: np.ndarray, u: np.ndarray, iters: int,
+                  guess: np.ndarray | None, rtol: float, floor: np.ndarray | None = None,
+                  slack: float = 1e-3,
+                  stop: Callable[[np.ndarray, np.ndarray], bool] | None = None,
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        demand, u, cmd, capk = self._row_consts(demand, u)
+        b = u.size
+        lo_all, hi_all = self._bracket(cmd, capk, b, guess)
+        lo, hi = lo_all, hi_all  # the rows still searched (all at first)
+        act = np.arange(b)
+        for it in range(iters + 1):
+            tl, hl, h1l, wl, w1l, tnl = lo
+            th, hh, h1h, wh, w1h, tnh = hi
+            # lower bound of min h from the tangents at the bracket ends (nan when tl = th)
+            dh = h1l - h1h
+            tx = (hh - hl + h1l * tl - h1h * th) / dh
+            best = np.minimum(hl, hh)
+            lb = hl + h1l * (tx - tl)
+            done = (best - lb <= rtol * best) | (th - tl <= 4e-16 * th) | (hh == np.inf)
+            close = done
+            if floor is not None:
+                cut = np.min(np.maximum(np.minimum(lo_all[1], hi_all[1]), floor)) * (1 + slack)
+                far = np.maximum(lb, floor[act]) > cut
+                # rows that cannot hold the minimum of T are done; while others go on they
+                # are still refined to 1e-6 (their values feed the caller's models)
+                close = done | (far & (best - lb <= 1e-6 * best))
+                done = done | far
+            if it == iters or done.all():
+                break
+            if stop is not None and stop(*self._bounds(lo_all, hi_all)):
+                break
+            if close.any():  # search only the open rows from now on
+                keep = ~close
+                act, lo, hi = act[keep], lo[:, keep], hi[:, keep]
+                cmd, capk = cmd[keep], capk[..., keep]
+                tl, hl, h1l, wl, w1l, tnl = lo
+                th, hh, h1h, wh, w1h, tnh = hi
+                dh, tx = dh[keep], tx[keep]
+            ar = np.arange(act.size)
+            mid = np.sqrt(tl * th)
+            r3 = (wh - wl + w1l * tl - w1h * th) / (w1l - w1h)  # tangents of w cross
+            e = _NUDGE * (th - tl)
+            cand = np.concatenate((r3 - e, r3 + e, np.stack((tx, tl + h1l * (th - tl) / dh,
+                                                              tnl, tnh, mid))))
+            cand = np.where((cand > tl) & (cand < th), cand, mid)
+            pts = self._evaluate(cand, cmd, capk)
+            neg = pts[2] < 0
+            key = np.where(neg, cand, 0.0)
+            il = key.argmax(0)
+            lo = np.where(key[il, ar] > tl, pts[:, il, ar], lo)
+            key = np.where(neg, np.inf, cand)
+            ih = key.argmin(0)
+            hi = np.where(key[ih, ar] < th, pts[:, ih, ar], hi)
+            if act.size == b:  # no row closed yet: the full arrays are these
+                lo_all, hi_all = lo, hi
+            else:
+                lo_all[:, act] = lo
+                hi_all[:, act] = hi
+        lo, hi = lo_all, hi_all
+        v, v_lo = self._bounds(lo, hi)
+        use_lo = lo[1] < hi[1]
+        tg = np.where(use_lo, lo[0], hi[0])
+        w = np.where(use_lo, lo[3], hi[3])
+        y = np.where(v < np.inf, 1.0 / np.sqrt(np.where(v < np.inf, w, 1.0)), np.inf)
+        return v, y, tg, v_lo
+
+    @staticmethod
+    def _bounds(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(min h at the bracket ends, lower bound of min h) per row (inf: infeasible)."""
+        tl, hl, h1l = lo[:3]
+        th, hh, h1h = hi[:3]
+        best = np.minimum(hl, hh)
+        tx = (hh - hl + h1l * tl - h1h * th) / (h1l - h1h)
+        lb = np.where(th > tl, np.minimum(hl + h1l * (tx - tl), best), best)
+        # hh = inf: infeasible even at the largest tG tried (E_i^up there is its limit)
+        return best, np.where(np.isnan(lb), np.where(hh == np.inf, np.inf, -np.inf), lb)
 
     def feasibility(self) -> tuple[str | None, float, float]:
         """Decide in closed form whether problem P has a solution on this cluster.
@@ -194,33 +453,79 @@ class Prepared:
         if self.q_lo < 0:  # from tB_up(0) on no jamming is needed
             return None, self.u_free, self.u_free
         s_inf = self.e_max - self.e_up_inf  # energy left with y, tG -> inf
-
-        def psi(u: np.ndarray) -> np.ndarray:
-            dem = self.jam_demand(self.min_jamming(u), u)
-            return np.sum(self.g_e * np.minimum(self.q_max * u[..., None], s_inf), -1) - dem
-
+        psi = self._surplus
         # beyond u_bound even Q_lo * u exceeds all the energy the GLDs could ever jam with
         u_bound = float(np.sum(self.g_e * s_inf) / self.q_lo) if self.q_lo > 0 else self.u_lo * 1e9
         span = max(u_bound - self.u_lo, self.u_lo * 1e-9)
         s = np.log(span) + np.linspace(np.log(1e-12), 0.0, 400)
         vals = psi(self.u_lo + np.exp(s))
         k = int(np.argmax(vals))
+        best_val, u_feas = float(vals[k]), float(self.u_lo + np.exp(s[k]))
         lo, hi = s[max(k - 1, 0)], s[min(k + 1, s.size - 1)]
-        for _ in range(60):  # golden section on the concave surplus (unimodal in log)
-            c, d = hi - _GOLD * (hi - lo), lo + _GOLD * (hi - lo)
-            pc, pd = psi(self.u_lo + np.exp(np.array([c, d])))
-            if pc > pd:
-                hi = d
-            else:
-                lo = c
-        u_mid = self.u_lo + math.exp(0.5 * (lo + hi))
-        best_val, u_feas = max((float(psi(np.array([u_mid]))[0]), u_mid),
-                               (float(vals[k]), float(self.u_lo + np.exp(s[k]))))
+        pos = vals > 0
+        j = int(pos.argmax())
+        root = (s[j - 1], s[j]) if pos.any() and j > 0 else None
+        for _ in range(6):
+            # zoom on the maximum of the concave surplus (unimodal in log u) and on its left
+            # root (the left end of the feasible sync times) at once: 32x per round
+            s = np.linspace(lo, hi, 33)
+            sr = np.linspace(*root, 33) if root else s[:0]
+            vals = psi(self.u_lo + np.exp(np.concatenate([s, sr])))
+            vr, vals = vals[s.size:], vals[:s.size]
+            k = int(np.argmax(vals))
+            if vals[k] > best_val:
+                best_val, u_feas = float(vals[k]), float(self.u_lo + np.exp(s[k]))
+            lo, hi = s[max(k - 1, 0)], s[min(k + 1, s.size - 1)]
+            if root:
+                j = max(int((vr > 0).argmax()), 1)
+                root = (sr[j - 1], sr[j])
         if best_val < 0:
             return ("the GLDs cannot pay for the jamming any sync time needs: for every tB_up "
                     "the energy left after upload cannot deliver Q(tB_up) * tB_up "
                     "(MODEL.md feasibility test)"), u_feas, u_bound
+        self._u_left = float(self.u_lo + math.exp(root[0])) if root else self.u_lo
         return None, u_feas, max(u_bound, u_feas)
+
+    def _surplus(self, u: np.ndarray) -> np.ndarray:
+        """psi(u) = sum_i g_iE min(Q_max,i u, s_i^inf) - u max(Q(u), 0): concave; a sync time
+        u admits a feasible (y, tG) iff psi(u) > 0 (s_i^inf: the energy left as y, tG -> inf).
+        """
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            expo = self._bld_a - self._bld_d / u
+            need = (self._bld_ph / np.expm1(expo) - self.noise_e).max(0)
+            need = np.where(expo.min(0) > 0, need, np.inf)
+            dem = np.where(need > 1e-12 * self.noise_e, need * u, 0.0)  # as jam_demand
+            return self.g_e @ np.minimum(self.q_max[:, None] * u,
+                                         (self.e_max - self.e_up_inf)[:, None]) - dem
+
+    def domain_left(self, u_feas: float) -> float:
+        """A sync time at or just below the smallest one with a feasible (y, tG).
+
+        The left root of the concave surplus psi (:meth:`_surplus`) below ``u_feas`` (where
+        psi > 0), located to ~1e-10 of u - u_lo by zooming on the sign change, from the
+        infeasible side: below the returned value T(u) is infinite. It is u_cap = tB_up(sum_i
+        Q_max,i g_iE) where the jamming power caps bind, and where the energy binds V(u) =
+        min y + tG grows without bound towards it. :meth:`feasibility` computes it on the way.
+        """
+        if self.n == 0 or self.m == 0:
+            return self.u_lo
+        if getattr(self, "_u_left", None) is not None:
+            return self._u_left
+        span = u_feas - self.u_lo
+        if not span > 0:
+            return self.u_lo
+        lo, hi = math.log(1e-14 * span), math.log(span)
+        if self._surplus(np.array([self.u_lo + math.exp(lo)]))[0] > 0:
+            return self.u_lo
+        for _ in range(7):
+            s = np.linspace(lo, hi, 33)
+            pos = self._surplus(self.u_lo + np.exp(s)) > 0
+            j = int(pos.argmax()) if pos.any() else s.size - 1
+            if j == 0:
+                break
+            lo, hi = s[j - 1], s[j]
+        self._u_left = float(self.u_lo + math.exp(lo))
+        return self._u_left
 
     def jam_split(self, y: float, tg: float, q_req: float, u: float) -> np.ndarray:
         """A jamming split with sum q_i g_iE = Q, 0 <= q_i <= min(Q_max,i, s_i/u).

@@ -13,11 +13,28 @@ Two modes:
     greedy q of (35) flips all-or-nothing, lambda oscillates and the iterate breaks the
     energy budget (MODEL.md); such a result carries status ``primal_infeasible``.
 ``mode="corrected"`` (default)
-    The MODEL.md corrections: closed-form infeasibility detection, a log-spaced grid in
-    (Q - Q_lo) with local refinement, a unit-free step size (the energy constraint
-    normalised by E_max, steps scaled by the round time), and primal recovery: keep the dual
-    tG, then compute the smallest feasible y and a feasible jamming split exactly. The
-    answer is always primal feasible.
+    The MODEL.md corrections:
+
+    * closed-form infeasibility detection, also of the Q beyond which the GLDs cannot pay
+      for the jamming even with y, tG unbounded (not searched, reported infeasible);
+    * a log-spaced grid in (Q - Q_lo), plus points log-spaced towards that feasibility
+      limit (the optimum often sits beside the steep rise of T there), with local
+      refinement: uniform points between the neighbours of the best Q and points around
+      model predictions of the optimum (the crossing T_GLD = T_BLD by the secant and
+      inverse quadratic interpolation, the vertex of a parabola through T), made in the
+      sync time u = tB_up(Q) where T is convex and mapped back by Q(u); rounds stop when
+      the secants of T (in u) around the best Q leave less than 1e-5 (relative) to gain;
+    * a unit-free step size (the energy constraint normalised by E_max, steps scaled by
+      the round time); a few iterations per Q (4 on the grid, 2 in refinement rounds,
+      warm-started from the nearest Q searched);
+    * primal recovery: starting from the dual tG (and, in refinement rounds, the recovered
+      tG of the neighbouring Q), polish tG by the exact 1-D convex search of
+      :meth:`solvers._core.Prepared.gld_time_bounds` (for fixed Q, y + tG is convex in tG
+      with the smallest feasible y in closed form), then split the jamming feasibly.
+
+    The answer is always primal feasible and T(Q) is exact (to 1e-10) at the Q searched
+    near the optimum: what remains is the resolution of the Q search, within 1e-5 of the
+    exact T* on seeded random clusters. The dual iterate itself only starts the polish.
 
 Every call keeps the T(Q) curve (Fig. 4) in ``info["curve"]`` and the lambda trajectories
 (Fig. 3) in ``info["lambda"]``; :func:`dual_at_q` runs the dual method at given Q values.
@@ -35,6 +52,7 @@ import numpy as np
 from dtfl_env.config import Cluster
 from dtfl_env.model.system import evaluate_allocation
 from solvers._core import Prepared, finalize
+from solvers.exact import _lower_bound
 from solvers.result import SolverResult
 
 __all__ = ["DualTrace", "dual_at_q", "solve_algorithm2"]
@@ -63,46 +81,47 @@ class DualTrace:
     converged: np.ndarray
 
 
-def _sub_t(p: Prepared, lam: np.ndarray, t0: np.ndarray, iters: int = 30) -> np.ndarray:
+def _sub_t(p: Prepared, lam: np.ndarray, t0: np.ndarray, iters: int = 30, tol: float = 1e-10
+           ) -> np.ndarray:
     """Sub-T: argmin_t t + sum_i lambda_i E_i^up(t) over t >= tG_min, eqs. (30)-(32).
 
     The derivative (31) is increasing (f_T is convex, Appendix A), so its root is bracketed
-    and found by Newton steps on log t (safeguarded by bisection), warm-started at ``t0``.
-    The paper prescribes plain bisection; both find the same root, Newton in fewer steps.
+    and found by Newton steps (safeguarded by bisection), warm-started at ``t0``: on
+    log(-sum_i lambda_i dE_i/dt) = 0 against log t, nearly linear where E_i^up is
+    exponential in 1/t. The paper prescribes plain bisection; both find the same root,
+    Newton in fewer steps.
     """
-    x_scale, sic, ng = p.x_scale, p.sic, p.n_over_g
+    wm = p.sic_powers  # rows 1, (i-1), (i-1)^2: sum_i lambda_i ... in one product
+    lam_ng = lam * p.n_over_g
+    x_scale = p.x_scale
 
     def derivs(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        t = np.exp(s)
-        x = x_scale / t[:, None]  # r ln 2
+        """f_T'(t) (eq. (31)) and d f_T'/d log t at t = e^s."""
+        x = x_scale * np.exp(-s)  # r ln 2
         em1 = np.expm1(x)
-        esx = np.exp(sic * x)
-        d1 = -ng * esx * (x * (em1 + 1.0 + sic * em1) - em1)  # dE_i^up/dt, eq. (31)
-        d2 = ng * esx * x**3 * ((1.0 + 2.0 * sic) * (em1 + 1.0) + sic**2 * em1) / x_scale
-        return 1.0 + np.sum(lam * d1, axis=-1), t * np.sum(lam * d2, axis=-1)
+        ep = em1 + 1.0
+        l0, l1, l2 = ((lam_ng * np.exp(x[:, None] * p.sic)) @ wm.T).T
+        g = 1.0 - (x * ep * l0 + em1 * (x * l1 - l0))  # 1 + sum lambda_i dE_i/dt
+        gp = x * x * (ep * (l0 + 2.0 * l1) + em1 * l2)  # t * sum lambda_i d2E_i/dt2
+        return g, gp
 
     lo_lim = math.log(p.tg_min)
-    g_min, _ = derivs(np.full(lam.shape[0], lo_lim))
-    at_min = g_min >= -1e-12  # (32): the power bound (24c) binds
-    s = np.where(at_min, lo_lim, np.maximum(np.log(t0), lo_lim))
+    at_min = 1.0 + lam @ p.dup_at_min >= -1e-12  # (32): the power bound (24c) binds
+    s = np.maximum(np.log(t0), lo_lim)
     lo = np.full_like(s, lo_lim)
-    hi = s + 1.0
-    for _ in range(64):  # make sure f_T'(hi) > 0 (it tends to 1 as t grows)
-        g_hi, _ = derivs(hi)
-        low = (g_hi <= 0) & ~at_min
-        if not low.any():
-            break
-        hi = np.where(low, hi + 1.0, hi)
+    hi = np.full_like(s, np.inf)
     for _ in range(iters):
         g, gp = derivs(s)
         lo = np.where(g < 0, np.maximum(lo, s), lo)
         hi = np.where(g > 0, np.minimum(hi, s), hi)
-        step = s - g / gp
-        s_new = np.where((step >= lo) & (step <= hi) & np.isfinite(step), step, 0.5 * (lo + hi))
+        step = s + np.log(1.0 - g) * (1.0 - g) / gp  # Newton on log(1 - f_T')
+        # no right end yet: at most e^2 per step (f_T' tends to 1 as t grows)
+        s_new = np.where(np.isfinite(hi), 0.5 * (lo + hi), np.minimum(s + 2.0, step))
+        s_new = np.where((step >= lo) & (step <= hi) & np.isfinite(step), step, s_new)
         s_new = np.where(at_min, lo_lim, s_new)
         moved = np.max(np.abs(s_new - s))
         s = s_new
-        if moved < 1e-13:
+        if moved < tol:
             break
     return np.where(at_min, p.tg_min, np.exp(s))
 
@@ -180,12 +199,25 @@ def dual_at_q(
                           (b, p.m)).copy()
     if np.any(lam < 0) or not np.all(np.isfinite(lam)):
         raise ValueError("lambda0: must be finite and >= 0")
+    return _dual(p, q_w, tb, lam, np.full(b, p.tg_min * 1.5), paper, alpha0, theta2,
+                 max_iter)
+
+
+def _dual(p: Prepared, q_w: np.ndarray, tb: np.ndarray, lam: np.ndarray, tg: np.ndarray,
+          paper: bool, alpha0: float, theta2: float, max_iter: int, final: bool = True
+          ) -> DualTrace:
+    """The loop of :func:`dual_at_q` from multipliers ``lam`` and Sub-T start ``tg``.
+
+    With ``final`` the returned iterate (y, tG, q) is recomputed for the last multipliers;
+    without, it is the one of the last step (for the previous multipliers: enough to start
+    primal recovery).
+    """
+    b = q_w.size
     scale = np.where(np.isfinite(tb), np.maximum(tb, p.y_min + p.tg_min), 1.0)
     traj = [lam.copy()]
     active = np.isfinite(tb)
     its = np.zeros(b, dtype=int)
     converged = np.zeros(b, dtype=bool)
-    tg = np.full(b, p.tg_min * 1.5)
     tb_safe = np.where(np.isfinite(tb), tb, 0.0)
     with np.errstate(all="ignore"):
         for n in range(1, max_iter + 1):
@@ -210,44 +242,50 @@ def dual_at_q(
             traj.append(lam.copy())
             if not active.any():
                 break
-        y = np.maximum(np.cbrt(2.0 * np.sum(lam * p.k_loc, axis=-1)), p.y_min)
-        tg = _sub_t(p, lam, tg)
-        q = _sub_q(p, lam, q_w, tb_safe)
-        energy = _energy(p, y, tg, q, tb_safe)
+        if final:
+            y = np.maximum(np.cbrt(2.0 * np.sum(lam * p.k_loc, axis=-1)), p.y_min)
+            tg = _sub_t(p, lam, tg)
+            q = _sub_q(p, lam, q_w, tb_safe)
+            energy = _energy(p, y, tg, q, tb_safe)
     return DualTrace(q_w=q_w, tb_up_s=tb, lam=np.stack(traj), y_s=y, tg_s=tg, q=q,
                      energy_j=energy, iterations=its, converged=converged)
 
 
-def _recover(p: Prepared, trace: DualTrace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Primal recovery: keep the dual tG, take the smallest feasible y at (tG, Q) exactly.
+def _recover(p: Prepared, q_w: np.ndarray, tb: np.ndarray, tg_dual: np.ndarray,
+             tg_near: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Primal recovery: from the dual tG, the best (y, tG) at each Q exactly.
 
-    If the dual tG leaves no feasible y (the upload costs too much energy), tG is raised to
-    the smallest value that admits one (bisection on the closed-form test). Returns
-    ``(T_GLD, y, tG)`` per row, ``inf`` where Q is infeasible.
+    For fixed Q (so tB_up = tB_up(Q)) y + tG is convex in tG with the smallest feasible y
+    in closed form (MODEL.md feasibility test), so the dual tG is polished by the exact 1-D
+    search of :meth:`~solvers._core.Prepared.gld_time_bounds`, which starts from points
+    around it and, in refinement rounds, around ``tg_near`` (the recovered tG interpolated
+    from the neighbouring Q searched). Rows that cannot beat the best of the batch by 0.1 %
+    stop early with a feasible, not fully polished, tG. Returns ``(T_GLD, y, tG)`` per
+    row, ``inf`` where Q is infeasible.
     """
-    q_w, tb = trace.q_w, trace.tb_up_s
-    dem = p.jam_demand(q_w, tb)
-    with np.errstate(all="ignore"):
-        tg = trace.tg_s.copy()
-        y = p.min_y(tg[:, None], dem[:, None], tb[:, None])[:, 0]
-        bad = ~np.isfinite(y) & np.isfinite(tb)
-        if bad.any():
-            # feasibility is monotone in tG: find the threshold, then step just above it
-            lo = np.log(tg[bad])
-            hi = lo + 30.0 * np.log(2.0)
-            d_b, u_b = dem[bad][:, None], tb[bad][:, None]
-            ok_hi = np.isfinite(p.min_y(np.exp(hi)[:, None], d_b, u_b)[:, 0])
-            for _ in range(60):
-                mid = 0.5 * (lo + hi)
-                ok = np.isfinite(p.min_y(np.exp(mid)[:, None], d_b, u_b)[:, 0])
-                hi = np.where(ok, mid, hi)
-                lo = np.where(ok, lo, mid)
-            t_new = np.where(ok_hi, np.exp(hi), np.nan)
-            tg[bad] = t_new
-            y[bad] = np.where(ok_hi, p.min_y(t_new[:, None], d_b, u_b)[:, 0], np.inf)
-        y = np.where(np.isfinite(tb), y, np.inf)
-        t_gld = np.where(np.isfinite(y) & np.isfinite(tg), y + tg, np.inf)
+    t_gld = np.full(q_w.size, np.inf)
+    y = np.full(q_w.size, np.inf)
+    tg = tg_dual.copy()
+    ok = np.isfinite(tb)
+    if ok.any():
+        u = tb[ok]
+        pts = [tg_dual[ok] * (1.0 + _POLISH[:, None])]
+        if tg_near is not None:
+            near = tg_near[ok]
+            pts.append(np.where(np.isfinite(near), near, tg_dual[ok]) * (1.0 + _NEAR[:, None]))
+        guess = np.sort(np.maximum(np.concatenate(pts), p.tg_min), axis=0)
+        v, y_ok, tg_ok, _ = p.gld_time_bounds(p.jam_demand(q_w[ok], u), u, guess=guess,
+                                              floor=u + p.tb_loc, rtol=_POLISH_RTOL)
+        t_gld[ok], y[ok], tg[ok] = v, y_ok, tg_ok
     return t_gld, y, tg
+
+
+_POLISH_RTOL = 1e-10
+"""Relative accuracy of the polished y + tG (certified by the inner search)."""
+_POLISH = np.array([-0.5, -0.2, -0.05, 0.05, 0.2, 1.0])
+"""Relative offsets around the dual tG that start the polish of primal recovery."""
+_NEAR = np.array([-1e-2, -1e-3, -1e-4, 1e-4, 1e-3, 1e-2])
+"""Relative offsets around the neighbours' recovered tG (refinement rounds)."""
 
 
 def _t_total(p: Prepared, t_gld: np.ndarray, tb: np.ndarray) -> np.ndarray:
@@ -256,13 +294,86 @@ def _t_total(p: Prepared, t_gld: np.ndarray, tb: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(t), np.inf, t)
 
 
+def _predict(p: Prepared, qs: np.ndarray, t_gld: np.ndarray, tbs: np.ndarray, k: int
+             ) -> list[float]:
+    """Model predictions of the best Q near sample ``k`` (samples sorted by Q).
+
+    They are made in the sync time u = tB_up(Q) (eq. (23)), where T = max(T_GLD, u +
+    tB_loc) is convex (T_GLD(Q) is U-shaped and very curved in Q), and mapped back by Q(u)
+    (eq. (23) inverted): the crossing T_GLD = T_BLD by the secant and inverse quadratic
+    interpolation, and the vertex of a parabola through T.
+    """
+    out: list[float] = []
+    lo, hi = max(k - 3, 0), min(k + 4, qs.size)
+    u = tbs[lo:hi][::-1]  # ascending in u
+    v = t_gld[lo:hi][::-1]
+    g = v - u - p.tb_loc  # decreasing through 0 at the crossing
+    fin = np.isfinite(g) & np.isfinite(u)
+    for i in range(g.size - 1):
+        if fin[i] and fin[i + 1] and g[i] > 0 >= g[i + 1]:
+            out.append(u[i] + g[i] * (u[i + 1] - u[i]) / (g[i] - g[i + 1]))
+            for j in (i - 1, i + 2):
+                if 0 <= j < g.size and fin[j]:
+                    ga, gb, gc = g[i], g[i + 1], g[j]
+                    if ga != gb and gb != gc and ga != gc:
+                        out.append(u[i] * gb * gc / ((ga - gb) * (ga - gc))
+                                   + u[i + 1] * ga * gc / ((gb - ga) * (gb - gc))
+                                   + u[j] * ga * gb / ((gc - ga) * (gc - gb)))
+            break
+    kk = hi - 1 - k  # index of sample k in the reversed window
+    tot = np.maximum(v, u + p.tb_loc)
+    if (0 < kk < u.size - 1 and np.all(np.isfinite(tot[kk - 1:kk + 2]))
+            and np.all(np.diff(u[kk - 1:kk + 2]) > 0)):
+        x0, x1, x2 = u[kk - 1:kk + 2]
+        y0, y1, y2 = tot[kk - 1:kk + 2]
+        d1 = (y1 - y0) / (x1 - x0)
+        d2 = (y2 - y1) / (x2 - x1)
+        curv = (d2 - d1) / (x2 - x0)
+        if curv > 0:
+            out.append(0.5 * (x0 + x1) - d1 / (2.0 * curv))
+    u_pred = np.array([r for r in out if math.isfinite(r) and r > p.u_lo])
+    if u_pred.size == 0:
+        return []
+    with np.errstate(all="ignore"):
+        q_pred = p.min_jamming(u_pred)
+    return [float(q) for q in q_pred if math.isfinite(q)]
+
+
+_TOWARDS_TOP = np.array([1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7])
+"""Grid points below the feasibility limit q_top of Q, relative to (q_top - max(Q_lo, 0))."""
+_REFINE_RTOL = 1e-5
+"""Refinement stops once at most this much (relative) is left to gain around the best Q."""
+_MIN_ROUNDS = 1
+"""Refinement rounds run before that test."""
+def _local_gain(p: Prepared, tbs: np.ndarray, totals: np.ndarray, k: int) -> float:
+    """How much lower than sample k T may be between its neighbours, by the secants of T
+    through the samples around them: in u = tB_up(Q), where T is convex (the stopping rule
+    of the refinement; T at the samples is exact near the optimum, an upper bound away)."""
+    lo, hi = max(k - 6, 0), min(k + 7, tbs.size)
+    u = tbs[lo:hi][::-1]
+    f = totals[lo:hi][::-1]
+    ok = np.isfinite(u) & np.isfinite(f)
+    if ok.sum() < 3:
+        return math.inf
+    kk = hi - 1 - k
+    u, f = u[ok], f[ok]
+    kk = int(np.flatnonzero(np.flatnonzero(ok) == kk)[0]) if ok[kk] else int(np.argmin(f))
+    x_left = u[max(kk - 1, 0)]
+    x_right = u[min(kk + 1, u.size - 1)]
+    return float(f[kk] - _lower_bound(u, f, f, kk, x_left, x_right, p.tb_loc))
+
+
+_LADDER = np.array([0.1, 1e-2, 1e-3, 1e-4])
+"""Offsets (relative to the bracket) of the refinement points beside each prediction."""
+
+
 def solve_algorithm2(
     cluster: Cluster,
     *,
     mode: str = "corrected",
     grid_points: int | None = None,
     theta1: float | None = None,
-    refine_rounds: int = 3,
+    refine_rounds: int = 5,
     alpha0: float | None = None,
     theta2: float | None = None,
     max_iter: int | None = None,
@@ -275,16 +386,21 @@ def solve_algorithm2(
     ----------
     mode : {"corrected", "paper"}
     grid_points : int, optional
-        Corrected mode: points of the log grid in (Q - Q_lo) (default 24).
+        Corrected mode: points of the log grid in (Q - Q_lo) (default 12; 12 more are placed
+        at log-spaced distances below the feasibility limit of Q).
     theta1 : float, optional
         Paper mode: the linear search step over Q (W); default (Q_hi - Q_lo) / 100.
     refine_rounds : int
-        Corrected mode: zoom rounds (8 points each) around the best grid point.
+        Corrected mode: at most this many refinement rounds around the best Q (default 5;
+        from the second on, they stop once the secants of T, in u = tB_up(Q), around the
+        best Q leave less than 1e-5 relative to gain): 6 uniform points between its
+        neighbours plus 9 around each model prediction of the optimum.
     alpha0, theta2, max_iter, lambda0
         Dual method settings, see :func:`dual_at_q`. ``max_iter`` defaults to 500 in paper
-        mode and 15 per Q in corrected mode: primal recovery makes any dual iterate usable,
-        and on 24 seeded clusters 15 iterations stay within 4e-4 of the exact T* while 30
-        gain little (median gap 5e-7 either way) at twice the cost.
+        mode and to 4 per Q on the grid in corrected mode (half that in refinement rounds,
+        warm started from the nearest Q searched): primal recovery polishes the dual tG
+        exactly, so the dual iterate only needs to start it close. On 60 seeded clusters
+        15 iterations change T by < 1e-9 and cost time.
     keep_lambda : bool
         Keep every lambda trajectory in ``info["lambda"]`` (for Fig. 3).
     """
@@ -296,7 +412,9 @@ def solve_algorithm2(
     p = Prepared(cluster)
     name = "algorithm2" if mode == "corrected" else "algorithm2-paper"
     paper = mode == "paper"
-    max_iter = (500 if paper else 15) if max_iter is None else int(max_iter)
+    if grid_points is not None and int(grid_points) < 3:
+        raise ValueError(f"grid_points: must be >= 3, got {grid_points}")
+    max_iter = (500 if paper else 4) if max_iter is None else int(max_iter)
     dual_opts: dict[str, Any] = {"mode": mode, "alpha0": alpha0, "theta2": theta2,
                                  "max_iter": max_iter, "lambda0": lambda0}
     if p.m == 0 or p.n == 0:
@@ -307,74 +425,160 @@ def solve_algorithm2(
         res.solver = name
         res.message = f"degenerate cluster (M={p.m}, N={p.n}): {res.message}"
         return res
+    if paper:
+        return _solve_paper(cluster, p, theta1, dual_opts, keep_lambda, name, t0)
+    return _solve_corrected(cluster, p, grid_points, refine_rounds, dual_opts, keep_lambda,
+                            name, t0)
 
+
+def _solve_corrected(cluster: Cluster, p: Prepared, grid_points: int | None,
+                     refine_rounds: int, dual_opts: dict[str, Any], keep_lambda: bool,
+                     name: str, t0: float) -> SolverResult:
+    reason, u_feas, _ = p.feasibility()  # closed-form infeasibility detection
+    if reason:
+        return SolverResult.infeasible(p.m, reason, solver=name,
+                                       wall_time_s=time.perf_counter() - t0)
+    npts = 12 if grid_points is None else int(grid_points)
+    span = p.q_hi - p.q_lo
+    grid = p.q_lo + span * np.geomspace(1e-8, 1.0, npts)
+    # beyond q_top the GLDs cannot pay for the jamming (closed form: the surplus of
+    # MODEL.md's test is <= 0 at tB_up(Q) even with y, tG unbounded); T rises steeply
+    # towards it, often right beside the optimum: log-spaced points towards it
     q_start = max(p.q_lo, 0.0)
-    if paper:
-        step = (p.q_hi - p.q_lo) / 100.0 if theta1 is None else float(theta1)
-        if not (step > 0 and math.isfinite(step)):
-            raise ValueError(f"theta1: must be > 0, got {theta1}")
-        grid = np.arange(q_start, p.q_hi + 0.5 * step, step)
-        grid = grid[(grid > p.q_lo) & (grid <= p.q_hi)]
-        if grid.size == 0:
-            grid = np.array([p.q_hi])
-    else:
-        reason, _, _ = p.feasibility()  # closed-form infeasibility detection
-        if reason:
-            return SolverResult.infeasible(p.m, reason, solver=name,
-                                           wall_time_s=time.perf_counter() - t0)
-        npts = 24 if grid_points is None else int(grid_points)
-        if npts < 3:
-            raise ValueError(f"grid_points: must be >= 3, got {grid_points}")
-        span = p.q_hi - p.q_lo
-        grid = p.q_lo + span * np.geomspace(1e-8, 1.0, npts)
-        if p.q_lo < 0:
-            grid = np.unique(np.concatenate([[0.0], grid[grid > 0]]))
+    with np.errstate(all="ignore"):
+        q_top = float(min(p.q_hi, p.min_jamming(np.array(p.domain_left(u_feas)))))
+    if not q_top > q_start:
+        q_top = p.q_hi
+    grid = np.concatenate([grid, q_top - (q_top - q_start) * _TOWARDS_TOP])
+    if p.q_lo < 0:
+        grid = np.concatenate([[0.0], grid[grid > 0]])
+    grid = np.unique(grid[(grid > p.q_lo) & (grid <= p.q_hi)])
+    feas = grid <= q_top
+    alpha0 = 0.5 if dual_opts["alpha0"] is None else float(dual_opts["alpha0"])
+    theta2 = 1e-4 if dual_opts["theta2"] is None else float(dual_opts["theta2"])
+    if not (alpha0 > 0 and theta2 > 0):
+        raise ValueError("alpha0, theta2: must be > 0")
+    lam0 = 0.1 if dual_opts["lambda0"] is None else dual_opts["lambda0"]
+    max_iter = int(dual_opts["max_iter"])
+    if max_iter < 1:
+        raise ValueError(f"max_iter: must be >= 1, got {max_iter}")
 
-    trace = dual_at_q(p, grid, **dual_opts)
-    nit = int(trace.iterations.max(initial=0))
-    lam_log = [(trace.q_w, trace.lam)] if keep_lambda else []
-    if paper:
-        t_gld = trace.y_s + trace.tg_s
-        ys, tgs = trace.y_s, trace.tg_s
-    else:
-        t_gld, ys, tgs = _recover(p, trace)
-    totals = _t_total(p, t_gld, trace.tb_up_s)
-    qs, lams, dual_q = trace.q_w, trace.lam[-1], trace.q
+    qs = grid
+    with np.errstate(all="ignore"):
+        tbs = np.asarray(p.sync_time(qs), dtype=float)  # eq. (23)
+    lams = np.zeros((qs.size, p.m))
+    tg_dual = np.full(qs.size, p.tg_min * 1.5)
+    t_gld = np.full(qs.size, np.inf)
+    ys = np.full(qs.size, np.inf)
+    tgs = np.full(qs.size, np.nan)
+    lam_log: list[tuple[np.ndarray, np.ndarray]] = []
+    nit = 0
 
-    if not paper:
-        # local refinement: zoom between the neighbours of the best Q, warm-started duals
-        for _ in range(refine_rounds):
-            if not np.isfinite(totals).any():
-                break
-            order = np.argsort(qs)
-            qs, totals, ys, tgs, lams = (qs[order], totals[order], ys[order], tgs[order],
-                                         lams[order])
-            dual_q = dual_q[order]
-            k = int(np.argmin(totals))
-            lo, hi = qs[max(k - 1, 0)], qs[min(k + 1, qs.size - 1)]
-            new_q = np.linspace(lo, hi, 10)[1:-1]
-            new_q = new_q[(new_q > p.q_lo) & (new_q <= p.q_hi)]
-            if new_q.size == 0:
-                break
-            tr = dual_at_q(p, new_q, **{**dual_opts, "lambda0": lams[k]})
+    def search(q_new: np.ndarray, tb_new: np.ndarray, lam_start: np.ndarray,
+               tg_start: np.ndarray, iters: int, tg_near: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Dual subgradient method, then primal recovery, at each Q in ``q_new``."""
+        nonlocal nit
+        with np.errstate(all="ignore"):
+            tr = _dual(p, q_new, tb_new, lam_start, tg_start, False, alpha0, theta2, iters,
+                       final=False)
             nit += int(tr.iterations.max(initial=0))
             if keep_lambda:
                 lam_log.append((tr.q_w, tr.lam))
-            tg_new, y_new, t_new = _recover(p, tr)
-            qs = np.concatenate([qs, new_q])
-            totals = np.concatenate([totals, _t_total(p, tg_new, tr.tb_up_s)])
-            ys = np.concatenate([ys, y_new])
-            tgs = np.concatenate([tgs, t_new])
-            lams = np.concatenate([lams, tr.lam[-1]])
-            dual_q = np.concatenate([dual_q, tr.q])
+            tg_n, y_n, t_n = _recover(p, q_new, tb_new, tr.tg_s, tg_near)
+        return tg_n, y_n, t_n, tr.lam[-1], tr.tg_s
 
-    order = np.argsort(qs)
-    qs, totals, ys, tgs = qs[order], totals[order], ys[order], tgs[order]
-    dual_q = dual_q[order]
+    if feas.any():
+        lam_start = np.broadcast_to(np.asarray(lam0, float), (int(feas.sum()), p.m)).copy()
+        if np.any(lam_start < 0) or not np.all(np.isfinite(lam_start)):
+            raise ValueError("lambda0: must be finite and >= 0")
+        t_gld[feas], ys[feas], tgs[feas], lams[feas], tg_dual[feas] = search(
+            qs[feas], tbs[feas], lam_start, tg_dual[feas], max_iter)
+    totals = _t_total(p, t_gld, tbs)
+
+    for rnd in range(refine_rounds):
+        if not np.isfinite(totals).any():
+            break
+        k = int(np.argmin(totals))
+        lo = qs[k - 1] if k > 0 else q_start
+        hi = qs[k + 1] if k + 1 < qs.size else q_top
+        hi = min(hi, q_top)
+        if not hi > lo:
+            break
+        if rnd >= _MIN_ROUNDS and _local_gain(p, tbs, totals, k) <= _REFINE_RTOL * totals[k]:
+            break  # the secants of T around the best Q leave (almost) nothing to gain
+        width = hi - lo
+        preds = [r for r in _predict(p, qs, t_gld, tbs, k) if lo < r < hi]
+        new = [np.linspace(lo, hi, 8)[1:-1]]
+        for r in preds:
+            off = width * _LADDER
+            new.append(np.concatenate([[r], r - off, r + off]))
+        q_new = np.unique(np.concatenate(new))
+        q_new = q_new[(q_new > max(lo, p.q_lo)) & (q_new < hi) & (q_new <= q_top)]
+        pos = np.clip(np.searchsorted(qs, q_new), 1, qs.size - 1)
+        near = np.minimum(np.abs(q_new - qs[pos - 1]), np.abs(q_new - qs[pos]))
+        q_new = q_new[near > 1e-12 * q_new]
+        if q_new.size == 0:
+            break
+        pos = np.clip(np.searchsorted(qs, q_new), 1, qs.size - 1)
+        with np.errstate(all="ignore"):
+            tb_new = np.asarray(p.sync_time(q_new), dtype=float)
+        # warm start: multipliers and Sub-T start of the nearest Q searched
+        src = np.where(np.abs(q_new - qs[pos - 1]) < np.abs(q_new - qs[pos]), pos - 1, pos)
+        fin = np.isfinite(tgs) & np.isfinite(t_gld)
+        tg_near = (np.interp(q_new, qs[fin], tgs[fin]) if fin.any()
+                   else np.full(q_new.size, np.nan))
+        g_n, y_n, t_n, l_n, d_n = search(q_new, tb_new, lams[src], tg_dual[src],
+                                         max(1, max_iter // 2), tg_near)
+        qs = np.concatenate([qs, q_new])
+        order = np.argsort(qs, kind="stable")
+        qs = qs[order]
+        tbs, t_gld, ys, tgs, tg_dual = (np.concatenate([a, b])[order] for a, b in
+                                        ((tbs, tb_new), (t_gld, g_n), (ys, y_n), (tgs, t_n),
+                                         (tg_dual, d_n)))
+        lams = np.concatenate([lams, l_n])[order]
+        totals = _t_total(p, t_gld, tbs)
+
     info: dict[str, Any] = {
         "curve": {"Q_w": qs, "T_s": totals + p.fixed_s},
         "lambda": lam_log,
-        "mode": mode,
+        "mode": "corrected",
+    }
+    if not np.isfinite(totals).any():
+        return SolverResult.infeasible(
+            p.m, "no Q on the search grid admits a feasible allocation", solver=name,
+            iterations=nit, wall_time_s=time.perf_counter() - t0, info=info)
+    k = int(np.argmin(totals))
+    q_best, y_best, tg_best, tb_best = float(qs[k]), float(ys[k]), float(tgs[k]), float(tbs[k])
+    q_alloc = p.jam_split(y_best, tg_best, q_best, tb_best)
+    res = finalize(cluster, y=y_best, tg=tg_best, q=q_alloc, status="converged",
+                   message="", solver=name, iterations=nit, t0=t0, info=info)
+    res.message = (f"dual subgradient + primal recovery; best Q = {q_best:.4g} W of "
+                   f"{qs.size} searched (log grid and refinement)")
+    return res
+
+
+def _solve_paper(cluster: Cluster, p: Prepared, theta1: float | None,
+                 dual_opts: dict[str, Any], keep_lambda: bool, name: str, t0: float
+                 ) -> SolverResult:
+    """Paper-faithful: linear Q grid, last dual iterate as the answer (may break (14a))."""
+    q_start = max(p.q_lo, 0.0)
+    step = (p.q_hi - p.q_lo) / 100.0 if theta1 is None else float(theta1)
+    if not (step > 0 and math.isfinite(step)):
+        raise ValueError(f"theta1: must be > 0, got {theta1}")
+    grid = np.arange(q_start, p.q_hi + 0.5 * step, step)
+    grid = grid[(grid > p.q_lo) & (grid <= p.q_hi)]
+    if grid.size == 0:
+        grid = np.array([p.q_hi])
+    trace = dual_at_q(p, grid, **dual_opts)
+    nit = int(trace.iterations.max(initial=0))
+    lam_log = [(trace.q_w, trace.lam)] if keep_lambda else []
+    totals = _t_total(p, trace.y_s + trace.tg_s, trace.tb_up_s)
+    qs, ys, tgs, dual_q = trace.q_w, trace.y_s, trace.tg_s, trace.q
+    info: dict[str, Any] = {
+        "curve": {"Q_w": qs, "T_s": totals + p.fixed_s},
+        "lambda": lam_log,
+        "mode": "paper",
     }
     if not np.isfinite(totals).any():
         return SolverResult.infeasible(
@@ -382,25 +586,16 @@ def solve_algorithm2(
             iterations=nit, wall_time_s=time.perf_counter() - t0, info=info)
     k = int(np.argmin(totals))
     q_best, y_best, tg_best = float(qs[k]), float(ys[k]), float(tgs[k])
-    with np.errstate(all="ignore"):
-        tb_best = float(p.sync_time(np.array(q_best)))
-    if paper:
-        q_alloc = dual_q[k]
-    else:
-        q_alloc = p.jam_split(y_best, tg_best, q_best, tb_best)
+    q_alloc = dual_q[k]
     res = finalize(cluster, y=y_best, tg=tg_best, q=q_alloc, status="converged",
                    message="", solver=name, iterations=nit, t0=t0, info=info)
-    if paper:
-        ev = evaluate_allocation(cluster, tg_s=tg_best, y_s=y_best, jam_power_w=q_alloc)
-        excess = float(np.max(ev.energy_total_j - cluster.gld.energy_budget_j))
-        res.info["energy_excess_j"] = excess
-        if ev.min_slack < -1e-9:
-            res.status = "primal_infeasible"
-            res.message = (f"paper-faithful last dual iterate at Q = {q_best:.4g} W breaks the "
-                           f"energy budget (14a) by up to {excess:.3g} J")
-        else:
-            res.message = f"paper-faithful last dual iterate at Q = {q_best:.4g} W"
+    ev = evaluate_allocation(cluster, tg_s=tg_best, y_s=y_best, jam_power_w=q_alloc)
+    excess = float(np.max(ev.energy_total_j - cluster.gld.energy_budget_j))
+    res.info["energy_excess_j"] = excess
+    if ev.min_slack < -1e-9:
+        res.status = "primal_infeasible"
+        res.message = (f"paper-faithful last dual iterate at Q = {q_best:.4g} W breaks the "
+                       f"energy budget (14a) by up to {excess:.3g} J")
     else:
-        res.message = (f"dual subgradient + primal recovery; best Q = {q_best:.4g} W on a "
-                       f"{qs.size}-point log grid with refinement")
+        res.message = f"paper-faithful last dual iterate at Q = {q_best:.4g} W"
     return res
