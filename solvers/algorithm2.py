@@ -562,10 +562,15 @@ def _solve_paper(cluster: Cluster, p: Prepared, theta1: float | None,
                  dual_opts: dict[str, Any], keep_lambda: bool, name: str, t0: float
                  ) -> SolverResult:
     """Paper-faithful: linear Q grid, last dual iterate as the answer (may break (14a))."""
+    if theta1 is not None and not (float(theta1) > 0 and math.isfinite(float(theta1))):
+        raise ValueError(f"theta1: must be > 0, got {theta1}")
+    if p.q_lo >= p.q_hi:  # the Q interval of eq. (22) is empty: nothing to search
+        return SolverResult.infeasible(
+            p.m, f"the Q interval of eq. (22) is empty: Q_lo = {p.q_lo:.4g} W >= "
+                 f"sum Q_max g_iE = {p.q_hi:.4g} W", solver=name,
+            wall_time_s=time.perf_counter() - t0)
     q_start = max(p.q_lo, 0.0)
     step = (p.q_hi - p.q_lo) / 100.0 if theta1 is None else float(theta1)
-    if not (step > 0 and math.isfinite(step)):
-        raise ValueError(f"theta1: must be > 0, got {theta1}")
     grid = np.arange(q_start, p.q_hi + 0.5 * step, step)
     grid = grid[(grid > p.q_lo) & (grid <= p.q_hi)]
     if grid.size == 0:

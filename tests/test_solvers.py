@@ -270,3 +270,12 @@ def test_algorithm2_and_exact_on_random_clusters(k):
     assert ex.T * (1 - 1e-7) <= a2.T <= ex.T * (1 + 1e-3)
     for res in (ex, a2):
         assert _reevaluate(cluster, res).min_slack >= -1e-9
+
+
+def test_paper_mode_reports_an_empty_q_interval(table2):
+    strong_eve = BLDParams(data_bits=[2e6], gain_coordinator=[1e-9], gain_eavesdropper=[1e-6],
+                           power_w=[1.5])
+    res = solve(Cluster(table2.gld, strong_eve, table2.constants), "algorithm2-paper")
+    assert res.status == "infeasible" and "eq. (22)" in res.message
+    with pytest.raises(ValueError, match="theta1"):
+        solve(table2, "algorithm2-paper", theta1=-1.0)
