@@ -251,6 +251,9 @@ class DTFLEnv(gym.Env):
             self._consortium.set_twin_proportion(  # eq. (2): Prop_Cs
                 [s.n / max(s.m + s.n, 1) for s in self._sites])
         self._attack_rng = np.random.default_rng(int(self._fl_rng.integers(0, 2**31 - 1)))
+        if led["malicious_clusters"] and led["attack"] == "label_flip":
+            self._fl.flip_labels(range(led["malicious_clusters"]),
+                                 seed=int(self._attack_rng.integers(0, 2**31 - 1)))
 
     def _draw_site(self) -> _Site:
         cfg = self.config
@@ -489,8 +492,8 @@ class DTFLEnv(gym.Env):
         from dtfl_env.ledger import random_update, scaled_update
 
         def attacked(c: int, params: np.ndarray) -> np.ndarray:
-            if c not in malicious or led["attack"] == "tamper":
-                return params
+            if c not in malicious or led["attack"] in ("tamper", "label_flip"):
+                return params  # tampering happens after signing; flipped labels in training
             if led["attack"] == "random":
                 return random_update(global_before, self._attack_rng)
             return scaled_update(global_before, params)

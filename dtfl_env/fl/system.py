@@ -183,6 +183,32 @@ class FederatedSystem:
         self._global = flatten_params(make_model(self.config.model, seed=init_seed))
         self._global.setflags(write=False)
         self.last_participation: list[dict[str, np.ndarray]] = []
+        self._train_y = self.data.train_y  # labels the clients train on (see flip_labels)
+
+    def flip_labels(self, clusters: Sequence[int], seed: int = 0, fraction: float = 1.0
+                    ) -> int:
+        """Label-flipping attack (Fig. 8): every device of the given clusters (GLDs and the
+        data its BLDs sync to their twins) trains on wrong labels from now on, until the
+        next :meth:`reset`. Each flipped label becomes another class uniformly at random.
+        Returns the number of flipped samples. The test data stay clean.
+        """
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction: must be in (0, 1], got {fraction}")
+        idx = []
+        for s in clusters:
+            self._check_cluster(int(s))
+            idx += [*self._gld_shards[int(s)], *self._bld_shards[int(s)]]
+        if not idx:
+            return 0
+        rows = np.concatenate(idx)
+        rng = np.random.default_rng([int(seed), 7])
+        rows = rows[rng.random(rows.size) < fraction]
+        y = self._train_y.clone()
+        shift = torch.as_tensor(rng.integers(1, 10, rows.size), device=y.device, dtype=y.dtype)
+        sel = torch.as_tensor(rows, device=y.device)
+        y[sel] = (y[sel] + shift) % 10
+        self._train_y = y
+        return int(rows.size)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -309,7 +335,7 @@ class FederatedSystem:
             return results
         sched = make_schedule(shards, cfg.local_epochs, cfg.batch_size, rngs)
         train = train_batched if cfg.execution == "batched" else train_sequential
-        stacked = train(self.model, self._global, self.data.train_x, self.data.train_y, sched,
+        stacked = train(self.model, self._global, self.data.train_x, self._train_y, sched,
                         cfg.lr, self.device)
         flat = flatten_stacked(stacked)
         owner_arr = np.array(owner)
