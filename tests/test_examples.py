@@ -114,6 +114,16 @@ def test_fig6_jamming_raises_secrecy(tmp_path: Path) -> None:
     assert num(cases["fixed"]["T_s"]) >= num(cases["optimal"]["T_s"])
 
 
+def test_fig8_ledger_keeps_poisoned_models_out(tmp_path: Path) -> None:
+    run_script("fig8_malicious", tmp_path, "--attacks", "scaled")
+    rows = read_csv(tmp_path / "fig8_malicious.csv")
+    final = {r["mode"]: num(r["accuracy"]) for r in rows if r["round"] == "2"}
+    assert set(final) == {"full", "signature", "none"}
+    assert final["full"] > 0.5 > final["none"]  # a x-10 update wrecks unverified FedAvg
+    caught = sum(int(r["rejected_malicious"]) for r in rows if r["mode"] == "full")
+    assert caught == 2  # one attacker in the quick run, two rounds
+
+
 def test_fig9_block_size_ordering(tmp_path: Path) -> None:
     run_script("fig9_block_size", tmp_path)
     rows = read_csv(tmp_path / "fig9_block_size.csv")
