@@ -180,6 +180,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _examples_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "examples"
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    import subprocess
+
+    folder = _examples_dir()
+    scripts = sorted(folder.glob("fig*.py")) if folder.is_dir() else []
+    if not scripts:
+        print(f"error: no figure scripts under {folder} (reproduce needs a source checkout)",
+              file=sys.stderr)
+        return 2
+    if args.figure == "all":
+        chosen = scripts
+    else:
+        chosen = [s for s in scripts if s.stem.split("_")[0] == args.figure]
+        if not chosen:
+            names = ", ".join(sorted({s.stem.split("_")[0] for s in scripts}))
+            print(f"error: unknown figure {args.figure!r} (known: {names}, all)",
+                  file=sys.stderr)
+            return 2
+    code = 0
+    for script in chosen:
+        cmd = [sys.executable, str(script), *(["--quick"] if args.quick else [])]
+        print(f"$ {' '.join(cmd)}", flush=True)
+        code = max(code, subprocess.call(cmd))
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dtfl", description="dtfl-gym: DT-assisted, blockchain-verified FL benchmark")
@@ -223,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="runs/ppo")
     t.add_argument("--progress", action="store_true", help="show a progress bar")
     t.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("reproduce", help="regenerate a figure of the paper (runs/<figure>/)")
+    r.add_argument("figure", help="fig3 ... fig9, or all")
+    r.add_argument("--quick", action="store_true", help="tiny budget")
+    r.set_defaults(func=cmd_reproduce)
     return parser
 
 

@@ -96,3 +96,11 @@ def test_readme_shell_commands_run(tmp_path):
         assert proc.returncode == 0, (cmd, proc.stdout[-2000:], proc.stderr[-2000:])
         ran += 1
     assert ran >= 4
+
+
+def test_reproduce_cli(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["reproduce", "fig9", "--quick"]) == 0
+    assert (tmp_path / "runs" / "fig9_block_size" / "fig9_block_size.png").is_file()
+    assert main(["reproduce", "fig99"]) == 2
+    assert "unknown figure" in capsys.readouterr().err
