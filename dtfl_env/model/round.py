@@ -62,22 +62,13 @@ class ClusterArrays:
         )[0]
 
 
-def _segment_max(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Per-segment maximum of a flat array (0 for empty segments)."""
+def _segment_reduce(ufunc: np.ufunc, values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per-segment reduction (``np.maximum``, ``np.add``) of a flat array; 0 when empty."""
     out = np.zeros(counts.size)
     nonempty = counts > 0
     if nonempty.any():
         starts = (np.cumsum(counts) - counts)[nonempty]
-        out[nonempty] = np.maximum.reduceat(values, starts)
-    return out
-
-
-def _segment_sum(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    out = np.zeros(counts.size)
-    nonempty = counts > 0
-    if nonempty.any():
-        starts = (np.cumsum(counts) - counts)[nonempty]
-        out[nonempty] = np.add.reduceat(values, starts)
+        out[nonempty] = ufunc.reduceat(values, starts)
     return out
 
 
@@ -104,14 +95,14 @@ def build_cluster_arrays(constants, *, gld: dict[str, np.ndarray],  # type: igno
     }
     x = max_upload_rate(gld["g_p_max"] * gld["g_gain_c"] / k.noise_coordinator_w, sic)
     x_scale = k.model_bits * LN2 / k.bandwidth_hz
-    tg_min = _segment_max(x_scale / x, gld_counts)  # (24c)
-    y_min = _segment_max(g_cd / gld["g_v_max"], gld_counts)  # (19)
+    tg_min = _segment_reduce(np.maximum, x_scale / x, gld_counts)  # (24c)
+    y_min = _segment_reduce(np.maximum, g_cd / gld["g_v_max"], gld_counts)  # (19)
     b_power = bld["b_power"]
     derived_b = {
         "b_legit": np.log2(1.0 + b_power * bld["b_gain_c"] / k.noise_bld_w),
         "b_pe": b_power * bld["b_gain_e"],
     }
-    tb_loc = _segment_sum(c * bld["b_data"], bld_counts) / k.coordinator_cpu_hz  # eq. (6)
+    tb_loc = _segment_reduce(np.add, c * bld["b_data"], bld_counts) / k.coordinator_cpu_hz  # eq. (6)
     out = []
     go = np.concatenate([[0], np.cumsum(gld_counts)])
     bo = np.concatenate([[0], np.cumsum(bld_counts)])
