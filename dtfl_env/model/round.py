@@ -102,8 +102,8 @@ def build_cluster_arrays(constants, *, gld: dict[str, np.ndarray],  # type: igno
         "b_legit": np.log2(1.0 + b_power * bld["b_gain_c"] / k.noise_bld_w),
         "b_pe": b_power * bld["b_gain_e"],
     }
+    # eq. (6): twin training time at each coordinator
     tb_loc = _segment_reduce(np.add, c * bld["b_data"], bld_counts) / k.coordinator_cpu_hz
-    # eq. (6)
     out = []
     go = np.concatenate([[0], np.cumsum(gld_counts)])
     bo = np.concatenate([[0], np.cumsum(bld_counts)])
