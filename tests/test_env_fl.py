@@ -67,3 +67,22 @@ def test_bad_fl_config_is_named():
         env = gym.make("DTFL-v0", config={"fl": {"data_source": "torchvision",
                                                   "data_root": "/no/such/dir"}})
         env.reset(seed=0)
+
+
+def test_tampered_sync_data_only_touches_twins():
+    from dtfl_env.fl.system import FederatedSystem
+    from dtfl_env.scenarios import table2_cluster
+
+    system = FederatedSystem({"model": "mlp", "device": "cpu"}, [table2_cluster()] * 2, seed=0)
+    clean = system._train_y.clone()
+    flipped = system.flip_labels([1], seed=3, devices="bld")
+    bld_rows = np.concatenate(system._bld_shards[1])
+    gld_rows = np.concatenate(system._gld_shards[1])
+    assert flipped == bld_rows.size
+    assert (system._train_y[bld_rows] != clean[bld_rows]).all()
+    assert (system._train_y[gld_rows] == clean[gld_rows]).all()
+    with pytest.raises(ValueError, match="devices"):
+        system.flip_labels([0], devices="gld")
+    _, info, ledger = _run({**CFG, "ledger": {"malicious_clusters": 2,
+                                              "attack": "tampered_sync"}})
+    assert len(ledger) == 3 and info["global_accuracy"] > 0.5

@@ -20,7 +20,7 @@ __all__ = ["default_config", "merge_config", "validate_config"]
 
 SCENARIOS = ("random", "table2")
 LEDGER_MODES = ("none", "signature", "full")
-ATTACKS = ("random", "scaled", "tamper", "label_flip")
+ATTACKS = ("random", "scaled", "tamper", "label_flip", "tampered_sync")
 
 
 def default_config() -> dict[str, Any]:

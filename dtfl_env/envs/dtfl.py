@@ -129,8 +129,16 @@ class DTFLEnv(gym.Env):
     config can also be passed at ``reset(options={"config": {...}})``. Unknown keys are
     errors naming their dotted path.
 
+    ## Learning and ledger
+    With ``fl.backend="torch"`` (``DTFL-v0``) the clusters of a round train for real (batched
+    at the round's end), the ledger (``ledger.*``) verifies the signed cluster models and only
+    verified ones are aggregated; ``info["ledger"]`` (last step of a round) holds the block.
+    ``ledger.malicious_clusters`` coordinators (clusters 0, 1, ...) attack with
+    ``ledger.attack``: ``random`` or ``scaled`` models, ``tamper`` (changed after signing),
+    ``label_flip`` (all their devices) or ``tampered_sync`` (their BLDs' synced data).
+
     ## Version History
-    - v0: initial version (latency-only FL backend).
+    - v0: initial version.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
@@ -251,9 +259,10 @@ class DTFLEnv(gym.Env):
             self._consortium.set_twin_proportion(  # eq. (2): Prop_Cs
                 [s.n / max(s.m + s.n, 1) for s in self._sites])
         self._attack_rng = np.random.default_rng(int(self._fl_rng.integers(0, 2**31 - 1)))
-        if led["malicious_clusters"] and led["attack"] == "label_flip":
+        if led["malicious_clusters"] and led["attack"] in ("label_flip", "tampered_sync"):
             self._fl.flip_labels(range(led["malicious_clusters"]),
-                                 seed=int(self._attack_rng.integers(0, 2**31 - 1)))
+                                 seed=int(self._attack_rng.integers(0, 2**31 - 1)),
+                                 devices="all" if led["attack"] == "label_flip" else "bld")
 
     def _draw_site(self) -> _Site:
         cfg = self.config
@@ -492,8 +501,8 @@ class DTFLEnv(gym.Env):
         from dtfl_env.ledger import random_update, scaled_update
 
         def attacked(c: int, params: np.ndarray) -> np.ndarray:
-            if c not in malicious or led["attack"] in ("tamper", "label_flip"):
-                return params  # tampering happens after signing; flipped labels in training
+            if c not in malicious or led["attack"] not in ("random", "scaled"):
+                return params  # tamper: after signing; label attacks: in the training data
             if led["attack"] == "random":
                 return random_update(global_before, self._attack_rng)
             return scaled_update(global_before, params)

@@ -185,19 +185,25 @@ class FederatedSystem:
         self.last_participation: list[dict[str, np.ndarray]] = []
         self._train_y = self.data.train_y  # labels the clients train on (see flip_labels)
 
-    def flip_labels(self, clusters: Sequence[int], seed: int = 0, fraction: float = 1.0
-                    ) -> int:
-        """Label-flipping attack (Fig. 8): every device of the given clusters (GLDs and the
-        data its BLDs sync to their twins) trains on wrong labels from now on, until the
-        next :meth:`reset`. Each flipped label becomes another class uniformly at random.
-        Returns the number of flipped samples. The test data stay clean.
+    def flip_labels(self, clusters: Sequence[int], seed: int = 0, fraction: float = 1.0,
+                    devices: str = "all") -> int:
+        """Label-flipping attack (Fig. 8): the devices of the given clusters train on wrong
+        labels from now on, until the next :meth:`reset`. ``devices="all"``: GLDs and the
+        data the BLDs sync to their twins (malicious clusters); ``"bld"``: only the BLDs'
+        synced data (tampered sync data: the twins train on altered copies). Each flipped
+        label becomes another class uniformly at random. Returns the number of flipped
+        samples. The test data stay clean.
         """
         if not 0 < fraction <= 1:
             raise ValueError(f"fraction: must be in (0, 1], got {fraction}")
+        if devices not in ("all", "bld"):
+            raise ValueError(f"devices: must be 'all' or 'bld', got {devices!r}")
         idx = []
         for s in clusters:
             self._check_cluster(int(s))
-            idx += [*self._gld_shards[int(s)], *self._bld_shards[int(s)]]
+            if devices == "all":
+                idx += list(self._gld_shards[int(s)])
+            idx += list(self._bld_shards[int(s)])
         if not idx:
             return 0
         rows = np.concatenate(idx)
