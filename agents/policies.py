@@ -36,6 +36,22 @@ __all__ = [
 ]
 
 
+def _affordable_jamming(p: Prepared, energy_j: np.ndarray, grid: np.ndarray
+                        ) -> np.ndarray | None:
+    """Jamming powers for the largest Q on ``grid`` that every GLD can pay over the sync
+    time tB(Q) it buys from ``energy_j`` (q_i tB(Q) <= energy_i, q_i <= Q_max,i), split in
+    proportion to what each can give; ``None`` if no grid point is affordable."""
+    with np.errstate(all="ignore"):
+        tb = p.sync_time(grid)
+        reach = np.sum(p.g_e * np.minimum(p.q_max, energy_j / tb[:, None]), axis=1)
+    ok = np.isfinite(tb) & (reach >= grid)
+    if not ok.any():
+        return None
+    k = int(np.flatnonzero(ok)[-1])
+    q = np.minimum(p.q_max, energy_j / tb[k])
+    return q * (grid[k] / float(np.sum(p.g_e * q)))
+
+
 def fallback_action(env: Any) -> np.ndarray:
     """For a cluster with no feasible allocation: train and upload as slowly as the action
     range allows (least energy) and jam with what is left, as much as every GLD can pay
@@ -50,15 +66,9 @@ def fallback_action(env: Any) -> np.ndarray:
     y, tg, _ = env.action_to_allocation(a)
     with np.errstate(all="ignore"):
         left = np.clip(p.e_max - p.k_loc / y**2 - p.upload_energy(np.array(tg)), 0.0, None)
-        grid = p.q_hi * np.geomspace(1e-6, 1.0, 120)
-        tb = p.sync_time(grid)
-        reach = np.sum(p.g_e * np.minimum(p.q_max, left / tb[:, None]), axis=1)
-    ok = np.isfinite(tb) & (reach >= grid)
-    if not ok.any():
+    q = _affordable_jamming(p, left, p.q_hi * np.geomspace(1e-6, 1.0, 120))
+    if q is None:
         return a
-    k = int(np.flatnonzero(ok)[-1])
-    q = np.minimum(p.q_max, left / tb[k])
-    q *= grid[k] / float(np.sum(p.g_e * q))
     return env.allocation_to_action(y, tg, q * (1 - 1e-6))
 
 
@@ -191,17 +201,8 @@ class EqualEnergyPolicy(EnvPolicy):
             tg = math.exp(hi)
         # largest Q whose sync time lets every GLD pay q_i tB(Q) from its last third
         grid = p.q_lo + (p.q_hi - p.q_lo) * np.geomspace(1e-6, 1.0, 200)
-        grid = grid[grid > 0]
-        with np.errstate(all="ignore"):
-            tb = p.sync_time(grid)
-            reach = np.sum(p.g_e * np.minimum(p.q_max, share / tb[:, None]), axis=1)
-        ok = np.isfinite(tb) & (reach >= grid)
-        if not ok.any():
-            return env.allocation_to_action(y, tg, np.zeros(p.m))
-        k = int(np.flatnonzero(ok)[-1])
-        q = np.minimum(p.q_max, share / tb[k])
-        q *= grid[k] / float(np.sum(p.g_e * q))
-        return env.allocation_to_action(y, tg, q)
+        q = _affordable_jamming(p, share, grid[grid > 0])
+        return env.allocation_to_action(y, tg, np.zeros(p.m) if q is None else q)
 
 
 class BestFixedQPolicy(EnvPolicy):

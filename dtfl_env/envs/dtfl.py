@@ -620,7 +620,7 @@ class DTFLEnv(gym.Env):
         if self.config["compute_optimal"]:
             from solvers.exact import solve_exact
 
-            assert site.true is not None
+            assert site.true is not None  # the cluster just charged, not the next one
             ref = solve_exact(_cluster_from_arrays(site.true, self.constants))
             info["optimal_latency_s"] = ref.T
             info["optimality_gap"] = (out.latency_s / ref.T - 1.0) if ref.feasible else math.nan
