@@ -90,14 +90,25 @@ class CallablePolicy:
 
 
 class SB3Policy:
-    """Adapter for a stable-baselines3 model (optionally with its ``VecNormalize`` stats)."""
+    """Adapter for a stable-baselines3 model (optionally with its ``VecNormalize`` stats).
+
+    ``action_mode`` is the environment action mode the model was trained in (``"direct"``
+    or ``"safe"``; ``None``: whatever the environment uses). Bound to an environment of the
+    other mode, the adapter maps the model's action to its allocation (y, tG, q) in the
+    training mode and back to an action of the environment's mode, so an agent can be
+    evaluated beside policies in either mode (the observation is the same in both).
+    """
 
     needs_env = False
 
-    def __init__(self, model: Any, obs_normalizer: Any = None, name: str = "ppo") -> None:
+    def __init__(self, model: Any, obs_normalizer: Any = None, name: str = "ppo",
+                 action_mode: str | None = None) -> None:
         self.model, self.obs_normalizer, self.name = model, obs_normalizer, name
+        self.action_mode = action_mode
+        self.env: Any = None
 
     def bind(self, env: gym.Env) -> SB3Policy:
+        self.env = env.unwrapped
         return self
 
     def reset(self, seed: int | None = None) -> None:
@@ -111,6 +122,11 @@ class SB3Policy:
             obs = self.obs_normalizer.normalize_obs(np.asarray(observation)[None])[0]
         action, state = self.model.predict(obs, state=state, episode_start=episode_start,
                                            deterministic=deterministic)
+        env = self.env
+        if (self.action_mode is not None and env is not None
+                and getattr(env, "action_mode", self.action_mode) != self.action_mode):
+            alloc = env.action_to_allocation(action, mode=self.action_mode)
+            action = env.allocation_to_action(*alloc)
         return np.asarray(action, dtype=np.float32), state
 
 

@@ -4,8 +4,9 @@ All act on the raw cluster the environment exposes (``env.unwrapped.cluster``; f
 digital twins' estimates) and return the action that the environment maps back to their
 allocation (``allocation_to_action``). Where a policy finds no feasible allocation it falls
 back to :func:`fallback_action`: the slowest local training and upload the action range
-allows (least energy) and no jamming, so that no GLD drops out for its own sake (some BLDs
-may then fail to sync).
+allows (least energy) and as much jamming as every GLD can pay, so that no GLD drops out for
+its own sake (some BLDs may then fail to sync). Policies work in either action mode of the
+environment (``action.mode``: ``direct`` or ``safe``), through ``allocation_to_action``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 
 from agents.base import EnvPolicy
 from dtfl_env.config import Cluster
+from dtfl_env.envs.dtfl import ACTION_SIZES
+from dtfl_env.model.feasible import jamming_interval, jamming_split, upload_energy_j
 from solvers import solve
 from solvers._core import Prepared
 
@@ -32,44 +35,40 @@ __all__ = [
     "SolverPolicy",
     "allocation_at_q",
     "fallback_action",
+    "fallback_allocation",
     "make_policy",
 ]
 
 
-def _affordable_jamming(p: Prepared, energy_j: np.ndarray, grid: np.ndarray
-                        ) -> np.ndarray | None:
-    """Jamming powers for the largest Q on ``grid`` that every GLD can pay over the sync
-    time tB(Q) it buys from ``energy_j`` (q_i tB(Q) <= energy_i, q_i <= Q_max,i), split in
-    proportion to what each can give; ``None`` if no grid point is affordable."""
-    with np.errstate(all="ignore"):
-        tb = p.sync_time(grid)
-        reach = np.sum(p.g_e * np.minimum(p.q_max, energy_j / tb[:, None]), axis=1)
-    ok = np.isfinite(tb) & (reach >= grid)
-    if not ok.any():
-        return None
-    k = int(np.flatnonzero(ok)[-1])
-    q = np.minimum(p.q_max, energy_j / tb[k])
-    return q * (grid[k] / float(np.sum(p.g_e * q)))
+def _max_affordable_jamming(env: Any, left_j: np.ndarray) -> np.ndarray:
+    """Jamming powers for the largest aggregate Q that every GLD can pay from ``left_j``
+    joules over the sync time tB(Q) it buys (q_i tB(Q) <= left_i, q_i <= Q_max,i), split in
+    proportion to what each can give (exact: :func:`dtfl_env.model.feasible.jamming_interval`);
+    no jamming when no Q that syncs every BLD is affordable."""
+    arr = env.cluster_arrays
+    left = np.clip(np.asarray(left_j, dtype=float), 0.0, None)
+    iv = jamming_interval(arr, left)
+    return np.zeros(arr.g_cd.size) if iv is None else jamming_split(arr, iv[1], left)
+
+
+def fallback_allocation(env: Any) -> tuple[float, float, np.ndarray]:
+    """For a cluster with no feasible allocation: train and upload as slowly as the direct
+    action range allows (least energy) and jam with what is left, as much as every GLD can
+    pay over the sync time it buys, so that no GLD drops out for the jamming (some BLDs may
+    not sync)."""
+    a = np.full(ACTION_SIZES["direct"](env.config["max_devices"]), -1.0)
+    a[0] = a[1] = 1.0
+    y, tg, q = env.action_to_allocation(a, mode="direct")
+    arr = env.cluster_arrays
+    if arr.g_cd.size == 0 or arr.b_data.size == 0:
+        return y, tg, q
+    left = arr.g_e_max - arr.g_kcd * arr.g_cd**2 / y**2 - upload_energy_j(arr, tg)
+    return y, tg, _max_affordable_jamming(env, left)
 
 
 def fallback_action(env: Any) -> np.ndarray:
-    """For a cluster with no feasible allocation: train and upload as slowly as the action
-    range allows (least energy) and jam with what is left, as much as every GLD can pay
-    over the sync time it buys, so that no GLD drops out for the jamming (some BLDs may not
-    sync)."""
-    a = np.zeros(env.action_space.shape[0])
-    a[0] = a[1] = 1.0
-    a[2:] = -1.0
-    p = Prepared(env.cluster)
-    if p.m == 0 or p.n == 0:
-        return a
-    y, tg, _ = env.action_to_allocation(a)
-    with np.errstate(all="ignore"):
-        left = np.clip(p.e_max - p.k_loc / y**2 - p.upload_energy(np.array(tg)), 0.0, None)
-    q = _affordable_jamming(p, left, p.q_hi * np.geomspace(1e-6, 1.0, 120))
-    if q is None:
-        return a
-    return env.allocation_to_action(y, tg, q * (1 - 1e-6))
+    """:func:`fallback_allocation` as an action of the environment's action mode."""
+    return env.allocation_to_action(*fallback_allocation(env))
 
 
 def allocation_at_q(cluster: Cluster | Prepared, q_w: float
@@ -168,9 +167,7 @@ class MaxJammingPolicy(EnvPolicy):
             return fallback_action(env)
         alloc = allocation_at_q(p, p.q_hi)
         if alloc is None:  # cannot pay for full jamming: keep it and relax the rest
-            a = fallback_action(env)
-            a[2:2 + p.m] = 1.0
-            return a
+            alloc = fallback_allocation(env)
         y, tg, _ = alloc
         return env.allocation_to_action(y, tg, env.cluster.gld.max_jam_power_w)
 
@@ -200,9 +197,7 @@ class EqualEnergyPolicy(EnvPolicy):
                 hi, lo = (mid, lo) if ok else (hi, mid)
             tg = math.exp(hi)
         # largest Q whose sync time lets every GLD pay q_i tB(Q) from its last third
-        grid = p.q_lo + (p.q_hi - p.q_lo) * np.geomspace(1e-6, 1.0, 200)
-        q = _affordable_jamming(p, share, grid[grid > 0])
-        return env.allocation_to_action(y, tg, np.zeros(p.m) if q is None else q)
+        return env.allocation_to_action(y, tg, _max_affordable_jamming(env, share))
 
 
 class BestFixedQPolicy(EnvPolicy):

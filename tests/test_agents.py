@@ -103,7 +103,7 @@ def test_ppo_smoke(tmp_path):
 
     path = train_ppo("DTFL-Fast-v0", total_timesteps=256, config=SMALL, out_dir=tmp_path,
                      overrides={"n_envs": 1, "n_steps": 128, "batch_size": 64, "n_epochs": 1},
-                     eval_freq=128, eval_seeds=(1,))
+                     eval_freq=128, eval_episodes=1, eval_seed=1)
     assert path.is_file() and (tmp_path / "vecnormalize.pkl").is_file()
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["env_id"] == "DTFL-Fast-v0" and cfg["hyperparams"]["n_envs"] == 1

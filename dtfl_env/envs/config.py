@@ -20,6 +20,9 @@ __all__ = ["default_config", "merge_config", "validate_config"]
 
 SCENARIOS = ("random", "table2")
 LEDGER_MODES = ("none", "signature", "full")
+ACTION_MODES = ("direct", "safe")
+LATENCY_FORMS = ("linear", "log")
+VIOLATION_MEASURES = ("energy", "count")
 ATTACKS = ("random", "scaled", "tamper", "label_flip", "tampered_sync")
 
 
@@ -36,9 +39,10 @@ def default_config() -> dict[str, Any]:
         "fading": True,
         "twin_deviation": 0.0,
         "round_deadline_s": None,
-        "action": {"tg_range": 50.0, "y_range": 50.0},
+        "action": {"mode": "direct", "tg_range": 50.0, "y_range": 50.0},
         "reward": {"latency": 1.0, "accuracy": 10.0, "violation": 5.0,
-                   "latency_reference_s": 10.0},
+                   "latency_reference_s": 10.0, "latency_form": "linear",
+                   "violation_measure": "energy"},
         "compute_optimal": False,
         "cluster_in_info": True,
         "random": {},
@@ -116,11 +120,19 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
             raise ValueError(f"{key}: must be true or false, got {cfg[key]!r}")
     _num(cfg["twin_deviation"], "twin_deviation", strict=False)
     _num(cfg["round_deadline_s"], "round_deadline_s", allow_none=True)
+    if cfg["action"]["mode"] not in ACTION_MODES:
+        raise ValueError(f"action.mode: must be one of {ACTION_MODES}, "
+                         f"got {cfg['action']['mode']!r}")
     for key in ("tg_range", "y_range"):
         _num(cfg["action"][key], f"action.{key}", lo=1.0)
     for key in ("latency", "accuracy", "violation"):
         _num(cfg["reward"][key], f"reward.{key}", strict=False)
     _num(cfg["reward"]["latency_reference_s"], "reward.latency_reference_s")
+    for key, allowed in (("latency_form", LATENCY_FORMS),
+                         ("violation_measure", VIOLATION_MEASURES)):
+        if cfg["reward"][key] not in allowed:
+            raise ValueError(f"reward.{key}: must be one of {allowed}, "
+                             f"got {cfg['reward'][key]!r}")
     RandomClusterConfig.from_dict(cfg["random"], "random")
     Constants.from_dict(cfg["constants"], "constants")
     FLConfig.from_dict(cfg["fl"], "fl")

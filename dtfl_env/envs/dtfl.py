@@ -11,11 +11,13 @@ from gymnasium import spaces
 
 from dtfl_env.config import BLDParams, Cluster, Constants, GLDParams
 from dtfl_env.envs.config import default_config, merge_config, validate_config
+from dtfl_env.model.feasible import affordable_upload_time_s, safe_action, safe_allocation
 from dtfl_env.model.round import (
     ClusterArrays,
     RoundOutcome,
     build_cluster_arrays,
     round_outcome,
+    segment_max,
 )
 from dtfl_env.scenarios import (
     RandomClusterConfig,
@@ -30,8 +32,11 @@ __all__ = ["DTFLEnv"]
 SLOT_FEATURES = ("is_gld", "is_bld", "gain_coordinator_db", "gain_eavesdropper_db",
                  "data", "power", "max_jam_power", "max_cpu", "energy_budget")
 GLOBAL_FEATURES = ("round_progress", "cluster_progress", "global_accuracy", "gld_share",
-                   "bld_share", "log10_tg_min_s", "log10_y_min_s")
+                   "bld_share", "log10_tg_min_s", "log10_y_min_s", "log10_tg_lo_s",
+                   "log10_sync_min_s", "log10_sync_full_jam_s", "log10_tb_loc_s")
 _OBS_CLIP = 5.0
+#: action size per ``action.mode`` for ``max_devices`` slots
+ACTION_SIZES = {"direct": lambda d: 2 + d, "safe": lambda d: 3}
 
 
 class _Site:
@@ -47,6 +52,7 @@ class _Site:
         self.true: ClusterArrays | None = None
         self.seen: ClusterArrays | None = None
         self._cluster_cache: Cluster | None = None
+        self.tg_lo_s = math.nan  # safe action mode: the shortest affordable upload time
 
     def cluster(self, constants: Constants) -> Cluster:
         """The cluster as a policy sees it (twin estimates for the BLDs), validated."""
@@ -88,21 +94,48 @@ class DTFLEnv(gym.Env):
     Values outside [-1, 1] are clipped; NaN or inf raise ``ValueError`` naming the index.
     :meth:`allocation_to_action` maps a solver's allocation to the action that reproduces it.
 
+    With ``action.mode = "safe"`` the action is ``Box(-1, 1, (3,))``, a parametrisation of
+    the energy-feasible set (:mod:`dtfl_env.model.feasible`) in which no GLD can break its
+    budget (except one that cannot pay even an endless upload under a deep fade, which drops
+    out whatever the action):
+
+    - ``a[0]`` -> tG = tg_lo * tg_range ** ((a[0] + 1) / 2), tg_lo = max(tG_min, the
+      shortest upload every GLD can pay with 0.1 % of its budget to spare);
+    - ``a[1]`` -> y = y_lo(tG) * y_range ** ((a[1] + 1) / 2), y_lo(tG): the shortest common
+      training time every GLD can pay after its upload;
+    - ``a[2]`` -> Q = Q_low + (a[2] + 1) / 2 (Q_high - Q_low) over the interval of aggregate
+      jamming the GLDs can pay from the energy left (every BLD synced), split in proportion
+      to what each GLD can give; no jamming where that interval is empty (the BLDs that need
+      jamming then cannot sync).
+
+    The latency-optimal allocation of problem P is a point of this box (tested: the exact
+    solver's optimum round-trips within 1e-6 whenever it lies inside the ranges). Both modes
+    share the observation; ``action_to_allocation`` / ``allocation_to_action`` take a
+    ``mode`` argument to translate between them.
+
     ## Observation Space
-    ``Box(-5, 5, (max_devices * 9 + 7,))``: per device slot (GLDs first in NOMA order,
+    ``Box(-5, 5, (max_devices * 9 + 11,))``: per device slot (GLDs first in NOMA order,
     then BLDs, then empty slots of zeros) ``is_gld, is_bld`` masks, channel gains to the
     coordinator and the eavesdropper in dB ((10 log10 g + 70) / 20), data size (GLD: / 50
     Mbit, BLD: / 5 Mbit), power (P_max or p_j, / 2 W), Q_max (/ 1 W), V_max (/ 2 GHz),
     E_max (/ 4 J); then round and cluster progress, global accuracy, GLD and BLD shares of
-    the slots, log10 tG_min and log10 y_min. BLD entries are the digital twin's estimates
-    (``twin_deviation``); the environment charges the true values. The raw cluster (as the
+    the slots, and the cluster's time scales in log10 seconds: tG_min (24c), y_min (19),
+    tg_lo (the shortest upload every GLD can pay), the fastest sync (infinite jamming),
+    the sync at full jamming (Q = sum_i Q_max,i g_iE; 5 where some BLD cannot sync even
+    then) and the twins' training time tB_loc (6) (0 where a cluster has no GLD or no BLD,
+    clipped to [-5, 5]); ``GLOBAL_FEATURES`` names them. BLD entries are the digital
+    twin's estimates (``twin_deviation``); the environment charges the true values. The raw cluster (as the
     policy sees it) is in ``info["cluster"]`` and ``env.unwrapped.cluster``.
 
     ## Rewards
     Named terms, summed (also in ``info["rewards"]``):
-    ``latency = -w_latency * T / latency_reference_s``;
+    ``latency = -w_latency * T / latency_reference_s`` (``reward.latency_form = "log"``:
+    ``-w_latency * log(T / latency_reference_s)``, the same per-cluster optimum with
+    relative rather than absolute differences, better scaled for learning);
     ``accuracy = w_accuracy * (global accuracy gain)`` at the end of a round;
-    ``violation = -w_violation * (sum_i energy excess_i / E_max,i + unsynced BLD share)``.
+    ``violation = -w_violation * (sum_i energy excess_i / E_max,i + unsynced BLD share)``
+    (``reward.violation_measure = "count"``: the share of GLDs that dropped out instead of
+    their summed relative excess).
 
     Rules: a GLD that breaks its energy budget (by more than 1e-5 E_max, the rounding of
     float32 actions: ``dtfl_env.model.round.ENERGY_TOLERANCE``) drops out of the round (its
@@ -185,8 +218,9 @@ class DTFLEnv(gym.Env):
         d = cfg["max_devices"]
         n_obs = d * len(SLOT_FEATURES) + len(GLOBAL_FEATURES)
         self.observation_space = spaces.Box(-_OBS_CLIP, _OBS_CLIP, (n_obs,), dtype=np.float32)
-        self.action_space = spaces.Box(-1.0, 1.0, (2 + d,), dtype=np.float32)
-        self._n_act = 2 + d
+        self.action_mode = cfg["action"]["mode"]
+        self._n_act = ACTION_SIZES[self.action_mode](d)
+        self.action_space = spaces.Box(-1.0, 1.0, (self._n_act,), dtype=np.float32)
         self._ln_tg_range = math.log(cfg["action"]["tg_range"])
         self._ln_y_range = math.log(cfg["action"]["y_range"])
         self._episode_ready = False
@@ -337,6 +371,37 @@ class DTFLEnv(gym.Env):
             seen = true
         for site, t, v in zip(self._sites, true, seen, strict=True):
             site.true, site.seen, site._cluster_cache = t, v, None
+        k = self.constants
+        tg_lo = np.full(len(self._sites), math.nan)
+        if m_all:
+            # the shortest upload time every GLD can pay, per site: the lower end of the safe
+            # mode's tG range (and an observed feature in both modes)
+            tg_e = affordable_upload_time_s(k.noise_coordinator_w / gld["g_gain_c"],
+                                            self._g_slot.astype(float), gld["g_e_max"],
+                                            true[0].x_scale)
+            tg_e = np.where(np.isfinite(tg_e), tg_e, 0.0)  # hopeless GLDs drop out anyway
+            tg_lo = np.maximum(segment_max(tg_e, self._g_counts),
+                               np.array([a.tg_min_s for a in seen]))
+            for site, lo in zip(self._sites, tg_lo, strict=True):
+                site.tg_lo_s = float(lo) if site.m else math.nan
+        # the BLD path's scales (twin estimates): fastest sync (infinite jamming, eq. (23)),
+        # sync at full jamming Q = sum_i Q_max,i g_iE (eq. (22)), twin training tB_loc (6)
+        n_sites = len(self._sites)
+        sync_min = sync_full = np.zeros(n_sites)
+        if n_all:
+            legit = np.log2(1.0 + seen_bld["b_power"] * seen_bld["b_gain_c"] / k.noise_bld_w)
+            q_full = np.zeros(n_sites)
+            if m_all:
+                np.add.at(q_full, self._g_site, gld["g_q_max"] * gld["g_gain_e"])  # (22)
+            eve = np.log2(1.0 + seen_bld["b_power"] * seen_bld["b_gain_e"]
+                          / (k.noise_eavesdropper_w + q_full[self._b_site]))
+            with np.errstate(divide="ignore"):
+                rate = np.maximum(legit - eve, 0.0)
+                sync_min = segment_max(seen_bld["b_data"] / (k.bandwidth_hz * legit),
+                                       self._b_counts)
+                sync_full = segment_max(seen_bld["b_data"] / (k.bandwidth_hz * rate),
+                                        self._b_counts)
+        tb_loc = np.array([a.tb_loc_s for a in seen])
         # observation rows of every site (the twin's view of the BLDs), one vectorised pass
         d = cfg["max_devices"]
         feats = np.zeros((len(self._sites), d, len(SLOT_FEATURES)))
@@ -358,10 +423,16 @@ class DTFLEnv(gym.Env):
         tg_min = np.array([a.tg_min_s for a in seen])
         y_min = np.array([a.y_min_s for a in seen])
         has_gld = self._g_counts > 0
+        has_bld = self._b_counts > 0
+
+        def log10(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            with np.errstate(divide="ignore"):
+                return np.where(mask, np.log10(np.where(mask, x, 1.0)), 0.0)
+
         extra = np.column_stack([
             np.zeros((len(seen), 3)), self._g_counts / d, self._b_counts / d,
-            np.where(has_gld, np.log10(np.where(has_gld, tg_min, 1.0)), 0.0),
-            np.where(has_gld, np.log10(np.where(has_gld, y_min, 1.0)), 0.0)])
+            log10(tg_min, has_gld), log10(y_min, has_gld), log10(tg_lo, has_gld),
+            log10(sync_min, has_bld), log10(sync_full, has_bld), log10(tb_loc, has_bld)])
         rows = np.concatenate([feats.reshape(len(seen), -1), extra], axis=1)
         self._obs_rows = np.clip(rows, -_OBS_CLIP, _OBS_CLIP).astype(np.float32)
 
@@ -374,35 +445,66 @@ class DTFLEnv(gym.Env):
         return row
 
     # ------------------------------------------------------------------ actions
-    def action_to_allocation(self, action: np.ndarray) -> tuple[float, float, np.ndarray]:
-        """Map an action to (y, tG, q) on the current cluster (see the Action Space)."""
+    def action_to_allocation(self, action: np.ndarray, mode: str | None = None
+                             ) -> tuple[float, float, np.ndarray]:
+        """Map an action to (y, tG, q) on the current cluster (see the Action Space).
+
+        ``mode`` (default: the env's ``action.mode``) reads the action as a ``"direct"`` or
+        ``"safe"`` one, e.g. to replay an agent trained in the other mode.
+        """
+        mode = self._check_mode(mode)
+        n_act = ACTION_SIZES[mode](self.config["max_devices"])
         a = np.asarray(action, dtype=np.float64).reshape(-1)
-        if a.size != self._n_act:
-            raise ValueError(f"action: expected {self._n_act} values, got {a.size}")
+        if a.size != n_act:
+            raise ValueError(f"action: expected {n_act} values, got {a.size}")
         if not np.isfinite(a).all():
             i = int(np.flatnonzero(~np.isfinite(a))[0])
             raise ValueError(f"action[{i}]: must be finite, got {a[i]}")
         a = np.minimum(np.maximum(a, -1.0), 1.0)  # documented clipping
         site = self._sites[self._cluster]
         arr = site.seen
+        if mode == "safe":
+            return safe_allocation(arr, self._tg_lo(site), a, self._ln_tg_range,
+                                   self._ln_y_range)
         a0, a1 = float(a[0]), float(a[1])
         tg = arr.tg_min_s * math.exp(0.5 * (a0 + 1.0) * self._ln_tg_range)
         y = arr.y_min_s * math.exp(0.5 * (a1 + 1.0) * self._ln_y_range)
         q = arr.g_q_max * (0.5 * (a[2:2 + site.m] + 1.0))
         return y, tg, q
 
-    def allocation_to_action(self, y_s: float, tg_s: float, jam_power_w: np.ndarray
-                             ) -> np.ndarray:
-        """The action whose mapping on the current cluster is (y, tG, q) (clipped to range)."""
+    def allocation_to_action(self, y_s: float, tg_s: float, jam_power_w: np.ndarray,
+                             mode: str | None = None) -> np.ndarray:
+        """The action whose mapping on the current cluster is (y, tG, q) (clipped to range).
+
+        In ``"safe"`` mode the jamming is matched through Q = sum_i q_i g_iE (the latency
+        depends on the split only through Q), and a Q above what the GLDs can afford maps
+        to the most they can.
+        """
+        mode = self._check_mode(mode)
         site = self._sites[self._cluster]
         arr = site.seen
         assert arr is not None
-        a = np.zeros(self.action_space.shape[0])
+        if mode == "safe":
+            return safe_action(arr, self._tg_lo(site), y_s, tg_s, jam_power_w,
+                               self._ln_tg_range, self._ln_y_range)
+        a = np.zeros(ACTION_SIZES[mode](self.config["max_devices"]))
         if site.m:
             a[0] = 2.0 * math.log(tg_s / arr.tg_min_s) / self._ln_tg_range - 1.0
             a[1] = 2.0 * math.log(y_s / arr.y_min_s) / self._ln_y_range - 1.0
             a[2:2 + site.m] = 2.0 * np.asarray(jam_power_w) / site.base.gld.max_jam_power_w - 1
         return np.clip(a, -1.0, 1.0)
+
+    def _check_mode(self, mode: str | None) -> str:
+        if mode is None:
+            return self.action_mode
+        if mode not in ACTION_SIZES:
+            raise ValueError(f"mode: must be one of {tuple(ACTION_SIZES)}, got {mode!r}")
+        return mode
+
+    @staticmethod
+    def _tg_lo(site: _Site) -> float:
+        """The lower end of the safe mode's tG range (drawn with the round)."""
+        return site.tg_lo_s
 
     @property
     def cluster(self) -> Cluster:
@@ -410,6 +512,16 @@ class DTFLEnv(gym.Env):
         if not self._episode_ready:
             raise RuntimeError("call reset() first")
         return self._sites[self._cluster].cluster(self.constants)
+
+    @property
+    def cluster_arrays(self) -> ClusterArrays:
+        """The current cluster (as the policy sees it) as the fast-path arrays of
+        :mod:`dtfl_env.model.round`, for policies that use :mod:`dtfl_env.model.feasible`."""
+        if not self._episode_ready:
+            raise RuntimeError("call reset() first")
+        arr = self._sites[self._cluster].seen
+        assert arr is not None
+        return arr
 
     @property
     def true_cluster(self) -> Cluster:
@@ -555,11 +667,15 @@ class DTFLEnv(gym.Env):
 
     def _rewards(self, site: _Site, out: RoundOutcome, acc_gain: float) -> dict[str, float]:
         w = self.config["reward"]
-        viol = float(np.sum(out.energy_excess_j / site.base.gld.energy_budget_j))
+        if w["violation_measure"] == "energy":
+            viol = float(np.sum(out.energy_excess_j / site.base.gld.energy_budget_j))
+        else:  # "count": the share of GLDs that dropped out
+            viol = float(np.count_nonzero(out.gld_dropped)) / site.m if site.m else 0.0
         if site.n:
             viol += float(np.count_nonzero(~out.bld_synced)) / site.n
+        rel = out.latency_s / w["latency_reference_s"]
         return {
-            "latency": -w["latency"] * out.latency_s / w["latency_reference_s"],
+            "latency": -w["latency"] * (rel if w["latency_form"] == "linear" else math.log(rel)),
             "accuracy": w["accuracy"] * acc_gain,
             "violation": -w["violation"] * viol,
         }

@@ -24,7 +24,7 @@ import numpy as np
 from dtfl_env.model.system import LN2
 
 __all__ = ["ENERGY_TOLERANCE", "ClusterArrays", "RoundOutcome", "build_cluster_arrays",
-           "max_upload_rate", "round_outcome"]
+           "max_upload_rate", "round_outcome", "segment_max"]
 
 
 #: relative energy excess tolerated as numerical rounding (float32 actions carry ~1e-7)
@@ -70,6 +70,11 @@ def _segment_reduce(ufunc: np.ufunc, values: np.ndarray, counts: np.ndarray) -> 
         starts = (np.cumsum(counts) - counts)[nonempty]
         out[nonempty] = ufunc.reduceat(values, starts)
     return out
+
+
+def segment_max(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per-segment maximum of a flat array of back-to-back segments; 0 for an empty one."""
+    return _segment_reduce(np.maximum, values, counts)
 
 
 def build_cluster_arrays(constants, *, gld: dict[str, np.ndarray],  # type: ignore[no-untyped-def]

@@ -1,0 +1,263 @@
+"""The energy-feasible set of one cluster's allocation, and the ``safe`` action mapping.
+
+Pure numpy on :class:`~dtfl_env.model.round.ClusterArrays` (the environment's fast path).
+Problem P's only coupling constraint is the energy budget (14a),
+
+    K_i / y^2 + E_i^up(tG) + q_i tB_up(Q) <= E_max,i,   K_i = kappa (eta iota D_i)^3,
+
+with Q = sum_i q_i g_iE (eq. (20)) and tB_up(Q) the sync time (eq. (23)). For fixed y and tG
+each GLD has ``left_i = E_max,i - K_i / y^2 - E_i^up(tG)`` joules for jamming, and an
+aggregate jamming Q can be paid iff (MODEL.md's feasibility test)
+
+    psi(u) = sum_i g_iE min(Q_max,i u, left_i) - u max(Q(u), 0) >= 0,   u = tB_up(Q),
+
+where Q(u) inverts eq. (23). psi is concave in u (a concave minimum of linear functions
+minus the convex perspective u Q(u)), so the affordable Q form an interval
+[Q_low, Q_high]; :func:`jamming_interval` locates its ends by zooming on the sign changes of
+psi (relative precision ~1e-9 in u).
+
+The ``safe`` action mapping (:func:`safe_allocation`) parametrises problem P so that no GLD
+can break its budget: the upload time starts where every GLD can still pay its upload
+(``tg_lo``), the training time starts where every GLD can pay training plus upload
+(``y_lo(tG)``), and the jamming is a fraction of the affordable interval, split in
+proportion to what each GLD can give. Every point of the action box is then energy
+feasible; what the agent still trades off is latency against the BLDs' sync (too little
+energy left for jamming leaves the interval empty, and the BLDs that need jamming cannot
+sync).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dtfl_env.model.system import LN2
+
+__all__ = ["PEAK_TOLERANCE", "UPLOAD_RESERVE", "affordable_upload_time_s", "jamming_interval", "jamming_split",
+           "safe_action", "safe_allocation", "training_time_floor_s", "upload_energy_j"]
+
+#: share of every GLD's budget that the ``safe`` mapping keeps back from the upload at the
+#: shortest upload time tg_lo, so that the training time y_lo(tg_lo) stays finite
+UPLOAD_RESERVE = 1e-3
+
+#: relative shortfall of the jamming budget tolerated at a one-point affordable interval
+#: (far below the environment's ENERGY_TOLERANCE of 1e-5)
+PEAK_TOLERANCE = 1e-7
+
+_S_MIN, _S_MAX = -27.0, 16.0  # log((u - u_lo) / u_lo) searched by jamming_interval
+_COARSE, _FINE, _ROUNDS = 40, 24, 3
+
+
+def affordable_upload_time_s(g_nog: np.ndarray, sic: np.ndarray, e_max_j: np.ndarray,
+                             x_scale: float, reserve: float = UPLOAD_RESERVE) -> np.ndarray:
+    """Per GLD, the smallest tG with E_i^up(tG) <= (1 - reserve) E_max,i (eqs. (7)-(8)).
+
+    With x = r ln 2 = x_scale / tG, E^up = n_C/g_iC x_scale (e^x - 1)/x e^((i-1) x) grows
+    with x; h(x) = log((e^x - 1)/x) + (i - 1) x is convex and increasing, so Newton's method
+    from the right of the root decreases monotonically onto it. ``inf`` where even an
+    infinitely slow upload (E^up -> n_C/g_iC L ln2 / W) costs more than the budget.
+    """
+    c = np.log((1.0 - reserve) * e_max_j / (g_nog * x_scale))
+    ok = c > 0
+    cc = np.where(ok, c, 1.0)
+    x = np.maximum(cc, 1.0) + np.log(np.maximum(cc, 1.0)) + 3.0  # right of the root
+    for _ in range(60):
+        em1 = np.expm1(x)
+        h = np.log(em1 / x) + sic * x - cc
+        step = h / ((em1 + 1.0) / em1 - 1.0 / x + sic)
+        x = x - step
+        if np.all(np.abs(step) <= 1e-13 * x):
+            break
+    x = x * (1.0 - 1e-12)  # the feasible side despite rounding
+    return np.where(ok, x_scale / x, np.inf)
+
+
+def upload_energy_j(a, tg_s: float) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """E_i^up(tG) = n_C/g_iC tG (2^r - 1) 2^((i-1) r), eqs. (7)-(8) with the SIC factor."""
+    x = a.x_scale / tg_s
+    with np.errstate(over="ignore"):
+        return a.g_nog * (math.expm1(x) * np.exp(a.sic * x)) * tg_s
+
+
+def training_time_floor_s(a, left_up_j: np.ndarray) -> float:  # type: ignore[no-untyped-def]
+    """y_lo: the smallest common training time every GLD can pay from the energy left after
+    its upload, max(y_min, max_i sqrt(K_i / left_i)) (eqs. (5), (17), (19)); GLDs with no
+    energy left (they cannot even upload) are left out: they drop out whatever y is."""
+    ok = left_up_j > 0
+    if not ok.any():
+        return a.y_min_s
+    k = a.g_kcd[ok] * a.g_cd[ok] ** 2  # K_i: E_loc = K_i / y^2
+    return max(a.y_min_s, float(np.sqrt(np.max(k / left_up_j[ok]))))
+
+
+def _need_w(a, u: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Q(u): the least aggregate jamming that syncs every BLD within u (eq. (23) inverted);
+    ``inf`` where even infinite jamming is too slow, negative where none is needed."""
+    expo = (a.b_legit[:, None] - a.b_data[:, None] / (a.w_hz * u)) * LN2
+    need = a.b_pe[:, None] / np.expm1(expo) - a.n_e_w
+    return np.where(expo > 0, need, np.inf).max(0)
+
+
+def _psi(a, left_j: np.ndarray, u: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    pay = a.g_gain_e @ np.minimum(a.g_q_max[:, None] * u, left_j[:, None])
+    return pay - u * np.maximum(_need_w(a, u), 0.0)
+
+
+def _zoom(a, left_j: np.ndarray, u_lo: float, brackets: np.ndarray  # type: ignore[no-untyped-def]
+          ) -> np.ndarray:
+    """Shrink brackets of s = log((u - u_lo)/u_lo) around sign changes of psi, all at once.
+
+    ``brackets`` is (k, 2): row r holds (s at psi < 0, s at psi >= 0) in either order. Each
+    round evaluates psi on a grid across every bracket and keeps the cell with the sign
+    change; a final secant step in u, where psi is concave, lands on the feasible side (the
+    chord between a negative and a non-negative point lies below a concave function; the
+    point is checked, and the bracket's feasible end kept otherwise). Returns the u values.
+    """
+    neg, pos = brackets[:, 0].copy(), brackets[:, 1].copy()
+    t = np.linspace(0.0, 1.0, _FINE)
+    for _ in range(_ROUNDS):
+        s = neg[:, None] + (pos - neg)[:, None] * t  # from the infeasible to the feasible end
+        ok = (_psi(a, left_j, u_lo * (1.0 + np.exp(s.ravel()))) >= 0).reshape(s.shape)
+        j = np.where(ok.any(1), ok.argmax(1), _FINE - 1)  # first feasible point of each row
+        rows = np.arange(s.shape[0])
+        neg, pos = s[rows, np.maximum(j - 1, 0)], s[rows, j]
+    u_neg, u_pos = u_lo * (1.0 + np.exp(neg)), u_lo * (1.0 + np.exp(pos))
+    both = _psi(a, left_j, np.concatenate([u_neg, u_pos]))
+    p_neg, p_pos = both[:neg.size], both[neg.size:]
+    u_sec = u_pos - p_pos * (u_pos - u_neg) / (p_pos - p_neg)
+    u_sec = np.where(np.isfinite(u_sec) & (p_neg < 0), u_sec, u_pos)
+    return np.where(_psi(a, left_j, u_sec) >= 0, u_sec, u_pos)
+
+
+def jamming_interval(a, left_j: np.ndarray) -> tuple[float, float] | None:  # type: ignore[no-untyped-def]
+    """The aggregate jamming levels [Q_low, Q_high] that sync every BLD and that every GLD
+    can pay from ``left_j`` joules over the sync time tB_up(Q) they buy (q_i <= Q_max,i,
+    q_i tB_up(Q) <= left_i). ``None`` when no level is affordable.
+
+    Q_high (the fastest affordable sync) is found from the feasible side, so jamming at it
+    never overspends; Q_low is 0 when the BLDs sync without jamming (eq. (22)'s lower bound
+    is negative). A cluster without BLDs needs no jamming: (0, 0).
+    """
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        return _jamming_interval(a, left_j)
+
+
+def _jamming_interval(a, left_j: np.ndarray) -> tuple[float, float] | None:  # type: ignore[no-untyped-def]
+    n, m = a.b_data.size, a.g_cd.size
+    if n == 0:
+        return 0.0, 0.0
+    eve0 = np.log2(1.0 + a.b_pe / a.n_e_w)
+    free = a.b_legit - eve0  # rates without jamming, eq. (21) at Q = 0 (in units of W)
+    u_free = float(np.max(a.b_data / (a.w_hz * free))) if np.all(free > 0) else math.inf
+    if m == 0 or not np.any(left_j > 0):
+        return (0.0, 0.0) if math.isfinite(u_free) else None
+    u_lo = float(np.max(a.b_data / (a.w_hz * a.b_legit)))  # infinite jamming
+    s_hi = math.log(u_free / u_lo - 1.0) if math.isfinite(u_free) else _S_MAX
+    if s_hi <= _S_MIN + 1.0:  # jamming cannot shorten the sync time measurably
+        return 0.0, 0.0
+    s = np.linspace(_S_MIN, s_hi, _COARSE)  # psi(u_free) >= 0: no jamming needed there
+    psi = _psi(a, left_j, u_lo * (1.0 + np.exp(s)))
+    pos = psi >= 0
+    if not pos.any():  # the feasible interval may be narrower than the grid: zoom on the peak
+        for _ in range(_ROUNDS + 2):
+            k = int(np.argmax(np.where(np.isfinite(psi), psi, -np.inf)))
+            s = np.linspace(s[max(k - 1, 0)], s[min(k + 1, s.size - 1)], _FINE)
+            psi = _psi(a, left_j, u_lo * (1.0 + np.exp(s)))
+            pos = psi >= 0
+            if pos.any():
+                break
+        else:
+            # a peak that misses by rounding only is the one-point interval (where an optimum
+            # with T_GLD binding sits): the split then overspends by ~PEAK_TOLERANCE at most
+            k = int(np.argmax(np.where(np.isfinite(psi), psi, -np.inf)))
+            if not psi[k] >= -PEAK_TOLERANCE * float(a.g_gain_e @ left_j):
+                return None
+            q = max(float(_need_w(a, np.array([u_lo * (1.0 + math.exp(s[k]))]))[0]), 0.0)
+            return q, q
+    j0 = int(pos.argmax())
+    j1 = int(s.size - 1 - pos[::-1].argmax())
+    brackets = [(s[j0 - 1], s[j0])] if j0 > 0 else []
+    right = not math.isfinite(u_free) and j1 < s.size - 1
+    if right:
+        brackets.append((s[j1 + 1], s[j1]))
+    u = _zoom(a, left_j, u_lo, np.array(brackets)) if brackets else np.zeros(0)
+    u_left = u[0] if j0 > 0 else u_lo * (1.0 + math.exp(s[j0]))
+    u_right = u[-1] if right else u_lo * (1.0 + math.exp(s[j1]))
+    q_high, q_low = np.maximum(_need_w(a, np.array([u_left, u_right])), 0.0)
+    if math.isfinite(u_free):
+        return 0.0, float(q_high)
+    return float(min(q_low, q_high)), float(q_high)
+
+
+def _sync_time_s(a, q_w: float) -> float:  # type: ignore[no-untyped-def]
+    eve = np.log2(1.0 + a.b_pe / (a.n_e_w + q_w))
+    rate = a.w_hz * np.maximum(a.b_legit - eve, 0.0)  # eq. (21)
+    with np.errstate(divide="ignore"):
+        return float(np.max(a.b_data / rate))  # eq. (23)
+
+
+def jamming_split(a, q_w: float, left_j: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Powers q_i with sum_i q_i g_iE = Q (eq. (20)), each within min(Q_max,i, left_i / u),
+    u = tB_up(Q): every GLD's cap scaled by one factor (no GLD pushed to its limit unless
+    the demand needs all of them there). Zeros when Q <= 0 or there is no BLD."""
+    m = a.g_cd.size
+    if q_w <= 0 or a.b_data.size == 0 or m == 0:
+        return np.zeros(m)
+    u = _sync_time_s(a, q_w)
+    cap = np.clip(np.minimum(a.g_q_max, left_j / u), 0.0, None)
+    total = float(a.g_gain_e @ cap)
+    if total <= 0:
+        return np.zeros(m)
+    return cap * min(1.0, q_w / total)
+
+
+def safe_allocation(a, tg_lo_s: float, action: np.ndarray, ln_tg_range: float,  # type: ignore[no-untyped-def]
+                    ln_y_range: float) -> tuple[float, float, np.ndarray]:
+    """Map a ``safe`` action (3 values in [-1, 1]) to (y, tG, q) on a cluster.
+
+    - tG = tg_lo * tg_range^((a0 + 1) / 2), tg_lo = max(tG_min, smallest tG every GLD can
+      upload at) (see :func:`affordable_upload_time_s`);
+    - y = y_lo(tG) * y_range^((a1 + 1) / 2) (see :func:`training_time_floor_s`);
+    - Q = Q_low + (a2 + 1) / 2 (Q_high - Q_low) over the affordable interval
+      (:func:`jamming_interval`), split by :func:`jamming_split`; no jamming when the
+      interval is empty (the BLDs that need jamming cannot sync).
+    """
+    m = a.g_cd.size
+    if m == 0:
+        return 0.0, 0.0, np.zeros(0)
+    a0, a1, a2 = (min(max(float(v), -1.0), 1.0) for v in action[:3])
+    tg = tg_lo_s * math.exp(0.5 * (a0 + 1.0) * ln_tg_range)
+    left_up = a.g_e_max - upload_energy_j(a, tg)
+    y = training_time_floor_s(a, left_up) * math.exp(0.5 * (a1 + 1.0) * ln_y_range)
+    left = np.clip(left_up - a.g_kcd * a.g_cd**2 / y**2, 0.0, None)  # eq. (5)
+    iv = jamming_interval(a, left)
+    if iv is None:
+        return y, tg, np.zeros(m)
+    q_low, q_high = iv
+    return y, tg, jamming_split(a, q_low + 0.5 * (a2 + 1.0) * (q_high - q_low), left)
+
+
+def safe_action(a, tg_lo_s: float, y_s: float, tg_s: float, jam_power_w: np.ndarray,  # type: ignore[no-untyped-def]
+                ln_tg_range: float, ln_y_range: float) -> np.ndarray:
+    """The ``safe`` action whose mapping is closest to (y, tG, q): the inverse of
+    :func:`safe_allocation` (clipped to [-1, 1]). The jamming enters through Q only (the
+    sync time, hence the latency, depends on Q alone); a Q above the affordable interval
+    maps to its top."""
+    out = np.zeros(3)
+    if a.g_cd.size == 0:
+        return out
+    out[0] = 2.0 * math.log(tg_s / tg_lo_s) / ln_tg_range - 1.0
+    tg = tg_lo_s * math.exp(0.5 * (min(max(out[0], -1.0), 1.0) + 1.0) * ln_tg_range)
+    left_up = a.g_e_max - upload_energy_j(a, tg)
+    out[1] = 2.0 * math.log(y_s / training_time_floor_s(a, left_up)) / ln_y_range - 1.0
+    y = training_time_floor_s(a, left_up) * math.exp(
+        0.5 * (min(max(out[1], -1.0), 1.0) + 1.0) * ln_y_range)
+    left = np.clip(left_up - a.g_kcd * a.g_cd**2 / y**2, 0.0, None)
+    iv = jamming_interval(a, left)
+    q_w = float(np.asarray(jam_power_w) @ a.g_gain_e)
+    if iv is None or iv[1] <= iv[0]:
+        out[2] = 1.0 if iv is not None else -1.0
+    else:
+        out[2] = 2.0 * (q_w - iv[0]) / (iv[1] - iv[0]) - 1.0
+    return np.clip(out, -1.0, 1.0)

@@ -1,0 +1,219 @@
+"""The energy-feasible set (dtfl_env.model.feasible) and the env's ``safe`` action mode."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import dtfl_env  # noqa: F401  (registers the ids)
+from agents import make_policy
+from agents.base import SB3Policy
+from dtfl_env.model.feasible import (
+    UPLOAD_RESERVE,
+    affordable_upload_time_s,
+    jamming_interval,
+    jamming_split,
+    safe_allocation,
+    upload_energy_j,
+)
+from dtfl_env.model.round import ClusterArrays, round_outcome
+from dtfl_env.scenarios import random_cluster, table2_cluster
+from solvers import solve
+
+SAFE = {"action": {"mode": "safe"}, "fl": {"backend": "none"}}
+
+
+def _arrays(seed: int | None = None) -> ClusterArrays:
+    cluster = table2_cluster() if seed is None else random_cluster(seed, n_gld=3 + seed % 6,
+                                                                 n_bld=1 + seed % 4)
+    return ClusterArrays.from_cluster(cluster)
+
+
+def _charged(a: ClusterArrays, y: float, tg: float, q: np.ndarray):
+    return round_outcome(a, y_s=y, tg_s=tg, jam_power_w=q)
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2, 3, 4, 5])
+def test_affordable_upload_time_is_the_energy_bound(seed):
+    a = _arrays(seed)
+    tg = affordable_upload_time_s(a.g_nog, a.sic, a.g_e_max, a.x_scale)
+    target = (1.0 - UPLOAD_RESERVE) * a.g_e_max
+    for i, t in enumerate(tg):
+        if not math.isfinite(t):
+            assert a.g_nog[i] * a.x_scale >= target[i]  # even an endless upload costs too much
+            continue
+        assert upload_energy_j(a, t)[i] <= target[i] * (1 + 1e-9)
+        assert upload_energy_j(a, t * (1 - 1e-6))[i] > target[i]  # the smallest such tG
+
+
+def test_hopeless_gld_has_no_affordable_upload_time():
+    a = _arrays()
+    e_max = a.g_e_max.copy()
+    e_max[2] = 0.5 * a.g_nog[2] * a.x_scale
+    tg = affordable_upload_time_s(a.g_nog, a.sic, e_max, a.x_scale)
+    assert math.isinf(tg[2]) and np.isfinite(np.delete(tg, 2)).all()
+
+
+def _left(a: ClusterArrays, y: float, tg: float) -> np.ndarray:
+    return np.clip(a.g_e_max - a.g_kcd * a.g_cd**2 / y**2 - upload_energy_j(a, tg), 0.0, None)
+
+
+def _affordable(a: ClusterArrays, left: np.ndarray, q_w: float) -> bool:
+    """Brute force: can the GLDs pay Q (every BLD synced) from ``left``?"""
+    eve = np.log2(1.0 + a.b_pe / (a.n_e_w + q_w))
+    rate = a.w_hz * (a.b_legit - eve)
+    if np.any(rate <= 0):
+        return False
+    u = float(np.max(a.b_data / rate))
+    return float(a.g_gain_e @ np.minimum(a.g_q_max, left / u)) >= q_w
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2, 3, 6, 7])
+def test_jamming_interval_ends_are_tight_and_affordable(seed):
+    a = _arrays(seed)
+    res = solve(table2_cluster() if seed is None else
+                random_cluster(seed, n_gld=3 + seed % 6, n_bld=1 + seed % 4), "exact")
+    if not res.feasible:
+        pytest.skip("infeasible cluster")
+    for scale in (1.0, 1.3, 3.0):  # at the optimum and with more energy left
+        y, tg = res.y * scale, res.tG * scale
+        left = _left(a, y, tg)
+        iv = jamming_interval(a, left)
+        assert iv is not None
+        q_low, q_high = iv
+        assert 0.0 <= q_low <= q_high
+        # every level of the interval is affordable, the split pays it and nobody overspends
+        for q_w in np.linspace(q_low, q_high, 7)[1:]:
+            q = jamming_split(a, q_w, left)
+            assert float(q @ a.g_gain_e) == pytest.approx(q_w, rel=1e-9)
+            out = _charged(a, y, tg, q)
+            assert not out.gld_dropped.any() and out.bld_synced.all()
+        assert not _affordable(a, left, q_high * (1 + 1e-6))  # the top is tight
+        if q_low > 1e-6 * q_high:  # below that the search stops at u = 9e6 u_lo
+            assert not _affordable(a, left, q_low * (1 - 1e-4))  # Q(u) is flat there
+        if scale == 1.0:  # at the exact optimum the solver's Q is (about) the top
+            assert q_high >= res.Q * (1 - 1e-6)
+
+
+def test_jamming_interval_empty_and_trivial_cases():
+    a = _arrays()
+    assert jamming_interval(a, np.zeros(a.g_cd.size)) is None  # Table II needs jamming
+    assert jamming_interval(a, np.full(a.g_cd.size, 1e-9)) is None  # far too little
+    c = table2_cluster()
+    no_bld = ClusterArrays.from_cluster(type(c)(c.gld, c.bld.subset([]), c.constants))
+    assert jamming_interval(no_bld, np.ones(6)) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("env_id", ["DTFL-TableII-v0", "DTFL-Random-v0"])
+def test_safe_mode_round_trip_reproduces_the_optimum(env_id):
+    env = gym.make(env_id, config=SAFE).unwrapped
+    assert env.action_space.shape == (3,)
+    env.reset(seed=3)
+    checked = 0
+    for _ in range(60):
+        res = solve(env.cluster, "exact")
+        action = (env.allocation_to_action(res.y, res.tG, res.q) if res.feasible
+                  else env.action_space.sample())
+        # float64: where the optimum has the affordable jamming interval shrunk to one point
+        # (T_GLD binds), float32 rounding of y or tG can empty it (no jamming, BLDs unsynced)
+        _, _, term, _, info = env.step(action)
+        if res.feasible and np.all(np.abs(action[:2]) < 1):  # inside the action ranges
+            assert info["T"] == pytest.approx(res.T, rel=1e-6)
+            assert info["n_unsynced"] == 0
+            checked += 1
+        if term:
+            env.reset()
+    assert checked >= 15
+
+
+def test_safe_actions_never_break_a_budget_without_fading():
+    env = gym.make("DTFL-TableII-v0", config={**SAFE, "fading": False}).unwrapped
+    env.reset(seed=0)
+    rng = np.random.default_rng(1)
+    for k in range(600):
+        a = rng.uniform(-1, 1, 3) if k % 3 else rng.choice([-1.0, 1.0], 3)
+        _, _, term, _, info = env.step(a.astype(np.float32))
+        assert info["n_dropouts"] == 0
+        assert info["rewards"]["violation"] <= 0
+        if term:
+            env.reset()
+
+
+def test_safe_actions_drop_only_gld_that_cannot_upload():
+    """Under deep fades a GLD may be unable to pay even an endless upload: it drops out
+    whatever the action; every other GLD keeps its budget."""
+    env = gym.make("DTFL-Random-v0", config=SAFE).unwrapped
+    env.reset(seed=2)
+    rng = np.random.default_rng(2)
+    for _ in range(500):
+        arr = env.cluster_arrays
+        hopeless = np.isinf(affordable_upload_time_s(arr.g_nog, arr.sic, arr.g_e_max,
+                                                     arr.x_scale, reserve=0.0))
+        _, _, term, _, info = env.step(rng.uniform(-1, 1, 3).astype(np.float32))
+        m = info["n_gld"]
+        assert not (info["dropped"][:m] & ~hopeless).any()
+        if term:
+            env.reset()
+
+
+def test_safe_mapping_is_monotone_in_jamming():
+    a = _arrays()
+    tg_lo = float(np.max(affordable_upload_time_s(a.g_nog, a.sic, a.g_e_max, a.x_scale)))
+    qs = [float(safe_allocation(a, tg_lo, np.array([-0.6, -0.4, f]), math.log(50),
+                                math.log(50))[2] @ a.g_gain_e) for f in np.linspace(-1, 1, 9)]
+    assert all(b >= c for b, c in zip(qs[1:], qs[:-1], strict=True))
+    assert qs[-1] > qs[0]
+
+
+def test_action_mode_config_and_errors():
+    with pytest.raises(ValueError, match=r"action\.mode"):
+        gym.make("DTFL-Fast-v0", config={"action": {"mode": "projected"}})
+    env = gym.make("DTFL-Fast-v0", config={"action": {"mode": "safe"}}).unwrapped
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="expected 3 values"):
+        env.step(np.zeros(18))
+    with pytest.raises(ValueError, match=r"action\[1\]"):
+        env.step(np.array([0.0, np.nan, 0.0]))
+    with pytest.raises(ValueError, match="mode"):
+        env.action_to_allocation(np.zeros(3), mode="bogus")
+    # the other mode's actions can still be read explicitly
+    y, tg, q = env.action_to_allocation(np.zeros(18), mode="direct")
+    assert y > 0 and tg > 0 and q.shape == (env._sites[0].m,)
+
+
+@pytest.mark.parametrize("name", ["algorithm2", "exact", "random", "no-jamming", "max-jamming",
+                                  "equal-energy", "best-fixed-q", "greedy-local"])
+def test_every_policy_runs_in_safe_mode(name):
+    env = gym.make("DTFL-TableII-v0", config={**SAFE, "clusters": 3, "rounds": 1})
+    policy = make_policy(name).bind(env)
+    obs, _ = env.reset(seed=4)
+    done = False
+    while not done:
+        action, _ = policy.predict(obs, deterministic=True)
+        assert env.action_space.contains(action)
+        obs, reward, term, trunc, _ = env.step(action)
+        assert math.isfinite(reward)
+        done = term or trunc
+
+
+def test_sb3_adapter_translates_between_action_modes():
+    class Fixed:  # an SB3-like model that always plays one safe action
+        def predict(self, obs, state=None, episode_start=None, deterministic=True):
+            return np.array([-0.5, -0.3, 1.0], dtype=np.float32), state
+
+    safe = gym.make("DTFL-TableII-v0", config={**SAFE, "clusters": 2}).unwrapped
+    direct = gym.make("DTFL-TableII-v0", config={"clusters": 2}).unwrapped
+    obs_s, _ = safe.reset(seed=5)
+    obs_d, _ = direct.reset(seed=5)
+    np.testing.assert_array_equal(obs_s, obs_d)  # one observation for both modes
+    pol = SB3Policy(Fixed(), action_mode="safe")
+    a_s, _ = pol.bind(safe).predict(obs_s)
+    a_d, _ = pol.bind(direct).predict(obs_d)
+    assert a_s.shape == (3,) and a_d.shape == (18,)
+    _, _, _, _, i_s = safe.step(a_s)
+    _, _, _, _, i_d = direct.step(a_d)
+    assert i_d["T"] == pytest.approx(i_s["T"], rel=1e-5)
+    assert i_d["Q"] == pytest.approx(i_s["Q"], rel=1e-5)
