@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 import dtfl_env  # noqa: F401  (registers the ids)
 from agents.base import SB3Policy

@@ -17,6 +17,7 @@ from dtfl_env.model.feasible import (
     jamming_interval,
     jamming_split,
     safe_allocation,
+    training_time_floor_s,
     upload_energy_j,
 )
 from dtfl_env.model.round import ClusterArrays, round_outcome
@@ -217,3 +218,55 @@ def test_sb3_adapter_translates_between_action_modes():
     _, _, _, _, i_d = direct.step(a_d)
     assert i_d["T"] == pytest.approx(i_s["T"], rel=1e-5)
     assert i_d["Q"] == pytest.approx(i_s["Q"], rel=1e-5)
+
+
+@pytest.mark.parametrize("env_id", ["DTFL-TableII-v0", "DTFL-Random-v0"])
+def test_safe_actions_are_feasible_wherever_the_cluster_is(env_id):
+    """On every cluster with a feasible allocation, every safe action keeps every budget and
+    syncs every BLD (the box is inside the feasible set of problem P)."""
+    env = gym.make(env_id, config={**SAFE, "clusters": 4}).unwrapped
+    env.reset(seed=8)
+    rng = np.random.default_rng(8)
+    feasible = 0
+    for k in range(160):
+        ok = solve(env.cluster, "exact").feasible
+        a = rng.uniform(-1, 1, 3) if k % 4 else rng.choice([-1.0, 1.0], 3)
+        _, _, term, _, info = env.step(a.astype(np.float32))
+        if ok:
+            feasible += 1
+            assert info["n_dropouts"] == 0 and info["n_unsynced"] == 0
+            assert info["rewards"]["violation"] == 0.0
+        if term:
+            env.reset()
+    assert feasible >= 40
+
+
+def test_sync_bounds_are_feasible_and_tight():
+    """At y_sync(tG) the affordable jamming interval is non-empty; a little below it is
+    empty wherever the jamming (not the CPU bound or a GLD's training energy) binds."""
+    from dtfl_env.model.feasible import sync_training_time_s
+
+    env = gym.make("DTFL-Random-v0", config=SAFE).unwrapped
+    env.reset(seed=3)
+    tight = checked = 0
+    for _ in range(200):
+        a, site = env.cluster_arrays, env._sites[env._cluster]
+        tg_base = env._tg_base(site) if site.m and site.n else math.nan
+        for f in (1.0, 1.5, 4.0) if math.isfinite(tg_base) else ():
+            left_up = a.g_e_max - upload_energy_j(a, tg_base * f)
+            y_sync = sync_training_time_s(a, left_up)
+            if not math.isfinite(y_sync):
+                continue
+
+            def left(y, left_up=left_up, a=a):
+                return np.clip(left_up - a.g_kcd * a.g_cd**2 / y**2, 0, None)
+
+            assert jamming_interval(a, left(y_sync)) is not None
+            checked += 1
+            if y_sync > training_time_floor_s(a, left_up) * (1 + 1e-6):
+                assert jamming_interval(a, left(y_sync * (1 - 3e-3))) is None  # ~0.1 % high
+                tight += 1
+        _, _, term, _, _ = env.step(np.zeros(3, dtype=np.float32))
+        if term:
+            env.reset()
+    assert checked >= 300 and tight >= 3

@@ -11,7 +11,12 @@ from gymnasium import spaces
 
 from dtfl_env.config import BLDParams, Cluster, Constants, GLDParams
 from dtfl_env.envs.config import default_config, merge_config, validate_config
-from dtfl_env.model.feasible import affordable_upload_time_s, safe_action, safe_allocation
+from dtfl_env.model.feasible import (
+    affordable_upload_time_s,
+    safe_action,
+    safe_allocation,
+    sync_upload_time_s,
+)
 from dtfl_env.model.round import (
     ClusterArrays,
     RoundOutcome,
@@ -52,7 +57,8 @@ class _Site:
         self.true: ClusterArrays | None = None
         self.seen: ClusterArrays | None = None
         self._cluster_cache: Cluster | None = None
-        self.tg_lo_s = math.nan  # safe action mode: the shortest affordable upload time
+        self.tg_lo_s = math.nan  # the shortest upload time every GLD can pay (per round)
+        self.tg_base_s = math.nan  # safe action mode: lower end of the tG range (per round)
 
     def cluster(self, constants: Constants) -> Cluster:
         """The cluster as a policy sees it (twin estimates for the BLDs), validated."""
@@ -95,22 +101,26 @@ class DTFLEnv(gym.Env):
     :meth:`allocation_to_action` maps a solver's allocation to the action that reproduces it.
 
     With ``action.mode = "safe"`` the action is ``Box(-1, 1, (3,))``, a parametrisation of
-    the energy-feasible set (:mod:`dtfl_env.model.feasible`) in which no GLD can break its
-    budget (except one that cannot pay even an endless upload under a deep fade, which drops
-    out whatever the action):
+    the feasible set of problem P (:mod:`dtfl_env.model.feasible`): on every cluster that
+    has a feasible allocation, every action keeps every energy budget and syncs every BLD
+    (tested), and the latency-optimal allocation is a point of the box:
 
-    - ``a[0]`` -> tG = tg_lo * tg_range ** ((a[0] + 1) / 2), tg_lo = max(tG_min, the
-      shortest upload every GLD can pay with 0.1 % of its budget to spare);
-    - ``a[1]`` -> y = y_lo(tG) * y_range ** ((a[1] + 1) / 2), y_lo(tG): the shortest common
-      training time every GLD can pay after its upload;
+    - ``a[0]`` -> tG = tg_base * tg_range ** ((a[0] + 1) / 2), tg_base: the shortest upload
+      time at which the BLDs can still be synced within the budgets;
+    - ``a[1]`` -> y = y_base(tG) * y_range ** ((a[1] + 1) / 2), y_base(tG): the shortest
+      common training time at which the jamming that syncs every BLD is still affordable
+      (never below the CPU bound (19) or any GLD's training budget);
     - ``a[2]`` -> Q = Q_low + (a[2] + 1) / 2 (Q_high - Q_low) over the interval of aggregate
       jamming the GLDs can pay from the energy left (every BLD synced), split in proportion
-      to what each GLD can give; no jamming where that interval is empty (the BLDs that need
-      jamming then cannot sync).
+      to what each GLD can give; Q_high is the fastest sync they can afford.
 
-    The latency-optimal allocation of problem P is a point of this box (tested: the exact
-    solver's optimum round-trips within 1e-6 whenever it lies inside the ranges). Both modes
-    share the observation; ``action_to_allocation`` / ``allocation_to_action`` take a
+    On a cluster with no feasible allocation the bounds fall back to what every GLD can
+    pay (tg_base: the shortest upload with 0.1 % of every budget to spare; y_base: the
+    training energy floor) and the jamming to none where no level is affordable: a GLD that
+    cannot pay even an endless upload (a deep fade) drops out whatever the action, and BLDs
+    that need jamming may not sync. A safe step costs about 1 ms (four small searches);
+    the exact optimum round-trips within 1e-6 in T whenever it lies inside the ranges. Both
+    modes share the observation; ``action_to_allocation`` / ``allocation_to_action`` take a
     ``mode`` argument to translate between them.
 
     ## Observation Space
@@ -124,8 +134,9 @@ class DTFLEnv(gym.Env):
     the sync at full jamming (Q = sum_i Q_max,i g_iE; 5 where some BLD cannot sync even
     then) and the twins' training time tB_loc (6) (0 where a cluster has no GLD or no BLD,
     clipped to [-5, 5]); ``GLOBAL_FEATURES`` names them. BLD entries are the digital
-    twin's estimates (``twin_deviation``); the environment charges the true values. The raw cluster (as the
-    policy sees it) is in ``info["cluster"]`` and ``env.unwrapped.cluster``.
+    twin's estimates (``twin_deviation``); the environment charges the true values. The
+    raw cluster (as the policy sees it) is in ``info["cluster"]`` and
+    ``env.unwrapped.cluster``.
 
     ## Rewards
     Named terms, summed (also in ``info["rewards"]``):
@@ -371,6 +382,7 @@ class DTFLEnv(gym.Env):
             seen = true
         for site, t, v in zip(self._sites, true, seen, strict=True):
             site.true, site.seen, site._cluster_cache = t, v, None
+            site.tg_base_s = math.nan
         k = self.constants
         tg_lo = np.full(len(self._sites), math.nan)
         if m_all:
@@ -464,7 +476,7 @@ class DTFLEnv(gym.Env):
         site = self._sites[self._cluster]
         arr = site.seen
         if mode == "safe":
-            return safe_allocation(arr, self._tg_lo(site), a, self._ln_tg_range,
+            return safe_allocation(arr, self._tg_base(site), a, self._ln_tg_range,
                                    self._ln_y_range)
         a0, a1 = float(a[0]), float(a[1])
         tg = arr.tg_min_s * math.exp(0.5 * (a0 + 1.0) * self._ln_tg_range)
@@ -485,7 +497,7 @@ class DTFLEnv(gym.Env):
         arr = site.seen
         assert arr is not None
         if mode == "safe":
-            return safe_action(arr, self._tg_lo(site), y_s, tg_s, jam_power_w,
+            return safe_action(arr, self._tg_base(site), y_s, tg_s, jam_power_w,
                                self._ln_tg_range, self._ln_y_range)
         a = np.zeros(ACTION_SIZES[mode](self.config["max_devices"]))
         if site.m:
@@ -501,10 +513,15 @@ class DTFLEnv(gym.Env):
             raise ValueError(f"mode: must be one of {tuple(ACTION_SIZES)}, got {mode!r}")
         return mode
 
-    @staticmethod
-    def _tg_lo(site: _Site) -> float:
-        """The lower end of the safe mode's tG range (drawn with the round)."""
-        return site.tg_lo_s
+    def _tg_base(self, site: _Site) -> float:
+        """The lower end of the safe mode's tG range: the shortest upload at which the BLDs
+        can still be synced (or, where none can, the shortest every GLD can pay); computed
+        on first use in a round."""
+        if math.isnan(site.tg_base_s) and site.m:
+            assert site.seen is not None
+            tg = sync_upload_time_s(site.seen, site.tg_lo_s, self._ln_tg_range)
+            site.tg_base_s = site.tg_lo_s if math.isnan(tg) else tg
+        return site.tg_base_s
 
     @property
     def cluster(self) -> Cluster:

@@ -13,7 +13,7 @@ A model's parameters travel as one flat float32 vector in ``named_parameters`` o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +22,42 @@ from torch import nn
 
 __all__ = ["CNN", "MLP", "MODELS", "flatten_params", "make_model", "n_params",
            "param_shapes", "unflatten_params"]
+
+_aten = torch.ops.aten
+_FC = ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias")
+
+
+def _ce_grad(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Gradient of the K weighted cross-entropy sums w.r.t. their logits ``(K, B, C)``.
+
+    Client k's loss is ``sum_b w_kb CE(logits_kb, y_kb)``; its gradient is
+    ``w_kb (softmax - onehot)``.
+    """
+    g = torch.softmax(logits, dim=-1)
+    wt = w.unsqueeze(-1)
+    g.mul_(wt)
+    return g.scatter_add_(-1, y.unsqueeze(-1), wt.neg())
+
+
+def _fc_sgd_step(feat: torch.Tensor, fc: Sequence[torch.Tensor], y: torch.Tensor,
+                 w: torch.Tensor, lr: float, input_grad: bool) -> torch.Tensor | None:
+    """fc(F->H) - ReLU - fc(H->C) - weighted CE of K clients: forward, backward and SGD.
+
+    ``feat`` ``(K, B, F)``; ``fc`` the weights ``(K, out, in)`` and biases ``(K, out)`` of
+    the two layers, updated in place. The weight gradient is fused into the update
+    (``baddbmm_(alpha=-lr)``): the K x out x in gradient is never stored. Returns
+    ``d loss / d feat`` (with the weights before the update) when ``input_grad``, else None.
+    """
+    w1, b1, w2, b2 = fc
+    h = torch.baddbmm(b1.unsqueeze(1), feat, w1.transpose(1, 2)).relu_()
+    dz = _ce_grad(torch.baddbmm(b2.unsqueeze(1), h, w2.transpose(1, 2)), y, w)
+    dh = torch.bmm(dz, w2).mul_(h > 0)
+    dfeat = torch.bmm(dh, w1) if input_grad else None
+    w2.baddbmm_(dz.transpose(1, 2), h, alpha=-lr)
+    b2.sub_(dz.sum(1), alpha=lr)
+    w1.baddbmm_(dh.transpose(1, 2), feat, alpha=-lr)
+    b1.sub_(dh.sum(1), alpha=lr)
+    return dfeat
 
 
 class CNN(nn.Module):
@@ -67,6 +103,54 @@ class CNN(nn.Module):
         return torch.baddbmm(params["fc2.bias"].unsqueeze(1), h,
                              params["fc2.weight"].transpose(1, 2))
 
+    #: clients per block and CPU thread in ``train_batched(impl="manual")`` (see there)
+    stacked_chunk = 10
+
+    @staticmethod
+    def sgd_step_stacked(params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                         w: torch.Tensor, lr: float) -> None:
+        """One SGD step of K models at once, forward and backward by hand, in place.
+
+        ``params`` stacked ``(K, ...)`` (contiguous, updated in place), ``x``
+        ``(K, B, 1, 28, 28)``, labels ``y`` ``(K, B)``, per-sample loss weights ``w``
+        ``(K, B)`` of the parameters' dtype: the loss of client k is
+        ``sum_b w_kb CE(f_k(x_kb), y_kb)`` (``train_batched`` passes ``mask / max(sum mask,
+        1)``, the mean over the real samples of the minibatch). The forward pass is
+        :meth:`forward_stacked`'s (grouped convolutions, channels-last); the backward pass
+        calls the same ATen kernels autograd would (``convolution_backward``, max-pooling's
+        backward through the argmax indices) without building a graph, skips conv1's input
+        gradient and fuses the fully connected layers' weight gradients into the update.
+        The gradient equals ``torch.func.grad`` of the summed loss (the tests check it).
+        Clients whose weights are all zero are left exactly unchanged.
+        """
+        k, b = x.shape[0], x.shape[1]
+        w1 = params["conv1.weight"].view(k * 10, 1, 5, 5)
+        w2 = params["conv2.weight"].view(k * 20, 10, 5, 5)
+        b1, b2 = params["conv1.bias"].view(-1), params["conv2.bias"].view(-1)
+        pool = ([2, 2], [2, 2], [0, 0], [1, 1], False)
+        conv = ([1, 1], [0, 0], [1, 1], False, [0, 0], k)
+        h0 = x.reshape(k, b, 28, 28).transpose(0, 1).contiguous(
+            memory_format=torch.channels_last)  # (B, K, 28, 28)
+        y1 = F.conv2d(h0, w1, b1, groups=k)
+        p1, i1 = _aten.max_pool2d_with_indices(y1, *pool[:2])
+        a1 = p1.relu()
+        y2 = F.conv2d(a1, w2, b2, groups=k)
+        p2, i2 = _aten.max_pool2d_with_indices(y2, *pool[:2])
+        feat = p2.relu().reshape(b, k, 320).transpose(0, 1)  # (K, B, 320)
+        dfeat = _fc_sgd_step(feat, [params[n] for n in _FC], y, w, lr, True)
+        assert dfeat is not None
+        g = dfeat.transpose(0, 1).reshape(b, k * 20, 4, 4).contiguous(
+            memory_format=torch.channels_last)
+        g = _aten.threshold_backward(g, p2, 0)
+        g = _aten.max_pool2d_with_indices_backward(g, y2, *pool, i2)
+        g, dw2, db2 = _aten.convolution_backward(g, a1, w2, [k * 20], *conv,
+                                                 [True, True, True])
+        g = _aten.threshold_backward(g, p1, 0)
+        g = _aten.max_pool2d_with_indices_backward(g, y1, *pool, i1)
+        _, dw1, db1 = _aten.convolution_backward(g, h0, w1, [k * 10], *conv,
+                                                 [False, True, True])
+        torch._foreach_add_([w1, b1, w2, b2], [dw1, db1, dw2, db2], alpha=-lr)
+
 
 class MLP(nn.Module):
     """One hidden layer of 64 units for flattened 28x28 digits."""
@@ -78,6 +162,20 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.relu(self.fc1(x.flatten(-3))))
+
+    #: clients per block and CPU thread in ``train_batched(impl="manual")`` (see there)
+    stacked_chunk = 25
+
+    @staticmethod
+    def sgd_step_stacked(params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                         w: torch.Tensor, lr: float) -> None:
+        """One SGD step of K models at once, by hand, in place (see ``CNN.sgd_step_stacked``).
+
+        ``x`` ``(K, B, 1, 28, 28)``; the weight gradients are fused into the update
+        (``baddbmm_``), so each step reads and writes the K x 50k weights once.
+        """
+        k, b = x.shape[0], x.shape[1]
+        _fc_sgd_step(x.reshape(k, b, -1), [params[n] for n in _FC], y, w, lr, False)
 
 
 MODELS: dict[str, type[nn.Module]] = {"cnn": CNN, "mlp": MLP}

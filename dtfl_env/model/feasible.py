@@ -16,14 +16,13 @@ minus the convex perspective u Q(u)), so the affordable Q form an interval
 [Q_low, Q_high]; :func:`jamming_interval` locates its ends by zooming on the sign changes of
 psi (relative precision ~1e-9 in u).
 
-The ``safe`` action mapping (:func:`safe_allocation`) parametrises problem P so that no GLD
-can break its budget: the upload time starts where every GLD can still pay its upload
-(``tg_lo``), the training time starts where every GLD can pay training plus upload
-(``y_lo(tG)``), and the jamming is a fraction of the affordable interval, split in
-proportion to what each GLD can give. Every point of the action box is then energy
-feasible; what the agent still trades off is latency against the BLDs' sync (too little
-energy left for jamming leaves the interval empty, and the BLDs that need jamming cannot
-sync).
+The ``safe`` action mapping (:func:`safe_allocation`) parametrises problem P so that, on a
+cluster with a feasible allocation, every action is feasible: the upload time starts where
+the BLDs can still be synced (:func:`sync_upload_time_s`), the training time where the
+jamming that syncs them is still affordable (:func:`sync_training_time_s`, from the
+closed-form largest 1/y^2 per sync time of solvers._core), and the jamming is a fraction
+of the affordable interval, split in proportion to what each GLD can give. What the agent
+still trades off is the upload time against the training time against the sync time.
 """
 
 from __future__ import annotations
@@ -34,8 +33,9 @@ import numpy as np
 
 from dtfl_env.model.system import LN2
 
-__all__ = ["PEAK_TOLERANCE", "UPLOAD_RESERVE", "affordable_upload_time_s", "jamming_interval", "jamming_split",
-           "safe_action", "safe_allocation", "training_time_floor_s", "upload_energy_j"]
+__all__ = ["PEAK_TOLERANCE", "UPLOAD_RESERVE", "affordable_upload_time_s", "jamming_interval",
+           "jamming_split", "safe_action", "safe_allocation", "sync_training_time_s",
+           "sync_upload_time_s", "training_time_floor_s", "upload_energy_j"]
 
 #: share of every GLD's budget that the ``safe`` mapping keeps back from the upload at the
 #: shortest upload time tg_lo, so that the training time y_lo(tg_lo) stays finite
@@ -212,24 +212,135 @@ def jamming_split(a, q_w: float, left_j: np.ndarray) -> np.ndarray:  # type: ign
     return cap * min(1.0, q_w / total)
 
 
-def safe_allocation(a, tg_lo_s: float, action: np.ndarray, ln_tg_range: float,  # type: ignore[no-untyped-def]
+def _u_grid(a) -> tuple[float, float, bool]:  # type: ignore[no-untyped-def]
+    """(u_lo, s_hi, free): the sync-time search range of s = log((u - u_lo)/u_lo)."""
+    u_lo = float(np.max(a.b_data / (a.w_hz * a.b_legit)))  # infinite jamming
+    free = a.b_legit - np.log2(1.0 + a.b_pe / a.n_e_w)
+    if np.all(free > 0):
+        u_free = float(np.max(a.b_data / (a.w_hz * free)))
+        return u_lo, max(math.log(u_free / u_lo - 1.0), _S_MIN + 1.0), True
+    return u_lo, _S_MAX, False
+
+
+def _peak(f, u_lo: float, s_hi: float, rows: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Row-wise maximum over s in [_S_MIN, s_hi] of ``f(u)`` ((rows, k) values for k sync
+    times u), for functions unimodal in u: a coarse grid, then zooms on each row's argmax.
+    The maximum is approached from below (a grid value), never overstated."""
+    s = np.broadcast_to(np.linspace(_S_MIN, s_hi, _COARSE), (rows, _COARSE))
+    best = np.full(rows, -np.inf)
+    r = np.arange(rows)
+    t = np.linspace(-1.0, 1.0, _FINE)
+    for _ in range(_ROUNDS + 2):
+        val = f(u_lo * (1.0 + np.exp(s)))
+        val = np.where(np.isfinite(val), val, -np.inf)
+        k = val.argmax(1)
+        best = np.maximum(best, val[r, k])
+        width = (s[:, -1] - s[:, 0]) / (s.shape[1] - 1)
+        s = np.clip(s[r, k][:, None] + width[:, None] * t, _S_MIN, s_hi)
+    return best
+
+
+def _sync_w(a, left_up: np.ndarray, u: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """w(u) = the largest 1/y^2 at which the GLDs can pay training plus the jamming that
+    syncs every BLD within u, for each u of ``u`` (rows, k); -inf where none.
+
+    With cap_i = Q_max,i u, D = u Q(u)^+ and beta_i = (A_i - cap_i) / K_i (A_i: energy left
+    after the upload), H(w) = sum_i g_iE min(cap_i, A_i - K_i w) is concave, piecewise
+    linear and decreasing: the minimum of its pieces' extensions C - sum_{i<=k} g_i K_i
+    (w - beta_(i)) over the breakpoints in ascending order (C = sum_i g_i cap_i). So the
+    largest w with H(w) >= D is min_k (C - D + sum_{i<=k} g K beta) / sum_{i<=k} g K
+    (none when C < D), capped by every GLD's training energy (w <= A_i / K_i) and the CPU
+    bound (19).
+    """
+    ok = left_up > 0
+    g, qm, a_j = a.g_gain_e[ok], a.g_q_max[ok], left_up[ok]
+    k_loc = a.g_kcd[ok] * a.g_cd[ok] ** 2
+    cap = qm[:, None, None] * u  # (M, rows, k)
+    dem = u * np.maximum(_need_w(a, u.ravel()).reshape(u.shape), 0.0)
+    beta = (a_j[:, None, None] - cap) / k_loc[:, None, None]
+    order = np.argsort(beta, axis=0)
+    gk = np.take_along_axis(np.broadcast_to((g * k_loc)[:, None, None], beta.shape), order, 0)
+    sb = np.take_along_axis(beta, order, 0)
+    c_tot = np.tensordot(g, cap, axes=1)
+    w_h = ((c_tot - dem)[None] + np.cumsum(gk * sb, 0)) / np.cumsum(gk, 0)
+    w = np.minimum(w_h.min(0), min(float(np.min(a_j / k_loc)), 1.0 / a.y_min_s**2))
+    return np.where(c_tot >= dem, w, -np.inf)
+
+
+def sync_training_time_s(a, left_up_j: np.ndarray) -> float:  # type: ignore[no-untyped-def]
+    """y_sync: the shortest common training time at which the GLDs can still pay jamming
+    that syncs every BLD, given the energy ``left_up_j`` left after the upload (``inf``
+    where no training time is slow enough). ``w(u)`` (:func:`_sync_w`) is concave in u (the
+    upper boundary of the convex set psi(u, w) >= 0), so its maximum is found on a grid
+    with zooms, from below: y_sync is never understated. Without BLDs: the energy floor."""
+    if a.b_data.size == 0:
+        return training_time_floor_s(a, left_up_j)
+    if a.g_cd.size == 0 or not np.any(left_up_j > 0):
+        return math.inf
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        u_lo, s_hi, _ = _u_grid(a)
+        w = float(_peak(lambda u: _sync_w(a, left_up_j, u), u_lo, s_hi, 1)[0])
+    return max(a.y_min_s, w ** -0.5) if w > 0 else math.inf
+
+
+def sync_upload_time_s(a, tg_lo_s: float, ln_tg_range: float) -> float:  # type: ignore[no-untyped-def]
+    """The shortest upload time in [tg_lo, tg_range tg_lo] (to ~0.2 %, from above) at which
+    some training time and jamming sync every BLD within the budgets: the energy left after
+    the upload must pay, with endless training (w = 0), the jamming of some sync time u,
+    max_u psi(u) >= 0. ``nan`` where no upload time in the range allows it."""
+    if a.g_cd.size == 0 or a.b_data.size == 0:
+        return tg_lo_s
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        u_lo, s_hi, _ = _u_grid(a)
+        lo, hi = 0.0, ln_tg_range
+        for it in range(3):
+            x = np.linspace(lo, hi, _FINE)
+            tg = tg_lo_s * np.exp(x)
+            left = np.clip(a.g_e_max[:, None] - a.g_nog[:, None] * tg * np.expm1(
+                a.x_scale / tg) * np.exp(a.sic[:, None] * a.x_scale / tg), 0.0, None)
+
+            def psi0(u: np.ndarray, left: np.ndarray = left) -> np.ndarray:
+                pay = np.einsum("i,irk->rk", a.g_gain_e,
+                                np.minimum(a.g_q_max[:, None, None] * u, left[:, :, None]))
+                need = _need_w(a, u.ravel()).reshape(u.shape)
+                return pay - u * np.maximum(need, 0.0)
+
+            ok = _peak(psi0, u_lo, s_hi, x.size) >= 0
+            if not ok.any():
+                return math.nan if it == 0 else float(tg_lo_s * math.exp(hi))
+            j = int(ok.argmax())
+            if j == 0:
+                return float(tg[0])
+            lo, hi = x[j - 1], x[j]
+    return float(tg_lo_s * math.exp(hi))
+
+
+def _training_base(a, left_up: np.ndarray) -> float:  # type: ignore[no-untyped-def]
+    y = sync_training_time_s(a, left_up)
+    return y if math.isfinite(y) else training_time_floor_s(a, left_up)
+
+
+def safe_allocation(a, tg_base_s: float, action: np.ndarray, ln_tg_range: float,  # type: ignore[no-untyped-def]
                     ln_y_range: float) -> tuple[float, float, np.ndarray]:
     """Map a ``safe`` action (3 values in [-1, 1]) to (y, tG, q) on a cluster.
 
-    - tG = tg_lo * tg_range^((a0 + 1) / 2), tg_lo = max(tG_min, smallest tG every GLD can
-      upload at) (see :func:`affordable_upload_time_s`);
-    - y = y_lo(tG) * y_range^((a1 + 1) / 2) (see :func:`training_time_floor_s`);
+    - tG = tg_base * tg_range^((a0 + 1) / 2), tg_base: the shortest upload time at which
+      the BLDs can still be synced (:func:`sync_upload_time_s`), or where none exists the
+      shortest every GLD can pay (:func:`affordable_upload_time_s`);
+    - y = y_base(tG) * y_range^((a1 + 1) / 2), y_base: the shortest training time at which
+      the jamming that syncs every BLD is still affordable (:func:`sync_training_time_s`),
+      or where none exists the shortest every GLD can pay (:func:`training_time_floor_s`);
     - Q = Q_low + (a2 + 1) / 2 (Q_high - Q_low) over the affordable interval
       (:func:`jamming_interval`), split by :func:`jamming_split`; no jamming when the
-      interval is empty (the BLDs that need jamming cannot sync).
+      interval is empty (only on clusters where no allocation syncs every BLD).
     """
     m = a.g_cd.size
     if m == 0:
         return 0.0, 0.0, np.zeros(0)
     a0, a1, a2 = (min(max(float(v), -1.0), 1.0) for v in action[:3])
-    tg = tg_lo_s * math.exp(0.5 * (a0 + 1.0) * ln_tg_range)
+    tg = tg_base_s * math.exp(0.5 * (a0 + 1.0) * ln_tg_range)
     left_up = a.g_e_max - upload_energy_j(a, tg)
-    y = training_time_floor_s(a, left_up) * math.exp(0.5 * (a1 + 1.0) * ln_y_range)
+    y = _training_base(a, left_up) * math.exp(0.5 * (a1 + 1.0) * ln_y_range)
     left = np.clip(left_up - a.g_kcd * a.g_cd**2 / y**2, 0.0, None)  # eq. (5)
     iv = jamming_interval(a, left)
     if iv is None:
@@ -238,7 +349,7 @@ def safe_allocation(a, tg_lo_s: float, action: np.ndarray, ln_tg_range: float,  
     return y, tg, jamming_split(a, q_low + 0.5 * (a2 + 1.0) * (q_high - q_low), left)
 
 
-def safe_action(a, tg_lo_s: float, y_s: float, tg_s: float, jam_power_w: np.ndarray,  # type: ignore[no-untyped-def]
+def safe_action(a, tg_base_s: float, y_s: float, tg_s: float, jam_power_w: np.ndarray,  # type: ignore[no-untyped-def]
                 ln_tg_range: float, ln_y_range: float) -> np.ndarray:
     """The ``safe`` action whose mapping is closest to (y, tG, q): the inverse of
     :func:`safe_allocation` (clipped to [-1, 1]). The jamming enters through Q only (the
@@ -247,12 +358,12 @@ def safe_action(a, tg_lo_s: float, y_s: float, tg_s: float, jam_power_w: np.ndar
     out = np.zeros(3)
     if a.g_cd.size == 0:
         return out
-    out[0] = 2.0 * math.log(tg_s / tg_lo_s) / ln_tg_range - 1.0
-    tg = tg_lo_s * math.exp(0.5 * (min(max(out[0], -1.0), 1.0) + 1.0) * ln_tg_range)
+    out[0] = 2.0 * math.log(tg_s / tg_base_s) / ln_tg_range - 1.0
+    tg = tg_base_s * math.exp(0.5 * (min(max(out[0], -1.0), 1.0) + 1.0) * ln_tg_range)
     left_up = a.g_e_max - upload_energy_j(a, tg)
-    out[1] = 2.0 * math.log(y_s / training_time_floor_s(a, left_up)) / ln_y_range - 1.0
-    y = training_time_floor_s(a, left_up) * math.exp(
-        0.5 * (min(max(out[1], -1.0), 1.0) + 1.0) * ln_y_range)
+    y_base = _training_base(a, left_up)
+    out[1] = 2.0 * math.log(y_s / y_base) / ln_y_range - 1.0
+    y = y_base * math.exp(0.5 * (min(max(out[1], -1.0), 1.0) + 1.0) * ln_y_range)
     left = np.clip(left_up - a.g_kcd * a.g_cd**2 / y**2, 0.0, None)
     iv = jamming_interval(a, left)
     q_w = float(np.asarray(jam_power_w) @ a.g_gain_e)

@@ -1,0 +1,141 @@
+"""Beyond the paper: PPO against Algorithm 2, the exact solver and the heuristics.
+
+For each environment id (default ``DTFL-TableII-v0`` and ``DTFL-Random-v0``, latency only):
+
+1. train PPO (stable-baselines3, ``agents.ppo.train_ppo`` with the defaults of
+   ``agents/ppo_defaults.json``: the ``safe`` action mode, log-latency reward, gamma 0) for
+   ``--timesteps`` steps, recording its learning curve against Algorithm 2;
+2. run PPO, Algorithm 2, the exact solver and every heuristic on the same ``--episodes``
+   seeded evaluation episodes (seeds 1000, 1001, ...; training used other seeds), all through
+   the ``safe`` action mapping (an analytical policy's allocation maps to the action that
+   reproduces it), and report per policy the mean latency over the clusters that have a
+   feasible allocation, its gap to Algorithm 2, the mean per-cluster gap to the exact
+   optimum, and the share of feasible clusters with a violation (a GLD over budget or a BLD
+   that could not sync).
+
+Clusters with no feasible allocation (about half of Table II's under fresh Rayleigh fading)
+are reported apart: every policy breaks something there.
+
+    python examples/fig10_ppo.py                 # 200k steps per id (~10 min on 2 cores)
+    python examples/fig10_ppo.py --quick         # 2k steps, 1 episode (a smoke test)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from _common import finish, new_figure, parse_args, prepare_out, save_figure, write_csv
+
+from agents.evaluation import evaluate_policies
+from agents.policies import make_policy
+from agents.ppo import load_ppo, train_ppo
+
+FIGURE = "fig10_ppo"
+BASELINES = ("algorithm2", "exact", "best-fixed-q", "equal-energy", "no-jamming",
+             "max-jamming", "greedy-local", "random")
+
+
+@dataclass
+class Args:
+    envs: tuple[str, ...] = field(default=("DTFL-TableII-v0", "DTFL-Random-v0"),
+                                  metadata={"help": "environment ids (latency only)"})
+    timesteps: int = field(default=200_000, metadata={"help": "PPO training steps per id"})
+    episodes: int = field(default=5, metadata={"help": "evaluation episodes per id"})
+    eval_freq: int = field(default=25_000, metadata={"help": "learning-curve spacing"})
+    seed: int = field(default=0, metadata={"help": "training seed"})
+    eval_seed: int = field(default=1000, metadata={"help": "first evaluation episode seed"})
+    quick: bool = field(default=False, metadata={"help": "tiny budget (2k steps, 1 episode)"})
+    out: str = field(default=f"runs/{FIGURE}", metadata={"help": "output folder"})
+
+
+EVAL_CONFIG = {"action": {"mode": "safe"}}
+QUICK_CONFIG = {"clusters": 3, "rounds": 2}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(Args, argv, __doc__.split("\n\n")[0])
+    if args.quick:
+        args.timesteps, args.episodes, args.eval_freq = 2_048, 1, 1_024
+    t0 = time.perf_counter()
+    out = prepare_out(args.out)
+    rows, curves, summary = [], {}, {}
+    for env_id in args.envs:
+        extra = QUICK_CONFIG if args.quick else {}
+        ppo_dir = out / f"ppo_{env_id}"
+        hp = {"n_steps": 256, "batch_size": 256} if args.quick else None
+        train_ppo(env_id, total_timesteps=args.timesteps, config=extra or None,
+                  overrides=hp, out_dir=ppo_dir, seed=args.seed, eval_freq=args.eval_freq,
+                  eval_episodes=1 if args.quick else 2)
+        record = json.loads((ppo_dir / "config.json").read_text())
+        curves[env_id] = (ppo_dir / "evaluations.csv").read_text()
+        policies = {"ppo": load_ppo(ppo_dir)} | {n: make_policy(n) for n in BASELINES}
+        report = evaluate_policies(policies, env_id=env_id, config={**EVAL_CONFIG, **extra},
+                                   episodes=args.episodes, seed=args.eval_seed)
+        report.save(out / f"compare_{env_id}")
+        ref = report.summary["algorithm2"]["latency_feasible_s"]
+        for name, s in report.summary.items():
+            rows.append({
+                "env": env_id, "policy": name,
+                "latency_feasible_s": s["latency_feasible_s"],
+                "latency_feasible_ci_s": s["latency_feasible_s_ci"],
+                "gap_to_algorithm2": s["latency_feasible_s"] / ref - 1.0,
+                "gap_to_exact_mean": s["gap"],
+                "violation_rate_feasible": s["violation_rate_feasible"],
+                "violation_rate_all": s["violation_rate"],
+                "infeasible_share": s["infeasible_share"],
+                "decision_ms": s["decision_ms"],
+            })
+        ppo = report.summary["ppo"]
+        summary[env_id] = {
+            "ppo_training_minutes": record.get("training_minutes"),
+            "ppo_timesteps": args.timesteps,
+            "ppo_latency_feasible_s": ppo["latency_feasible_s"],
+            "algorithm2_latency_feasible_s": ref,
+            "ppo_gap_to_algorithm2": ppo["latency_feasible_s"] / ref - 1.0,
+            "ppo_violation_rate_feasible": ppo["violation_rate_feasible"],
+            "infeasible_share": ppo["infeasible_share"],
+        }
+    csv_path = write_csv(out / f"{FIGURE}.csv", rows)
+
+    fig, (ax_bar, ax_curve) = new_figure(2, width=6.5)
+    names = ["ppo", *BASELINES]
+    width = 0.8 / max(len(args.envs), 1)
+    for k, env_id in enumerate(args.envs):
+        vals = [next(r for r in rows if r["env"] == env_id and r["policy"] == n) for n in names]
+        x = np.arange(len(names)) + k * width
+        ax_bar.bar(x, [v["latency_feasible_s"] for v in vals], width,
+                   yerr=[v["latency_feasible_ci_s"] for v in vals], label=env_id, capsize=2)
+    ax_bar.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=35, ha="right")
+    ax_bar.set_yscale("log")
+    ax_bar.set_ylabel("mean latency on feasible clusters [s]")
+    ax_bar.set_title("PPO against Algorithm 2 and heuristics")
+    ax_bar.legend(fontsize=8)
+    for env_id, text in curves.items():
+        lines = text.strip().splitlines()
+        keys = lines[0].split(",")
+        data = [dict(zip(keys, map(float, ln.split(",")), strict=True)) for ln in lines[1:]]
+        steps = [d["timesteps"] for d in data]
+        ax_curve.plot(steps, [100 * d["gap_to_algorithm2"] for d in data], "o-", label=env_id)
+    ax_curve.axhline(0.0, color="k", lw=0.8)
+    ax_curve.axhline(5.0, color="k", ls=":", lw=0.8, label="5 % target")
+    ax_curve.set_xlabel("PPO training steps")
+    ax_curve.set_ylabel("latency gap to Algorithm 2 [%] (evaluation seeds)")
+    ax_curve.set_yscale("symlog", linthresh=10)
+    ax_curve.legend(fontsize=8)
+    png = save_figure(fig, out / f"{FIGURE}.png")
+    for env_id, s in summary.items():
+        gap = s["ppo_gap_to_algorithm2"]
+        print(f"{env_id}: PPO {s['ppo_latency_feasible_s']:.4g} s vs Algorithm 2 "
+              f"{s['algorithm2_latency_feasible_s']:.4g} s on feasible clusters "
+              f"({100 * gap:+.1f} %), violations {100 * s['ppo_violation_rate_feasible']:.1f} %"
+              f", trained {s['ppo_training_minutes']:.1f} min"
+              if math.isfinite(gap) else f"{env_id}: no feasible cluster")
+    return finish(out, FIGURE, args, summary, t0, [csv_path, png])
+
+
+if __name__ == "__main__":
+    main()
