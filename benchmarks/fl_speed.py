@@ -17,6 +17,7 @@ cluster (``cluster_round``, as an environment step does it). Results are saved a
 
     python benchmarks/fl_speed.py                 # about 30 s on 2 CPU cores
     python benchmarks/fl_speed.py --threads 2 --models mlp
+    python benchmarks/fl_speed.py --threads 1 --impl stacked   # the autograd path
     python benchmarks/fl_speed.py --device cuda   # on a GPU machine
 
 The issue's target: >= 5x for 100 clients batched vs sequential. ``--threads`` sets
@@ -86,7 +87,7 @@ def _populations(n_clients: int) -> dict[str, np.ndarray]:
 
 def bench_local_round(data: Any, model_name: str, weights: np.ndarray, epochs: int,
                       batch_size: int, lr: float, repeats: int, seed: int,
-                      device: str) -> dict[str, Any]:
+                      device: str, impl: str = "auto") -> dict[str, Any]:
     model = make_model(model_name, seed=seed)
     init = flatten_params(model)
     shards = partition(data.train_y, weights, "iid", rng=np.random.default_rng(seed))
@@ -94,11 +95,11 @@ def bench_local_round(data: Any, model_name: str, weights: np.ndarray, epochs: i
                           [np.random.default_rng([seed, k]) for k in range(len(shards))])
     x, y = data.train_x, data.train_y
     t_b, out_b = _median_time(lambda: _sync(train_batched(model, init, x, y, sched, lr,
-                                                          device)), repeats)
+                                                          device, impl=impl)), repeats)
     t_s, out_s = _median_time(lambda: _sync(train_sequential(model, init, x, y, sched, lr,
                                                              device)), repeats)
     diff = float((flatten_stacked(out_b) - flatten_stacked(out_s)).abs().max())
-    return {"model": model_name, "clients": len(shards),
+    return {"model": model_name, "impl": impl, "clients": len(shards),
             "samples_min": int(sched.n_samples.min()), "samples_max": int(sched.n_samples.max()),
             "samples_total": int(sched.n_samples.sum()),
             "client_steps": int(sched.steps.sum()) * epochs,
@@ -145,6 +146,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="torch.set_num_threads (default: leave torch's choice)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    ap.add_argument("--impl", default="auto", choices=["auto", "manual", "stacked", "vmap"],
+                    help="train_batched's implementation in the local-round timings "
+                         "(stacked: CNN only)")
     ap.add_argument("--out", default=str(_HERE / "results" / "fl_speed.json"))
     args = ap.parse_args(argv)
     if args.threads is not None:
@@ -156,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for model_name in args.models:
         for pop, weights in _populations(args.clients).items():
             row = bench_local_round(data, model_name, weights, args.epochs, args.batch_size,
-                                    args.lr, args.repeats, args.seed, args.device)
+                                    args.lr, args.repeats, args.seed, args.device, args.impl)
             row["population"] = pop
             local.append(row)
             print(f"{model_name:3s} {pop:7s} {row['clients']} clients "

@@ -202,10 +202,12 @@ def test_flatten_unflatten_round_trip(name: str) -> None:
 
 # ---------------------------------------------------------------------- training
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize(("name", "impl"), [("cnn", "stacked"), ("cnn", "vmap"),
-                                            ("mlp", "vmap")])
-def test_batched_equals_sequential(mnist: MNISTData, name: str, impl: str,
-                                   dtype: torch.dtype) -> None:
+@pytest.mark.parametrize(("name", "impl", "chunk"), [
+    ("cnn", "manual", None), ("cnn", "manual", 1), ("cnn", "stacked", None),
+    ("cnn", "vmap", None), ("mlp", "manual", None), ("mlp", "manual", 2),
+    ("mlp", "vmap", None)])
+def test_batched_equals_sequential(mnist: MNISTData, name: str, impl: str, chunk: int | None,
+                                   dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:
     """Heterogeneous clients (an empty one, partial batches): same plan, same parameters.
 
     float32 agrees to 1e-5 on this plan; over long runs a rounding difference can flip a
@@ -213,6 +215,8 @@ def test_batched_equals_sequential(mnist: MNISTData, name: str, impl: str,
     float64 run checks the maths tightly.
     """
     model = make_model(name, seed=0).to(dtype)
+    if chunk is not None:  # blocks of clients trained one after the other (buffer reuse)
+        monkeypatch.setattr(type(model), "stacked_chunk", chunk)
     init = flatten_params(model)
     sizes = [37, 5, 0, 16, 1, 23]
     ids = np.random.default_rng(0).permutation(4000)
@@ -231,6 +235,66 @@ def test_batched_equals_sequential(mnist: MNISTData, name: str, impl: str,
     assert torch.equal(fb[2], first)  # no data: unchanged
     assert float((fb - fs).abs().max()) < (1e-5 if dtype == torch.float32 else 1e-12)
     assert float((fb[0] - first).abs().max()) > 1e-3  # it did train
+
+
+def _masked_loss_sum(model: torch.nn.Module, p: dict, x: torch.Tensor, y: torch.Tensor,
+                     w: torch.Tensor) -> torch.Tensor:
+    """Sum over clients of the masked-mean cross-entropy, through ``functional_call``."""
+    total = 0.0
+    for c in range(x.shape[0]):
+        logits = torch.func.functional_call(model, {n: t[c] for n, t in p.items()}, (x[c],))
+        ce = torch.nn.functional.cross_entropy(logits, y[c], reduction="none")
+        total = total + (ce * w[c]).sum() / w[c].sum().clamp_min(1.0)
+    return total
+
+
+@pytest.mark.parametrize("name", ["cnn", "mlp"])
+def test_manual_sgd_step_equals_func_grad(mnist: MNISTData, name: str) -> None:
+    """``sgd_step_stacked`` (backward by hand, fused update) == p - lr * torch.func.grad."""
+    from dtfl_env.fl.training import stack_params
+
+    model = make_model(name, seed=1).double()
+    k, b, lr = 4, 6, 0.3
+    start = stack_params(dict(model.named_parameters()), k)
+    gen = torch.Generator().manual_seed(0)
+    for t in start.values():  # different clients, different weights
+        t.add_(0.05 * torch.randn(t.shape, generator=gen, dtype=t.dtype))
+    ids = torch.randint(0, 4000, (k, b), generator=gen)
+    x, y = mnist.train_x.double()[ids], mnist.train_y[ids]
+    w = torch.ones(k, b, dtype=torch.float64)
+    w[1, 4:] = 0.0  # padding slots
+    w[3] = 0.0  # a client without data: no update
+    grads = torch.func.grad(lambda p: _masked_loss_sum(model, p, x, y, w))(start)
+    params = {n: t.clone() for n, t in start.items()}
+    with torch.no_grad():
+        type(model).sgd_step_stacked(params, x, y, w / w.sum(1, keepdim=True).clamp_min(1.0),
+                                     lr)
+    for n, t in params.items():
+        assert t.dtype == torch.float64
+        assert float((t - (start[n] - lr * grads[n])).abs().max()) < 1e-12, n
+        assert torch.equal(t[3], start[n][3])
+    assert float((params["fc1.weight"] - start["fc1.weight"]).abs().max()) > 1e-4
+
+
+def test_train_batched_validates_impl(mnist: MNISTData) -> None:
+    class Plain(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(784, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x.flatten(-3))
+
+    sched = make_schedule([np.arange(5)], 1, 4, np.random.default_rng(0))
+    init = {n: p.detach() for n, p in Plain().named_parameters()}
+    for impl in ("manual", "stacked"):
+        with pytest.raises(ValueError, match="impl"):
+            train_batched(Plain(), init, mnist.train_x, mnist.train_y, sched, 0.1, impl=impl)
+    with pytest.raises(ValueError, match="impl"):
+        train_batched(make_model("mlp"), flatten_params(make_model("mlp")), mnist.train_x,
+                      mnist.train_y, sched, 0.1, impl="fast")
+    out = train_batched(Plain(), init, mnist.train_x, mnist.train_y, sched, 0.1)  # vmap
+    assert out["fc.weight"].shape == (1, 10, 784)
 
 
 def test_fedavg_weights_by_samples() -> None:

@@ -43,13 +43,15 @@ The plan (:func:`make_schedule`) is drawn with one numpy generator per client, s
 client's minibatches do not depend on which other clients are trained with it.
 
 Nothing here requires a GPU: ``device="auto"`` picks CUDA when it is available and
-otherwise the CPU. On the 2-core CPU the tests run on, one local round of 100 clients
-(``benchmarks/fl_speed.py``, CNN and MLP, Table II and equal data sizes) is, batched,
-2.9-3.2x (CNN) and 3.8-4.1x (MLP) faster than the sequential loop on one thread and
-3.3-3.9x (CNN) and 5.5-6.6x (MLP) on two: short of the 5x target for the CNN, which is
-bound by the convolution kernels' speed (about 2.6 MFLOP per sample and step), and for the
-one-thread MLP, where writing the K x 50k trained weights and gathering the minibatches
-take about a third of the time.
+otherwise the CPU. On a 2-core CPU (Xeon, AVX-512), one local round of 100 clients
+(``benchmarks/fl_speed.py``: Table II and equal data sizes, the same plan timed side by
+side) is, batched, 2.8-3.2x (CNN) and 3.6-4.5x (MLP) faster than the sequential loop on
+one thread, and about 3.5-4.5x (CNN) and 6-7x (MLP) on two (noisier: two OpenMP threads
+suffer from any other load); the autograd ``"stacked"`` CNN path: 1.5-2x on one thread.
+Both stay short of the 5x target on one thread: the CNN is bound by the convolution
+kernels (about 2.6 MFLOP per sample and step, at 30-110 GFLOP/s on one core), and in the
+MLP writing the K x 50k trained weights and gathering the minibatches take about a third
+of the time.
 """
 
 from __future__ import annotations
