@@ -136,6 +136,24 @@ def test_fig9_block_size_ordering(tmp_path: Path) -> None:
         assert np.polyfit(n, fed, 1)[0] > 5 * np.polyfit(n, prop, 1)[0]  # FedAvg grows faster
 
 
+def test_fig10_ppo_against_algorithm2(tmp_path: Path) -> None:
+    stdout = run_script("fig10_ppo", tmp_path, "--envs", "DTFL-TableII-v0")
+    rows = read_csv(tmp_path / "fig10_ppo.csv")
+    by = {r["policy"]: r for r in rows}
+    assert {"ppo", "algorithm2", "exact", "random"} <= set(by)
+    assert num(by["algorithm2"]["gap_to_algorithm2"]) == 0.0
+    # the reference policies: no violation where a feasible allocation exists
+    for name in ("algorithm2", "exact"):
+        assert num(by[name]["violation_rate_feasible"]) in (0.0,) or math.isnan(
+            num(by[name]["violation_rate_feasible"]))
+    # PPO acts through the safe action mode: feasible wherever the cluster is
+    assert num(by["ppo"]["violation_rate_feasible"]) == 0.0 or math.isnan(
+        num(by["ppo"]["violation_rate_feasible"]))
+    ppo_dir = tmp_path / "ppo_DTFL-TableII-v0"
+    assert (ppo_dir / "model.zip").is_file() and (ppo_dir / "learning_curve.png").is_file()
+    assert "PPO" in stdout and "Algorithm 2" in stdout
+
+
 def test_reproduce_all_script_is_valid_bash() -> None:
     script = EXAMPLES / "reproduce_all.sh"
     assert "examples/fig*.py" in script.read_text()

@@ -222,25 +222,29 @@ def _u_grid(a) -> tuple[float, float, bool]:  # type: ignore[no-untyped-def]
     return u_lo, _S_MAX, False
 
 
+_UNIT = np.linspace(0.0, 1.0, _COARSE)
+_ZOOM = np.linspace(-1.0, 1.0, _FINE)
+
+
 def _peak(f, u_lo: float, s_hi: float, rows: int) -> np.ndarray:  # type: ignore[no-untyped-def]
     """Row-wise maximum over s in [_S_MIN, s_hi] of ``f(u)`` ((rows, k) values for k sync
     times u), for functions unimodal in u: a coarse grid, then zooms on each row's argmax.
     The maximum is approached from below (a grid value), never overstated."""
-    s = np.broadcast_to(np.linspace(_S_MIN, s_hi, _COARSE), (rows, _COARSE))
+    s = np.broadcast_to(_S_MIN + (s_hi - _S_MIN) * _UNIT, (rows, _COARSE))
     best = np.full(rows, -np.inf)
     r = np.arange(rows)
-    t = np.linspace(-1.0, 1.0, _FINE)
+    width = np.full(rows, (s_hi - _S_MIN) / (_COARSE - 1))
     for _ in range(_ROUNDS + 2):
         val = f(u_lo * (1.0 + np.exp(s)))
-        val = np.where(np.isfinite(val), val, -np.inf)
+        val = np.where(val == val, val, -np.inf)  # NaN (inf - inf) counts as infeasible
         k = val.argmax(1)
         best = np.maximum(best, val[r, k])
-        width = (s[:, -1] - s[:, 0]) / (s.shape[1] - 1)
-        s = np.clip(s[r, k][:, None] + width[:, None] * t, _S_MIN, s_hi)
+        s = np.clip(s[r, k][:, None] + width[:, None] * _ZOOM, _S_MIN, s_hi)
+        width = width * (2.0 / (_FINE - 1))
     return best
 
 
-def _sync_w(a, left_up: np.ndarray, u: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _sync_w_factory(a, left_up: np.ndarray):  # type: ignore[no-untyped-def]
     """w(u) = the largest 1/y^2 at which the GLDs can pay training plus the jamming that
     syncs every BLD within u, for each u of ``u`` (rows, k); -inf where none.
 
@@ -250,27 +254,33 @@ def _sync_w(a, left_up: np.ndarray, u: np.ndarray) -> np.ndarray:  # type: ignor
     (w - beta_(i)) over the breakpoints in ascending order (C = sum_i g_i cap_i). So the
     largest w with H(w) >= D is min_k (C - D + sum_{i<=k} g K beta) / sum_{i<=k} g K
     (none when C < D), capped by every GLD's training energy (w <= A_i / K_i) and the CPU
-    bound (19).
+    bound (19). GLDs with no energy left after the upload are left out (they drop out).
     """
     ok = left_up > 0
     g, qm, a_j = a.g_gain_e[ok], a.g_q_max[ok], left_up[ok]
     k_loc = a.g_kcd[ok] * a.g_cd[ok] ** 2
-    cap = qm[:, None, None] * u  # (M, rows, k)
-    dem = u * np.maximum(_need_w(a, u.ravel()).reshape(u.shape), 0.0)
-    beta = (a_j[:, None, None] - cap) / k_loc[:, None, None]
-    order = np.argsort(beta, axis=0)
-    gk = np.take_along_axis(np.broadcast_to((g * k_loc)[:, None, None], beta.shape), order, 0)
-    sb = np.take_along_axis(beta, order, 0)
-    c_tot = np.tensordot(g, cap, axes=1)
-    w_h = ((c_tot - dem)[None] + np.cumsum(gk * sb, 0)) / np.cumsum(gk, 0)
-    w = np.minimum(w_h.min(0), min(float(np.min(a_j / k_loc)), 1.0 / a.y_min_s**2))
-    return np.where(c_tot >= dem, w, -np.inf)
+    gk_all = g * k_loc
+    w_cap = min(float(np.min(a_j / k_loc)), 1.0 / a.y_min_s**2)
+    a3, k3, q3 = a_j[:, None, None], k_loc[:, None, None], qm[:, None, None]
+
+    def w_of_u(u: np.ndarray) -> np.ndarray:
+        cap = q3 * u  # (M, rows, k)
+        dem = u * np.maximum(_need_w(a, u.ravel()).reshape(u.shape), 0.0)
+        beta = (a3 - cap) / k3
+        order = np.argsort(beta, axis=0)
+        sb = np.take_along_axis(beta, order, 0)
+        gk = gk_all[order]
+        c_tot = (g @ cap.reshape(g.size, -1)).reshape(u.shape)
+        w_h = ((c_tot - dem)[None] + np.cumsum(gk * sb, 0)) / np.cumsum(gk, 0)
+        return np.where(c_tot >= dem, np.minimum(w_h.min(0), w_cap), -np.inf)
+
+    return w_of_u
 
 
 def sync_training_time_s(a, left_up_j: np.ndarray) -> float:  # type: ignore[no-untyped-def]
     """y_sync: the shortest common training time at which the GLDs can still pay jamming
     that syncs every BLD, given the energy ``left_up_j`` left after the upload (``inf``
-    where no training time is slow enough). ``w(u)`` (:func:`_sync_w`) is concave in u (the
+    where no training time is slow enough). ``w(u)`` (:func:`_sync_w_factory`) is concave in u (the
     upper boundary of the convex set psi(u, w) >= 0), so its maximum is found on a grid
     with zooms, from below: y_sync is never understated. Without BLDs: the energy floor."""
     if a.b_data.size == 0:
@@ -279,7 +289,7 @@ def sync_training_time_s(a, left_up_j: np.ndarray) -> float:  # type: ignore[no-
         return math.inf
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         u_lo, s_hi, _ = _u_grid(a)
-        w = float(_peak(lambda u: _sync_w(a, left_up_j, u), u_lo, s_hi, 1)[0])
+        w = float(_peak(_sync_w_factory(a, left_up_j), u_lo, s_hi, 1)[0])
     return max(a.y_min_s, w ** -0.5) if w > 0 else math.inf
 
 
