@@ -119,8 +119,18 @@ def train_ppo(
     out.mkdir(parents=True, exist_ok=True)
     env_config = _overlay(hp["env_config"], config or {})  # the user's config wins
     gym.make(env_id, config=env_config).close()  # validate the id and config up front
+    if hp["vec_env"] not in ("dummy", "subproc"):
+        raise ValueError(f"hyperparams: vec_env must be 'dummy' or 'subproc', "
+                         f"got {hp['vec_env']!r}")
+    vec_cls = None
+    if hp["vec_env"] == "subproc" and int(hp["n_envs"]) > 1:
+        from stable_baselines3.common.vec_env import SubprocVecEnv
+
+        vec_cls = SubprocVecEnv  # env steps run in worker processes beside the PPO update
     venv = make_vec_env(f"dtfl_env:{env_id}" if ":" not in env_id else env_id,
-                        n_envs=int(hp["n_envs"]), seed=seed, env_kwargs={"config": env_config})
+                        n_envs=int(hp["n_envs"]), seed=seed, env_kwargs={"config": env_config},
+                        vec_env_cls=vec_cls,
+                        vec_env_kwargs={"start_method": "spawn"} if vec_cls else None)
     venv = VecNormalize(venv, norm_obs=bool(hp["normalize_obs"]),
                         norm_reward=bool(hp["normalize_reward"]), gamma=float(hp["gamma"]))
     try:
@@ -172,12 +182,16 @@ def train_ppo(
     evaluator = _Eval()
     ckpt = CheckpointCallback(save_freq=max(eval_freq // int(hp["n_envs"]), 1),
                               save_path=str(out / "checkpoints"), name_prefix="ppo")
-    model.learn(total_timesteps=total_timesteps, callback=CallbackList([evaluator, ckpt]),
-                progress_bar=progress_bar)
-    minutes = (time.perf_counter() - t0) / 60
-    evaluator.evaluate()
-    model.save(out / "model.zip")
-    venv.save(str(out / "vecnormalize.pkl"))
+    try:
+        model.learn(total_timesteps=total_timesteps, callback=CallbackList([evaluator, ckpt]),
+                    progress_bar=progress_bar)
+        minutes = (time.perf_counter() - t0) / 60
+        if not rows or rows[-1]["timesteps"] != model.num_timesteps:
+            evaluator.evaluate()
+        model.save(out / "model.zip")
+        venv.save(str(out / "vecnormalize.pkl"))
+    finally:
+        venv.close()
     (out / "config.json").write_text(json.dumps({**record, "training_minutes": minutes},
                                                 indent=2) + "\n")
     with (out / "evaluations.csv").open("w") as fh:
