@@ -50,6 +50,10 @@ def _hyperparams(path: str | Path | None, overrides: dict[str, Any] | None) -> d
                          f"(known: {', '.join(sorted(DEFAULT_HYPERPARAMS))})")
     if not isinstance(hp["env_config"], dict):
         raise ValueError("hyperparams: env_config must be a JSON object")
+    for key, allowed in (("vec_env", ("dummy", "subproc")),
+                         ("lr_schedule", ("constant", "linear"))):
+        if hp[key] not in allowed:
+            raise ValueError(f"hyperparams: {key} must be one of {allowed}, got {hp[key]!r}")
     return hp
 
 
@@ -119,9 +123,6 @@ def train_ppo(
     out.mkdir(parents=True, exist_ok=True)
     env_config = _overlay(hp["env_config"], config or {})  # the user's config wins
     gym.make(env_id, config=env_config).close()  # validate the id and config up front
-    if hp["vec_env"] not in ("dummy", "subproc"):
-        raise ValueError(f"hyperparams: vec_env must be 'dummy' or 'subproc', "
-                         f"got {hp['vec_env']!r}")
     vec_cls = None
     if hp["vec_env"] == "subproc" and int(hp["n_envs"]) > 1:
         from stable_baselines3.common.vec_env import SubprocVecEnv
@@ -141,6 +142,9 @@ def train_ppo(
         tb_log = None
     ppo_kwargs = {k: hp[k] for k in ("n_steps", "batch_size", "n_epochs", "learning_rate",
                                      "gamma", "gae_lambda", "clip_range", "ent_coef")}
+    if hp["lr_schedule"] == "linear":  # decays to 0 over the run (SB3 passes 1 -> 0)
+        lr0 = float(hp["learning_rate"])
+        ppo_kwargs["learning_rate"] = lambda remaining: lr0 * remaining
     model = PPO("MlpPolicy", venv, seed=seed, verbose=verbose, tensorboard_log=tb_log,
                 policy_kwargs={"net_arch": list(hp["net_arch"]),
                                "log_std_init": float(hp["log_std_init"])},

@@ -1,8 +1,9 @@
 """Environment speed: steps per second of the DTFL environments next to CartPole-v1.
 
 Measures, in one process pinned to one CPU core, ``DTFL-Fast-v0`` (latency-only, lean
-``info``), ``DTFL-v0`` (the full environment; today also latency-only, with the cluster in
-``info``) and ``CartPole-v1``, each created with ``gym.make(id, disable_env_checker=True)``
+``info``), the same in the safe action mode (``DTFL-Fast-v0+safe``: four small searches per
+step), ``DTFL-v0`` (the full environment: real FL training and the ledger) and
+``CartPole-v1``, each created with ``gym.make(id, disable_env_checker=True)``
 and also unwrapped (``.unwrapped``) to show the wrappers' overhead. Actions are sampled
 before the clock starts; each run resets, warms up, then steps for ``--seconds`` (resetting
 whenever an episode ends). Prints steps/s with and without the resets' time and the ratio to
@@ -41,7 +42,8 @@ import numpy as np  # noqa: E402
 
 import dtfl_env  # noqa: E402
 
-IDS = ("DTFL-Fast-v0", "DTFL-v0", "CartPole-v1")
+#: ``ID+safe`` is ``ID`` in the safe action mode (``action.mode = "safe"``)
+IDS = ("DTFL-Fast-v0", "DTFL-Fast-v0+safe", "DTFL-v0", "CartPole-v1")
 BASELINE = "CartPole-v1"
 TARGET_STEPS_PER_S = 20_000.0
 
@@ -69,7 +71,9 @@ class Result:
 
 
 def _make(env_id: str, wrapped: bool) -> gym.Env:
-    env = gym.make(env_id, disable_env_checker=True)
+    base, _, mode = env_id.partition("+")
+    kwargs = {"config": {"action": {"mode": mode}}} if mode else {}
+    env = gym.make(base, disable_env_checker=True, **kwargs)
     return env if wrapped else env.unwrapped
 
 

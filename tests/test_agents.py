@@ -115,3 +115,12 @@ def test_ppo_smoke(tmp_path):
     with pytest.raises(ValueError, match="hyperparams"):
         train_ppo("DTFL-Fast-v0", total_timesteps=10, overrides={"n_stepz": 3},
                   out_dir=tmp_path / "x")
+    with pytest.raises(ValueError, match="lr_schedule"):
+        train_ppo("DTFL-Fast-v0", total_timesteps=10, overrides={"lr_schedule": "cosine"},
+                  out_dir=tmp_path / "x")
+    # an agent trained in the safe mode (the default) acts in a direct-mode env too
+    assert policy.action_mode == "safe"
+    direct = evaluate_policies({"ppo": policy}, env_id="DTFL-Fast-v0",
+                               config={**SMALL, "action": {"mode": "direct"}}, episodes=1,
+                               compute_gap=False)
+    assert direct.summary["ppo"]["steps"] == 2
