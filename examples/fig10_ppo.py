@@ -6,12 +6,14 @@ For each environment id (default ``DTFL-TableII-v0`` and ``DTFL-Random-v0``, lat
    ``agents/ppo_defaults.json``: the ``safe`` action mode, log-latency reward, gamma 0) for
    ``--timesteps`` steps, recording its learning curve against Algorithm 2;
 2. run PPO, Algorithm 2, the exact solver and every heuristic on the same ``--episodes``
-   seeded evaluation episodes (seeds 1000, 1001, ...; training used other seeds), all through
-   the ``safe`` action mapping (an analytical policy's allocation maps to the action that
-   reproduces it), and report per policy the mean latency over the clusters that have a
-   feasible allocation, its gap to Algorithm 2, the mean per-cluster gap to the exact
-   optimum, and the share of feasible clusters with a violation (a GLD over budget or a BLD
-   that could not sync).
+   seeded evaluation episodes (seeds 1000, 1001, ...; training used other seeds), each in
+   its own action mode: PPO in the ``safe`` mode it was trained in, the solvers and
+   heuristics in the id's ``direct`` mode (in the safe mode a heuristic's allocation would
+   be projected into the feasible set, which changes what it is). The clusters do not
+   depend on the action mode, so every policy sees the same ones. Reported per policy: the
+   mean latency over the clusters that have a feasible allocation, its gap to Algorithm 2,
+   the mean per-cluster gap to the exact optimum, and the share of feasible clusters with a
+   violation (a GLD over budget or a BLD that could not sync).
 
 Clusters with no feasible allocation (about half of Table II's under fresh Rayleigh fading)
 are reported apart: every policy breaks something there.
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from _common import finish, new_figure, parse_args, prepare_out, save_figure, write_csv
 
-from agents.evaluation import evaluate_policies
+from agents.evaluation import EvaluationReport, evaluate_policies
 from agents.policies import make_policy
 from agents.ppo import load_ppo, train_ppo
 
@@ -52,7 +54,7 @@ class Args:
     out: str = field(default=f"runs/{FIGURE}", metadata={"help": "output folder"})
 
 
-EVAL_CONFIG = {"action": {"mode": "safe"}}
+PPO_MODE = {"action": {"mode": "safe"}}  # the mode PPO is trained in (ppo_defaults.json)
 QUICK_CONFIG = {"clusters": 3, "rounds": 2}
 
 
@@ -72,9 +74,16 @@ def main(argv: list[str] | None = None) -> dict:
                   eval_episodes=1 if args.quick else 2)
         record = json.loads((ppo_dir / "config.json").read_text())
         curves[env_id] = (ppo_dir / "evaluations.csv").read_text()
-        policies = {"ppo": load_ppo(ppo_dir)} | {n: make_policy(n) for n in BASELINES}
-        report = evaluate_policies(policies, env_id=env_id, config={**EVAL_CONFIG, **extra},
-                                   episodes=args.episodes, seed=args.eval_seed)
+        native = evaluate_policies({n: make_policy(n) for n in BASELINES}, env_id=env_id,
+                                   config=extra or None, episodes=args.episodes,
+                                   seed=args.eval_seed)
+        learned = evaluate_policies({"ppo": load_ppo(ppo_dir)}, env_id=env_id,
+                                    config={**PPO_MODE, **extra}, episodes=args.episodes,
+                                    seed=args.eval_seed)
+        report = EvaluationReport(records=learned.records + native.records,
+                                  summary=learned.summary | native.summary,
+                                  meta={**native.meta, "ppo_config": learned.meta["config"],
+                                        "policies": ["ppo", *BASELINES]})
         report.save(out / f"compare_{env_id}")
         ref = report.summary["algorithm2"]["latency_feasible_s"]
         for name, s in report.summary.items():
