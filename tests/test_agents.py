@@ -17,10 +17,11 @@ from dtfl_env.registration import ENV_IDS
 SMALL = {"clusters": 2, "rounds": 1, "fl": {"backend": "none"}}  # FL: tests/test_env_fl.py
 
 
+@pytest.mark.parametrize("mode", ["direct", "safe"])
 @pytest.mark.parametrize("env_id", sorted(ENV_IDS))
 @pytest.mark.parametrize("name", [*sorted(POLICIES), "algorithm2-paper"])
-def test_every_policy_runs_on_every_id(env_id, name):
-    env = gym.make(env_id, config=SMALL)
+def test_every_policy_runs_on_every_id(env_id, name, mode):
+    env = gym.make(env_id, config={**SMALL, "action": {"mode": mode}})
     policy = make_policy(name).bind(env)
     obs, _ = env.reset(seed=3)
     done = False

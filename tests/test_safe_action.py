@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import dtfl_env  # noqa: F401  (registers the ids)
-from agents import make_policy
 from agents.base import SB3Policy
 from dtfl_env.model.feasible import (
     UPLOAD_RESERVE,
@@ -183,21 +182,6 @@ def test_action_mode_config_and_errors():
     # the other mode's actions can still be read explicitly
     y, tg, q = env.action_to_allocation(np.zeros(18), mode="direct")
     assert y > 0 and tg > 0 and q.shape == (env._sites[0].m,)
-
-
-@pytest.mark.parametrize("name", ["algorithm2", "exact", "random", "no-jamming", "max-jamming",
-                                  "equal-energy", "best-fixed-q", "greedy-local"])
-def test_every_policy_runs_in_safe_mode(name):
-    env = gym.make("DTFL-TableII-v0", config={**SAFE, "clusters": 3, "rounds": 1})
-    policy = make_policy(name).bind(env)
-    obs, _ = env.reset(seed=4)
-    done = False
-    while not done:
-        action, _ = policy.predict(obs, deterministic=True)
-        assert env.action_space.contains(action)
-        obs, reward, term, trunc, _ = env.step(action)
-        assert math.isfinite(reward)
-        done = term or trunc
 
 
 def test_sb3_adapter_translates_between_action_modes():
