@@ -93,18 +93,24 @@ class SB3Policy:
     """Adapter for a stable-baselines3 model (optionally with its ``VecNormalize`` stats).
 
     ``action_mode`` is the environment action mode the model was trained in (``"direct"``
-    or ``"safe"``; ``None``: whatever the environment uses). Bound to an environment of the
-    other mode, the adapter maps the model's action to its allocation (y, tG, q) in the
-    training mode and back to an action of the environment's mode, so an agent can be
-    evaluated beside policies in either mode (the observation is the same in both).
+    or ``"safe"``; ``None``: whatever the environment uses) and ``action_config`` the whole
+    ``action`` config block of its training environment (mode and ranges). Bound to an
+    environment whose action config differs, the adapter maps the model's action to its
+    allocation (y, tG, q) under the training config and back to an action of the
+    environment's, so an agent can be evaluated beside policies in either mode (the
+    observation is the same in both).
     """
 
     needs_env = False
 
     def __init__(self, model: Any, obs_normalizer: Any = None, name: str = "ppo",
-                 action_mode: str | None = None) -> None:
+                 action_mode: str | None = None,
+                 action_config: dict[str, Any] | None = None) -> None:
         self.model, self.obs_normalizer, self.name = model, obs_normalizer, name
-        self.action_mode = action_mode
+        self.action_config = dict(action_config or {})
+        if action_mode is not None:
+            self.action_config["mode"] = action_mode
+        self.action_mode = self.action_config.get("mode")
         self.env: Any = None
 
     def bind(self, env: gym.Env) -> SB3Policy:
@@ -123,10 +129,14 @@ class SB3Policy:
         action, state = self.model.predict(obs, state=state, episode_start=episode_start,
                                            deterministic=deterministic)
         env = self.env
-        if (self.action_mode is not None and env is not None
-                and getattr(env, "action_mode", self.action_mode) != self.action_mode):
-            alloc = env.action_to_allocation(action, mode=self.action_mode)
-            action = env.allocation_to_action(*alloc)
+        cfg = self.action_config
+        if cfg and env is not None and hasattr(env, "config"):
+            own = env.config["action"]
+            if any(own.get(k) != v for k, v in cfg.items()):
+                alloc = env.action_to_allocation(action, mode=cfg.get("mode"),
+                                                 tg_range=cfg.get("tg_range"),
+                                                 y_range=cfg.get("y_range"))
+                action = env.allocation_to_action(*alloc)
         return np.asarray(action, dtype=np.float32), state
 
 

@@ -240,14 +240,16 @@ def load_ppo(path: str | Path, name: str = "ppo") -> SB3Policy:
     if not p.is_file():
         raise ValueError(f"ppo: no trained model at {path}")
     model = PPO.load(p, device="cpu")
-    mode = None
+    action_cfg: dict[str, Any] | None = None
     saved = p.parent / "config.json"
-    if saved.is_file():
+    if saved.is_file():  # the training env's action config: mode and ranges
+        from dtfl_env.envs.config import default_config
+
         try:
             env_cfg = json.loads(saved.read_text()).get("config") or {}
         except json.JSONDecodeError as exc:
             raise ValueError(f"ppo: {saved} is not valid JSON ({exc})") from None
-        mode = (env_cfg.get("action") or {}).get("mode", "direct")
+        action_cfg = {**default_config()["action"], **(env_cfg.get("action") or {})}
     norm = None
     stats = p.parent / "vecnormalize.pkl"
     if stats.is_file():
@@ -255,5 +257,5 @@ def load_ppo(path: str | Path, name: str = "ppo") -> SB3Policy:
             norm = pickle.load(fh)
         if not getattr(norm, "norm_obs", False):
             norm = None
-    return SB3Policy(model, norm, name=name, action_mode=mode)
+    return SB3Policy(model, norm, name=name, action_config=action_cfg)
 

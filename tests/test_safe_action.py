@@ -254,3 +254,23 @@ def test_sync_bounds_are_feasible_and_tight():
         if term:
             env.reset()
     assert checked >= 300 and tight >= 3
+
+
+def test_sb3_adapter_translates_action_ranges():
+    class Fixed:
+        def predict(self, obs, state=None, episode_start=None, deterministic=True):
+            return np.array([-0.2, 0.1, 0.6], dtype=np.float32), state
+
+    narrow = {**SAFE, "clusters": 2, "action": {"mode": "safe", "tg_range": 20.0,
+                                                 "y_range": 20.0}}
+    trained = gym.make("DTFL-TableII-v0", config=narrow).unwrapped
+    other = gym.make("DTFL-TableII-v0", config={**SAFE, "clusters": 2}).unwrapped
+    obs, _ = trained.reset(seed=6)
+    other.reset(seed=6)
+    pol = SB3Policy(Fixed(), action_config=narrow["action"])
+    a_t, _ = pol.bind(trained).predict(obs)
+    a_o, _ = pol.bind(other).predict(obs)
+    assert not np.allclose(a_t, a_o)  # the same allocation is another action there
+    _, _, _, _, i_t = trained.step(a_t)
+    _, _, _, _, i_o = other.step(a_o)
+    assert i_o["T"] == pytest.approx(i_t["T"], rel=1e-5)

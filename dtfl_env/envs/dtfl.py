@@ -457,14 +457,17 @@ class DTFLEnv(gym.Env):
         return row
 
     # ------------------------------------------------------------------ actions
-    def action_to_allocation(self, action: np.ndarray, mode: str | None = None
+    def action_to_allocation(self, action: np.ndarray, mode: str | None = None, *,
+                             tg_range: float | None = None, y_range: float | None = None
                              ) -> tuple[float, float, np.ndarray]:
         """Map an action to (y, tG, q) on the current cluster (see the Action Space).
 
-        ``mode`` (default: the env's ``action.mode``) reads the action as a ``"direct"`` or
-        ``"safe"`` one, e.g. to replay an agent trained in the other mode.
+        ``mode``, ``tg_range`` and ``y_range`` (default: the env's ``action`` config) read
+        the action as one of another action config, e.g. to replay an agent trained there.
         """
         mode = self._check_mode(mode)
+        ln_tg = self._ln_tg_range if tg_range is None else math.log(tg_range)
+        ln_y = self._ln_y_range if y_range is None else math.log(y_range)
         n_act = ACTION_SIZES[mode](self.config["max_devices"])
         a = np.asarray(action, dtype=np.float64).reshape(-1)
         if a.size != n_act:
@@ -476,11 +479,10 @@ class DTFLEnv(gym.Env):
         site = self._sites[self._cluster]
         arr = site.seen
         if mode == "safe":
-            return safe_allocation(arr, self._tg_base(site), a, self._ln_tg_range,
-                                   self._ln_y_range)
+            return safe_allocation(arr, self._tg_base(site, ln_tg), a, ln_tg, ln_y)
         a0, a1 = float(a[0]), float(a[1])
-        tg = arr.tg_min_s * math.exp(0.5 * (a0 + 1.0) * self._ln_tg_range)
-        y = arr.y_min_s * math.exp(0.5 * (a1 + 1.0) * self._ln_y_range)
+        tg = arr.tg_min_s * math.exp(0.5 * (a0 + 1.0) * ln_tg)
+        y = arr.y_min_s * math.exp(0.5 * (a1 + 1.0) * ln_y)
         q = arr.g_q_max * (0.5 * (a[2:2 + site.m] + 1.0))
         return y, tg, q
 
@@ -513,10 +515,14 @@ class DTFLEnv(gym.Env):
             raise ValueError(f"mode: must be one of {tuple(ACTION_SIZES)}, got {mode!r}")
         return mode
 
-    def _tg_base(self, site: _Site) -> float:
+    def _tg_base(self, site: _Site, ln_tg_range: float | None = None) -> float:
         """The lower end of the safe mode's tG range: the shortest upload at which the BLDs
         can still be synced (or, where none can, the shortest every GLD can pay); computed
-        on first use in a round."""
+        on first use in a round (for another ``tg_range``: every time)."""
+        if ln_tg_range is not None and ln_tg_range != self._ln_tg_range:
+            assert site.seen is not None
+            tg = sync_upload_time_s(site.seen, site.tg_lo_s, ln_tg_range) if site.m else 0.0
+            return site.tg_lo_s if math.isnan(tg) else tg
         if math.isnan(site.tg_base_s) and site.m:
             assert site.seen is not None
             tg = sync_upload_time_s(site.seen, site.tg_lo_s, self._ln_tg_range)
