@@ -144,16 +144,11 @@ def jamming_interval(a, left_j: np.ndarray) -> tuple[float, float] | None:  # ty
 
 
 def _jamming_interval(a, left_j: np.ndarray) -> tuple[float, float] | None:  # type: ignore[no-untyped-def]
-    n, m = a.b_data.size, a.g_cd.size
-    if n == 0:
+    if a.b_data.size == 0:
         return 0.0, 0.0
-    eve0 = np.log2(1.0 + a.b_pe / a.n_e_w)
-    free = a.b_legit - eve0  # rates without jamming, eq. (21) at Q = 0 (in units of W)
-    u_free = float(np.max(a.b_data / (a.w_hz * free))) if np.all(free > 0) else math.inf
-    if m == 0 or not np.any(left_j > 0):
-        return (0.0, 0.0) if math.isfinite(u_free) else None
-    u_lo = float(np.max(a.b_data / (a.w_hz * a.b_legit)))  # infinite jamming
-    s_hi = math.log(u_free / u_lo - 1.0) if math.isfinite(u_free) else _S_MAX
+    u_lo, s_hi, free = _u_grid(a)
+    if a.g_cd.size == 0 or not np.any(left_j > 0):
+        return (0.0, 0.0) if free else None
     if s_hi <= _S_MIN + 1.0:  # jamming cannot shorten the sync time measurably
         return 0.0, 0.0
     s = np.linspace(_S_MIN, s_hi, _COARSE)  # psi(u_free) >= 0: no jamming needed there
@@ -178,14 +173,14 @@ def _jamming_interval(a, left_j: np.ndarray) -> tuple[float, float] | None:  # t
     j0 = int(pos.argmax())
     j1 = int(s.size - 1 - pos[::-1].argmax())
     brackets = [(s[j0 - 1], s[j0])] if j0 > 0 else []
-    right = not math.isfinite(u_free) and j1 < s.size - 1
+    right = not free and j1 < s.size - 1
     if right:
         brackets.append((s[j1 + 1], s[j1]))
     u = _zoom(a, left_j, u_lo, np.array(brackets)) if brackets else np.zeros(0)
     u_left = u[0] if j0 > 0 else u_lo * (1.0 + math.exp(s[j0]))
     u_right = u[-1] if right else u_lo * (1.0 + math.exp(s[j1]))
     q_high, q_low = np.maximum(_need_w(a, np.array([u_left, u_right])), 0.0)
-    if math.isfinite(u_free):
+    if free:
         return 0.0, float(q_high)
     return float(min(q_low, q_high)), float(q_high)
 
@@ -213,12 +208,15 @@ def jamming_split(a, q_w: float, left_j: np.ndarray) -> np.ndarray:  # type: ign
 
 
 def _u_grid(a) -> tuple[float, float, bool]:  # type: ignore[no-untyped-def]
-    """(u_lo, s_hi, free): the sync-time search range of s = log((u - u_lo)/u_lo)."""
-    u_lo = float(np.max(a.b_data / (a.w_hz * a.b_legit)))  # infinite jamming
-    free = a.b_legit - np.log2(1.0 + a.b_pe / a.n_e_w)
-    if np.all(free > 0):
-        u_free = float(np.max(a.b_data / (a.w_hz * free)))
-        return u_lo, max(math.log(u_free / u_lo - 1.0), _S_MIN + 1.0), True
+    """(u_lo, s_hi, free): the sync-time search range of s = log((u - u_lo)/u_lo), from
+    u_lo (infinite jamming) to the sync time without jamming u_free (s_hi = log(u_free /
+    u_lo - 1)) when every BLD syncs without jamming (``free``), else to u = e^16 u_lo."""
+    u_lo = float(np.max(a.b_data / (a.w_hz * a.b_legit)))  # eq. (23) as Q -> infinity
+    rate0 = a.b_legit - np.log2(1.0 + a.b_pe / a.n_e_w)  # eq. (21) at Q = 0, per W
+    if np.all(rate0 > 0):
+        u_free = float(np.max(a.b_data / (a.w_hz * rate0)))
+        with np.errstate(divide="ignore"):
+            return u_lo, math.log(max(u_free / u_lo - 1.0, 0.0)), True
     return u_lo, _S_MAX, False
 
 
@@ -289,7 +287,7 @@ def sync_training_time_s(a, left_up_j: np.ndarray) -> float:  # type: ignore[no-
         return math.inf
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         u_lo, s_hi, _ = _u_grid(a)
-        w = float(_peak(_sync_w_factory(a, left_up_j), u_lo, s_hi, 1)[0])
+        w = float(_peak(_sync_w_factory(a, left_up_j), u_lo, max(s_hi, _S_MIN + 1.0), 1)[0])
     return max(a.y_min_s, w ** -0.5) if w > 0 else math.inf
 
 
@@ -302,6 +300,7 @@ def sync_upload_time_s(a, tg_lo_s: float, ln_tg_range: float) -> float:  # type:
         return tg_lo_s
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         u_lo, s_hi, _ = _u_grid(a)
+        s_hi = max(s_hi, _S_MIN + 1.0)
         lo, hi = 0.0, ln_tg_range
         for it in range(3):
             x = np.linspace(lo, hi, _FINE)
