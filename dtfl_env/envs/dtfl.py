@@ -230,8 +230,8 @@ class DTFLEnv(gym.Env):
         n_obs = d * len(SLOT_FEATURES) + len(GLOBAL_FEATURES)
         self.observation_space = spaces.Box(-_OBS_CLIP, _OBS_CLIP, (n_obs,), dtype=np.float32)
         self.action_mode = cfg["action"]["mode"]
-        self._n_act = ACTION_SIZES[self.action_mode](d)
-        self.action_space = spaces.Box(-1.0, 1.0, (self._n_act,), dtype=np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (ACTION_SIZES[self.action_mode](d),),
+                                       dtype=np.float32)
         self._ln_tg_range = math.log(cfg["action"]["tg_range"])
         self._ln_y_range = math.log(cfg["action"]["y_range"])
         self._episode_ready = False
