@@ -62,8 +62,8 @@ class Args:
 
 PPO_MODE = {"action": {"mode": "safe"}}  # the mode PPO is trained in (ppo_defaults.json)
 #: the solvers act in the safe mode beside PPO: their allocations map to the actions that
-#: reproduce them (T within 1e-6), while the direct mode's fixed ranges (y <= 50 y_min) cut
-#: off the optimum of a few deep-fade clusters
+#: reproduce them (T within 1e-6), while the direct mode's fixed ranges (tG <= 50 tG_min,
+#: y <= 50 y_min) cut off the optimum of a few deep-fade clusters (1 of 500 on Table II)
 SAFE_MODE_POLICIES = ("algorithm2", "exact")
 QUICK_CONFIG = {"clusters": 3, "rounds": 2}
 
