@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> dict:
     for env_id in args.envs:
         extra = QUICK_CONFIG if args.quick else {}
         ppo_dir = out / f"ppo_{env_id}"
-        hp = {"n_steps": 256, "batch_size": 256} if args.quick else None
+        hp = ({"n_steps": 256, "batch_size": 256, "n_envs": 2, "vec_env": "dummy"}
+              if args.quick else None)
         if args.retrain or not _trained(ppo_dir, env_id, args):
             train_ppo(env_id, total_timesteps=args.timesteps, config=extra or None,
                       overrides=hp, out_dir=ppo_dir, seed=args.seed, eval_freq=args.eval_freq,
