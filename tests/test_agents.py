@@ -125,3 +125,13 @@ def test_ppo_smoke(tmp_path):
                                config={**SMALL, "action": {"mode": "direct"}}, episodes=1,
                                compute_gap=False)
     assert direct.summary["ppo"]["steps"] == 2
+
+
+def test_shipped_hyperparameter_files_are_valid():
+    from pathlib import Path
+
+    from agents.ppo import _hyperparams
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "agents").glob("ppo_*.json")):
+        hp = _hyperparams(path, None)
+        assert hp["env_config"]["action"]["mode"] == "safe", path
