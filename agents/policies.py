@@ -19,7 +19,12 @@ import numpy as np
 from agents.base import EnvPolicy
 from dtfl_env.config import Cluster
 from dtfl_env.envs.dtfl import ACTION_SIZES
-from dtfl_env.model.feasible import jamming_interval, jamming_split, upload_energy_j
+from dtfl_env.model.feasible import (
+    jamming_interval,
+    jamming_split,
+    training_energy_j,
+    upload_energy_j,
+)
 from solvers import solve
 from solvers._core import Prepared
 
@@ -62,7 +67,7 @@ def fallback_allocation(env: Any) -> tuple[float, float, np.ndarray]:
     arr = env.cluster_arrays
     if arr.g_cd.size == 0 or arr.b_data.size == 0:
         return y, tg, q
-    left = arr.g_e_max - arr.g_kcd * arr.g_cd**2 / y**2 - upload_energy_j(arr, tg)
+    left = arr.g_e_max - training_energy_j(arr, y) - upload_energy_j(arr, tg)
     return y, tg, _max_affordable_jamming(env, left)
 
 

@@ -35,7 +35,8 @@ from dtfl_env.model.system import LN2
 
 __all__ = ["PEAK_TOLERANCE", "UPLOAD_RESERVE", "affordable_upload_time_s", "jamming_interval",
            "jamming_split", "safe_action", "safe_allocation", "sync_training_time_s",
-           "sync_upload_time_s", "training_time_floor_s", "upload_energy_j"]
+           "sync_upload_time_s", "training_energy_j", "training_time_floor_s",
+           "upload_energy_j"]
 
 #: share of every GLD's budget that the ``safe`` mapping keeps back from the upload at the
 #: shortest upload time tg_lo, so that the training time y_lo(tg_lo) stays finite
@@ -73,11 +74,27 @@ def affordable_upload_time_s(g_nog: np.ndarray, sic: np.ndarray, e_max_j: np.nda
     return np.where(ok, x_scale / x, np.inf)
 
 
-def upload_energy_j(a, tg_s: float) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """E_i^up(tG) = n_C/g_iC tG (2^r - 1) 2^((i-1) r), eqs. (7)-(8) with the SIC factor."""
+def upload_energy_j(a, tg_s: float | np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """E_i^up(tG) = n_C/g_iC tG (2^r - 1) 2^((i-1) r), eqs. (7)-(8) with the SIC factor;
+    shape (M,) for one tG, (M, T) for T values of tG."""
+    if np.ndim(tg_s):
+        t = np.asarray(tg_s, dtype=float)[None, :]
+        x = a.x_scale / t
+        with np.errstate(over="ignore"):
+            return a.g_nog[:, None] * t * np.expm1(x) * np.exp(a.sic[:, None] * x)
     x = a.x_scale / tg_s
     with np.errstate(over="ignore"):
         return a.g_nog * (math.expm1(x) * np.exp(a.sic * x)) * tg_s
+
+
+def _k_loc(a) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """K_i = kappa (eta iota D_i)^3: the training energy is K_i / y^2 (eqs. (5), (17))."""
+    return a.g_kcd * a.g_cd**2
+
+
+def training_energy_j(a, y_s: float) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """E_i^loc = K_i / y^2 at the common training time y, eqs. (5) and (17)."""
+    return _k_loc(a) / y_s**2
 
 
 def training_time_floor_s(a, left_up_j: np.ndarray) -> float:  # type: ignore[no-untyped-def]
@@ -87,7 +104,7 @@ def training_time_floor_s(a, left_up_j: np.ndarray) -> float:  # type: ignore[no
     ok = left_up_j > 0
     if not ok.any():
         return a.y_min_s
-    k = a.g_kcd[ok] * a.g_cd[ok] ** 2  # K_i: E_loc = K_i / y^2
+    k = _k_loc(a)[ok]
     return max(a.y_min_s, float(np.sqrt(np.max(k / left_up_j[ok]))))
 
 
@@ -256,7 +273,7 @@ def _sync_w_factory(a, left_up: np.ndarray):  # type: ignore[no-untyped-def]
     """
     ok = left_up > 0
     g, qm, a_j = a.g_gain_e[ok], a.g_q_max[ok], left_up[ok]
-    k_loc = a.g_kcd[ok] * a.g_cd[ok] ** 2
+    k_loc = _k_loc(a)[ok]
     gk_all = g * k_loc
     w_cap = min(float(np.min(a_j / k_loc)), 1.0 / a.y_min_s**2)
     a3, k3, q3 = a_j[:, None, None], k_loc[:, None, None], qm[:, None, None]
@@ -305,8 +322,7 @@ def sync_upload_time_s(a, tg_lo_s: float, ln_tg_range: float) -> float:  # type:
         for it in range(3):
             x = np.linspace(lo, hi, _FINE)
             tg = tg_lo_s * np.exp(x)
-            left = np.clip(a.g_e_max[:, None] - a.g_nog[:, None] * tg * np.expm1(
-                a.x_scale / tg) * np.exp(a.sic[:, None] * a.x_scale / tg), 0.0, None)
+            left = np.clip(a.g_e_max[:, None] - upload_energy_j(a, tg), 0.0, None)
 
             def psi0(u: np.ndarray, left: np.ndarray = left) -> np.ndarray:
                 pay = np.einsum("i,irk->rk", a.g_gain_e,
@@ -350,7 +366,7 @@ def safe_allocation(a, tg_base_s: float, action: np.ndarray, ln_tg_range: float,
     tg = tg_base_s * math.exp(0.5 * (a0 + 1.0) * ln_tg_range)
     left_up = a.g_e_max - upload_energy_j(a, tg)
     y = _training_base(a, left_up) * math.exp(0.5 * (a1 + 1.0) * ln_y_range)
-    left = np.clip(left_up - a.g_kcd * a.g_cd**2 / y**2, 0.0, None)  # eq. (5)
+    left = np.clip(left_up - training_energy_j(a, y), 0.0, None)
     iv = jamming_interval(a, left)
     if iv is None:
         return y, tg, np.zeros(m)
@@ -373,7 +389,7 @@ def safe_action(a, tg_base_s: float, y_s: float, tg_s: float, jam_power_w: np.nd
     y_base = _training_base(a, left_up)
     out[1] = 2.0 * math.log(y_s / y_base) / ln_y_range - 1.0
     y = y_base * math.exp(0.5 * (min(max(out[1], -1.0), 1.0) + 1.0) * ln_y_range)
-    left = np.clip(left_up - a.g_kcd * a.g_cd**2 / y**2, 0.0, None)
+    left = np.clip(left_up - training_energy_j(a, y), 0.0, None)
     iv = jamming_interval(a, left)
     q_w = float(np.asarray(jam_power_w) @ a.g_gain_e)
     if iv is None or iv[1] <= iv[0]:
