@@ -135,7 +135,9 @@ class SB3Policy:
             if any(own.get(k) != v for k, v in cfg.items()):
                 alloc = env.action_to_allocation(action, mode=cfg.get("mode"),
                                                  tg_range=cfg.get("tg_range"),
-                                                 y_range=cfg.get("y_range"))
+                                                 y_range=cfg.get("y_range"),
+                                                 jamming=cfg.get("jamming"),
+                                                 sync_range=cfg.get("sync_range"))
                 action = env.allocation_to_action(*alloc)
         return np.asarray(action, dtype=np.float32), state
 

@@ -107,9 +107,11 @@ def test_jamming_interval_empty_and_trivial_cases():
     assert jamming_interval(no_bld, np.ones(6)) == (0.0, 0.0)
 
 
+@pytest.mark.parametrize("jamming", ["interval", "sync"])
 @pytest.mark.parametrize("env_id", ["DTFL-TableII-v0", "DTFL-Random-v0"])
-def test_safe_mode_round_trip_reproduces_the_optimum(env_id):
-    env = gym.make(env_id, config=SAFE).unwrapped
+def test_safe_mode_round_trip_reproduces_the_optimum(env_id, jamming):
+    env = gym.make(env_id, config={**SAFE, "action": {"mode": "safe",
+                                                      "jamming": jamming}}).unwrapped
     assert env.action_space.shape == (3,)
     env.reset(seed=3)
     checked = 0
@@ -204,11 +206,13 @@ def test_sb3_adapter_translates_between_action_modes():
     assert i_d["Q"] == pytest.approx(i_s["Q"], rel=1e-5)
 
 
+@pytest.mark.parametrize("jamming", ["interval", "sync"])
 @pytest.mark.parametrize("env_id", ["DTFL-TableII-v0", "DTFL-Random-v0"])
-def test_safe_actions_are_feasible_wherever_the_cluster_is(env_id):
+def test_safe_actions_are_feasible_wherever_the_cluster_is(env_id, jamming):
     """On every cluster with a feasible allocation, every safe action keeps every budget and
     syncs every BLD (the box is inside the feasible set of problem P)."""
-    env = gym.make(env_id, config={**SAFE, "clusters": 4}).unwrapped
+    env = gym.make(env_id, config={**SAFE, "clusters": 4,
+                                   "action": {"mode": "safe", "jamming": jamming}}).unwrapped
     env.reset(seed=8)
     rng = np.random.default_rng(8)
     feasible = 0
@@ -274,3 +278,69 @@ def test_sb3_adapter_translates_action_ranges():
     _, _, _, _, i_t = trained.step(a_t)
     _, _, _, _, i_o = other.step(a_o)
     assert i_o["T"] == pytest.approx(i_t["T"], rel=1e-5)
+
+
+def test_sync_jamming_gives_the_best_jamming_for_every_a2_at_most_zero():
+    """``action.jamming = "sync"``: a2 <= 0 asks the BLDs to finish no later than the GLDs,
+    so the latency equals that at the fastest affordable sync (Q_high) for the same tG and
+    y; a2 > 0 jams less (Q non-increasing in a2) and may cost latency, never a budget."""
+    base = {**SAFE, "clusters": 4}
+    sync = gym.make("DTFL-Random-v0", config={**base, "action": {
+        "mode": "safe", "jamming": "sync"}}).unwrapped
+    top = gym.make("DTFL-Random-v0", config={**base, "action": {"mode": "safe"}}).unwrapped
+    sync.reset(seed=4)
+    top.reset(seed=4)
+    rng = np.random.default_rng(4)
+    slower = checked = 0
+    for _ in range(80):
+        a01 = rng.uniform(-1, 1, 2)
+        t_top = top.step(np.r_[a01, 1.0])[4]["T"]  # interval mode: a2 = 1 is Q_high
+        qs, ts = [], []
+        for a2 in (-1.0, -0.5, 0.0, 0.5, 1.0):
+            y, tg, q = sync.action_to_allocation(np.r_[a01, a2])
+            out = round_outcome(sync._sites[sync._cluster].true, y_s=y, tg_s=tg, jam_power_w=q)
+            qs.append(float(q @ sync.cluster_arrays.g_gain_e))
+            ts.append(out.latency_s)
+            assert not out.gld_dropped.any() or not solve(sync.cluster, "exact").feasible
+        _, _, term, _, info = sync.step(np.r_[a01, 0.0])
+        if info["n_bld"] and info["n_unsynced"] == 0:
+            assert ts[:3] == pytest.approx([t_top] * 3, rel=1e-6)
+            assert all(b <= c * (1 + 1e-9) for b, c in zip(qs[1:], qs[:-1], strict=True))
+            slower += ts[-1] > t_top * (1 + 1e-6)
+            checked += 1
+        if term:
+            sync.reset()
+            top.reset()
+    assert checked >= 40 and slower >= 1
+
+
+def test_safe_jamming_config_errors():
+    with pytest.raises(ValueError, match=r"action\.jamming"):
+        gym.make("DTFL-Fast-v0", config={"action": {"mode": "safe", "jamming": "max"}})
+    with pytest.raises(ValueError, match=r"action\.sync_range"):
+        gym.make("DTFL-Fast-v0", config={"action": {"mode": "safe", "sync_range": 0.5}})
+    env = gym.make("DTFL-Fast-v0", config={"action": {"mode": "safe"}}).unwrapped
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="jamming"):
+        env.action_to_allocation(np.zeros(3), jamming="bogus")
+
+
+def test_sb3_adapter_translates_jamming_parametrisations():
+    class Fixed:
+        def predict(self, obs, state=None, episode_start=None, deterministic=True):
+            return np.array([-0.4, -0.2, 0.3], dtype=np.float32), state
+
+    interval = {**SAFE, "clusters": 2}
+    sync = {**SAFE, "clusters": 2, "action": {"mode": "safe", "jamming": "sync"}}
+    trained = gym.make("DTFL-TableII-v0", config=interval).unwrapped
+    other = gym.make("DTFL-TableII-v0", config=sync).unwrapped
+    obs, _ = trained.reset(seed=2)
+    other.reset(seed=2)
+    pol = SB3Policy(Fixed(), action_config={"mode": "safe", "tg_range": 50.0,
+                                            "y_range": 50.0, "jamming": "interval"})
+    a_t, _ = pol.bind(trained).predict(obs)
+    a_o, _ = pol.bind(other).predict(obs)
+    _, _, _, _, i_t = trained.step(a_t)
+    _, _, _, _, i_o = other.step(a_o)
+    assert i_o["T"] <= i_t["T"] * (1 + 1e-5)  # never slower: more jamming at most
+    assert i_o["n_unsynced"] <= i_t["n_unsynced"]

@@ -345,8 +345,24 @@ def _training_base(a, left_up: np.ndarray) -> float:  # type: ignore[no-untyped-
     return y if math.isfinite(y) else training_time_floor_s(a, left_up)
 
 
+def _sync_target_jamming(a, q_low: float, q_high: float, t_gld_s: float,  # type: ignore[no-untyped-def]
+                         ratio: float) -> float:
+    """The least Q in [Q_low, Q_high] at which the BLDs finish (sync plus twin training,
+    eq. (13)) within ``ratio`` times the GLDs' time T_GLD = y + tG (eq. (12)); Q_high where
+    even that is too slow (eq. (23) inverted by :func:`_need_w`)."""
+    u = ratio * t_gld_s - a.tb_loc_s
+    if not u > 0:
+        return q_high
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        need = float(_need_w(a, np.array([u]))[0])
+    if not math.isfinite(need):
+        return q_high
+    return min(max(need, q_low), q_high)
+
+
 def safe_allocation(a, tg_base_s: float, action: np.ndarray, ln_tg_range: float,  # type: ignore[no-untyped-def]
-                    ln_y_range: float) -> tuple[float, float, np.ndarray]:
+                    ln_y_range: float, jamming: str = "interval",
+                    ln_sync_range: float = math.log(2.0)) -> tuple[float, float, np.ndarray]:
     """Map a ``safe`` action (3 values in [-1, 1]) to (y, tG, q) on a cluster.
 
     - tG = tg_base * tg_range^((a0 + 1) / 2), tg_base: the shortest upload time at which
@@ -355,9 +371,15 @@ def safe_allocation(a, tg_base_s: float, action: np.ndarray, ln_tg_range: float,
     - y = y_base(tG) * y_range^((a1 + 1) / 2), y_base: the shortest training time at which
       the jamming that syncs every BLD is still affordable (:func:`sync_training_time_s`),
       or where none exists the shortest every GLD can pay (:func:`training_time_floor_s`);
-    - Q = Q_low + (a2 + 1) / 2 (Q_high - Q_low) over the affordable interval
-      (:func:`jamming_interval`), split by :func:`jamming_split`; no jamming when the
-      interval is empty (only on clusters where no allocation syncs every BLD).
+    - the jamming Q lies in the affordable interval [Q_low, Q_high]
+      (:func:`jamming_interval`) and is split by :func:`jamming_split`; no jamming when the
+      interval is empty (only on clusters where no allocation syncs every BLD):
+
+      - ``jamming="interval"``: Q = Q_low + (a2 + 1) / 2 (Q_high - Q_low);
+      - ``jamming="sync"``: the least affordable Q at which the BLDs finish (sync plus
+        twin training) within rho T_GLD, rho = sync_range^a2, T_GLD = y + tG; Q_high where
+        none does. Every a2 with rho <= 1 then gives the least latency for the chosen
+        (tG, y): jamming more cannot finish the round sooner.
     """
     m = a.g_cd.size
     if m == 0:
@@ -371,15 +393,21 @@ def safe_allocation(a, tg_base_s: float, action: np.ndarray, ln_tg_range: float,
     if iv is None:
         return y, tg, np.zeros(m)
     q_low, q_high = iv
-    return y, tg, jamming_split(a, q_low + 0.5 * (a2 + 1.0) * (q_high - q_low), left)
+    if jamming == "sync":
+        q_w = _sync_target_jamming(a, q_low, q_high, y + tg, math.exp(a2 * ln_sync_range))
+    else:
+        q_w = q_low + 0.5 * (a2 + 1.0) * (q_high - q_low)
+    return y, tg, jamming_split(a, q_w, left)
 
 
 def safe_action(a, tg_base_s: float, y_s: float, tg_s: float, jam_power_w: np.ndarray,  # type: ignore[no-untyped-def]
-                ln_tg_range: float, ln_y_range: float) -> np.ndarray:
+                ln_tg_range: float, ln_y_range: float, jamming: str = "interval",
+                ln_sync_range: float = math.log(2.0)) -> np.ndarray:
     """The ``safe`` action whose mapping is closest to (y, tG, q): the inverse of
     :func:`safe_allocation` (clipped to [-1, 1]). The jamming enters through Q only (the
     sync time, hence the latency, depends on Q alone); a Q above the affordable interval
-    maps to its top."""
+    maps to its top. With ``jamming="sync"`` a2 encodes the BLDs' finishing time at Q (at
+    most Q_high) relative to y + tG: the action's latency is never above the allocation's."""
     out = np.zeros(3)
     if a.g_cd.size == 0:
         return out
@@ -392,7 +420,15 @@ def safe_action(a, tg_base_s: float, y_s: float, tg_s: float, jam_power_w: np.nd
     left = np.clip(left_up - training_energy_j(a, y), 0.0, None)
     iv = jamming_interval(a, left)
     q_w = float(np.asarray(jam_power_w) @ a.g_gain_e)
-    if iv is None or iv[1] <= iv[0]:
+    if jamming == "sync":
+        if iv is None or a.b_data.size == 0:
+            out[2] = 0.0
+        else:
+            q = min(max(q_w, iv[0]), iv[1])
+            ratio = (_sync_time_s(a, q) + a.tb_loc_s) / (y + tg)
+            out[2] = math.log(ratio) / ln_sync_range if ratio > 0 and math.isfinite(ratio) \
+                else 1.0
+    elif iv is None or iv[1] <= iv[0]:
         out[2] = 1.0 if iv is not None else -1.0
     else:
         out[2] = 2.0 * (q_w - iv[0]) / (iv[1] - iv[0]) - 1.0
