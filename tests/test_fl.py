@@ -237,6 +237,33 @@ def test_batched_equals_sequential(mnist: MNISTData, name: str, impl: str, chunk
     assert float((fb[0] - first).abs().max()) > 1e-3  # it did train
 
 
+@pytest.mark.parametrize("name", ["cnn", "mlp"])
+def test_batched_result_does_not_depend_on_worker_threads(mnist: MNISTData, name: str,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """Blocks of clients on worker threads (single-threaded ops) give the same parameters
+    for any number of workers, and torch's thread count is restored afterwards."""
+    model = make_model(name, seed=1)
+    monkeypatch.setattr(type(model), "stacked_chunk", 2)  # 5 blocks of 2 clients
+    ids = np.random.default_rng(1).permutation(4000)
+    sizes = [30, 3, 12, 0, 25, 7, 18, 9, 1, 14]
+    starts = np.cumsum([0, *sizes])
+    shards = [ids[a:b] for a, b in itertools.pairwise(starts)]
+    sched = make_schedule(shards, 1, 8, [np.random.default_rng([2, k]) for k in range(10)])
+    init = flatten_params(model)
+    before = torch.get_num_threads()
+    ref = flatten_stacked(train_batched(model, init, mnist.train_x, mnist.train_y, sched, 0.1,
+                                        threads=1))
+    for threads in (2, 3):
+        out = flatten_stacked(train_batched(model, init, mnist.train_x, mnist.train_y, sched,
+                                            0.1, threads=threads))
+        assert torch.allclose(out, ref, rtol=0, atol=1e-6)
+        assert torch.get_num_threads() == before
+    seq = flatten_stacked(train_sequential(model, init, mnist.train_x, mnist.train_y, sched,
+                                           0.1))
+    assert float((ref - seq).abs().max()) < 1e-5
+
+
 def _masked_loss_sum(model: torch.nn.Module, p: dict, x: torch.Tensor, y: torch.Tensor,
                      w: torch.Tensor) -> torch.Tensor:
     """Sum over clients of the masked-mean cross-entropy, through ``functional_call``."""

@@ -105,6 +105,8 @@ class CNN(nn.Module):
 
     #: clients per block and CPU thread in ``train_batched(impl="manual")`` (see there)
     stacked_chunk = 10
+    #: on a CPU, run blocks on worker threads with single-threaded ops (``train_batched``)
+    stacked_parallel = "blocks"
 
     @staticmethod
     def sgd_step_stacked(params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
@@ -165,6 +167,8 @@ class MLP(nn.Module):
 
     #: clients per block and CPU thread in ``train_batched(impl="manual")`` (see there)
     stacked_chunk = 25
+    #: on a CPU, one block after another, each op on torch's threads (``train_batched``)
+    stacked_parallel = "ops"
 
     @staticmethod
     def sgd_step_stacked(params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,

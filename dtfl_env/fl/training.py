@@ -61,6 +61,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -247,7 +248,8 @@ def _step_runs(n_sorted: np.ndarray, batch_size: int) -> list[list[tuple[int, in
 
 def train_batched(model: nn.Module, init: Mapping[str, torch.Tensor] | np.ndarray,
                   x: torch.Tensor, y: torch.Tensor, schedule: Schedule, lr: float,
-                  device: str | torch.device = "cpu", impl: str = "auto") -> Params:
+                  device: str | torch.device = "cpu", impl: str = "auto",
+                  threads: int | None = None) -> Params:
     """Run the plan for all K clients at once (a few calls per step for all clients); SGD.
 
     Parameters
@@ -269,6 +271,14 @@ def train_batched(model: nn.Module, init: Mapping[str, torch.Tensor] | np.ndarra
         ``forward_stacked`` (the CNN's grouped convolutions).
         ``"vmap"``: ``vmap(grad(loss))`` over ``functional_call`` (any model).
         ``"auto"``: the first of these the model supports.
+    threads : int, optional
+        CPU worker threads of the ``"manual"`` path. Each worker trains whole blocks of
+        clients with single-threaded ops (torch's intra-op thread count is 1 while they run
+        and restored after), so the result does not depend on the number of threads. 1:
+        the blocks run one after another on the calling thread, each op on torch's own
+        threads. Default: the model's ``stacked_parallel``; ``"blocks"`` (the CNN, whose
+        small convolutions scale poorly across threads): ``torch.get_num_threads()``
+        workers; ``"ops"`` (the MLP, memory bound): 1.
 
     Returns
     -------
@@ -299,12 +309,20 @@ def train_batched(model: nn.Module, init: Mapping[str, torch.Tensor] | np.ndarra
     n_sorted = schedule.n_samples[order]
     idx = torch.as_tensor(schedule.indices[order], device=dev)
     w = torch.as_tensor(schedule.mask[order], dtype=torch.float32, device=dev)
+    workers = 1
     if impl == "manual":
         step = model.sgd_step_stacked  # type: ignore[operator]
         # blocks of a few clients, each trained through all its steps before the next: the
-        # block's weights and activations stay in the cache (clients are independent)
-        per_thread = int(getattr(model, "stacked_chunk", 0) or k)
-        chunk = per_thread * torch.get_num_threads() if dev.type == "cpu" else k
+        # block's weights and activations stay in the cache (clients are independent). On
+        # a CPU the blocks go to one worker thread per torch thread, each running its ops
+        # on one thread (see the module doc); on a GPU all clients form one block.
+        chunk = int(getattr(model, "stacked_chunk", 0) or k) if dev.type == "cpu" else k
+        by_blocks = getattr(model, "stacked_parallel", "ops") == "blocks"
+        if dev.type == "cpu" and (threads is not None or by_blocks):
+            workers = min(torch.get_num_threads() if threads is None else int(threads),
+                          -(-k // chunk))
+        if dev.type == "cpu" and workers <= 1:  # the ops use torch's threads instead
+            chunk *= torch.get_num_threads()
     else:
         step_grad = (vmap(grad(_masked_loss(model))) if impl == "vmap"
                      else grad(_stacked_loss(model)))
@@ -321,31 +339,53 @@ def train_batched(model: nn.Module, init: Mapping[str, torch.Tensor] | np.ndarra
         w = w.to(next(iter(start.values())).dtype)
         w = w / w.sum(-1, keepdim=True).clamp_min(1.0)
     y_plan = y[idx]
-    # one reused buffer for the minibatches' inputs (fresh allocations page-fault)
-    x_buf = x_rows.new_empty(min(chunk, k) * schedule.batch_size * x_rows.shape[1])
     out = {n: torch.empty((k, *t.shape), dtype=t.dtype, device=dev) for n, t in start.items()}
     where = torch.as_tensor(order, device=dev)
-    with torch.no_grad():
-        buf = stack_params(start, min(chunk, k))  # one block's parameters, reused
-        for c0 in range(0, k, chunk):
-            c1 = min(c0 + chunk, k)
-            params = {n: t[:c1 - c0] for n, t in buf.items()}
-            if c0:
+    blocks = [(c0, min(c0 + chunk, k)) for c0 in range(0, k, chunk)]
+
+    def run(mine: Sequence[tuple[int, int]]) -> None:
+        # one reused buffer for the minibatches' inputs (fresh allocations page-fault) and
+        # one block's parameters, reused block after block
+        x_buf = x_rows.new_empty(min(chunk, k) * schedule.batch_size * x_rows.shape[1])
+        buf = stack_params(start, min(chunk, k))
+        with torch.no_grad():
+            for c0, c1 in mine:
+                params = {n: t[:c1 - c0] for n, t in buf.items()}
                 for n, t in params.items():
                     t.copy_(start[n].expand_as(t))
-            runs = _step_runs(n_sorted[c0:c1], schedule.batch_size)
-            for e in range(schedule.epochs):
-                for s, step_runs in enumerate(runs):
-                    for lo, hi, b in step_runs:
-                        ib = idx[c0 + lo:c0 + hi, e, s, :b].reshape(-1)
-                        xb = torch.index_select(
-                            x_rows, 0, ib, out=x_buf[:ib.numel() * x_rows.shape[1]].view(
-                                ib.numel(), -1)).view(hi - lo, b, *x.shape[1:])
-                        step({n: p[lo:hi] for n, p in params.items()}, xb,
-                             y_plan[c0 + lo:c0 + hi, e, s, :b], w[c0 + lo:c0 + hi, e, s, :b],
-                             lr)
-            for n, t in out.items():
-                t.index_copy_(0, where[c0:c1], params[n])
+                runs = _step_runs(n_sorted[c0:c1], schedule.batch_size)
+                for e in range(schedule.epochs):
+                    for s, step_runs in enumerate(runs):
+                        for lo, hi, b in step_runs:
+                            ib = idx[c0 + lo:c0 + hi, e, s, :b].reshape(-1)
+                            xb = torch.index_select(
+                                x_rows, 0, ib, out=x_buf[:ib.numel() * x_rows.shape[1]].view(
+                                    ib.numel(), -1)).view(hi - lo, b, *x.shape[1:])
+                            step({n: p[lo:hi] for n, p in params.items()}, xb,
+                                 y_plan[c0 + lo:c0 + hi, e, s, :b],
+                                 w[c0 + lo:c0 + hi, e, s, :b], lr)
+                for n, t in out.items():  # disjoint rows per block
+                    t.index_copy_(0, where[c0:c1], params[n])
+
+    if workers <= 1:
+        run(blocks)
+        return out
+    # the blocks' work is unequal (clients sorted by data size): largest first, each to
+    # the least loaded worker
+    load = [0] * workers
+    shares: list[list[tuple[int, int]]] = [[] for _ in range(workers)]
+    for c0, c1 in sorted(blocks, key=lambda b: -int(n_sorted[b[0]:b[1]].sum())):
+        i = load.index(min(load))
+        shares[i].append((c0, c1))
+        load[i] += int(n_sorted[c0:c1].sum())
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)  # each worker's ops on one thread: no oversubscription
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            for f in [pool.submit(run, mine) for mine in shares]:
+                f.result()
+    finally:
+        torch.set_num_threads(saved)
     return out
 
 
