@@ -16,10 +16,15 @@ of them is one call, by one of three implementations (``train_batched(impl=...)`
   ``forward_stacked``, whose gradient with respect to client k's slice is client k's own.
 - ``"vmap"``: ``vmap(grad(loss))`` over ``torch.func.functional_call`` (any model).
 
-On a CPU the manual path trains the clients in blocks of ``stacked_chunk`` clients per
-thread (a class attribute of the model: 10 for the CNN, 25 for the MLP), each block
-through all of its steps before the next, so that a block's weights and activations stay
-in the cache (on a GPU: one block).
+On a CPU the manual path trains the clients in blocks of ``stacked_chunk`` clients (a
+class attribute of the model: 10 for the CNN, 25 for the MLP), each block through all of
+its steps before the next, so that a block's weights and activations stay in the cache. The
+CNN's blocks (``stacked_parallel = "blocks"``) go to ``torch.get_num_threads()`` worker
+threads, each running its ops on one thread: its small grouped convolutions scale poorly
+across threads inside one op (1.6x on 2 threads) but well across blocks (1.75-1.85x), and
+the result is then the same for any number of threads (a multi-threaded convolution sums in
+another order). The MLP (``"ops"``, memory bound) runs one block of ``stacked_chunk`` x
+threads clients after another on torch's threads. On a GPU all clients form one block.
 
 Clients hold different amounts of data. Every client runs standard minibatch SGD: in each
 of ``epochs`` local epochs it visits its own ``n_k`` samples once, in a fresh random order,
@@ -43,15 +48,14 @@ The plan (:func:`make_schedule`) is drawn with one numpy generator per client, s
 client's minibatches do not depend on which other clients are trained with it.
 
 Nothing here requires a GPU: ``device="auto"`` picks CUDA when it is available and
-otherwise the CPU. On a 2-core CPU (Xeon, AVX-512), one local round of 100 clients
-(``benchmarks/fl_speed.py``: Table II and equal data sizes, the same plan timed side by
-side) is, batched, 2.8-3.2x (CNN) and 3.6-4.5x (MLP) faster than the sequential loop on
-one thread, and about 3.5-4.5x (CNN) and 6-7x (MLP) on two (noisier: two OpenMP threads
-suffer from any other load); the autograd ``"stacked"`` CNN path: 1.5-2x on one thread.
-Both stay short of the 5x target on one thread: the CNN is bound by the convolution
-kernels (about 2.6 MFLOP per sample and step, at 30-110 GFLOP/s on one core), and in the
-MLP writing the K x 50k trained weights and gathering the minibatches take about a third
-of the time.
+otherwise the CPU. On a quiet 2-core CPU (Xeon, AVX-512), one local round of 100 clients
+(``benchmarks/fl_speed.py``: Table II and equal data sizes, batch 10, the same plan timed
+side by side) takes, batched, 129-134 ms (CNN) and 13-15 ms (MLP) against 590-660 ms and
+92-99 ms for the sequential loop on the same 2 threads: 4.6-4.9x (CNN) and 6.8-7.0x (MLP);
+on one thread 2.8-3.1x (CNN). The CNN stays just short of the 5x target on 2 cores: it is
+bound by the convolution kernels (about 2.6 MFLOP per sample and step, at 35-85 GFLOP/s per
+core), while the sequential loop's convolutions of 10 samples already run at about a third
+of that.
 """
 
 from __future__ import annotations
