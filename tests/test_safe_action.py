@@ -314,6 +314,18 @@ def test_sync_jamming_gives_the_best_jamming_for_every_a2_at_most_zero():
     assert checked >= 40 and slower >= 1
 
 
+@pytest.mark.parametrize("jamming", ["interval", "sync"])
+def test_safe_mapping_without_blds_jams_nothing(jamming):
+    c = table2_cluster()
+    a = ClusterArrays.from_cluster(type(c)(c.gld, c.bld.subset([]), c.constants))
+    tg_lo = float(np.max(affordable_upload_time_s(a.g_nog, a.sic, a.g_e_max, a.x_scale)))
+    for a2 in (-1.0, 0.0, 1.0):
+        y, tg, q = safe_allocation(a, tg_lo, np.array([-0.5, -0.5, a2]), math.log(50),
+                                   math.log(50), jamming)
+        assert np.all(q == 0) and y > 0 and tg >= tg_lo
+        assert not _charged(a, y, tg, q).gld_dropped.any()
+
+
 def test_safe_jamming_config_errors():
     with pytest.raises(ValueError, match=r"action\.jamming"):
         gym.make("DTFL-Fast-v0", config={"action": {"mode": "safe", "jamming": "max"}})

@@ -350,6 +350,8 @@ def _sync_target_jamming(a, q_low: float, q_high: float, t_gld_s: float,  # type
     """The least Q in [Q_low, Q_high] at which the BLDs finish (sync plus twin training,
     eq. (13)) within ``ratio`` times the GLDs' time T_GLD = y + tG (eq. (12)); Q_high where
     even that is too slow (eq. (23) inverted by :func:`_need_w`)."""
+    if a.b_data.size == 0:
+        return q_low
     u = ratio * t_gld_s - a.tb_loc_s
     if not u > 0:
         return q_high
