@@ -137,7 +137,8 @@ class SB3Policy:
                                                  tg_range=cfg.get("tg_range"),
                                                  y_range=cfg.get("y_range"),
                                                  jamming=cfg.get("jamming"),
-                                                 sync_range=cfg.get("sync_range"))
+                                                 sync_range=cfg.get("sync_range"),
+                                                 scale=cfg.get("scale"))
                 action = env.allocation_to_action(*alloc)
         return np.asarray(action, dtype=np.float32), state
 

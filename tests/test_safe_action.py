@@ -107,11 +107,12 @@ def test_jamming_interval_empty_and_trivial_cases():
     assert jamming_interval(no_bld, np.ones(6)) == (0.0, 0.0)
 
 
-@pytest.mark.parametrize("jamming", ["interval", "sync"])
+@pytest.mark.parametrize(("jamming", "scale"), [("interval", "ratio"), ("sync", "ratio"),
+                                               ("sync", "excess")])
 @pytest.mark.parametrize("env_id", ["DTFL-TableII-v0", "DTFL-Random-v0"])
-def test_safe_mode_round_trip_reproduces_the_optimum(env_id, jamming):
-    env = gym.make(env_id, config={**SAFE, "action": {"mode": "safe",
-                                                      "jamming": jamming}}).unwrapped
+def test_safe_mode_round_trip_reproduces_the_optimum(env_id, jamming, scale):
+    env = gym.make(env_id, config={**SAFE, "action": {"mode": "safe", "jamming": jamming,
+                                                      "scale": scale}}).unwrapped
     assert env.action_space.shape == (3,)
     env.reset(seed=3)
     checked = 0
@@ -206,13 +207,14 @@ def test_sb3_adapter_translates_between_action_modes():
     assert i_d["Q"] == pytest.approx(i_s["Q"], rel=1e-5)
 
 
-@pytest.mark.parametrize("jamming", ["interval", "sync"])
+@pytest.mark.parametrize(("jamming", "scale"), [("interval", "ratio"), ("sync", "ratio"),
+                                               ("interval", "excess")])
 @pytest.mark.parametrize("env_id", ["DTFL-TableII-v0", "DTFL-Random-v0"])
-def test_safe_actions_are_feasible_wherever_the_cluster_is(env_id, jamming):
+def test_safe_actions_are_feasible_wherever_the_cluster_is(env_id, jamming, scale):
     """On every cluster with a feasible allocation, every safe action keeps every budget and
     syncs every BLD (the box is inside the feasible set of problem P)."""
-    env = gym.make(env_id, config={**SAFE, "clusters": 4,
-                                   "action": {"mode": "safe", "jamming": jamming}}).unwrapped
+    env = gym.make(env_id, config={**SAFE, "clusters": 4, "action": {
+        "mode": "safe", "jamming": jamming, "scale": scale}}).unwrapped
     env.reset(seed=8)
     rng = np.random.default_rng(8)
     feasible = 0
@@ -326,9 +328,30 @@ def test_safe_mapping_without_blds_jams_nothing(jamming):
         assert not _charged(a, y, tg, q).gld_dropped.any()
 
 
+def test_excess_scale_covers_the_range_and_inverts():
+    from dtfl_env.model.feasible import EXCESS_FLOOR, _factor, _unfactor
+
+    ln = math.log(20.0)
+    assert _factor(-1.0, ln, "excess") == pytest.approx(1 + EXCESS_FLOOR)
+    assert _factor(1.0, ln, "excess") == pytest.approx(20.0)
+    assert _factor(-1.0, ln, "ratio") == 1.0 and _factor(1.0, ln, "ratio") == pytest.approx(20)
+    grid = np.linspace(-1, 1, 41)
+    for scale in ("ratio", "excess"):
+        f = [_factor(v, ln, scale) for v in grid]
+        assert all(b > c for b, c in zip(f[1:], f[:-1], strict=True))  # increasing
+        back = [_unfactor(x, ln, scale) for x in f]
+        np.testing.assert_allclose(back, grid, atol=1e-12)
+    assert _unfactor(1.0, ln, "excess") == -1.0  # at the bound: the lowest action
+    # finer than the ratio scale just above the bound: 10 % above it is mid-box
+    assert -0.2 < _unfactor(1.1, ln, "excess") < 0.1
+    assert _unfactor(1.1, ln, "ratio") < -0.9
+
+
 def test_safe_jamming_config_errors():
     with pytest.raises(ValueError, match=r"action\.jamming"):
         gym.make("DTFL-Fast-v0", config={"action": {"mode": "safe", "jamming": "max"}})
+    with pytest.raises(ValueError, match=r"action\.scale"):
+        gym.make("DTFL-Fast-v0", config={"action": {"mode": "safe", "scale": "linear"}})
     with pytest.raises(ValueError, match=r"action\.sync_range"):
         gym.make("DTFL-Fast-v0", config={"action": {"mode": "safe", "sync_range": 0.5}})
     env = gym.make("DTFL-Fast-v0", config={"action": {"mode": "safe"}}).unwrapped

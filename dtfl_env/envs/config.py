@@ -22,6 +22,7 @@ SCENARIOS = ("random", "table2")
 LEDGER_MODES = ("none", "signature", "full")
 ACTION_MODES = ("direct", "safe")
 SAFE_JAMMING = ("interval", "sync")
+SAFE_SCALES = ("ratio", "excess")
 LATENCY_FORMS = ("linear", "log")
 VIOLATION_MEASURES = ("energy", "count")
 ATTACKS = ("random", "scaled", "tamper", "label_flip", "tampered_sync")
@@ -41,7 +42,7 @@ def default_config() -> dict[str, Any]:
         "twin_deviation": 0.0,
         "round_deadline_s": None,
         "action": {"mode": "direct", "tg_range": 50.0, "y_range": 50.0, "jamming": "interval",
-                   "sync_range": 2.0},
+                   "sync_range": 2.0, "scale": "ratio"},
         "reward": {"latency": 1.0, "accuracy": 10.0, "violation": 5.0,
                    "latency_reference_s": 10.0, "latency_form": "linear",
                    "violation_measure": "energy"},
@@ -127,9 +128,10 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
                          f"got {cfg['action']['mode']!r}")
     for key in ("tg_range", "y_range", "sync_range"):
         _num(cfg["action"][key], f"action.{key}", lo=1.0)
-    if cfg["action"]["jamming"] not in SAFE_JAMMING:
-        raise ValueError(f"action.jamming: must be one of {SAFE_JAMMING}, "
-                         f"got {cfg['action']['jamming']!r}")
+    for key, allowed in (("jamming", SAFE_JAMMING), ("scale", SAFE_SCALES)):
+        if cfg["action"][key] not in allowed:
+            raise ValueError(f"action.{key}: must be one of {allowed}, "
+                             f"got {cfg['action'][key]!r}")
     for key in ("latency", "accuracy", "violation"):
         _num(cfg["reward"][key], f"reward.{key}", strict=False)
     _num(cfg["reward"]["latency_reference_s"], "reward.latency_reference_s")

@@ -10,7 +10,13 @@ import numpy as np
 from gymnasium import spaces
 
 from dtfl_env.config import BLDParams, Cluster, Constants, GLDParams
-from dtfl_env.envs.config import SAFE_JAMMING, default_config, merge_config, validate_config
+from dtfl_env.envs.config import (
+    SAFE_JAMMING,
+    SAFE_SCALES,
+    default_config,
+    merge_config,
+    validate_config,
+)
 from dtfl_env.model.feasible import (
     affordable_upload_time_s,
     safe_action,
@@ -117,7 +123,11 @@ class DTFLEnv(gym.Env):
       at which the BLDs finish (sync plus twin training) within rho (y + tG), rho =
       sync_range ** a[2] (default range 2: rho in [1/2, 2]), Q_high where none does; every
       a[2] <= 0 then jams as fast as the round needs (the latency-optimal jamming for the
-      chosen tG and y), which makes the action easier to learn.
+      chosen tG and y), which makes the action easier to learn;
+    - ``action.scale = "excess"`` (default ``"ratio"``): a[0] and a[1] set the excess of tG
+      and y over their lower bounds on a log scale, tG = tg_base (1 + e^s) with s uniform
+      in [log 1e-3, log(tg_range - 1)] (y likewise), finer just above the bounds, where
+      the sync limits are steep and most optima lie.
 
     On a cluster with no feasible allocation the bounds fall back to what every GLD can
     pay (tg_base: the shortest upload with 0.1 % of every budget to spare; y_base: the
@@ -241,6 +251,7 @@ class DTFLEnv(gym.Env):
         self._ln_y_range = math.log(cfg["action"]["y_range"])
         self._jamming = cfg["action"]["jamming"]
         self._ln_sync_range = math.log(cfg["action"]["sync_range"])
+        self._scale = cfg["action"]["scale"]
         self._episode_ready = False
 
     # ------------------------------------------------------------------ episode
@@ -466,13 +477,13 @@ class DTFLEnv(gym.Env):
     # ------------------------------------------------------------------ actions
     def action_to_allocation(self, action: np.ndarray, mode: str | None = None, *,
                              tg_range: float | None = None, y_range: float | None = None,
-                             jamming: str | None = None, sync_range: float | None = None
-                             ) -> tuple[float, float, np.ndarray]:
+                             jamming: str | None = None, sync_range: float | None = None,
+                             scale: str | None = None) -> tuple[float, float, np.ndarray]:
         """Map an action to (y, tG, q) on the current cluster (see the Action Space).
 
-        ``mode``, ``tg_range``, ``y_range``, ``jamming`` and ``sync_range`` (default: the
-        env's ``action`` config) read the action as one of another action config, e.g. to
-        replay an agent trained there.
+        ``mode``, ``tg_range``, ``y_range``, ``jamming``, ``sync_range`` and ``scale``
+        (default: the env's ``action`` config) read the action as one of another action
+        config, e.g. to replay an agent trained there.
         """
         mode = self._check_mode(mode)
         ln_tg = self._ln_tg_range if tg_range is None else math.log(tg_range)
@@ -481,6 +492,9 @@ class DTFLEnv(gym.Env):
         if jam not in SAFE_JAMMING:
             raise ValueError(f"jamming: must be one of {SAFE_JAMMING}, got {jam!r}")
         ln_sync = self._ln_sync_range if sync_range is None else math.log(sync_range)
+        scale = self._scale if scale is None else scale
+        if scale not in SAFE_SCALES:
+            raise ValueError(f"scale: must be one of {SAFE_SCALES}, got {scale!r}")
         n_act = ACTION_SIZES[mode](self.config["max_devices"])
         a = np.asarray(action, dtype=np.float64).reshape(-1)
         if a.size != n_act:
@@ -492,7 +506,8 @@ class DTFLEnv(gym.Env):
         site = self._sites[self._cluster]
         arr = site.seen
         if mode == "safe":
-            return safe_allocation(arr, self._tg_base(site, ln_tg), a, ln_tg, ln_y, jam, ln_sync)
+            return safe_allocation(arr, self._tg_base(site, ln_tg), a, ln_tg, ln_y, jam, ln_sync,
+                                   scale)
         a0, a1 = float(a[0]), float(a[1])
         tg = arr.tg_min_s * math.exp(0.5 * (a0 + 1.0) * ln_tg)
         y = arr.y_min_s * math.exp(0.5 * (a1 + 1.0) * ln_y)
@@ -514,7 +529,7 @@ class DTFLEnv(gym.Env):
         if mode == "safe":
             return safe_action(arr, self._tg_base(site), y_s, tg_s, jam_power_w,
                                self._ln_tg_range, self._ln_y_range, self._jamming,
-                               self._ln_sync_range)
+                               self._ln_sync_range, self._scale)
         a = np.zeros(ACTION_SIZES[mode](self.config["max_devices"]))
         if site.m:
             a[0] = 2.0 * math.log(tg_s / arr.tg_min_s) / self._ln_tg_range - 1.0

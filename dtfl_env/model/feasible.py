@@ -345,6 +345,35 @@ def _training_base(a, left_up: np.ndarray) -> float:  # type: ignore[no-untyped-
     return y if math.isfinite(y) else training_time_floor_s(a, left_up)
 
 
+#: the ``excess`` scale's smallest step above a bound: factor 1 + EXCESS_FLOOR at a = -1
+EXCESS_FLOOR = 1e-3
+
+
+def _factor(a_k: float, ln_range: float, scale: str) -> float:
+    """The multiple of its lower bound that action value ``a_k`` in [-1, 1] sets (a0: tG,
+    a1: y). ``"ratio"``: range^((a + 1) / 2), log-uniform in [1, range]. ``"excess"``:
+    1 + e^s with s uniform in [log EXCESS_FLOOR, log(range - 1)], log-uniform in the excess
+    over the bound: finer just above the bound, where y_sync(tG) and the sync time are
+    steep and most optima lie."""
+    u = 0.5 * (min(max(a_k, -1.0), 1.0) + 1.0)
+    if scale == "ratio":
+        return math.exp(u * ln_range)
+    lo = math.log(EXCESS_FLOOR)
+    hi = math.log(max(math.expm1(ln_range), EXCESS_FLOOR))
+    return 1.0 + math.exp(lo + u * (hi - lo))
+
+
+def _unfactor(f: float, ln_range: float, scale: str) -> float:
+    """The action value whose :func:`_factor` is ``f`` (not clipped)."""
+    if scale == "ratio":
+        return 2.0 * math.log(f) / ln_range - 1.0
+    lo = math.log(EXCESS_FLOOR)
+    hi = math.log(max(math.expm1(ln_range), EXCESS_FLOOR))
+    if not f - 1.0 > EXCESS_FLOOR or hi <= lo:
+        return -1.0
+    return 2.0 * (math.log(f - 1.0) - lo) / (hi - lo) - 1.0
+
+
 def _sync_target_jamming(a, q_low: float, q_high: float, t_gld_s: float,  # type: ignore[no-untyped-def]
                          ratio: float) -> float:
     """The least Q in [Q_low, Q_high] at which the BLDs finish (sync plus twin training,
@@ -364,15 +393,19 @@ def _sync_target_jamming(a, q_low: float, q_high: float, t_gld_s: float,  # type
 
 def safe_allocation(a, tg_base_s: float, action: np.ndarray, ln_tg_range: float,  # type: ignore[no-untyped-def]
                     ln_y_range: float, jamming: str = "interval",
-                    ln_sync_range: float = math.log(2.0)) -> tuple[float, float, np.ndarray]:
+                    ln_sync_range: float = math.log(2.0), scale: str = "ratio"
+                    ) -> tuple[float, float, np.ndarray]:
     """Map a ``safe`` action (3 values in [-1, 1]) to (y, tG, q) on a cluster.
 
-    - tG = tg_base * tg_range^((a0 + 1) / 2), tg_base: the shortest upload time at which
-      the BLDs can still be synced (:func:`sync_upload_time_s`), or where none exists the
-      shortest every GLD can pay (:func:`affordable_upload_time_s`);
-    - y = y_base(tG) * y_range^((a1 + 1) / 2), y_base: the shortest training time at which
-      the jamming that syncs every BLD is still affordable (:func:`sync_training_time_s`),
-      or where none exists the shortest every GLD can pay (:func:`training_time_floor_s`);
+    - tG = tg_base * tg_range^((a0 + 1) / 2) (``scale="ratio"``; ``"excess"``: tg_base
+      (1 + e^s), s uniform in [log 1e-3, log(tg_range - 1)], see :func:`_factor`),
+      tg_base: the shortest upload time at which the BLDs can still be synced
+      (:func:`sync_upload_time_s`), or where none exists the shortest every GLD can pay
+      (:func:`affordable_upload_time_s`);
+    - y = y_base(tG) * y_range^((a1 + 1) / 2) (or the ``excess`` scale), y_base: the
+      shortest training time at which the jamming that syncs every BLD is still
+      affordable (:func:`sync_training_time_s`), or where none exists the shortest every
+      GLD can pay (:func:`training_time_floor_s`);
     - the jamming Q lies in the affordable interval [Q_low, Q_high]
       (:func:`jamming_interval`) and is split by :func:`jamming_split`; no jamming when the
       interval is empty (only on clusters where no allocation syncs every BLD):
@@ -387,9 +420,9 @@ def safe_allocation(a, tg_base_s: float, action: np.ndarray, ln_tg_range: float,
     if m == 0:
         return 0.0, 0.0, np.zeros(0)
     a0, a1, a2 = (min(max(float(v), -1.0), 1.0) for v in action[:3])
-    tg = tg_base_s * math.exp(0.5 * (a0 + 1.0) * ln_tg_range)
+    tg = tg_base_s * _factor(a0, ln_tg_range, scale)
     left_up = a.g_e_max - upload_energy_j(a, tg)
-    y = _training_base(a, left_up) * math.exp(0.5 * (a1 + 1.0) * ln_y_range)
+    y = _training_base(a, left_up) * _factor(a1, ln_y_range, scale)
     left = np.clip(left_up - training_energy_j(a, y), 0.0, None)
     iv = jamming_interval(a, left)
     if iv is None:
@@ -404,7 +437,7 @@ def safe_allocation(a, tg_base_s: float, action: np.ndarray, ln_tg_range: float,
 
 def safe_action(a, tg_base_s: float, y_s: float, tg_s: float, jam_power_w: np.ndarray,  # type: ignore[no-untyped-def]
                 ln_tg_range: float, ln_y_range: float, jamming: str = "interval",
-                ln_sync_range: float = math.log(2.0)) -> np.ndarray:
+                ln_sync_range: float = math.log(2.0), scale: str = "ratio") -> np.ndarray:
     """The ``safe`` action whose mapping is closest to (y, tG, q): the inverse of
     :func:`safe_allocation` (clipped to [-1, 1]). The jamming enters through Q only (the
     sync time, hence the latency, depends on Q alone); a Q above the affordable interval
@@ -413,12 +446,12 @@ def safe_action(a, tg_base_s: float, y_s: float, tg_s: float, jam_power_w: np.nd
     out = np.zeros(3)
     if a.g_cd.size == 0:
         return out
-    out[0] = 2.0 * math.log(tg_s / tg_base_s) / ln_tg_range - 1.0
-    tg = tg_base_s * math.exp(0.5 * (min(max(out[0], -1.0), 1.0) + 1.0) * ln_tg_range)
+    out[0] = _unfactor(tg_s / tg_base_s, ln_tg_range, scale)
+    tg = tg_base_s * _factor(out[0], ln_tg_range, scale)
     left_up = a.g_e_max - upload_energy_j(a, tg)
     y_base = _training_base(a, left_up)
-    out[1] = 2.0 * math.log(y_s / y_base) / ln_y_range - 1.0
-    y = y_base * math.exp(0.5 * (min(max(out[1], -1.0), 1.0) + 1.0) * ln_y_range)
+    out[1] = _unfactor(y_s / y_base, ln_y_range, scale)
+    y = y_base * _factor(out[1], ln_y_range, scale)
     left = np.clip(left_up - training_energy_j(a, y), 0.0, None)
     iv = jamming_interval(a, left)
     q_w = float(np.asarray(jam_power_w) @ a.g_gain_e)
