@@ -31,7 +31,10 @@ DEFAULT_HYPERPARAMS: dict[str, Any] = json.loads(
     (Path(__file__).parent / "ppo_defaults.json").read_text())
 
 
-def _hyperparams(path: str | Path | None, overrides: dict[str, Any] | None) -> dict[str, Any]:
+def resolve_hyperparams(path: str | Path | None,
+                        overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The defaults of ``ppo_defaults.json``, updated by the JSON file at ``path`` and then
+    by ``overrides``; unknown keys and bad values raise ``ValueError`` naming them."""
     hp = dict(DEFAULT_HYPERPARAMS)
     if path is not None:
         try:
@@ -118,7 +121,7 @@ def train_ppo(
         raise ValueError(f"total_timesteps: must be >= 1, got {total_timesteps}")
     if eval_episodes < 1:
         raise ValueError(f"eval_episodes: must be >= 1, got {eval_episodes}")
-    hp = _hyperparams(hyperparams, overrides)
+    hp = resolve_hyperparams(hyperparams, overrides)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     env_config = _overlay(hp["env_config"], config or {})  # the user's config wins

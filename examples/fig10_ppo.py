@@ -38,7 +38,7 @@ from _common import finish, new_figure, parse_args, prepare_out, save_figure, wr
 
 from agents.evaluation import EvaluationReport, evaluate_policies
 from agents.policies import make_policy
-from agents.ppo import load_ppo, train_ppo
+from agents.ppo import load_ppo, resolve_hyperparams, train_ppo
 
 FIGURE = "fig10_ppo"
 BASELINES = ("algorithm2", "exact", "best-fixed-q", "equal-energy", "no-jamming",
@@ -68,14 +68,17 @@ SAFE_MODE_POLICIES = ("algorithm2", "exact")
 QUICK_CONFIG = {"clusters": 3, "rounds": 2}
 
 
-def _trained(ppo_dir, env_id: str, args: Args) -> bool:  # type: ignore[no-untyped-def]
-    """A saved agent of this id, budget and seed (so that a rerun only re-evaluates)."""
+def _trained(ppo_dir, env_id: str, args: Args,  # type: ignore[no-untyped-def]
+             hp: dict | None) -> bool:
+    """A saved agent of this id, budget, seed and hyperparameters (so that a rerun only
+    re-evaluates; changed defaults train again)."""
     try:
         rec = json.loads((ppo_dir / "config.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return False
     return ((ppo_dir / "model.zip").is_file() and rec.get("env_id") == env_id
             and rec.get("total_timesteps") == args.timesteps and rec.get("seed") == args.seed
+            and rec.get("hyperparams") == resolve_hyperparams(None, hp)
             and "training_minutes" in rec)
 
 
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
         ppo_dir = out / f"ppo_{env_id}"
         hp = ({"n_steps": 256, "batch_size": 256, "n_envs": 2, "vec_env": "dummy"}
               if args.quick else None)
-        if args.retrain or not _trained(ppo_dir, env_id, args):
+        if args.retrain or not _trained(ppo_dir, env_id, args, hp):
             train_ppo(env_id, total_timesteps=args.timesteps, config=extra or None,
                       overrides=hp, out_dir=ppo_dir, seed=args.seed, eval_freq=args.eval_freq,
                       eval_episodes=1 if args.quick else 2)

@@ -130,8 +130,8 @@ def test_ppo_smoke(tmp_path):
 def test_shipped_hyperparameter_files_are_valid():
     from pathlib import Path
 
-    from agents.ppo import _hyperparams
+    from agents.ppo import resolve_hyperparams
 
     for path in sorted((Path(__file__).resolve().parents[1] / "agents").glob("ppo_*.json")):
-        hp = _hyperparams(path, None)
+        hp = resolve_hyperparams(path, None)
         assert hp["env_config"]["action"]["mode"] == "safe", path
