@@ -49,6 +49,21 @@ def test_affordable_upload_time_is_the_energy_bound(seed):
         assert upload_energy_j(a, t * (1 - 1e-6))[i] > target[i]  # the smallest such tG
 
 
+def test_optimum_next_to_an_upload_asymptote_round_trips():
+    """A deep-fade GLD whose budget lies just above its endless-upload energy: the optimum's
+    tG (1,484 s) was below the safe range's floor while that floor kept 0.1 % of the budget
+    back (1,895 s, T 26.6 % above the optimum); the reserve is now 1e-6."""
+    env = gym.make("DTFL-TableII-v0", config=SAFE).unwrapped
+    env.reset(seed=2003)
+    for _ in range(89):
+        env.step(np.zeros(3, dtype=np.float32))
+    res = solve(env.cluster, "exact")
+    assert res.feasible and res.T > 1000
+    y, tg, q = env.action_to_allocation(env.allocation_to_action(res.y, res.tG, res.q))
+    out = round_outcome(env._sites[env._cluster].true, y_s=y, tg_s=tg, jam_power_w=q)
+    assert out.latency_s == pytest.approx(res.T, rel=1e-6)
+
+
 def test_hopeless_gld_has_no_affordable_upload_time():
     a = _arrays()
     e_max = a.g_e_max.copy()

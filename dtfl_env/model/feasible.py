@@ -40,7 +40,7 @@ __all__ = ["PEAK_TOLERANCE", "UPLOAD_RESERVE", "affordable_upload_time_s", "jamm
 
 #: share of every GLD's budget that the ``safe`` mapping keeps back from the upload at the
 #: shortest upload time tg_lo, so that the training time y_lo(tg_lo) stays finite
-UPLOAD_RESERVE = 1e-3
+UPLOAD_RESERVE = 1e-6
 
 #: relative shortfall of the jamming budget tolerated at a one-point affordable interval
 #: (far below the environment's ENERGY_TOLERANCE of 1e-5)
