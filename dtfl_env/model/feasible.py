@@ -349,6 +349,11 @@ def _training_base(a, left_up: np.ndarray) -> float:  # type: ignore[no-untyped-
 EXCESS_FLOOR = 1e-3
 
 
+def _excess_span(ln_range: float) -> tuple[float, float]:
+    """log of the smallest and largest excess over a bound on the ``excess`` scale."""
+    return math.log(EXCESS_FLOOR), math.log(max(math.expm1(ln_range), EXCESS_FLOOR))
+
+
 def _factor(a_k: float, ln_range: float, scale: str) -> float:
     """The multiple of its lower bound that action value ``a_k`` in [-1, 1] sets (a0: tG,
     a1: y). ``"ratio"``: range^((a + 1) / 2), log-uniform in [1, range]. ``"excess"``:
@@ -358,8 +363,7 @@ def _factor(a_k: float, ln_range: float, scale: str) -> float:
     u = 0.5 * (min(max(a_k, -1.0), 1.0) + 1.0)
     if scale == "ratio":
         return math.exp(u * ln_range)
-    lo = math.log(EXCESS_FLOOR)
-    hi = math.log(max(math.expm1(ln_range), EXCESS_FLOOR))
+    lo, hi = _excess_span(ln_range)
     return 1.0 + math.exp(lo + u * (hi - lo))
 
 
@@ -367,8 +371,7 @@ def _unfactor(f: float, ln_range: float, scale: str) -> float:
     """The action value whose :func:`_factor` is ``f`` (not clipped)."""
     if scale == "ratio":
         return 2.0 * math.log(f) / ln_range - 1.0
-    lo = math.log(EXCESS_FLOOR)
-    hi = math.log(max(math.expm1(ln_range), EXCESS_FLOOR))
+    lo, hi = _excess_span(ln_range)
     if not f - 1.0 > EXCESS_FLOOR or hi <= lo:
         return -1.0
     return 2.0 * (math.log(f - 1.0) - lo) / (hi - lo) - 1.0
