@@ -488,13 +488,13 @@ class DTFLEnv(gym.Env):
         mode = self._check_mode(mode)
         ln_tg = self._ln_tg_range if tg_range is None else math.log(tg_range)
         ln_y = self._ln_y_range if y_range is None else math.log(y_range)
-        jam = self._jamming if jamming is None else jamming
-        if jam not in SAFE_JAMMING:
-            raise ValueError(f"jamming: must be one of {SAFE_JAMMING}, got {jam!r}")
-        ln_sync = self._ln_sync_range if sync_range is None else math.log(sync_range)
-        scale = self._scale if scale is None else scale
-        if scale not in SAFE_SCALES:
+        if jamming is not None and jamming not in SAFE_JAMMING:  # the config's is validated
+            raise ValueError(f"jamming: must be one of {SAFE_JAMMING}, got {jamming!r}")
+        if scale is not None and scale not in SAFE_SCALES:
             raise ValueError(f"scale: must be one of {SAFE_SCALES}, got {scale!r}")
+        jam = self._jamming if jamming is None else jamming
+        scale = self._scale if scale is None else scale
+        ln_sync = self._ln_sync_range if sync_range is None else math.log(sync_range)
         n_act = ACTION_SIZES[mode](self.config["max_devices"])
         a = np.asarray(action, dtype=np.float64).reshape(-1)
         if a.size != n_act:
