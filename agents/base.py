@@ -98,16 +98,21 @@ class SB3Policy:
     environment whose action config differs, the adapter maps the model's action to its
     allocation (y, tG, q) under the training config and back to an action of the
     environment's, so an agent can be evaluated beside policies in either mode (the
-    observation is the same in both).
+    observation is the same in both). ``observation_config`` is its training environment's
+    ``observation`` block: an agent trained with ``observation.safe_bounds`` bound to an
+    environment without them gets the bound features appended (``env.bound_features``, with
+    the training ``tg_range``), and the other way round they are cut off.
     """
 
     needs_env = False
 
     def __init__(self, model: Any, obs_normalizer: Any = None, name: str = "ppo",
                  action_mode: str | None = None,
-                 action_config: dict[str, Any] | None = None) -> None:
+                 action_config: dict[str, Any] | None = None,
+                 observation_config: dict[str, Any] | None = None) -> None:
         self.model, self.obs_normalizer, self.name = model, obs_normalizer, name
         self.action_config = dict(action_config or {})
+        self.observation_config = dict(observation_config or {})
         if action_mode is not None:
             self.action_config["mode"] = action_mode
         self.action_mode = self.action_config.get("mode")
@@ -123,9 +128,9 @@ class SB3Policy:
     def predict(self, observation: np.ndarray, state: Any = None,
                 episode_start: np.ndarray | None = None,
                 deterministic: bool = True) -> tuple[np.ndarray, Any]:
-        obs = observation
+        obs = self._own_observation(np.asarray(observation, dtype=np.float32))
         if self.obs_normalizer is not None:
-            obs = self.obs_normalizer.normalize_obs(np.asarray(observation)[None])[0]
+            obs = self.obs_normalizer.normalize_obs(obs[None])[0]
         action, state = self.model.predict(obs, state=state, episode_start=episode_start,
                                            deterministic=deterministic)
         env = self.env
@@ -141,6 +146,25 @@ class SB3Policy:
                                                  scale=cfg.get("scale"))
                 action = env.allocation_to_action(*alloc)
         return np.asarray(action, dtype=np.float32), state
+
+    def _own_observation(self, obs: np.ndarray) -> np.ndarray:
+        """The observation as the model's training environment would have built it."""
+        env = self.env
+        want = self.observation_config.get("safe_bounds")
+        if want is not None and env is not None and hasattr(env, "config"):
+            has = env.config["observation"]["safe_bounds"]
+            if want and not has:
+                extra = env.bound_features(tg_range=self.action_config.get("tg_range"))
+                obs = np.concatenate([obs, extra])
+            elif has and not want:
+                obs = obs[:-len(env.bound_features())]
+        space = getattr(self.model, "observation_space", None)
+        shape = getattr(space, "shape", None)
+        if shape and obs.shape[-1:] != tuple(shape)[-1:]:
+            raise ValueError(f"{self.name}: the model expects observations of shape "
+                             f"{tuple(shape)}, got {obs.shape} (trained with another "
+                             "max_devices or observation config?)")
+        return obs
 
 
 def load_policy_class(spec: str) -> type:

@@ -244,6 +244,7 @@ def load_ppo(path: str | Path, name: str = "ppo") -> SB3Policy:
         raise ValueError(f"ppo: no trained model at {path}")
     model = PPO.load(p, device="cpu")
     action_cfg: dict[str, Any] | None = None
+    obs_cfg: dict[str, Any] | None = None
     saved = p.parent / "config.json"
     if saved.is_file():  # the training env's action config: mode and ranges
         from dtfl_env.envs.config import default_config
@@ -253,6 +254,7 @@ def load_ppo(path: str | Path, name: str = "ppo") -> SB3Policy:
         except json.JSONDecodeError as exc:
             raise ValueError(f"ppo: {saved} is not valid JSON ({exc})") from None
         action_cfg = {**default_config()["action"], **(env_cfg.get("action") or {})}
+        obs_cfg = {**default_config()["observation"], **(env_cfg.get("observation") or {})}
     norm = None
     stats = p.parent / "vecnormalize.pkl"
     if stats.is_file():
@@ -260,5 +262,6 @@ def load_ppo(path: str | Path, name: str = "ppo") -> SB3Policy:
             norm = pickle.load(fh)
         if not getattr(norm, "norm_obs", False):
             norm = None
-    return SB3Policy(model, norm, name=name, action_config=action_cfg)
+    return SB3Policy(model, norm, name=name, action_config=action_cfg,
+                     observation_config=obs_cfg)
 

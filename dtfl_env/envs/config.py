@@ -43,6 +43,7 @@ def default_config() -> dict[str, Any]:
         "round_deadline_s": None,
         "action": {"mode": "direct", "tg_range": 50.0, "y_range": 50.0, "jamming": "interval",
                    "sync_range": 2.0, "scale": "ratio"},
+        "observation": {"safe_bounds": False},
         "reward": {"latency": 1.0, "accuracy": 10.0, "violation": 5.0,
                    "latency_reference_s": 10.0, "latency_form": "linear",
                    "violation_measure": "energy"},
@@ -132,6 +133,9 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         if cfg["action"][key] not in allowed:
             raise ValueError(f"action.{key}: must be one of {allowed}, "
                              f"got {cfg['action'][key]!r}")
+    if not isinstance(cfg["observation"]["safe_bounds"], bool):
+        raise ValueError(f"observation.safe_bounds: must be true or false, "
+                         f"got {cfg['observation']['safe_bounds']!r}")
     for key in ("latency", "accuracy", "violation"):
         _num(cfg["reward"][key], f"reward.{key}", strict=False)
     _num(cfg["reward"]["latency_reference_s"], "reward.latency_reference_s")

@@ -18,9 +18,11 @@ from dtfl_env.envs.config import (
     validate_config,
 )
 from dtfl_env.model.feasible import (
+    BOUND_EXCESS,
     affordable_upload_time_s,
     safe_action,
     safe_allocation,
+    safe_bound_features,
     sync_upload_time_s,
 )
 from dtfl_env.model.round import (
@@ -45,6 +47,9 @@ SLOT_FEATURES = ("is_gld", "is_bld", "gain_coordinator_db", "gain_eavesdropper_d
 GLOBAL_FEATURES = ("round_progress", "cluster_progress", "global_accuracy", "gld_share",
                    "bld_share", "log10_tg_min_s", "log10_y_min_s", "log10_tg_lo_s",
                    "log10_sync_min_s", "log10_sync_full_jam_s", "log10_tb_loc_s")
+#: appended with ``observation.safe_bounds``: the safe box's lower bounds (log10 seconds)
+BOUND_FEATURES = ("log10_tg_base_s",
+                  *(f"log10_y_base_at_{1 + e:g}_tg_base_s" for e in BOUND_EXCESS))
 _OBS_CLIP = 5.0
 #: action size per ``action.mode`` for ``max_devices`` slots
 ACTION_SIZES = {"direct": lambda d: 2 + d, "safe": lambda d: 3}
@@ -148,7 +153,13 @@ class DTFLEnv(gym.Env):
     tg_lo (the shortest upload every GLD can pay), the fastest sync (infinite jamming),
     the sync at full jamming (Q = sum_i Q_max,i g_iE; 5 where some BLD cannot sync even
     then) and the twins' training time tB_loc (6) (0 where a cluster has no GLD or no BLD,
-    clipped to [-5, 5]); ``GLOBAL_FEATURES`` names them. BLD entries are the digital
+    clipped to [-5, 5]); ``GLOBAL_FEATURES`` names them. With ``observation.safe_bounds``
+    (default off) ``BOUND_FEATURES`` follow (4 more values): the safe mode's lower bounds
+    in log10 seconds, tg_base and y_base(tG) at tG = 1.01, 1.1 and 2 tg_base (computed in
+    either action mode, with ``action.tg_range``; about 1 ms per step). They describe how
+    steeply the training time falls as the upload slows down, the trade-off the optimum
+    balances; in supervised fits of the optimal safe action they cut the held-out latency
+    loss about threefold (docs/PPO.md). BLD entries are the digital
     twin's estimates (``twin_deviation``); the environment charges the true values. The
     raw cluster (as the policy sees it) is in ``info["cluster"]`` and
     ``env.unwrapped.cluster``.
@@ -242,7 +253,10 @@ class DTFLEnv(gym.Env):
         self.constants = Constants.from_dict(cfg["constants"])
         self._random_cfg = RandomClusterConfig.from_dict(cfg["random"], "random")
         d = cfg["max_devices"]
-        n_obs = d * len(SLOT_FEATURES) + len(GLOBAL_FEATURES)
+        self._g_index = d * len(SLOT_FEATURES)  # where GLOBAL_FEATURES start
+        self._bounds_in_obs = cfg["observation"]["safe_bounds"]
+        n_obs = (self._g_index + len(GLOBAL_FEATURES)
+                 + (len(BOUND_FEATURES) if self._bounds_in_obs else 0))
         self.observation_space = spaces.Box(-_OBS_CLIP, _OBS_CLIP, (n_obs,), dtype=np.float32)
         self.action_mode = cfg["action"]["mode"]
         self.action_space = spaces.Box(-1.0, 1.0, (ACTION_SIZES[self.action_mode](d),),
@@ -464,11 +478,15 @@ class DTFLEnv(gym.Env):
             log10(tg_min, has_gld), log10(y_min, has_gld), log10(tg_lo, has_gld),
             log10(sync_min, has_bld), log10(sync_full, has_bld), log10(tb_loc, has_bld)])
         rows = np.concatenate([feats.reshape(len(seen), -1), extra], axis=1)
+        if self._bounds_in_obs:
+            bounds = np.array([self._bound_features(site, self._ln_tg_range)
+                               for site in self._sites]).reshape(len(self._sites), -1)
+            rows = np.concatenate([rows, bounds], axis=1)
         self._obs_rows = np.clip(rows, -_OBS_CLIP, _OBS_CLIP).astype(np.float32)
 
     def _observation(self) -> np.ndarray:
         row = self._obs_rows[self._cluster].copy()  # float32, already clipped
-        g = row.size - len(GLOBAL_FEATURES)
+        g = self._g_index
         row[g] = self._round / self.config["rounds"]
         row[g + 1] = self._cluster / self.config["clusters"]
         row[g + 2] = min(max(self._accuracy, -_OBS_CLIP), _OBS_CLIP)
@@ -543,6 +561,21 @@ class DTFLEnv(gym.Env):
         if mode not in ACTION_SIZES:
             raise ValueError(f"mode: must be one of {tuple(ACTION_SIZES)}, got {mode!r}")
         return mode
+
+    def bound_features(self, tg_range: float | None = None) -> np.ndarray:
+        """The current cluster's ``BOUND_FEATURES`` (the safe box's lower bounds in log10
+        seconds, clipped to [-5, 5]), as ``observation.safe_bounds`` appends them;
+        ``tg_range`` (default: the config's) bounds the search for tg_base, e.g. to build
+        the observation of an agent trained with another range."""
+        ln_tg = self._ln_tg_range if tg_range is None else math.log(tg_range)
+        feats = self._bound_features(self._sites[self._cluster], ln_tg)
+        return np.clip(feats, -_OBS_CLIP, _OBS_CLIP).astype(np.float32)
+
+    def _bound_features(self, site: _Site, ln_tg_range: float) -> np.ndarray:
+        if not site.m:
+            return np.zeros(len(BOUND_FEATURES))
+        assert site.seen is not None
+        return safe_bound_features(site.seen, self._tg_base(site, ln_tg_range))
 
     def _tg_base(self, site: _Site, ln_tg_range: float | None = None) -> float:
         """The lower end of the safe mode's tG range: the shortest upload at which the BLDs
@@ -622,7 +655,7 @@ class DTFLEnv(gym.Env):
         self._round = self.config["rounds"]
         try:
             row = self._obs_rows[self._cluster].copy()
-            g = len(row) - len(GLOBAL_FEATURES)
+            g = self._g_index
             row[g], row[g + 1], row[g + 2] = 1.0, 0.0, self._accuracy
             return np.clip(row, -_OBS_CLIP, _OBS_CLIP).astype(np.float32)
         finally:

@@ -33,10 +33,10 @@ import numpy as np
 
 from dtfl_env.model.system import LN2
 
-__all__ = ["PEAK_TOLERANCE", "UPLOAD_RESERVE", "affordable_upload_time_s", "jamming_interval",
-           "jamming_split", "safe_action", "safe_allocation", "sync_training_time_s",
-           "sync_upload_time_s", "training_energy_j", "training_time_floor_s",
-           "upload_energy_j"]
+__all__ = ["BOUND_EXCESS", "PEAK_TOLERANCE", "UPLOAD_RESERVE", "affordable_upload_time_s",
+           "jamming_interval", "jamming_split", "safe_action", "safe_allocation",
+           "safe_bound_features", "sync_training_time_s", "sync_upload_time_s",
+           "training_base_s", "training_energy_j", "training_time_floor_s", "upload_energy_j"]
 
 #: share of every GLD's budget that the ``safe`` mapping keeps back from the upload at the
 #: shortest upload time tg_lo, so that the training time y_lo(tg_lo) stays finite
@@ -340,9 +340,31 @@ def sync_upload_time_s(a, tg_lo_s: float, ln_tg_range: float) -> float:  # type:
     return float(tg_lo_s * math.exp(hi))
 
 
-def _training_base(a, left_up: np.ndarray) -> float:  # type: ignore[no-untyped-def]
-    y = sync_training_time_s(a, left_up)
-    return y if math.isfinite(y) else training_time_floor_s(a, left_up)
+def training_base_s(a, left_up_j: np.ndarray) -> float:  # type: ignore[no-untyped-def]
+    """y_base: the ``safe`` mode's lower end of the training time for the energy
+    ``left_up_j`` left after the upload, :func:`sync_training_time_s`, or where no training
+    time lets the BLDs be synced, :func:`training_time_floor_s`."""
+    y = sync_training_time_s(a, left_up_j)
+    return y if math.isfinite(y) else training_time_floor_s(a, left_up_j)
+
+
+#: the upload-time excesses e of :func:`safe_bound_features`: y_base at tG = tg_base (1 + e)
+BOUND_EXCESS = (0.01, 0.1, 1.0)
+
+
+def safe_bound_features(a, tg_base_s: float) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The ``safe`` box's lower bounds as observation features, in log10 seconds:
+    tg_base, then y_base(tG) (:func:`training_base_s`) at tG = tg_base (1 + e) for each e
+    of :data:`BOUND_EXCESS` (how steeply the training time falls as the upload slows down:
+    the trade-off the optimum balances). Zeros for a cluster without GLDs."""
+    out = np.zeros(1 + len(BOUND_EXCESS))
+    if a.g_cd.size == 0 or not tg_base_s > 0:
+        return out
+    out[0] = math.log10(tg_base_s)
+    for k, e in enumerate(BOUND_EXCESS, 1):
+        y = training_base_s(a, a.g_e_max - upload_energy_j(a, tg_base_s * (1.0 + e)))
+        out[k] = math.log10(y) if 0 < y < math.inf else 5.0
+    return out
 
 
 #: the ``excess`` scale's smallest step above a bound: factor 1 + EXCESS_FLOOR at a = -1
@@ -425,7 +447,7 @@ def safe_allocation(a, tg_base_s: float, action: np.ndarray, ln_tg_range: float,
     a0, a1, a2 = (min(max(float(v), -1.0), 1.0) for v in action[:3])
     tg = tg_base_s * _factor(a0, ln_tg_range, scale)
     left_up = a.g_e_max - upload_energy_j(a, tg)
-    y = _training_base(a, left_up) * _factor(a1, ln_y_range, scale)
+    y = training_base_s(a, left_up) * _factor(a1, ln_y_range, scale)
     left = np.clip(left_up - training_energy_j(a, y), 0.0, None)
     iv = jamming_interval(a, left)
     if iv is None:
@@ -452,7 +474,7 @@ def safe_action(a, tg_base_s: float, y_s: float, tg_s: float, jam_power_w: np.nd
     out[0] = _unfactor(tg_s / tg_base_s, ln_tg_range, scale)
     tg = tg_base_s * _factor(out[0], ln_tg_range, scale)
     left_up = a.g_e_max - upload_energy_j(a, tg)
-    y_base = _training_base(a, left_up)
+    y_base = training_base_s(a, left_up)
     out[1] = _unfactor(y_s / y_base, ln_y_range, scale)
     y = y_base * _factor(out[1], ln_y_range, scale)
     left = np.clip(left_up - training_energy_j(a, y), 0.0, None)
