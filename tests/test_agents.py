@@ -102,7 +102,9 @@ def test_mean_ci():
 def test_ppo_smoke(tmp_path):
     from agents.ppo import load_ppo, train_ppo
 
-    path = train_ppo("DTFL-Fast-v0", total_timesteps=256, config=SMALL, out_dir=tmp_path,
+    # trained with the bound features, evaluated (below) in envs without them
+    trained = {**SMALL, "observation": {"safe_bounds": True}}
+    path = train_ppo("DTFL-Fast-v0", total_timesteps=256, config=trained, out_dir=tmp_path,
                      overrides={"n_envs": 1, "n_steps": 128, "batch_size": 64, "n_epochs": 1},
                      eval_freq=128, eval_episodes=1, eval_seed=1)
     assert path.is_file() and (tmp_path / "vecnormalize.pkl").is_file()
@@ -110,6 +112,7 @@ def test_ppo_smoke(tmp_path):
     assert cfg["env_id"] == "DTFL-Fast-v0" and cfg["hyperparams"]["n_envs"] == 1
     assert (tmp_path / "evaluations.csv").read_text().startswith("timesteps,")
     policy = load_ppo(tmp_path)
+    assert policy.observation_config == {"safe_bounds": True}
     report = evaluate_policies({"ppo": policy}, env_id="DTFL-Fast-v0", config=SMALL,
                                episodes=1, compute_gap=False)
     assert report.summary["ppo"]["steps"] == 2

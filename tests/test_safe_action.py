@@ -394,3 +394,75 @@ def test_sb3_adapter_translates_jamming_parametrisations():
     _, _, _, _, i_o = other.step(a_o)
     assert i_o["T"] <= i_t["T"] * (1 + 1e-5)  # never slower: more jamming at most
     assert i_o["n_unsynced"] <= i_t["n_unsynced"]
+
+
+@pytest.mark.parametrize("env_id", ["DTFL-TableII-v0", "DTFL-Random-v0"])
+@pytest.mark.parametrize("mode", ["safe", "direct"])
+def test_observation_safe_bounds_are_the_safe_box_bounds(env_id, mode):
+    """``observation.safe_bounds`` appends log10 tg_base and log10 y_base(tG) at 1.01, 1.1
+    and 2 tg_base; y_base falls (weakly) as the upload slows down; the rest is unchanged."""
+    from dtfl_env.envs.dtfl import BOUND_FEATURES
+    from dtfl_env.model.feasible import BOUND_EXCESS, training_base_s
+
+    cfg = {"fl": {"backend": "none"}, "clusters": 3, "action": {"mode": mode}}
+    plain = gym.make(env_id, config=cfg).unwrapped
+    env = gym.make(env_id, config={**cfg, "observation": {"safe_bounds": True}}).unwrapped
+    assert env.observation_space.shape[0] == plain.observation_space.shape[0] + 4
+    assert len(BOUND_FEATURES) == 1 + len(BOUND_EXCESS) == 4
+    obs_p, _ = plain.reset(seed=4)
+    obs, _ = env.reset(seed=4)
+    act = np.zeros(env.action_space.shape, dtype=np.float32)
+    for _ in range(12):
+        np.testing.assert_array_equal(obs[:-4], obs_p)
+        np.testing.assert_array_equal(obs[-4:], env.bound_features())
+        site, a = env._sites[env._cluster], env.cluster_arrays
+        if site.m:
+            tg_base = env._tg_base(site)
+            assert obs[-4] == pytest.approx(math.log10(tg_base), abs=1e-6)
+            y = [training_base_s(a, a.g_e_max - upload_energy_j(a, tg_base * (1 + e)))
+                 for e in BOUND_EXCESS]
+            np.testing.assert_allclose(obs[-3:], np.clip(np.log10(y), -5, 5), atol=1e-5)
+            assert np.all(np.diff(obs[-3:]) <= 1e-6)
+        else:
+            np.testing.assert_array_equal(obs[-4:], 0.0)
+        assert env.observation_space.contains(obs)
+        obs, *_ = env.step(act)
+        obs_p, *_ = plain.step(act)
+    with pytest.raises(ValueError, match=r"observation\.safe_bounds"):
+        gym.make(env_id, config={"observation": {"safe_bounds": "yes"}})
+    with pytest.raises(ValueError, match=r"observation\.safe_boundz"):
+        gym.make(env_id, config={"observation": {"safe_boundz": True}})
+
+
+def test_sb3_adapter_builds_or_cuts_the_bound_features():
+    """An agent trained with ``observation.safe_bounds`` sees them in an env without (and
+    one trained without does not see them in an env with them): same action either way."""
+    seen = []
+
+    class Fixed:
+        def __init__(self, n):
+            self.observation_space = gym.spaces.Box(-5, 5, (n,))
+
+        def predict(self, obs, state=None, episode_start=None, deterministic=True):
+            seen.append(np.array(obs))
+            return np.array([-0.2, 0.1, 0.6], dtype=np.float32), state
+
+    with_b = {**SAFE, "clusters": 2, "observation": {"safe_bounds": True},
+              "action": {"mode": "safe", "tg_range": 20.0}}
+    without = {**SAFE, "clusters": 2}
+    e_with = gym.make("DTFL-TableII-v0", config=with_b).unwrapped
+    e_without = gym.make("DTFL-TableII-v0", config=without).unwrapped
+    o_with, _ = e_with.reset(seed=3)
+    o_without, _ = e_without.reset(seed=3)
+    n_with, n_without = o_with.size, o_without.size
+    act = {**e_with.config["action"]}
+    pol = SB3Policy(Fixed(n_with), action_config=act, observation_config={"safe_bounds": True})
+    pol.bind(e_without).predict(o_without)
+    np.testing.assert_array_equal(seen[-1], o_with)  # built with the training tg_range
+    pol = SB3Policy(Fixed(n_without), action_config={**e_without.config["action"]},
+                    observation_config={"safe_bounds": False})
+    pol.bind(e_with).predict(o_with)
+    np.testing.assert_array_equal(seen[-1], o_without)
+    pol = SB3Policy(Fixed(n_without + 1))
+    with pytest.raises(ValueError, match="expects observations of shape"):
+        pol.bind(e_without).predict(o_without)
