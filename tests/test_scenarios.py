@@ -301,3 +301,22 @@ def test_feasibility_benchmark_runs(tmp_path, monkeypatch) -> None:  # type: ign
     assert saved["clusters"] == 4 and len(saved["results"]) == 2
     assert [r["difficulty"] for r in record["results"]] == [0.0, 1.0]
     assert 0.0 <= saved["results"][0]["feasible_share"] <= 1.0
+
+
+def test_ppo_features_probe_runs(tmp_path):
+    """benchmarks/ppo_features.py (the supervised probe of the observation) on a tiny budget."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "ppo_features.py"
+    out = tmp_path / "probe.json"
+    proc = subprocess.run([sys.executable, str(script), "--train-episodes", "2",
+                           "--test-episodes", "1", "--epochs", "3", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["training_clusters"] > 20
+    for row in res["results"].values():
+        assert row["clusters"] > 10 and row["per_cluster_gap"] >= -1e-6

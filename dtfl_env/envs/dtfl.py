@@ -135,7 +135,7 @@ class DTFLEnv(gym.Env):
       the sync limits are steep and most optima lie.
 
     On a cluster with no feasible allocation the bounds fall back to what every GLD can
-    pay (tg_base: the shortest upload with 0.1 % of every budget to spare; y_base: the
+    pay (tg_base: the shortest upload with a 1e-6 share of every budget to spare; y_base: the
     training energy floor) and the jamming to none where no level is affordable: a GLD that
     cannot pay even an endless upload (a deep fade) drops out whatever the action, and BLDs
     that need jamming may not sync. A safe step costs about 1 ms (four small searches);
