@@ -466,3 +466,23 @@ def test_sb3_adapter_builds_or_cuts_the_bound_features():
     pol = SB3Policy(Fixed(n_without + 1))
     with pytest.raises(ValueError, match="expects observations of shape"):
         pol.bind(e_without).predict(o_without)
+
+
+def test_training_base_rows_equal_the_scalar_search():
+    """training_base_rows_s (R energy vectors in one search) equals training_base_s row by
+    row, including rows where some or every GLD has no energy left."""
+    from dtfl_env.model.feasible import training_base_rows_s, training_base_s
+
+    checked = 0
+    for seed in range(12):
+        a = _arrays(seed if seed else None)
+        if a.g_cd.size == 0:
+            continue
+        rng = np.random.default_rng(seed)
+        left = a.g_e_max[:, None] * rng.uniform(-0.2, 1.0, (a.g_cd.size, 5))
+        left[:, 0] = -1.0  # nobody has energy left
+        got = training_base_rows_s(a, left)
+        want = np.array([training_base_s(a, left[:, k]) for k in range(5)])
+        np.testing.assert_allclose(got, want, rtol=1e-9)
+        checked += 1
+    assert checked >= 10

@@ -36,7 +36,8 @@ from dtfl_env.model.system import LN2
 __all__ = ["BOUND_EXCESS", "PEAK_TOLERANCE", "UPLOAD_RESERVE", "affordable_upload_time_s",
            "jamming_interval", "jamming_split", "safe_action", "safe_allocation",
            "safe_bound_features", "sync_training_time_s", "sync_upload_time_s",
-           "training_base_s", "training_energy_j", "training_time_floor_s", "upload_energy_j"]
+           "training_base_rows_s", "training_base_s", "training_energy_j",
+           "training_time_floor_s", "upload_energy_j"]
 
 #: share of every GLD's budget that the ``safe`` mapping keeps back from the upload at the
 #: shortest upload time tg_lo, so that the training time y_lo(tg_lo) stays finite
@@ -352,6 +353,52 @@ def training_base_s(a, left_up_j: np.ndarray) -> float:  # type: ignore[no-untyp
 BOUND_EXCESS = (0.01, 0.1, 1.0)
 
 
+def _sync_w_rows(a, left_up: np.ndarray):  # type: ignore[no-untyped-def]
+    """:func:`_sync_w_factory` for R energy vectors at once: ``left_up`` (M, R), w(u) for
+    ``u`` (R, k). A GLD with no energy left is left out of its row (zero weight, its
+    breakpoint sorted last); rows where no GLD has energy left are the caller's."""
+    ok = left_up > 0
+    k_loc = _k_loc(a)
+    gk = np.where(ok, (a.g_gain_e * k_loc)[:, None], 0.0)
+    gc = np.where(ok, a.g_gain_e[:, None], 0.0)
+    a_j = np.where(ok, left_up, 0.0)
+    w_cap = np.minimum(np.where(ok, a_j / k_loc[:, None], np.inf).min(0), 1.0 / a.y_min_s**2)
+    qm = a.g_q_max[:, None, None]
+
+    def w_of_u(u: np.ndarray) -> np.ndarray:
+        cap = qm * u[None]  # (M, R, k)
+        dem = u * np.maximum(_need_w(a, u.ravel()).reshape(u.shape), 0.0)
+        beta = np.where(ok[:, :, None], (a_j[:, :, None] - cap) / k_loc[:, None, None], np.inf)
+        order = np.argsort(beta, axis=0)
+        sb = np.take_along_axis(beta, order, 0)
+        gks = np.take_along_axis(np.broadcast_to(gk[:, :, None], beta.shape), order, 0)
+        c_tot = np.einsum("mr,mrk->rk", gc, cap)
+        num = np.cumsum(gks * np.where(np.isfinite(sb), sb, 0.0), 0)
+        den = np.cumsum(gks, 0)
+        w_h = np.where(den > 0, ((c_tot - dem)[None] + num) / np.where(den > 0, den, 1.0),
+                       np.inf)
+        return np.where(c_tot >= dem, np.minimum(w_h.min(0), w_cap[:, None]), -np.inf)
+
+    return w_of_u
+
+
+def training_base_rows_s(a, left_up_j: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """:func:`training_base_s` for R energy vectors ``left_up_j`` (M, R) at once (one
+    vectorised search instead of R)."""
+    r = left_up_j.shape[1]
+    y = np.full(r, math.inf)
+    ok = (left_up_j > 0).any(0)
+    if a.b_data.size and a.g_cd.size and ok.any():
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            u_lo, s_hi, _ = _u_grid(a)
+            w = _peak(_sync_w_rows(a, left_up_j[:, ok]), u_lo, max(s_hi, _S_MIN + 1.0),
+                      int(ok.sum()))
+            y[ok] = np.where(w > 0, np.maximum(a.y_min_s, w ** -0.5), math.inf)
+    for k in np.flatnonzero(~np.isfinite(y)):
+        y[k] = training_time_floor_s(a, left_up_j[:, k])
+    return y
+
+
 def safe_bound_features(a, tg_base_s: float) -> np.ndarray:  # type: ignore[no-untyped-def]
     """The ``safe`` box's lower bounds as observation features, in log10 seconds:
     tg_base, then y_base(tG) (:func:`training_base_s`) at tG = tg_base (1 + e) for each e
@@ -361,9 +408,10 @@ def safe_bound_features(a, tg_base_s: float) -> np.ndarray:  # type: ignore[no-u
     if a.g_cd.size == 0 or not tg_base_s > 0:
         return out
     out[0] = math.log10(tg_base_s)
-    for k, e in enumerate(BOUND_EXCESS, 1):
-        y = training_base_s(a, a.g_e_max - upload_energy_j(a, tg_base_s * (1.0 + e)))
-        out[k] = math.log10(y) if 0 < y < math.inf else 5.0
+    tg = tg_base_s * (1.0 + np.asarray(BOUND_EXCESS))
+    y = training_base_rows_s(a, a.g_e_max[:, None] - upload_energy_j(a, tg))
+    with np.errstate(divide="ignore"):
+        out[1:] = np.where((y > 0) & np.isfinite(y), np.log10(y), 5.0)
     return out
 
 
