@@ -50,8 +50,9 @@ client's minibatches do not depend on which other clients are trained with it.
 Nothing here requires a GPU: ``device="auto"`` picks CUDA when it is available and
 otherwise the CPU. On a quiet 2-core CPU (Xeon, AVX-512), one local round of 100 clients
 (``benchmarks/fl_speed.py``: Table II and equal data sizes, batch 10, the same plan timed
-side by side) takes, batched, 129-134 ms (CNN) and 13-15 ms (MLP) against 590-660 ms and
-92-99 ms for the sequential loop on the same 2 threads: 4.6-4.9x (CNN) and 6.8-7.0x (MLP);
+side by side) takes, batched, 127-134 ms (CNN) and 12-15 ms (MLP) against 555-660 ms and
+86-99 ms for the sequential loop on the same 2 threads: 4.4-4.9x (CNN) and 6.8-7.2x (MLP),
+over two sessions;
 on one thread 2.8-3.1x (CNN). The CNN stays just short of the 5x target on 2 cores: it is
 bound by the convolution kernels (about 2.6 MFLOP per sample and step, at 35-85 GFLOP/s per
 core), while the sequential loop's convolutions of 10 samples already run at about a third
