@@ -159,7 +159,7 @@ class DTFLEnv(gym.Env):
     either action mode, with ``action.tg_range``; about 1 ms per step). They describe how
     steeply the training time falls as the upload slows down, the trade-off the optimum
     balances; in supervised fits of the optimal safe action they cut the held-out latency
-    loss about threefold (docs/PPO.md). BLD entries are the digital
+    loss three- to fourfold (docs/PPO.md). BLD entries are the digital
     twin's estimates (``twin_deviation``); the environment charges the true values. The
     raw cluster (as the policy sees it) is in ``info["cluster"]`` and
     ``env.unwrapped.cluster``.
