@@ -262,7 +262,8 @@ def _peak(f, u_lo: float, s_hi: float, rows: int) -> np.ndarray:  # type: ignore
 
 def _sync_w_factory(a, left_up: np.ndarray):  # type: ignore[no-untyped-def]
     """w(u) = the largest 1/y^2 at which the GLDs can pay training plus the jamming that
-    syncs every BLD within u, for each u of ``u`` (rows, k); -inf where none.
+    syncs every BLD within u, for R energy vectors ``left_up`` (M, R) and each u of ``u``
+    (R, k); -inf where none.
 
     With cap_i = Q_max,i u, D = u Q(u)^+ and beta_i = (A_i - cap_i) / K_i (A_i: energy left
     after the upload), H(w) = sum_i g_iE min(cap_i, A_i - K_i w) is concave, piecewise
@@ -271,24 +272,38 @@ def _sync_w_factory(a, left_up: np.ndarray):  # type: ignore[no-untyped-def]
     largest w with H(w) >= D is min_k (C - D + sum_{i<=k} g K beta) / sum_{i<=k} g K
     (none when C < D), capped by every GLD's training energy (w <= A_i / K_i) and the CPU
     bound (19). GLDs with no energy left after the upload are left out (they drop out).
+    In a row, a GLD with no energy left has zero weight and its breakpoint is sorted last;
+    rows where no GLD has energy left are the caller's.
     """
     ok = left_up > 0
-    g, qm, a_j = a.g_gain_e[ok], a.g_q_max[ok], left_up[ok]
-    k_loc = _k_loc(a)[ok]
-    gk_all = g * k_loc
-    w_cap = min(float(np.min(a_j / k_loc)), 1.0 / a.y_min_s**2)
-    a3, k3, q3 = a_j[:, None, None], k_loc[:, None, None], qm[:, None, None]
+    full = bool(ok.all())  # the usual case: no masking needed
+    k_loc = _k_loc(a)
+    g, gk_all = a.g_gain_e, a.g_gain_e * k_loc
+    gk = np.where(ok, gk_all[:, None], 0.0)
+    a_j = np.where(ok, left_up, 0.0)
+    w_cap = np.minimum(np.where(ok, a_j / k_loc[:, None], np.inf).min(0), 1.0 / a.y_min_s**2)
+    qm, a3, k3 = a.g_q_max[:, None, None], a_j[:, :, None], k_loc[:, None, None]
 
     def w_of_u(u: np.ndarray) -> np.ndarray:
-        cap = q3 * u  # (M, rows, k)
+        cap = qm * u[None]  # (M, R, k)
         dem = u * np.maximum(_need_w(a, u.ravel()).reshape(u.shape), 0.0)
         beta = (a3 - cap) / k3
-        order = np.argsort(beta, axis=0)
-        sb = np.take_along_axis(beta, order, 0)
-        gk = gk_all[order]
-        c_tot = (g @ cap.reshape(g.size, -1)).reshape(u.shape)
-        w_h = ((c_tot - dem)[None] + np.cumsum(gk * sb, 0)) / np.cumsum(gk, 0)
-        return np.where(c_tot >= dem, np.minimum(w_h.min(0), w_cap), -np.inf)
+        if full:
+            order = np.argsort(beta, axis=0)
+            sb, gks = np.take_along_axis(beta, order, 0), gk_all[order]
+            c_tot = (g @ cap.reshape(g.size, -1)).reshape(u.shape)
+            w_h = ((c_tot - dem)[None] + np.cumsum(gks * sb, 0)) / np.cumsum(gks, 0)
+        else:
+            beta = np.where(ok[:, :, None], beta, np.inf)
+            order = np.argsort(beta, axis=0)
+            sb = np.take_along_axis(beta, order, 0)
+            gks = np.take_along_axis(np.broadcast_to(gk[:, :, None], beta.shape), order, 0)
+            c_tot = np.einsum("mr,mrk->rk", np.where(ok, g[:, None], 0.0), cap)
+            num = np.cumsum(gks * np.where(np.isfinite(sb), sb, 0.0), 0)
+            den = np.cumsum(gks, 0)
+            w_h = np.where(den > 0, ((c_tot - dem)[None] + num) / np.where(den > 0, den, 1.0),
+                           np.inf)
+        return np.where(c_tot >= dem, np.minimum(w_h.min(0), w_cap[:, None]), -np.inf)
 
     return w_of_u
 
@@ -305,7 +320,8 @@ def sync_training_time_s(a, left_up_j: np.ndarray) -> float:  # type: ignore[no-
         return math.inf
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         u_lo, s_hi, _ = _u_grid(a)
-        w = float(_peak(_sync_w_factory(a, left_up_j), u_lo, max(s_hi, _S_MIN + 1.0), 1)[0])
+        w = float(_peak(_sync_w_factory(a, left_up_j[:, None]), u_lo, max(s_hi, _S_MIN + 1.0),
+                        1)[0])
     return max(a.y_min_s, w ** -0.5) if w > 0 else math.inf
 
 
@@ -353,35 +369,6 @@ def training_base_s(a, left_up_j: np.ndarray) -> float:  # type: ignore[no-untyp
 BOUND_EXCESS = (0.01, 0.1, 1.0)
 
 
-def _sync_w_rows(a, left_up: np.ndarray):  # type: ignore[no-untyped-def]
-    """:func:`_sync_w_factory` for R energy vectors at once: ``left_up`` (M, R), w(u) for
-    ``u`` (R, k). A GLD with no energy left is left out of its row (zero weight, its
-    breakpoint sorted last); rows where no GLD has energy left are the caller's."""
-    ok = left_up > 0
-    k_loc = _k_loc(a)
-    gk = np.where(ok, (a.g_gain_e * k_loc)[:, None], 0.0)
-    gc = np.where(ok, a.g_gain_e[:, None], 0.0)
-    a_j = np.where(ok, left_up, 0.0)
-    w_cap = np.minimum(np.where(ok, a_j / k_loc[:, None], np.inf).min(0), 1.0 / a.y_min_s**2)
-    qm = a.g_q_max[:, None, None]
-
-    def w_of_u(u: np.ndarray) -> np.ndarray:
-        cap = qm * u[None]  # (M, R, k)
-        dem = u * np.maximum(_need_w(a, u.ravel()).reshape(u.shape), 0.0)
-        beta = np.where(ok[:, :, None], (a_j[:, :, None] - cap) / k_loc[:, None, None], np.inf)
-        order = np.argsort(beta, axis=0)
-        sb = np.take_along_axis(beta, order, 0)
-        gks = np.take_along_axis(np.broadcast_to(gk[:, :, None], beta.shape), order, 0)
-        c_tot = np.einsum("mr,mrk->rk", gc, cap)
-        num = np.cumsum(gks * np.where(np.isfinite(sb), sb, 0.0), 0)
-        den = np.cumsum(gks, 0)
-        w_h = np.where(den > 0, ((c_tot - dem)[None] + num) / np.where(den > 0, den, 1.0),
-                       np.inf)
-        return np.where(c_tot >= dem, np.minimum(w_h.min(0), w_cap[:, None]), -np.inf)
-
-    return w_of_u
-
-
 def training_base_rows_s(a, left_up_j: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
     """:func:`training_base_s` for R energy vectors ``left_up_j`` (M, R) at once (one
     vectorised search instead of R)."""
@@ -391,7 +378,7 @@ def training_base_rows_s(a, left_up_j: np.ndarray) -> np.ndarray:  # type: ignor
     if a.b_data.size and a.g_cd.size and ok.any():
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             u_lo, s_hi, _ = _u_grid(a)
-            w = _peak(_sync_w_rows(a, left_up_j[:, ok]), u_lo, max(s_hi, _S_MIN + 1.0),
+            w = _peak(_sync_w_factory(a, left_up_j[:, ok]), u_lo, max(s_hi, _S_MIN + 1.0),
                       int(ok.sum()))
             y[ok] = np.where(w > 0, np.maximum(a.y_min_s, w ** -0.5), math.inf)
     for k in np.flatnonzero(~np.isfinite(y)):
