@@ -19,6 +19,8 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
+from dtfl_env.envs.dtfl import BOUND_FEATURES
+
 __all__ = ["CallablePolicy", "EnvPolicy", "Policy", "SB3Policy", "load_policy_class"]
 
 
@@ -157,7 +159,7 @@ class SB3Policy:
                 extra = env.bound_features(tg_range=self.action_config.get("tg_range"))
                 obs = np.concatenate([obs, extra])
             elif has and not want:
-                obs = obs[:-len(env.bound_features())]
+                obs = obs[:-len(BOUND_FEATURES)]
         space = getattr(self.model, "observation_space", None)
         shape = getattr(space, "shape", None)
         if shape and obs.shape[-1:] != tuple(shape)[-1:]:
