@@ -30,7 +30,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import dtfl_env  # noqa: E402,F401  (registers the ids)
-from dtfl_env.model.round import round_outcome  # noqa: E402
 from solvers import solve  # noqa: E402
 
 ACTION = {"mode": "safe", "tg_range": 20.0, "y_range": 20.0, "jamming": "sync",
@@ -108,12 +107,11 @@ def play(predict: Any, keep: int, seeds: range) -> dict[str, float]:
             res = solve(env.cluster, "exact")
             act = predict(_columns(obs, keep))
             if res.feasible:
-                y, tg, q = env.action_to_allocation(act)
-                site = env._sites[env._cluster]
-                t_fit.append(round_outcome(site.true, y_s=y, tg_s=tg, jam_power_w=q).latency_s)
-                t_opt.append(res.T)
                 err.append(np.abs(act[:2] - env.allocation_to_action(res.y, res.tG, res.q)[:2]))
-            obs, _, term, trunc, _ = env.step(act.astype(np.float32))
+            obs, _, term, trunc, info = env.step(act.astype(np.float32))
+            if res.feasible:
+                t_fit.append(info["T"])
+                t_opt.append(res.T)
             done = term or trunc
     t_opt, t_fit, e = np.array(t_opt), np.array(t_fit), np.array(err)
     return {"clusters": int(t_opt.size), "mean_gap": float(t_fit.sum() / t_opt.sum() - 1),
