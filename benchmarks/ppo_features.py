@@ -10,7 +10,7 @@ safe box's lower bounds; all four, or tg_base alone). It reports the gap of the 
 latency and the mean per-cluster gap to the optimum on the held-out clusters with a
 feasible allocation, and the median and 90th percentile of the action error.
 
-    python benchmarks/ppo_features.py                  # about 4 min on 2 CPU cores
+    python benchmarks/ppo_features.py                  # about 1 min on a CPU core
     python benchmarks/ppo_features.py --train-episodes 80 --epochs 600
 """
 
