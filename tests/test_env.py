@@ -217,3 +217,40 @@ def test_twin_deviation_observed_but_true_values_charged():
     res = solve(seen, "exact")
     _, _, _, _, info = env.step(env.allocation_to_action(res.y, res.tG, res.q))
     assert info["T"] != pytest.approx(res.T, rel=1e-9)  # charged on the true BLDs
+
+
+@pytest.mark.parametrize("mode", ["safe", "direct"])
+def test_center_latency_baseline_keeps_the_optimum(mode):
+    """reward.latency_baseline = "center": the reference is the latency of action 0 on the
+    same cluster; reward differences between actions on a cluster are unchanged."""
+    cfg = {"action": {"mode": mode}, "reward": {"latency_form": "log"}}
+    fixed = make("DTFL-TableII-v0", **cfg)
+    center = make("DTFL-TableII-v0", **{**cfg, "reward": {"latency_form": "log",
+                                                          "latency_baseline": "center"}})
+    n = fixed.action_space.shape[0]
+    rng = np.random.default_rng(3)
+    for step in range(4):
+        actions = [np.zeros(n, np.float32)] + [
+            rng.uniform(-1, 1, n).astype(np.float32) for _ in range(2)]
+        out = {}
+        for name, env in (("fixed", fixed), ("center", center)):
+            rows = []
+            for a in actions:  # replay the same cluster for every action
+                env.reset(seed=11)
+                for _ in range(step):
+                    env.step(np.zeros(n, np.float32))
+                _, _, _, _, info = env.step(a)
+                rows.append((info["rewards"]["latency"], info["latency_baseline_s"], info["T"]))
+            out[name] = rows
+        assert all(r[1] == 10.0 for r in out["fixed"])  # latency_reference_s
+        t0 = out["center"][0][2]  # action 0's latency is the reference
+        assert all(r[1] == pytest.approx(t0, rel=1e-12) for r in out["center"])
+        assert out["center"][0][0] == pytest.approx(0.0, abs=1e-12)
+        for (rf, _, tf), (rc, _, tc) in zip(out["fixed"], out["center"], strict=True):
+            assert tf == tc
+            assert rf - rc == pytest.approx(out["fixed"][0][0], rel=1e-9, abs=1e-12)
+
+
+def test_latency_baseline_is_validated():
+    with pytest.raises(ValueError, match=r"reward\.latency_baseline"):
+        gym.make("DTFL-v0", config={"reward": {"latency_baseline": "mean"}})

@@ -25,6 +25,7 @@ SAFE_JAMMING = ("interval", "sync")
 SAFE_SCALES = ("ratio", "excess")
 LATENCY_FORMS = ("linear", "log")
 VIOLATION_MEASURES = ("energy", "count")
+LATENCY_BASELINES = ("fixed", "center")
 ATTACKS = ("random", "scaled", "tamper", "label_flip", "tampered_sync")
 
 
@@ -46,7 +47,7 @@ def default_config() -> dict[str, Any]:
         "observation": {"safe_bounds": False},
         "reward": {"latency": 1.0, "accuracy": 10.0, "violation": 5.0,
                    "latency_reference_s": 10.0, "latency_form": "linear",
-                   "violation_measure": "energy"},
+                   "latency_baseline": "fixed", "violation_measure": "energy"},
         "compute_optimal": False,
         "cluster_in_info": True,
         "random": {},
@@ -140,6 +141,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         _num(cfg["reward"][key], f"reward.{key}", strict=False)
     _num(cfg["reward"]["latency_reference_s"], "reward.latency_reference_s")
     for key, allowed in (("latency_form", LATENCY_FORMS),
+                         ("latency_baseline", LATENCY_BASELINES),
                          ("violation_measure", VIOLATION_MEASURES)):
         if cfg["reward"][key] not in allowed:
             raise ValueError(f"reward.{key}: must be one of {allowed}, "
