@@ -64,6 +64,32 @@ def test_optimum_next_to_an_upload_asymptote_round_trips():
     assert out.latency_s == pytest.approx(res.T, rel=1e-6)
 
 
+@pytest.mark.parametrize("tg_range", [20.0, 50.0])
+def test_box_starts_where_the_blds_can_sync_beyond_the_range(tg_range):
+    """Seed 3, round 7, cluster 8: the BLDs can be synced only with an upload of 133
+    tg_lo (the optimum: tG 1,298 s, T 1,368 s), beyond tg_range tg_lo. The box used to start
+    at tg_lo, so every safe action left BLDs unsynced there (action (1, 1, 0): T 210 s, two
+    BLDs unsynced); it now starts at the shortest upload that syncs them."""
+    env = gym.make("DTFL-TableII-v0", config={**SAFE, "action": {
+        "mode": "safe", "jamming": "sync", "scale": "excess", "tg_range": tg_range,
+        "y_range": tg_range}}).unwrapped
+    env.reset(seed=3)
+    for _ in range(78):
+        env.step(np.zeros(3, dtype=np.float32))
+    res = solve(env.cluster, "exact")
+    assert res.feasible and res.T > 1000
+    site = env._sites[env._cluster]
+    assert res.tG > tg_range * site.tg_lo_s  # outside the old box
+    y, tg, q = env.action_to_allocation(env.allocation_to_action(res.y, res.tG, res.q))
+    out = round_outcome(site.true, y_s=y, tg_s=tg, jam_power_w=q)
+    assert out.latency_s == pytest.approx(res.T, rel=1e-3)
+    for a in ([1.0, 1.0, 0.0], [-1.0, -1.0, -1.0], [0.0, 0.0, 0.0], [1.0, -1.0, 1.0]):
+        y, tg, q = env.action_to_allocation(np.array(a))
+        out = round_outcome(site.true, y_s=y, tg_s=tg, jam_power_w=q)
+        assert out.bld_synced.all() and not out.gld_dropped.any(), a
+        assert out.latency_s >= res.T * (1 - 1e-6)
+
+
 def test_hopeless_gld_has_no_affordable_upload_time():
     a = _arrays()
     e_max = a.g_e_max.copy()

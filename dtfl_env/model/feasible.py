@@ -325,18 +325,28 @@ def sync_training_time_s(a, left_up_j: np.ndarray) -> float:  # type: ignore[no-
     return max(a.y_min_s, w ** -0.5) if w > 0 else math.inf
 
 
+#: how far beyond tg_range tg_lo :func:`sync_upload_time_s` looks for the shortest upload
+#: that lets the BLDs sync (a multiple of tg_lo): a deep-fade GLD may need one that slow
+SYNC_UPLOAD_MAX_FACTOR = 1e6
+
+
 def sync_upload_time_s(a, tg_lo_s: float, ln_tg_range: float) -> float:  # type: ignore[no-untyped-def]
-    """The shortest upload time in [tg_lo, tg_range tg_lo] (to ~0.2 %, from above) at which
-    some training time and jamming sync every BLD within the budgets: the energy left after
-    the upload must pay, with endless training (w = 0), the jamming of some sync time u,
-    max_u psi(u) >= 0. ``nan`` where no upload time in the range allows it."""
+    """The shortest upload time (to ~0.2 %, from above) at which some training time and
+    jamming sync every BLD within the budgets: the energy left after the upload must pay,
+    with endless training (w = 0), the jamming of some sync time u, max_u psi(u) >= 0.
+    Searched in [tg_lo, tg_range tg_lo], then, where none there allows it, in
+    [tg_range tg_lo, SYNC_UPLOAD_MAX_FACTOR tg_lo] (the energy left grows with the upload
+    time, so the first upload time that allows it bounds the feasible ones from below).
+    ``nan`` where none up to SYNC_UPLOAD_MAX_FACTOR tg_lo allows it."""
     if a.g_cd.size == 0 or a.b_data.size == 0:
         return tg_lo_s
+    ln_far = math.log(SYNC_UPLOAD_MAX_FACTOR)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         u_lo, s_hi, _ = _u_grid(a)
         s_hi = max(s_hi, _S_MIN + 1.0)
         lo, hi = 0.0, ln_tg_range
-        for it in range(3):
+        it = 0
+        while it < 3:
             x = np.linspace(lo, hi, _FINE)
             tg = tg_lo_s * np.exp(x)
             left = np.clip(a.g_e_max[:, None] - upload_energy_j(a, tg), 0.0, None)
@@ -349,11 +359,17 @@ def sync_upload_time_s(a, tg_lo_s: float, ln_tg_range: float) -> float:  # type:
 
             ok = _peak(psi0, u_lo, s_hi, x.size) >= 0
             if not ok.any():
-                return math.nan if it == 0 else float(tg_lo_s * math.exp(hi))
+                if it > 0:
+                    return float(tg_lo_s * math.exp(hi))
+                if lo > 0.0 or ln_tg_range >= ln_far:
+                    return math.nan
+                lo, hi = ln_tg_range, ln_far  # beyond the range: a deep-fade GLD
+                continue
             j = int(ok.argmax())
             if j == 0:
                 return float(tg[0])
             lo, hi = x[j - 1], x[j]
+            it += 1
     return float(tg_lo_s * math.exp(hi))
 
 
