@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -254,3 +256,50 @@ def test_center_latency_baseline_keeps_the_optimum(mode):
 def test_latency_baseline_is_validated():
     with pytest.raises(ValueError, match=r"reward\.latency_baseline"):
         gym.make("DTFL-v0", config={"reward": {"latency_baseline": "mean"}})
+
+
+@pytest.mark.parametrize("mode", ["safe", "direct"])
+def test_optimum_latency_baseline_is_the_exact_optimum(mode):
+    """reward.latency_baseline = "optimum": the reference is the exact T* of the true
+    cluster (the centre's latency where the cluster is infeasible); playing the optimum
+    scores about 0, and reward differences between actions match the fixed reference."""
+    from solvers.exact import solve_exact
+
+    cfg = {"action": {"mode": mode}, "reward": {"latency_form": "log"}}
+    fixed = make("DTFL-TableII-v0", **cfg)
+    opt = make("DTFL-TableII-v0", **{**cfg, "reward": {"latency_form": "log",
+                                                       "latency_baseline": "optimum"}})
+    center = make("DTFL-TableII-v0", **{**cfg, "reward": {"latency_form": "log",
+                                                          "latency_baseline": "center"}})
+    n = fixed.action_space.shape[0]
+    rng = np.random.default_rng(5)
+    seen_feasible = seen_infeasible = 0
+    for step in range(10):
+        opt.reset(seed=13)
+        for _ in range(step):
+            opt.step(np.zeros(n, np.float32))
+        ref = solve_exact(opt.unwrapped.true_cluster)
+        actions = [rng.uniform(-1, 1, n).astype(np.float32)]
+        if ref.feasible:
+            actions.append(opt.unwrapped.allocation_to_action(ref.y, ref.tG, ref.q))
+        rows = {}
+        for name, env in (("fixed", fixed), ("optimum", opt), ("center", center)):
+            rows[name] = []
+            for a in actions:
+                env.reset(seed=13)
+                for _ in range(step):
+                    env.step(np.zeros(n, np.float32))
+                _, _, _, _, info = env.step(a)
+                rows[name].append((info["rewards"]["latency"], info["latency_baseline_s"],
+                                   info["T"]))
+        if ref.feasible:
+            seen_feasible += 1
+            assert all(r[1] == pytest.approx(ref.T, rel=1e-12) for r in rows["optimum"])
+            assert rows["optimum"][1][0] == pytest.approx(0.0, abs=1e-4)  # float32 action
+        else:
+            seen_infeasible += 1  # falls back to the centre's latency
+            assert rows["optimum"][0][1] == rows["center"][0][1]
+        for (rf, _, tf), (ro, bo, to) in zip(rows["fixed"], rows["optimum"], strict=True):
+            assert tf == to
+            assert rf - ro == pytest.approx(math.log(10.0 / bo), rel=1e-9, abs=1e-12)
+    assert seen_feasible and seen_infeasible

@@ -25,7 +25,7 @@ SAFE_JAMMING = ("interval", "sync")
 SAFE_SCALES = ("ratio", "excess")
 LATENCY_FORMS = ("linear", "log")
 VIOLATION_MEASURES = ("energy", "count")
-LATENCY_BASELINES = ("fixed", "center")
+LATENCY_BASELINES = ("fixed", "center", "optimum")
 ATTACKS = ("random", "scaled", "tamper", "label_flip", "tampered_sync")
 
 
