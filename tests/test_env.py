@@ -303,3 +303,40 @@ def test_optimum_latency_baseline_is_the_exact_optimum(mode):
             assert tf == to
             assert rf - ro == pytest.approx(math.log(10.0 / bo), rel=1e-9, abs=1e-12)
     assert seen_feasible and seen_infeasible
+
+
+def test_log_weighted_latency_weighs_clusters_by_their_latency():
+    """reward.latency_form = "log_weighted": the log term times the cluster's reference over
+    latency_reference_s, capped at latency_weight_max; with the fixed reference it is
+    "log"."""
+    n = 3
+    rng = np.random.default_rng(2)
+    actions = [rng.uniform(-1, 1, n).astype(np.float32) for _ in range(12)]
+    base = {"action": {"mode": "safe"}}
+
+    def run(reward: dict) -> list[tuple[float, float]]:
+        env = make("DTFL-TableII-v0", **base, reward=reward)
+        env.reset(seed=21)
+        out = []
+        for a in actions:
+            _, _, _, _, info = env.step(a)
+            out.append((info["rewards"]["latency"], info["latency_baseline_s"]))
+        return out
+
+    log_fixed = run({"latency_form": "log"})
+    assert run({"latency_form": "log_weighted"}) == log_fixed
+    log_c = run({"latency_form": "log", "latency_baseline": "center"})
+    mid = float(np.median([b / 10.0 for _, b in log_c]))
+    assert max(b for _, b in log_c) > 1.01 * min(b for _, b in log_c)
+    for cap in (10.0, mid):
+        weighted = run({"latency_form": "log_weighted", "latency_baseline": "center",
+                        "latency_weight_max": cap})
+        for (rl, b), (rw, bw) in zip(log_c, weighted, strict=True):
+            assert b == bw
+            assert rw == pytest.approx(rl * min(b / 10.0, cap), rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), "10"])
+def test_latency_weight_max_is_validated(bad):
+    with pytest.raises(ValueError, match=r"reward\.latency_weight_max"):
+        gym.make("DTFL-v0", config={"reward": {"latency_weight_max": bad}})

@@ -23,7 +23,7 @@ LEDGER_MODES = ("none", "signature", "full")
 ACTION_MODES = ("direct", "safe")
 SAFE_JAMMING = ("interval", "sync")
 SAFE_SCALES = ("ratio", "excess")
-LATENCY_FORMS = ("linear", "log")
+LATENCY_FORMS = ("linear", "log", "log_weighted")
 VIOLATION_MEASURES = ("energy", "count")
 LATENCY_BASELINES = ("fixed", "center", "optimum")
 ATTACKS = ("random", "scaled", "tamper", "label_flip", "tampered_sync")
@@ -47,7 +47,8 @@ def default_config() -> dict[str, Any]:
         "observation": {"safe_bounds": False},
         "reward": {"latency": 1.0, "accuracy": 10.0, "violation": 5.0,
                    "latency_reference_s": 10.0, "latency_form": "linear",
-                   "latency_baseline": "fixed", "violation_measure": "energy"},
+                   "latency_baseline": "fixed", "latency_weight_max": 10.0,
+                   "violation_measure": "energy"},
         "compute_optimal": False,
         "cluster_in_info": True,
         "random": {},
@@ -140,6 +141,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     for key in ("latency", "accuracy", "violation"):
         _num(cfg["reward"][key], f"reward.{key}", strict=False)
     _num(cfg["reward"]["latency_reference_s"], "reward.latency_reference_s")
+    _num(cfg["reward"]["latency_weight_max"], "reward.latency_weight_max")
     for key, allowed in (("latency_form", LATENCY_FORMS),
                          ("latency_baseline", LATENCY_BASELINES),
                          ("violation_measure", VIOLATION_MEASURES)):

@@ -168,7 +168,14 @@ class DTFLEnv(gym.Env):
     Named terms, summed (also in ``info["rewards"]``):
     ``latency = -w_latency * T / latency_reference_s`` (``reward.latency_form = "log"``:
     ``-w_latency * log(T / latency_reference_s)``, the same per-cluster optimum with
-    relative rather than absolute differences, better scaled for learning). With
+    relative rather than absolute differences, better scaled for learning;
+    ``"log_weighted"``: ``-w_latency * min(T_ref / latency_reference_s,
+    latency_weight_max) * log(T / T_ref)`` with ``T_ref`` the reference below, so that
+    each cluster weighs in proportion to its latency: near ``T_ref`` the term's slope in T
+    is the linear form's, and a learner minimises the summed (mean) latency, as the
+    evaluation measures it, rather than the mean of the log-ratios; the cap (default 10)
+    keeps the rare clusters a hundred times slower than the rest (Table II has them) from
+    dominating a batch; with the fixed reference it equals ``"log"``). With
     ``reward.latency_baseline = "center"`` the reference is not the constant
     ``latency_reference_s`` but the latency the centre of the action box (the action 0 of
     the env's own action config) would give on the same cluster, charged the same way:
@@ -775,8 +782,12 @@ class DTFLEnv(gym.Env):
         if site.n:
             viol += float(np.count_nonzero(~out.bld_synced)) / site.n
         rel = out.latency_s / baseline_s
+        form = w["latency_form"]
+        term = rel if form == "linear" else math.log(rel)
+        if form == "log_weighted":  # the cluster's weight: its latency scale, capped
+            term *= min(baseline_s / w["latency_reference_s"], w["latency_weight_max"])
         return {
-            "latency": -w["latency"] * (rel if w["latency_form"] == "linear" else math.log(rel)),
+            "latency": -w["latency"] * term,
             "accuracy": w["accuracy"] * acc_gain,
             "violation": -w["violation"] * viol,
         }
