@@ -3,7 +3,8 @@
 For each environment id (default ``DTFL-TableII-v0`` and ``DTFL-Random-v0``, latency only):
 
 1. train PPO (stable-baselines3, ``agents.ppo.train_ppo`` with the defaults of
-   ``agents/ppo_defaults.json``: the ``safe`` action mode, log-latency reward, gamma 0) for
+   ``agents/ppo_defaults.json``: the ``safe`` action mode, a log-latency reward weighted
+   by each cluster's latency, gamma 0) for
    ``--timesteps`` steps, recording its learning curve against Algorithm 2;
 2. run PPO, Algorithm 2, the exact solver and every heuristic on the same ``--episodes``
    seeded evaluation episodes (seeds 1000, 1001, ...; training used other seeds), each in
