@@ -172,6 +172,19 @@ def test_optimality_gap_reported():
     assert info["optimality_gap"] >= -1e-9
 
 
+def test_optimal_latency_is_the_charged_clusters_also_at_a_rounds_end():
+    """compute_optimal solves the cluster the step charged, also on the last cluster of a
+    round, whose fading the end of the round redraws (it used to solve the next round's)."""
+    from solvers.exact import solve_exact
+
+    env = make("DTFL-TableII-v0", compute_optimal=True, clusters=3, rounds=3)
+    env.reset(seed=1)
+    for _ in range(9):
+        ref = solve_exact(env.true_cluster).T
+        _, _, _, _, info = env.step(np.zeros(env.action_space.shape, np.float32))
+        assert info["optimal_latency_s"] == ref  # inf where the cluster is infeasible
+
+
 def test_random_and_extreme_actions_stay_finite():
     env = make("DTFL-Fast-v0", clusters=10, rounds=10)
     env.reset(seed=0)

@@ -654,7 +654,8 @@ class DTFLEnv(gym.Env):
                             deadline_s=self.config["round_deadline_s"])
         cluster_idx, round_idx = self._cluster, self._round
         self._round_latency_s = max(self._round_latency_s, out.latency_s)
-        baseline_s = self._latency_baseline_s(site)
+        optimum = self._step_optimum(site)  # before the round's fading is redrawn
+        baseline_s = self._latency_baseline_s(site, optimum)
         acc_gain = self._fl_round(cluster_idx, site, out)
         self._cluster += 1
         if self._cluster == self.config["clusters"]:
@@ -666,7 +667,7 @@ class DTFLEnv(gym.Env):
         rewards = self._rewards(site, out, acc_gain, baseline_s)
         reward = float(sum(rewards.values()))
         terminated = self._is_terminated()
-        info = self._info(site, out, rewards, cluster_idx, round_idx)
+        info = self._info(site, out, rewards, cluster_idx, round_idx, optimum)
         info["latency_baseline_s"] = baseline_s
         self._last_step = (site, out, rewards, cluster_idx, round_idx)
         obs = self._observation() if not terminated else self._terminal_observation()
@@ -792,23 +793,33 @@ class DTFLEnv(gym.Env):
             "violation": -w["violation"] * viol,
         }
 
-    def _latency_baseline_s(self, site: _Site) -> float:
+    def _step_optimum(self, site: _Site) -> Any:
+        """The exact optimum (a ``SolverResult``) of the cluster being charged, on its true
+        values, where ``compute_optimal`` or ``latency_baseline = "optimum"`` needs it, else
+        None. Call it before the step moves on: the end of a round redraws every site's
+        fading."""
+        if not (self.config["compute_optimal"]
+                or self.config["reward"]["latency_baseline"] == "optimum"):
+            return None
+        from solvers.exact import solve_exact
+
+        assert site.true is not None
+        return solve_exact(_cluster_from_arrays(site.true, self.constants))
+
+    def _latency_baseline_s(self, site: _Site, optimum: Any = None) -> float:
         """The latency term's reference: ``latency_reference_s``, or with
         ``latency_baseline = "center"`` the latency of the action box's centre on this
         cluster (charged like the step; the constant where that is not positive), with
-        ``"optimum"`` the exact solver's T* on the true cluster (the centre's latency where
-        the cluster has no feasible allocation). Call it while ``site`` is the current
-        cluster."""
+        ``"optimum"`` the exact solver's T* on the true cluster (``optimum``, from
+        :meth:`_step_optimum`; the centre's latency where the cluster has no feasible
+        allocation). Call it while ``site`` is the current cluster."""
         w = self.config["reward"]
         if w["latency_baseline"] == "fixed":
             return float(w["latency_reference_s"])
         assert site.true is not None
         if w["latency_baseline"] == "optimum":
-            from solvers.exact import solve_exact
-
-            ref = solve_exact(_cluster_from_arrays(site.true, self.constants))
-            if ref.feasible and ref.T > 0 and math.isfinite(ref.T):
-                return float(ref.T)
+            if optimum.feasible and optimum.T > 0 and math.isfinite(optimum.T):
+                return float(optimum.T)
         n_act = ACTION_SIZES[self.config["action"]["mode"]](self.config["max_devices"])
         y, tg, q = self.action_to_allocation(np.zeros(n_act))
         t = round_outcome(site.true, y_s=y, tg_s=tg, jam_power_w=q,
@@ -826,7 +837,7 @@ class DTFLEnv(gym.Env):
         return info
 
     def _info(self, site: _Site, out: RoundOutcome, rewards: dict[str, float],
-              cluster_idx: int, round_idx: int) -> dict[str, Any]:
+              cluster_idx: int, round_idx: int, optimum: Any = None) -> dict[str, Any]:
         """The step's info. Per-device entries are arrays of length ``max_devices`` in slot
         order (GLDs, then BLDs, then empty slots), so that vector environments can stack
         them: 0 where a quantity does not apply (GLD quantities in slots < n_gld, BLD ones in
@@ -869,10 +880,7 @@ class DTFLEnv(gym.Env):
         if self._round_record is not None and self._cluster == 0:
             info["ledger"] = self._round_record  # the round just ended
         if self.config["compute_optimal"]:
-            from solvers.exact import solve_exact
-
-            assert site.true is not None  # the cluster just charged, not the next one
-            ref = solve_exact(_cluster_from_arrays(site.true, self.constants))
+            ref = optimum  # solved on the cluster just charged, before any redraw
             info["optimal_latency_s"] = ref.T
             info["optimality_gap"] = (out.latency_s / ref.T - 1.0) if ref.feasible else math.nan
         if self.config["cluster_in_info"] and not self._is_terminated():
