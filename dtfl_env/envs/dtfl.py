@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -39,6 +39,9 @@ from dtfl_env.scenarios import (
     mean_gains,
     table2_cluster,
 )
+
+if TYPE_CHECKING:
+    from solvers.result import SolverResult
 
 __all__ = ["DTFLEnv"]
 
@@ -793,7 +796,7 @@ class DTFLEnv(gym.Env):
             "violation": -w["violation"] * viol,
         }
 
-    def _step_optimum(self, site: _Site) -> Any:
+    def _step_optimum(self, site: _Site) -> SolverResult | None:
         """The exact optimum (a ``SolverResult``) of the cluster being charged, on its true
         values, where ``compute_optimal`` or ``latency_baseline = "optimum"`` needs it, else
         None. Call it before the step moves on: the end of a round redraws every site's
@@ -806,7 +809,7 @@ class DTFLEnv(gym.Env):
         assert site.true is not None
         return solve_exact(_cluster_from_arrays(site.true, self.constants))
 
-    def _latency_baseline_s(self, site: _Site, optimum: Any = None) -> float:
+    def _latency_baseline_s(self, site: _Site, optimum: SolverResult | None = None) -> float:
         """The latency term's reference: ``latency_reference_s``, or with
         ``latency_baseline = "center"`` the latency of the action box's centre on this
         cluster (charged like the step; the constant where that is not positive), with
@@ -817,7 +820,7 @@ class DTFLEnv(gym.Env):
         if w["latency_baseline"] == "fixed":
             return float(w["latency_reference_s"])
         assert site.true is not None
-        if w["latency_baseline"] == "optimum":
+        if w["latency_baseline"] == "optimum" and optimum is not None:
             if optimum.feasible and optimum.T > 0 and math.isfinite(optimum.T):
                 return float(optimum.T)
         n_act = ACTION_SIZES[self.config["action"]["mode"]](self.config["max_devices"])
@@ -837,7 +840,8 @@ class DTFLEnv(gym.Env):
         return info
 
     def _info(self, site: _Site, out: RoundOutcome, rewards: dict[str, float],
-              cluster_idx: int, round_idx: int, optimum: Any = None) -> dict[str, Any]:
+              cluster_idx: int, round_idx: int, optimum: SolverResult | None = None
+              ) -> dict[str, Any]:
         """The step's info. Per-device entries are arrays of length ``max_devices`` in slot
         order (GLDs, then BLDs, then empty slots), so that vector environments can stack
         them: 0 where a quantity does not apply (GLD quantities in slots < n_gld, BLD ones in
@@ -881,6 +885,7 @@ class DTFLEnv(gym.Env):
             info["ledger"] = self._round_record  # the round just ended
         if self.config["compute_optimal"]:
             ref = optimum  # solved on the cluster just charged, before any redraw
+            assert ref is not None
             info["optimal_latency_s"] = ref.T
             info["optimality_gap"] = (out.latency_s / ref.T - 1.0) if ref.feasible else math.nan
         if self.config["cluster_in_info"] and not self._is_terminated():
