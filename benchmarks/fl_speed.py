@@ -10,15 +10,20 @@ For each model (``--models``, default CNN and MLP) and two client populations of
 one local-training round (the same minibatch plan, ``--epochs`` epochs of batch
 ``--batch-size``) is timed with ``train_batched`` and with ``train_sequential`` in the same
 process, after one warm-up of each, as the median of ``--repeats``; the largest parameter
-difference between the two is reported too. Then one full FL round of a 10-cluster
-:class:`FederatedSystem` (every cluster's round, FedAvg per cluster, global aggregation and
-test evaluation) is timed, batched over the whole round (``clusters_round``) and cluster by
-cluster (``cluster_round``, as an environment step does it). Results are saved as JSON.
+difference between the two is reported too, with the number of clients that differ by more
+than 1e-5. In float32 that number can be one or two when clients take many steps: a
+rounding difference flips a ReLU or max-pool tie and that client's trajectory moves apart
+(by up to ~0.1 after 100 steps); ``--dtype float64`` shows that the maths agree (~1e-15).
+Then one full FL round of a 10-cluster :class:`FederatedSystem` (every cluster's round,
+FedAvg per cluster, global aggregation and test evaluation; float32) is timed, batched over
+the whole round (``clusters_round``) and cluster by cluster (``cluster_round``, as an
+environment step does it). Results are saved as JSON.
 
     python benchmarks/fl_speed.py                 # about 30 s on 2 CPU cores
     python benchmarks/fl_speed.py --threads 2 --models mlp
     python benchmarks/fl_speed.py --threads 1 --impl stacked   # the autograd path
     python benchmarks/fl_speed.py --device cuda   # on a GPU machine
+    python benchmarks/fl_speed.py --models cnn --breakdown   # op by op, one thread
 
 The issue's target: >= 5x for 100 clients batched vs sequential. ``--threads`` sets
 ``torch.set_num_threads`` (default: torch's own choice). On a machine shared with other
@@ -29,6 +34,7 @@ erratic (seconds instead of milliseconds).
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import platform
 import statistics
@@ -44,10 +50,11 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from dtfl_env.fl import (  # noqa: E402
     FederatedSystem,
-    flatten_params,
     load_mnist,
     make_model,
     make_schedule,
@@ -55,7 +62,7 @@ from dtfl_env.fl import (  # noqa: E402
     train_batched,
     train_sequential,
 )
-from dtfl_env.fl.training import flatten_stacked, resolve_device  # noqa: E402
+from dtfl_env.fl.training import flatten_stacked, resolve_device, stack_params  # noqa: E402
 from dtfl_env.scenarios import table2_cluster  # noqa: E402
 
 TARGET_SPEEDUP = 5.0
@@ -87,24 +94,29 @@ def _populations(n_clients: int) -> dict[str, np.ndarray]:
 
 def bench_local_round(data: Any, model_name: str, weights: np.ndarray, epochs: int,
                       batch_size: int, lr: float, repeats: int, seed: int,
-                      device: str, impl: str = "auto") -> dict[str, Any]:
-    model = make_model(model_name, seed=seed)
-    init = flatten_params(model)
+                      device: str, impl: str = "auto",
+                      dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    model = make_model(model_name, seed=seed).to(dtype)
+    init = {n: p.detach() for n, p in model.named_parameters()}
     shards = partition(data.train_y, weights, "iid", rng=np.random.default_rng(seed))
     sched = make_schedule(shards, epochs, batch_size,
                           [np.random.default_rng([seed, k]) for k in range(len(shards))])
-    x, y = data.train_x, data.train_y
+    x, y = data.train_x.to(dtype), data.train_y
     t_b, out_b = _median_time(lambda: _sync(train_batched(model, init, x, y, sched, lr,
                                                           device, impl=impl)), repeats)
     t_s, out_s = _median_time(lambda: _sync(train_sequential(model, init, x, y, sched, lr,
                                                              device)), repeats)
-    diff = float((flatten_stacked(out_b) - flatten_stacked(out_s)).abs().max())
+    # per client: in float32 a rounding difference can flip a ReLU or max-pool tie and move
+    # one client's trajectory apart (float64 shows that the maths agree)
+    per_client = (flatten_stacked(out_b) - flatten_stacked(out_s)).abs().amax(dim=1)
+    diff = float(per_client.max()) if per_client.numel() else 0.0
     return {"model": model_name, "impl": impl, "clients": len(shards),
             "samples_min": int(sched.n_samples.min()), "samples_max": int(sched.n_samples.max()),
             "samples_total": int(sched.n_samples.sum()),
             "client_steps": int(sched.steps.sum()) * epochs,
             "batched_s": t_b, "sequential_s": t_s, "speedup": t_s / t_b,
-            "max_param_diff": diff}
+            "dtype": str(dtype).removeprefix("torch."), "max_param_diff": diff,
+            "clients_above_1e-5": int((per_client > 1e-5).sum())}
 
 
 def bench_full_round(data: Any, model_name: str, clusters: int, epochs: int, batch_size: int,
@@ -133,6 +145,91 @@ def bench_full_round(data: Any, model_name: str, clusters: int, epochs: int, bat
             "rounds_run": system.round}
 
 
+class _OpTimer(TorchDispatchMode):
+    """Wall time and calls of every ATen op dispatched inside the ``with`` block, by name.
+
+    An op's time includes the kernels it calls (they are not dispatched to Python again).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: collections.Counter[str] = collections.Counter()
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (),
+                           kwargs: Any = None) -> Any:
+        t0 = time.perf_counter()
+        out = func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        self.seconds[name] += time.perf_counter() - t0
+        self.calls[name] += 1
+        return out
+
+
+def bench_breakdown(data: Any, model_name: str, batch_size: int, lr: float, steps: int,
+                    seed: int) -> dict[str, Any]:
+    """One manual-path step of one block of ``stacked_chunk`` clients on one CPU thread,
+    op by op, beside the sequential loop's step of one client on one thread.
+
+    Times are medians of ``steps`` steps (after 5 warm-up steps) without the op timer; the
+    op table comes from ``steps`` further steps under :class:`_OpTimer` and is given per
+    step. The clients start from the same model on different minibatches.
+    """
+    model = make_model(model_name, seed=seed)
+    step = getattr(model, "sgd_step_stacked", None)
+    if not callable(step):
+        raise ValueError(f"--breakdown: model {model_name!r} has no manual batched step")
+    k = int(getattr(model, "stacked_chunk", 1))
+    start = {n: p.detach() for n, p in model.named_parameters()}
+    x = data.train_x[:k * batch_size].reshape(k, batch_size, *data.train_x.shape[1:])
+    y = data.train_y[:k * batch_size].reshape(k, batch_size)
+    w = torch.full((k, batch_size), 1.0 / batch_size)
+    params = stack_params(start, k)
+    net = make_model(model_name, seed=seed)
+    named = dict(net.named_parameters())
+
+    def batched_step() -> None:
+        with torch.no_grad():
+            step(params, x, y, w, lr)
+
+    def sequential_step() -> None:  # train_sequential's step, one client
+        loss = F.cross_entropy(net(x[0]), y[0])
+        grads = torch.autograd.grad(loss, list(named.values()))
+        with torch.no_grad():
+            for p, g in zip(named.values(), grads, strict=True):
+                p.sub_(g, alpha=lr)
+
+    def median_step(fn: Any) -> float:
+        for _ in range(5):
+            fn()
+        times = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t_block = median_step(batched_step)
+        t_seq = median_step(sequential_step)
+        timer = _OpTimer()
+        with timer:
+            for _ in range(steps):
+                batched_step()
+    finally:
+        torch.set_num_threads(saved)
+    ops = [{"op": name, "ms_per_step": sec / steps * 1e3, "calls_per_step": timer.calls[name]
+            / steps} for name, sec in timer.seconds.most_common()]
+    timed = sum(o["ms_per_step"] for o in ops)
+    conv = sum(o["ms_per_step"] for o in ops if "convolution" in o["op"])
+    return {"model": model_name, "block_clients": k, "batch_size": batch_size,
+            "block_step_s": t_block, "per_client_step_s": t_block / k,
+            "sequential_step_s": t_seq, "speedup_per_core": t_seq / (t_block / k),
+            "ops": ops, "ops_ms_per_step": timed, "convolution_share": conv / timed}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clients", type=int, default=100)
@@ -146,9 +243,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="torch.set_num_threads (default: leave torch's choice)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                    help="of the local-round comparison (float64: the batched and the "
+                         "sequential maths agree to ~1e-15)")
     ap.add_argument("--impl", default="auto", choices=["auto", "manual", "stacked", "vmap"],
                     help="train_batched's implementation in the local-round timings "
                          "(stacked: CNN only)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time one block step op by op on one CPU thread")
+    ap.add_argument("--breakdown-steps", type=int, default=50)
     ap.add_argument("--out", default=str(_HERE / "results" / "fl_speed.json"))
     args = ap.parse_args(argv)
     if args.threads is not None:
@@ -160,13 +263,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for model_name in args.models:
         for pop, weights in _populations(args.clients).items():
             row = bench_local_round(data, model_name, weights, args.epochs, args.batch_size,
-                                    args.lr, args.repeats, args.seed, args.device, args.impl)
+                                    args.lr, args.repeats, args.seed, args.device, args.impl,
+                                    getattr(torch, args.dtype))
             row["population"] = pop
             local.append(row)
             print(f"{model_name:3s} {pop:7s} {row['clients']} clients "
                   f"({row['samples_min']}-{row['samples_max']} samples): batched "
                   f"{row['batched_s'] * 1e3:8.1f} ms, sequential {row['sequential_s'] * 1e3:8.1f}"
-                  f" ms, speed-up {row['speedup']:5.2f}x (max |diff| {row['max_param_diff']:.1e})")
+                  f" ms, speed-up {row['speedup']:5.2f}x (max |diff| {row['max_param_diff']:.1e}, "
+                  f"{row['clients_above_1e-5']} client(s) above 1e-5)")
         row = bench_full_round(data, model_name, args.clusters, args.epochs, args.batch_size,
                                args.lr, args.repeats, args.seed, args.device)
         full.append(row)
@@ -174,12 +279,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"devices: {row['round_batched_over_clusters_s'] * 1e3:.1f} ms batched over the "
               f"round, {row['round_cluster_by_cluster_s'] * 1e3:.1f} ms cluster by cluster "
               f"(evaluation {row['evaluate_s'] * 1e3:.1f} ms)")
+    breakdown = []
+    for model_name in args.models if args.breakdown else []:
+        row = bench_breakdown(data, model_name, args.batch_size, args.lr, args.breakdown_steps,
+                              args.seed)
+        breakdown.append(row)
+        print(f"{model_name:3s} one step of a block of {row['block_clients']} clients x "
+              f"{row['batch_size']} samples, 1 thread: {row['block_step_s'] * 1e3:.2f} ms "
+              f"({row['per_client_step_s'] * 1e3:.3f} ms per client); the sequential loop's "
+              f"step of one client: {row['sequential_step_s'] * 1e3:.3f} ms; per core "
+              f"{row['speedup_per_core']:.2f}x")
+        print(f"    ops timed: {row['ops_ms_per_step']:.2f} ms per step, convolutions "
+              f"{100 * row['convolution_share']:.0f} %")
+        for o in row["ops"][:8]:
+            print(f"    {o['op']:40s} {o['ms_per_step']:7.3f} ms  ({o['calls_per_step']:g} "
+                  f"calls)")
     lo, hi = min(r["speedup"] for r in local), max(r["speedup"] for r in local)
     met = "met" if lo >= TARGET_SPEEDUP else ("met by some" if hi >= TARGET_SPEEDUP else "not met")
     print(f"speed-up {lo:.2f}x-{hi:.2f}x (target >= {TARGET_SPEEDUP:.0f}x: {met}); torch "
           f"{torch.__version__}, device {resolve_device(args.device)}, {args.threads} thread(s)")
     result = {"args": vars(args), "target_speedup": TARGET_SPEEDUP, "local_round": local,
-              "full_round": full,
+              "full_round": full, "breakdown": breakdown,
               "versions": {"python": platform.python_version(), "numpy": np.__version__,
                            "torch": torch.__version__},
               "machine": {"platform": platform.platform(), "cpu_threads": args.threads,

@@ -1,0 +1,68 @@
+"""The timing scripts under benchmarks/ run end to end on tiny budgets and save what they
+print (their numbers are not checked here: timings belong to the scripts, not to tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    # a subprocess: the scripts set torch's thread count or pin the process to one core
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (script, proc.stdout[-2000:], proc.stderr[-2000:])
+    return proc
+
+
+def test_fl_speed_small_run_with_breakdown(tmp_path: Path) -> None:
+    out = tmp_path / "fl_speed.json"
+    proc = _run("fl_speed.py", "--clients", "4", "--clusters", "1", "--repeats", "1",
+                "--threads", "1", "--dtype", "float64", "--breakdown", "--breakdown-steps", "2",
+                "--out", str(out), cwd=tmp_path)
+    res = json.loads(out.read_text())
+    assert res["args"]["threads"] == 1 and res["target_speedup"] == 5.0
+    rows = res["local_round"]
+    assert {(r["model"], r["population"]) for r in rows} == {
+        (m, p) for m in ("cnn", "mlp") for p in ("table2", "uniform")}
+    for r in rows:
+        assert r["clients"] == 4 and r["batched_s"] > 0 and r["sequential_s"] > 0
+        # the same plan trained both ways: in float64 no tie flips apart
+        assert r["dtype"] == "float64" and r["max_param_diff"] < 1e-10
+        assert r["clients_above_1e-5"] == 0
+        assert abs(r["speedup"] - r["sequential_s"] / r["batched_s"]) < 1e-12
+    assert [r["rounds_run"] >= 1 for r in res["full_round"]] == [True, True]
+    by_model = {r["model"]: r for r in res["breakdown"]}
+    cnn, mlp = by_model["cnn"], by_model["mlp"]
+    assert cnn["block_clients"] == 10 and mlp["block_clients"] == 25
+    assert {o["op"] for o in cnn["ops"]} >= {"convolution", "convolution_backward",
+                                             "max_pool2d_with_indices"}
+    assert 0.0 < cnn["convolution_share"] <= 1.0 and mlp["convolution_share"] == 0.0
+    for r in (cnn, mlp):
+        assert abs(r["per_client_step_s"] * r["block_clients"] - r["block_step_s"]) < 1e-12
+        assert r["ops_ms_per_step"] > 0 and r["sequential_step_s"] > 0
+    assert "per core" in proc.stdout and "convolution_backward" in proc.stdout
+
+
+def test_env_speed_small_run(tmp_path: Path) -> None:
+    out = tmp_path / "env_speed.json"
+    _run("env_speed.py", "--seconds", "0.05", "--repeats", "1", "--ids", "DTFL-Fast-v0",
+         "--out", str(out), cwd=tmp_path)
+    res = json.loads(out.read_text())
+    text = json.dumps(res)
+    assert "DTFL-Fast-v0" in text and "CartPole-v1" in text and "steps_per_s" in text
+
+
+def test_block_size_small_run(tmp_path: Path) -> None:
+    out = tmp_path / "block_size.json"
+    _run("block_size.py", "--params", "100", "--devices", "2,4", "--out", str(out),
+         cwd=tmp_path)
+    res = json.loads(out.read_text())
+    assert [r["devices"] for r in res["rows"]] == [2, 4]
+    for r in res["rows"]:  # one transaction per device on chain vs one per cluster
+        assert r["fedavg_bytes"] > 0 and r["proposed_fixed_bytes"] > 0
+    assert res["rows"][1]["fedavg_bytes"] > res["rows"][0]["fedavg_bytes"]
