@@ -4,6 +4,7 @@ checkpoints, the saved configuration, and loading a trained agent as a policy.""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import gymnasium as gym
 import dtfl_env  # noqa: F401  (registers the ids)
 from agents.base import SB3Policy
 
-__all__ = ["DEFAULT_HYPERPARAMS", "load_ppo", "train_ppo"]
+__all__ = ["DEFAULT_HYPERPARAMS", "load_ppo", "train_ppo", "worker_fl_threads"]
 
 #: PPO settings used unless a JSON file overrides them (keys of ``stable_baselines3.PPO``
 #: plus ``n_envs``, ``normalize_obs``, ``normalize_reward``, ``net_arch`` and ``env_config``,
@@ -71,6 +72,31 @@ def _overlay(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def worker_fl_threads(n_envs: int, cores: int | None = None) -> int:
+    """Torch threads per vector-env worker process that share ``cores`` CPU cores (default:
+    the cores this process may run on) without oversubscribing them: cores // n_envs, at
+    least 1."""
+    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
+        raise ValueError(f"n_envs: must be an integer >= 1, got {n_envs!r}")
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else os.cpu_count() or 1
+    return max(1, int(cores) // n_envs)
+
+
+def _worker_config(env_id: str, env_config: dict[str, Any], n_envs: int) -> dict[str, Any]:
+    """The config of subprocess workers: ``fl.threads`` = :func:`worker_fl_threads` where
+    the env trains with torch and the user left ``fl.threads`` unset (``None``)."""
+    probe = gym.make(env_id, config=env_config)
+    try:
+        fl = probe.unwrapped.config["fl"]  # type: ignore[attr-defined]
+    finally:
+        probe.close()
+    if fl["backend"] != "torch" or fl["threads"] is not None:
+        return env_config
+    return _overlay(env_config, {"fl": {"threads": worker_fl_threads(n_envs)}})
+
+
 def _eval_summary(policy: Any, env_id: str, config: dict[str, Any], episodes: int, seed: int
                   ) -> dict[str, float]:
     """Latency on feasible clusters, violation rate there, and gap to the exact optimum."""
@@ -102,7 +128,9 @@ def train_ppo(
     """Train PPO on ``env_id`` and save it under ``out_dir``; returns the model path.
 
     The training environment's config is the hyperparameters' ``env_config`` with the
-    user's ``config`` on top. Writes ``model.zip``, ``vecnormalize.pkl`` (observation and
+    user's ``config`` on top. Subprocess workers of an env that trains with torch get
+    ``fl.threads`` = cores // n_envs unless the config sets it (recorded as
+    ``worker_config``). Writes ``model.zip``, ``vecnormalize.pkl`` (observation and
     reward statistics), ``config.json`` (env id, the env config used, hyperparameters,
     seed, timesteps, training minutes), ``evaluations.csv`` and ``learning_curve.png``
     (every ``eval_freq`` steps: PPO's mean latency on feasible clusters, its violation rate
@@ -127,12 +155,16 @@ def train_ppo(
     env_config = _overlay(hp["env_config"], config or {})  # the user's config wins
     gym.make(env_id, config=env_config).close()  # validate the id and config up front
     vec_cls = None
+    worker_config = env_config
     if hp["vec_env"] == "subproc" and int(hp["n_envs"]) > 1:
         from stable_baselines3.common.vec_env import SubprocVecEnv
 
         vec_cls = SubprocVecEnv  # env steps run in worker processes beside the PPO update
+        # workers that train with torch share the cores instead of each taking all of them
+        worker_config = _worker_config(env_id, env_config, int(hp["n_envs"]))
     venv = make_vec_env(f"dtfl_env:{env_id}" if ":" not in env_id else env_id,
-                        n_envs=int(hp["n_envs"]), seed=seed, env_kwargs={"config": env_config},
+                        n_envs=int(hp["n_envs"]), seed=seed,
+                        env_kwargs={"config": worker_config},
                         vec_env_cls=vec_cls,
                         vec_env_kwargs={"start_method": "spawn"} if vec_cls else None)
     venv = VecNormalize(venv, norm_obs=bool(hp["normalize_obs"]),
@@ -154,6 +186,8 @@ def train_ppo(
                 device="cpu", **ppo_kwargs)
     record = {"env_id": env_id, "config": env_config, "hyperparams": hp, "seed": seed,
               "total_timesteps": total_timesteps}
+    if worker_config is not env_config:  # what the subprocess workers ran with
+        record["worker_config"] = worker_config
     (out / "config.json").write_text(json.dumps(record, indent=2) + "\n")
     ref = _eval_summary(SolverPolicy("algorithm2"), env_id, env_config, eval_episodes,
                         eval_seed)

@@ -99,6 +99,21 @@ def test_mean_ci():
     assert m == 2.0 and h == pytest.approx(1.96 * 1.0 / math.sqrt(3))
 
 
+def test_worker_fl_threads_share_the_cores():
+    from agents.ppo import _worker_config, worker_fl_threads
+
+    assert worker_fl_threads(4, cores=2) == 1 and worker_fl_threads(2, cores=16) == 8
+    assert worker_fl_threads(3, cores=8) == 2 and worker_fl_threads(1) >= 1
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="n_envs"):
+            worker_fl_threads(bad)
+    # only where the env trains with torch and the user left fl.threads unset
+    real = _worker_config("DTFL-v0", {"fl": {"model": "mlp"}}, 2)
+    assert real == {"fl": {"model": "mlp", "threads": worker_fl_threads(2)}}
+    assert _worker_config("DTFL-v0", {"fl": {"threads": 3}}, 2) == {"fl": {"threads": 3}}
+    assert _worker_config("DTFL-Fast-v0", SMALL, 4) is SMALL
+
+
 def test_ppo_smoke(tmp_path):
     from agents.ppo import load_ppo, train_ppo
 

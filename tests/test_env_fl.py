@@ -86,3 +86,31 @@ def test_tampered_sync_data_only_touches_twins():
     _, info, ledger = _run({**CFG, "ledger": {"malicious_clusters": 2,
                                               "attack": "tampered_sync"}})
     assert len(ledger) == 3 and info["global_accuracy"] > 0.5
+
+
+def test_fl_threads_bound_torch_during_steps(monkeypatch):
+    """``fl.threads``: training, the ledger's quality checks and the evaluation run on that
+    many torch threads; between steps torch's own count is back."""
+    import torch
+
+    import dtfl_env.fl.system as system_mod
+    import dtfl_env.fl.training as training_mod
+
+    seen: list[tuple[str, int]] = []
+
+    def spy(name, fn):
+        def wrapped(*a, **k):
+            seen.append((name, torch.get_num_threads()))
+            return fn(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(system_mod, "train_batched", spy("train", system_mod.train_batched))
+    monkeypatch.setattr(system_mod, "evaluate", spy("evaluate", system_mod.evaluate))
+    monkeypatch.setattr(training_mod, "evaluate", spy("quality", training_mod.evaluate))
+    before = torch.get_num_threads()
+    cfg = {**CFG, "rounds": 1, "fl": {**CFG["fl"], "threads": 1}}
+    _, _, ledger = _run(cfg)
+    assert len(ledger) == 1 and torch.get_num_threads() == before
+    names = {n for n, _ in seen}
+    assert names == {"train", "evaluate", "quality"}
+    assert all(t == 1 for _, t in seen), seen

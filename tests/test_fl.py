@@ -15,6 +15,7 @@ from dtfl_env.fl import (
     FederatedSystem,
     FLConfig,
     MNISTData,
+    cpu_threads,
     evaluate,
     fedavg,
     flatten_params,
@@ -466,3 +467,67 @@ def test_fl_config_is_strict() -> None:
         FederatedSystem({"backend": "none"}, [([1.0], [])])
     with pytest.raises(ValueError, match=r"clusters\[0\]"):
         FederatedSystem(CPU, [("a", "b", "c")])
+
+
+# ---------------------------------------------------------------------- torch threads
+def test_cpu_threads_sets_and_restores() -> None:
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    from threadpoolctl import threadpool_info
+
+    def blas() -> list[int]:
+        return [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
+
+    blas_before = blas()
+    with cpu_threads(other):
+        assert torch.get_num_threads() == other
+    with cpu_threads(1):
+        assert all(n == 1 for n in blas())  # numpy's BLAS too
+    assert torch.get_num_threads() == before and blas() == blas_before
+    with pytest.raises(RuntimeError, match="inside"), cpu_threads(other):
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == before  # restored after an exception too
+    with cpu_threads(None):
+        assert torch.get_num_threads() == before
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="threads"), cpu_threads(bad):  # type: ignore[arg-type]
+            pass
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("bad", [0, -2, 2.0, True, "1"])
+def test_fl_threads_is_validated(bad: object) -> None:
+    with pytest.raises(ValueError, match=r"fl\.threads"):
+        FLConfig(threads=bad)  # type: ignore[arg-type]
+    assert FLConfig(threads=3).threads == 3 and FLConfig().threads is None
+
+
+def test_system_trains_and_evaluates_on_fl_threads(mnist: MNISTData,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fl.threads``: torch runs on that many threads while the system trains and
+    evaluates, the count is restored after, and the batched results do not change."""
+    import dtfl_env.fl.system as system_mod
+
+    seen: list[int] = []
+    real_train, real_eval = system_mod.train_batched, system_mod.evaluate
+
+    def spy_train(*a: object, **k: object) -> object:
+        seen.append(torch.get_num_threads())
+        return real_train(*a, **k)  # type: ignore[arg-type]
+
+    def spy_eval(*a: object, **k: object) -> object:
+        seen.append(torch.get_num_threads())
+        return real_eval(*a, **k)  # type: ignore[arg-type]
+
+    clusters = [([3.0, 4.0], [1.0]), ([5.0], [1.0, 1.0])]
+    base = FederatedSystem({"model": "cnn", **CPU}, clusters, seed=2, data=mnist)
+    ref = base.clusters_round([(0, None, None, None), (1, None, None, None)])
+    before = torch.get_num_threads()
+    monkeypatch.setattr(system_mod, "train_batched", spy_train)
+    monkeypatch.setattr(system_mod, "evaluate", spy_eval)
+    one = FederatedSystem({"model": "cnn", "threads": 1, **CPU}, clusters, seed=2, data=mnist)
+    out = one.clusters_round([(0, None, None, None), (1, None, None, None)])
+    one.evaluate()
+    assert seen == [1, 1] and torch.get_num_threads() == before
+    for (p, n), (q, m) in zip(ref, out, strict=True):  # one block of 5 clients: its ops ran
+        assert n == m and np.abs(p - q).max() < 1e-5  # on 1 thread here, by rounding only

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -320,7 +321,8 @@ class DTFLEnv(gym.Env):
         self._round_record = None
         self._clock_s = 0.0
         self._round_latency_s = 0.0
-        self._setup_learning()
+        with self._fl_threads():
+            self._setup_learning()
         self._draw_round()
         return self._observation(), self._info_reset()
 
@@ -328,6 +330,14 @@ class DTFLEnv(gym.Env):
     def learning(self) -> bool:
         """True when the FL round trains real models (``fl.backend == "torch"``)."""
         return self.config["fl"]["backend"] == "torch"
+
+    def _fl_threads(self) -> contextlib.AbstractContextManager[None]:
+        """torch's thread count while the episode's FL work runs (``fl.threads``)."""
+        if not self.learning or self.config["fl"]["threads"] is None:
+            return contextlib.nullcontext()
+        from dtfl_env.fl.training import cpu_threads
+
+        return cpu_threads(self.config["fl"]["threads"])
 
     def _setup_learning(self) -> None:
         """Build (or reset) the federated system and the consortium ledger of the episode."""
@@ -662,7 +672,8 @@ class DTFLEnv(gym.Env):
         acc_gain = self._fl_round(cluster_idx, site, out)
         self._cluster += 1
         if self._cluster == self.config["clusters"]:
-            acc_gain += self._end_of_round()
+            with self._fl_threads():
+                acc_gain += self._end_of_round()
             self._cluster = 0
             self._round += 1
             if self._round < self.config["rounds"]:

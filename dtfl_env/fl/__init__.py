@@ -23,7 +23,8 @@ _LAZY = {  # torch is imported only when one of these is used
     "ClusterRequest": "system", "FederatedSystem": "system",
     "CentralizedResult": "training", "Schedule": "training", "evaluate": "training",
     "fedavg": "training", "make_schedule": "training", "train_batched": "training",
-    "train_centralized": "training", "train_sequential": "training",
+    "cpu_threads": "training", "train_centralized": "training",
+    "train_sequential": "training",
 }
 
 
@@ -40,6 +41,7 @@ __all__ = [
     "FederatedSystem",
     "MNISTData",
     "Schedule",
+    "cpu_threads",
     "default_fl_config",
     "evaluate",
     "fedavg",

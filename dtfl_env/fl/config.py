@@ -64,6 +64,15 @@ class FLConfig:
     """A: rounds over which each device collects its shard (1: all data from the start)."""
     execution: str = "batched"
     """``"batched"`` (all clients in one computation) or ``"sequential"`` (the reference)."""
+    threads: int | None = None
+    """CPU threads of torch and of numpy's BLAS while the backend trains, aggregates and
+    evaluates (``torch.set_num_threads`` and ``threadpoolctl`` for the duration, restored
+    after: :func:`dtfl_env.fl.training.cpu_threads`); ``None``: their own settings (all
+    cores). In N
+    vector-env worker processes on C cores use C // N: every worker running torch on all
+    cores oversubscribes them (2 SB3 subprocess workers of ``DTFL-v0`` on 2 cores: 12.6-14.4
+    steps/s in all with ``None``, 27.9-28.3 with 1 thread each, 23.9 for one env alone).
+    ``dtfl train ppo`` sets it for subprocess workers."""
 
     def __post_init__(self) -> None:
         for key, allowed in _CHOICES.items():
@@ -85,6 +94,10 @@ class FLConfig:
         tf = self.test_fraction
         if isinstance(tf, bool) or not isinstance(tf, (int, float)) or not 0 < tf < 1:
             raise ValueError(f"fl.test_fraction: must be a number in (0, 1), got {tf!r}")
+        th = self.threads
+        if th is not None and (isinstance(th, bool) or not isinstance(th, (int, np.integer))
+                               or th < 1):
+            raise ValueError(f"fl.threads: must be an integer >= 1 or None, got {th!r}")
         if not isinstance(self.download, bool):
             raise ValueError(f"fl.download: must be true or false, got {self.download!r}")
         if self.data_root is not None and not isinstance(self.data_root, str):

@@ -47,6 +47,7 @@ from dtfl_env.fl.config import MODEL_NAMES, FLConfig, default_fl_config
 from dtfl_env.fl.data import MNISTData, load_mnist, partition
 from dtfl_env.fl.models import MODELS, flatten_params, make_model, n_params
 from dtfl_env.fl.training import (
+    cpu_threads,
     evaluate,
     fedavg,
     flatten_stacked,
@@ -341,20 +342,21 @@ class FederatedSystem:
             return results
         sched = make_schedule(shards, cfg.local_epochs, cfg.batch_size, rngs)
         train = train_batched if cfg.execution == "batched" else train_sequential
-        stacked = train(self.model, self._global, self.data.train_x, self._train_y, sched,
-                        cfg.lr, self.device)
-        flat = flatten_stacked(stacked)
-        owner_arr = np.array(owner)
-        for q in range(len(reqs)):
-            rows = np.flatnonzero(owner_arr == q)
-            if rows.size == 0:
-                continue
-            counts = sched.n_samples[rows]
-            sel = torch.as_tensor(rows, device=flat.device)
-            avg = fedavg(flat.index_select(0, sel), counts)
-            vec = avg.cpu().numpy()  # type: ignore[union-attr]
-            vec.setflags(write=False)
-            results[q] = (vec, int(counts.sum()))
+        with cpu_threads(cfg.threads):
+            stacked = train(self.model, self._global, self.data.train_x, self._train_y, sched,
+                            cfg.lr, self.device)
+            flat = flatten_stacked(stacked)
+            owner_arr = np.array(owner)
+            for q in range(len(reqs)):
+                rows = np.flatnonzero(owner_arr == q)
+                if rows.size == 0:
+                    continue
+                counts = sched.n_samples[rows]
+                sel = torch.as_tensor(rows, device=flat.device)
+                avg = fedavg(flat.index_select(0, sel), counts)
+                vec = avg.cpu().numpy()  # type: ignore[union-attr]
+                vec.setflags(write=False)
+                results[q] = (vec, int(counts.sum()))
         return results
 
     def global_aggregate(self, cluster_params: Sequence[np.ndarray],
@@ -383,7 +385,8 @@ class FederatedSystem:
                 if v.size != self.n_params:
                     raise ValueError(f"cluster_params: expected vectors of {self.n_params} "
                                      f"values, got {v.size}")
-            new = fedavg(np.stack(vecs), counts[keep])
+            with cpu_threads(self.config.threads):
+                new = fedavg(np.stack(vecs), counts[keep])
             new.setflags(write=False)  # type: ignore[union-attr]
             self._global = new  # type: ignore[assignment]
         self._round += 1
@@ -391,5 +394,6 @@ class FederatedSystem:
 
     def evaluate(self) -> tuple[float, float]:
         """Test accuracy (0-1) and mean cross-entropy of the global model."""
-        return evaluate(self._global, self.model, self.data.test_x, self.data.test_y,
-                        device=self.device)
+        with cpu_threads(self.config.threads):
+            return evaluate(self._global, self.model, self.data.test_x, self.data.test_y,
+                            device=self.device)

@@ -23,8 +23,11 @@ CNN's blocks (``stacked_parallel = "blocks"``) go to ``torch.get_num_threads()``
 threads, each running its ops on one thread: its small grouped convolutions scale poorly
 across threads inside one op (1.6x on 2 threads) but well across blocks (1.75-1.85x), and
 the result is then the same for any number of threads (a multi-threaded convolution sums in
-another order). The MLP (``"ops"``, memory bound) runs one block of ``stacked_chunk`` x
-threads clients after another on torch's threads. On a GPU all clients form one block.
+another order). Where there is only one block (at most ``stacked_chunk`` clients) it runs on
+the calling thread with its ops on torch's threads, and the result then depends on torch's
+thread count by float rounding. The MLP (``"ops"``, memory bound) runs one block of
+``stacked_chunk`` x threads clients after another on torch's threads. On a GPU all clients
+form one block.
 
 Clients hold different amounts of data. Every client runs standard minibatch SGD: in each
 of ``epochs`` local epochs it visits its own ``n_k`` samples once, in a fresh random order,
@@ -69,13 +72,15 @@ gradients as forward convolutions, transposed convolutions for conv2's input gra
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,9 +91,20 @@ from torch.func import functional_call, grad, vmap
 from dtfl_env.fl.data import MNISTData
 from dtfl_env.fl.models import flatten_params, make_model, unflatten_params
 
-__all__ = ["CentralizedResult", "Schedule", "evaluate", "fedavg", "flatten_stacked",
-           "make_schedule", "resolve_device", "stack_params", "train_batched",
-           "train_centralized", "train_sequential"]
+__all__ = [
+    "CentralizedResult",
+    "Schedule",
+    "cpu_threads",
+    "evaluate",
+    "fedavg",
+    "flatten_stacked",
+    "make_schedule",
+    "resolve_device",
+    "stack_params",
+    "train_batched",
+    "train_centralized",
+    "train_sequential",
+]
 
 Params = dict[str, torch.Tensor]
 
@@ -107,6 +123,39 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
                              "(use 'cpu' or 'auto')")
         return torch.device(device)
     raise ValueError(f"device: must be 'cpu', 'cuda' or 'auto', got {device!r}")
+
+
+_BLAS: Any = None  # threadpoolctl's controller of the loaded BLAS libraries, built on first use
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` CPU threads for torch (``torch.set_num_threads``) and
+    for numpy's BLAS (``threadpoolctl``), restoring both after (also on an exception);
+    ``None`` leaves both alone.
+
+    The counts are process-wide: use it from one thread at a time (``train_batched``'s own
+    worker threads are started inside and see it).
+    """
+    global _BLAS
+    if threads is None:
+        yield
+        return
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads: must be an integer >= 1 or None, got {threads!r}")
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    saved = torch.get_num_threads()
+    with _BLAS.limit(limits=int(threads), user_api="blas"):
+        if saved != threads:
+            torch.set_num_threads(int(threads))
+        try:
+            yield
+        finally:
+            if saved != threads:
+                torch.set_num_threads(saved)
 
 
 # ---------------------------------------------------------------------- the minibatch plan
