@@ -73,9 +73,9 @@ def _overlay(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 
 def worker_fl_threads(n_envs: int, cores: int | None = None) -> int:
-    """Torch threads per vector-env worker process that share ``cores`` CPU cores (default:
-    the cores this process may run on) without oversubscribing them: cores // n_envs, at
-    least 1."""
+    """``fl.threads`` (torch's and numpy's BLAS threads) per vector-env worker process, so
+    that ``n_envs`` workers share ``cores`` CPU cores (default: the cores this process may
+    run on) without oversubscribing them: cores // n_envs, at least 1."""
     if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
         raise ValueError(f"n_envs: must be an integer >= 1, got {n_envs!r}")
     if cores is None:

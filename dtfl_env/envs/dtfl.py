@@ -332,7 +332,7 @@ class DTFLEnv(gym.Env):
         return self.config["fl"]["backend"] == "torch"
 
     def _fl_threads(self) -> contextlib.AbstractContextManager[None]:
-        """torch's thread count while the episode's FL work runs (``fl.threads``)."""
+        """torch's and numpy's BLAS threads while the episode's FL work runs (``fl.threads``)."""
         if not self.learning or self.config["fl"]["threads"] is None:
             return contextlib.nullcontext()
         from dtfl_env.fl.training import cpu_threads
