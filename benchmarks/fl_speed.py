@@ -62,7 +62,12 @@ from dtfl_env.fl import (  # noqa: E402
     train_batched,
     train_sequential,
 )
-from dtfl_env.fl.training import flatten_stacked, resolve_device, stack_params  # noqa: E402
+from dtfl_env.fl.training import (  # noqa: E402
+    cpu_threads,
+    flatten_stacked,
+    resolve_device,
+    stack_params,
+)
 from dtfl_env.scenarios import table2_cluster  # noqa: E402
 
 TARGET_SPEEDUP = 5.0
@@ -200,26 +205,17 @@ def bench_breakdown(data: Any, model_name: str, batch_size: int, lr: float, step
                 p.sub_(g, alpha=lr)
 
     def median_step(fn: Any) -> float:
-        for _ in range(5):
+        for _ in range(4):  # with _median_time's own: 5 warm-up steps
             fn()
-        times = []
-        for _ in range(steps):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times)
+        return _median_time(fn, steps)[0]
 
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with cpu_threads(1):
         t_block = median_step(batched_step)
         t_seq = median_step(sequential_step)
         timer = _OpTimer()
         with timer:
             for _ in range(steps):
                 batched_step()
-    finally:
-        torch.set_num_threads(saved)
     ops = [{"op": name, "ms_per_step": sec / steps * 1e3, "calls_per_step": timer.calls[name]
             / steps} for name, sec in timer.seconds.most_common()]
     timed = sum(o["ms_per_step"] for o in ops)
@@ -254,6 +250,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--breakdown-steps", type=int, default=50)
     ap.add_argument("--out", default=str(_HERE / "results" / "fl_speed.json"))
     args = ap.parse_args(argv)
+    if args.breakdown_steps < 1:
+        ap.error("--breakdown-steps: must be >= 1")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     args.threads = torch.get_num_threads()
