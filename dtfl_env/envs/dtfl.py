@@ -820,7 +820,7 @@ class DTFLEnv(gym.Env):
         assert site.true is not None
         return solve_exact(_cluster_from_arrays(site.true, self.constants))
 
-    def _latency_baseline_s(self, site: _Site, optimum: SolverResult | None = None) -> float:
+    def _latency_baseline_s(self, site: _Site, optimum: SolverResult | None) -> float:
         """The latency term's reference: ``latency_reference_s``, or with
         ``latency_baseline = "center"`` the latency of the action box's centre on this
         cluster (charged like the step; the constant where that is not positive), with
@@ -851,7 +851,7 @@ class DTFLEnv(gym.Env):
         return info
 
     def _info(self, site: _Site, out: RoundOutcome, rewards: dict[str, float],
-              cluster_idx: int, round_idx: int, optimum: SolverResult | None = None
+              cluster_idx: int, round_idx: int, optimum: SolverResult | None
               ) -> dict[str, Any]:
         """The step's info. Per-device entries are arrays of length ``max_devices`` in slot
         order (GLDs, then BLDs, then empty slots), so that vector environments can stack
