@@ -9,7 +9,10 @@ For each model (``--models``, default CNN and MLP) and two client populations of
 
 one local-training round (the same minibatch plan, ``--epochs`` epochs of batch
 ``--batch-size``) is timed with ``train_batched`` and with ``train_sequential`` in the same
-process, after one warm-up of each, as the median of ``--repeats``; the largest parameter
+process, after one warm-up of each, in ``--repeats`` back-to-back pairs (batched, then
+sequential); the speed-up is the median of the pairs' ratios, so that a change in the
+machine's speed during the run weighs on both sides alike, and the range of the ratios is
+printed beside it. The largest parameter
 difference between the two is reported too, with the number of clients that differ by more
 than 1e-5. In float32 that number can be one or two when clients take many steps: a
 rounding difference flips a ReLU or max-pool tie and that client's trajectory moves apart
@@ -83,6 +86,27 @@ def _median_time(fn: Any, repeats: int) -> tuple[float, Any]:
     return statistics.median(times), out
 
 
+def _paired_times(fn_a: Any, fn_b: Any, repeats: int
+                  ) -> tuple[float, float, list[float], Any, Any]:
+    """Time ``fn_a`` and ``fn_b`` in alternation: one warm-up of each, then ``repeats``
+    pairs, each pair run back to back, so that a change of the machine's speed during the
+    run (a shared or throttled CPU) falls on both alike.
+
+    Returns the median time of each, the pairs' ratios ``t_b / t_a`` and the last outputs.
+    """
+    out_a, out_b = fn_a(), fn_b()
+    t_a, t_b = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out_a = fn_a()
+        t1 = time.perf_counter()
+        out_b = fn_b()
+        t_a.append(t1 - t0)
+        t_b.append(time.perf_counter() - t1)
+    return (statistics.median(t_a), statistics.median(t_b),
+            [b / a for a, b in zip(t_a, t_b, strict=True)], out_a, out_b)
+
+
 def _sync(out: Any) -> Any:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -107,10 +131,9 @@ def bench_local_round(data: Any, model_name: str, weights: np.ndarray, epochs: i
     sched = make_schedule(shards, epochs, batch_size,
                           [np.random.default_rng([seed, k]) for k in range(len(shards))])
     x, y = data.train_x.to(dtype), data.train_y
-    t_b, out_b = _median_time(lambda: _sync(train_batched(model, init, x, y, sched, lr,
-                                                          device, impl=impl)), repeats)
-    t_s, out_s = _median_time(lambda: _sync(train_sequential(model, init, x, y, sched, lr,
-                                                             device)), repeats)
+    t_b, t_s, ratios, out_b, out_s = _paired_times(
+        lambda: _sync(train_batched(model, init, x, y, sched, lr, device, impl=impl)),
+        lambda: _sync(train_sequential(model, init, x, y, sched, lr, device)), repeats)
     # per client: in float32 a rounding difference can flip a ReLU or max-pool tie and move
     # one client's trajectory apart (float64 shows that the maths agree)
     per_client = (flatten_stacked(out_b) - flatten_stacked(out_s)).abs().amax(dim=1)
@@ -119,7 +142,8 @@ def bench_local_round(data: Any, model_name: str, weights: np.ndarray, epochs: i
             "samples_min": int(sched.n_samples.min()), "samples_max": int(sched.n_samples.max()),
             "samples_total": int(sched.n_samples.sum()),
             "client_steps": int(sched.steps.sum()) * epochs,
-            "batched_s": t_b, "sequential_s": t_s, "speedup": t_s / t_b,
+            "batched_s": t_b, "sequential_s": t_s, "speedup": statistics.median(ratios),
+            "speedup_pairs": ratios,
             "dtype": str(dtype).removeprefix("torch."), "max_param_diff": diff,
             "clients_above_1e-5": int((per_client > 1e-5).sum())}
 
@@ -140,8 +164,7 @@ def bench_full_round(data: Any, model_name: str, clusters: int, epochs: int, bat
         system.global_aggregate([p for p, _ in out], [n for _, n in out])
         return system.evaluate()[0]
 
-    t_all, _ = _median_time(whole_round, repeats)
-    t_each, _ = _median_time(per_cluster, repeats)
+    t_all, t_each, _, _, _ = _paired_times(whole_round, per_cluster, repeats)
     t_eval, _ = _median_time(system.evaluate, repeats)
     return {"model": model_name, "clusters": clusters,
             "devices": clusters * (table2_cluster().n_gld + table2_cluster().n_bld),
@@ -252,6 +275,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     if args.breakdown_steps < 1:
         ap.error("--breakdown-steps: must be >= 1")
+    if args.repeats < 1:
+        ap.error("--repeats: must be >= 1")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     args.threads = torch.get_num_threads()
@@ -268,7 +293,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"{model_name:3s} {pop:7s} {row['clients']} clients "
                   f"({row['samples_min']}-{row['samples_max']} samples): batched "
                   f"{row['batched_s'] * 1e3:8.1f} ms, sequential {row['sequential_s'] * 1e3:8.1f}"
-                  f" ms, speed-up {row['speedup']:5.2f}x (max |diff| {row['max_param_diff']:.1e}, "
+                  f" ms, speed-up {row['speedup']:5.2f}x ({min(row['speedup_pairs']):.2f}-"
+                  f"{max(row['speedup_pairs']):.2f}x over {len(row['speedup_pairs'])} pairs; "
+                  f"max |diff| {row['max_param_diff']:.1e}, "
                   f"{row['clients_above_1e-5']} client(s) above 1e-5)")
         row = bench_full_round(data, model_name, args.clusters, args.epochs, args.batch_size,
                                args.lr, args.repeats, args.seed, args.device)

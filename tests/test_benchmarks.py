@@ -21,7 +21,7 @@ def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]
 
 def test_fl_speed_small_run_with_breakdown(tmp_path: Path) -> None:
     out = tmp_path / "fl_speed.json"
-    proc = _run("fl_speed.py", "--clients", "4", "--clusters", "1", "--repeats", "1",
+    proc = _run("fl_speed.py", "--clients", "4", "--clusters", "1", "--repeats", "2",
                 "--threads", "1", "--dtype", "float64", "--breakdown", "--breakdown-steps", "2",
                 "--out", str(out), cwd=tmp_path)
     res = json.loads(out.read_text())
@@ -34,7 +34,10 @@ def test_fl_speed_small_run_with_breakdown(tmp_path: Path) -> None:
         # the same plan trained both ways: in float64 no tie flips apart
         assert r["dtype"] == "float64" and r["max_param_diff"] < 1e-10
         assert r["clients_above_1e-5"] == 0
-        assert abs(r["speedup"] - r["sequential_s"] / r["batched_s"]) < 1e-12
+        # the median of 2 back-to-back pairs' ratios, bracketed by them
+        pairs = r["speedup_pairs"]
+        assert len(pairs) == 2 and min(pairs) <= r["speedup"] <= max(pairs)
+        assert abs(r["speedup"] - sum(pairs) / 2) < 1e-12
     assert [r["rounds_run"] >= 1 for r in res["full_round"]] == [True, True]
     by_model = {r["model"]: r for r in res["breakdown"]}
     cnn, mlp = by_model["cnn"], by_model["mlp"]
@@ -46,6 +49,15 @@ def test_fl_speed_small_run_with_breakdown(tmp_path: Path) -> None:
         assert abs(r["per_client_step_s"] * r["block_clients"] - r["block_step_s"]) < 1e-12
         assert r["ops_ms_per_step"] > 0 and r["sequential_step_s"] > 0
     assert "per core" in proc.stdout and "convolution_backward" in proc.stdout
+    assert "over 2 pairs" in proc.stdout
+
+
+def test_fl_speed_rejects_zero_repeats(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(BENCH / "fl_speed.py"), "--repeats", "0",
+                           "--out", str(tmp_path / "x.json")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--repeats: must be >= 1" in proc.stderr
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_env_speed_small_run(tmp_path: Path) -> None:
