@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          "sequential maths agree to ~1e-15)")
     ap.add_argument("--impl", default="auto", choices=["auto", "manual", "stacked", "vmap"],
                     help="train_batched's implementation in the local-round timings "
-                         "(stacked: CNN only)")
+                         "(stacked: autograd through the model's forward_stacked)")
     ap.add_argument("--breakdown", action="store_true",
                     help="also time one block step op by op on one CPU thread")
     ap.add_argument("--breakdown-steps", type=int, default=50)

@@ -106,7 +106,8 @@ def test_fl_threads_bound_torch_during_steps(monkeypatch):
 
     monkeypatch.setattr(system_mod, "train_batched", spy("train", system_mod.train_batched))
     monkeypatch.setattr(system_mod, "evaluate", spy("evaluate", system_mod.evaluate))
-    monkeypatch.setattr(training_mod, "evaluate", spy("quality", training_mod.evaluate))
+    monkeypatch.setattr(training_mod, "evaluate_many",
+                        spy("quality", training_mod.evaluate_many))
     before = torch.get_num_threads()
     cfg = {**CFG, "rounds": 1, "fl": {**CFG["fl"], "threads": 1}}
     _, _, ledger = _run(cfg)

@@ -17,6 +17,7 @@ from dtfl_env.fl import (
     MNISTData,
     cpu_threads,
     evaluate,
+    evaluate_many,
     fedavg,
     flatten_params,
     load_mnist,
@@ -29,7 +30,7 @@ from dtfl_env.fl import (
     unflatten_params,
 )
 from dtfl_env.fl.data import MNIST_MEAN, MNIST_STD, _embedded_arrays
-from dtfl_env.fl.training import flatten_stacked, resolve_device
+from dtfl_env.fl.training import fl_threads, flatten_stacked, resolve_device
 from dtfl_env.scenarios import table2_cluster
 
 CPU = {"device": "cpu"}
@@ -206,7 +207,7 @@ def test_flatten_unflatten_round_trip(name: str) -> None:
 @pytest.mark.parametrize(("name", "impl", "chunk"), [
     ("cnn", "manual", None), ("cnn", "manual", 1), ("cnn", "stacked", None),
     ("cnn", "vmap", None), ("mlp", "manual", None), ("mlp", "manual", 2),
-    ("mlp", "vmap", None)])
+    ("mlp", "stacked", None), ("mlp", "vmap", None)])
 def test_batched_equals_sequential(mnist: MNISTData, name: str, impl: str, chunk: int | None,
                                    dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:
     """Heterogeneous clients (an empty one, partial batches): same plan, same parameters.
@@ -348,6 +349,46 @@ def test_evaluate_and_centralized_baseline(mnist: MNISTData) -> None:
     assert len(res.accuracy) == 2 and res.samples_seen == [1000, 2000]
     assert res.accuracy[-1] > 0.8 and res.loss[-1] < loss0
     assert evaluate(res.params, "mlp", small.test_x, small.test_y)[0] == res.accuracy[-1]
+
+
+@pytest.mark.parametrize("name", ["cnn", "mlp"])
+def test_evaluate_many_equals_evaluate_one_by_one(mnist: MNISTData, name: str) -> None:
+    """12 models (two chunks of the CNN's 10), 333 digits (a partial last pass), some
+    trained: the same accuracies and losses as evaluate() model by model."""
+    small = _subset(mnist, 400, 333)
+    models: list[object] = [flatten_params(make_model(name, seed=s)) for s in range(10)]
+    models.append(train_centralized(small, name, epochs=1, seed=0).params)
+    models.append(make_model(name, seed=11))  # an nn.Module works too
+    many = evaluate_many(models, name, small.test_x, small.test_y)
+    one = [evaluate(m, name, small.test_x, small.test_y) for m in models]  # type: ignore[arg-type]
+    assert len(many) == 12
+    assert [a for a, _ in many] == [a for a, _ in one]
+    assert max(abs(lm - lo) for (_, lm), (_, lo) in zip(many, one, strict=True)) < 1e-5
+    assert many[10][0] > 0.3  # the trained one, well above chance
+    assert evaluate_many([], name, small.test_x, small.test_y) == []
+    with pytest.raises(ValueError, match="y"):
+        evaluate_many(models[:1], name, small.test_x[:0], small.test_y[:0])
+
+
+def test_evaluate_many_without_forward_stacked_and_batch_size(mnist: MNISTData) -> None:
+    class Plain(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(784, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x.flatten(-3))
+
+    nets = [Plain() for _ in range(3)]
+    x, y = mnist.test_x[:100], mnist.test_y[:100]
+    assert evaluate_many(nets, nets[0], x, y) == [evaluate(n, nets[0], x, y) for n in nets]
+    # the pass size changes nothing but the float summation order
+    acc, loss = evaluate(nets[0], nets[0], x, y, batch_size=7)
+    assert acc == evaluate(nets[0], nets[0], x, y)[0]
+    assert abs(loss - evaluate(nets[0], nets[0], x, y)[1]) < 1e-6
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size"):
+            evaluate(nets[0], nets[0], x, y, batch_size=bad)  # type: ignore[arg-type]
 
 
 def test_device_options() -> None:
@@ -492,7 +533,31 @@ def test_cpu_threads_sets_and_restores() -> None:
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="threads"), cpu_threads(bad):  # type: ignore[arg-type]
             pass
+        with pytest.raises(ValueError, match="blas_threads"), cpu_threads(1, bad):  # type: ignore[arg-type]
+            pass
     assert torch.get_num_threads() == before
+    # the two counts apart: BLAS alone, torch alone
+    with cpu_threads(None, blas_threads=1):
+        assert torch.get_num_threads() == before and all(n == 1 for n in blas())
+    with cpu_threads(other, blas_threads=None):
+        assert torch.get_num_threads() == other and blas() == blas_before
+    assert torch.get_num_threads() == before and blas() == blas_before
+
+
+def test_fl_threads_default_puts_blas_on_one_thread() -> None:
+    """``fl.threads=None``: torch keeps its count, numpy's BLAS runs on one thread (idle
+    OpenBLAS threads spinning after a call slow the torch work that follows)."""
+    from threadpoolctl import threadpool_info
+
+    def blas() -> list[int]:
+        return [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
+
+    before, blas_before = torch.get_num_threads(), blas()
+    with fl_threads(None):
+        assert torch.get_num_threads() == before and all(n == 1 for n in blas())
+    with fl_threads(1):
+        assert torch.get_num_threads() == 1 and all(n == 1 for n in blas())
+    assert torch.get_num_threads() == before and blas() == blas_before
 
 
 @pytest.mark.parametrize("bad", [0, -2, 2.0, True, "1"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
@@ -332,12 +333,13 @@ class DTFLEnv(gym.Env):
         return self.config["fl"]["backend"] == "torch"
 
     def _fl_threads(self) -> contextlib.AbstractContextManager[None]:
-        """torch's and numpy's BLAS threads while the episode's FL work runs (``fl.threads``)."""
-        if not self.learning or self.config["fl"]["threads"] is None:
+        """torch's and numpy's BLAS threads while the episode's FL work runs (``fl.threads``;
+        ``None``: torch's own, BLAS on one thread: :func:`dtfl_env.fl.training.fl_threads`)."""
+        if not self.learning:
             return contextlib.nullcontext()
-        from dtfl_env.fl.training import cpu_threads
+        from dtfl_env.fl.training import fl_threads
 
-        return cpu_threads(self.config["fl"]["threads"])
+        return fl_threads(self.config["fl"]["threads"])
 
     def _setup_learning(self) -> None:
         """Build (or reset) the federated system and the consortium ledger of the episode."""
@@ -745,7 +747,7 @@ class DTFLEnv(gym.Env):
         accepted = models
         s_total = len(self._sites)
         if self._consortium is not None:
-            from dtfl_env.fl.training import evaluate
+            from dtfl_env.fl.training import evaluate_many
             from dtfl_env.ledger import tamper_submission
 
             cons = self._consortium
@@ -766,11 +768,13 @@ class DTFLEnv(gym.Env):
             k = led["validation_samples"]
             vx, vy = fl.data.test_x[:k], fl.data.test_y[:k]
 
-            def quality(params: np.ndarray) -> tuple[float, float]:
-                return evaluate(params, fl.model, vx, vy, device=fl.device)
+            def quality_many(params: Sequence[np.ndarray]) -> list[tuple[float, float]]:
+                # the global model and every candidate at once (the CNN's grouped convs)
+                return evaluate_many(params, fl.model, vx, vy, device=fl.device)
 
             rec = cons.end_round(self._round, subs, global_params=global_before,
-                                 quality=quality, timestamp_s=self._clock_s)
+                                 quality=None, quality_many=quality_many,
+                                 timestamp_s=self._clock_s)
             ok = {int(s.transaction.cluster_id) for s in rec.report.accepted}
             accepted = [m for m in models if m[0] in ok]
             mask_ok = np.zeros(s_total, dtype=bool)

@@ -67,11 +67,13 @@ class FLConfig:
     threads: int | None = None
     """CPU threads of torch and of numpy's BLAS while the backend trains, aggregates and
     evaluates (``torch.set_num_threads`` and ``threadpoolctl`` for the duration, restored
-    after: :func:`dtfl_env.fl.training.cpu_threads`); ``None``: their own settings (all
-    cores). In N vector-env worker processes on C cores use C // N: every worker running
-    torch on all cores oversubscribes them (2 SB3 subprocess workers of ``DTFL-v0`` on 2
-    cores: 12.6-14.4 steps/s in all with ``None``, 27.9-28.3 with 1 thread each, 23.9 for
-    one env alone). ``dtfl train ppo`` sets it for subprocess workers."""
+    after: :func:`dtfl_env.fl.training.fl_threads`); ``None``: torch's own setting (all
+    cores) and numpy's BLAS on one thread (its arrays here are small, and idle OpenBLAS
+    threads spin after a call, slowing the torch work that follows). In N vector-env
+    worker processes on C cores use C // N: every worker running torch on all cores
+    oversubscribes them (2 SB3 subprocess workers of ``DTFL-v0`` on 2 cores: 10-14 steps/s
+    in all with ``None``, 34 with 1 thread each, 28-29 for one env alone). ``dtfl train
+    ppo`` sets it for subprocess workers."""
 
     def __post_init__(self) -> None:
         for key, allowed in _CHOICES.items():

@@ -47,9 +47,9 @@ from dtfl_env.fl.config import MODEL_NAMES, FLConfig, default_fl_config
 from dtfl_env.fl.data import MNISTData, load_mnist, partition
 from dtfl_env.fl.models import MODELS, flatten_params, make_model, n_params
 from dtfl_env.fl.training import (
-    cpu_threads,
     evaluate,
     fedavg,
+    fl_threads,
     flatten_stacked,
     make_schedule,
     resolve_device,
@@ -342,7 +342,7 @@ class FederatedSystem:
             return results
         sched = make_schedule(shards, cfg.local_epochs, cfg.batch_size, rngs)
         train = train_batched if cfg.execution == "batched" else train_sequential
-        with cpu_threads(cfg.threads):
+        with fl_threads(cfg.threads):
             stacked = train(self.model, self._global, self.data.train_x, self._train_y, sched,
                             cfg.lr, self.device)
             flat = flatten_stacked(stacked)
@@ -385,7 +385,7 @@ class FederatedSystem:
                 if v.size != self.n_params:
                     raise ValueError(f"cluster_params: expected vectors of {self.n_params} "
                                      f"values, got {v.size}")
-            with cpu_threads(self.config.threads):
+            with fl_threads(self.config.threads):
                 new = fedavg(np.stack(vecs), counts[keep])
             new.setflags(write=False)  # type: ignore[union-attr]
             self._global = new  # type: ignore[assignment]
@@ -394,6 +394,6 @@ class FederatedSystem:
 
     def evaluate(self) -> tuple[float, float]:
         """Test accuracy (0-1) and mean cross-entropy of the global model."""
-        with cpu_threads(self.config.threads):
+        with fl_threads(self.config.threads):
             return evaluate(self._global, self.model, self.data.test_x, self.data.test_y,
                             device=self.device)

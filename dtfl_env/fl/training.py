@@ -96,7 +96,9 @@ __all__ = [
     "Schedule",
     "cpu_threads",
     "evaluate",
+    "evaluate_many",
     "fedavg",
+    "fl_threads",
     "flatten_stacked",
     "make_schedule",
     "resolve_device",
@@ -128,34 +130,49 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 _BLAS: Any = None  # threadpoolctl's controller of the loaded BLAS libraries, built on first use
 
 
+_UNSET: Any = object()
+
+
 @contextlib.contextmanager
-def cpu_threads(threads: int | None) -> Iterator[None]:
+def cpu_threads(threads: int | None, blas_threads: int | None = _UNSET) -> Iterator[None]:
     """Run the block with ``threads`` CPU threads for torch (``torch.set_num_threads``) and
-    for numpy's BLAS (``threadpoolctl``), restoring both after (also on an exception);
-    ``None`` leaves both alone.
+    ``blas_threads`` for numpy's BLAS (``threadpoolctl``), restoring both after (also on an
+    exception). ``blas_threads`` defaults to ``threads``; ``None`` leaves that one alone.
 
     The counts are process-wide: use it from one thread at a time (``train_batched``'s own
     worker threads are started inside and see it).
     """
     global _BLAS
-    if threads is None:
-        yield
-        return
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads: must be an integer >= 1 or None, got {threads!r}")
-    if _BLAS is None:
-        from threadpoolctl import ThreadpoolController
+    if blas_threads is _UNSET:
+        blas_threads = threads
+    for name, value in (("threads", threads), ("blas_threads", blas_threads)):
+        if value is not None and (isinstance(value, bool)
+                                  or not isinstance(value, (int, np.integer)) or value < 1):
+            raise ValueError(f"{name}: must be an integer >= 1 or None, got {value!r}")
+    with contextlib.ExitStack() as stack:
+        if blas_threads is not None:
+            if _BLAS is None:
+                from threadpoolctl import ThreadpoolController
 
-        _BLAS = ThreadpoolController()
-    saved = torch.get_num_threads()
-    with _BLAS.limit(limits=int(threads), user_api="blas"):
-        if saved != threads:
+                _BLAS = ThreadpoolController()
+            stack.enter_context(_BLAS.limit(limits=int(blas_threads), user_api="blas"))
+        saved = torch.get_num_threads()
+        if threads is not None and saved != threads:
             torch.set_num_threads(int(threads))
-        try:
-            yield
-        finally:
-            if saved != threads:
-                torch.set_num_threads(saved)
+            stack.callback(torch.set_num_threads, saved)
+        yield
+
+
+def fl_threads(threads: int | None) -> contextlib.AbstractContextManager[None]:
+    """The FL backend's threads for ``fl.threads``: torch and numpy's BLAS on ``threads``;
+    ``None``: torch's own count and numpy's BLAS on one thread.
+
+    The backend's numpy work (FedAvg of flat vectors, the ledger's update norms) is small,
+    and OpenBLAS's worker threads spin for a while after each multi-threaded call, taking
+    the cores from the torch work that follows: the ledger's quality check after the update
+    norms took 130-190 ms instead of 75-80 ms (``DTFL-v0``: 24 -> 31 steps/s on 2 cores).
+    """
+    return cpu_threads(threads, blas_threads=1 if threads is None else threads)
 
 
 # ---------------------------------------------------------------------- the minibatch plan
@@ -535,7 +552,7 @@ def fedavg(params: np.ndarray | torch.Tensor | Sequence[np.ndarray] | Mapping[st
 # ---------------------------------------------------------------------- evaluation
 def evaluate(params: nn.Module | Mapping[str, torch.Tensor] | np.ndarray | torch.Tensor,
              model: nn.Module | str, x: torch.Tensor, y: torch.Tensor,
-             batch_size: int = 2048, device: str | torch.device = "cpu"
+             batch_size: int = 256, device: str | torch.device = "cpu"
              ) -> tuple[float, float]:
     """Accuracy (0-1) and mean cross-entropy of ``params`` on ``(x, y)``.
 
@@ -546,7 +563,11 @@ def evaluate(params: nn.Module | Mapping[str, torch.Tensor] | np.ndarray | torch
         The architecture ``params`` belong to.
     x, y : torch.Tensor
         Images ``(N, 1, 28, 28)`` and labels ``(N,)``.
+    batch_size : int
+        Samples per forward pass. The default 256 keeps the CNN's activations in a CPU's
+        cache: 1,000 test digits take 29 ms on 2 cores against 40 ms in one pass of 1,000.
     """
+    _check_int(batch_size, "batch_size")
     dev = resolve_device(device)
     net = make_model(model, seed=0) if isinstance(model, str) else model
     p = _as_params(params, net, dev)
@@ -562,6 +583,59 @@ def evaluate(params: nn.Module | Mapping[str, torch.Tensor] | np.ndarray | torch
             loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
             correct += int((logits.argmax(1) == yb).sum())
     return correct / n, loss_sum / n
+
+
+def evaluate_many(params: Sequence[nn.Module | Mapping[str, torch.Tensor] | np.ndarray
+                                   | torch.Tensor],
+                  model: nn.Module | str, x: torch.Tensor, y: torch.Tensor,
+                  device: str | torch.device = "cpu") -> list[tuple[float, float]]:
+    """:func:`evaluate` of several models of one architecture on the same ``(x, y)``.
+
+    Equal to ``[evaluate(p, model, x, y) for p in params]`` up to float rounding (the
+    tests check the losses to 1e-5 and the accuracies exactly on the embedded data). A
+    model with ``forward_stacked`` (the CNN, the MLP) evaluates ``stacked_chunk`` models
+    at most at a time through it, in chunks of equal size, on 50 samples per pass on a CPU
+    (all models and 2,048 samples on a GPU): the CNN's grouped convolutions make this
+    2.1-2.6x faster per model than one model after another on a 2-core CPU. Other models,
+    and a single one, are evaluated one by one.
+
+    Returns
+    -------
+    list of (accuracy, loss)
+        In the order of ``params``.
+    """
+    dev = resolve_device(device)
+    net = make_model(model, seed=0) if isinstance(model, str) else model
+    n = int(y.shape[0])
+    if n == 0:
+        raise ValueError("y: empty evaluation set")
+    models = [_as_params(p, net, dev) for p in params]
+    forward = getattr(net, "forward_stacked", None)
+    if not callable(forward) or len(models) < 2:
+        return [evaluate(p, net, x, y, device=dev) for p in models]
+    chunk = int(getattr(net, "stacked_chunk", 0) or len(models)) if dev.type == "cpu" \
+        else len(models)
+    # chunks of equal size (11 models: 6 + 5, not 10 + 1: one model alone is slower stacked)
+    n_chunks = -(-len(models) // chunk)
+    cuts = np.linspace(0, len(models), n_chunks + 1).round().astype(int)
+    batch = 50 if dev.type == "cpu" else 2048
+    out: list[tuple[float, float]] = []
+    with torch.no_grad():
+        for m0, m1 in itertools.pairwise(cuts.tolist()):
+            group = models[m0:m1]
+            stacked = {name: torch.stack([m[name] for m in group]) for name in group[0]}
+            k = len(group)
+            correct = torch.zeros(k, dtype=torch.int64, device=dev)
+            loss_sum = torch.zeros(k, dtype=torch.float64, device=dev)
+            for i in range(0, n, batch):
+                xb, yb = x[i:i + batch].to(dev), y[i:i + batch].to(dev)
+                logits = forward(stacked, xb.unsqueeze(0).expand(k, *xb.shape))  # (k, b, C)
+                per_sample = F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                             yb.repeat(k), reduction="none")
+                loss_sum += per_sample.reshape(k, -1).sum(1).to(torch.float64)
+                correct += (logits.argmax(-1) == yb).sum(1)
+            out += [(int(c) / n, float(s) / n) for c, s in zip(correct, loss_sum, strict=True)]
+    return out
 
 
 # ---------------------------------------------------------------------- centralized baseline

@@ -64,6 +64,7 @@ from dtfl_env.ledger.reputation import (
 from dtfl_env.ledger.storage import load_chain, parse_chain, save_chain
 from dtfl_env.ledger.verification import (
     QualityFn,
+    QualityManyFn,
     Reason,
     Submission,
     Verdict,
@@ -94,6 +95,7 @@ __all__ = [
     "NonCanonicalError",
     "PayloadDigestError",
     "QualityFn",
+    "QualityManyFn",
     "Reason",
     "Registry",
     "ReplayError",
