@@ -88,6 +88,33 @@ def test_tampered_sync_data_only_touches_twins():
     assert len(ledger) == 3 and info["global_accuracy"] > 0.5
 
 
+def test_unset_fl_threads_put_numpy_blas_on_one_thread(monkeypatch):
+    """``fl.threads = None``: torch keeps its count and numpy's BLAS runs on one thread
+    while the ledger checks the round and the system aggregates (idle OpenBLAS threads
+    spinning after a call slowed the torch work that followed by ~2x)."""
+    import torch
+    from threadpoolctl import threadpool_info
+
+    import dtfl_env.fl.training as training_mod
+
+    def blas():
+        return [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
+
+    seen = []
+    real = training_mod.evaluate_many
+
+    def spy(*a, **k):
+        seen.append((torch.get_num_threads(), blas()))
+        return real(*a, **k)
+
+    monkeypatch.setattr(training_mod, "evaluate_many", spy)
+    torch_before, blas_before = torch.get_num_threads(), blas()
+    _, _, ledger = _run({**CFG, "rounds": 1})
+    assert len(ledger) == 1 and seen
+    assert all(t == torch_before and all(n == 1 for n in b) for t, b in seen), seen
+    assert torch.get_num_threads() == torch_before and blas() == blas_before
+
+
 def test_fl_threads_bound_torch_during_steps(monkeypatch):
     """``fl.threads``: training, the ledger's quality checks and the evaluation run on that
     many torch threads; between steps torch's own count is back."""
