@@ -101,13 +101,13 @@ def test_unset_fl_threads_put_numpy_blas_on_one_thread(monkeypatch):
         return [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
 
     seen = []
-    real = training_mod.evaluate_many
+    real = training_mod.evaluate
 
     def spy(*a, **k):
         seen.append((torch.get_num_threads(), blas()))
         return real(*a, **k)
 
-    monkeypatch.setattr(training_mod, "evaluate_many", spy)
+    monkeypatch.setattr(training_mod, "evaluate", spy)
     torch_before, blas_before = torch.get_num_threads(), blas()
     _, _, ledger = _run({**CFG, "rounds": 1})
     assert len(ledger) == 1 and seen
@@ -133,8 +133,7 @@ def test_fl_threads_bound_torch_during_steps(monkeypatch):
 
     monkeypatch.setattr(system_mod, "train_batched", spy("train", system_mod.train_batched))
     monkeypatch.setattr(system_mod, "evaluate", spy("evaluate", system_mod.evaluate))
-    monkeypatch.setattr(training_mod, "evaluate_many",
-                        spy("quality", training_mod.evaluate_many))
+    monkeypatch.setattr(training_mod, "evaluate", spy("quality", training_mod.evaluate))
     before = torch.get_num_threads()
     cfg = {**CFG, "rounds": 1, "fl": {**CFG["fl"], "threads": 1}}
     _, _, ledger = _run(cfg)

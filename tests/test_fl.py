@@ -17,7 +17,6 @@ from dtfl_env.fl import (
     MNISTData,
     cpu_threads,
     evaluate,
-    evaluate_many,
     fedavg,
     flatten_params,
     load_mnist,
@@ -207,7 +206,7 @@ def test_flatten_unflatten_round_trip(name: str) -> None:
 @pytest.mark.parametrize(("name", "impl", "chunk"), [
     ("cnn", "manual", None), ("cnn", "manual", 1), ("cnn", "stacked", None),
     ("cnn", "vmap", None), ("mlp", "manual", None), ("mlp", "manual", 2),
-    ("mlp", "stacked", None), ("mlp", "vmap", None)])
+    ("mlp", "vmap", None)])
 def test_batched_equals_sequential(mnist: MNISTData, name: str, impl: str, chunk: int | None,
                                    dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:
     """Heterogeneous clients (an empty one, partial batches): same plan, same parameters.
@@ -351,26 +350,41 @@ def test_evaluate_and_centralized_baseline(mnist: MNISTData) -> None:
     assert evaluate(res.params, "mlp", small.test_x, small.test_y)[0] == res.accuracy[-1]
 
 
-@pytest.mark.parametrize("name", ["cnn", "mlp"])
-def test_evaluate_many_equals_evaluate_one_by_one(mnist: MNISTData, name: str) -> None:
-    """12 models (two chunks of the CNN's 10), 333 digits (a partial last pass), some
-    trained: the same accuracies and losses as evaluate() model by model."""
+def test_evaluate_through_stacked_copies_equals_the_plain_forward(
+        mnist: MNISTData, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CNN's evaluate runs copies of the model through forward_stacked on a CPU: the
+    same accuracy and loss as the plain forward, with leftover samples and small sets."""
+    from dtfl_env.fl.models import CNN
+
     small = _subset(mnist, 400, 333)
-    models: list[object] = [flatten_params(make_model(name, seed=s)) for s in range(10)]
-    models.append(train_centralized(small, name, epochs=1, seed=0).params)
-    models.append(make_model(name, seed=11))  # an nn.Module works too
-    many = evaluate_many(models, name, small.test_x, small.test_y)
-    one = [evaluate(m, name, small.test_x, small.test_y) for m in models]  # type: ignore[arg-type]
-    assert len(many) == 12
-    assert [a for a, _ in many] == [a for a, _ in one]
-    assert max(abs(lm - lo) for (_, lm), (_, lo) in zip(many, one, strict=True)) < 1e-5
-    assert many[10][0] > 0.3  # the trained one, well above chance
-    assert evaluate_many([], name, small.test_x, small.test_y) == []
-    with pytest.raises(ValueError, match="y"):
-        evaluate_many(models[:1], name, small.test_x[:0], small.test_y[:0])
+    models = [flatten_params(make_model("cnn", seed=s)) for s in range(2)]
+    models.append(train_centralized(small, "cnn", epochs=1, seed=0).params)
+    calls = []
+    real = CNN.forward_stacked
+
+    def spy(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(x.shape[:2]))
+        return real(params, x)
+
+    cases = [(333, 500), (333, 7), (5, 500), (1, 500)]
+    stacked = []
+    monkeypatch.setattr(CNN, "forward_stacked", staticmethod(spy))
+    for m in models:
+        for n, bs in cases:
+            stacked.append(evaluate(m, "cnn", small.test_x[:n], small.test_y[:n], bs))
+    # 333 = 10 x 33 + 3 (the 3 through the plain forward); 7 = 7 x 1; 5 = 5 x 1; 1 alone
+    assert calls[:3] == [(10, 33), *[(7, 1)] * 2] and (5, 1) in calls
+    monkeypatch.setattr(CNN, "stacked_eval", False)
+    calls.clear()
+    plain = [evaluate(m, "cnn", small.test_x[:n], small.test_y[:n], bs)
+             for m in models for n, bs in cases]
+    assert calls == []
+    assert [a for a, _ in stacked] == [a for a, _ in plain]
+    assert max(abs(ls - lp) for (_, ls), (_, lp) in zip(stacked, plain, strict=True)) < 1e-5
+    assert stacked[8][0] > 0.3  # the trained model, well above chance
 
 
-def test_evaluate_many_without_forward_stacked_and_batch_size(mnist: MNISTData) -> None:
+def test_evaluate_batch_size(mnist: MNISTData) -> None:
     class Plain(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -379,16 +393,15 @@ def test_evaluate_many_without_forward_stacked_and_batch_size(mnist: MNISTData) 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.fc(x.flatten(-3))
 
-    nets = [Plain() for _ in range(3)]
+    net = Plain()
     x, y = mnist.test_x[:100], mnist.test_y[:100]
-    assert evaluate_many(nets, nets[0], x, y) == [evaluate(n, nets[0], x, y) for n in nets]
     # the pass size changes nothing but the float summation order
-    acc, loss = evaluate(nets[0], nets[0], x, y, batch_size=7)
-    assert acc == evaluate(nets[0], nets[0], x, y)[0]
-    assert abs(loss - evaluate(nets[0], nets[0], x, y)[1]) < 1e-6
+    acc, loss = evaluate(net, net, x, y, batch_size=7)
+    assert acc == evaluate(net, net, x, y)[0]
+    assert abs(loss - evaluate(net, net, x, y)[1]) < 1e-6
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="batch_size"):
-            evaluate(nets[0], nets[0], x, y, batch_size=bad)  # type: ignore[arg-type]
+            evaluate(net, net, x, y, batch_size=bad)  # type: ignore[arg-type]
 
 
 def test_device_options() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
@@ -747,7 +746,7 @@ class DTFLEnv(gym.Env):
         accepted = models
         s_total = len(self._sites)
         if self._consortium is not None:
-            from dtfl_env.fl.training import evaluate_many
+            from dtfl_env.fl.training import evaluate
             from dtfl_env.ledger import tamper_submission
 
             cons = self._consortium
@@ -768,13 +767,11 @@ class DTFLEnv(gym.Env):
             k = led["validation_samples"]
             vx, vy = fl.data.test_x[:k], fl.data.test_y[:k]
 
-            def quality_many(params: Sequence[np.ndarray]) -> list[tuple[float, float]]:
-                # the global model and every candidate at once (the CNN's grouped convs)
-                return evaluate_many(params, fl.model, vx, vy, device=fl.device)
+            def quality(params: np.ndarray) -> tuple[float, float]:
+                return evaluate(params, fl.model, vx, vy, device=fl.device)
 
             rec = cons.end_round(self._round, subs, global_params=global_before,
-                                 quality=None, quality_many=quality_many,
-                                 timestamp_s=self._clock_s)
+                                 quality=quality, timestamp_s=self._clock_s)
             ok = {int(s.transaction.cluster_id) for s in rec.report.accepted}
             accepted = [m for m in models if m[0] in ok]
             mask_ok = np.zeros(s_total, dtype=bool)

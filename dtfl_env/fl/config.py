@@ -71,8 +71,8 @@ class FLConfig:
     cores) and numpy's BLAS on one thread (its arrays here are small, and idle OpenBLAS
     threads spin after a call, slowing the torch work that follows). In N vector-env
     worker processes on C cores use C // N: every worker running torch on all cores
-    oversubscribes them (2 SB3 subprocess workers of ``DTFL-v0`` on 2 cores: 10-14 steps/s
-    in all with ``None``, 34 with 1 thread each, 28-29 for one env alone). ``dtfl train
+    oversubscribes them (2 SB3 subprocess workers of ``DTFL-v0`` on 2 cores: 10-15 steps/s
+    in all with ``None``, 34 with 1 thread each, 32 for one env alone). ``dtfl train
     ppo`` sets it for subprocess workers."""
 
     def __post_init__(self) -> None:

@@ -107,6 +107,8 @@ class CNN(nn.Module):
     stacked_chunk = 10
     #: on a CPU, run blocks on worker threads with single-threaded ops (``train_batched``)
     stacked_parallel = "blocks"
+    #: on a CPU, ``evaluate`` runs ``stacked_chunk`` copies through ``forward_stacked``
+    stacked_eval = True
 
     @staticmethod
     def sgd_step_stacked(params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
@@ -164,16 +166,6 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.relu(self.fc1(x.flatten(-3))))
-
-    @staticmethod
-    def forward_stacked(params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """K models at once: ``params`` stacked ``(K, ...)``, ``x`` ``(K, B, 1, 28, 28)``;
-        logits ``(K, B, 10)``, equal to ``forward`` model by model."""
-        h = x.reshape(x.shape[0], x.shape[1], -1)
-        h = torch.baddbmm(params["fc1.bias"].unsqueeze(1), h,
-                          params["fc1.weight"].transpose(1, 2)).relu_()
-        return torch.baddbmm(params["fc2.bias"].unsqueeze(1), h,
-                             params["fc2.weight"].transpose(1, 2))
 
     #: clients per block and CPU thread in ``train_batched(impl="manual")`` (see there)
     stacked_chunk = 25

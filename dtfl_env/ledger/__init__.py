@@ -64,7 +64,6 @@ from dtfl_env.ledger.reputation import (
 from dtfl_env.ledger.storage import load_chain, parse_chain, save_chain
 from dtfl_env.ledger.verification import (
     QualityFn,
-    QualityManyFn,
     Reason,
     Submission,
     Verdict,
@@ -95,7 +94,6 @@ __all__ = [
     "NonCanonicalError",
     "PayloadDigestError",
     "QualityFn",
-    "QualityManyFn",
     "Reason",
     "Registry",
     "ReplayError",

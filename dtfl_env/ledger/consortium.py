@@ -28,7 +28,6 @@ from dtfl_env.ledger.identity import Identity, Registry, make_identities
 from dtfl_env.ledger.reputation import HistoryConfig, ReputationTracker
 from dtfl_env.ledger.verification import (
     QualityFn,
-    QualityManyFn,
     Submission,
     VerificationMode,
     VerificationReport,
@@ -144,8 +143,7 @@ class Consortium:
     def end_round(self, round: int, submissions: Sequence[Submission], *,
                   global_params: np.ndarray, quality: QualityFn | None,
                   timestamp_s: float, validator: str | None = None,
-                  block_quality: float = 1.0,
-                  quality_many: QualityManyFn | None = None) -> RoundRecord:
+                  block_quality: float = 1.0) -> RoundRecord:
         """Verify, write the block, update reputations (Algorithm 1, lines 12-13).
 
         Parameters
@@ -165,9 +163,6 @@ class Consortium:
             Override the reputation choice.
         block_quality : float
             Quality credited to the validator's block in its history, in [0, 1].
-        quality_many : callable, optional
-            Instead of ``quality`` (pass ``quality=None``): all the round's models in one
-            call (see :func:`~dtfl_env.ledger.verification.verify_submissions`).
 
         Returns
         -------
@@ -177,8 +172,7 @@ class Consortium:
         lead = validator or self.select_validators(1)[0]
         report = verify_submissions(submissions, registry=self.registry, round=round,
                                     global_params=global_params, quality=quality,
-                                    quality_many=quality_many, mode=self.mode,
-                                    config=self.verifier, chain=self.chain,
+                                    mode=self.mode, config=self.verifier, chain=self.chain,
                                     cluster_owner=self.cluster_owner,
                                     reference_norms=self._reference_norms)
         block = None

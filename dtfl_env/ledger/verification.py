@@ -24,10 +24,7 @@ Modes
     rises by more than ``loss_tolerance`` against the shared global model (or, with
     ``VerifierConfig.peer_baseline``, against the worse of the global model and the round's
     median, which tolerates the drift of honest non-IID clusters). Only submissions that
-    passed the identity, integrity and provenance checks are evaluated. The held-out data
-    are given as ``quality`` (one model per call) or ``quality_many`` (the global model and
-    all the round's candidates in one call, e.g. :func:`dtfl_env.fl.training.evaluate_many`,
-    which evaluates several CNNs at once).
+    passed the identity, integrity and provenance checks are evaluated.
 """
 
 from __future__ import annotations
@@ -46,7 +43,6 @@ from dtfl_env.ledger.identity import Identity, Registry
 
 __all__ = [
     "QualityFn",
-    "QualityManyFn",
     "Reason",
     "Submission",
     "Verdict",
@@ -60,8 +56,6 @@ __all__ = [
 
 #: ``quality(params) -> (accuracy, loss)`` on the validator's held-out data
 QualityFn = Callable[[np.ndarray], tuple[float, float]]
-#: ``quality_many([params, ...]) -> [(accuracy, loss), ...]``: the same for several models
-QualityManyFn = Callable[[Sequence[np.ndarray]], Sequence[tuple[float, float]]]
 
 
 class VerificationMode(str, Enum):
@@ -282,24 +276,9 @@ def _quality(quality: QualityFn, params: np.ndarray, name: str) -> tuple[float, 
                         f"for {name}") from None
 
 
-def _quality_many(quality_many: QualityManyFn, params: Sequence[np.ndarray]
-                  ) -> list[tuple[float, float]]:
-    out = quality_many(params)
-    try:
-        pairs = [(float(a), float(lo)) for a, lo in out]
-    except (TypeError, ValueError):
-        raise TypeError(f"quality_many: must return one (accuracy, loss) per model, got "
-                        f"{out!r:.80}") from None
-    if len(pairs) != len(params):
-        raise TypeError(f"quality_many: returned {len(pairs)} (accuracy, loss) pairs for "
-                        f"{len(params)} models")
-    return pairs
-
-
 def verify_submissions(submissions: Sequence[Submission], *, registry: Registry, round: int,
                        global_params: np.ndarray | None = None,
                        quality: QualityFn | None = None,
-                       quality_many: QualityManyFn | None = None,
                        mode: VerificationMode | str = VerificationMode.FULL,
                        config: VerifierConfig | None = None,
                        chain: Blockchain | None = None,
@@ -319,12 +298,8 @@ def verify_submissions(submissions: Sequence[Submission], *, registry: Registry,
         The shared global model (flat float32) the clusters trained from; required in
         ``"full"`` mode.
     quality : callable, optional
-        ``quality(params) -> (accuracy, loss)`` on the validator's held-out data; in
-        ``"full"`` mode it or ``quality_many`` is required unless ``config.check_quality``
-        is False.
-    quality_many : callable, optional
-        Instead of ``quality``: ``quality_many([global, candidate, ...])`` returns one
-        ``(accuracy, loss)`` per model, in order; called once per round. Give one of the two.
+        ``quality(params) -> (accuracy, loss)`` on the validator's held-out data; required
+        in ``"full"`` mode unless ``config.check_quality`` is False.
     mode : {"none", "signature", "full"}
         See the module docstring.
     config : VerifierConfig, optional
@@ -353,8 +328,6 @@ def verify_submissions(submissions: Sequence[Submission], *, registry: Registry,
         raise TypeError(f"registry: expected a Registry, got {type(registry).__name__}")
     if isinstance(round, bool) or not isinstance(round, (int, np.integer)) or round < 0:
         raise ValueError(f"round: expected an integer >= 0, got {round!r}")
-    if quality is not None and quality_many is not None:
-        raise ValueError("quality, quality_many: give one of them, not both")
     if mode is VerificationMode.NONE:
         return VerificationReport(mode, int(round), subs, tuple(
             Verdict(s.cluster_id, s.submitter, True) for s in subs))
@@ -366,9 +339,8 @@ def verify_submissions(submissions: Sequence[Submission], *, registry: Registry,
             raise ValueError("global_params: required in 'full' mode")
         global_digest = params_digest(global_params, "global_params")
         global_vec = np.asarray(global_params, dtype=np.float64)
-        if cfg.check_quality and quality is None and quality_many is None:
-            raise ValueError("quality: required in 'full' mode (or quality_many, or set "
-                             "check_quality=False)")
+        if cfg.check_quality and quality is None:
+            raise ValueError("quality: required in 'full' mode (or set check_quality=False)")
 
     reasons: list[list[tuple[Reason, str]]] = [[] for _ in subs]
     # identity, integrity and chain validity (modes "signature" and "full")
@@ -441,19 +413,12 @@ def verify_submissions(submissions: Sequence[Submission], *, registry: Registry,
                         reasons[i].append((Reason.UPDATE_NORM, f"update norm {n:.4g} exceeds "
                                            f"{cfg.norm_factor:g} x median = {threshold:.4g}"))
         if cfg.check_quality:
+            assert quality is not None
+            g_acc, g_loss = _quality(quality, np.asarray(global_params), "global_params")
             # only authenticated, well-formed models of the current global model are evaluated
             evaluated = candidates
-            if quality_many is not None:
-                pairs = _quality_many(quality_many, [np.asarray(global_params)]
-                                      + [subs[i].params for i in evaluated])
-                g_acc, g_loss = pairs[0]
-                for i, (a, lo) in zip(evaluated, pairs[1:], strict=True):
-                    acc[i], loss[i] = a, lo
-            else:
-                assert quality is not None
-                g_acc, g_loss = _quality(quality, np.asarray(global_params), "global_params")
-                for i in evaluated:
-                    acc[i], loss[i] = _quality(quality, subs[i].params, f"submissions[{i}]")
+            for i in evaluated:
+                acc[i], loss[i] = _quality(quality, subs[i].params, f"submissions[{i}]")
             base_acc, base_loss = g_acc, g_loss
             peers = [i for i in candidates if math.isfinite(acc[i]) and math.isfinite(loss[i])]
             if cfg.peer_baseline and peers:
