@@ -53,20 +53,23 @@ The plan (:func:`make_schedule`) is drawn with one numpy generator per client, s
 client's minibatches do not depend on which other clients are trained with it.
 
 Nothing here requires a GPU: ``device="auto"`` picks CUDA when it is available and
-otherwise the CPU. On a quiet 2-core CPU (Xeon, AVX-512), one local round of 100 clients
+otherwise the CPU. On a 2-core CPU (Xeon, AVX-512), one local round of 100 clients
 (``benchmarks/fl_speed.py``: Table II and equal data sizes, batch 10, the same plan timed
-side by side) takes, batched, 127-134 ms (CNN) and 12-15 ms (MLP) against 555-660 ms and
-86-99 ms for the sequential loop on the same 2 threads: 4.4-4.9x (CNN) and 6.8-7.2x (MLP),
-over two sessions;
-on one thread 2.8-3.1x (CNN). The CNN stays just short of the 5x target on 2 cores: it is
-bound by the convolution kernels (about 2.6 MFLOP per sample and step, at 35-85 GFLOP/s per
-core), while the sequential loop's convolutions of 10 samples already run at about a third
-of that. ``fl_speed.py --breakdown`` measures it: one block step of 10 clients on one
-thread costs 6.3-6.4 ms, 2.9-3.0x less per client than the loop's step (1.8-1.9 ms), and
-oneDNN's convolutions take 75 % of it; the blocks then scale across the two cores by about
-1.8x, the loop's small ops by about 1.2x. Grouped convolutions in other layouts, padded
+in back-to-back pairs) takes, batched, 127-209 ms (CNN) and 12-28 ms (MLP), and the
+sequential loop on the same 2 threads 555-1125 ms and 86-228 ms: 4.1-5.6x (CNN) and
+6.8-9.0x (MLP) over three sessions. The CNN's figure depends on the machine's state: on
+one thread it is a steady 2.8-3.2x, and the rest comes from the second core, which the
+batched blocks use fully (1.7-1.9x) and the loop's small two-thread ops barely (1.0-1.3x,
+least when the machine is busy: 5.4-5.6x then, 4.1-4.9x when quiet). It is bound by the
+convolution kernels (about 2.6 MFLOP per sample and step, at 35-85 GFLOP/s per core;
+oneDNN pads each group's 1, 10 and 20 channels to 16 or 32 lanes), while the sequential
+loop's convolutions of 10 samples already run at about a third of that.
+``fl_speed.py --breakdown`` measures it: one block step of 10 clients on one thread costs
+6.3-7.1 ms, 2.9-3.1x less per client than the loop's step (1.8-2.2 ms), and oneDNN's
+convolutions take 75 % of it. Grouped convolutions in other layouts, padded
 channel counts, im2col with batched matrix products, a depthwise conv1, the weight
 gradients as forward convolutions, transposed convolutions for conv2's input gradient,
+each client's minibatch split over several groups,
 ``torch.compile`` and other oneDNN instruction sets were all measured slower or equal.
 """
 
