@@ -304,15 +304,18 @@ def test_manual_sgd_step_equals_func_grad(mnist: MNISTData, name: str) -> None:
     assert float((params["fc1.weight"] - start["fc1.weight"]).abs().max()) > 1e-4
 
 
+class Plain(torch.nn.Module):
+    """A linear model with neither a manual step nor a stacked forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(784, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(-3))
+
+
 def test_train_batched_validates_impl(mnist: MNISTData) -> None:
-    class Plain(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.fc = torch.nn.Linear(784, 10)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.fc(x.flatten(-3))
-
     sched = make_schedule([np.arange(5)], 1, 4, np.random.default_rng(0))
     init = {n: p.detach() for n, p in Plain().named_parameters()}
     for impl in ("manual", "stacked"):
@@ -385,14 +388,6 @@ def test_evaluate_through_stacked_copies_equals_the_plain_forward(
 
 
 def test_evaluate_batch_size(mnist: MNISTData) -> None:
-    class Plain(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.fc = torch.nn.Linear(784, 10)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.fc(x.flatten(-3))
-
     net = Plain()
     x, y = mnist.test_x[:100], mnist.test_y[:100]
     # the pass size changes nothing but the float summation order
