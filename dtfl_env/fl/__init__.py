@@ -23,7 +23,7 @@ _LAZY = {  # torch is imported only when one of these is used
     "ClusterRequest": "system", "FederatedSystem": "system",
     "CentralizedResult": "training", "Schedule": "training", "evaluate": "training",
     "fedavg": "training", "make_schedule": "training", "train_batched": "training",
-    "cpu_threads": "training", "train_centralized": "training",
+    "cpu_threads": "training", "fl_threads": "training", "train_centralized": "training",
     "train_sequential": "training",
 }
 
@@ -45,6 +45,7 @@ __all__ = [
     "default_fl_config",
     "evaluate",
     "fedavg",
+    "fl_threads",
     "flatten_params",
     "load_mnist",
     "make_model",
