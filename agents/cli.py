@@ -249,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="env config overrides: JSON text or a JSON file")
     t.add_argument("--hyperparams", help="JSON file of PPO hyperparameters")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--eval-freq", type=int, default=20_000)
+    t.add_argument("--eval-freq", type=int, default=20_000,
+                   help="steps between evaluations and checkpoints (>= 1; --timesteps or "
+                        "more: the final evaluation only)")
     t.add_argument("--out", default="runs/ppo")
     t.add_argument("--progress", action="store_true", help="show a progress bar")
     t.set_defaults(func=cmd_train)

@@ -133,10 +133,11 @@ def train_ppo(
     ``worker_config``). Writes ``model.zip``, ``vecnormalize.pkl`` (observation and
     reward statistics), ``config.json`` (env id, the env config used, hyperparameters,
     seed, timesteps, training minutes), ``evaluations.csv`` and ``learning_curve.png``
-    (every ``eval_freq`` steps: PPO's mean latency on feasible clusters, its violation rate
-    there and its gap to the exact optimum, beside Algorithm 2 on the same
-    ``eval_episodes`` episodes from seed ``eval_seed``), checkpoints, and TensorBoard logs
-    when ``tensorboard`` is installed.
+    (every ``eval_freq`` steps and at the end: PPO's mean latency on feasible clusters, its
+    violation rate there and its gap to the exact optimum, beside Algorithm 2 on the same
+    ``eval_episodes`` episodes from seed ``eval_seed``), checkpoints (every ``eval_freq``
+    steps), and TensorBoard logs when ``tensorboard`` is installed. ``eval_freq`` >=
+    ``total_timesteps``: the final evaluation only.
     """
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
@@ -147,6 +148,10 @@ def train_ppo(
 
     if total_timesteps < 1:
         raise ValueError(f"total_timesteps: must be >= 1, got {total_timesteps}")
+    if isinstance(eval_freq, bool) or not isinstance(eval_freq, int) or eval_freq < 1:
+        # 0 would evaluate and checkpoint at every step; >= total_timesteps: the final only
+        raise ValueError(f"eval_freq: must be an integer >= 1 (total_timesteps or more for "
+                         f"the final evaluation only), got {eval_freq!r}")
     if eval_episodes < 1:
         raise ValueError(f"eval_episodes: must be >= 1, got {eval_episodes}")
     hp = resolve_hyperparams(hyperparams, overrides)

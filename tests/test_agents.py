@@ -137,6 +137,12 @@ def test_ppo_smoke(tmp_path):
     with pytest.raises(ValueError, match="lr_schedule"):
         train_ppo("DTFL-Fast-v0", total_timesteps=10, overrides={"lr_schedule": "cosine"},
                   out_dir=tmp_path / "x")
+    # eval_freq 0 used to evaluate and checkpoint at every step (a run that never ends)
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match="eval_freq"):
+            train_ppo("DTFL-Fast-v0", total_timesteps=10, eval_freq=bad,  # type: ignore[arg-type]
+                      out_dir=tmp_path / "y")
+    assert not (tmp_path / "y").exists()
     # an agent trained in the safe mode (the default) acts in a direct-mode env too
     assert policy.action_mode == "safe"
     direct = evaluate_policies({"ppo": policy}, env_id="DTFL-Fast-v0",

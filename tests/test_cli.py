@@ -98,6 +98,14 @@ def test_readme_shell_commands_run(tmp_path):
     assert ran >= 4
 
 
+def test_train_rejects_a_zero_eval_freq(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "ppo", "--env", "DTFL-Fast-v0", "--timesteps", "64",
+                 "--eval-freq", "0", "--out", str(out)]) == 2
+    assert "eval_freq: must be an integer >= 1" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_reproduce_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["reproduce", "fig9", "--quick"]) == 0
