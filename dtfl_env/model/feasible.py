@@ -133,9 +133,8 @@ def _zoom(a, left_j: np.ndarray, u_lo: float, brackets: np.ndarray  # type: igno
     point is checked, and the bracket's feasible end kept otherwise). Returns the u values.
     """
     neg, pos = brackets[:, 0].copy(), brackets[:, 1].copy()
-    t = np.linspace(0.0, 1.0, _FINE)
     for _ in range(_ROUNDS):
-        s = neg[:, None] + (pos - neg)[:, None] * t  # from the infeasible to the feasible end
+        s = neg[:, None] + (pos - neg)[:, None] * _UNIT_FINE  # infeasible to feasible end
         ok = (_psi(a, left_j, u_lo * (1.0 + np.exp(s.ravel()))) >= 0).reshape(s.shape)
         j = np.where(ok.any(1), ok.argmax(1), _FINE - 1)  # first feasible point of each row
         rows = np.arange(s.shape[0])
@@ -239,7 +238,16 @@ def _u_grid(a) -> tuple[float, float, bool]:  # type: ignore[no-untyped-def]
 
 
 _UNIT = np.linspace(0.0, 1.0, _COARSE)
+_UNIT_FINE = np.linspace(0.0, 1.0, _FINE)
 _ZOOM = np.linspace(-1.0, 1.0, _FINE)
+
+
+def _take0(x: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``np.take_along_axis(x, order, 0)`` for 3-D arrays, by plain fancy indexing (the
+    same gather without its per-call index building, which the searches pay thousands of
+    times per second)."""
+    _, r, k = x.shape
+    return x[order, np.arange(r)[:, None], np.arange(k)]
 
 
 def _peak(f, u_lo: float, s_hi: float, rows: int) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -255,7 +263,7 @@ def _peak(f, u_lo: float, s_hi: float, rows: int) -> np.ndarray:  # type: ignore
         val = np.where(val == val, val, -np.inf)  # NaN (inf - inf) counts as infeasible
         k = val.argmax(1)
         best = np.maximum(best, val[r, k])
-        s = np.clip(s[r, k][:, None] + width[:, None] * _ZOOM, _S_MIN, s_hi)
+        s = np.minimum(np.maximum(s[r, k][:, None] + width[:, None] * _ZOOM, _S_MIN), s_hi)
         width = width * (2.0 / (_FINE - 1))
     return best
 
@@ -289,18 +297,18 @@ def _sync_w_factory(a, left_up: np.ndarray):  # type: ignore[no-untyped-def]
         dem = u * np.maximum(_need_w(a, u.ravel()).reshape(u.shape), 0.0)
         beta = (a3 - cap) / k3
         if full:
-            order = np.argsort(beta, axis=0)
-            sb, gks = np.take_along_axis(beta, order, 0), gk_all[order]
+            order = beta.argsort(axis=0)
+            sb, gks = _take0(beta, order), gk_all[order]
             c_tot = (g @ cap.reshape(g.size, -1)).reshape(u.shape)
-            w_h = ((c_tot - dem)[None] + np.cumsum(gks * sb, 0)) / np.cumsum(gks, 0)
+            w_h = ((c_tot - dem)[None] + (gks * sb).cumsum(0)) / gks.cumsum(0)
         else:
             beta = np.where(ok[:, :, None], beta, np.inf)
-            order = np.argsort(beta, axis=0)
-            sb = np.take_along_axis(beta, order, 0)
-            gks = np.take_along_axis(np.broadcast_to(gk[:, :, None], beta.shape), order, 0)
+            order = beta.argsort(axis=0)
+            sb = _take0(beta, order)
+            gks = _take0(np.broadcast_to(gk[:, :, None], beta.shape), order)
             c_tot = np.einsum("mr,mrk->rk", np.where(ok, g[:, None], 0.0), cap)
-            num = np.cumsum(gks * np.where(np.isfinite(sb), sb, 0.0), 0)
-            den = np.cumsum(gks, 0)
+            num = (gks * np.where(np.isfinite(sb), sb, 0.0)).cumsum(0)
+            den = gks.cumsum(0)
             w_h = np.where(den > 0, ((c_tot - dem)[None] + num) / np.where(den > 0, den, 1.0),
                            np.inf)
         return np.where(c_tot >= dem, np.minimum(w_h.min(0), w_cap[:, None]), -np.inf)
