@@ -588,7 +588,7 @@ def evaluate(params: nn.Module | Mapping[str, torch.Tensor] | np.ndarray | torch
     copies, stacked = 1, {}
     if dev.type == "cpu" and callable(forward) and getattr(net, "stacked_eval", False):
         copies = int(getattr(net, "stacked_chunk", 1))
-        stacked = {k: t.unsqueeze(0).expand(copies, *t.shape) for k, t in p.items()}
+        stacked = stack_params(p, copies)
     correct = 0
     loss_sum = 0.0
     with torch.no_grad():
