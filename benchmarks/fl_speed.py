@@ -55,6 +55,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from dtfl_env.fl import (  # noqa: E402
     FederatedSystem,
@@ -194,6 +195,39 @@ class _OpTimer(TorchDispatchMode):
         return out
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else ``platform.processor()``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _sgemm_gflops(n: int = 1024, repeats: int = 10) -> float:
+    """This core's float32 matrix-product rate: an n x n x n ``torch.mm`` on the calling
+    thread's torch threads (median of ``repeats``), in GFLOP/s."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    t, _ = _median_time(lambda: torch.mm(a, b), repeats)
+    return 2.0 * n ** 3 / t / 1e9
+
+
+def _flops_per_sample(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Floating-point operations of one plain training step (forward and autograd backward,
+    as counted by ``torch.utils.flop_counter``) per sample of the minibatch ``x``.
+
+    The batched step does the same maths per sample (the grouped convolutions are the
+    clients' own, and neither path computes conv1's input gradient). Counted on the plain
+    model: the counter overstates grouped ``convolution_backward`` (torch 2.14)."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss = F.cross_entropy(net(x), y)
+        torch.autograd.grad(loss, list(net.parameters()))
+    return counter.get_total_flops() / x.shape[0]
+
+
 def bench_breakdown(data: Any, model_name: str, batch_size: int, lr: float, steps: int,
                     seed: int) -> dict[str, Any]:
     """One manual-path step of one block of ``stacked_chunk`` clients on one CPU thread,
@@ -201,7 +235,10 @@ def bench_breakdown(data: Any, model_name: str, batch_size: int, lr: float, step
 
     Times are medians of ``steps`` steps (after 5 warm-up steps) without the op timer; the
     op table comes from ``steps`` further steps under :class:`_OpTimer` and is given per
-    step. The clients start from the same model on different minibatches.
+    step. The clients start from the same model on different minibatches. Both steps'
+    arithmetic rates (GFLOP/s, from :func:`_flops_per_sample`) are set beside the core's
+    float32 matrix-product rate (:func:`_sgemm_gflops`), which bounds what any
+    reorganisation of the block step could reach.
     """
     model = make_model(model_name, seed=seed)
     step = getattr(model, "sgd_step_stacked", None)
@@ -235,6 +272,8 @@ def bench_breakdown(data: Any, model_name: str, batch_size: int, lr: float, step
     with cpu_threads(1):
         t_block = median_step(batched_step)
         t_seq = median_step(sequential_step)
+        flops = _flops_per_sample(make_model(model_name, seed=seed), x[0], y[0])
+        sgemm = _sgemm_gflops()
         timer = _OpTimer()
         with timer:
             for _ in range(steps):
@@ -246,7 +285,11 @@ def bench_breakdown(data: Any, model_name: str, batch_size: int, lr: float, step
     return {"model": model_name, "block_clients": k, "batch_size": batch_size,
             "block_step_s": t_block, "per_client_step_s": t_block / k,
             "sequential_step_s": t_seq, "speedup_per_core": t_seq / (t_block / k),
-            "ops": ops, "ops_ms_per_step": timed, "convolution_share": conv / timed}
+            "ops": ops, "ops_ms_per_step": timed, "convolution_share": conv / timed,
+            "flops_per_sample_step": flops,
+            "block_gflops": flops * k * batch_size / t_block / 1e9,
+            "sequential_gflops": flops * batch_size / t_seq / 1e9,
+            "sgemm_gflops": sgemm}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -316,18 +359,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"{row['speedup_per_core']:.2f}x")
         print(f"    ops timed: {row['ops_ms_per_step']:.2f} ms per step, convolutions "
               f"{100 * row['convolution_share']:.0f} %")
+        print(f"    arithmetic: {row['flops_per_sample_step'] / 1e6:.2f} MFLOP per sample and "
+              f"step; block {row['block_gflops']:.1f} GFLOP/s, sequential step "
+              f"{row['sequential_gflops']:.1f} GFLOP/s, this core's float32 matrix product "
+              f"(1024^3) {row['sgemm_gflops']:.1f} GFLOP/s")
         for o in row["ops"][:8]:
             print(f"    {o['op']:40s} {o['ms_per_step']:7.3f} ms  ({o['calls_per_step']:g} "
                   f"calls)")
     lo, hi = min(r["speedup"] for r in local), max(r["speedup"] for r in local)
     met = "met" if lo >= TARGET_SPEEDUP else ("met by some" if hi >= TARGET_SPEEDUP else "not met")
     print(f"speed-up {lo:.2f}x-{hi:.2f}x (target >= {TARGET_SPEEDUP:.0f}x: {met}); torch "
-          f"{torch.__version__}, device {resolve_device(args.device)}, {args.threads} thread(s)")
+          f"{torch.__version__}, device {resolve_device(args.device)}, {args.threads} thread(s)"
+          f" of {_cpu_model()}")
     result = {"args": vars(args), "target_speedup": TARGET_SPEEDUP, "local_round": local,
               "full_round": full, "breakdown": breakdown,
               "versions": {"python": platform.python_version(), "numpy": np.__version__,
                            "torch": torch.__version__},
-              "machine": {"platform": platform.platform(), "cpu_threads": args.threads,
+              "machine": {"platform": platform.platform(), "cpu": _cpu_model(),
+                          "cpu_threads": args.threads,
                           "device": str(resolve_device(args.device)),
                           "cuda": torch.cuda.is_available()}}
     out = Path(args.out)

@@ -48,6 +48,17 @@ def test_fl_speed_small_run_with_breakdown(tmp_path: Path) -> None:
     for r in (cnn, mlp):
         assert abs(r["per_client_step_s"] * r["block_clients"] - r["block_step_s"]) < 1e-12
         assert r["ops_ms_per_step"] > 0 and r["sequential_step_s"] > 0
+        # the rates follow from the counted FLOPs and the measured step times
+        n = r["block_clients"] * r["batch_size"]
+        assert abs(r["block_gflops"] - r["flops_per_sample_step"] * n / r["block_step_s"]
+                   / 1e9) < 1e-9 * r["block_gflops"]
+        assert r["sequential_gflops"] > 0 and r["sgemm_gflops"] > 0
+    # one plain training step of the paper's CNN: 2.6 MFLOP per 28x28 digit (forward
+    # 0.93, backward without conv1's input gradient); the MLP's 784-64-10 layers: 0.2
+    # (2 FLOPs per multiply-add; forward, weight gradients, fc2's input gradient)
+    assert abs(cnn["flops_per_sample_step"] - 2.595e6) < 1e3
+    assert mlp["flops_per_sample_step"] == 2 * (2 * 784 * 64 + 3 * 64 * 10)
+    assert res["machine"]["cpu"] and "GFLOP/s" in proc.stdout
     assert "per core" in proc.stdout and "convolution_backward" in proc.stdout
     assert "over 2 pairs" in proc.stdout
 
