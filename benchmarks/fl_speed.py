@@ -241,8 +241,8 @@ def bench_breakdown(data: Any, model_name: str, batch_size: int, lr: float, step
     op table comes from ``steps`` further steps under :class:`_OpTimer` and is given per
     step. The clients start from the same model on different minibatches. Both steps'
     arithmetic rates (GFLOP/s, from :func:`_flops_per_sample`) are set beside the core's
-    float32 matrix-product rate (:func:`_sgemm_gflops`), which bounds what any
-    reorganisation of the block step could reach.
+    float32 matrix-product rate (:func:`_sgemm_gflops`), a rough ceiling for any
+    reorganisation of the block step (products of these small shapes run slower still).
     """
     model = make_model(model_name, seed=seed)
     step = getattr(model, "sgd_step_stacked", None)
@@ -276,7 +276,7 @@ def bench_breakdown(data: Any, model_name: str, batch_size: int, lr: float, step
     with cpu_threads(1):
         t_block = median_step(batched_step)
         t_seq = median_step(sequential_step)
-        flops = _flops_per_sample(make_model(model_name, seed=seed), x[0], y[0])
+        flops = _flops_per_sample(net, x[0], y[0])  # gradients only: net unchanged
         sgemm = _sgemm_gflops()
         timer = _OpTimer()
         with timer:
@@ -370,16 +370,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for o in row["ops"][:8]:
             print(f"    {o['op']:40s} {o['ms_per_step']:7.3f} ms  ({o['calls_per_step']:g} "
                   f"calls)")
+    cpu = _cpu_model()
     lo, hi = min(r["speedup"] for r in local), max(r["speedup"] for r in local)
     met = "met" if lo >= TARGET_SPEEDUP else ("met by some" if hi >= TARGET_SPEEDUP else "not met")
     print(f"speed-up {lo:.2f}x-{hi:.2f}x (target >= {TARGET_SPEEDUP:.0f}x: {met}); torch "
           f"{torch.__version__}, device {resolve_device(args.device)}, {args.threads} thread(s)"
-          f" of {_cpu_model()}")
+          f" of {cpu}")
     result = {"args": vars(args), "target_speedup": TARGET_SPEEDUP, "local_round": local,
               "full_round": full, "breakdown": breakdown,
               "versions": {"python": platform.python_version(), "numpy": np.__version__,
                            "torch": torch.__version__},
-              "machine": {"platform": platform.platform(), "cpu": _cpu_model(),
+              "machine": {"platform": platform.platform(), "cpu": cpu,
                           "cpu_threads": args.threads,
                           "device": str(resolve_device(args.device)),
                           "cuda": torch.cuda.is_available()}}
