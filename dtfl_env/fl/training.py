@@ -63,11 +63,11 @@ EPYC. The CNN's figure depends on the machine and its state: on one thread it is
 batched blocks use fully (1.7-1.9x) and the loop's small two-thread ops barely (1.0-1.3x,
 least when the machine is busy). It is bound by oneDNN's grouped convolutions, which pad
 each group's 1, 10 and 20 channels to 16 or 32 lanes: ``fl_speed.py --breakdown`` counts
-2.6 MFLOP per sample and step and measures the block step at 25-29 GFLOP/s, about a third
-of the same core's float32 matrix product (74-89 GFLOP/s on the EPYC), and the sequential
-loop's step at 10-12 GFLOP/s. One block step of 10 clients on one thread costs
-6.3-7.1 ms (Xeon) or 9.0-10.4 ms (EPYC), 2.3-3.1x less per client than the loop's step
-(1.8-2.6 ms), and the convolutions take 75-80 % of it. Grouped convolutions in other
+2.6 MFLOP per sample and step and measures the block step at 25-38 GFLOP/s, about a third
+of the same core's float32 matrix product (74-97 GFLOP/s on the EPYC), and the sequential
+loop's step at 10-16 GFLOP/s. One block step of 10 clients on one thread costs
+6.3-7.1 ms (Xeon) or 6.8-10.4 ms (EPYC), 2.3-3.1x less per client than the loop's step
+(1.6-2.6 ms), and the convolutions take 75-80 % of it. Grouped convolutions in other
 layouts, padded channel counts, im2col with batched matrix products, a depthwise conv1,
 the weight gradients as forward convolutions, transposed convolutions for conv2's input
 gradient, each client's minibatch split over several groups, ``torch.compile`` and other
