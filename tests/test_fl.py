@@ -604,3 +604,14 @@ def test_system_trains_and_evaluates_on_fl_threads(mnist: MNISTData,
     assert seen == [1, 1] and torch.get_num_threads() == before
     for (p, n), (q, m) in zip(ref, out, strict=True):  # one block of 5 clients: its ops ran
         assert n == m and np.abs(p - q).max() < 1e-5  # on 1 thread here, by rounding only
+
+
+def test_model_parameters_table_matches_the_torch_models():
+    from dtfl_env.fl.config import MODEL_PARAMETERS, model_size_bits
+    from dtfl_env.fl.models import make_model, n_params
+
+    for name, count in MODEL_PARAMETERS.items():
+        assert n_params(make_model(name, seed=0)) == count
+    assert model_size_bits("cnn") == 32 * 21_840  # about 0.70 Mbit
+    with pytest.raises(ValueError, match="model"):
+        model_size_bits("resnet")

@@ -15,7 +15,7 @@ training modules do, on first use. The pure-numpy system model never does.
 import importlib
 from typing import Any
 
-from dtfl_env.fl.config import FLConfig, default_fl_config
+from dtfl_env.fl.config import MODEL_PARAMETERS, FLConfig, default_fl_config, model_size_bits
 
 _LAZY = {  # torch is imported only when one of these is used
     "MNISTData": "data", "load_mnist": "data", "partition": "data",
@@ -35,6 +35,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "MODEL_PARAMETERS",
     "CentralizedResult",
     "ClusterRequest",
     "FLConfig",
@@ -50,6 +51,7 @@ __all__ = [
     "load_mnist",
     "make_model",
     "make_schedule",
+    "model_size_bits",
     "partition",
     "train_batched",
     "train_centralized",

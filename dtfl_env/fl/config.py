@@ -11,10 +11,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MODEL_NAMES", "FLConfig", "default_fl_config"]
+__all__ = ["MODEL_NAMES", "MODEL_PARAMETERS", "FLConfig", "default_fl_config", "model_size_bits"]
 
 #: the architectures of :mod:`dtfl_env.fl.models` (checked there against ``MODELS``)
 MODEL_NAMES = ("cnn", "mlp")
+#: trainable float32 parameters of each architecture (checked against the torch models by
+#: ``tests/test_fl.py``), so that the upload size L can be known without importing torch
+MODEL_PARAMETERS = {"cnn": 21_840, "mlp": 50_890}
 
 _CHOICES = {
     "backend": ("none", "torch"),
@@ -118,6 +121,14 @@ class FLConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def model_size_bits(model: str) -> float:
+    """L of eq. (7): the serialised size of ``model``'s parameters, 32 bits per float32 value
+    (the CNN: 21,840 parameters, 698,880 bits, about 0.70 Mbit)."""
+    if model not in MODEL_PARAMETERS:
+        raise ValueError(f"model: must be one of {list(MODEL_PARAMETERS)}, got {model!r}")
+    return 32.0 * MODEL_PARAMETERS[model]
 
 
 def default_fl_config() -> dict[str, Any]:
