@@ -146,7 +146,7 @@ class SB3Policy:
                                                  jamming=cfg.get("jamming"),
                                                  sync_range=cfg.get("sync_range"),
                                                  scale=cfg.get("scale"))
-                action = env.allocation_to_action(*alloc)
+                action = env.allocation_to_action(*alloc, clip=True)
         return np.asarray(action, dtype=np.float32), state
 
     def _own_observation(self, obs: np.ndarray) -> np.ndarray:

@@ -55,17 +55,22 @@ class EvaluationReport:
                 ("decision_ms", "decision [ms]")]
         if any("final_accuracy" in s for s in self.summary.values()):
             cols.insert(3, ("final_accuracy", "accuracy"))
+        if any(s.get("out_of_range_steps", 0) for s in self.summary.values()):
+            cols.insert(2, ("gap_in_range", "gap, in-range steps"))
+            cols.append(("out_of_range_steps", "out-of-range steps"))
         head = "| policy | " + " | ".join(c[1] for c in cols) + " |"
         lines = [head, "|" + "---|" * (len(cols) + 1)]
         for name, s in self.summary.items():
             cells = []
             for key, _ in cols:
                 mean, ci = s.get(key, math.nan), s.get(f"{key}_ci", math.nan)
-                if key == "gap":
+                if key in ("gap", "gap_in_range"):
                     cells.append(f"{100 * mean:.2f} % ± {100 * ci:.2f}" if math.isfinite(mean)
                                  else "n/a")
                 elif key.startswith("violation_rate"):
                     cells.append(f"{100 * mean:.1f} %")
+                elif key == "out_of_range_steps":
+                    cells.append(f"{mean:.0f}")
                 elif math.isfinite(ci):
                     cells.append(f"{mean:.4g} ± {ci:.2g}")
                 else:
@@ -122,7 +127,10 @@ def evaluate_policies(
     """Run every policy on the same ``episodes`` seeded episodes of ``env_id``.
 
     ``policies`` maps a display name to an object with the SB3 ``predict`` protocol;
-    policies with a ``bind(env)`` method are bound to each episode's environment.
+    policies with a ``bind(env)`` method are bound to each episode's environment. A step
+    whose allocation the action box could not express (the policy played the nearest
+    action, ``info["action_clipped"]``) is counted in ``out_of_range_steps``; ``gap_in_range``
+    is the gap to the exact optimum without such steps.
     """
     if not policies:
         raise ValueError("policies: give at least one policy")
@@ -173,6 +181,7 @@ def evaluate_policies(
                     "dropouts": info["n_dropouts"],
                     "unsynced": info["n_unsynced"],
                     "decision_ms": 1e3 * decision, "optimal_latency_s": t_star, "gap": gap,
+                    "out_of_range": int(info.get("action_clipped", 0)),
                     "global_accuracy": info.get("global_accuracy", math.nan),
                 })
                 step += 1
@@ -195,6 +204,11 @@ def evaluate_policies(
         s["violation_rate_feasible"] = (float(np.mean([r["violation"] < 0 for r in feasible]))
                                         if feasible else math.nan)
         s["infeasible_share"] = 1.0 - len(feasible) / max(len(rows), 1)
+        # steps whose allocation the action box could not express (played clipped): counted
+        # apart, and the gap also given without them
+        s["out_of_range_steps"] = float(sum(r["out_of_range"] for r in rows))
+        s["gap_in_range"], s["gap_in_range_ci"] = mean_ci(
+            np.array([r["gap"] for r in rows if not r["out_of_range"]], dtype=float))
         acc = np.array(finals[name], dtype=float)
         if np.isfinite(acc).any() and config and config.get("fl", {}).get("backend") == "torch":
             s["final_accuracy"], s["final_accuracy_ci"] = mean_ci(acc)

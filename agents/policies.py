@@ -73,7 +73,7 @@ def fallback_allocation(env: Any) -> tuple[float, float, np.ndarray]:
 
 def fallback_action(env: Any) -> np.ndarray:
     """:func:`fallback_allocation` as an action of the environment's action mode."""
-    return env.allocation_to_action(*fallback_allocation(env))
+    return env.allocation_to_action(*fallback_allocation(env), clip=True)
 
 
 def allocation_at_q(cluster: Cluster | Prepared, q_w: float
@@ -129,7 +129,7 @@ class SolverPolicy(EnvPolicy):
         self.last_result = res
         if not res.feasible:
             return fallback_action(env)
-        return env.allocation_to_action(res.y, res.tG, res.q)
+        return env.allocation_to_action(res.y, res.tG, res.q, clip=True)
 
 
 class ExactPolicy(SolverPolicy):
@@ -157,7 +157,7 @@ class NoJammingPolicy(EnvPolicy):
         for q_w in candidates:
             alloc = allocation_at_q(p, q_w)
             if alloc is not None:
-                return env.allocation_to_action(*alloc)
+                return env.allocation_to_action(*alloc, clip=True)
         return fallback_action(env)
 
 
@@ -174,7 +174,7 @@ class MaxJammingPolicy(EnvPolicy):
         if alloc is None:  # cannot pay for full jamming: keep it and relax the rest
             alloc = fallback_allocation(env)
         y, tg, _ = alloc
-        return env.allocation_to_action(y, tg, env.cluster.gld.max_jam_power_w)
+        return env.allocation_to_action(y, tg, env.cluster.gld.max_jam_power_w, clip=True)
 
 
 class EqualEnergyPolicy(EnvPolicy):
@@ -202,7 +202,7 @@ class EqualEnergyPolicy(EnvPolicy):
                 hi, lo = (mid, lo) if ok else (hi, mid)
             tg = math.exp(hi)
         # largest Q whose sync time lets every GLD pay q_i tB(Q) from its last third
-        return env.allocation_to_action(y, tg, _max_affordable_jamming(env, share))
+        return env.allocation_to_action(y, tg, _max_affordable_jamming(env, share), clip=True)
 
 
 class BestFixedQPolicy(EnvPolicy):
@@ -249,14 +249,17 @@ class BestFixedQPolicy(EnvPolicy):
         alloc = allocation_at_q(p, min(self.q_w, p.q_hi)) if p.m else None
         if alloc is None:
             return fallback_action(env)
-        return env.allocation_to_action(*alloc)
+        return env.allocation_to_action(*alloc, clip=True)
 
 
 class GreedyLocalPolicy(EnvPolicy):
-    """Each GLD decides alone: train at full CPU speed, upload as fast as its power allows,
-    and jam with all the energy it has left, assuming the sync finishes as fast as full
-    jamming would make it. No coordination: the sync takes longer than assumed, so GLDs
-    overspend and drop out. The contrast shows what the joint optimisation is worth."""
+    """Each resource alone at its fastest: train as fast as the CPUs and every GLD's budget
+    allow, upload as fast as the powers and every budget allow (each as if it had the whole
+    budget: the direct action box's lower ends, ``env.direct_bounds``), and jam with
+    whatever energy each GLD has left, assuming the sync finishes as fast as full jamming
+    would make it. No coordination: training and upload together overspend and the sync
+    takes longer than assumed, so GLDs drop out. The contrast shows what the joint
+    optimisation is worth."""
 
     name = "greedy-local"
 
@@ -264,12 +267,12 @@ class GreedyLocalPolicy(EnvPolicy):
         p = Prepared(env.cluster)
         if p.m == 0:
             return fallback_action(env)
-        y, tg = p.y_min, p.tg_min
+        tg, y = env.direct_bounds
         left = p.e_max - p.k_loc / y**2 - p.upload_energy(np.array(tg))
         with np.errstate(all="ignore"):
             tb_guess = float(p.sync_time(np.array(p.q_hi)))
         q = np.clip(left / tb_guess, 0.0, p.q_max) if math.isfinite(tb_guess) else p.q_max
-        return env.allocation_to_action(y, tg, q)
+        return env.allocation_to_action(y, tg, q, clip=True)
 
 
 POLICIES: dict[str, type[EnvPolicy]] = {

@@ -373,7 +373,8 @@ def test_excess_scale_covers_the_range_and_inverts():
     from dtfl_env.model.feasible import EXCESS_FLOOR, _factor, _unfactor
 
     ln = math.log(20.0)
-    assert _factor(-1.0, ln, "excess") == pytest.approx(1 + EXCESS_FLOOR)
+    assert _factor(-1.0, ln, "excess") == 1.0  # exactly the bound: an optimum on it round-trips
+    assert _factor(-0.999, ln, "excess") < 1 + EXCESS_FLOOR  # finer than the floor just above
     assert _factor(1.0, ln, "excess") == pytest.approx(20.0)
     assert _factor(-1.0, ln, "ratio") == 1.0 and _factor(1.0, ln, "ratio") == pytest.approx(20)
     grid = np.linspace(-1, 1, 41)
@@ -383,6 +384,7 @@ def test_excess_scale_covers_the_range_and_inverts():
         back = [_unfactor(x, ln, scale) for x in f]
         np.testing.assert_allclose(back, grid, atol=1e-12)
     assert _unfactor(1.0, ln, "excess") == -1.0  # at the bound: the lowest action
+    assert _unfactor(0.5, ln, "excess") < -1.0 and _unfactor(40.0, ln, "excess") > 1.0
     # finer than the ratio scale just above the bound: 10 % above it is mid-box
     assert -0.2 < _unfactor(1.1, ln, "excess") < 0.1
     assert _unfactor(1.1, ln, "ratio") < -0.9

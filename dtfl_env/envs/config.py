@@ -42,7 +42,7 @@ def default_config() -> dict[str, Any]:
         "fading": True,
         "twin_deviation": 0.0,
         "round_deadline_s": None,
-        "action": {"mode": "direct", "tg_range": 50.0, "y_range": 50.0, "jamming": "interval",
+        "action": {"mode": "direct", "tg_range": 1000.0, "y_range": 1000.0, "jamming": "interval",
                    "sync_range": 2.0, "scale": "ratio"},
         "observation": {"safe_bounds": False},
         "reward": {"latency": 1.0, "accuracy": 10.0, "violation": 5.0,

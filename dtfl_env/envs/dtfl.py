@@ -25,6 +25,7 @@ from dtfl_env.model.feasible import (
     safe_allocation,
     safe_bound_features,
     sync_upload_time_s,
+    training_time_floor_s,
 )
 from dtfl_env.model.round import (
     ClusterArrays,
@@ -44,7 +45,7 @@ from dtfl_env.scenarios import (
 if TYPE_CHECKING:
     from solvers.result import SolverResult
 
-__all__ = ["DTFLEnv"]
+__all__ = ["RANGE_TOLERANCE", "ActionRangeError", "DTFLEnv"]
 
 SLOT_FEATURES = ("is_gld", "is_bld", "gain_coordinator_db", "gain_eavesdropper_db",
                  "data", "power", "max_jam_power", "max_cpu", "energy_budget")
@@ -55,6 +56,16 @@ GLOBAL_FEATURES = ("round_progress", "cluster_progress", "global_accuracy", "gld
 BOUND_FEATURES = ("log10_tg_base_s",
                   *(f"log10_y_base_at_{1 + e:g}_tg_base_s" for e in BOUND_EXCESS))
 _OBS_CLIP = 5.0
+#: how far (relative: tG, y; as a share of Q_max,i: q_i) the allocation of the nearest action
+#: may differ from an allocation outside the box for it to count as inside: rounding, e.g. of
+#: an optimum exactly on a bound, or the safe mode's bound searches (precise to ~1e-7)
+RANGE_TOLERANCE = 1e-6
+
+
+class ActionRangeError(ValueError):
+    """An allocation that no action of the environment's box expresses (out of range)."""
+
+
 #: action size per ``action.mode`` for ``max_devices`` slots
 ACTION_SIZES = {"direct": lambda d: 2 + d, "safe": lambda d: 3}
 
@@ -74,6 +85,7 @@ class _Site:
         self._cluster_cache: Cluster | None = None
         self.tg_lo_s = math.nan  # the shortest upload time every GLD can pay (per round)
         self.tg_base_s = math.nan  # safe action mode: lower end of the tG range (per round)
+        self.y_lo_s = math.nan  # the shortest training every GLD can pay (direct mode's base)
 
     def cluster(self, constants: Constants) -> Cluster:
         """The cluster as a policy sees it (twin estimates for the BLDs), validated."""
@@ -261,6 +273,7 @@ class DTFLEnv(gym.Env):
         self._round_record: dict[str, Any] | None = None
         self._clock_s = 0.0
         self._round_latency_s = 0.0
+        self._clipped_at: tuple[int, int] | None = None  # set by allocation_to_action(clip=)
         self._topo_rng = self._fade_rng = self._fl_rng = np.random.default_rng()
         self._episode_ready = False
 
@@ -317,6 +330,7 @@ class DTFLEnv(gym.Env):
         self._accuracy = 0.0
         self._loss = math.nan
         self._last_step = None
+        self._clipped_at = None
         self._requests = []
         self._round_record = None
         self._clock_s = 0.0
@@ -462,6 +476,10 @@ class DTFLEnv(gym.Env):
                                np.array([a.tg_min_s for a in seen]))
             for site, lo in zip(self._sites, tg_lo, strict=True):
                 site.tg_lo_s = float(lo) if site.m else math.nan
+                # the shortest common training time every GLD can pay from its whole
+                # budget: the lower end of the direct mode's y range
+                site.y_lo_s = (training_time_floor_s(site.seen, site.seen.g_e_max)
+                               if site.m else math.nan)
         # the BLD path's scales (twin estimates): fastest sync (infinite jamming, eq. (23)),
         # sync at full jamming Q = sum_i Q_max,i g_iE (eq. (22)), twin training tB_loc (6)
         n_sites = len(self._sites)
@@ -561,33 +579,64 @@ class DTFLEnv(gym.Env):
             return safe_allocation(arr, self._tg_base(site, ln_tg), a, ln_tg, ln_y, jam, ln_sync,
                                    scale)
         a0, a1 = float(a[0]), float(a[1])
-        tg = arr.tg_min_s * math.exp(0.5 * (a0 + 1.0) * ln_tg)
-        y = arr.y_min_s * math.exp(0.5 * (a1 + 1.0) * ln_y)
+        if not site.m:
+            return 0.0, 0.0, np.zeros(0)
+        tg = site.tg_lo_s * math.exp(0.5 * (a0 + 1.0) * ln_tg)
+        y = site.y_lo_s * math.exp(0.5 * (a1 + 1.0) * ln_y)
         q = arr.g_q_max * (0.5 * (a[2:2 + site.m] + 1.0))
         return y, tg, q
 
     def allocation_to_action(self, y_s: float, tg_s: float, jam_power_w: np.ndarray,
-                             mode: str | None = None) -> np.ndarray:
-        """The action whose mapping on the current cluster is (y, tG, q) (clipped to range).
+                             mode: str | None = None, *, clip: bool = False) -> np.ndarray:
+        """The action whose mapping on the current cluster is (y, tG, q).
 
         In ``"safe"`` mode the jamming is matched through Q = sum_i q_i g_iE (the latency
-        depends on the split only through Q), and a Q above what the GLDs can afford maps
-        to the most they can.
+        depends on the split only through Q), and a Q outside the affordable interval maps
+        to its nearest end. Where tG, y (or, in ``"direct"`` mode, a q_i) lies outside the
+        action box (the nearest action's allocation differs by more than ``RANGE_TOLERANCE``,
+        relative), raises :class:`ActionRangeError` naming the variable and its range; with
+        ``clip=True`` it is clipped instead, and the next :meth:`step` on this cluster
+        reports ``info["action_clipped"] = 1`` (the evaluation counts such steps apart).
         """
         mode = self._check_mode(mode)
         site = self._sites[self._cluster]
         arr = site.seen
         assert arr is not None
+        d = self.config["max_devices"]
         if mode == "safe":
-            return safe_action(arr, self._tg_base(site), y_s, tg_s, jam_power_w,
-                               self._ln_tg_range, self._ln_y_range, self._jamming,
-                               self._ln_sync_range, self._scale)
-        a = np.zeros(ACTION_SIZES[mode](self.config["max_devices"]))
-        if site.m:
-            a[0] = 2.0 * math.log(tg_s / arr.tg_min_s) / self._ln_tg_range - 1.0
-            a[1] = 2.0 * math.log(y_s / arr.y_min_s) / self._ln_y_range - 1.0
-            a[2:2 + site.m] = 2.0 * np.asarray(jam_power_w) / site.base.gld.max_jam_power_w - 1
-        return np.clip(a, -1.0, 1.0)
+            a = safe_action(arr, self._tg_base(site), y_s, tg_s, jam_power_w,
+                            self._ln_tg_range, self._ln_y_range, self._jamming,
+                            self._ln_sync_range, self._scale)
+            names = ("tG", "y")
+        else:
+            a = np.zeros(ACTION_SIZES[mode](d))
+            if site.m:
+                a[0] = 2.0 * math.log(tg_s / site.tg_lo_s) / self._ln_tg_range - 1.0
+                a[1] = 2.0 * math.log(y_s / site.y_lo_s) / self._ln_y_range - 1.0
+                a[2:2 + site.m] = (2.0 * np.asarray(jam_power_w, dtype=float)
+                                   / site.base.gld.max_jam_power_w - 1.0)
+            names = ("tG", "y", *(f"q[{i}]" for i in range(site.m)))
+        out = np.clip(a, -1.0, 1.0)
+        if not np.any(np.abs(a[:len(names)]) > 1.0):
+            return out
+        # outside the box: by rounding (an optimum on a bound, a search's precision), or
+        # truly? Compare the clipped action's allocation with the one asked for.
+        y2, tg2, q2 = self.action_to_allocation(out, mode)
+        rel = np.array([abs(tg2 / tg_s - 1.0), abs(y2 / y_s - 1.0)])
+        if mode == "direct" and site.m:
+            rel = np.concatenate([rel, np.abs(q2 - np.asarray(jam_power_w, dtype=float))
+                                  / site.base.gld.max_jam_power_w])
+        bad = np.flatnonzero(rel > RANGE_TOLERANCE)
+        if bad.size:
+            if not clip:
+                i = int(bad[0])
+                raise ActionRangeError(
+                    f"{names[i]}: the allocation lies outside the {mode} action box on this "
+                    f"cluster (action[{i}] = {a[i]:.9g}, outside [-1, 1]); widen "
+                    f"action.{'tg_range' if i == 0 else 'y_range' if i == 1 else 'mode'} "
+                    "or pass clip=True to play the nearest action")
+            self._clipped_at = (self._round, self._cluster)
+        return out
 
     def _check_mode(self, mode: str | None) -> str:
         if mode is None:
@@ -624,6 +673,16 @@ class DTFLEnv(gym.Env):
             tg = sync_upload_time_s(site.seen, site.tg_lo_s, self._ln_tg_range)
             site.tg_base_s = site.tg_lo_s if math.isnan(tg) else tg
         return site.tg_base_s
+
+    @property
+    def direct_bounds(self) -> tuple[float, float]:
+        """(tg_lo, y_lo) of the current cluster: the lower ends of the direct mode's tG and y
+        ranges, the shortest upload time and the shortest common training time that every
+        GLD can pay from its budget on its own (NaN where the cluster has no GLD)."""
+        if not self._episode_ready:
+            raise RuntimeError("call reset() first")
+        site = self._sites[self._cluster]
+        return site.tg_lo_s, site.y_lo_s
 
     @property
     def cluster(self) -> Cluster:
@@ -684,6 +743,8 @@ class DTFLEnv(gym.Env):
         terminated = self._is_terminated()
         info = self._info(site, out, rewards, cluster_idx, round_idx, optimum)
         info["latency_baseline_s"] = baseline_s
+        info["action_clipped"] = int(self._clipped_at == (round_idx, cluster_idx))
+        self._clipped_at = None
         self._last_step = (site, out, rewards, cluster_idx, round_idx)
         obs = self._observation() if not terminated else self._terminal_observation()
         return obs, reward, terminated, False, info

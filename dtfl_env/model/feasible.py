@@ -48,7 +48,7 @@ UPLOAD_RESERVE = 1e-6
 PEAK_TOLERANCE = 1e-7
 
 _S_MIN, _S_MAX = -27.0, 16.0  # log((u - u_lo) / u_lo) searched by jamming_interval
-_COARSE, _FINE, _ROUNDS = 40, 24, 3
+_COARSE, _FINE, _ROUNDS = 40, 24, 4
 
 
 def affordable_upload_time_s(g_nog: np.ndarray, sic: np.ndarray, e_max_j: np.ndarray,
@@ -430,32 +430,33 @@ def safe_bound_features(a, tg_base_s: float) -> np.ndarray:  # type: ignore[no-u
 EXCESS_FLOOR = 1e-3
 
 
-def _excess_span(ln_range: float) -> tuple[float, float]:
-    """log of the smallest and largest excess over a bound on the ``excess`` scale."""
-    return math.log(EXCESS_FLOOR), math.log(max(math.expm1(ln_range), EXCESS_FLOOR))
-
-
 def _factor(a_k: float, ln_range: float, scale: str) -> float:
     """The multiple of its lower bound that action value ``a_k`` in [-1, 1] sets (a0: tG,
     a1: y). ``"ratio"``: range^((a + 1) / 2), log-uniform in [1, range]. ``"excess"``:
-    1 + e^s with s uniform in [log EXCESS_FLOOR, log(range - 1)], log-uniform in the excess
-    over the bound: finer just above the bound, where y_sync(tG) and the sync time are
-    steep and most optima lie."""
+    1 + EXCESS_FLOOR (rho^u - 1), u = (a + 1) / 2, rho = 1 + (range - 1) / EXCESS_FLOOR:
+    exactly the bound at a = -1, the range at a = 1, and in between log-uniform in the
+    excess over the bound (from about EXCESS_FLOOR up): finer just above the bound, where
+    y_sync(tG) and the sync time are steep and most optima lie."""
     u = 0.5 * (min(max(a_k, -1.0), 1.0) + 1.0)
     if scale == "ratio":
         return math.exp(u * ln_range)
-    lo, hi = _excess_span(ln_range)
-    return 1.0 + math.exp(lo + u * (hi - lo))
+    return 1.0 + EXCESS_FLOOR * math.expm1(u * _excess_log_rho(ln_range))
+
+
+def _excess_log_rho(ln_range: float) -> float:
+    """log rho of the ``excess`` scale: EXCESS_FLOOR (rho - 1) = range - 1."""
+    return math.log1p(max(math.expm1(ln_range), EXCESS_FLOOR) / EXCESS_FLOOR)
 
 
 def _unfactor(f: float, ln_range: float, scale: str) -> float:
-    """The action value whose :func:`_factor` is ``f`` (not clipped)."""
+    """The action value whose :func:`_factor` is ``f`` (not clipped: outside [-1, 1] where
+    ``f`` lies outside [1, range])."""
     if scale == "ratio":
         return 2.0 * math.log(f) / ln_range - 1.0
-    lo, hi = _excess_span(ln_range)
-    if not f - 1.0 > EXCESS_FLOOR or hi <= lo:
-        return -1.0
-    return 2.0 * (math.log(f - 1.0) - lo) / (hi - lo) - 1.0
+    e = (f - 1.0) / EXCESS_FLOOR
+    if e <= -1.0:
+        return -math.inf
+    return 2.0 * math.log1p(e) / _excess_log_rho(ln_range) - 1.0
 
 
 def _sync_target_jamming(a, q_low: float, q_high: float, t_gld_s: float,  # type: ignore[no-untyped-def]
@@ -523,7 +524,9 @@ def safe_action(a, tg_base_s: float, y_s: float, tg_s: float, jam_power_w: np.nd
                 ln_tg_range: float, ln_y_range: float, jamming: str = "interval",
                 ln_sync_range: float = math.log(2.0), scale: str = "ratio") -> np.ndarray:
     """The ``safe`` action whose mapping is closest to (y, tG, q): the inverse of
-    :func:`safe_allocation` (clipped to [-1, 1]). The jamming enters through Q only (the
+    :func:`safe_allocation`. a0 and a1 are not clipped: a value outside [-1, 1] says that
+    tG or y lies outside the box (the caller decides; the environment's
+    ``allocation_to_action`` raises); a2 is clipped. The jamming enters through Q only (the
     sync time, hence the latency, depends on Q alone); a Q above the affordable interval
     maps to its top. With ``jamming="sync"`` a2 encodes the BLDs' finishing time at Q (at
     most Q_high) relative to y + tG: the action's latency is never above the allocation's."""
@@ -551,4 +554,5 @@ def safe_action(a, tg_base_s: float, y_s: float, tg_s: float, jam_power_w: np.nd
         out[2] = 1.0 if iv is not None else -1.0
     else:
         out[2] = 2.0 * (q_w - iv[0]) / (iv[1] - iv[0]) - 1.0
-    return np.clip(out, -1.0, 1.0)
+    out[2] = min(max(out[2], -1.0), 1.0)
+    return out

@@ -3,32 +3,32 @@ environment's rules for what happens when an allocation breaks a budget.
 
 This is the fast path of the environment's ``step``: plain arrays, no validation, no loops
 over devices. :func:`dtfl_env.model.system.evaluate_allocation` is the reference it must
-agree with (tested) whenever every device participates.
+agree with (tested): on the cluster reduced to the GLDs that remain and the BLDs that sync.
 
 Rules beyond the paper (documented in the environment):
-- A GLD whose energy (14a) exceeds its budget drops out: its model is not aggregated, and
-  the excess is reported so that a violation penalty can be charged.
-- A BLD with zero secrecy rate (eq. (21)) cannot sync securely: its twin is not updated this
-  round and the sync time tB_up is the maximum over the BLDs that do sync.
+- A GLD whose assignment (14a) costs more than its budget drops out: it refuses the
+  assignment whole, so it does not train, upload or jam, and the round is charged on the
+  GLDs that remain (:func:`gld_dropouts`, the one definition of a drop-out). The excess is
+  reported so that a violation penalty can be charged.
+- A BLD with zero secrecy rate (eq. (21)) under the jamming of the remaining GLDs cannot
+  sync securely: its twin is not updated this round and the sync time tB_up is the maximum
+  over the BLDs that do sync.
 - With a round deadline, devices that finish after it are stragglers (not aggregated) and
   the round closes at the deadline.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from dtfl_env.model.system import LN2
+from dtfl_env.model.system import ENERGY_TOLERANCE, LN2
 
 __all__ = ["ENERGY_TOLERANCE", "ClusterArrays", "RoundOutcome", "build_cluster_arrays",
-           "max_upload_rate", "round_outcome", "segment_max"]
-
-
-#: relative energy excess tolerated as numerical rounding (float32 actions carry ~1e-7)
-ENERGY_TOLERANCE = 1e-5
+           "gld_dropouts", "max_upload_rate", "round_outcome", "segment_max"]
 
 _RAW = ("g_data", "g_gain_c", "g_gain_e", "g_p_max", "g_q_max", "g_v_max", "g_e_max",
         "b_data", "b_gain_c", "b_gain_e", "b_power")
@@ -181,28 +181,87 @@ def round_outcome(a: ClusterArrays, *, y_s: float, tg_s: float, jam_power_w: np.
     CPU rates are v_i = min(eta iota D_i / y, V_max,i) (eq. (17); a GLD that cannot meet y
     runs flat out and finishes later). Powers follow eq. (7) with the SIC factor; an upload
     time below tG_min would break (14c) and is raised to tG_min.
+
+    **Drop-outs** (:func:`gld_dropouts`): a GLD whose assignment costs more than its budget
+    (14a) refuses it whole: it does not train, upload or jam. The round is then charged on
+    the GLDs that remain (their NOMA order closes up, the aggregate jamming Q counts only
+    their q_i), which can push another GLD over its budget (less jamming, a longer sync);
+    refusals repeat until every remaining GLD can pay. A refused GLD reports the energy of
+    the assignment it refused (``energy_j``) and the excess over its budget, and zero
+    ``cpu_hz``, ``upload_power_w`` and ``jam_power_w``. BLDs whose secrecy rate is zero
+    under the remaining jamming cannot sync (``bld_synced``).
     """
     m = a.g_cd.size
-    q = jam_power_w
-    if m:
-        tg = max(tg_s, a.tg_min_s)
-        if y_s >= a.y_min_s:  # every GLD meets y: v_i = eta iota D_i / y, eq. (17)
-            v = a.g_cd / y_s
+    q = np.asarray(jam_power_w, dtype=float)
+    active = np.ones(m, dtype=bool)
+    refused_energy = np.zeros(m)
+    while True:
+        out = _charge(a, active, y_s=y_s, tg_s=tg_s, q=q, deadline_s=deadline_s)
+        over = active & (out.energy_j - a.g_e_max > ENERGY_TOLERANCE * a.g_e_max)
+        if not over.any():
+            break
+        refused_energy[over] = out.energy_j[over]
+        active &= ~over
+    if active.all():
+        return out
+    dropped = ~active
+    energy = np.where(dropped, refused_energy, out.energy_j)
+    excess = np.where(dropped, refused_energy - a.g_e_max, 0.0)
+    return dataclasses.replace(out, energy_j=energy, energy_excess_j=excess,
+                               gld_dropped=dropped)
+
+
+def gld_dropouts(a: ClusterArrays, *, y_s: float, tg_s: float, jam_power_w: np.ndarray,
+                 deadline_s: float | None = None) -> np.ndarray:
+    """The GLDs that refuse an allocation (boolean mask): the one definition of a drop-out.
+
+    A GLD drops out when its assignment (training, upload and jamming energy, (14a)) costs
+    more than ``(1 + ENERGY_TOLERANCE)`` times its budget; the others are then charged
+    without it (no training, upload or jamming of the dropped GLD), repeatedly, until every
+    remaining GLD can pay. See :func:`round_outcome`.
+    """
+    return round_outcome(a, y_s=y_s, tg_s=tg_s, jam_power_w=jam_power_w,
+                         deadline_s=deadline_s).gld_dropped
+
+
+def _charge(a: ClusterArrays, active: np.ndarray, *, y_s: float, tg_s: float, q: np.ndarray,
+            deadline_s: float | None) -> RoundOutcome:
+    """Charge the allocation on the GLDs in ``active`` (every BLD); the others idle."""
+    m = a.g_cd.size
+    full = bool(active.all())
+    n_act = m if full else int(np.count_nonzero(active))
+    cpu = np.zeros(m)
+    p_up = np.zeros(m)
+    e_loc = np.zeros(m)
+    q_eff = q if full else np.where(active, q, 0.0)
+    t_loc = None
+    if n_act:
+        if full:
+            g_cd, v_max, nog, sic, tg_min, y_min = (a.g_cd, a.g_v_max, a.g_nog, a.sic,
+                                                   a.tg_min_s, a.y_min_s)
+        else:  # the remaining GLDs close up their NOMA order (SIC index among them)
+            g_cd, v_max, nog = a.g_cd[active], a.g_v_max[active], a.g_nog[active]
+            sic = np.arange(n_act, dtype=float)
+            tg_min = float(np.max(a.x_scale / max_upload_rate(a.g_p_max[active] / nog, sic)))
+            y_min = float(np.max(g_cd / v_max))  # (19)
+        tg = max(tg_s, tg_min)
+        if y_s >= y_min:  # every GLD meets y: v_i = eta iota D_i / y, eq. (17)
+            v = g_cd / y_s
             y = y_s
-            t_loc = None
         else:  # too short for some: they run at V_max and finish later, eq. (4)
-            v = np.minimum(a.g_cd / y_s, a.g_v_max)
-            t_loc = a.g_cd / v
+            v = np.minimum(g_cd / y_s, v_max)
+            t_loc = g_cd / v
             y = float(t_loc.max())
         x = a.x_scale / tg  # r ln 2
-        p_up = a.g_nog * (math.expm1(x) * np.exp(a.sic * x))  # eq. (7) with the SIC factor
-        e_loc = a.g_kcd * v * v  # eq. (5)
-        jam = float(q @ a.g_gain_e)  # eq. (20)
+        p_act = nog * (math.expm1(x) * np.exp(sic * x))  # eq. (7) with the SIC factor
+        if full:
+            cpu, p_up = v, p_act
+        else:
+            cpu[active], p_up[active] = v, p_act
+        e_loc = a.g_kcd * cpu * cpu  # eq. (5)
+        jam = float(q_eff @ a.g_gain_e)  # eq. (20)
     else:
-        tg = 0.0
-        v = t_loc = p_up = e_loc = np.zeros(0)
-        y = 0.0
-        jam = 0.0
+        tg = y = jam = 0.0
     n = a.b_data.size
     if n:
         eve = np.log2(1.0 + a.b_pe / (a.n_e_w + jam))
@@ -218,26 +277,29 @@ def round_outcome(a: ClusterArrays, *, y_s: float, tg_s: float, jam_power_w: np.
         tb = 0.0
     # jammers jam while the BLDs sync, and stop at the round deadline if there is one
     tb_jam = tb if deadline_s is None else min(tb, deadline_s)
-    energy = e_loc + p_up * tg + q * tb_jam  # (14a): eqs. (5), (8), (10)
+    energy = e_loc + p_up * tg + q_eff * tb_jam  # (14a): eqs. (5), (8), (10)
     excess = energy - a.g_e_max
     # an excess below ENERGY_TOLERANCE * E_max is rounding (e.g. of float32 actions), not a
     # violation: at the optimum the budget binds exactly
-    dropped = excess > ENERGY_TOLERANCE * a.g_e_max
-    excess = np.where(dropped, excess, 0.0)
-    t_gld = y + tg if m else 0.0  # eq. (12)
+    over = excess > ENERGY_TOLERANCE * a.g_e_max
+    excess = np.where(over, excess, 0.0)
+    t_gld = y + tg if n_act else 0.0  # eq. (12)
     t_bld = tb + a.tb_loc_s if n else 0.0  # eq. (13)
     span = max(t_gld, t_bld)
     g_late = np.zeros(m, dtype=bool)
     b_late = np.zeros(n, dtype=bool)
     if deadline_s is not None and span > deadline_s:
-        if t_loc is None:
-            t_loc = np.full(m, y)
-        g_late = (t_loc + tg) > deadline_s
+        if n_act:
+            finish = (t_loc if t_loc is not None else np.full(n_act, y)) + tg
+            if full:
+                g_late = finish > deadline_s
+            else:
+                g_late[active] = finish > deadline_s
         if n:
             b_late = synced & (a.b_data / np.where(synced, rate, 1.0) + a.tb_loc_s > deadline_s)
         span = deadline_s
     return RoundOutcome(
         latency_s=span + a.fixed_s, t_gld_s=t_gld, t_bld_s=t_bld, y_s=y, tg_s=tg, tb_up_s=tb,
-        tb_loc_s=a.tb_loc_s, jamming_w=jam, cpu_hz=v, upload_power_w=p_up, jam_power_w=q,
-        energy_j=energy, energy_excess_j=excess, gld_dropped=dropped, gld_straggler=g_late,
+        tb_loc_s=a.tb_loc_s, jamming_w=jam, cpu_hz=cpu, upload_power_w=p_up, jam_power_w=q_eff,
+        energy_j=energy, energy_excess_j=excess, gld_dropped=~active, gld_straggler=g_late,
         secrecy_rate_bps=rate, bld_synced=synced, bld_straggler=b_late)

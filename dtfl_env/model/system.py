@@ -11,13 +11,15 @@ Powers are computed in the log domain so that small upload times overflow to ``i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from dtfl_env.config import Cluster
 
 __all__ = [
+    "ENERGY_TOLERANCE",
     "Evaluation",
     "bld_twin_latency_s",
     "evaluate_allocation",
@@ -34,6 +36,10 @@ __all__ = [
 ]
 
 LN2 = float(np.log(2.0))
+
+#: relative energy excess tolerated as numerical rounding (float32 actions carry ~1e-7): a GLD
+#: drops out only when its energy exceeds (1 + ENERGY_TOLERANCE) E_max
+ENERGY_TOLERANCE = 1e-5
 
 
 def _log_expm1(x: np.ndarray) -> np.ndarray:
@@ -204,6 +210,15 @@ class Evaluation:
         vals = [np.min(v) for v in self.slack.values() if np.size(v)]
         return float(min(vals)) if vals else np.inf
 
+    gld_dropped: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    """The GLDs that would refuse this allocation in a round (boolean, shape (M,)): a GLD
+    whose assignment costs more than (1 + ENERGY_TOLERANCE) E_max refuses it whole (no
+    training, upload or jamming); the others are charged without it (their NOMA order closes
+    up, Q counts only their jamming, BLDs with zero secrecy rate do not sync), repeatedly,
+    until every remaining GLD can pay. The environment's step applies the same rule
+    (:func:`dtfl_env.model.round.round_outcome`, tested to agree). The other fields
+    describe the allocation as given, every GLD taking part (problem P)."""
+
     def is_feasible(self, tol: float = 1e-9) -> bool:
         return bool(self.min_slack >= -tol and np.isfinite(self.latency_s))
 
@@ -241,7 +256,6 @@ def evaluate_allocation(
         Latency terms, powers, energies, secrecy rates and each constraint's relative slack.
         The BLD sync time is tB_up = max_j D_jB / R_j(Q) (eq. (23)), ``inf`` if some R_j = 0.
     """
-    k = cluster.constants
     m = cluster.n_gld
     if (y_s is None) == (cpu_hz is None):
         raise ValueError("give exactly one of y_s and cpu_hz")
@@ -254,6 +268,17 @@ def evaluate_allocation(
             raise ValueError(f"{name}: must be finite and > 0, got {val}")
     if not np.all(np.isfinite(q)):
         raise ValueError("jam_power_w: must be finite")
+    ev = _evaluate(cluster, tg, q, y_s, cpu_hz)
+    if m and np.any(ev.slack["energy"] < -ENERGY_TOLERANCE):
+        return dataclasses.replace(ev, gld_dropped=_dropouts(cluster, tg, q, y_s, ev.cpu_hz))
+    return ev
+
+
+def _evaluate(cluster: Cluster, tg: float, q: np.ndarray, y_s: float | None,
+              cpu_hz: np.ndarray | None) -> Evaluation:
+    """:func:`evaluate_allocation` on checked input, every GLD taking part."""
+    k = cluster.constants
+    m = cluster.n_gld
     if y_s is not None:
         v = k.cycles_per_round_bit * cluster.gld.data_bits / float(y_s)  # eq. (17)
     else:
@@ -298,5 +323,24 @@ def evaluate_allocation(
         tg_s=tg, tb_up_s=tb_up, tb_loc_s=tb_loc, jamming_w=jam, cpu_hz=v,
         local_latency_s=t_loc, upload_power_w=p_up, jam_power_w=q, secrecy_rate_bps=rate,
         energy_local_j=e_loc, energy_upload_j=e_up, energy_jam_j=e_jam, energy_total_j=e_tot,
-        slack=slack,
+        slack=slack, gld_dropped=np.zeros(m, dtype=bool),
     )
+
+
+def _dropouts(cluster: Cluster, tg_s: float, q: np.ndarray, y_s: float | None,
+              cpu_hz: np.ndarray) -> np.ndarray:
+    """The drop-out rule of :attr:`Evaluation.gld_dropped`, by re-evaluating the cluster
+    reduced to the GLDs that remain and the BLDs that sync under their jamming."""
+    active = np.ones(cluster.n_gld, dtype=bool)
+    while active.any():
+        idx = np.flatnonzero(active)
+        jam = float(q[idx] @ cluster.gld.gain_eavesdropper[idx])  # eq. (20)
+        synced = np.flatnonzero(secrecy_rate_bps(cluster, jam) > 0)
+        sub = Cluster(cluster.gld.subset(idx), cluster.bld.subset(synced), cluster.constants)
+        ev = _evaluate(sub, tg_s, q[idx], y_s, None if y_s is not None else cpu_hz[idx])
+        over = ev.energy_total_j - sub.gld.energy_budget_j > (
+            ENERGY_TOLERANCE * sub.gld.energy_budget_j)
+        if not over.any():
+            break
+        active[idx[over]] = False
+    return ~active
