@@ -353,3 +353,64 @@ def test_log_weighted_latency_weighs_clusters_by_their_latency():
 def test_latency_weight_max_is_validated(bad):
     with pytest.raises(ValueError, match=r"reward\.latency_weight_max"):
         gym.make("DTFL-v0", config={"reward": {"latency_weight_max": bad}})
+
+
+def test_model_bits_follows_the_trained_model():
+    from dtfl_env.fl.config import model_size_bits
+
+    assert gym.make("DTFL-v0").unwrapped.constants.model_bits == 32 * 21_840  # the CNN
+    mlp = gym.make("DTFL-v0", config={"fl": {"model": "mlp"}}).unwrapped
+    assert mlp.constants.model_bits == model_size_bits("mlp")
+    pinned = gym.make("DTFL-v0", config={"constants": {"model_bits": 2e6}}).unwrapped
+    assert pinned.constants.model_bits == 2e6
+    # latency-only presets keep Table II's L = 2 Mbit (T* = 3.5315 s stays the reference)
+    assert make("DTFL-TableII-v0").constants.model_bits == 2e6
+    assert make("DTFL-Random-v0").constants.model_bits == 2e6
+
+
+@pytest.mark.parametrize("env_id", ["DTFL-TableII-v0", "DTFL-Random-v0"])
+def test_bld_sync_energy_is_reported_against_the_battery(env_id):
+    env = make(env_id)
+    env.reset(seed=4)
+    zero = np.zeros(env.action_space.shape[0])
+    seen_short = 0
+    for _ in range(20):
+        c = env.true_cluster
+        m, n = c.n_gld, c.n_bld
+        *_, info = env.step(zero)
+        synced = ~info["unsynced"][m:m + n]
+        rate = info["secrecy_rate_bps"][m:m + n]
+        expect = np.where(synced, c.bld.power_w * c.bld.data_bits / np.where(synced, rate, 1), 0)
+        np.testing.assert_allclose(info["bld_sync_energy_j"][m:m + n], expect, rtol=1e-12)
+        battery = info["bld_battery_j"][m:m + n]
+        assert np.all(battery > 0) and np.all(info["bld_battery_j"][:m] == 0)
+        if env_id == "DTFL-TableII-v0":
+            assert np.all(battery == 1.75)
+        else:  # the battery the device drew when eq. (3) classified it
+            assert np.all((battery >= 1.0) & (battery <= 2.5))
+        assert info["n_bld_energy_short"] == int(info["bld_energy_short"].sum())
+        np.testing.assert_array_equal(info["bld_energy_short"][m:m + n][synced],
+                                      expect[synced] > battery[synced] * (1 + 1e-5))
+        seen_short += info["n_bld_energy_short"]
+    assert seen_short > 0  # Table II's BLDs spend 3-6 J on a 2-3.5 Mbit sync
+
+
+def test_enforced_bld_energy_stops_the_sync():
+    free = make("DTFL-TableII-v0", fading=False)
+    strict = make("DTFL-TableII-v0", fading=False, bld_energy={"enforce": True})
+    rich = make("DTFL-TableII-v0", fading=False,
+                bld_energy={"enforce": True, "table2_battery_j": 100.0})
+    for env in (free, strict, rich):
+        env.reset(seed=0)
+    res = solve(free.cluster, "exact")
+    infos = [env.step(env.allocation_to_action(res.y, res.tG, res.q))[-1]
+             for env in (free, strict, rich)]
+    assert infos[0]["n_unsynced"] == 0 and infos[0]["n_bld_energy_short"] == 4
+    assert infos[0]["latency_s"] == pytest.approx(res.T, rel=1e-6)
+    assert infos[1]["n_unsynced"] == 4  # none can pay for its sync: none syncs
+    assert infos[2]["n_unsynced"] == 0 and infos[2]["latency_s"] == pytest.approx(res.T,
+                                                                                  rel=1e-6)
+    with pytest.raises(ValueError, match=r"bld_energy\.enforce"):
+        make("DTFL-TableII-v0", bld_energy={"enforce": 1})
+    with pytest.raises(ValueError, match=r"bld_energy\.table2_battery_j"):
+        make("DTFL-TableII-v0", bld_energy={"table2_battery_j": 0.0})

@@ -42,6 +42,7 @@ def default_config() -> dict[str, Any]:
         "fading": True,
         "twin_deviation": 0.0,
         "round_deadline_s": None,
+        "bld_energy": {"enforce": False, "table2_battery_j": 1.75},
         "action": {"mode": "direct", "tg_range": 1000.0, "y_range": 1000.0, "jamming": "interval",
                    "sync_range": 2.0, "scale": "ratio"},
         "observation": {"safe_bounds": False},
@@ -126,6 +127,10 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
             raise ValueError(f"{key}: must be true or false, got {cfg[key]!r}")
     _num(cfg["twin_deviation"], "twin_deviation", strict=False)
     _num(cfg["round_deadline_s"], "round_deadline_s", allow_none=True)
+    if not isinstance(cfg["bld_energy"]["enforce"], bool):
+        raise ValueError(f"bld_energy.enforce: must be true or false, "
+                         f"got {cfg['bld_energy']['enforce']!r}")
+    _num(cfg["bld_energy"]["table2_battery_j"], "bld_energy.table2_battery_j")
     if cfg["action"]["mode"] not in ACTION_MODES:
         raise ValueError(f"action.mode: must be one of {ACTION_MODES}, "
                          f"got {cfg['action']['mode']!r}")

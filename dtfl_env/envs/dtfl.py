@@ -18,6 +18,7 @@ from dtfl_env.envs.config import (
     merge_config,
     validate_config,
 )
+from dtfl_env.fl.config import model_size_bits
 from dtfl_env.model.feasible import (
     BOUND_EXCESS,
     affordable_upload_time_s,
@@ -74,8 +75,9 @@ class _Site:
     """One cluster site of an episode: its devices (fixed) and, per round, its channels."""
 
     def __init__(self, cluster: Cluster, topology: Topology | None,
-                 means: tuple[np.ndarray, ...]) -> None:
+                 means: tuple[np.ndarray, ...], bld_battery_j: np.ndarray) -> None:
         self.base = cluster  # data sizes, budgets, powers (episode constants)
+        self.bld_battery_j = bld_battery_j  # BLD batteries (not in problem P)
         self.topology = topology
         self.mean_gc, self.mean_ge, self.mean_hc, self.mean_he = means
         self.m, self.n = cluster.n_gld, cluster.n_bld
@@ -287,7 +289,12 @@ class DTFLEnv(gym.Env):
         cfg = merge_config(self._base_config, config)
         validate_config(cfg)
         self.config = cfg
-        self.constants = Constants.from_dict(cfg["constants"])
+        consts = dict(cfg["constants"])
+        if cfg["fl"]["backend"] == "torch" and "model_bits" not in consts:
+            # L: the serialised size of the model that is trained (CNN: 0.70 Mbit); set
+            # constants.model_bits to override (Table II's analysis uses 2 Mbit)
+            consts["model_bits"] = model_size_bits(cfg["fl"]["model"])
+        self.constants = Constants.from_dict(consts)
         self._random_cfg = RandomClusterConfig.from_dict(cfg["random"], "random")
         d = cfg["max_devices"]
         self._g_index = d * len(SLOT_FEATURES)  # where GLOBAL_FEATURES start
@@ -395,7 +402,8 @@ class DTFLEnv(gym.Env):
             c = table2_cluster(self.constants)
             means = (c.gld.gain_coordinator, c.gld.gain_eavesdropper,
                      c.bld.gain_coordinator, c.bld.gain_eavesdropper)
-            return _Site(c, None, means)
+            battery = np.full(c.n_bld, float(cfg["bld_energy"]["table2_battery_j"]))
+            return _Site(c, None, means, battery)
         lo, hi = cfg["devices_per_cluster"]
         k = int(self._topo_rng.integers(lo, hi + 1))
         sc = classify_and_build(self._topo_rng, k, self._random_cfg, self.constants,
@@ -409,7 +417,9 @@ class DTFLEnv(gym.Env):
                         bld_xy=topo.bld_xy, eavesdropper_xy=topo.eavesdropper_xy,
                         area_m=topo.area_m)
         cluster = Cluster(sc.cluster.gld.subset(order), sc.cluster.bld, self.constants)
-        return _Site(cluster, topo, (gc[order], ge[order], hc, he))
+        # a BLD's battery is the one its device drew for the classification of eq. (3)
+        return _Site(cluster, topo, (gc[order], ge[order], hc, he),
+                     sc.attributes.battery_j[sc.bld_index])
 
     def _flatten_sites(self) -> None:
         """Concatenate every site's devices so that a round is drawn in one vectorised pass."""
@@ -723,8 +733,7 @@ class DTFLEnv(gym.Env):
         y, tg, q = self.action_to_allocation(action)
         site = self._sites[self._cluster]
         assert site.true is not None
-        out = round_outcome(site.true, y_s=y, tg_s=tg, jam_power_w=q,
-                            deadline_s=self.config["round_deadline_s"])
+        out = self._charge(site, y, tg, q)
         cluster_idx, round_idx = self._cluster, self._round
         self._round_latency_s = max(self._round_latency_s, out.latency_s)
         optimum = self._step_optimum(site)  # before the round's fading is redrawn
@@ -748,6 +757,14 @@ class DTFLEnv(gym.Env):
         self._last_step = (site, out, rewards, cluster_idx, round_idx)
         obs = self._observation() if not terminated else self._terminal_observation()
         return obs, reward, terminated, False, info
+
+    def _charge(self, site: _Site, y: float, tg: float, q: np.ndarray) -> RoundOutcome:
+        """The round's outcome on the site's true values (:func:`round_outcome`)."""
+        assert site.true is not None
+        return round_outcome(site.true, y_s=y, tg_s=tg, jam_power_w=q,
+                             deadline_s=self.config["round_deadline_s"],
+                             bld_battery_j=site.bld_battery_j,
+                             enforce_bld_energy=self.config["bld_energy"]["enforce"])
 
     def _terminal_observation(self) -> np.ndarray:
         saved = self._round
@@ -898,8 +915,7 @@ class DTFLEnv(gym.Env):
                 return float(optimum.T)
         n_act = ACTION_SIZES[self.config["action"]["mode"]](self.config["max_devices"])
         y, tg, q = self.action_to_allocation(np.zeros(n_act))
-        t = round_outcome(site.true, y_s=y, tg_s=tg, jam_power_w=q,
-                          deadline_s=self.config["round_deadline_s"]).latency_s
+        t = self._charge(site, y, tg, q).latency_s
         return t if t > 0 and math.isfinite(t) else float(w["latency_reference_s"])
 
     def _is_terminated(self) -> bool:
@@ -924,6 +940,11 @@ class DTFLEnv(gym.Env):
         q[:m], cpu[:m], energy[:m], excess[:m] = (out.jam_power_w, out.cpu_hz, out.energy_j,
                                                   out.energy_excess_j)
         rate[m:m + n] = out.secrecy_rate_bps
+        e_sync, battery = np.zeros(d), np.zeros(d)
+        e_sync[m:m + n] = np.where(out.bld_synced, out.bld_sync_energy_j, 0.0)
+        battery[m:m + n] = site.bld_battery_j
+        short = np.zeros(d, dtype=bool)
+        short[m:m + n] = out.bld_energy_short
         dropped = np.zeros(d, dtype=bool)
         dropped[:m] = out.gld_dropped
         unsynced = np.zeros(d, dtype=bool)
@@ -943,6 +964,8 @@ class DTFLEnv(gym.Env):
             "y": out.y_s, "tG": out.tg_s, "tB_up": out.tb_up_s, "Q": out.jamming_w,
             "q_w": q, "cpu_hz": cpu, "energy_j": energy, "energy_excess_j": excess,
             "secrecy_rate_bps": rate,
+            "bld_sync_energy_j": e_sync, "bld_battery_j": battery, "bld_energy_short": short,
+            "n_bld_energy_short": int(out.bld_energy_short.sum()),
             "participant": part, "dropped": dropped, "unsynced": unsynced, "straggler": late,
             "n_gld": m, "n_bld": n,
             "n_dropouts": int(out.gld_dropped.sum()),

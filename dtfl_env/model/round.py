@@ -172,10 +172,16 @@ class RoundOutcome:
     secrecy_rate_bps: np.ndarray
     bld_synced: np.ndarray
     bld_straggler: np.ndarray
+    bld_sync_energy_j: np.ndarray
+    """p_j D_j / R_j: what each BLD's sync upload costs at its secrecy rate (``inf`` where
+    R_j = 0); problem P does not constrain it."""
+    bld_energy_short: np.ndarray
+    """BLDs whose sync would cost more than their battery (all False without batteries)."""
 
 
 def round_outcome(a: ClusterArrays, *, y_s: float, tg_s: float, jam_power_w: np.ndarray,
-                  deadline_s: float | None = None) -> RoundOutcome:
+                  deadline_s: float | None = None, bld_battery_j: np.ndarray | None = None,
+                  enforce_bld_energy: bool = False) -> RoundOutcome:
     """Charge an allocation (common training time y, upload time tG, jamming q) on a cluster.
 
     CPU rates are v_i = min(eta iota D_i / y, V_max,i) (eq. (17); a GLD that cannot meet y
@@ -190,13 +196,18 @@ def round_outcome(a: ClusterArrays, *, y_s: float, tg_s: float, jam_power_w: np.
     the assignment it refused (``energy_j``) and the excess over its budget, and zero
     ``cpu_hz``, ``upload_power_w`` and ``jam_power_w``. BLDs whose secrecy rate is zero
     under the remaining jamming cannot sync (``bld_synced``).
+
+    **BLD energy**: a BLD's sync costs p_j D_j / R_j (``bld_sync_energy_j``). Problem P does
+    not constrain it; with ``bld_battery_j`` the outcome flags the BLDs that cannot afford it
+    (``bld_energy_short``), and with ``enforce_bld_energy`` such a BLD does not sync.
     """
     m = a.g_cd.size
     q = np.asarray(jam_power_w, dtype=float)
     active = np.ones(m, dtype=bool)
     refused_energy = np.zeros(m)
     while True:
-        out = _charge(a, active, y_s=y_s, tg_s=tg_s, q=q, deadline_s=deadline_s)
+        out = _charge(a, active, y_s=y_s, tg_s=tg_s, q=q, deadline_s=deadline_s,
+                      bld_battery_j=bld_battery_j, enforce_bld_energy=enforce_bld_energy)
         over = active & (out.energy_j - a.g_e_max > ENERGY_TOLERANCE * a.g_e_max)
         if not over.any():
             break
@@ -212,7 +223,8 @@ def round_outcome(a: ClusterArrays, *, y_s: float, tg_s: float, jam_power_w: np.
 
 
 def gld_dropouts(a: ClusterArrays, *, y_s: float, tg_s: float, jam_power_w: np.ndarray,
-                 deadline_s: float | None = None) -> np.ndarray:
+                 deadline_s: float | None = None, bld_battery_j: np.ndarray | None = None,
+                 enforce_bld_energy: bool = False) -> np.ndarray:
     """The GLDs that refuse an allocation (boolean mask): the one definition of a drop-out.
 
     A GLD drops out when its assignment (training, upload and jamming energy, (14a)) costs
@@ -221,11 +233,13 @@ def gld_dropouts(a: ClusterArrays, *, y_s: float, tg_s: float, jam_power_w: np.n
     remaining GLD can pay. See :func:`round_outcome`.
     """
     return round_outcome(a, y_s=y_s, tg_s=tg_s, jam_power_w=jam_power_w,
-                         deadline_s=deadline_s).gld_dropped
+                         deadline_s=deadline_s, bld_battery_j=bld_battery_j,
+                         enforce_bld_energy=enforce_bld_energy).gld_dropped
 
 
 def _charge(a: ClusterArrays, active: np.ndarray, *, y_s: float, tg_s: float, q: np.ndarray,
-            deadline_s: float | None) -> RoundOutcome:
+            deadline_s: float | None, bld_battery_j: np.ndarray | None,
+            enforce_bld_energy: bool) -> RoundOutcome:
     """Charge the allocation on the GLDs in ``active`` (every BLD); the others idle."""
     m = a.g_cd.size
     full = bool(active.all())
@@ -267,13 +281,19 @@ def _charge(a: ClusterArrays, active: np.ndarray, *, y_s: float, tg_s: float, q:
         eve = np.log2(1.0 + a.b_pe / (a.n_e_w + jam))
         rate = a.w_hz * np.maximum(a.b_legit - eve, 0.0)  # eq. (21)
         synced = rate > 0
+        with np.errstate(divide="ignore"):
+            e_sync = a.b_power * a.b_data / rate  # p_j x sync time D_j / R_j
+        short = (e_sync > (1.0 + ENERGY_TOLERANCE) * bld_battery_j
+                 if bld_battery_j is not None else np.zeros(n, dtype=bool))
+        if enforce_bld_energy:
+            synced &= ~short
         if synced.all():
             tb = float(np.max(a.b_data / rate))  # eq. (23)
         else:
             tb = float(np.max(a.b_data[synced] / rate[synced])) if synced.any() else 0.0
     else:
-        rate = np.zeros(0)
-        synced = np.zeros(0, dtype=bool)
+        rate = e_sync = np.zeros(0)
+        synced = short = np.zeros(0, dtype=bool)
         tb = 0.0
     # jammers jam while the BLDs sync, and stop at the round deadline if there is one
     tb_jam = tb if deadline_s is None else min(tb, deadline_s)
@@ -302,4 +322,5 @@ def _charge(a: ClusterArrays, active: np.ndarray, *, y_s: float, tg_s: float, q:
         latency_s=span + a.fixed_s, t_gld_s=t_gld, t_bld_s=t_bld, y_s=y, tg_s=tg, tb_up_s=tb,
         tb_loc_s=a.tb_loc_s, jamming_w=jam, cpu_hz=cpu, upload_power_w=p_up, jam_power_w=q_eff,
         energy_j=energy, energy_excess_j=excess, gld_dropped=~active, gld_straggler=g_late,
-        secrecy_rate_bps=rate, bld_synced=synced, bld_straggler=b_late)
+        secrecy_rate_bps=rate, bld_synced=synced, bld_straggler=b_late,
+        bld_sync_energy_j=e_sync, bld_energy_short=short)
