@@ -4,7 +4,7 @@ Everything here is a frozen dataclass validated in ``__post_init__``; a bad valu
 ``ValueError`` naming the offending field by its dotted path (``gld.max_power_w[2]``).
 Units are SI throughout and appear in the field names (``_w``, ``_hz``, ``_j``, ``_s``).
 
-The defaults of :class:`Constants` are the ones fixed in ``shared/MODEL.md`` (the paper
+The defaults of :class:`Constants` are the ones fixed in ``docs/MODEL.md`` (the paper
 omits them); each field documents its unit and why the default was chosen.
 """
 
@@ -66,7 +66,7 @@ def _positive_array(value: Any, name: str, *, allow_zero: bool = False) -> np.nd
 
 @dataclass(frozen=True)
 class Constants:
-    """Physical constants shared by all devices of a cluster (MODEL.md defaults)."""
+    """Physical constants shared by all devices of a cluster (docs/MODEL.md defaults)."""
 
     local_iterations: float = 1.0
     """eta, local training iterations per round (-). Only eta*iota enters the latency."""

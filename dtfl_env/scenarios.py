@@ -52,8 +52,8 @@ __all__ = [
 def table2_cluster(constants: Constants | None = None) -> Cluster:
     """The cluster of the paper's Table II: 6 GLDs and 4 BLDs.
 
-    Erratum (MODEL.md): Table II lists 7 values of V_max for 6 GLDs; the 7th (2.2 GHz) is
-    dropped. Constants the paper omits take the MODEL.md defaults unless given.
+    Erratum (docs/MODEL.md): Table II lists 7 values of V_max for 6 GLDs; the 7th (2.2 GHz) is
+    dropped. Constants the paper omits take the docs/docs/MODEL.md defaults unless given.
     """
     gld = GLDParams(
         data_bits=[30e6, 45e6, 40e6, 50e6, 55e6, 35e6],
@@ -169,7 +169,7 @@ class RandomClusterConfig:
     medians land on Table II's (g_iE ~ 1.8e-8, h_jE ~ 9e-10); the GLD/BLD ratio (~20) and
     the scale of the jamming stay those of Table II.
 
-    The remaining infeasible clusters are the physical ones MODEL.md names: a GLD or BLD in
+    The remaining infeasible clusters are the physical ones docs/MODEL.md names: a GLD or BLD in
     a deep fade, or an eavesdropper that hears some BLD better than the coordinator does, so
     that the GLDs cannot pay for the jamming. ``difficulty`` makes the latter the rule.
     """
@@ -464,7 +464,7 @@ def random_topology(
     config : RandomClusterConfig, optional
         The distributions (defaults: the calibrated :class:`RandomClusterConfig`).
     constants : Constants, optional
-        Constants of the cluster (defaults: MODEL.md's).
+        Constants of the cluster (defaults: docs/MODEL.md's).
 
     Returns
     -------

@@ -29,7 +29,7 @@ from dtfl_env.scenarios import table2_cluster
 from solvers import solve
 
 FIGURE = "fig4_latency_vs_q"
-#: MODEL.md reference T* (s) for L = 1, 2, 3, 4 Mbit (independent exact solver)
+#: docs/MODEL.md reference T* (s) for L = 1, 2, 3, 4 Mbit (independent exact solver)
 REFERENCE_T = {1.0: 3.516, 2.0: 3.532, 3.0: 4.254, 4.0: 5.751}
 
 
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
 
     print(f"Fig. 4 on Table II: exact T(Q) on {optima[0]['points'] if optima else 0} Q values "
           "per model size")
-    print(f"  {'L':>5} {'T* (s)':>9} {'MODEL.md':>9} {'Q* (W)':>10} {'optimal Q plateau (W)':>24}"
+    print(f"  {'L':>5} {'T* (s)':>9} {'reference':>9} {'Q* (W)':>10} {'optimal Q plateau (W)':>24}"
           f" {'feasible Q range (W)':>22}")
     for o in optima:
         print(f"  {o['L_mbit']:>3g}Mb {o['T_star_s']:>9.4f} {o['T_reference_s']:>9.3f} "

@@ -3,7 +3,7 @@
 Notation: w = 1/y^2, u = tB_up (BLD sync time), Q = sum_i q_i g_iE (eq. (20)),
 a_i(tG) = E_max,i - E_i^up(tG) (energy left for compute and jamming), cap_i = Q_max,i u.
 
-Feasibility test (MODEL.md): for fixed Q, y, tG with s_i = a_i - K_i w, a jamming split
+Feasibility test (docs/MODEL.md): for fixed Q, y, tG with s_i = a_i - K_i w, a jamming split
 exists iff every s_i >= 0 and H(w) = sum_i g_iE min(cap_i, s_i) >= D = Q u, where
 u = tB_up(Q). So the smallest feasible y is w(tG)^(-1/2) with
 
@@ -482,7 +482,7 @@ class Prepared:
         if best_val < 0:
             return ("the GLDs cannot pay for the jamming any sync time needs: for every tB_up "
                     "the energy left after upload cannot deliver Q(tB_up) * tB_up "
-                    "(MODEL.md feasibility test)"), u_feas, u_bound
+                    "(docs/MODEL.md, erratum 5)"), u_feas, u_bound
         self._u_left = float(self.u_lo + math.exp(root[0])) if root else self.u_lo
         return None, u_feas, max(u_bound, u_feas)
 

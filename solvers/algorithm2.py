@@ -11,9 +11,9 @@ Two modes:
     As written: a linear grid over Q with step theta_1, the raw step size alpha_0 (units
     s/J^2), and the *last dual iterate* as the answer. The Lagrangian is linear in q, so the
     greedy q of (35) flips all-or-nothing, lambda oscillates and the iterate breaks the
-    energy budget (MODEL.md); such a result carries status ``primal_infeasible``.
+    energy budget (docs/MODEL.md); such a result carries status ``primal_infeasible``.
 ``mode="corrected"`` (default)
-    The MODEL.md corrections:
+    The corrections of docs/MODEL.md:
 
     * closed-form infeasibility detection, also of the Q beyond which the GLDs cannot pay
       for the jamming even with y, tG unbounded (not searched, reported infeasible);
@@ -256,7 +256,7 @@ def _recover(p: Prepared, q_w: np.ndarray, tb: np.ndarray, tg_dual: np.ndarray,
     """Primal recovery: from the dual tG, the best (y, tG) at each Q exactly.
 
     For fixed Q (so tB_up = tB_up(Q)) y + tG is convex in tG with the smallest feasible y
-    in closed form (MODEL.md feasibility test), so the dual tG is polished by the exact 1-D
+    in closed form (docs/MODEL.md, erratum 5), so the dual tG is polished by the exact 1-D
     search of :meth:`~solvers._core.Prepared.gld_time_bounds`, which starts from points
     around it and, in refinement rounds, around ``tg_near`` (the recovered tG interpolated
     from the neighbouring Q searched). Rows that cannot beat the best of the batch by 0.1 %
@@ -442,7 +442,7 @@ def _solve_corrected(cluster: Cluster, p: Prepared, grid_points: int | None,
     span = p.q_hi - p.q_lo
     grid = p.q_lo + span * np.geomspace(1e-8, 1.0, npts)
     # beyond q_top the GLDs cannot pay for the jamming (closed form: the surplus of
-    # MODEL.md's test is <= 0 at tB_up(Q) even with y, tG unbounded); T rises steeply
+    # docs/MODEL.md's test is <= 0 at tB_up(Q) even with y, tG unbounded); T rises steeply
     # towards it, often right beside the optimum: log-spaced points towards it
     q_start = max(p.q_lo, 0.0)
     with np.errstate(all="ignore"):

@@ -14,7 +14,7 @@ convex problem P-GLD
 
 with K_i = kappa (eta iota D_iG)^3 (eq. (18)) and
 E_i^up(t) = n_C/g_iC t (2^{c/t} - 1) 2^{(i-1) c/t}, c = L/W (eqs. (7)-(8) with the SIC
-factor of the MODEL.md erratum). E_i^up is convex but not DCP as written; it has an exact
+factor of the docs/MODEL.md erratum). E_i^up is convex but not DCP as written; it has an exact
 conic form. With w = 2^{c/t} - 1 >= 0, (1 + w)^{i-1} w = sum_{k=0}^{i-1} C(i-1, k) w^{k+1}, so
 
     t (2^{c/t} - 1) 2^{(i-1) c/t} = sum_{k=0}^{i-1} C(i-1, k) t w^{k+1}.
@@ -26,7 +26,7 @@ problem is compiled once per cluster with cvxpy Parameters for Q and tB_up (DPP)
 re-solved for each Q; T(Q) = max(y + tG, tB_up + tB_loc) + T_agg + T_up + T_MC (eq. (11)).
 
 The outer search is a log-spaced grid in Q - Q_lo (Q* sits beside the steep energy limit,
-MODEL.md) and a bounded golden-section refinement between the neighbours of the best point.
+docs/MODEL.md) and a bounded golden-section refinement between the neighbours of the best point.
 If no grid point is feasible, a phase-1 problem (the smallest relative energy overrun at Q,
 quasi-convex in Q) is minimised by golden section to look for a feasible Q between grid
 points before the cluster is declared infeasible. P-GLD keeps a 1e-8 relative energy margin

@@ -4,7 +4,7 @@ Key fact (ours, not stated in the paper): with the BLD sync time u = tB_up as th
 instead of Q, problem P is jointly convex in (y, tG, u). The jamming needed to sync within u
 is Q(u) (eq. (23) inverted in closed form), and the jamming energy the GLDs must deliver,
 phi(u) = u max(Q(u), 0), is convex in u (a perspective of a convex function). The feasibility
-test of MODEL.md then reads
+test of docs/MODEL.md then reads
 
     s_i(y, tG) = E_max,i - K_i / y^2 - E_i^up(tG) >= 0,
     sum_i g_iE min(Q_max,i u, s_i(y, tG)) >= phi(u),
@@ -17,7 +17,7 @@ smallest feasible y in closed form (:meth:`solvers._core.Prepared.gld_time_bound
 certified to 1e-13).
 
 The search over u runs on [u_left, u_hi]: below u_left no (y, tG) is feasible (the closed-
-form surplus of MODEL.md's test, with y, tG unbounded, is <= 0 there: too little jamming
+form surplus of docs/MODEL.md's test, with y, tG unbounded, is <= 0 there: too little jamming
 power or energy; :meth:`~solvers._core.Prepared.domain_left`), above u_hi nothing better
 exists (:meth:`~solvers._core.Prepared.feasibility`). A log grid in u - u_left starts it;
 each further round samples the bracket around the best point uniformly and, densely, around

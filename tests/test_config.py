@@ -86,3 +86,21 @@ def test_subset(table2):
 def test_unknown_preset():
     with pytest.raises(ValueError, match="preset"):
         get_preset("nope")
+
+
+def test_the_project_documents_itself():
+    """docs/MODEL.md is in the repository and nothing points at files outside it."""
+    import re
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    model = (root / "docs" / "MODEL.md").read_text()
+    for needle in ("Eq. (7)", "SIC", "T* = 3.5315 s", "1e-27", "Drop-outs", "21,840"):
+        assert needle in model
+    files = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True,
+                           check=True).stdout.split()
+    outside = re.compile(r"\.\./shared|\bshared/(MODEL|STYLE|paper|hooks)")
+    hits = [f for f in files if f.endswith((".py", ".md", ".json", ".toml", ".sh", ".txt"))
+            and outside.search((root / f).read_text(errors="ignore"))]
+    assert hits == []

@@ -21,7 +21,7 @@ RTOL = 1e-4
 """Required agreement with the exact solver (relative); we observe ~1e-8."""
 FEAS_TOL = 1e-9
 
-# exact T* (s) on Table II for L = 1, 2, 3, 4 Mbit (MODEL.md, solvers.exact)
+# exact T* (s) on Table II for L = 1, 2, 3, 4 Mbit (docs/MODEL.md, solvers.exact)
 TABLE2_T = {1e6: 3.516422, 2e6: 3.531505, 3e6: 4.254236, 4e6: 5.751093}
 
 
@@ -87,10 +87,10 @@ def test_table2_matches_exact_and_reference() -> None:
     ref = solve_exact(cluster)
     assert res.status == "converged"
     assert abs(res.T - ref.T) <= RTOL * ref.T
-    assert res.T == pytest.approx(3.5315, abs=1e-4)  # MODEL.md reference
+    assert res.T == pytest.approx(3.5315, abs=1e-4)  # docs/MODEL.md reference
     assert res.Q == pytest.approx(6.318e-8, rel=1e-3)
     _check_feasible(cluster, res)
-    # the T(Q) curve: sorted Q, U-shaped, infeasible beyond ~8.11e-8 W (MODEL.md)
+    # the T(Q) curve: sorted Q, U-shaped, infeasible beyond ~8.11e-8 W (docs/MODEL.md)
     q, t = res.info["q_grid"], res.info["t_curve"]
     assert q.shape == t.shape and np.all(np.diff(q) > 0)
     assert np.nanmin(t) <= res.T * (1 + 1e-6)

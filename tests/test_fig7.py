@@ -94,7 +94,7 @@ def test_latency_rules(quick_run: tuple[Path, dict, str]) -> None:
     s = summary["summary"]
     sch, checks = s["schemes"], s["checks"]
     clusters = read_csv(out / f"{FIGURE}_clusters.csv")
-    offsets = 0.05 + 0.05 + 0.1  # T_agg + T_up + T_MC (MODEL.md)
+    offsets = 0.05 + 0.05 + 0.1  # T_agg + T_up + T_MC (docs/MODEL.md)
     for c in clusters:
         if c["exact_feasible"] == "1":  # optimal jamming: every twin syncs
             assert num(c["min_secrecy_rate_star_bps"]) > 0 or c["n_bld"] == "0"

@@ -92,12 +92,12 @@ def test_min_jamming_inverts_sync_time(table2):
 
 
 def test_jamming_bounds_table2(table2):
-    assert jamming_upper_bound_w(table2) == pytest.approx(8.35e-8)  # MODEL.md
+    assert jamming_upper_bound_w(table2) == pytest.approx(8.35e-8)  # docs/MODEL.md
     assert bld_twin_latency_s(table2) == pytest.approx(20 * 11e6 / 1e10)  # eq. (6)
 
 
 def test_evaluate_reference_allocation(table2):
-    # MODEL.md reference: T* = 3.5315 at y = 1.1253, tG = 2.2062, tB_up = 3.3095
+    # docs/MODEL.md reference: T* = 3.5315 at y = 1.1253, tG = 2.2062, tB_up = 3.3095
     q_ref = float(min_jamming_for_sync_w(table2, 3.3095))
     q = table2.gld.max_jam_power_w * q_ref / jamming_upper_bound_w(table2)
     ev = evaluate_allocation(table2, tg_s=2.2062, y_s=1.1253, jam_power_w=q)

@@ -1,4 +1,4 @@
-"""Exact solver and Algorithm 2 against MODEL.md's reference values and each other."""
+"""Exact solver and Algorithm 2 against docs/MODEL.md's reference values and each other."""
 
 from __future__ import annotations
 

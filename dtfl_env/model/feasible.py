@@ -7,7 +7,7 @@ Problem P's only coupling constraint is the energy budget (14a),
 
 with Q = sum_i q_i g_iE (eq. (20)) and tB_up(Q) the sync time (eq. (23)). For fixed y and tG
 each GLD has ``left_i = E_max,i - K_i / y^2 - E_i^up(tG)`` joules for jamming, and an
-aggregate jamming Q can be paid iff (MODEL.md's feasibility test)
+aggregate jamming Q can be paid iff (docs/MODEL.md's feasibility test)
 
     psi(u) = sum_i g_iE min(Q_max,i u, left_i) - u max(Q(u), 0) >= 0,   u = tB_up(Q),
 

@@ -3,7 +3,7 @@
 All functions are vectorised over devices (and, where noted, over a leading batch axis).
 Nothing here imports gymnasium, torch, the solvers or the agents.
 
-Erratum (MODEL.md): the NOMA upload power carries the SIC factor ``2^((i-1) r)`` for the
+Erratum (docs/MODEL.md): the NOMA upload power carries the SIC factor ``2^((i-1) r)`` for the
 GLD with index ``i`` (1-based), as in (24a), (30), (31); eq. (7) as printed drops it.
 Powers are computed in the log domain so that small upload times overflow to ``inf``
 (never to NaN).
