@@ -8,6 +8,7 @@ from dtfl_env.model.scoring import (
     resource_score,
 )
 from dtfl_env.model.system import (
+    ENERGY_TOLERANCE,
     Evaluation,
     bld_twin_latency_s,
     evaluate_allocation,
@@ -24,6 +25,7 @@ from dtfl_env.model.system import (
 )
 
 __all__ = [
+    "ENERGY_TOLERANCE",
     "Evaluation",
     "ReputationWeights",
     "ResourceWeights",
