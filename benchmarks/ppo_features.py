@@ -54,7 +54,7 @@ def collect(seeds: range) -> tuple[np.ndarray, np.ndarray]:
             res = solve(env.cluster, "exact")
             act = np.zeros(3)
             if res.feasible:
-                act = env.allocation_to_action(res.y, res.tG, res.q)
+                act = env.allocation_to_action(res.y, res.tG, res.q, clip=True)
                 obs_rows.append(obs)
                 acts.append(act)
             obs, _, term, trunc, _ = env.step(act.astype(np.float32))
@@ -107,7 +107,8 @@ def play(predict: Any, keep: int, seeds: range) -> dict[str, float]:
             res = solve(env.cluster, "exact")
             act = predict(_columns(obs, keep))
             if res.feasible:
-                err.append(np.abs(act[:2] - env.allocation_to_action(res.y, res.tG, res.q)[:2]))
+                best = env.allocation_to_action(res.y, res.tG, res.q, clip=True)
+                err.append(np.abs(act[:2] - best[:2]))
             obs, _, term, trunc, info = env.step(act.astype(np.float32))
             if res.feasible:
                 t_fit.append(info["T"])
