@@ -108,6 +108,8 @@ STYLES = {"proposed": ("C0", "-"), "nojam_sitout": ("C1", "--"), "nojam_wait": (
 class Args:
     seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={
         "help": "topology seeds (each also seeds the partition, init and minibatches)"})
+    seed: int | None = field(default=None, metadata={
+        "help": "run this one seed instead of --seeds (no confidence interval)"})
     clusters: int = field(default=10, metadata={"help": "number S of clusters"})
     devices: int = field(default=10, metadata={"help": "local devices k per cluster"})
     rounds: int = field(default=60, metadata={"help": "global FL rounds per scheme"})
@@ -538,6 +540,17 @@ def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float, int
     return float(v.mean()), float(half), int(v.size)
 
 
+def accuracy_at(curve: list[dict[str, Any]], t_s: float) -> float:
+    """Accuracy of the last model finished by simulated time ``t_s``."""
+    return max((p for p in curve if p["sim_time_s"] <= t_s * (1 + 1e-12)),
+               key=lambda p: p["sim_time_s"])["accuracy"]
+
+
+def common_time_s(curves: dict[str, list[dict[str, Any]]]) -> float:
+    """The shortest final time among the FL schemes: a time every one of them has covered."""
+    return min(c[-1]["sim_time_s"] for name, c in curves.items() if c and name in FL_SCHEMES)
+
+
 def time_to(curve: list[dict[str, Any]], target: float) -> float:
     return next((p["sim_time_s"] for p in curve if p["accuracy"] >= target), math.nan)
 
@@ -556,6 +569,8 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
     if args.quick:
         args.seeds, args.clusters, args.rounds, args.model = (0, 1), 3, 2, "mlp"
         args.central_epochs, args.bld_shares, args.sweep_rounds = 1, (0.5,), 2
+    if args.seed is not None:
+        args.seeds = (args.seed,)
     check_args(args)
     out = prepare_out(args.out)
     consts = Constants(model_bits=model_size_bits(args.model))  # L = the trained model
@@ -645,6 +660,9 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
             "samples_last_round": mean_ci([f["train_samples"] for f in finals]),
             "time_to_target_s": mean_ci([time_to(h["curves"][name], args.target_accuracy)
                                          for h in got]),
+            "accuracy_at_common_time": mean_ci([accuracy_at(h["curves"][name],
+                                                            common_time_s(h["curves"]))
+                                                for h in got]),
         }
     cross = [head[s]["crossover_cycles_per_bit"] for s in args.seeds]
     shares: dict[str, Any] = {}
@@ -711,11 +729,12 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
     n = len(args.seeds)
     print(f"\nFig. 7, {n} seeds, mean ± 95 % t-interval; L = {consts.model_bits:.0f} bits "
           f"({args.model}), data {args.data_mode}")
-    print(f"  {'scheme':15s} {'final acc (%)':>15} {'sim time (s)':>18} {'round (s)':>14} "
-          f"{'cluster median (s)':>18} {'clusters':>10}")
+    print(f"  {'scheme':15s} {'final acc (%)':>15} {'acc at common t':>16} "
+          f"{'sim time (s)':>18} {'round (s)':>14} {'cluster median (s)':>18} {'clusters':>10}")
     for name in SCHEMES:
         v = table[name]
         print(f"  {name:15s} {fmt(*v['final_accuracy'][:2], 100):>15} "
+              f"{fmt(*v['accuracy_at_common_time'][:2], 100):>16} "
               f"{fmt(*v['final_sim_time_s'][:2]):>18} {fmt(*v['round_s'][:2], 1, 3):>14} "
               f"{fmt(*v['cluster_median_s'][:2], 1, 3):>18} "
               f"{fmt(*v['clusters_in'][:2], 1, 1):>10}")
@@ -728,6 +747,7 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
     summary = {"schemes": table, "crossover_cycles_per_bit": {"per_seed": cross,
                                                               "mean_ci": mean_ci(cross)},
                "bld_share_sweep": shares, "model_bits": consts.model_bits,
+               "common_time_s": {str(s): common_time_s(head[s]["curves"]) for s in args.seeds},
                "per_seed": {str(s): {"times": head[s]["times"], "members": head[s]["members"],
                                      "trained_sets": head[s]["trained_sets"],
                                      "reused_curves": head[s]["reuse"],

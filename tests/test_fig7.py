@@ -280,3 +280,16 @@ def test_quick_run_outputs_and_learning(quick_run: tuple[Path, dict]) -> None:
     for name, v in s["schemes"].items():
         assert v["seeds"] >= 1, name
     assert set(s["bld_share_sweep"]) == {"drawn", "0.5"}
+
+
+def test_accuracy_at_a_common_time(script: ModuleType) -> None:
+    def curve(dt: float, accs: list[float]) -> list[dict[str, float]]:
+        return [{"sim_time_s": i * dt, "accuracy": a} for i, a in enumerate(accs)]
+
+    curves = {"proposed": curve(10.0, [0.1, 0.5, 0.7]), "fedavg_a": curve(1.0, [0.1, 0.3, 0.4]),
+              "centralized": curve(0.5, [0.1, 0.9])}
+    t = script.common_time_s(curves)
+    assert t == 2.0  # FedAvg (a) ends first; the centralized curve does not count
+    assert script.accuracy_at(curves["proposed"], t) == 0.1  # no round finished yet
+    assert script.accuracy_at(curves["fedavg_a"], t) == 0.4
+    assert script.accuracy_at(curves["centralized"], t) == 0.9
