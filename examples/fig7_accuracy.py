@@ -607,8 +607,8 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
                           f"{100 * pts[-1]['accuracy']:.2f} %", flush=True)
             for r in res["clusters"]:
                 cluster_rows.append({"seed": seed, "bld_share": res["bld_share"], **r})
-            for name in SWEEP_SCHEMES:
-                pts = res["curves"][name]
+            for name in SWEEP_SCHEMES:  # the drawn share at the sweep's round count too
+                pts = res["curves"][name][:sweep_rounds + 1]
                 share_rows.append({
                     "seed": seed, "share_setting": tag, "bld_share": res["bld_share"],
                     "scheme": name, "clusters_in": len(res["members"][name]),
@@ -691,7 +691,8 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
             color, ls = STYLES[name]
             axes[0].plot([p["sim_time_s"] for p in pts], [100 * p["accuracy"] for p in pts],
                          color=color, ls=ls, label=LABELS[name])
-    axes[0].set_xlabel("simulated time (s)")
+    axes[0].set_xscale("symlog", linthresh=10.0)  # rounds of 1.7 s to 110 s on one axis
+    axes[0].set_xlabel("simulated time (s, linear to 10 s, then log)")
     axes[0].set_ylabel("test accuracy (%)")
     axes[0].set_title(f"(a) seed {args.seeds[0]}, drawn BLD share", fontsize=9)
     axes[0].legend(fontsize=6, loc="lower right")
