@@ -42,9 +42,10 @@ Schemes (each on its own best allocation):
    training plus upload energy exceeds its battery drops out. GLDs as in ``fedavg_a``.
    T_s = max(GLD path, slowest BLD path) + T_agg + T_up + T_MC. ``--bld-cycles-per-bit``
    iota_B (default: the cluster's iota) is swept (``--iota-sweep``); the crossover is the
-   smallest iota_B at which FedAvg (b)'s round outlasts the proposed one (exact: per BLD,
-   (T_prop - fixed - t_up) v_j / D_j, where the BLD still affords it). ``fedavg_b_cross``
-   is FedAvg (b) just above its crossover.
+   smallest iota_B at which FedAvg (b)'s round outlasts the proposed one (in ``static``
+   mode the proposed rounds after the full sync), exactly: the least per-BLD
+   (T_prop - fixed - t_up) v_j / D_j at which that BLD still affords its energy.
+   ``fedavg_b_cross`` is FedAvg (b) just above its crossover.
 6. ``centralized``: one model on all the training data; an epoch costs iota A sum(D) / v_c
    of coordinator time (A = 1 for ``static``); the raw-data transfer is not charged.
 
@@ -450,7 +451,7 @@ def evaluate_config(scenarios: list[Scenario], clusters: list[Cluster], args: Ar
             [p[name] for p in per], [p[name] for p in later] if syncs else None, rounds)
     extra: dict[str, Any] = {}
     if headline:
-        t_prop = times["proposed"][0]  # the round with the full sync
+        t_prop = times["proposed"][-1]  # the steady round (static: after the full sync)
         cross = (crossover_cycles_per_bit(clusters, hws, gld_paths, t_prop)
                  if math.isfinite(t_prop) else math.nan)
         extra["crossover_cycles_per_bit"] = cross
