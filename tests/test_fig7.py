@@ -253,7 +253,6 @@ def _csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-@pytest.mark.slow
 def test_quick_run_outputs_and_learning(quick_run: tuple[Path, dict]) -> None:
     out, record = quick_run
     assert (out / f"{FIGURE}.png").read_bytes()[:8] == PNG_MAGIC
