@@ -1,12 +1,14 @@
-"""``examples/fig7_accuracy.py --quick``: outputs, learning above chance, the latency rules.
+"""``examples/fig7_accuracy.py``: each scheme on its own allocation, and the quick run.
 
-One subprocess run (3 clusters, 2 rounds, MLP, 1 centralized epoch; ~25 s on 2 cores) plus
-latency-only checks that import the script's helpers (no training).
+Latency rules are checked on small clusters by importing the script's helpers (no
+training); one ``--quick`` subprocess (2 seeds, 3 clusters, 2 rounds, MLP) checks outputs,
+learning and the shared-curve bookkeeping.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib
 import json
 import math
@@ -19,33 +21,23 @@ from types import ModuleType
 import numpy as np
 import pytest
 
+from dtfl_env.config import BLDParams, Cluster, Constants
+from dtfl_env.fl.config import model_size_bits
+from dtfl_env.model import (
+    bld_twin_latency_s,
+    jamming_lower_bound_w,
+    jamming_upper_bound_w,
+    secrecy_rate_bps,
+    sync_time_s,
+)
+from dtfl_env.scenarios import classify_and_build, table2_cluster
+from solvers import solve
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 FIGURE = "fig7_accuracy"
-SCHEMES = ("proposed", "no_jamming", "fedavg", "centralized")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]:
-    out = tmp_path_factory.mktemp("fig7")
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / f"{FIGURE}.py"), "--quick", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "MPLBACKEND": "Agg"},
-    )
-    assert proc.returncode == 0, f"{FIGURE} failed:\n{proc.stdout}\n{proc.stderr}"
-    summary = json.loads((out / f"{FIGURE}_summary.json").read_text())
-    return out, summary, proc.stdout
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def num(text: str) -> float:
-    return math.nan if text == "" else float(text)
+OFFSETS = 0.05 + 0.05 + 0.1  # T_agg + T_up + T_MC
 
 
 @pytest.fixture(scope="module")
@@ -57,87 +49,246 @@ def script() -> ModuleType:
         sys.path.remove(str(EXAMPLES))
 
 
-def test_files_and_config(quick_run: tuple[Path, dict, str]) -> None:
-    out, summary, stdout = quick_run
-    assert (out / f"{FIGURE}.png").read_bytes()[:8] == PNG_MAGIC
-    assert summary["figure"] == FIGURE and summary["config"]["quick"] is True
-    cfg = summary["config"]
-    assert (cfg["clusters"], cfg["rounds"], cfg["model"], cfg["central_epochs"]) == \
-        (3, 2, "mlp", 1)
-    rows = read_csv(out / f"{FIGURE}.csv")
-    assert list(rows[0])[:5] == ["scheme", "round", "sim_time_s", "accuracy", "loss"]
-    assert {r["scheme"] for r in rows} == set(SCHEMES)
-    assert len(read_csv(out / f"{FIGURE}_clusters.csv")) == 3
-    for scheme in SCHEMES:
-        assert scheme in stdout
+@pytest.fixture(scope="module")
+def scenarios() -> list:
+    rng = np.random.default_rng(3)
+    consts = Constants(model_bits=model_size_bits("cnn"))
+    return [classify_and_build(rng, 10, constants=consts) for _ in range(4)]
 
 
-def test_accuracy_rises_above_chance(quick_run: tuple[Path, dict, str]) -> None:
-    out, summary, _ = quick_run
-    rows = read_csv(out / f"{FIGURE}.csv")
-    for scheme in SCHEMES:
-        mine = [r for r in rows if r["scheme"] == scheme]
-        n = 1 if scheme == "centralized" else 2
-        assert [int(r["round"]) for r in mine] == list(range(n + 1))
-        t = np.array([num(r["sim_time_s"]) for r in mine])
-        acc = np.array([num(r["accuracy"]) for r in mine])
-        assert t[0] == 0 and np.all(np.diff(t) > 0)
-        assert np.allclose(np.diff(t), t[1])  # static clusters: constant time per round
-        assert acc[-1] > 0.5 and acc[-1] > acc[0]  # chance is 10 %
-        assert summary["summary"]["schemes"][scheme]["final_accuracy"] == pytest.approx(acc[-1])
-    first = {num(r["accuracy"]) for r in rows if r["round"] == "0"}
-    assert len(first) == 1  # every scheme starts from the same model
+def _args(script: ModuleType, **kw: object) -> object:
+    return dataclasses.replace(script.Args(), **kw)
 
 
-def test_latency_rules(quick_run: tuple[Path, dict, str]) -> None:
-    out, summary, _ = quick_run
-    s = summary["summary"]
-    sch, checks = s["schemes"], s["checks"]
-    clusters = read_csv(out / f"{FIGURE}_clusters.csv")
-    offsets = 0.05 + 0.05 + 0.1  # T_agg + T_up + T_MC (docs/MODEL.md)
-    for c in clusters:
-        if c["exact_feasible"] == "1":  # optimal jamming: every twin syncs
-            assert num(c["min_secrecy_rate_star_bps"]) > 0 or c["n_bld"] == "0"
-        t_fed = max(num(c["fedavg_gld_path_s"]), num(c["fedavg_bld_path_s"])) + offsets
-        assert num(c["T_fedavg_s"]) == pytest.approx(t_fed, rel=1e-12)
-        assert num(c["fedavg_bld_path_s"]) <= (num(c["fedavg_bld_local_max_s"])
-                                               + num(c["fedavg_bld_upload_max_s"])) * (1 + 1e-12)
-    for scheme, key in (("proposed", "T_proposed_s"), ("no_jamming", "T_nojam_s"),
-                        ("fedavg", "T_fedavg_s")):
-        ts = [num(clusters[i][key]) for i in sch[scheme]["clusters_in"]]
-        assert sch[scheme]["time_per_round_s"] == pytest.approx(max(ts))  # clusters in parallel
-    # twins that cannot sync without jamming sit out: never more data than with jamming
-    assert sch["no_jamming"]["train_samples_per_round"] <= \
-        sch["proposed"]["train_samples_per_round"]
-    # same clients, same plan: FedAvg trains the proposed scheme's model (time axis differs)
-    assert checks["fedavg_same_accuracy_per_round_as_proposed"] is True
-    # centralized: iota * all data bits / v_c per epoch
-    assert sch["centralized"]["time_per_round_s"] == pytest.approx(
-        20 * s["centralized_data_bits"] / 1e10)
-    assert checks["fedavg_slower_per_round_than_proposed"] == (
-        sch["fedavg"]["time_per_round_s"] > sch["proposed"]["time_per_round_s"])
-    assert 0 <= checks["bld_slowdown_for_fedavg_slower"] < math.inf
+# ---------------------------------------------------------------------- FedAvg
+def test_fedavg_gld_time_is_the_gld_only_optimum(script: ModuleType) -> None:
+    """FedAvg's GLDs get the exact Q = 0 GLD-only optimum, never the proposed y* + tG*."""
+    c = table2_cluster()
+    prop = script.proposed_latency(c)
+    fed = script.fedavg_a_latency(c)
+    gld_only = solve(Cluster(gld=c.gld, bld=c.bld.subset(np.zeros(0, dtype=np.int64)),
+                             constants=c.constants), "exact")
+    assert gld_only.feasible
+    assert fed["gld_path_s"] == pytest.approx(gld_only.y + gld_only.tG, rel=1e-9)
+    assert fed["T_s"] == pytest.approx(gld_only.T, rel=1e-9)
+    # the proposed GLDs pay for jamming FedAvg never does: their path is longer
+    assert prop["y_s"] + prop["tG_s"] > fed["gld_path_s"] * 1.1
 
 
-def test_fedavg_slower_once_blds_are_slow(quick_run: tuple[Path, dict, str],
-                                          script: ModuleType) -> None:
-    """FedAvg's round outlasts the proposed one exactly from the reported BLD slowdown on."""
-    from dtfl_env.scenarios import classify_and_build
+def test_fedavg_a_never_trains_blds(script: ModuleType, scenarios: list) -> None:
+    per = [script.fedavg_a_latency(sc.cluster) for sc in scenarios]
+    _, members = script.round_times(per, None, 3)
+    reqs = script.requests_of(per, members, [sc.cluster for sc in scenarios])
+    assert reqs and all(sc.cluster.n_bld for sc in scenarios)
+    for r in reqs:
+        assert np.asarray(r.bld_participants).size == 0
+        assert np.asarray(r.bld_synced).size == 0
+        assert np.asarray(r.gld_participants).size == scenarios[r.cluster].cluster.n_gld
 
-    _, summary, _ = quick_run
-    s = summary["summary"]
-    factor = s["checks"]["bld_slowdown_for_fedavg_slower"]
-    t_prop = s["schemes"]["proposed"]["time_per_round_s"]
-    rng = np.random.default_rng(summary["config"]["seed"])
-    scenarios = [classify_and_build(rng, summary["config"]["devices"]) for _ in range(3)]
-    results = [script.proposed_times(sc.cluster)[1] for sc in scenarios]
 
-    def fedavg_round(slowdown: float) -> float:
-        ts = [script.fedavg_times(sc, res, slowdown)["T_fedavg_s"]
-              for sc, res in zip(scenarios, results, strict=True)]
+def test_fedavg_b_drops_a_bld_whose_energy_exceeds_its_battery(script: ModuleType,
+                                                                 scenarios: list) -> None:
+    sc = scenarios[0]
+    c = sc.cluster
+    hw = script.BLDHardware.of(sc)
+    d = script.fedavg_b_blds(c, hw, 20.0)
+    # by hand: eq. (4)/(5) on the BLD's own CPU, upload on its own bandwidth
+    cycles = 20.0 * c.bld.data_bits
+    rate = hw.bandwidth_hz * np.log2(1 + c.bld.power_w * c.bld.gain_coordinator / 1e-9)
+    energy = 1e-27 * cycles * hw.cpu_hz ** 2 + c.bld.power_w * model_size_bits("cnn") / rate
+    assert np.allclose(d["energy_j"], energy, rtol=1e-12)
+    assert np.allclose(d["t_loc_s"] + d["t_up_s"], cycles / hw.cpu_hz
+                       + model_size_bits("cnn") / rate, rtol=1e-12)
+    # battery just above every BLD's energy: all kept; just below BLD 0's: BLD 0 drops
+    full = dataclasses.replace(hw, battery_j=energy * 1.001)
+    short = dataclasses.replace(hw, battery_j=np.where(np.arange(c.n_bld) == 0,
+                                                       energy * 0.999, energy * 1.001))
+    g = script.fedavg_gld_path_s(c)
+    kept = script.fedavg_b_latency(c, full, 20.0, g)
+    dropped = script.fedavg_b_latency(c, short, 20.0, g)
+    assert kept["bld"].tolist() == list(range(c.n_bld)) and kept["dropped"] == 0
+    assert dropped["bld"].tolist() == list(range(1, c.n_bld)) and dropped["dropped"] == 1
+    path = d["t_loc_s"] + d["t_up_s"]
+    assert dropped["T_s"] == pytest.approx(max(g, *path[1:]) + OFFSETS, rel=1e-12)
+
+
+def test_crossover_is_where_fedavg_b_starts_to_outlast_the_proposed_round(
+        script: ModuleType, scenarios: list) -> None:
+    clusters = [sc.cluster for sc in scenarios]
+    hws = [script.BLDHardware.of(sc) for sc in scenarios]
+    g = [script.fedavg_gld_path_s(c) for c in clusters]
+    t_prop = max(t for c in clusters if math.isfinite(t := script.proposed_latency(c)["T_s"]))
+    cross = script.crossover_cycles_per_bit(clusters, hws, g, t_prop)
+    assert 20 < cross < math.inf
+
+    def round_b(iota: float) -> float:
+        ts = [script.fedavg_b_latency(c, hw, iota, gp)["T_s"]
+              for c, hw, gp in zip(clusters, hws, g, strict=True)]
         return max(t for t in ts if math.isfinite(t))
 
-    assert fedavg_round(1.0) == pytest.approx(s["schemes"]["fedavg"]["time_per_round_s"])
-    assert fedavg_round(0.99 * factor) <= t_prop * (1 + 1e-12)
-    assert fedavg_round(1.01 * factor) > t_prop
-    assert fedavg_round(100.0 * factor) > 10 * t_prop
+    assert round_b(0.999 * cross) <= t_prop
+    assert round_b(1.001 * cross) > t_prop
+    assert round_b(20.0) < t_prop  # at the default iota the on-device BLDs are faster
+
+
+# ---------------------------------------------------------------------- no jamming
+def _sharp_eavesdropper(c: Cluster) -> Cluster:
+    """Table II with BLD 0 heard by the eavesdropper better than by the coordinator."""
+    b = c.bld
+    h_e = b.gain_eavesdropper.copy()
+    h_e[0] = 1.5 * b.gain_coordinator[0]
+    return Cluster(gld=c.gld, bld=BLDParams(data_bits=b.data_bits,
+                                            gain_coordinator=b.gain_coordinator,
+                                            gain_eavesdropper=h_e, power_w=b.power_w),
+                   constants=c.constants)
+
+
+def test_nojam_sitout_drops_unsyncable_twins_wait_keeps_all(script: ModuleType) -> None:
+    c = _sharp_eavesdropper(table2_cluster())
+    r0 = secrecy_rate_bps(c, 0.0)
+    assert r0[0] == 0 and jamming_lower_bound_w(c) > 0
+    sit = script.nojam_sitout_latency(c)
+    assert sit["bld"].tolist() == np.flatnonzero(r0 > 0).tolist()
+    sub = script.with_blds(c, sit["bld"])
+    assert sit["T_s"] >= float(sync_time_s(sub, 0.0)) + bld_twin_latency_s(sub) + OFFSETS
+    wait = script.nojam_wait_latency(c, 10.0)
+    assert wait["bld"].tolist() == list(range(c.n_bld))
+    assert wait["Q_w"] > jamming_lower_bound_w(c)  # the least jamming that lets BLD 0 sync
+    assert np.all(secrecy_rate_bps(c, wait["Q_w"]) > 0)
+    clean = c.bld.data_bits / (1e6 * np.log2(1 + c.bld.power_w * c.bld.gain_coordinator
+                                             / 1e-9))
+    assert float(sync_time_s(c, wait["Q_w"])) == pytest.approx(10.0 * clean.max(), rel=1e-6)
+    prop = script.proposed_latency(c)
+    assert wait["T_s"] >= prop["T_s"] * (1 - 1e-9)  # the exact solver optimises over Q
+    # the GLDs cannot afford it: that cluster cannot wait
+    weak = c.gld.max_jam_power_w * (0.5 * wait["Q_w"] / jamming_upper_bound_w(c))
+    poor = Cluster(gld=dataclasses.replace(c.gld, max_jam_power_w=weak), bld=c.bld,
+                   constants=c.constants)
+    assert script.nojam_wait_latency(poor, 10.0)["bld"] is None
+
+
+def test_nojam_wait_uses_no_jamming_where_every_twin_syncs_without(script: ModuleType
+                                                                   ) -> None:
+    c = table2_cluster()
+    b = c.bld
+    easy = Cluster(gld=c.gld, bld=BLDParams(data_bits=b.data_bits,
+                                            gain_coordinator=b.gain_coordinator,
+                                            gain_eavesdropper=0.5 * b.gain_coordinator,
+                                            power_w=b.power_w), constants=c.constants)
+    assert jamming_lower_bound_w(easy) < 0
+    wait = script.nojam_wait_latency(easy, 10.0)
+    sit = script.nojam_sitout_latency(easy)
+    assert wait["Q_w"] == 0.0
+    assert wait["T_s"] == pytest.approx(sit["T_s"], rel=1e-12)
+    assert sit["bld"].tolist() == list(range(easy.n_bld))
+
+
+# ---------------------------------------------------------------------- data and sync
+def test_static_mode_charges_the_full_sync_once_then_the_state_update(script: ModuleType
+                                                                      ) -> None:
+    c = table2_cluster()
+    small = script.state_update_cluster(c, 1e4)
+    assert np.all(small.bld.data_bits == 1e4)
+    assert bld_twin_latency_s(small) == pytest.approx(bld_twin_latency_s(c), rel=1e-12)
+    q = script.proposed_latency(c)["Q_w"]
+    assert float(sync_time_s(small, q)) < float(sync_time_s(c, q))
+    first = [script.proposed_latency(c)]
+    later = [script.proposed_latency(small)]
+    times, members = script.round_times(first, later, 4)
+    assert members == [0]
+    assert times[0] == pytest.approx(first[0]["T_s"]) and times[1:] == [later[0]["T_s"]] * 3
+    assert later[0]["T_s"] < first[0]["T_s"]
+    same = script.state_update_cluster(c, float(c.bld.data_bits[0]))
+    assert float(sync_time_s(same, q)) == pytest.approx(
+        float(c.bld.data_bits[0] / secrecy_rate_bps(c, q).min()), rel=1e-12)
+
+
+def test_fl_config_matches_the_data_mode(script: ModuleType) -> None:
+    consts = Constants()
+    stream = script.fl_config(_args(script, data_mode="stream", arrival_rounds=5), consts)
+    assert (stream.data_stream, stream.data_arrival_rounds) == ("window", 5)
+    assert (stream.partition, stream.twin_stale_policy) == ("dirichlet", "skip")
+    static = script.fl_config(_args(script, data_mode="static", arrival_rounds=5), consts)
+    assert (static.data_stream, static.data_arrival_rounds) == ("prefix", 1)
+
+
+def test_bld_share_rescaling(script: ModuleType, scenarios: list) -> None:
+    clusters = [sc.cluster for sc in scenarios]
+    for share in (0.1, 0.5, 0.8):
+        scaled = script.rescale_bld_share(clusters, share)
+        assert script.bld_share(scaled) == pytest.approx(share, rel=1e-12)
+        for a, b in zip(clusters, scaled, strict=True):
+            assert np.array_equal(a.gld.data_bits, b.gld.data_bits)
+    with pytest.raises(ValueError, match="share"):
+        script.rescale_bld_share(clusters, 1.0)
+
+
+def test_mean_ci_and_bad_arguments(script: ModuleType) -> None:
+    m, h, n = script.mean_ci([1.0, 2.0, 3.0])
+    assert (m, n) == (2.0, 3) and h == pytest.approx(4.302652729911275 / math.sqrt(3))
+    for flag, kw in (("--data-mode", {"data_mode": "online"}),
+                     ("--wait-sync-factor", {"wait_sync_factor": 1.0}),
+                     ("--bld-shares", {"bld_shares": (0.0,)}),
+                     ("--seeds", {"seeds": ()}),
+                     ("--iota-sweep", {"iota_sweep": (-1.0,)})):
+        with pytest.raises(SystemExit, match=flag):
+            script.check_args(_args(script, **kw))
+
+
+# ---------------------------------------------------------------------- the quick run
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("fig7")
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{FIGURE}.py"), "--quick", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
+    assert proc.returncode == 0, f"{FIGURE} failed:\n{proc.stdout}\n{proc.stderr}"
+    return out, json.loads((out / f"{FIGURE}_summary.json").read_text())
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_quick_run_outputs_and_learning(quick_run: tuple[Path, dict]) -> None:
+    out, record = quick_run
+    assert (out / f"{FIGURE}.png").read_bytes()[:8] == PNG_MAGIC
+    s = record["summary"]
+    assert s["model_bits"] == model_size_bits("mlp")  # L = the trained model's size
+    rows = _csv(out / f"{FIGURE}.csv")
+    per_seed = s["per_seed"]
+    for seed, info in per_seed.items():
+        share = min(float(r["bld_share"]) for r in rows if r["seed"] == seed)
+        for scheme, times in info["times"].items():
+            mine = [r for r in rows if r["seed"] == seed and r["scheme"] == scheme
+                    and float(r["bld_share"]) == share]
+            t = np.array([float(r["sim_time_s"]) for r in mine])
+            acc = np.array([float(r["accuracy"]) for r in mine])
+            assert np.allclose(t, np.concatenate([[0.0], np.cumsum(times)]))
+            assert acc[-1] > 0.5 and acc[-1] > acc[0]  # chance is 10 %
+        # schemes sharing a participation set reuse its curve on their own time axis
+        for scheme, twin in info["reused_curves"].items():
+            a = [r["accuracy"] for r in rows if r["seed"] == seed and r["scheme"] == scheme
+                 and float(r["bld_share"]) == share]
+            b = [r["accuracy"] for r in rows if r["seed"] == seed and r["scheme"] == twin
+                 and float(r["bld_share"]) == share]
+            assert a == b
+    for name, v in s["schemes"].items():
+        assert v["seeds"] >= 1, name
+    assert set(s["bld_share_sweep"]) == {"drawn", "0.5"}
+
+
+def test_accuracy_at_a_common_time(script: ModuleType) -> None:
+    def curve(dt: float, accs: list[float]) -> list[dict[str, float]]:
+        return [{"sim_time_s": i * dt, "accuracy": a} for i, a in enumerate(accs)]
+
+    curves = {"proposed": curve(10.0, [0.1, 0.5, 0.7]), "fedavg_a": curve(1.0, [0.1, 0.3, 0.4]),
+              "centralized": curve(0.5, [0.1, 0.9])}
+    t = script.common_time_s(curves)
+    assert t == 2.0  # FedAvg (a) ends first; the centralized curve does not count
+    assert script.accuracy_at(curves["proposed"], t) == 0.1  # no round finished yet
+    assert script.accuracy_at(curves["fedavg_a"], t) == 0.4
+    assert script.accuracy_at(curves["centralized"], t) == 0.9

@@ -487,6 +487,26 @@ def test_stale_twins_lag_behind_growing_device_data(mnist: MNISTData) -> None:
     assert system.last_participation[0]["bld_stale"].tolist() == [0]
 
 
+
+def test_window_stream_twin_starts_empty_and_holds_only_synced_chunks(mnist: MNISTData
+                                                                       ) -> None:
+    """``data_stream="window"``: fresh data per round; a twin learns only what it synced."""
+    cfg = {"model": "mlp", "data_arrival_rounds": 4, "data_stream": "window",
+           "twin_stale_policy": "stale", **CPU}
+    system = FederatedSystem(cfg, [([1.0], [1.0, 1.0])], data=mnist)
+    assert system.twin_samples(0).tolist() == [0, 0]  # nothing synced yet
+    gld_n, bld_n = system.device_samples(0)
+    p, n = system.cluster_round(0, None, [1], None)  # BLD 0 never syncs
+    assert system.twin_samples(0).tolist() == [0, bld_n[1] // 4]
+    assert system.last_participation[0]["bld"].tolist() == [1]  # empty twin: no training
+    assert n == gld_n[0] // 4 + bld_n[1] // 4  # one chunk each, not the whole shard
+    system.global_aggregate([p], [n])
+    system.cluster_round(0, None, [0, 1], None)  # round 1: chunk 1 of each shard
+    assert system.twin_samples(0).tolist() == [bld_n[0] * 2 // 4 - bld_n[0] // 4,
+                                              bld_n[1] * 2 // 4 - bld_n[1] // 4]
+    with pytest.raises(ValueError, match=r"fl\.data_stream"):
+        FederatedSystem({**cfg, "data_stream": "stream"}, [([1.0], [1.0])], data=mnist)
+
 def test_global_aggregate(mnist: MNISTData) -> None:
     system = FederatedSystem({"model": "mlp", **CPU}, [([1.0], [])], data=mnist)
     g0 = system.global_params

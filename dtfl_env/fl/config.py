@@ -27,6 +27,7 @@ _CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "twin_stale_policy": ("stale", "skip"),
     "execution": ("batched", "sequential"),
+    "data_stream": ("prefix", "window"),
 }
 
 
@@ -65,6 +66,13 @@ class FLConfig:
     sits the round out."""
     data_arrival_rounds: int = 1
     """A: rounds over which each device collects its shard (1: all data from the start)."""
+    data_stream: str = "prefix"
+    """What a device holds in round r (0-based) of its shard of n samples, A being
+    ``data_arrival_rounds``: ``"prefix"`` the first ``ceil(n min(1, (r + 1) / A))`` samples
+    (data accumulate; a twin starts with the round-0 prefix); ``"window"`` only the chunk
+    ``c = r mod A``, samples ``floor(n c / A)`` to ``floor(n (c + 1) / A)`` (fresh data every
+    round, the stream repeating after A rounds; a twin starts empty and holds only the chunk
+    of its last successful sync)."""
     execution: str = "batched"
     """``"batched"`` (all clients in one computation) or ``"sequential"`` (the reference)."""
     threads: int | None = None

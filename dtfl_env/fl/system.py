@@ -24,6 +24,13 @@ with ``twin_stale_policy="stale"`` the twin still trains on it, with ``"skip"`` 
 train that round. With the default A = 1 a stale twin has the same data as a synced one, so
 only ``"skip"`` makes a failed sync cost accuracy; A > 1 makes stale data also smaller.
 
+With ``data_stream="window"`` data arrive fresh every round instead: in round r a device
+holds only the chunk ``r mod A`` of its shard (the stream repeats after A rounds, MNIST
+being finite), a twin starts empty, and a successful sync copies the current chunk, which
+is all the twin then trains on. This is the reading in which the per-round sync of
+D_jB bits (eq. (23)) and the twin's per-round training on D_jB bits (eq. (6)) describe
+the same data.
+
 Plain FedAvg (Fig. 7's baseline) is the same system with every BLD training as an ordinary
 client: ``cluster_round(s, gld, bld_synced=None, bld_participants=None)`` (``None`` = all);
 the extra latency of BLDs training on their own hardware is the environment's business.
@@ -178,8 +185,10 @@ class FederatedSystem:
             self._bld_shards.append(shards[k + g.size:k + g.size + b.size])
             k += g.size + b.size
         self._round = 0
-        self._twin_count = [np.array([self._available(sh.size) for sh in bs], dtype=np.int64)
-                            for bs in self._bld_shards]
+        window = self.config.data_stream == "window"  # a twin starts empty
+        self._twin_span = [np.array([(0, 0) if window else self._span(sh.size) for sh in bs],
+                                    dtype=np.int64).reshape(-1, 2)
+                           for bs in self._bld_shards]
         init_seed = int(np.random.default_rng([self.seed, 1]).integers(2**31 - 1))
         self._global = flatten_params(make_model(self.config.model, seed=init_seed))
         self._global.setflags(write=False)
@@ -255,12 +264,17 @@ class FederatedSystem:
     def twin_samples(self, s: int) -> np.ndarray:
         """Samples each BLD twin of cluster ``s`` holds (as of its last successful sync)."""
         self._check_cluster(s)
-        return self._twin_count[s].copy()
+        span = self._twin_span[s]
+        return (span[:, 1] - span[:, 0]).astype(np.int64)
 
     # ------------------------------------------------------------------ FL round
-    def _available(self, n: int) -> int:
+    def _span(self, n: int) -> tuple[int, int]:
+        """Samples [lo, hi) of a shard of n samples that its device holds this round."""
         a = self.config.data_arrival_rounds
-        return math.ceil(n * min(1.0, (self._round + 1) / a))
+        if self.config.data_stream == "window":
+            c = self._round % a
+            return (n * c) // a, (n * (c + 1)) // a
+        return 0, math.ceil(n * min(1.0, (self._round + 1) / a))
 
     def _check_cluster(self, s: int) -> None:
         if isinstance(s, bool) or not isinstance(s, (int, np.integer)) \
@@ -315,21 +329,21 @@ class FederatedSystem:
             synced = _as_index(req.bld_synced, n, "bld_synced")
             bld = _as_index(req.bld_participants, n, "bld_participants")
             for j in synced:  # a secure sync refreshes the twin's copy of the device data
-                self._twin_count[s][j] = self._available(self._bld_shards[s][j].size)
+                self._twin_span[s][j] = self._span(self._bld_shards[s][j].size)
             if cfg.twin_stale_policy == "skip":
                 bld = np.intersect1d(bld, synced)
             trained_g, trained_b = [], []
             for i in gld:
-                take = self._available(self._gld_shards[s][i].size)
-                if take > 0:
-                    shards.append(self._gld_shards[s][i][:take])
+                lo, hi = self._span(self._gld_shards[s][i].size)
+                if hi > lo:
+                    shards.append(self._gld_shards[s][i][lo:hi])
                     rngs.append(np.random.default_rng([self.seed, self._round, s, 0, int(i)]))
                     owner.append(q)
                     trained_g.append(int(i))
             for j in bld:
-                take = int(self._twin_count[s][j])
-                if take > 0:
-                    shards.append(self._bld_shards[s][j][:take])
+                lo, hi = (int(x) for x in self._twin_span[s][j])
+                if hi > lo:
+                    shards.append(self._bld_shards[s][j][lo:hi])
                     rngs.append(np.random.default_rng([self.seed, self._round, s, 1, int(j)]))
                     owner.append(q)
                     trained_b.append(int(j))
