@@ -392,7 +392,7 @@ def test_bld_sync_energy_is_reported_against_the_battery(env_id):
         np.testing.assert_array_equal(info["bld_energy_short"][m:m + n][synced],
                                       expect[synced] > battery[synced] * (1 + 1e-5))
         seen_short += info["n_bld_energy_short"]
-    assert seen_short > 0  # Table II's BLDs spend 3-6 J on a 2-3.5 Mbit sync
+    assert seen_short > 0  # Table II's BLDs spend 2-5 J on a 2-3.5 Mbit sync
 
 
 def test_enforced_bld_energy_stops_the_sync():
