@@ -63,6 +63,12 @@ def test_bad_fl_config_is_named():
         gym.make("DTFL-v0", config={"fl": {"modle": "cnn"}})
     with pytest.raises(ValueError, match=r"ledger\.attack"):
         gym.make("DTFL-v0", config={"ledger": {"attack": "nuke"}})
+    with pytest.raises(ValueError, match=r"fl\.validation_fraction"):
+        gym.make("DTFL-v0", config={"fl": {"validation_fraction": 1.0}})
+    with pytest.raises(ValueError, match=r"fl\.validation_fraction: must be > 0"):
+        gym.make("DTFL-v0", config={"fl": {"validation_fraction": 0.0}})
+    gym.make("DTFL-v0", config={"fl": {"validation_fraction": 0.0},  # no quality check
+                                "ledger": {"mode": "signature"}})
     with pytest.raises(ValueError, match="data_root"):
         env = gym.make("DTFL-v0", config={"fl": {"data_source": "torchvision",
                                                   "data_root": "/no/such/dir"}})
@@ -141,3 +147,33 @@ def test_fl_threads_bound_torch_during_steps(monkeypatch):
     names = {n for n, _ in seen}
     assert names == {"train", "evaluate", "quality"}
     assert all(t == 1 for _, t in seen), seen
+
+
+def test_validators_never_see_the_test_set(monkeypatch):
+    """The ledger's quality check scores models on the validation split; only the reported
+    accuracy uses the test set (before, the validators scored on ``test_x[:500]``)."""
+    import dtfl_env.fl.system as fl_system
+    import dtfl_env.fl.training as fl_training
+    from dtfl_env.fl.data import load_mnist
+
+    def keys(x):
+        return {row.tobytes() for row in x.reshape(x.shape[0], -1).cpu().numpy()}
+
+    data = load_mnist()  # the split the env's FL system loads (seed 0)
+    test, train = keys(data.test_x), keys(data.train_x)
+    seen: list[set[bytes]] = []
+    real = fl_training.evaluate
+
+    def spy(params, model, x, y, *args, **kwargs):
+        seen.append(keys(x))
+        return real(params, model, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(fl_training, "evaluate", spy)
+    monkeypatch.setattr(fl_system, "evaluate", spy)
+    _, _, ledger = _run({**CFG, "clusters": 3, "rounds": 1})
+    assert len(ledger) == 1 and ledger[0]["accepted_clusters"].sum() >= 2
+    reported = [s for s in seen if s == test]
+    checks = [s for s in seen if s != test]
+    assert len(reported) == 2  # the accuracy at reset and after the round: the test set
+    assert len(checks) >= 4  # the global model and 3 cluster models on the validators' data
+    assert all(len(s) == 500 and not s & test and not s & train for s in checks)

@@ -166,5 +166,10 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     vs = led["validation_samples"]
     if isinstance(vs, bool) or not isinstance(vs, int) or vs < 1:
         raise ValueError(f"ledger.validation_samples: must be an integer >= 1, got {vs!r}")
+    fl = cfg["fl"]
+    if (fl.get("backend") == "torch" and led["enabled"] and led["mode"] == "full"
+            and fl.get("validation_fraction") == 0):
+        raise ValueError("fl.validation_fraction: must be > 0 with ledger.mode='full' (the "
+                         "validators' quality check runs on the validation split)")
     if cfg["scenario"] == "table2" and cfg["max_devices"] < 10:
         raise ValueError("max_devices: the table2 scenario has 10 devices per cluster")

@@ -746,7 +746,6 @@ class DTFLEnv(gym.Env):
         accepted = models
         s_total = len(self._sites)
         if self._consortium is not None:
-            from dtfl_env.fl.training import evaluate
             from dtfl_env.ledger import tamper_submission
 
             cons = self._consortium
@@ -765,10 +764,10 @@ class DTFLEnv(gym.Env):
                     sub = tamper_submission(sub, self._attack_rng)
                 subs.append(sub)
             k = led["validation_samples"]
-            vx, vy = fl.data.test_x[:k], fl.data.test_y[:k]
 
             def quality(params: np.ndarray) -> tuple[float, float]:
-                return evaluate(params, fl.model, vx, vy, device=fl.device)
+                # the validators' own held-out data: the validation split, never the test set
+                return fl.validation_quality(params, k)
 
             rec = cons.end_round(self._round, subs, global_params=global_before,
                                  quality=quality, timestamp_s=self._clock_s)
