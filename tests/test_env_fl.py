@@ -101,19 +101,19 @@ def test_unset_fl_threads_put_numpy_blas_on_one_thread(monkeypatch):
     import torch
     from threadpoolctl import threadpool_info
 
-    import dtfl_env.fl.training as training_mod
+    import dtfl_env.fl.system as system_mod
 
     def blas():
         return [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
 
     seen = []
-    real = training_mod.evaluate
+    real = system_mod.evaluate  # the ledger's quality checks and the test accuracy
 
     def spy(*a, **k):
         seen.append((torch.get_num_threads(), blas()))
         return real(*a, **k)
 
-    monkeypatch.setattr(training_mod, "evaluate", spy)
+    monkeypatch.setattr(system_mod, "evaluate", spy)
     torch_before, blas_before = torch.get_num_threads(), blas()
     _, _, ledger = _run({**CFG, "rounds": 1})
     assert len(ledger) == 1 and seen
@@ -127,7 +127,6 @@ def test_fl_threads_bound_torch_during_steps(monkeypatch):
     import torch
 
     import dtfl_env.fl.system as system_mod
-    import dtfl_env.fl.training as training_mod
 
     seen: list[tuple[str, int]] = []
 
@@ -139,7 +138,8 @@ def test_fl_threads_bound_torch_during_steps(monkeypatch):
 
     monkeypatch.setattr(system_mod, "train_batched", spy("train", system_mod.train_batched))
     monkeypatch.setattr(system_mod, "evaluate", spy("evaluate", system_mod.evaluate))
-    monkeypatch.setattr(training_mod, "evaluate", spy("quality", training_mod.evaluate))
+    fs = system_mod.FederatedSystem
+    monkeypatch.setattr(fs, "validation_quality", spy("quality", fs.validation_quality))
     before = torch.get_num_threads()
     cfg = {**CFG, "rounds": 1, "fl": {**CFG["fl"], "threads": 1}}
     _, _, ledger = _run(cfg)
@@ -177,3 +177,35 @@ def test_validators_never_see_the_test_set(monkeypatch):
     assert len(reported) == 2  # the accuracy at reset and after the round: the test set
     assert len(checks) >= 4  # the global model and 3 cluster models on the validators' data
     assert all(len(s) == 500 and not s & test and not s & train for s in checks)
+
+
+def test_malicious_validator_in_the_env():
+    """Round robin hands round 0 to coordinator 0, a malicious one: it lets its own random
+    model in, the audit proves the block wrong (the block stands); rounds 1-2 have honest
+    validators whose blocks pass the audit."""
+    cfg = {**CFG, "clusters": 3, "ledger": {"malicious_clusters": 1, "attack": "random",
+                                            "validator_selection": "round_robin",
+                                            "validator_attack": "accept_poisoned"}}
+    _, _, ledger = _run(cfg)
+    assert [rec["validator_cluster"] for rec in ledger] == [0, 1, 2]
+    assert [rec["validator_malicious"] for rec in ledger] == [1, 0, 0]
+    assert [rec["audit_failed"] for rec in ledger] == [1, 0, 0]
+    assert ledger[0]["accepted_clusters"][0] and ledger[0]["audit_overturned"].tolist() == [
+        True, False, False]
+    assert not ledger[1]["accepted_clusters"][0] and not ledger[1]["audit_overturned"].any()
+    for key in ("validator_cluster", "validator_malicious", "audit_failed"):
+        assert isinstance(ledger[0][key], int)
+    with pytest.raises(ValueError, match=r"ledger\.validator_selection"):
+        gym.make("DTFL-v0", config={"ledger": {"validator_selection": "lottery"}})
+    with pytest.raises(ValueError, match=r"ledger\.validator_attack"):
+        gym.make("DTFL-v0", config={"ledger": {"validator_attack": "lie"}})
+    with pytest.raises(ValueError, match=r"ledger\.validator_atack"):
+        gym.make("DTFL-v0", config={"ledger": {"validator_atack": "both"}})
+
+
+def test_env_ledger_choices_match_the_ledger():
+    from dtfl_env.envs import config as env_config
+    from dtfl_env.ledger import SELECTION_POLICIES, VALIDATOR_ATTACKS
+
+    assert env_config.VALIDATOR_SELECTIONS == SELECTION_POLICIES
+    assert env_config.VALIDATOR_ATTACKS == VALIDATOR_ATTACKS
