@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     r = sub.add_parser("reproduce", help="regenerate a figure of the paper (runs/<figure>/)")
-    r.add_argument("figure", help="fig3 ... fig9, or all")
+    r.add_argument("figure", help="fig3 ... fig9 (fig8b: validator selection), or all")
     r.add_argument("--quick", action="store_true", help="tiny budget")
     r.set_defaults(func=cmd_reproduce)
     return parser

@@ -63,6 +63,12 @@ def test_bad_fl_config_is_named():
         gym.make("DTFL-v0", config={"fl": {"modle": "cnn"}})
     with pytest.raises(ValueError, match=r"ledger\.attack"):
         gym.make("DTFL-v0", config={"ledger": {"attack": "nuke"}})
+    with pytest.raises(ValueError, match=r"fl\.validation_fraction"):
+        gym.make("DTFL-v0", config={"fl": {"validation_fraction": 1.0}})
+    with pytest.raises(ValueError, match=r"fl\.validation_fraction: must be > 0"):
+        gym.make("DTFL-v0", config={"fl": {"validation_fraction": 0.0}})
+    gym.make("DTFL-v0", config={"fl": {"validation_fraction": 0.0},  # no quality check
+                                "ledger": {"mode": "signature"}})
     with pytest.raises(ValueError, match="data_root"):
         env = gym.make("DTFL-v0", config={"fl": {"data_source": "torchvision",
                                                   "data_root": "/no/such/dir"}})
@@ -95,19 +101,19 @@ def test_unset_fl_threads_put_numpy_blas_on_one_thread(monkeypatch):
     import torch
     from threadpoolctl import threadpool_info
 
-    import dtfl_env.fl.training as training_mod
+    import dtfl_env.fl.system as system_mod
 
     def blas():
         return [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
 
     seen = []
-    real = training_mod.evaluate
+    real = system_mod.evaluate  # the ledger's quality checks and the test accuracy
 
     def spy(*a, **k):
         seen.append((torch.get_num_threads(), blas()))
         return real(*a, **k)
 
-    monkeypatch.setattr(training_mod, "evaluate", spy)
+    monkeypatch.setattr(system_mod, "evaluate", spy)
     torch_before, blas_before = torch.get_num_threads(), blas()
     _, _, ledger = _run({**CFG, "rounds": 1})
     assert len(ledger) == 1 and seen
@@ -121,7 +127,6 @@ def test_fl_threads_bound_torch_during_steps(monkeypatch):
     import torch
 
     import dtfl_env.fl.system as system_mod
-    import dtfl_env.fl.training as training_mod
 
     seen: list[tuple[str, int]] = []
 
@@ -133,7 +138,8 @@ def test_fl_threads_bound_torch_during_steps(monkeypatch):
 
     monkeypatch.setattr(system_mod, "train_batched", spy("train", system_mod.train_batched))
     monkeypatch.setattr(system_mod, "evaluate", spy("evaluate", system_mod.evaluate))
-    monkeypatch.setattr(training_mod, "evaluate", spy("quality", training_mod.evaluate))
+    fs = system_mod.FederatedSystem
+    monkeypatch.setattr(fs, "validation_quality", spy("quality", fs.validation_quality))
     before = torch.get_num_threads()
     cfg = {**CFG, "rounds": 1, "fl": {**CFG["fl"], "threads": 1}}
     _, _, ledger = _run(cfg)
@@ -141,3 +147,65 @@ def test_fl_threads_bound_torch_during_steps(monkeypatch):
     names = {n for n, _ in seen}
     assert names == {"train", "evaluate", "quality"}
     assert all(t == 1 for _, t in seen), seen
+
+
+def test_validators_never_see_the_test_set(monkeypatch):
+    """The ledger's quality check scores models on the validation split; only the reported
+    accuracy uses the test set (before, the validators scored on ``test_x[:500]``)."""
+    import dtfl_env.fl.system as fl_system
+    import dtfl_env.fl.training as fl_training
+    from dtfl_env.fl.data import load_mnist
+
+    def keys(x):
+        return {row.tobytes() for row in x.reshape(x.shape[0], -1).cpu().numpy()}
+
+    data = load_mnist()  # the split the env's FL system loads (seed 0)
+    test, train = keys(data.test_x), keys(data.train_x)
+    seen: list[set[bytes]] = []
+    real = fl_training.evaluate
+
+    def spy(params, model, x, y, *args, **kwargs):
+        seen.append(keys(x))
+        return real(params, model, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(fl_training, "evaluate", spy)
+    monkeypatch.setattr(fl_system, "evaluate", spy)
+    _, _, ledger = _run({**CFG, "clusters": 3, "rounds": 1})
+    assert len(ledger) == 1 and ledger[0]["accepted_clusters"].sum() >= 2
+    reported = [s for s in seen if s == test]
+    checks = [s for s in seen if s != test]
+    assert len(reported) == 2  # the accuracy at reset and after the round: the test set
+    assert len(checks) >= 4  # the global model and 3 cluster models on the validators' data
+    assert all(len(s) == 500 and not s & test and not s & train for s in checks)
+
+
+def test_malicious_validator_in_the_env():
+    """Round robin hands round 0 to coordinator 0, a malicious one: it lets its own random
+    model in, the audit proves the block wrong (the block stands); rounds 1-2 have honest
+    validators whose blocks pass the audit."""
+    cfg = {**CFG, "clusters": 3, "ledger": {"malicious_clusters": 1, "attack": "random",
+                                            "validator_selection": "round_robin",
+                                            "validator_attack": "accept_poisoned"}}
+    _, _, ledger = _run(cfg)
+    assert [rec["validator_cluster"] for rec in ledger] == [0, 1, 2]
+    assert [rec["validator_malicious"] for rec in ledger] == [1, 0, 0]
+    assert [rec["audit_failed"] for rec in ledger] == [1, 0, 0]
+    assert ledger[0]["accepted_clusters"][0] and ledger[0]["audit_overturned"].tolist() == [
+        True, False, False]
+    assert not ledger[1]["accepted_clusters"][0] and not ledger[1]["audit_overturned"].any()
+    for key in ("validator_cluster", "validator_malicious", "audit_failed"):
+        assert isinstance(ledger[0][key], int)
+    with pytest.raises(ValueError, match=r"ledger\.validator_selection"):
+        gym.make("DTFL-v0", config={"ledger": {"validator_selection": "lottery"}})
+    with pytest.raises(ValueError, match=r"ledger\.validator_attack"):
+        gym.make("DTFL-v0", config={"ledger": {"validator_attack": "lie"}})
+    with pytest.raises(ValueError, match=r"ledger\.validator_atack"):
+        gym.make("DTFL-v0", config={"ledger": {"validator_atack": "both"}})
+
+
+def test_env_ledger_choices_match_the_ledger():
+    from dtfl_env.envs import config as env_config
+    from dtfl_env.ledger import SELECTION_POLICIES, VALIDATOR_ATTACKS
+
+    assert env_config.VALIDATOR_SELECTIONS == SELECTION_POLICIES
+    assert env_config.VALIDATOR_ATTACKS == VALIDATOR_ATTACKS

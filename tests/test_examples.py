@@ -124,6 +124,31 @@ def test_fig8_ledger_keeps_poisoned_models_out(tmp_path: Path) -> None:
     assert caught == 2  # one attacker in the quick run, two rounds
 
 
+def test_fig8b_validator_selection(tmp_path: Path) -> None:
+    run_script("fig8b_validator", tmp_path)
+    rows = [r for r in read_csv(tmp_path / "fig8b_validator.csv") if r["round"] != "0"]
+    assert {r["policy"] for r in rows} == {"reputation", "random", "round_robin", "honest"}
+    assert len(rows) == 4 * 2 * 3  # policies x seeds x rounds
+
+    def col(policy: str, key: str) -> list[int]:
+        return [int(r[key]) for r in rows if r["policy"] == policy]
+
+    # round robin hands round 0 to coordinator 0, the malicious one, in every seed
+    assert [int(r["validator_cluster"]) for r in rows if r["policy"] == "round_robin"] \
+        == [0, 1, 2] * 2
+    assert sum(col("round_robin", "validator_malicious")) == 2
+    for policy in ("reputation", "random", "round_robin"):  # every wrong block is caught
+        assert col(policy, "audit_failed") == col(policy, "validator_malicious")
+    assert sum(col("honest", "audit_failed")) == 0
+    assert sum(col("reputation", "validator_malicious")) < sum(
+        col("round_robin", "validator_malicious"))
+    summary = json.loads((tmp_path / "fig8b_validator_summary.json").read_text())
+    table = summary["summary"]["policies"]
+    assert table["round_robin"]["malicious_validator_rounds"] == 2
+    assert table["round_robin"]["poisoned_accepted"] >= 1  # "both": its ally's model gets in
+    assert table["round_robin"]["final_accuracy_mean"] < table["honest"]["final_accuracy_mean"]
+
+
 def test_fig9_block_size_ordering(tmp_path: Path) -> None:
     run_script("fig9_block_size", tmp_path)
     rows = read_csv(tmp_path / "fig9_block_size.csv")

@@ -47,11 +47,14 @@ def _subset(data: MNISTData, n_train: int, n_test: int) -> MNISTData:
 
 # ---------------------------------------------------------------------- data
 def test_embedded_split_shapes_and_normalisation(mnist: MNISTData) -> None:
-    assert mnist.train_x.shape == (4000, 1, 28, 28) and mnist.test_x.shape == (1000, 1, 28, 28)
+    assert mnist.train_x.shape == (3500, 1, 28, 28) and mnist.test_x.shape == (1000, 1, 28, 28)
+    assert mnist.val_x.shape == (500, 1, 28, 28)
     assert mnist.train_x.dtype == torch.float32 and mnist.train_y.dtype == torch.int64
-    # stratified: 20 % of each class's 500 digits in the test set
+    # stratified: 20 % of each class's 500 digits in the test set, 12.5 % of the remaining
+    # 400 in the validation set
     assert torch.bincount(mnist.test_y).tolist() == [100] * 10
-    assert torch.bincount(mnist.train_y).tolist() == [400] * 10
+    assert torch.bincount(mnist.val_y).tolist() == [50] * 10
+    assert torch.bincount(mnist.train_y).tolist() == [350] * 10
     # shuffled (the raw data is sorted by label)
     assert len(set(mnist.train_y[:50].tolist())) > 5
     # scaled to [0, 1] then normalised: pixel 0 -> -mean/std, pixel 255 -> (1-mean)/std
@@ -70,6 +73,46 @@ def test_embedded_split_is_seeded(mnist: MNISTData) -> None:
         load_mnist(test_fraction=1.5)
     with pytest.raises(ValueError, match="source"):
         load_mnist("kaggle")  # type: ignore[arg-type]
+
+
+def _image_keys(x: torch.Tensor) -> set[bytes]:
+    return {row.tobytes() for row in x.reshape(x.shape[0], -1).cpu().numpy()}
+
+
+def test_validation_split_is_disjoint_and_leaves_the_test_set_alone(mnist: MNISTData) -> None:
+    train, val, test = (_image_keys(t) for t in (mnist.train_x, mnist.val_x, mnist.test_x))
+    assert len(train) == 3500 and len(val) == 500 and len(test) == 1000  # the digits differ
+    assert not val & test and not val & train and not train & test
+    # the validation images come out of the training data: the test set is the same with or
+    # without a validation split, and the union is the old training set
+    none = load_mnist(validation_fraction=0.0)
+    assert none.n_val == 0 and torch.equal(none.test_x, mnist.test_x)
+    assert _image_keys(none.train_x) == train | val
+    assert torch.equal(load_mnist(seed=0).val_y, mnist.val_y)  # seeded
+    for bad in (1.0, -0.1, True, "0.1"):
+        with pytest.raises(ValueError, match="validation_fraction"):
+            load_mnist(validation_fraction=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"fl\.validation_fraction"):
+        FederatedSystem({"validation_fraction": 1.5, **CPU}, [([1.0], [1.0])])
+
+
+def test_clients_never_train_on_validation_images(mnist: MNISTData) -> None:
+    """Every client shard indexes the training tensor, which holds no validation image;
+    the validators' quality check runs on the validation split, the reported accuracy on
+    the test set."""
+    system = FederatedSystem({"model": "mlp", **CPU}, [([3.0, 2.0], [1.0, 4.0])] * 2,
+                             data=mnist)
+    assert not _image_keys(system.data.train_x) & _image_keys(system.data.val_x)
+    g = system.global_params
+    from dtfl_env.fl.training import evaluate as plain
+
+    assert system.validation_quality(g, 100) == plain(g, system.model, mnist.val_x[:100],
+                                                      mnist.val_y[:100])
+    assert system.evaluate() == plain(g, system.model, mnist.test_x, mnist.test_y)
+    empty = FederatedSystem({"model": "mlp", "validation_fraction": 0.0, **CPU},
+                            [([1.0], [1.0])])
+    with pytest.raises(ValueError, match="validation_fraction"):
+        empty.validation_quality(g)
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
@@ -94,13 +137,22 @@ def _fake_mnist_root(root: Path, n_train: int = 30, n_test: int = 12) -> np.ndar
 
 def test_torchvision_source_reads_a_local_folder(tmp_path: Path) -> None:
     pick = _fake_mnist_root(tmp_path)
-    data = load_mnist("torchvision", data_root=tmp_path)
+    data = load_mnist("torchvision", data_root=tmp_path, validation_fraction=0.0)
     x, y = _embedded_arrays()
     assert data.train_x.shape == (30, 1, 28, 28) and data.test_x.shape == (12, 1, 28, 28)
     assert data.train_y.tolist() == y[pick[:30]].tolist()
     expected = (torch.from_numpy(x[pick[:30]].copy()).reshape(-1, 1, 28, 28) / 255.0
                 - MNIST_MEAN) / MNIST_STD
     assert torch.allclose(data.train_x, expected, atol=1e-6)
+    # the validation split comes out of the official training set, seeded; the test set
+    # (t10k) is untouched
+    split = load_mnist("torchvision", data_root=tmp_path, validation_fraction=0.25, seed=3)
+    assert torch.equal(split.test_x, load_mnist("torchvision", data_root=tmp_path).test_x)
+    assert split.n_val + split.n_train == 30 and split.n_val >= 5
+    assert _image_keys(split.val_x) | _image_keys(split.train_x) == _image_keys(expected)
+    assert not _image_keys(split.val_x) & _image_keys(split.train_x)
+    again = load_mnist("torchvision", data_root=tmp_path, validation_fraction=0.25, seed=3)
+    assert torch.equal(again.val_y, split.val_y)
 
 
 @pytest.mark.parametrize("kind", ["none", "missing", "file", "empty"])
@@ -126,7 +178,7 @@ def test_nothing_touches_the_network(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     data = load_mnist("embedded")
     system = FederatedSystem({"model": "mlp", **CPU}, [([3.0, 2.0], [1.0])], data=None)
     params, n = system.cluster_round(0)
-    assert n > 0 and params.dtype == np.float32 and data.n_train == 4000
+    assert n > 0 and params.dtype == np.float32 and data.n_train == 3500
     with pytest.raises(ValueError, match="data_root"):  # no silent download attempt
         load_mnist("torchvision", data_root=tmp_path)
 
@@ -135,10 +187,10 @@ def test_nothing_touches_the_network(monkeypatch: pytest.MonkeyPatch, tmp_path: 
 def test_partition_sizes_are_proportional_and_disjoint(mnist: MNISTData) -> None:
     d_bits = np.array([30e6, 45e6, 40e6, 2e6, 3.5e6, 0.0])
     parts = partition(mnist.train_y, d_bits, "iid", rng=np.random.default_rng(3))
-    expected = np.floor(4000 * d_bits / d_bits.sum()).astype(int)
+    expected = np.floor(3500 * d_bits / d_bits.sum()).astype(int)
     assert [p.size for p in parts] == expected.tolist()
     flat = np.concatenate(parts)
-    assert np.unique(flat).size == flat.size and flat.max() < 4000
+    assert np.unique(flat).size == flat.size and flat.max() < 3500
     for scheme in ("iid", "dirichlet"):
         a = partition(mnist.train_y, d_bits, scheme, rng=np.random.default_rng(7))
         b = partition(mnist.train_y, d_bits, scheme, rng=np.random.default_rng(7))
@@ -160,7 +212,7 @@ def test_dirichlet_is_label_skewed_and_iid_is_not(mnist: MNISTData) -> None:
     iid = partition(y, w, "iid", rng=0)
     non = partition(y, w, "dirichlet", alpha=0.1, rng=0)
     dis = np.concatenate(non)
-    assert np.unique(dis).size == dis.size == 4000
+    assert np.unique(dis).size == dis.size == 3500
     assert _label_skew(y, iid) < 0.12
     assert _label_skew(y, non) > 0.5
     assert _label_skew(y, partition(y, w, "dirichlet", alpha=100.0, rng=0)) < 0.2
@@ -220,7 +272,7 @@ def test_batched_equals_sequential(mnist: MNISTData, name: str, impl: str, chunk
         monkeypatch.setattr(type(model), "stacked_chunk", chunk)
     init = flatten_params(model)
     sizes = [37, 5, 0, 16, 1, 23]
-    ids = np.random.default_rng(0).permutation(4000)
+    ids = np.random.default_rng(0).permutation(3500)
     starts = np.cumsum([0, *sizes])
     shards = [ids[a:b] for a, b in itertools.pairwise(starts)]
     sched = make_schedule(shards, 2, 8, [np.random.default_rng([1, k]) for k in range(6)])
@@ -246,7 +298,7 @@ def test_batched_result_does_not_depend_on_worker_threads(mnist: MNISTData, name
     for any number of workers, and torch's thread count is restored afterwards."""
     model = make_model(name, seed=1)
     monkeypatch.setattr(type(model), "stacked_chunk", 2)  # 5 blocks of 2 clients
-    ids = np.random.default_rng(1).permutation(4000)
+    ids = np.random.default_rng(1).permutation(3500)
     sizes = [30, 3, 12, 0, 25, 7, 18, 9, 1, 14]
     starts = np.cumsum([0, *sizes])
     shards = [ids[a:b] for a, b in itertools.pairwise(starts)]
@@ -287,7 +339,7 @@ def test_manual_sgd_step_equals_func_grad(mnist: MNISTData, name: str) -> None:
     gen = torch.Generator().manual_seed(0)
     for t in start.values():  # different clients, different weights
         t.add_(0.05 * torch.randn(t.shape, generator=gen, dtype=t.dtype))
-    ids = torch.randint(0, 4000, (k, b), generator=gen)
+    ids = torch.randint(0, 3500, (k, b), generator=gen)
     x, y = mnist.train_x.double()[ids], mnist.train_y[ids]
     w = torch.ones(k, b, dtype=torch.float64)
     w[1, 4:] = 0.0  # padding slots
@@ -439,7 +491,12 @@ def test_system_is_deterministic_per_seed(mnist: MNISTData) -> None:
     assert not np.array_equal(a[2], c[2])
 
 
-def test_clusters_round_matches_cluster_round(mnist: MNISTData) -> None:
+def test_clusters_round_matches_cluster_round() -> None:
+    # all 4,000 training digits (no validation split): with the default split's 3,500 the
+    # CNN of cluster 1 meets a float-rounding tie (ReLU or max-pooling) in one grouping and
+    # not the other, after which the two trajectories differ by ~0.06 (see
+    # docs/REPRODUCTION.md on rounding); the grouping itself is what this test checks
+    mnist = load_mnist("embedded", validation_fraction=0.0)
     clusters = [([3.0, 4.0], [1.0]), ([5.0], [1.0, 1.0])]
     one = FederatedSystem({"model": "cnn", **CPU}, clusters, seed=2, data=mnist)
     many = FederatedSystem({"model": "cnn", **CPU}, clusters, seed=2, data=mnist)
@@ -453,15 +510,15 @@ def test_participation_masks_and_twin_policies(mnist: MNISTData) -> None:
     clusters = [([3.0, 3.0, 3.0], [1.0, 1.0])]
     samples = FederatedSystem({"model": "mlp", **CPU}, clusters, data=mnist).device_samples(0)
     n_g, n_b = samples
-    assert n_g.tolist() == [1090] * 3 and n_b.tolist() == [363] * 2
+    assert n_g.tolist() == [954] * 3 and n_b.tolist() == [318] * 2  # floor(3500 w / 11)
     stale = FederatedSystem({"model": "mlp", **CPU}, clusters, data=mnist)
     _, n = stale.cluster_round(0, np.array([True, False, True]), [1], None)
-    assert n == 2 * 1090 + 2 * 363  # the unsynced twin 0 trains on its stale copy
+    assert n == 2 * 954 + 2 * 318  # the unsynced twin 0 trains on its stale copy
     assert stale.last_participation[0]["bld_stale"].tolist() == [0]
     skip = FederatedSystem({"model": "mlp", "twin_stale_policy": "skip", **CPU}, clusters,
                            data=mnist)
     _, n = skip.cluster_round(0, [0, 2], np.array([False, True]), [0, 1])
-    assert n == 2 * 1090 + 363
+    assert n == 2 * 954 + 318
     assert skip.last_participation[0]["bld"].tolist() == [1]
     glob = skip.global_params
     params, n = skip.cluster_round(0, [], [], [])
@@ -477,13 +534,13 @@ def test_participation_masks_and_twin_policies(mnist: MNISTData) -> None:
 def test_stale_twins_lag_behind_growing_device_data(mnist: MNISTData) -> None:
     system = FederatedSystem({"model": "mlp", "data_arrival_rounds": 4, **CPU},
                              [([1.0], [1.0, 1.0])], data=mnist)
-    assert system.twin_samples(0).tolist() == [334, 334]  # round 0: ceil(1333 / 4)
+    assert system.twin_samples(0).tolist() == [292, 292]  # round 0: ceil(1166 / 4)
     for _ in range(2):
         p, n = system.cluster_round(0, None, [1], None)  # BLD 0 never syncs
         system.global_aggregate([p], [n])
     assert system.round == 2
     system.cluster_round(0, None, [1], None)
-    assert system.twin_samples(0).tolist() == [334, 1000]  # round 2: ceil(1333 * 3 / 4)
+    assert system.twin_samples(0).tolist() == [292, 875]  # round 2: ceil(1166 * 3 / 4)
     assert system.last_participation[0]["bld_stale"].tolist() == [0]
 
 

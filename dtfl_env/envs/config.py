@@ -27,6 +27,10 @@ LATENCY_FORMS = ("linear", "log", "log_weighted")
 VIOLATION_MEASURES = ("energy", "count")
 LATENCY_BASELINES = ("fixed", "center", "optimum")
 ATTACKS = ("random", "scaled", "tamper", "label_flip", "tampered_sync")
+#: dtfl_env.ledger.VALIDATOR_ATTACKS and SELECTION_POLICIES (kept here so that validating a
+#: config needs no cryptography import; tests/test_ledger.py checks that they agree)
+VALIDATOR_ATTACKS = ("none", "accept_poisoned", "reject_honest", "both")
+VALIDATOR_SELECTIONS = ("reputation", "random", "round_robin")
 
 
 def default_config() -> dict[str, Any]:
@@ -57,7 +61,8 @@ def default_config() -> dict[str, Any]:
         "fl": default_fl_config(),
         "ledger": {"enabled": True, "mode": "full", "malicious_clusters": 0,
                    "attack": "random", "store_payload": False, "validation_samples": 500,
-                   "peer_baseline": True},
+                   "peer_baseline": True, "validator_selection": "reputation",
+                   "validator_attack": "none"},
     }
 
 
@@ -164,6 +169,10 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         raise ValueError(f"ledger.mode: must be one of {LEDGER_MODES}, got {led['mode']!r}")
     if led["attack"] not in ATTACKS:
         raise ValueError(f"ledger.attack: must be one of {ATTACKS}, got {led['attack']!r}")
+    for key, allowed in (("validator_selection", VALIDATOR_SELECTIONS),
+                         ("validator_attack", VALIDATOR_ATTACKS)):
+        if led[key] not in allowed:
+            raise ValueError(f"ledger.{key}: must be one of {allowed}, got {led[key]!r}")
     mal = led["malicious_clusters"]
     if isinstance(mal, bool) or not isinstance(mal, int) or not 0 <= mal <= cfg["clusters"]:
         raise ValueError(f"ledger.malicious_clusters: must be an integer in [0, clusters], "
@@ -171,5 +180,10 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     vs = led["validation_samples"]
     if isinstance(vs, bool) or not isinstance(vs, int) or vs < 1:
         raise ValueError(f"ledger.validation_samples: must be an integer >= 1, got {vs!r}")
+    fl = cfg["fl"]
+    if (fl.get("backend") == "torch" and led["enabled"] and led["mode"] == "full"
+            and fl.get("validation_fraction") == 0):
+        raise ValueError("fl.validation_fraction: must be > 0 with ledger.mode='full' (the "
+                         "validators' quality check runs on the validation split)")
     if cfg["scenario"] == "table2" and cfg["max_devices"] < 10:
         raise ValueError("max_devices: the table2 scenario has 10 devices per cluster")

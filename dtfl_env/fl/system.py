@@ -11,7 +11,9 @@ cluster, the global model and the digital twins' synced data. Algorithm 1, per r
 2. The ledger verifies the cluster models (line 12-13, not here).
 3. :meth:`FederatedSystem.global_aggregate` (line 14): the main coordinator averages the
    verified cluster models by sample count into the new global model, and the round ends.
-4. :meth:`FederatedSystem.evaluate`: test accuracy and loss of the global model.
+4. :meth:`FederatedSystem.evaluate`: test accuracy and loss of the global model, on the test
+   set only; the validators' quality check (:meth:`FederatedSystem.validation_quality`)
+   uses the separate validation split, which no client trains on.
 
 Digital twins and stale data
 ----------------------------
@@ -150,10 +152,10 @@ class FederatedSystem:
         self.device = resolve_device(cfg.device)
         if data is None:
             data = load_mnist(cfg.data_source, cfg.data_root, cfg.download, cfg.test_fraction,
-                              seed=0)
-        self.data = MNISTData(data.train_x.to(self.device), data.train_y.to(self.device),
-                              data.test_x.to(self.device), data.test_y.to(self.device),
-                              data.source)
+                              seed=0, validation_fraction=cfg.validation_fraction)
+        if not isinstance(data, MNISTData):
+            raise TypeError(f"data: expected MNISTData, got {type(data).__name__}")
+        self.data = data.to(self.device)
         self.model = make_model(cfg.model, seed=0).to(self.device)
         self._global = np.zeros(0, dtype=np.float32)
         self.reset(clusters, seed=cfg.seed if seed is None else seed)
@@ -406,8 +408,22 @@ class FederatedSystem:
         self._round += 1
         return self._global
 
+    def validation_quality(self, params: np.ndarray, max_samples: int | None = None
+                           ) -> tuple[float, float]:
+        """Accuracy (0-1) and mean cross-entropy of ``params`` on the validation split (the
+        first ``max_samples`` images; all by default): the ledger validators' quality check.
+        The clients never train on these images and they are not the test set."""
+        n = self.data.n_val if max_samples is None else min(int(max_samples), self.data.n_val)
+        if n < 1:
+            raise ValueError("fl.validation_fraction: no validation data (the split is empty); "
+                             "the validators' quality check needs validation_fraction > 0")
+        with fl_threads(self.config.threads):
+            return evaluate(params, self.model, self.data.val_x[:n], self.data.val_y[:n],
+                            device=self.device)
+
     def evaluate(self) -> tuple[float, float]:
-        """Test accuracy (0-1) and mean cross-entropy of the global model."""
+        """Test accuracy (0-1) and mean cross-entropy of the global model (on the test set
+        only: never trained on, never shown to the validators)."""
         with fl_threads(self.config.threads):
             return evaluate(self._global, self.model, self.data.test_x, self.data.test_y,
                             device=self.device)

@@ -4,16 +4,25 @@ Pure numpy + ``cryptography`` (never torch): models arrive as flat float32 vecto
 validator's quality check as a callable.
 
 - :mod:`~dtfl_env.ledger.identity`: Ed25519 identities and the registry of public keys;
-- :mod:`~dtfl_env.ledger.reputation`: eq. (2) scores, running history, validator selection;
+- :mod:`~dtfl_env.ledger.reputation`: eq. (2) scores, running history, validator ranking;
 - :mod:`~dtfl_env.ledger.chain`: transactions, blocks, chain verification;
-- :mod:`~dtfl_env.ledger.verification`: the validator's checks (modes none/signature/full);
-- :mod:`~dtfl_env.ledger.attacks`: malicious participants (Fig. 8);
+- :mod:`~dtfl_env.ledger.verification`: the validator's checks (modes none/signature/full)
+  and the consortium's audit of a block;
+- :mod:`~dtfl_env.ledger.attacks`: malicious participants and validators (Figs. 8, 8b);
 - :mod:`~dtfl_env.ledger.blocksize`: block size of the proposed scheme and FedAvg (Fig. 9);
 - :mod:`~dtfl_env.ledger.storage`: JSON Lines persistence;
-- :mod:`~dtfl_env.ledger.consortium`: all of it behind one end-of-round call.
+- :mod:`~dtfl_env.ledger.consortium`: all of it behind one end-of-round call, with the
+  validator selection policy (reputation, random, round robin).
 """
 
-from dtfl_env.ledger.attacks import flip_labels, random_update, scaled_update, tamper_submission
+from dtfl_env.ledger.attacks import (
+    VALIDATOR_ATTACKS,
+    flip_labels,
+    malicious_validation,
+    random_update,
+    scaled_update,
+    tamper_submission,
+)
 from dtfl_env.ledger.blocksize import (
     SMALL_CNN_PARAMS,
     block_size_bytes,
@@ -30,7 +39,7 @@ from dtfl_env.ledger.chain import (
     verify_block,
     verify_blocks,
 )
-from dtfl_env.ledger.consortium import Consortium, RoundRecord
+from dtfl_env.ledger.consortium import SELECTION_POLICIES, Consortium, RoundRecord
 from dtfl_env.ledger.encoding import (
     ZERO_HASH,
     canonical_json,
@@ -63,6 +72,7 @@ from dtfl_env.ledger.reputation import (
 )
 from dtfl_env.ledger.storage import load_chain, parse_chain, save_chain
 from dtfl_env.ledger.verification import (
+    AuditResult,
     QualityFn,
     Reason,
     Submission,
@@ -70,14 +80,18 @@ from dtfl_env.ledger.verification import (
     VerificationMode,
     VerificationReport,
     VerifierConfig,
+    audit_block,
     majority_vote,
     make_submission,
     verify_submissions,
 )
 
 __all__ = [
+    "SELECTION_POLICIES",
     "SMALL_CNN_PARAMS",
+    "VALIDATOR_ATTACKS",
     "ZERO_HASH",
+    "AuditResult",
     "Block",
     "BlockFormatError",
     "BlockHashError",
@@ -107,6 +121,7 @@ __all__ = [
     "VerificationMode",
     "VerificationReport",
     "VerifierConfig",
+    "audit_block",
     "block_size_bytes",
     "canonical_json",
     "encryption_capability",
@@ -117,6 +132,7 @@ __all__ = [
     "make_block",
     "make_identities",
     "make_submission",
+    "malicious_validation",
     "merkle_root",
     "params_bytes",
     "params_digest",

@@ -8,6 +8,11 @@ Parameter-level attacks return a new flat float32 vector (or :class:`Submission`
 - :func:`tamper_submission`: parameters changed after the coordinator signed them (a
   man-in-the-middle or a coordinator swapping its model after signing).
 
+A malicious coordinator chosen as validator verifies with its own behaviour
+(:func:`malicious_validation`, one of :data:`VALIDATOR_ATTACKS`): it starts from the honest
+verdicts and then accepts its allies' poisoned models (``"accept_poisoned"``), rejects the
+honest coordinators' models (``"reject_honest"``), or both (``"both"``).
+
 Data-level attacks belong to the FL side; :func:`flip_labels` is the helper it uses on
 numpy or torch label arrays (this module never imports torch).
 """
@@ -15,13 +20,31 @@ numpy or torch label arrays (this module never imports torch).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import numpy as np
 
-from dtfl_env.ledger.verification import Submission
+from dtfl_env.ledger.verification import Reason, Submission, VerificationReport
 
-__all__ = ["flip_labels", "random_update", "scaled_update", "tamper_submission"]
+__all__ = [
+    "VALIDATOR_ATTACKS",
+    "flip_labels",
+    "malicious_validation",
+    "random_update",
+    "scaled_update",
+    "tamper_submission",
+]
+
+#: behaviours of a malicious validator (:func:`malicious_validation`)
+VALIDATOR_ATTACKS = ("none", "accept_poisoned", "reject_honest", "both")
+
+# rejections a colluding validator cannot undo: a block carrying such a transaction fails
+# the chain's own checks (signature, replay, round) or its payload digest, which every
+# member runs when the block is appended
+_UNFORGEABLE = frozenset({Reason.UNKNOWN_SUBMITTER, Reason.BAD_SIGNATURE, Reason.BAD_PARAMS,
+                          Reason.DIGEST_MISMATCH, Reason.WRONG_ROUND, Reason.REPLAY,
+                          Reason.EQUIVOCATION})
 
 
 def _vec(x: np.ndarray, name: str) -> np.ndarray:
@@ -130,3 +153,46 @@ def flip_labels(y: Any, rng: np.random.Generator, num_classes: int = 10, *,
     else:
         flat[chosen] = num_classes - 1 - flat[chosen]
     return y.new_tensor(out) if is_torch else out
+
+
+def malicious_validation(report: VerificationReport, *, attack: str,
+                         allies: Iterable[str]) -> VerificationReport:
+    """The verification as a malicious validator does it, from the honest ``report``.
+
+    Parameters
+    ----------
+    report : VerificationReport
+        The honest verification of the round's submissions.
+    attack : {"none", "accept_poisoned", "reject_honest", "both"}
+        ``"accept_poisoned"``: every submission of an ally is accepted, whatever the quality,
+        norm or provenance checks found (except where a block carrying it would fail the
+        chain's own verification: a bad signature, a replay, a parameter digest mismatch);
+        ``"reject_honest"``: every submission of a non-ally that passed is rejected
+        (reason ``validator-override``); ``"both"``: the two together; ``"none"``: the
+        honest report unchanged.
+    allies : iterable of str
+        Coordinator ids of the malicious coordinators (the validator's accomplices).
+
+    Returns
+    -------
+    VerificationReport
+        The same submissions with the validator's verdicts.
+    """
+    if attack not in VALIDATOR_ATTACKS:
+        raise ValueError(f"attack: must be one of {list(VALIDATOR_ATTACKS)}, got {attack!r}")
+    if not isinstance(report, VerificationReport):
+        raise TypeError(f"report: expected a VerificationReport, got {type(report).__name__}")
+    friends = set(allies)
+    accept = attack in ("accept_poisoned", "both")
+    reject = attack in ("reject_honest", "both")
+    verdicts = []
+    for v in report.verdicts:
+        if accept and v.submitter in friends and not v.accepted \
+                and not _UNFORGEABLE & set(v.reasons):
+            v = dataclasses.replace(v, accepted=True, reasons=(), messages=())
+        elif reject and v.submitter not in friends and v.accepted:
+            v = dataclasses.replace(v, accepted=False, reasons=(Reason.VALIDATOR_OVERRIDE,),
+                                    messages=("rejected by the validator although every "
+                                              "check passed",))
+        verdicts.append(v)
+    return dataclasses.replace(report, verdicts=tuple(verdicts))

@@ -23,7 +23,11 @@ e.g. [0.08, 0.92] for the default 0.9). Per round (:meth:`ReputationTracker.reco
   w = rejection_weight`` (>= 1: a rejection costs more than an acceptance earns,
   "intentional wrongdoing");
 - block quality: every coordinator that served as validator, ``x`` = the quality of its
-  block in [0, 1] (e.g. 1 when the block was valid and appended, 0 when it was refused).
+  block in [0, 1] (e.g. 1 when the block was valid and appended, 0 when it was refused);
+  a block the consortium's audit proved wrong (a poisoned model accepted or an honest one
+  rejected: :func:`~dtfl_env.ledger.verification.audit_block`) counts ``x = 0`` with
+  weight ``audit_weight`` (>= 1: "failure to comply with consensus agreements" costs more
+  than a good block earns).
 
 ``Hist = (w_p participation + w_s success + w_q block_quality) / (w_p + w_s + w_q)``.
 
@@ -68,6 +72,8 @@ class HistoryConfig:
         Forgetting factor gamma in (0, 1]; 1 keeps the whole history.
     rejection_weight : float
         Trial weight of a rejected submission (>= 1).
+    audit_weight : float
+        Trial weight of a block proven wrong by the consortium's audit (>= 1).
     """
 
     participation: float = 0.25
@@ -75,6 +81,7 @@ class HistoryConfig:
     block_quality: float = 0.25
     decay: float = 0.9
     rejection_weight: float = 3.0
+    audit_weight: float = 3.0
 
     def __post_init__(self) -> None:
         total = 0.0
@@ -89,10 +96,11 @@ class HistoryConfig:
                              "must be > 0")
         if not (isinstance(self.decay, (int, float)) and 0 < self.decay <= 1):
             raise ValueError(f"history.decay: must lie in (0, 1], got {self.decay!r}")
-        if not (isinstance(self.rejection_weight, (int, float))
-                and math.isfinite(self.rejection_weight) and self.rejection_weight >= 1):
-            raise ValueError("history.rejection_weight: must be a finite number >= 1, "
-                             f"got {self.rejection_weight!r}")
+        for name in ("rejection_weight", "audit_weight"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                    or v < 1:
+                raise ValueError(f"history.{name}: must be a finite number >= 1, got {v!r}")
 
 
 @dataclass
@@ -282,7 +290,8 @@ class ReputationTracker:
     # --- history updates
     def record_round(self, *, submitted: Iterable[str], accepted: Iterable[str],
                      eligible: Iterable[str] | None = None,
-                     block_quality: Mapping[str, float] | None = None) -> None:
+                     block_quality: Mapping[str, float] | None = None,
+                     audit_failed: Iterable[str] = ()) -> None:
         """Update the history after a round (see the module docstring for the rule).
 
         Parameters
@@ -297,6 +306,9 @@ class ReputationTracker:
             count as absent.
         block_quality : mapping, optional
             ``{validator id: quality in [0, 1]}`` for this round's validators.
+        audit_failed : iterable of str
+            Validators whose block the audit proved wrong: block quality 0 with weight
+            ``history.audit_weight`` (instead of their ``block_quality`` entry).
         """
         sub = set(submitted)
         acc = set(accepted)
@@ -313,6 +325,9 @@ class ReputationTracker:
             self._index(c, "block_quality")
             if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q <= 1:
                 raise ValueError(f"block_quality[{c!r}]: must lie in [0, 1], got {q!r}")
+        failed = set(audit_failed)
+        for c in failed:
+            self._index(c, "audit_failed")
         hc = self.history_config
         for c in self.coordinator_ids:
             if c in elig:
@@ -322,6 +337,8 @@ class ReputationTracker:
                 self._success[c].update(1.0 if ok else 0.0,
                                         weight=1.0 if ok else hc.rejection_weight,
                                         decay=hc.decay)
-            if c in bq:
+            if c in failed:
+                self._quality[c].update(0.0, weight=hc.audit_weight, decay=hc.decay)
+            elif c in bq:
                 self._quality[c].update(float(bq[c]), decay=hc.decay)
         self.rounds_recorded += 1

@@ -25,6 +25,15 @@ Modes
     ``VerifierConfig.peer_baseline``, against the worse of the global model and the round's
     median, which tolerates the drift of honest non-IID clusters). Only submissions that
     passed the identity, integrity and provenance checks are evaluated.
+
+Audit
+-----
+The validator's block is shared with the whole consortium (Section III-B), whose members
+re-run the honest verification on the round's submissions and compare: :func:`audit_block`
+proves a block wrong when its transactions are not exactly the ones the honest verification
+accepts (a poisoned model let in, or an honest one left out). The consortium feeds a failed
+audit into the validator's history term of eq. (2)
+(:meth:`~dtfl_env.ledger.reputation.ReputationTracker.record_round`).
 """
 
 from __future__ import annotations
@@ -37,11 +46,12 @@ from enum import Enum
 
 import numpy as np
 
-from dtfl_env.ledger.chain import Blockchain, Transaction
+from dtfl_env.ledger.chain import Block, Blockchain, Transaction
 from dtfl_env.ledger.encoding import params_bytes, params_digest, sha256_hex
 from dtfl_env.ledger.identity import Identity, Registry
 
 __all__ = [
+    "AuditResult",
     "QualityFn",
     "Reason",
     "Submission",
@@ -49,6 +59,7 @@ __all__ = [
     "VerificationMode",
     "VerificationReport",
     "VerifierConfig",
+    "audit_block",
     "majority_vote",
     "make_submission",
     "verify_submissions",
@@ -84,6 +95,8 @@ class Reason(str, Enum):
     ACCURACY_DROP = "accuracy-drop"
     LOSS_RISE = "loss-rise"
     BAD_QUALITY = "non-finite-quality"
+    VALIDATOR_OVERRIDE = "validator-override"
+    """A malicious validator rejected a submission that passed every check."""
 
 
 @dataclass(frozen=True)
@@ -459,3 +472,69 @@ def majority_vote(reports: Sequence[VerificationReport]) -> np.ndarray:
         raise ValueError("reports: every report must cover the same submissions in order")
     votes = np.sum([r.mask for r in reports], axis=0)
     return np.asarray(votes * 2 > len(reports), dtype=bool)
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """The consortium's audit of one block against the honest verification.
+
+    Attributes
+    ----------
+    round : int
+    validator : str
+        Who signed the block.
+    wrongly_accepted : tuple of int
+        Clusters whose transaction is in the block although the honest verification
+        rejects their model.
+    wrongly_rejected : tuple of int
+        Clusters whose model the honest verification accepts but the block leaves out.
+    """
+
+    round: int
+    validator: str
+    wrongly_accepted: tuple[int, ...] = ()
+    wrongly_rejected: tuple[int, ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        """True when the block is proven wrong."""
+        return bool(self.wrongly_accepted or self.wrongly_rejected)
+
+    @property
+    def overturned(self) -> tuple[int, ...]:
+        """Every cluster whose verdict the audit overturns, sorted."""
+        return tuple(sorted((*self.wrongly_accepted, *self.wrongly_rejected)))
+
+
+def audit_block(block: Block, reference: VerificationReport) -> AuditResult:
+    """Compare a block's transactions with the honest verification of the same round.
+
+    Parameters
+    ----------
+    block : Block
+        The validator's block, as appended to the chain.
+    reference : VerificationReport
+        The honest verification of the round's submissions (what every honest member of
+        the consortium computes: :func:`verify_submissions` against the chain the validator
+        saw).
+
+    Returns
+    -------
+    AuditResult
+        Failed when the block's transaction hashes differ from those the reference accepts.
+    """
+    if not isinstance(block, Block):
+        raise TypeError(f"block: expected a Block, got {type(block).__name__}")
+    if not isinstance(reference, VerificationReport):
+        raise TypeError(f"reference: expected a VerificationReport, got "
+                        f"{type(reference).__name__}")
+    if block.round != reference.round:
+        raise ValueError(f"reference: covers round {reference.round}, the block round "
+                         f"{block.round}")
+    in_block = {tx.tx_hash for tx in block.transactions}
+    honest = {s.transaction.tx_hash for s in reference.accepted}
+    cluster = {s.transaction.tx_hash: s.cluster_id for s in reference.submissions}
+    cluster.update({tx.tx_hash: tx.cluster_id for tx in block.transactions})
+    return AuditResult(block.round, block.header.validator,
+                       tuple(sorted(cluster[h] for h in in_block - honest)),
+                       tuple(sorted(cluster[h] for h in honest - in_block)))
