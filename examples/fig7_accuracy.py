@@ -519,14 +519,15 @@ def evaluate_config(scenarios: list[Scenario], clusters: list[Cluster], args: Ar
 def fl_config(args: Args, constants: Constants) -> FLConfig:
     """The FL settings of a run: Dirichlet partition; twins that did not sync sit out;
     ``stream``: fresh chunks every round, twins start empty; ``static``: all data from the
-    start (the one full sync of round 1 gives the twin everything)."""
+    start (the one full sync of round 1 gives the twin everything). No validation split:
+    Fig. 7 runs no ledger, so every non-test image trains (4,000 embedded digits)."""
     stream = args.data_mode == "stream"
     return FLConfig(model=args.model, lr=args.lr, batch_size=args.batch_size,
                     local_epochs=max(1, round(constants.local_iterations)),
                     partition="dirichlet", alpha=args.alpha, twin_stale_policy="skip",
                     data_stream="window" if stream else "prefix",
                     data_arrival_rounds=args.arrival_rounds if stream else 1,
-                    device=args.device)
+                    validation_fraction=0.0, device=args.device)
 
 
 # ---------------------------------------------------------------------- statistics
@@ -577,7 +578,8 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
     consts = Constants(model_bits=model_size_bits(args.model))  # L = the trained model
     stream = args.data_mode == "stream"
     cfg = fl_config(args, consts)
-    data = load_mnist(cfg.data_source, cfg.data_root, cfg.download, cfg.test_fraction, seed=0)
+    data = load_mnist(cfg.data_source, cfg.data_root, cfg.download, cfg.test_fraction, seed=0,
+                      validation_fraction=cfg.validation_fraction)
     sweep_rounds = args.sweep_rounds or args.rounds
     curve_rows: list[dict[str, Any]] = []
     cluster_rows: list[dict[str, Any]] = []

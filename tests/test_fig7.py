@@ -210,6 +210,8 @@ def test_fl_config_matches_the_data_mode(script: ModuleType) -> None:
     assert (stream.partition, stream.twin_stale_policy) == ("dirichlet", "skip")
     static = script.fl_config(_args(script, data_mode="static", arrival_rounds=5), consts)
     assert (static.data_stream, static.data_arrival_rounds) == ("prefix", 1)
+    # no ledger in Fig. 7: no validation split, all 4,000 non-test images train
+    assert stream.validation_fraction == static.validation_fraction == 0.0
 
 
 def test_bld_share_rescaling(script: ModuleType, scenarios: list) -> None:
