@@ -61,7 +61,10 @@ class EnvPolicy:
                 deterministic: bool = False) -> tuple[np.ndarray, Any]:
         if self.env is None:
             raise RuntimeError(f"{type(self).__name__}: call bind(env) before predict()")
-        return np.asarray(self.act(self.env), dtype=np.float32), state
+        # float64, not the space's float32: an analytical allocation must round-trip exactly
+        # (float32 resolves a jamming power only to ~3e-8 Q_max, and just above the least
+        # jamming that syncs the BLDs that moves the sync time enough to break budgets)
+        return np.asarray(self.act(self.env), dtype=np.float64), state
 
 
 class CallablePolicy:

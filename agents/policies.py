@@ -259,7 +259,9 @@ class GreedyLocalPolicy(EnvPolicy):
     whatever energy each GLD has left, assuming the sync finishes as fast as full jamming
     would make it. No coordination: training and upload together overspend and the sync
     takes longer than assumed, so GLDs drop out. The contrast shows what the joint
-    optimisation is worth."""
+    optimisation is worth. In the ``safe`` action mode, whose box holds only allocations
+    that keep every budget, these allocations lie outside it: they are played clipped and
+    counted as out-of-range steps."""
 
     name = "greedy-local"
 

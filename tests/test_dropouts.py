@@ -209,3 +209,59 @@ def test_greedy_local_plays_inside_the_box_and_overspends():
         assert info["action_clipped"] == 0
         drops += info["n_dropouts"]
     assert drops > 0
+
+
+def test_analytical_actions_are_not_quantised_into_drop_outs():
+    """Just above the least jamming that syncs the BLDs the sync time is steep in Q: a float32
+    action resolves q_i only to ~3e-8 Q_max, enough to break budgets. Analytical policies
+    answer in float64, so their allocations are played as computed."""
+    from agents.policies import NoJammingPolicy
+
+    drops = {}
+    for dtype in (np.float32, None):
+        env = gym.make("DTFL-Random-v0").unwrapped
+        env.reset(seed=0)
+        pol = NoJammingPolicy().bind(env)
+        drops[dtype] = 0
+        for _ in range(100):
+            action, _ = pol.predict(None)
+            assert action.dtype == np.float64
+            *_, term, _, info = env.step(action if dtype is None else action.astype(dtype))
+            drops[dtype] += info["n_dropouts"]
+            if term:
+                env.reset()
+    assert drops[None] <= 2 < 10 <= drops[np.float32]
+
+
+def test_action_clipped_belongs_to_the_played_action():
+    env = gym.make("DTFL-TableII-v0", config={"action": {"tg_range": 2.0}}).unwrapped
+    env.reset(seed=0)
+    res = solve(env.cluster, "exact")
+    tg_lo, _ = env.direct_bounds
+    zero = np.zeros(env.action_space.shape[0])
+    # a clipped query in another mode, or a clipped candidate that is not played: no flag
+    env.allocation_to_action(res.y, 100 * res.tG, res.q, mode="safe", clip=True)
+    *_, info = env.step(zero)
+    assert info["action_clipped"] == 0
+    env.allocation_to_action(res.y, 10 * tg_lo, res.q, clip=True)
+    *_, info = env.step(zero)
+    assert info["action_clipped"] == 0
+    a = env.allocation_to_action(res.y, 10 * tg_lo, res.q, clip=True)
+    *_, info = env.step(a.astype(np.float32))  # played as float32: still the same action
+    assert info["action_clipped"] == 1
+    with pytest.raises(ValueError, match="tg_s"):
+        env.allocation_to_action(res.y, float("nan"), res.q)
+    with pytest.raises(ValueError, match="jam_power_w"):
+        env.allocation_to_action(res.y, res.tG, np.full(6, np.inf))
+
+
+def test_unsyncable_blds_are_not_counted_as_energy_short():
+    env = gym.make("DTFL-TableII-v0", config={"fading": False}).unwrapped
+    env.reset(seed=0)
+    a = np.full(env.action_space.shape[0], -1.0)  # no jamming: 3 of 4 BLDs cannot sync
+    *_, info = env.step(a)
+    m = 6
+    unsynced = info["unsynced"][m:m + 4]
+    assert unsynced.sum() == 3
+    assert not np.any(info["bld_energy_short"][m:m + 4] & unsynced)
+    assert np.all(info["bld_sync_energy_j"][m:m + 4][unsynced] == 0)

@@ -308,7 +308,9 @@ class DTFLEnv(gym.Env):
         self._round_record: dict[str, Any] | None = None
         self._clock_s = 0.0
         self._round_latency_s = 0.0
-        self._clipped_at: tuple[int, int] | None = None  # set by allocation_to_action(clip=)
+        # (round, cluster, action) of the last clipped allocation_to_action(clip=True) in the
+        # env's own mode: the step that plays that action reports action_clipped
+        self._clipped_at: tuple[int, int, np.ndarray] | None = None
         self._topo_rng = self._fade_rng = self._fl_rng = np.random.default_rng()
         self._episode_ready = False
 
@@ -645,6 +647,11 @@ class DTFLEnv(gym.Env):
         reports ``info["action_clipped"] = 1`` (the evaluation counts such steps apart).
         """
         mode = self._check_mode(mode)
+        for name, val in (("y_s", y_s), ("tg_s", tg_s)):
+            if not (isinstance(val, (int, float, np.number)) and math.isfinite(val) and val > 0):
+                raise ValueError(f"{name}: must be a finite number > 0, got {val!r}")
+        if not np.all(np.isfinite(np.asarray(jam_power_w, dtype=float))):
+            raise ValueError("jam_power_w: must be finite")
         site = self._sites[self._cluster]
         arr = site.seen
         assert arr is not None
@@ -681,7 +688,8 @@ class DTFLEnv(gym.Env):
                     f"cluster (action[{i}] = {a[i]:.9g}, outside [-1, 1]); widen "
                     f"action.{'tg_range' if i == 0 else 'y_range' if i == 1 else 'mode'} "
                     "or pass clip=True to play the nearest action")
-            self._clipped_at = (self._round, self._cluster)
+            if mode == self.action_mode:
+                self._clipped_at = (self._round, self._cluster, out.astype(np.float32))
         return out
 
     def _check_mode(self, mode: str | None) -> str:
@@ -788,11 +796,21 @@ class DTFLEnv(gym.Env):
         terminated = self._is_terminated()
         info = self._info(site, out, rewards, cluster_idx, round_idx, optimum)
         info["latency_baseline_s"] = baseline_s
-        info["action_clipped"] = int(self._clipped_at == (round_idx, cluster_idx))
+        info["action_clipped"] = int(self._played_clipped(action, round_idx, cluster_idx))
         self._clipped_at = None
         self._last_step = (site, out, rewards, cluster_idx, round_idx)
         obs = self._observation() if not terminated else self._terminal_observation()
         return obs, reward, terminated, False, info
+
+    def _played_clipped(self, action: np.ndarray, round_idx: int, cluster_idx: int) -> bool:
+        """Whether ``action`` is the clipped answer of this cluster's last
+        ``allocation_to_action(clip=True)`` (to float32 precision)."""
+        if self._clipped_at is None or self._clipped_at[:2] != (round_idx, cluster_idx):
+            return False
+        played = np.asarray(action, dtype=np.float32).reshape(-1)
+        saved = self._clipped_at[2]
+        return played.shape == saved.shape and bool(np.allclose(played, saved, rtol=0,
+                                                                atol=1e-6))
 
     def _charge(self, site: _Site, y: float, tg: float, q: np.ndarray) -> RoundOutcome:
         """The round's outcome on the site's true values (:func:`round_outcome`)."""
@@ -919,7 +937,7 @@ class DTFLEnv(gym.Env):
             viol = float(np.count_nonzero(out.gld_dropped)) / site.m if site.m else 0.0
         if site.n:
             viol += float(np.count_nonzero(~out.bld_synced)) / site.n
-        rel = out.latency_s / baseline_s
+        rel = max(out.latency_s, 1e-12) / baseline_s  # > 0: a log form stays finite
         form = w["latency_form"]
         term = rel if form == "linear" else math.log(rel)
         if form == "log_weighted":  # the cluster's weight: its latency scale, capped
@@ -985,7 +1003,8 @@ class DTFLEnv(gym.Env):
                                                   out.energy_excess_j)
         rate[m:m + n] = out.secrecy_rate_bps
         e_sync, battery = np.zeros(d), np.zeros(d)
-        e_sync[m:m + n] = np.where(out.bld_synced, out.bld_sync_energy_j, 0.0)
+        rate_ok = out.secrecy_rate_bps > 0  # a sync that can happen (at this jamming)
+        e_sync[m:m + n] = np.where(rate_ok, out.bld_sync_energy_j, 0.0)
         battery[m:m + n] = site.bld_battery_j
         short = np.zeros(d, dtype=bool)
         short[m:m + n] = out.bld_energy_short

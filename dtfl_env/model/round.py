@@ -176,7 +176,8 @@ class RoundOutcome:
     """p_j D_j / R_j: what each BLD's sync upload costs at its secrecy rate (``inf`` where
     R_j = 0); problem P does not constrain it."""
     bld_energy_short: np.ndarray
-    """BLDs whose sync would cost more than their battery (all False without batteries)."""
+    """BLDs with a positive secrecy rate whose sync would cost more than their battery (all
+    False without batteries)."""
 
 
 def round_outcome(a: ClusterArrays, *, y_s: float, tg_s: float, jam_power_w: np.ndarray,
@@ -203,6 +204,9 @@ def round_outcome(a: ClusterArrays, *, y_s: float, tg_s: float, jam_power_w: np.
     """
     m = a.g_cd.size
     q = np.asarray(jam_power_w, dtype=float)
+    # the assignment: below tG_min some GLD would break (14c), so tG is raised to it once;
+    # the GLDs that remain after a refusal keep that upload time
+    tg_s = max(tg_s, a.tg_min_s) if m else tg_s
     active = np.ones(m, dtype=bool)
     refused_energy = np.zeros(m)
     while True:
@@ -253,10 +257,11 @@ def _charge(a: ClusterArrays, active: np.ndarray, *, y_s: float, tg_s: float, q:
         if full:
             g_cd, v_max, nog, sic, tg_min, y_min = (a.g_cd, a.g_v_max, a.g_nog, a.sic,
                                                    a.tg_min_s, a.y_min_s)
-        else:  # the remaining GLDs close up their NOMA order (SIC index among them)
+        else:  # the remaining GLDs close up their NOMA order (SIC index among them); their
+            # tG_min is at most the full set's, which tg_s already respects
             g_cd, v_max, nog = a.g_cd[active], a.g_v_max[active], a.g_nog[active]
             sic = np.arange(n_act, dtype=float)
-            tg_min = float(np.max(a.x_scale / max_upload_rate(a.g_p_max[active] / nog, sic)))
+            tg_min = 0.0
             y_min = float(np.max(g_cd / v_max))  # (19)
         tg = max(tg_s, tg_min)
         if y_s >= y_min:  # every GLD meets y: v_i = eta iota D_i / y, eq. (17)
@@ -283,7 +288,7 @@ def _charge(a: ClusterArrays, active: np.ndarray, *, y_s: float, tg_s: float, q:
         synced = rate > 0
         with np.errstate(divide="ignore"):
             e_sync = a.b_power * a.b_data / rate  # p_j x sync time D_j / R_j
-        short = (e_sync > (1.0 + ENERGY_TOLERANCE) * bld_battery_j
+        short = (synced & (e_sync > (1.0 + ENERGY_TOLERANCE) * bld_battery_j)
                  if bld_battery_j is not None else np.zeros(n, dtype=bool))
         if enforce_bld_energy:
             synced &= ~short

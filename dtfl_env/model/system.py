@@ -216,8 +216,11 @@ class Evaluation:
     training, upload or jamming); the others are charged without it (their NOMA order closes
     up, Q counts only their jamming, BLDs with zero secrecy rate do not sync), repeatedly,
     until every remaining GLD can pay. The environment's step applies the same rule
-    (:func:`dtfl_env.model.round.round_outcome`, tested to agree). The other fields
-    describe the allocation as given, every GLD taking part (problem P)."""
+    (:func:`dtfl_env.model.round.round_outcome`, tested to agree) on the actions' domain:
+    y >= y_min (19) and tG >= tG_min (24c), no round deadline and no BLD battery (the step
+    raises a shorter tG to tG_min and caps the CPU at V_max, where this evaluation reports
+    the violation instead). The other fields describe the allocation as given, every GLD
+    taking part (problem P)."""
 
     def is_feasible(self, tol: float = 1e-9) -> bool:
         return bool(self.min_slack >= -tol and np.isfinite(self.latency_s))
