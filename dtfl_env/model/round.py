@@ -244,7 +244,9 @@ def gld_dropouts(a: ClusterArrays, *, y_s: float, tg_s: float, jam_power_w: np.n
 def _charge(a: ClusterArrays, active: np.ndarray, *, y_s: float, tg_s: float, q: np.ndarray,
             deadline_s: float | None, bld_battery_j: np.ndarray | None,
             enforce_bld_energy: bool) -> RoundOutcome:
-    """Charge the allocation on the GLDs in ``active`` (every BLD); the others idle."""
+    """Charge the allocation on the GLDs in ``active`` (every BLD); the others idle. ``tg_s``
+    is at least the full set's tG_min (raised by :func:`round_outcome`), so at least the
+    remaining GLDs' too."""
     m = a.g_cd.size
     full = bool(active.all())
     n_act = m if full else int(np.count_nonzero(active))
@@ -255,15 +257,12 @@ def _charge(a: ClusterArrays, active: np.ndarray, *, y_s: float, tg_s: float, q:
     t_loc = None
     if n_act:
         if full:
-            g_cd, v_max, nog, sic, tg_min, y_min = (a.g_cd, a.g_v_max, a.g_nog, a.sic,
-                                                   a.tg_min_s, a.y_min_s)
-        else:  # the remaining GLDs close up their NOMA order (SIC index among them); their
-            # tG_min is at most the full set's, which tg_s already respects
+            g_cd, v_max, nog, sic, y_min = a.g_cd, a.g_v_max, a.g_nog, a.sic, a.y_min_s
+        else:  # the remaining GLDs close up their NOMA order (SIC index among them)
             g_cd, v_max, nog = a.g_cd[active], a.g_v_max[active], a.g_nog[active]
             sic = np.arange(n_act, dtype=float)
-            tg_min = 0.0
             y_min = float(np.max(g_cd / v_max))  # (19)
-        tg = max(tg_s, tg_min)
+        tg = tg_s
         if y_s >= y_min:  # every GLD meets y: v_i = eta iota D_i / y, eq. (17)
             v = g_cd / y_s
             y = y_s
