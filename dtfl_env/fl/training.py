@@ -53,25 +53,8 @@ The plan (:func:`make_schedule`) is drawn with one numpy generator per client, s
 client's minibatches do not depend on which other clients are trained with it.
 
 Nothing here requires a GPU: ``device="auto"`` picks CUDA when it is available and
-otherwise the CPU. On a 2-core CPU, one local round of 100 clients
-(``benchmarks/fl_speed.py``: Table II and equal data sizes, batch 10, the same plan timed
-in back-to-back pairs) takes, batched, 127-229 ms (CNN) and 12-28 ms (MLP), and the
-sequential loop on the same 2 threads 555-1125 ms and 86-272 ms: 4.1-5.6x (CNN) and
-6.8-9.0x (MLP) over three sessions on a Xeon (AVX-512), 3.2-4.8x and 9.7-10.9x on an AMD
-EPYC. The CNN's figure depends on the machine and its state: on one thread it is a steady
-2.8-3.2x (Xeon) or 2.3-2.6x (EPYC), and the rest comes from the second core, which the
-batched blocks use fully (1.7-1.9x) and the loop's small two-thread ops barely (1.0-1.3x,
-least when the machine is busy). It is bound by oneDNN's grouped convolutions, which pad
-each group's 1, 10 and 20 channels to 16 or 32 lanes: ``fl_speed.py --breakdown`` counts
-2.6 MFLOP per sample and step and measures the block step at 25-38 GFLOP/s, about a third
-of the same core's float32 matrix product (74-97 GFLOP/s on the EPYC), and the sequential
-loop's step at 10-16 GFLOP/s. One block step of 10 clients on one thread costs
-6.3-7.1 ms (Xeon) or 6.8-10.4 ms (EPYC), 2.3-3.1x less per client than the loop's step
-(1.6-2.6 ms), and the convolutions take 75-80 % of it. Grouped convolutions in other
-layouts, padded channel counts, im2col with batched matrix products, a depthwise conv1,
-the weight gradients as forward convolutions, transposed convolutions for conv2's input
-gradient, each client's minibatch split over several groups, ``torch.compile`` and other
-oneDNN instruction sets were all measured slower or equal.
+otherwise the CPU. Measured speed-ups over the sequential loop, and why the CNN's stops
+where it does: ``docs/PERFORMANCE.md`` (``benchmarks/fl_speed.py``).
 """
 
 from __future__ import annotations
