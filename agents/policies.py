@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from agents.base import EnvPolicy
-from dtfl_env.config import Cluster
 from dtfl_env.envs.dtfl import ACTION_SIZES
 from dtfl_env.model.feasible import (
     jamming_interval,
@@ -25,7 +24,7 @@ from dtfl_env.model.feasible import (
     training_energy_j,
     upload_energy_j,
 )
-from solvers import solve
+from solvers import allocation_at_q, solve
 from solvers._core import Prepared
 
 __all__ = [
@@ -74,27 +73,6 @@ def fallback_allocation(env: Any) -> tuple[float, float, np.ndarray]:
 def fallback_action(env: Any) -> np.ndarray:
     """:func:`fallback_allocation` as an action of the environment's action mode."""
     return env.allocation_to_action(*fallback_allocation(env), clip=True)
-
-
-def allocation_at_q(cluster: Cluster | Prepared, q_w: float
-                    ) -> tuple[float, float, np.ndarray] | None:
-    """Best (y, tG, q) for a fixed aggregate jamming Q (problem P-GLD solved exactly).
-
-    Returns ``None`` where Q admits no feasible allocation.
-    """
-    p = cluster if isinstance(cluster, Prepared) else Prepared(cluster)
-    if p.m == 0:
-        return None
-    with np.errstate(all="ignore"):
-        u = float(p.sync_time(np.array(q_w)))
-    if not math.isfinite(u):
-        return None
-    dem = p.jam_demand(np.array([q_w]), np.array([u]))
-    v, y, tg = p.gld_time(dem, np.array([u]))
-    if not np.isfinite(v[0]):
-        return None
-    q = p.jam_split(float(y[0]), float(tg[0]), float(q_w), u)
-    return float(y[0]), float(tg[0]), q
 
 
 class RandomPolicy(EnvPolicy):
@@ -220,11 +198,18 @@ class BestFixedQPolicy(EnvPolicy):
     def tune(self, env: Any) -> float:
         import gymnasium as gym
 
+        # the same scenario without training (the clusters do not depend on it) and the
+        # bound env's constants (with training, L is the trained model's size)
         cfg = {**env.config, "clusters": self.tune_clusters, "rounds": 1,
-               "compute_optimal": False, "cluster_in_info": False}
+               "compute_optimal": False, "cluster_in_info": False,
+               "constants": env.constants.to_dict(), "fl": {"backend": "none"},
+               "ledger": {**env.config["ledger"], "enabled": False}}
         probe = gym.make("dtfl_env:DTFL-v0", config=cfg).unwrapped
         probe.reset(seed=10_000)
-        clusters = [s.cluster(probe.constants) for s in probe._sites]
+        clusters = []
+        for _ in range(self.tune_clusters):  # the clusters of round 0, one per step
+            clusters.append(probe.cluster)
+            probe.step(np.zeros(probe.action_space.shape[0]))
         preps = [Prepared(c) for c in clusters]
         hi = max(pp.q_hi for pp in preps)
         grid = np.geomspace(hi * 1e-4, hi, 60)

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from _common import finish, new_figure, parse_args, prepare_out, save_figure, write_csv
 
-from agents.policies import allocation_at_q
 from dtfl_env.model import (
     evaluate_allocation,
     jamming_lower_bound_w,
@@ -29,6 +28,7 @@ from dtfl_env.model import (
     sync_time_s,
 )
 from dtfl_env.scenarios import table2_cluster
+from solvers import allocation_at_q
 from solvers.algorithm2 import dual_at_q
 
 FIGURE = "fig3_lambda"

@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from _common import finish, new_figure, parse_args, prepare_out, save_figure, write_csv
 
-from agents.policies import allocation_at_q
 from dtfl_env.config import Constants
 from dtfl_env.model import evaluate_allocation, jamming_lower_bound_w, jamming_upper_bound_w
 from dtfl_env.scenarios import table2_cluster
-from solvers import solve
+from solvers import allocation_at_q, solve
 
 FIGURE = "fig4_latency_vs_q"
 #: docs/MODEL.md reference T* (s) for L = 1, 2, 3, 4 Mbit (independent exact solver)

@@ -70,7 +70,6 @@ import numpy as np
 from _common import finish, new_figure, parse_args, prepare_out, save_figure, write_csv
 from scipy import stats
 
-from agents.policies import allocation_at_q
 from dtfl_env.config import BLDParams, Cluster, Constants
 from dtfl_env.fl.config import FLConfig, model_size_bits
 from dtfl_env.fl.data import load_mnist
@@ -85,7 +84,7 @@ from dtfl_env.model import (
     sync_time_s,
 )
 from dtfl_env.scenarios import Scenario, classify_and_build
-from solvers import solve
+from solvers import allocation_at_q, solve
 
 FIGURE = "fig7_accuracy"
 FL_SCHEMES = ("proposed", "nojam_sitout", "nojam_wait", "fedavg_a", "fedavg_b",

@@ -7,9 +7,10 @@ from typing import Any
 
 from dtfl_env.config import Cluster
 from solvers.exact import solve_exact
+from solvers.fixed_q import allocation_at_q
 from solvers.result import SolverResult
 
-__all__ = ["SOLVERS", "SolverResult", "solve", "solve_exact"]
+__all__ = ["SOLVERS", "SolverResult", "allocation_at_q", "solve", "solve_exact"]
 
 SOLVERS = ("exact", "algorithm2", "algorithm2-paper", "cvxpy")
 
