@@ -10,7 +10,15 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from dtfl_env.config import BLDParams, Cluster, Constants, GLDParams
+from dtfl_env.config import Cluster, Constants
+from dtfl_env.envs.action import (
+    ACTION_SIZES,
+    ACTION_TYPES,
+    RANGE_TOLERANCE,
+    ActionRangeError,
+    ActionType,
+    action_factory,
+)
 from dtfl_env.envs.config import (
     SAFE_JAMMING,
     SAFE_SCALES,
@@ -18,35 +26,17 @@ from dtfl_env.envs.config import (
     merge_config,
     validate_config,
 )
+from dtfl_env.envs.sites import Site, SiteLayout, cluster_from_arrays, draw_site
 from dtfl_env.fl.config import model_size_bits
-from dtfl_env.model.feasible import (
-    BOUND_EXCESS,
-    affordable_upload_time_s,
-    safe_action,
-    safe_allocation,
-    safe_bound_features,
-    sync_upload_time_s,
-    training_time_floor_s,
-)
-from dtfl_env.model.round import (
-    ClusterArrays,
-    RoundOutcome,
-    build_cluster_arrays,
-    round_outcome,
-    segment_max,
-)
-from dtfl_env.scenarios import (
-    RandomClusterConfig,
-    Topology,
-    classify_and_build,
-    mean_gains,
-    table2_cluster,
-)
+from dtfl_env.model.feasible import BOUND_EXCESS, safe_bound_features
+from dtfl_env.model.round import ClusterArrays, RoundOutcome, round_outcome, segment_max
+from dtfl_env.scenarios import RandomClusterConfig, Topology
 
 if TYPE_CHECKING:
     from solvers.result import SolverResult
 
-__all__ = ["RANGE_TOLERANCE", "ActionRangeError", "DTFLEnv"]
+__all__ = ["ACTION_SIZES", "BOUND_FEATURES", "GLOBAL_FEATURES", "RANGE_TOLERANCE",
+           "SLOT_FEATURES", "ActionRangeError", "DTFLEnv"]
 
 SLOT_FEATURES = ("is_gld", "is_bld", "gain_coordinator_db", "gain_eavesdropper_db",
                  "data", "power", "max_jam_power", "max_cpu", "energy_budget")
@@ -57,44 +47,6 @@ GLOBAL_FEATURES = ("round_progress", "cluster_progress", "global_accuracy", "gld
 BOUND_FEATURES = ("log10_tg_base_s",
                   *(f"log10_y_base_at_{1 + e:g}_tg_base_s" for e in BOUND_EXCESS))
 _OBS_CLIP = 5.0
-#: how far (relative: tG, y; as a share of Q_max,i: q_i) the allocation of the nearest action
-#: may differ from an allocation outside the box for it to count as inside: rounding, e.g. of
-#: an optimum exactly on a bound, or the safe mode's bound searches (precise to ~1e-7)
-RANGE_TOLERANCE = 1e-6
-
-
-class ActionRangeError(ValueError):
-    """An allocation that no action of the environment's box expresses (out of range)."""
-
-
-#: action size per ``action.mode`` for ``max_devices`` slots
-ACTION_SIZES = {"direct": lambda d: 2 + d, "safe": lambda d: 3}
-
-
-class _Site:
-    """One cluster site of an episode: its devices (fixed) and, per round, its channels."""
-
-    def __init__(self, cluster: Cluster, topology: Topology | None,
-                 means: tuple[np.ndarray, ...], bld_battery_j: np.ndarray) -> None:
-        self.base = cluster  # data sizes, budgets, powers (episode constants)
-        self.bld_battery_j = bld_battery_j  # BLD batteries (not in problem P)
-        self.topology = topology
-        self.mean_gc, self.mean_ge, self.mean_hc, self.mean_he = means
-        self.m, self.n = cluster.n_gld, cluster.n_bld
-        # per round: true arrays (charged) and the twin's view of the BLDs (observed)
-        self.true: ClusterArrays | None = None
-        self.seen: ClusterArrays | None = None
-        self._cluster_cache: Cluster | None = None
-        self.tg_lo_s = math.nan  # the shortest upload time every GLD can pay (per round)
-        self.tg_base_s = math.nan  # safe action mode: lower end of the tG range (per round)
-        self.y_lo_s = math.nan  # the shortest training every GLD can pay (direct mode's base)
-
-    def cluster(self, constants: Constants) -> Cluster:
-        """The cluster as a policy sees it (twin estimates for the BLDs), validated."""
-        if self._cluster_cache is None:
-            assert self.seen is not None
-            self._cluster_cache = _cluster_from_arrays(self.seen, constants)
-        return self._cluster_cache
 
 
 def _db(x: np.ndarray) -> np.ndarray:
@@ -295,7 +247,7 @@ class DTFLEnv(gym.Env):
         # the registered id's preset (``base_config``), then the user's overrides
         self._base_config = merge_config(default_config(), base_config)
         self.configure(config)
-        self._sites: list[_Site] = []
+        self._sites: list[Site] = []
         self._round = 0
         self._cluster = 0
         self._accuracy = 0.0
@@ -338,13 +290,11 @@ class DTFLEnv(gym.Env):
                  + (len(BOUND_FEATURES) if self._bounds_in_obs else 0))
         self.observation_space = spaces.Box(-_OBS_CLIP, _OBS_CLIP, (n_obs,), dtype=np.float32)
         self.action_mode = cfg["action"]["mode"]
-        self.action_space = spaces.Box(-1.0, 1.0, (ACTION_SIZES[self.action_mode](d),),
-                                       dtype=np.float32)
-        self._ln_tg_range = math.log(cfg["action"]["tg_range"])
-        self._ln_y_range = math.log(cfg["action"]["y_range"])
-        self._jamming = cfg["action"]["jamming"]
-        self._ln_sync_range = math.log(cfg["action"]["sync_range"])
-        self._scale = cfg["action"]["scale"]
+        # one action type per mode (the env's own, and the others for ``mode=`` arguments)
+        self._action_types = {m: action_factory(cfg["action"], d, m) for m in ACTION_TYPES}
+        self.action_type: ActionType = self._action_types[self.action_mode]
+        self.action_space = self.action_type.space()
+        self._ln_tg_range = self.action_type.ln_tg_range
         self._episode_ready = False
 
     # ------------------------------------------------------------------ episode
@@ -364,8 +314,9 @@ class DTFLEnv(gym.Env):
         self._fl_rng = np.random.default_rng(fl)
         if (not self._sites or self.config["new_topology_each_episode"] or seed is not None
                 or not self._episode_ready):
-            self._sites = [self._draw_site() for _ in range(self.config["clusters"])]
-            self._flatten_sites()
+            self._sites = [draw_site(self.config, self.constants, self._random_cfg,
+                                     self._topo_rng) for _ in range(self.config["clusters"])]
+            self._layout = SiteLayout(self._sites)
         self._episode_ready = True
         self._round = 0
         self._cluster = 0
@@ -434,100 +385,15 @@ class DTFLEnv(gym.Env):
                                  seed=int(self._attack_rng.integers(0, 2**31 - 1)),
                                  devices="all" if led["attack"] == "label_flip" else "bld")
 
-    def _draw_site(self) -> _Site:
-        cfg = self.config
-        if cfg["scenario"] == "table2":
-            c = table2_cluster(self.constants)
-            means = (c.gld.gain_coordinator, c.gld.gain_eavesdropper,
-                     c.bld.gain_coordinator, c.bld.gain_eavesdropper)
-            battery = np.full(c.n_bld, float(cfg["bld_energy"]["table2_battery_j"]))
-            return _Site(c, None, means, battery)
-        lo, hi = cfg["devices_per_cluster"]
-        k = int(self._topo_rng.integers(lo, hi + 1))
-        sc = classify_and_build(self._topo_rng, k, self._random_cfg, self.constants,
-                                threshold=cfg["classification_threshold"])  # eq. (3)
-        gc, ge, hc, he = mean_gains(sc.topology, self._random_cfg)
-        # NOMA decoding order for the whole episode: GLDs by ascending *mean* gain, so the
-        # strongest link carries the largest SIC factor 2^((i-1) r) whatever the fading
-        order = np.argsort(gc, kind="stable")
-        topo = sc.topology
-        topo = Topology(coordinator_xy=topo.coordinator_xy, gld_xy=topo.gld_xy[order],
-                        bld_xy=topo.bld_xy, eavesdropper_xy=topo.eavesdropper_xy,
-                        area_m=topo.area_m)
-        cluster = Cluster(sc.cluster.gld.subset(order), sc.cluster.bld, self.constants)
-        # a BLD's battery is the one its device drew for the classification of eq. (3)
-        return _Site(cluster, topo, (gc[order], ge[order], hc, he),
-                     sc.attributes.battery_j[sc.bld_index])
-
-    def _flatten_sites(self) -> None:
-        """Concatenate every site's devices so that a round is drawn in one vectorised pass."""
-        sites = self._sites
-        g = [s.base.gld for s in sites]
-        b = [s.base.bld for s in sites]
-        self._g_counts = np.array([s.m for s in sites])
-        self._b_counts = np.array([s.n for s in sites])
-        cat = np.concatenate
-        self._g_static = {
-            "g_data": cat([x.data_bits for x in g]), "g_p_max": cat([x.max_power_w for x in g]),
-            "g_q_max": cat([x.max_jam_power_w for x in g]),
-            "g_v_max": cat([x.max_cpu_hz for x in g]),
-            "g_e_max": cat([x.energy_budget_j for x in g])}
-        self._b_static = {"b_data": cat([x.data_bits for x in b]),
-                          "b_power": cat([x.power_w for x in b])}
-        self._means = [cat([getattr(s, f) for s in sites])
-                       for f in ("mean_gc", "mean_ge", "mean_hc", "mean_he")]
-        site_of = np.arange(len(sites))
-        self._g_site = np.repeat(site_of, self._g_counts)
-        self._b_site = np.repeat(site_of, self._b_counts)
-        g_start = np.repeat(np.cumsum(self._g_counts) - self._g_counts, self._g_counts)
-        b_start = np.repeat(np.cumsum(self._b_counts) - self._b_counts, self._b_counts)
-        self._g_slot = np.arange(self._g_site.size) - g_start
-        self._b_slot = np.arange(self._b_site.size) - b_start + self._g_counts[self._b_site]
-
     def _draw_round(self) -> None:
         """Fresh fading (and twin deviations) for every site; the observations of the round."""
         cfg = self.config
-        m_all, n_all = self._g_site.size, self._b_site.size
-        if cfg["fading"]:
-            fade = np.maximum(self._fade_rng.exponential(1.0, 2 * (m_all + n_all)),
-                              np.finfo(float).tiny)  # Rayleigh: |h|^2 ~ Exp(1)
-        else:
-            fade = np.ones(2 * (m_all + n_all))
-        mgc, mge, mhc, mhe = self._means
-        gld = {**self._g_static, "g_gain_c": mgc * fade[:m_all],
-               "g_gain_e": mge * fade[m_all:2 * m_all]}
-        bld = {**self._b_static, "b_gain_c": mhc * fade[2 * m_all:2 * m_all + n_all],
-               "b_gain_e": mhe * fade[2 * m_all + n_all:]}
-        counts = {"gld_counts": self._g_counts, "bld_counts": self._b_counts}
-        true = build_cluster_arrays(self.constants, gld=gld, bld=bld, **counts)
-        seen_bld = bld
-        if cfg["twin_deviation"] > 0 and n_all:
-            dev = np.exp(cfg["twin_deviation"] * self._fade_rng.standard_normal((4, n_all)))
-            seen_bld = {"b_data": bld["b_data"] * dev[0], "b_gain_c": bld["b_gain_c"] * dev[1],
-                        "b_gain_e": bld["b_gain_e"] * dev[2], "b_power": bld["b_power"] * dev[3]}
-            seen = build_cluster_arrays(self.constants, gld=gld, bld=seen_bld, **counts)
-        else:
-            seen = true
-        for site, t, v in zip(self._sites, true, seen, strict=True):
-            site.true, site.seen, site._cluster_cache = t, v, None
-            site.tg_base_s = math.nan
+        lay = self._layout
+        draw = lay.draw_round(self.constants, self._fade_rng, fading=cfg["fading"],
+                              twin_deviation=cfg["twin_deviation"])
+        gld, seen_bld, seen, tg_lo = draw.gld, draw.seen_bld, draw.seen, draw.tg_lo_s
+        m_all, n_all = lay.g_site.size, lay.b_site.size
         k = self.constants
-        tg_lo = np.full(len(self._sites), math.nan)
-        if m_all:
-            # the shortest upload time every GLD can pay, per site: the lower end of the safe
-            # mode's tG range (and an observed feature in both modes)
-            tg_e = affordable_upload_time_s(k.noise_coordinator_w / gld["g_gain_c"],
-                                            self._g_slot.astype(float), gld["g_e_max"],
-                                            true[0].x_scale)
-            tg_e = np.where(np.isfinite(tg_e), tg_e, 0.0)  # hopeless GLDs drop out anyway
-            tg_lo = np.maximum(segment_max(tg_e, self._g_counts),
-                               np.array([a.tg_min_s for a in seen]))
-            for site, lo in zip(self._sites, tg_lo, strict=True):
-                site.tg_lo_s = float(lo) if site.m else math.nan
-                # the shortest common training time every GLD can pay from its whole
-                # budget: the lower end of the direct mode's y range
-                site.y_lo_s = (training_time_floor_s(site.seen, site.seen.g_e_max)
-                               if site.m else math.nan)
         # the BLD path's scales (twin estimates): fastest sync (infinite jamming, eq. (23)),
         # sync at full jamming Q = sum_i Q_max,i g_iE (eq. (22)), twin training tB_loc (6)
         n_sites = len(self._sites)
@@ -536,20 +402,20 @@ class DTFLEnv(gym.Env):
             legit = np.log2(1.0 + seen_bld["b_power"] * seen_bld["b_gain_c"] / k.noise_bld_w)
             q_full = np.zeros(n_sites)
             if m_all:
-                np.add.at(q_full, self._g_site, gld["g_q_max"] * gld["g_gain_e"])  # (22)
+                np.add.at(q_full, lay.g_site, gld["g_q_max"] * gld["g_gain_e"])  # (22)
             eve = np.log2(1.0 + seen_bld["b_power"] * seen_bld["b_gain_e"]
-                          / (k.noise_eavesdropper_w + q_full[self._b_site]))
+                          / (k.noise_eavesdropper_w + q_full[lay.b_site]))
             with np.errstate(divide="ignore"):
                 rate = np.maximum(legit - eve, 0.0)
                 sync_min = segment_max(seen_bld["b_data"] / (k.bandwidth_hz * legit),
-                                       self._b_counts)
+                                       lay.b_counts)
                 sync_full = segment_max(seen_bld["b_data"] / (k.bandwidth_hz * rate),
-                                        self._b_counts)
+                                        lay.b_counts)
         tb_loc = np.array([a.tb_loc_s for a in seen])
         # observation rows of every site (the twin's view of the BLDs), one vectorised pass
         d = cfg["max_devices"]
         feats = np.zeros((len(self._sites), d, len(SLOT_FEATURES)))
-        gi, gs = self._g_site, self._g_slot
+        gi, gs = lay.g_site, lay.g_slot
         feats[gi, gs, 0] = 1.0
         feats[gi, gs, 2] = _db(gld["g_gain_c"])
         feats[gi, gs, 3] = _db(gld["g_gain_e"])
@@ -558,7 +424,7 @@ class DTFLEnv(gym.Env):
         feats[gi, gs, 6] = gld["g_q_max"]
         feats[gi, gs, 7] = gld["g_v_max"] / 2e9
         feats[gi, gs, 8] = gld["g_e_max"] / 4.0
-        bi, bs = self._b_site, self._b_slot
+        bi, bs = lay.b_site, lay.b_slot
         feats[bi, bs, 1] = 1.0
         feats[bi, bs, 2] = _db(seen_bld["b_gain_c"])
         feats[bi, bs, 3] = _db(seen_bld["b_gain_e"])
@@ -566,15 +432,15 @@ class DTFLEnv(gym.Env):
         feats[bi, bs, 5] = seen_bld["b_power"] / 2.0
         tg_min = np.array([a.tg_min_s for a in seen])
         y_min = np.array([a.y_min_s for a in seen])
-        has_gld = self._g_counts > 0
-        has_bld = self._b_counts > 0
+        has_gld = lay.g_counts > 0
+        has_bld = lay.b_counts > 0
 
         def log10(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
             with np.errstate(divide="ignore"):
                 return np.where(mask, np.log10(np.where(mask, x, 1.0)), 0.0)
 
         extra = np.column_stack([
-            np.zeros((len(seen), 3)), self._g_counts / d, self._b_counts / d,
+            np.zeros((len(seen), 3)), lay.g_counts / d, lay.b_counts / d,
             log10(tg_min, has_gld), log10(y_min, has_gld), log10(tg_lo, has_gld),
             log10(sync_min, has_bld), log10(sync_full, has_bld), log10(tb_loc, has_bld)])
         rows = np.concatenate([feats.reshape(len(seen), -1), extra], axis=1)
@@ -603,36 +469,19 @@ class DTFLEnv(gym.Env):
         (default: the env's ``action`` config) read the action as one of another action
         config, e.g. to replay an agent trained there.
         """
-        mode = self._check_mode(mode)
-        ln_tg = self._ln_tg_range if tg_range is None else math.log(tg_range)
-        ln_y = self._ln_y_range if y_range is None else math.log(y_range)
+        act = self._action_types[self._check_mode(mode)]
+        site = self._sites[self._cluster]
+        if tg_range is None and y_range is None and jamming is None and sync_range is None \
+                and scale is None:
+            return act.to_allocation(site, action)
         if jamming is not None and jamming not in SAFE_JAMMING:  # the config's is validated
             raise ValueError(f"jamming: must be one of {SAFE_JAMMING}, got {jamming!r}")
         if scale is not None and scale not in SAFE_SCALES:
             raise ValueError(f"scale: must be one of {SAFE_SCALES}, got {scale!r}")
-        jam = self._jamming if jamming is None else jamming
-        scale = self._scale if scale is None else scale
-        ln_sync = self._ln_sync_range if sync_range is None else math.log(sync_range)
-        n_act = ACTION_SIZES[mode](self.config["max_devices"])
-        a = np.asarray(action, dtype=np.float64).reshape(-1)
-        if a.size != n_act:
-            raise ValueError(f"action: expected {n_act} values, got {a.size}")
-        if not np.isfinite(a).all():
-            i = int(np.flatnonzero(~np.isfinite(a))[0])
-            raise ValueError(f"action[{i}]: must be finite, got {a[i]}")
-        a = np.minimum(np.maximum(a, -1.0), 1.0)  # documented clipping
-        site = self._sites[self._cluster]
-        arr = site.seen
-        if mode == "safe":
-            return safe_allocation(arr, self._tg_base(site, ln_tg), a, ln_tg, ln_y, jam, ln_sync,
-                                   scale)
-        a0, a1 = float(a[0]), float(a[1])
-        if not site.m:
-            return 0.0, 0.0, np.zeros(0)
-        tg = site.tg_lo_s * math.exp(0.5 * (a0 + 1.0) * ln_tg)
-        y = site.y_lo_s * math.exp(0.5 * (a1 + 1.0) * ln_y)
-        q = arr.g_q_max * (0.5 * (a[2:2 + site.m] + 1.0))
-        return y, tg, q
+        return act.to_allocation(
+            site, action, ln_tg_range=None if tg_range is None else math.log(tg_range),
+            ln_y_range=None if y_range is None else math.log(y_range), jamming=jamming,
+            ln_sync_range=None if sync_range is None else math.log(sync_range), scale=scale)
 
     def allocation_to_action(self, y_s: float, tg_s: float, jam_power_w: np.ndarray,
                              mode: str | None = None, *, clip: bool = False) -> np.ndarray:
@@ -653,43 +502,11 @@ class DTFLEnv(gym.Env):
         if not np.all(np.isfinite(np.asarray(jam_power_w, dtype=float))):
             raise ValueError("jam_power_w: must be finite")
         site = self._sites[self._cluster]
-        arr = site.seen
-        assert arr is not None
-        d = self.config["max_devices"]
-        if mode == "safe":
-            a = safe_action(arr, self._tg_base(site), y_s, tg_s, jam_power_w,
-                            self._ln_tg_range, self._ln_y_range, self._jamming,
-                            self._ln_sync_range, self._scale)
-            names = ("tG", "y")
-        else:
-            a = np.zeros(ACTION_SIZES[mode](d))
-            if site.m:
-                a[0] = 2.0 * math.log(tg_s / site.tg_lo_s) / self._ln_tg_range - 1.0
-                a[1] = 2.0 * math.log(y_s / site.y_lo_s) / self._ln_y_range - 1.0
-                a[2:2 + site.m] = (2.0 * np.asarray(jam_power_w, dtype=float)
-                                   / site.base.gld.max_jam_power_w - 1.0)
-            names = ("tG", "y", *(f"q[{i}]" for i in range(site.m)))
-        out = np.clip(a, -1.0, 1.0)
-        if not np.any(np.abs(a[:len(names)]) > 1.0):
-            return out
-        # outside the box: by rounding (an optimum on a bound, a search's precision), or
-        # truly? Compare the clipped action's allocation with the one asked for.
-        y2, tg2, q2 = self.action_to_allocation(out, mode)
-        rel = np.array([abs(tg2 / tg_s - 1.0), abs(y2 / y_s - 1.0)])
-        if mode == "direct" and site.m:
-            rel = np.concatenate([rel, np.abs(q2 - np.asarray(jam_power_w, dtype=float))
-                                  / site.base.gld.max_jam_power_w])
-        bad = np.flatnonzero(rel > RANGE_TOLERANCE)
-        if bad.size:
-            if not clip:
-                i = int(bad[0])
-                raise ActionRangeError(
-                    f"{names[i]}: the allocation lies outside the {mode} action box on this "
-                    f"cluster (action[{i}] = {a[i]:.9g}, outside [-1, 1]); widen "
-                    f"action.{'tg_range' if i == 0 else 'y_range' if i == 1 else 'mode'} "
-                    "or pass clip=True to play the nearest action")
-            if mode == self.action_mode:
-                self._clipped_at = (self._round, self._cluster, out.astype(np.float32))
+        assert site.seen is not None
+        out, clipped = self._action_types[mode].to_action(site, y_s, tg_s, jam_power_w,
+                                                          clip=clip)
+        if clipped and mode == self.action_mode:
+            self._clipped_at = (self._round, self._cluster, out.astype(np.float32))
         return out
 
     def _check_mode(self, mode: str | None) -> str:
@@ -708,25 +525,11 @@ class DTFLEnv(gym.Env):
         feats = self._bound_features(self._sites[self._cluster], ln_tg)
         return np.clip(feats, -_OBS_CLIP, _OBS_CLIP).astype(np.float32)
 
-    def _bound_features(self, site: _Site, ln_tg_range: float) -> np.ndarray:
+    def _bound_features(self, site: Site, ln_tg_range: float) -> np.ndarray:
         if not site.m:
             return np.zeros(len(BOUND_FEATURES))
         assert site.seen is not None
-        return safe_bound_features(site.seen, self._tg_base(site, ln_tg_range))
-
-    def _tg_base(self, site: _Site, ln_tg_range: float | None = None) -> float:
-        """The lower end of the safe mode's tG range: the shortest upload at which the BLDs
-        can still be synced (or, where none can, the shortest every GLD can pay); computed
-        on first use in a round (for another ``tg_range``: every time)."""
-        if ln_tg_range is not None and ln_tg_range != self._ln_tg_range:
-            assert site.seen is not None
-            tg = sync_upload_time_s(site.seen, site.tg_lo_s, ln_tg_range) if site.m else 0.0
-            return site.tg_lo_s if math.isnan(tg) else tg
-        if math.isnan(site.tg_base_s) and site.m:
-            assert site.seen is not None
-            tg = sync_upload_time_s(site.seen, site.tg_lo_s, self._ln_tg_range)
-            site.tg_base_s = site.tg_lo_s if math.isnan(tg) else tg
-        return site.tg_base_s
+        return safe_bound_features(site.seen, self.action_type.tg_base(site, ln_tg_range))
 
     @property
     def direct_bounds(self) -> tuple[float, float]:
@@ -762,7 +565,7 @@ class DTFLEnv(gym.Env):
             raise RuntimeError("call reset() first")
         site = self._sites[self._cluster]
         assert site.true is not None
-        return _cluster_from_arrays(site.true, self.constants)
+        return cluster_from_arrays(site.true, self.constants)
 
     @property
     def topology(self) -> Topology | None:
@@ -812,7 +615,7 @@ class DTFLEnv(gym.Env):
         return played.shape == saved.shape and bool(np.allclose(played, saved, rtol=0,
                                                                 atol=1e-6))
 
-    def _charge(self, site: _Site, y: float, tg: float, q: np.ndarray) -> RoundOutcome:
+    def _charge(self, site: Site, y: float, tg: float, q: np.ndarray) -> RoundOutcome:
         """The round's outcome on the site's true values (:func:`round_outcome`)."""
         assert site.true is not None
         return round_outcome(site.true, y_s=y, tg_s=tg, jam_power_w=q,
@@ -832,7 +635,7 @@ class DTFLEnv(gym.Env):
             self._round = saved
 
     # hooks (HighwayEnv naming): the FL round and the ledger
-    def _fl_round(self, cluster_idx: int, site: _Site, out: RoundOutcome) -> float:
+    def _fl_round(self, cluster_idx: int, site: Site, out: RoundOutcome) -> float:
         """The cluster's FL round (Algorithm 1, lines 9-10): who trains follows the step.
 
         GLDs that dropped out or straggled do not train; twins of BLDs whose sync failed
@@ -928,7 +731,7 @@ class DTFLEnv(gym.Env):
         self._accuracy = acc
         return gain
 
-    def _rewards(self, site: _Site, out: RoundOutcome, acc_gain: float,
+    def _rewards(self, site: Site, out: RoundOutcome, acc_gain: float,
                  baseline_s: float) -> dict[str, float]:
         w = self.config["reward"]
         if w["violation_measure"] == "energy":
@@ -948,7 +751,7 @@ class DTFLEnv(gym.Env):
             "violation": -w["violation"] * viol,
         }
 
-    def _step_optimum(self, site: _Site) -> SolverResult | None:
+    def _step_optimum(self, site: Site) -> SolverResult | None:
         """The exact optimum (a ``SolverResult``) of the cluster being charged, on its true
         values, where ``compute_optimal`` or ``latency_baseline = "optimum"`` needs it, else
         None. Call it before the step moves on: the end of a round redraws every site's
@@ -959,9 +762,9 @@ class DTFLEnv(gym.Env):
         from solvers.exact import solve_exact
 
         assert site.true is not None
-        return solve_exact(_cluster_from_arrays(site.true, self.constants))
+        return solve_exact(cluster_from_arrays(site.true, self.constants))
 
-    def _latency_baseline_s(self, site: _Site, optimum: SolverResult | None) -> float:
+    def _latency_baseline_s(self, site: Site, optimum: SolverResult | None) -> float:
         """The latency term's reference: ``latency_reference_s``, or with
         ``latency_baseline = "center"`` the latency of the action box's centre on this
         cluster (charged like the step; the constant where that is not positive), with
@@ -990,7 +793,7 @@ class DTFLEnv(gym.Env):
             info["cluster"] = self.cluster
         return info
 
-    def _info(self, site: _Site, out: RoundOutcome, rewards: dict[str, float],
+    def _info(self, site: Site, out: RoundOutcome, rewards: dict[str, float],
               cluster_idx: int, round_idx: int, optimum: SolverResult | None
               ) -> dict[str, Any]:
         """The step's info. Per-device entries are arrays of length ``max_devices`` in slot
@@ -1078,13 +881,3 @@ class DTFLEnv(gym.Env):
         if self.render_mode == "ansi":
             return render_ansi(self)
         return render_rgb(self)
-
-
-def _cluster_from_arrays(a: ClusterArrays, constants: Constants) -> Cluster:
-    return Cluster(
-        GLDParams(data_bits=a.g_data, gain_coordinator=a.g_gain_c, gain_eavesdropper=a.g_gain_e,
-                  max_power_w=a.g_p_max, max_jam_power_w=a.g_q_max, max_cpu_hz=a.g_v_max,
-                  energy_budget_j=a.g_e_max),
-        BLDParams(data_bits=a.b_data, gain_coordinator=a.b_gain_c, gain_eavesdropper=a.b_gain_e,
-                  power_w=a.b_power),
-        constants)
