@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
 from dtfl_env.config import Cluster, Constants
 from dtfl_env.envs.action import (
@@ -26,10 +25,16 @@ from dtfl_env.envs.config import (
     merge_config,
     validate_config,
 )
+from dtfl_env.envs.observation import (
+    BOUND_FEATURES,
+    GLOBAL_FEATURES,
+    OBS_CLIP,
+    SLOT_FEATURES,
+    ObservationType,
+)
 from dtfl_env.envs.sites import Site, SiteLayout, cluster_from_arrays, draw_site
 from dtfl_env.fl.config import model_size_bits
-from dtfl_env.model.feasible import BOUND_EXCESS, safe_bound_features
-from dtfl_env.model.round import ClusterArrays, RoundOutcome, round_outcome, segment_max
+from dtfl_env.model.round import ClusterArrays, RoundOutcome, round_outcome
 from dtfl_env.scenarios import RandomClusterConfig, Topology
 
 if TYPE_CHECKING:
@@ -37,21 +42,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ACTION_SIZES", "BOUND_FEATURES", "GLOBAL_FEATURES", "RANGE_TOLERANCE",
            "SLOT_FEATURES", "ActionRangeError", "DTFLEnv"]
-
-SLOT_FEATURES = ("is_gld", "is_bld", "gain_coordinator_db", "gain_eavesdropper_db",
-                 "data", "power", "max_jam_power", "max_cpu", "energy_budget")
-GLOBAL_FEATURES = ("round_progress", "cluster_progress", "global_accuracy", "gld_share",
-                   "bld_share", "log10_tg_min_s", "log10_y_min_s", "log10_tg_lo_s",
-                   "log10_sync_min_s", "log10_sync_full_jam_s", "log10_tb_loc_s")
-#: appended with ``observation.safe_bounds``: the safe box's lower bounds (log10 seconds)
-BOUND_FEATURES = ("log10_tg_base_s",
-                  *(f"log10_y_base_at_{1 + e:g}_tg_base_s" for e in BOUND_EXCESS))
-_OBS_CLIP = 5.0
-
-
-def _db(x: np.ndarray) -> np.ndarray:
-    return (10.0 * np.log10(x) + 70.0) / 20.0
-
 
 class DTFLEnv(gym.Env):
     """Resource allocation for DT-assisted, blockchain-verified federated learning.
@@ -284,17 +274,13 @@ class DTFLEnv(gym.Env):
         self.constants = Constants.from_dict(consts)
         self._random_cfg = RandomClusterConfig.from_dict(cfg["random"], "random")
         d = cfg["max_devices"]
-        self._g_index = d * len(SLOT_FEATURES)  # where GLOBAL_FEATURES start
-        self._bounds_in_obs = cfg["observation"]["safe_bounds"]
-        n_obs = (self._g_index + len(GLOBAL_FEATURES)
-                 + (len(BOUND_FEATURES) if self._bounds_in_obs else 0))
-        self.observation_space = spaces.Box(-_OBS_CLIP, _OBS_CLIP, (n_obs,), dtype=np.float32)
         self.action_mode = cfg["action"]["mode"]
         # one action type per mode (the env's own, and the others for ``mode=`` arguments)
         self._action_types = {m: action_factory(cfg["action"], d, m) for m in ACTION_TYPES}
         self.action_type: ActionType = self._action_types[self.action_mode]
         self.action_space = self.action_type.space()
-        self._ln_tg_range = self.action_type.ln_tg_range
+        self.observation_type = ObservationType(cfg, self.action_type.ln_tg_range)
+        self.observation_space = self.observation_type.space()
         self._episode_ready = False
 
     # ------------------------------------------------------------------ episode
@@ -388,75 +374,12 @@ class DTFLEnv(gym.Env):
     def _draw_round(self) -> None:
         """Fresh fading (and twin deviations) for every site; the observations of the round."""
         cfg = self.config
-        lay = self._layout
-        draw = lay.draw_round(self.constants, self._fade_rng, fading=cfg["fading"],
-                              twin_deviation=cfg["twin_deviation"])
-        gld, seen_bld, seen, tg_lo = draw.gld, draw.seen_bld, draw.seen, draw.tg_lo_s
-        m_all, n_all = lay.g_site.size, lay.b_site.size
-        k = self.constants
-        # the BLD path's scales (twin estimates): fastest sync (infinite jamming, eq. (23)),
-        # sync at full jamming Q = sum_i Q_max,i g_iE (eq. (22)), twin training tB_loc (6)
-        n_sites = len(self._sites)
-        sync_min = sync_full = np.zeros(n_sites)
-        if n_all:
-            legit = np.log2(1.0 + seen_bld["b_power"] * seen_bld["b_gain_c"] / k.noise_bld_w)
-            q_full = np.zeros(n_sites)
-            if m_all:
-                np.add.at(q_full, lay.g_site, gld["g_q_max"] * gld["g_gain_e"])  # (22)
-            eve = np.log2(1.0 + seen_bld["b_power"] * seen_bld["b_gain_e"]
-                          / (k.noise_eavesdropper_w + q_full[lay.b_site]))
-            with np.errstate(divide="ignore"):
-                rate = np.maximum(legit - eve, 0.0)
-                sync_min = segment_max(seen_bld["b_data"] / (k.bandwidth_hz * legit),
-                                       lay.b_counts)
-                sync_full = segment_max(seen_bld["b_data"] / (k.bandwidth_hz * rate),
-                                        lay.b_counts)
-        tb_loc = np.array([a.tb_loc_s for a in seen])
-        # observation rows of every site (the twin's view of the BLDs), one vectorised pass
-        d = cfg["max_devices"]
-        feats = np.zeros((len(self._sites), d, len(SLOT_FEATURES)))
-        gi, gs = lay.g_site, lay.g_slot
-        feats[gi, gs, 0] = 1.0
-        feats[gi, gs, 2] = _db(gld["g_gain_c"])
-        feats[gi, gs, 3] = _db(gld["g_gain_e"])
-        feats[gi, gs, 4] = gld["g_data"] / 50e6
-        feats[gi, gs, 5] = gld["g_p_max"] / 2.0
-        feats[gi, gs, 6] = gld["g_q_max"]
-        feats[gi, gs, 7] = gld["g_v_max"] / 2e9
-        feats[gi, gs, 8] = gld["g_e_max"] / 4.0
-        bi, bs = lay.b_site, lay.b_slot
-        feats[bi, bs, 1] = 1.0
-        feats[bi, bs, 2] = _db(seen_bld["b_gain_c"])
-        feats[bi, bs, 3] = _db(seen_bld["b_gain_e"])
-        feats[bi, bs, 4] = seen_bld["b_data"] / 5e6
-        feats[bi, bs, 5] = seen_bld["b_power"] / 2.0
-        tg_min = np.array([a.tg_min_s for a in seen])
-        y_min = np.array([a.y_min_s for a in seen])
-        has_gld = lay.g_counts > 0
-        has_bld = lay.b_counts > 0
-
-        def log10(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-            with np.errstate(divide="ignore"):
-                return np.where(mask, np.log10(np.where(mask, x, 1.0)), 0.0)
-
-        extra = np.column_stack([
-            np.zeros((len(seen), 3)), lay.g_counts / d, lay.b_counts / d,
-            log10(tg_min, has_gld), log10(y_min, has_gld), log10(tg_lo, has_gld),
-            log10(sync_min, has_bld), log10(sync_full, has_bld), log10(tb_loc, has_bld)])
-        rows = np.concatenate([feats.reshape(len(seen), -1), extra], axis=1)
-        if self._bounds_in_obs:
-            bounds = np.array([self._bound_features(site, self._ln_tg_range)
-                               for site in self._sites]).reshape(len(self._sites), -1)
-            rows = np.concatenate([rows, bounds], axis=1)
-        self._obs_rows = np.clip(rows, -_OBS_CLIP, _OBS_CLIP).astype(np.float32)
+        draw = self._layout.draw_round(self.constants, self._fade_rng, fading=cfg["fading"],
+                                       twin_deviation=cfg["twin_deviation"])
+        self.observation_type.new_round(self._layout, draw, self.constants)
 
     def _observation(self) -> np.ndarray:
-        row = self._obs_rows[self._cluster].copy()  # float32, already clipped
-        g = self._g_index
-        row[g] = self._round / self.config["rounds"]
-        row[g + 1] = self._cluster / self.config["clusters"]
-        row[g + 2] = min(max(self._accuracy, -_OBS_CLIP), _OBS_CLIP)
-        return row
+        return self.observation_type.observe(self._cluster, self._round, self._accuracy)
 
     # ------------------------------------------------------------------ actions
     def action_to_allocation(self, action: np.ndarray, mode: str | None = None, *,
@@ -521,15 +444,10 @@ class DTFLEnv(gym.Env):
         seconds, clipped to [-5, 5]), as ``observation.safe_bounds`` appends them;
         ``tg_range`` (default: the config's) bounds the search for tg_base, e.g. to build
         the observation of an agent trained with another range."""
-        ln_tg = self._ln_tg_range if tg_range is None else math.log(tg_range)
-        feats = self._bound_features(self._sites[self._cluster], ln_tg)
-        return np.clip(feats, -_OBS_CLIP, _OBS_CLIP).astype(np.float32)
-
-    def _bound_features(self, site: Site, ln_tg_range: float) -> np.ndarray:
-        if not site.m:
-            return np.zeros(len(BOUND_FEATURES))
-        assert site.seen is not None
-        return safe_bound_features(site.seen, self.action_type.tg_base(site, ln_tg_range))
+        obs = self.observation_type
+        ln_tg = obs.ln_tg_range if tg_range is None else math.log(tg_range)
+        feats = obs.bound_features(self._sites[self._cluster], ln_tg)
+        return np.clip(feats, -OBS_CLIP, OBS_CLIP).astype(np.float32)
 
     @property
     def direct_bounds(self) -> tuple[float, float]:
@@ -602,7 +520,8 @@ class DTFLEnv(gym.Env):
         info["action_clipped"] = int(self._played_clipped(action, round_idx, cluster_idx))
         self._clipped_at = None
         self._last_step = (site, out, rewards, cluster_idx, round_idx)
-        obs = self._observation() if not terminated else self._terminal_observation()
+        obs = (self._observation() if not terminated
+               else self.observation_type.terminal(self._cluster, self._accuracy))
         return obs, reward, terminated, False, info
 
     def _played_clipped(self, action: np.ndarray, round_idx: int, cluster_idx: int) -> bool:
@@ -622,17 +541,6 @@ class DTFLEnv(gym.Env):
                              deadline_s=self.config["round_deadline_s"],
                              bld_battery_j=site.bld_battery_j,
                              enforce_bld_energy=self.config["bld_energy"]["enforce"])
-
-    def _terminal_observation(self) -> np.ndarray:
-        saved = self._round
-        self._round = self.config["rounds"]
-        try:
-            row = self._obs_rows[self._cluster].copy()
-            g = self._g_index
-            row[g], row[g + 1], row[g + 2] = 1.0, 0.0, self._accuracy
-            return np.clip(row, -_OBS_CLIP, _OBS_CLIP).astype(np.float32)
-        finally:
-            self._round = saved
 
     # hooks (HighwayEnv naming): the FL round and the ledger
     def _fl_round(self, cluster_idx: int, site: Site, out: RoundOutcome) -> float:
