@@ -32,6 +32,7 @@ from dtfl_env.envs.observation import (
     SLOT_FEATURES,
     ObservationType,
 )
+from dtfl_env.envs.reward import RewardFunction
 from dtfl_env.envs.sites import Site, SiteLayout, cluster_from_arrays, draw_site
 from dtfl_env.fl.config import model_size_bits
 from dtfl_env.model.round import ClusterArrays, RoundOutcome, round_outcome
@@ -281,6 +282,7 @@ class DTFLEnv(gym.Env):
         self.action_space = self.action_type.space()
         self.observation_type = ObservationType(cfg, self.action_type.ln_tg_range)
         self.observation_space = self.observation_type.space()
+        self.reward_function = RewardFunction(cfg["reward"])
         self._episode_ready = False
 
     # ------------------------------------------------------------------ episode
@@ -512,7 +514,7 @@ class DTFLEnv(gym.Env):
             self._round += 1
             if self._round < self.config["rounds"]:
                 self._draw_round()
-        rewards = self._rewards(site, out, acc_gain, baseline_s)
+        rewards = self.reward_function.terms(site, out, acc_gain, baseline_s)
         reward = float(sum(rewards.values()))
         terminated = self._is_terminated()
         info = self._info(site, out, rewards, cluster_idx, round_idx, optimum)
@@ -639,33 +641,12 @@ class DTFLEnv(gym.Env):
         self._accuracy = acc
         return gain
 
-    def _rewards(self, site: Site, out: RoundOutcome, acc_gain: float,
-                 baseline_s: float) -> dict[str, float]:
-        w = self.config["reward"]
-        if w["violation_measure"] == "energy":
-            viol = float(np.sum(out.energy_excess_j / site.base.gld.energy_budget_j))
-        else:  # "count": the share of GLDs that dropped out
-            viol = float(np.count_nonzero(out.gld_dropped)) / site.m if site.m else 0.0
-        if site.n:
-            viol += float(np.count_nonzero(~out.bld_synced)) / site.n
-        rel = max(out.latency_s, 1e-12) / baseline_s  # > 0: a log form stays finite
-        form = w["latency_form"]
-        term = rel if form == "linear" else math.log(rel)
-        if form == "log_weighted":  # the cluster's weight: its latency scale, capped
-            term *= min(baseline_s / w["latency_reference_s"], w["latency_weight_max"])
-        return {
-            "latency": -w["latency"] * term,
-            "accuracy": w["accuracy"] * acc_gain,
-            "violation": -w["violation"] * viol,
-        }
-
     def _step_optimum(self, site: Site) -> SolverResult | None:
         """The exact optimum (a ``SolverResult``) of the cluster being charged, on its true
         values, where ``compute_optimal`` or ``latency_baseline = "optimum"`` needs it, else
         None. Call it before the step moves on: the end of a round redraws every site's
         fading."""
-        if not (self.config["compute_optimal"]
-                or self.config["reward"]["latency_baseline"] == "optimum"):
+        if not (self.config["compute_optimal"] or self.reward_function.needs_optimum):
             return None
         from solvers.exact import solve_exact
 
@@ -673,23 +654,14 @@ class DTFLEnv(gym.Env):
         return solve_exact(cluster_from_arrays(site.true, self.constants))
 
     def _latency_baseline_s(self, site: Site, optimum: SolverResult | None) -> float:
-        """The latency term's reference: ``latency_reference_s``, or with
-        ``latency_baseline = "center"`` the latency of the action box's centre on this
-        cluster (charged like the step; the constant where that is not positive), with
-        ``"optimum"`` the exact solver's T* on the true cluster (``optimum``, from
-        :meth:`_step_optimum`; the centre's latency where the cluster has no feasible
-        allocation). Call it while ``site`` is the current cluster."""
-        w = self.config["reward"]
-        if w["latency_baseline"] == "fixed":
-            return float(w["latency_reference_s"])
-        assert site.true is not None
-        if w["latency_baseline"] == "optimum" and optimum is not None:
-            if optimum.feasible and optimum.T > 0 and math.isfinite(optimum.T):
-                return float(optimum.T)
-        n_act = ACTION_SIZES[self.config["action"]["mode"]](self.config["max_devices"])
-        y, tg, q = self.action_to_allocation(np.zeros(n_act))
-        t = self._charge(site, y, tg, q).latency_s
-        return t if t > 0 and math.isfinite(t) else float(w["latency_reference_s"])
+        """The latency term's reference (:meth:`RewardFunction.baseline_s`); the centre of
+        the action box is charged on ``site``, the current cluster."""
+
+        def center_latency_s() -> float:
+            y, tg, q = self.action_to_allocation(np.zeros(self.action_type.size))
+            return self._charge(site, y, tg, q).latency_s
+
+        return self.reward_function.baseline_s(optimum, center_latency_s)
 
     def _is_terminated(self) -> bool:
         return self._round >= self.config["rounds"]
