@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -25,6 +24,7 @@ from dtfl_env.envs.config import (
     merge_config,
     validate_config,
 )
+from dtfl_env.envs.learning import LearningRound
 from dtfl_env.envs.observation import (
     BOUND_FEATURES,
     GLOBAL_FEATURES,
@@ -237,6 +237,7 @@ class DTFLEnv(gym.Env):
         self.render_mode = render_mode
         # the registered id's preset (``base_config``), then the user's overrides
         self._base_config = merge_config(default_config(), base_config)
+        self.learner = LearningRound()  # the FL process and the ledger (torch backend)
         self.configure(config)
         self._sites: list[Site] = []
         self._round = 0
@@ -244,11 +245,6 @@ class DTFLEnv(gym.Env):
         self._accuracy = 0.0
         self._loss = math.nan
         self._last_step: tuple[Any, ...] | None = None
-        self._fl: Any = None  # dtfl_env.fl.system.FederatedSystem (torch backend)
-        self._fl_key = ""
-        self._consortium: Any = None  # dtfl_env.ledger.Consortium
-        self._requests: list[tuple[Any, ...]] = []
-        self._round_record: dict[str, Any] | None = None
         self._clock_s = 0.0
         self._round_latency_s = 0.0
         # (round, cluster, action) of the last clipped allocation_to_action(clip=True) in the
@@ -283,6 +279,7 @@ class DTFLEnv(gym.Env):
         self.observation_type = ObservationType(cfg, self.action_type.ln_tg_range)
         self.observation_space = self.observation_type.space()
         self.reward_function = RewardFunction(cfg["reward"])
+        self.learner.configure(cfg)
         self._episode_ready = False
 
     # ------------------------------------------------------------------ episode
@@ -312,12 +309,12 @@ class DTFLEnv(gym.Env):
         self._loss = math.nan
         self._last_step = None
         self._clipped_at = None
-        self._requests = []
-        self._round_record = None
         self._clock_s = 0.0
         self._round_latency_s = 0.0
-        with self._fl_threads():
-            self._setup_learning()
+        with self.learner.threads():
+            start = self.learner.reset(self._sites, self._fl_rng)
+        if start is not None:
+            self._accuracy, self._loss = start
         self._draw_round()
         return self._observation(), self._info_reset()
 
@@ -325,53 +322,6 @@ class DTFLEnv(gym.Env):
     def learning(self) -> bool:
         """True when the FL round trains real models (``fl.backend == "torch"``)."""
         return self.config["fl"]["backend"] == "torch"
-
-    def _fl_threads(self) -> contextlib.AbstractContextManager[None]:
-        """torch's and numpy's BLAS threads while the episode's FL work runs (``fl.threads``;
-        ``None``: torch's own, BLAS on one thread: :func:`dtfl_env.fl.training.fl_threads`)."""
-        if not self.learning:
-            return contextlib.nullcontext()
-        from dtfl_env.fl.training import fl_threads
-
-        return fl_threads(self.config["fl"]["threads"])
-
-    def _setup_learning(self) -> None:
-        """Build (or reset) the federated system and the consortium ledger of the episode."""
-        if not self.learning:
-            self._fl = self._consortium = None
-            return
-        import json
-
-        from dtfl_env.fl.system import FederatedSystem
-
-        fl_seed = int(self._fl_rng.integers(0, 2**31 - 1))
-        clusters = [s.base for s in self._sites]
-        key = json.dumps(self.config["fl"], sort_keys=True)
-        if self._fl is None or key != self._fl_key:
-            self._fl = FederatedSystem(self.config["fl"], clusters, seed=fl_seed)
-            self._fl_key = key
-        else:
-            self._fl.reset(clusters=clusters, seed=fl_seed)
-        self._accuracy, self._loss = self._fl.evaluate()
-        led = self.config["ledger"]
-        self._consortium = None
-        if led["enabled"]:
-            from dtfl_env.ledger import Consortium, VerifierConfig
-
-            self._consortium = Consortium(
-                range(len(self._sites)), mode=led["mode"], store_payload=led["store_payload"],
-                verifier=VerifierConfig(peer_baseline=led["peer_baseline"]),
-                rng=np.random.default_rng(int(self._fl_rng.integers(0, 2**31 - 1))),
-                selection=led["validator_selection"],
-                malicious=range(led["malicious_clusters"]),
-                validator_attack=led["validator_attack"])
-            self._consortium.set_twin_proportion(  # eq. (2): Prop_Cs
-                [s.n / max(s.m + s.n, 1) for s in self._sites])
-        self._attack_rng = np.random.default_rng(int(self._fl_rng.integers(0, 2**31 - 1)))
-        if led["malicious_clusters"] and led["attack"] in ("label_flip", "tampered_sync"):
-            self._fl.flip_labels(range(led["malicious_clusters"]),
-                                 seed=int(self._attack_rng.integers(0, 2**31 - 1)),
-                                 devices="all" if led["attack"] == "label_flip" else "bld")
 
     def _draw_round(self) -> None:
         """Fresh fading (and twin deviations) for every site; the observations of the round."""
@@ -505,11 +455,11 @@ class DTFLEnv(gym.Env):
         self._round_latency_s = max(self._round_latency_s, out.latency_s)
         optimum = self._step_optimum(site)  # before the round's fading is redrawn
         baseline_s = self._latency_baseline_s(site, optimum)
-        acc_gain = self._fl_round(cluster_idx, site, out)
+        self.learner.submit(cluster_idx, out)  # who trains follows the step
         self._cluster += 1
+        acc_gain = 0.0
         if self._cluster == self.config["clusters"]:
-            with self._fl_threads():
-                acc_gain += self._end_of_round()
+            acc_gain = self._end_of_round()
             self._cluster = 0
             self._round += 1
             if self._round < self.config["rounds"]:
@@ -544,99 +494,17 @@ class DTFLEnv(gym.Env):
                              bld_battery_j=site.bld_battery_j,
                              enforce_bld_energy=self.config["bld_energy"]["enforce"])
 
-    # hooks (HighwayEnv naming): the FL round and the ledger
-    def _fl_round(self, cluster_idx: int, site: Site, out: RoundOutcome) -> float:
-        """The cluster's FL round (Algorithm 1, lines 9-10): who trains follows the step.
-
-        GLDs that dropped out or straggled do not train; twins of BLDs whose sync failed
-        train on stale data or not at all (``fl.twin_stale_policy``); straggling twins do
-        not count. Training itself is deferred to the end of the round and batched over
-        all clusters (every cluster starts from the same global model, so this is exact).
-        """
-        if self.learning:
-            self._requests.append((cluster_idx, ~(out.gld_dropped | out.gld_straggler),
-                                   out.bld_synced, ~out.bld_straggler))
-        return 0.0
-
     def _end_of_round(self) -> float:
-        """Train the round's clusters, verify their models on the ledger and aggregate the
-        verified ones into the new global model (Algorithm 1, lines 9-14); returns the
-        global accuracy gain."""
+        """Close the round: the clock advances by its slowest cluster, the clusters train,
+        the ledger verifies and the global model aggregates (:class:`LearningRound`);
+        returns the global accuracy gain."""
         self._clock_s += self._round_latency_s  # clusters run in parallel
         self._round_latency_s = 0.0
-        self._round_record = None
-        if not self.learning:
+        with self.learner.threads():
+            result = self.learner.end_round(self._round, self._sites, self._clock_s)
+        if result is None:
             return 0.0
-        fl = self._fl
-        requests, self._requests = self._requests, []
-        results = fl.clusters_round(requests)
-        trained = {req[0]: part for req, part in zip(requests, fl.last_participation,
-                                                     strict=True)}
-        global_before = fl.global_params
-        models: list[tuple[int, np.ndarray, int]] = [
-            (req[0], params, n) for req, (params, n) in zip(requests, results, strict=True)
-            if n > 0]
-        led = self.config["ledger"]
-        malicious = set(range(led["malicious_clusters"]))
-        from dtfl_env.ledger import random_update, scaled_update
-
-        def attacked(c: int, params: np.ndarray) -> np.ndarray:
-            if c not in malicious or led["attack"] not in ("random", "scaled"):
-                return params  # tamper: after signing; label attacks: in the training data
-            if led["attack"] == "random":
-                return random_update(global_before, self._attack_rng)
-            return scaled_update(global_before, params)
-
-        models = [(c, attacked(c, p), n) for c, p, n in models]
-        accepted = models
-        s_total = len(self._sites)
-        if self._consortium is not None:
-            from dtfl_env.ledger import tamper_submission
-
-            cons = self._consortium
-            subs = []
-            for c, params, _ in models:
-                g_n, b_n = fl.device_samples(c)
-                who = trained[c]
-                m = self._sites[c].m
-                ids = [*(int(i) for i in who["gld"]), *(m + int(j) for j in who["bld"])]
-                counts = [*(int(g_n[i]) for i in who["gld"]), *(int(b_n[j]) for j in who["bld"])]
-                sub = cons.submit(c, round=self._round, params=params,
-                                  global_params=global_before,
-                                  participants=[1000 * c + i for i in ids],  # device ids
-                                  sample_counts=counts)
-                if c in malicious and led["attack"] == "tamper":
-                    sub = tamper_submission(sub, self._attack_rng)
-                subs.append(sub)
-            k = led["validation_samples"]
-
-            def quality(params: np.ndarray) -> tuple[float, float]:
-                # the validators' own held-out data: the validation split, never the test set
-                return fl.validation_quality(params, k)
-
-            rec = cons.end_round(self._round, subs, global_params=global_before,
-                                 quality=quality, timestamp_s=self._clock_s)
-            # the validator's block stands for this round, even when the audit proves it
-            # wrong (that costs the validator its eq. (2) reputation: Consortium docstring)
-            ok = {int(s.transaction.cluster_id) for s in rec.report.accepted}
-            accepted = [m for m in models if m[0] in ok]
-            mask_ok = np.zeros(s_total, dtype=bool)
-            mask_ok[list(ok)] = True
-            submitted = np.zeros(s_total, dtype=bool)
-            submitted[[m[0] for m in models]] = True
-            overturned = np.zeros(s_total, dtype=bool)
-            if rec.audit is not None:
-                overturned[list(rec.audit.overturned)] = True
-            self._round_record = {
-                "validator": rec.validator, "block_hash": rec.block_hash or "",
-                "block_size_bytes": int(rec.block_size_bytes or 0),
-                "accepted_clusters": mask_ok, "rejected_clusters": submitted & ~mask_ok,
-                "validator_cluster": next(c for c, gc in cons.cluster_owner.items()
-                                          if gc == rec.validator),
-                "validator_malicious": int(rec.validator_malicious),
-                "audit_failed": int(rec.audit_failed), "audit_overturned": overturned}
-        fl.global_aggregate([p for _, p, _ in accepted], [n for _, _, n in accepted])
-        acc, self._loss = fl.evaluate()
+        acc, self._loss = result
         gain = acc - self._accuracy
         self._accuracy = acc
         return gain
@@ -723,8 +591,8 @@ class DTFLEnv(gym.Env):
         }
         if self.learning:
             info["global_loss"] = self._loss
-        if self._round_record is not None and self._cluster == 0:
-            info["ledger"] = self._round_record  # the round just ended
+        if self.learner.round_record is not None and self._cluster == 0:
+            info["ledger"] = self.learner.round_record  # the round just ended
         if self.config["compute_optimal"]:
             ref = optimum  # solved on the cluster just charged, before any redraw
             assert ref is not None
