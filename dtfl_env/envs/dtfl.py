@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
@@ -42,7 +43,19 @@ if TYPE_CHECKING:
     from solvers.result import SolverResult
 
 __all__ = ["ACTION_SIZES", "BOUND_FEATURES", "GLOBAL_FEATURES", "RANGE_TOLERANCE",
-           "SLOT_FEATURES", "ActionRangeError", "DTFLEnv"]
+           "SLOT_FEATURES", "ActionRangeError", "DTFLEnv", "EnvView"]
+
+@dataclass(frozen=True)
+class EnvView:
+    """A read-only view of a :class:`DTFLEnv`'s progress (``env.view``), for renderers."""
+
+    ready: bool  # reset() was called since the last configure()
+    round: int  # the round the next step belongs to (``rounds`` once the episode ended)
+    cluster: int  # the cluster the next step handles
+    global_accuracy: float
+    sites: tuple[Site, ...]  # the episode's cluster sites
+    last_step: dict[str, Any] | None  # the last step in device order; None after reset
+
 
 class DTFLEnv(gym.Env):
     """Resource allocation for DT-assisted, blockchain-verified federated learning.
@@ -603,7 +616,13 @@ class DTFLEnv(gym.Env):
         return info
 
     @property
-    def _last(self) -> dict[str, Any] | None:
+    def view(self) -> EnvView:
+        """A read-only view of the episode's progress (what the renderer reads)."""
+        return EnvView(ready=self._episode_ready, round=self._round, cluster=self._cluster,
+                       global_accuracy=self._accuracy, sites=tuple(self._sites),
+                       last_step=self._last_step_record())
+
+    def _last_step_record(self) -> dict[str, Any] | None:
         """The last step in device order (for the renderer): per-GLD and per-BLD arrays."""
         if self._last_step is None:
             return None
