@@ -25,6 +25,7 @@ from dtfl_env.envs.config import (
     merge_config,
     validate_config,
 )
+from dtfl_env.envs.info import outcome_info, outcome_record
 from dtfl_env.envs.learning import LearningRound
 from dtfl_env.envs.observation import (
     BOUND_FEATURES,
@@ -561,43 +562,11 @@ class DTFLEnv(gym.Env):
         order (GLDs, then BLDs, then empty slots), so that vector environments can stack
         them: 0 where a quantity does not apply (GLD quantities in slots < n_gld, BLD ones in
         slots n_gld .. n_gld + n_bld - 1), masks instead of index lists."""
-        d, m, n = self.config["max_devices"], site.m, site.n
-        q, cpu, energy, excess, rate = (np.zeros(d) for _ in range(5))
-        q[:m], cpu[:m], energy[:m], excess[:m] = (out.jam_power_w, out.cpu_hz, out.energy_j,
-                                                  out.energy_excess_j)
-        rate[m:m + n] = out.secrecy_rate_bps
-        e_sync, battery = np.zeros(d), np.zeros(d)
-        rate_ok = out.secrecy_rate_bps > 0  # a sync that can happen (at this jamming)
-        e_sync[m:m + n] = np.where(rate_ok, out.bld_sync_energy_j, 0.0)
-        battery[m:m + n] = site.bld_battery_j
-        short = np.zeros(d, dtype=bool)
-        short[m:m + n] = out.bld_energy_short
-        dropped = np.zeros(d, dtype=bool)
-        dropped[:m] = out.gld_dropped
-        unsynced = np.zeros(d, dtype=bool)
-        unsynced[m:m + n] = ~out.bld_synced
-        late = np.zeros(d, dtype=bool)
-        late[:m] = out.gld_straggler
-        late[m:m + n] = out.bld_straggler
-        part = np.zeros(d, dtype=bool)
-        part[:m] = ~(out.gld_dropped | out.gld_straggler)
-        part[m:m + n] = out.bld_synced & ~out.bld_straggler
         info: dict[str, Any] = {
             "rewards": rewards,
             "round": round_idx,
             "cluster_index": cluster_idx,
-            "latency_s": out.latency_s,
-            "T": out.latency_s, "T_GLD": out.t_gld_s, "T_BLD": out.t_bld_s,
-            "y": out.y_s, "tG": out.tg_s, "tB_up": out.tb_up_s, "Q": out.jamming_w,
-            "q_w": q, "cpu_hz": cpu, "energy_j": energy, "energy_excess_j": excess,
-            "secrecy_rate_bps": rate,
-            "bld_sync_energy_j": e_sync, "bld_battery_j": battery, "bld_energy_short": short,
-            "n_bld_energy_short": int(out.bld_energy_short.sum()),
-            "participant": part, "dropped": dropped, "unsynced": unsynced, "straggler": late,
-            "n_gld": m, "n_bld": n,
-            "n_dropouts": int(out.gld_dropped.sum()),
-            "n_unsynced": int(n - out.bld_synced.sum()),
-            "n_stragglers": int(out.gld_straggler.sum() + out.bld_straggler.sum()),
+            **outcome_info(site, out, self.config["max_devices"]),
             "global_accuracy": self._accuracy,
             "sim_time_s": self._clock_s + self._round_latency_s,
             "next_round": self._round, "next_cluster_index": self._cluster,
@@ -627,16 +596,8 @@ class DTFLEnv(gym.Env):
         if self._last_step is None:
             return None
         _, out, rewards, cluster_idx, round_idx = self._last_step
-        fnz = np.flatnonzero
-        return {
-            "rewards": rewards, "round": round_idx, "cluster": cluster_idx,
-            "latency_s": out.latency_s, "T_GLD": out.t_gld_s, "T_BLD": out.t_bld_s,
-            "y": out.y_s, "tG": out.tg_s, "tB_up": out.tb_up_s, "Q": out.jamming_w,
-            "q": out.jam_power_w, "cpu_hz": out.cpu_hz, "energy_j": out.energy_j,
-            "energy_excess_j": out.energy_excess_j, "secrecy_rate_bps": out.secrecy_rate_bps,
-            "dropouts": fnz(out.gld_dropped), "unsynced_blds": fnz(~out.bld_synced),
-            "stragglers": {"gld": fnz(out.gld_straggler), "bld": fnz(out.bld_straggler)},
-        }
+        return {"rewards": rewards, "round": round_idx, "cluster": cluster_idx,
+                **outcome_record(out)}
 
     # ------------------------------------------------------------------ rendering
     def render(self) -> str | np.ndarray | None:
