@@ -461,14 +461,14 @@ class DTFLEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         if self._round >= self.config["rounds"]:
             raise RuntimeError("the episode has ended: call reset()")
-        y, tg, q = self.action_to_allocation(action)
         site = self._sites[self._cluster]
+        y, tg, q = self.action_type.to_allocation(site, action)
         assert site.true is not None
         out = self._charge(site, y, tg, q)
         cluster_idx, round_idx = self._cluster, self._round
         self._round_latency_s = max(self._round_latency_s, out.latency_s)
         optimum = self._step_optimum(site)  # before the round's fading is redrawn
-        baseline_s = self._latency_baseline_s(site, optimum)
+        baseline_s = self.reward_function.baseline_s(site, optimum, self._center_latency_s)
         self.learner.submit(cluster_idx, out)  # who trains follows the step
         self._cluster += 1
         acc_gain = 0.0
@@ -535,15 +535,11 @@ class DTFLEnv(gym.Env):
         assert site.true is not None
         return solve_exact(cluster_from_arrays(site.true, self.constants))
 
-    def _latency_baseline_s(self, site: Site, optimum: SolverResult | None) -> float:
-        """The latency term's reference (:meth:`RewardFunction.baseline_s`); the centre of
-        the action box is charged on ``site``, the current cluster."""
-
-        def center_latency_s() -> float:
-            y, tg, q = self.action_to_allocation(np.zeros(self.action_type.size))
-            return self._charge(site, y, tg, q).latency_s
-
-        return self.reward_function.baseline_s(optimum, center_latency_s)
+    def _center_latency_s(self, site: Site) -> float:
+        """The latency of the action box's centre (the action 0) on ``site``, charged like
+        a step (the latency reference of ``latency_baseline = "center"``)."""
+        y, tg, q = self.action_type.to_allocation(site, np.zeros(self.action_type.size))
+        return self._charge(site, y, tg, q).latency_s
 
     def _is_terminated(self) -> bool:
         return self._round >= self.config["rounds"]

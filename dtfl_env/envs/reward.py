@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -27,8 +26,7 @@ __all__ = ["REWARD_TERMS", "RewardFunction", "StepOutcome", "accuracy_term", "la
            "violation_term"]
 
 
-@dataclass(frozen=True, slots=True)
-class StepOutcome:
+class StepOutcome(NamedTuple):
     """What the reward terms read of a step."""
 
     site: Site  # the cluster charged
@@ -78,18 +76,16 @@ class RewardFunction:
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
+        self._terms = tuple(REWARD_TERMS.items())
+        #: whether the latency reference is the exact optimum (``latency_baseline``)
+        self.needs_optimum: bool = config["latency_baseline"] == "optimum"
 
-    @property
-    def needs_optimum(self) -> bool:
-        """Whether the latency reference is the exact optimum (``latency_baseline``)."""
-        return self.config["latency_baseline"] == "optimum"
-
-    def baseline_s(self, optimum: SolverResult | None,
-                   center_latency_s: Callable[[], float]) -> float:
-        """The latency term's reference: ``latency_reference_s``, or with
+    def baseline_s(self, site: Site, optimum: SolverResult | None,
+                   center_latency_s: Callable[[Site], float]) -> float:
+        """The latency term's reference on ``site``: ``latency_reference_s``, or with
         ``latency_baseline = "center"`` the latency of the action box's centre on this
-        cluster (``center_latency_s()``, charged like the step; the constant where that is
-        not positive), with ``"optimum"`` the exact solver's T* on the true cluster
+        cluster (``center_latency_s(site)``, charged like the step; the constant where that
+        is not positive), with ``"optimum"`` the exact solver's T* on the true cluster
         (``optimum``; the centre's latency where the cluster has no feasible allocation)."""
         w = self.config
         if w["latency_baseline"] == "fixed":
@@ -97,11 +93,11 @@ class RewardFunction:
         if w["latency_baseline"] == "optimum" and optimum is not None:
             if optimum.feasible and optimum.T > 0 and math.isfinite(optimum.T):
                 return float(optimum.T)
-        t = center_latency_s()
+        t = center_latency_s(site)
         return t if t > 0 and math.isfinite(t) else float(w["latency_reference_s"])
 
     def terms(self, site: Site, outcome: RoundOutcome, accuracy_gain: float,
               baseline_s: float) -> dict[str, float]:
         """The named terms of a step (their sum is the reward)."""
-        s = StepOutcome(site, outcome, accuracy_gain, baseline_s)
-        return {name: term(self.config, s) for name, term in REWARD_TERMS.items()}
+        s, w = StepOutcome(site, outcome, accuracy_gain, baseline_s), self.config
+        return {name: term(w, s) for name, term in self._terms}
