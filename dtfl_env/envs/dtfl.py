@@ -1,4 +1,19 @@
-"""The DTFL-v0 Gymnasium environment: one step handles one cluster of one FL round."""
+"""The DTFL-v0 Gymnasium environment: one step handles one cluster of one FL round.
+
+:class:`DTFLEnv` is the thin layer that sequences an episode; each role lives in its own
+module of :mod:`dtfl_env.envs` (HighwayEnv style: small types chosen by config):
+
+- :mod:`~dtfl_env.envs.sites`: the cluster sites, the scenarios that draw them and each
+  round's fading;
+- :mod:`~dtfl_env.envs.action`: the action modes (``action.mode``), action <-> allocation;
+- :mod:`~dtfl_env.envs.observation`: the observation (slot, global and bound features);
+- :mod:`~dtfl_env.envs.reward`: the reward terms and the latency reference;
+- :mod:`~dtfl_env.envs.learning`: real FL training, the ledger and the attacks;
+- :mod:`~dtfl_env.envs.info`: the step outcome's ``info`` layout;
+- :mod:`~dtfl_env.envs.rendering`: ``ansi`` and ``rgb_array`` frames (of ``env.view``).
+
+The physics (latency, energy, secrecy rates, drop-outs) is :mod:`dtfl_env.model`.
+"""
 
 from __future__ import annotations
 
@@ -45,6 +60,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ACTION_SIZES", "BOUND_FEATURES", "GLOBAL_FEATURES", "RANGE_TOLERANCE",
            "SLOT_FEATURES", "ActionRangeError", "DTFLEnv", "EnvView"]
+
 
 @dataclass(frozen=True)
 class EnvView:
