@@ -97,3 +97,17 @@ def test_invalid_render_mode_raises_through_make() -> None:
     with pytest.warns(UserWarning, match="render_mode"), \
             pytest.raises(ValueError, match="render_mode"):
         gym.make("DTFL-v0", render_mode="bogus")
+
+
+def test_view_is_the_public_state_the_renderer_reads() -> None:
+    env = gym.make("DTFL-Fast-v0", config={"clusters": 2, "rounds": 1}).unwrapped
+    assert not env.view.ready
+    env.reset(seed=0)
+    v = env.view
+    assert v.ready and (v.round, v.cluster, v.last_step) == (0, 0, None)
+    assert len(v.sites) == 2 and v.sites[0].cluster(env.constants) is env.cluster
+    env.step(env.action_space.sample())
+    v = env.view
+    assert (v.round, v.cluster) == (0, 1) and v.last_step["cluster"] == 0
+    with pytest.raises(AttributeError):
+        v.round = 3  # read-only

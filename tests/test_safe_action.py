@@ -282,7 +282,7 @@ def test_sync_bounds_are_feasible_and_tight():
     tight = checked = 0
     for _ in range(200):
         a, site = env.cluster_arrays, env._sites[env._cluster]
-        tg_base = env._tg_base(site) if site.m and site.n else math.nan
+        tg_base = env.action_type.tg_base(site) if site.m and site.n else math.nan
         for f in (1.0, 1.5, 4.0) if math.isfinite(tg_base) else ():
             left_up = a.g_e_max - upload_energy_j(a, tg_base * f)
             y_sync = sync_training_time_s(a, left_up)
@@ -445,7 +445,7 @@ def test_observation_safe_bounds_are_the_safe_box_bounds(env_id, mode):
         np.testing.assert_array_equal(obs[-4:], env.bound_features())
         site, a = env._sites[env._cluster], env.cluster_arrays
         if site.m:
-            tg_base = env._tg_base(site)
+            tg_base = env.action_type.tg_base(site)
             assert obs[-4] == pytest.approx(math.log10(tg_base), abs=1e-6)
             y = [training_base_s(a, a.g_e_max - upload_energy_j(a, tg_base * (1 + e)))
                  for e in BOUND_EXCESS]

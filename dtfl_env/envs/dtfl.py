@@ -1,16 +1,38 @@
-"""The DTFL-v0 Gymnasium environment: one step handles one cluster of one FL round."""
+"""The DTFL-v0 Gymnasium environment: one step handles one cluster of one FL round.
+
+:class:`DTFLEnv` is the thin layer that sequences an episode; each role lives in its own
+module of :mod:`dtfl_env.envs` (HighwayEnv style: small types chosen by config):
+
+- :mod:`~dtfl_env.envs.sites`: the cluster sites, the scenarios that draw them and each
+  round's fading;
+- :mod:`~dtfl_env.envs.action`: the action modes (``action.mode``), action <-> allocation;
+- :mod:`~dtfl_env.envs.observation`: the observation (slot, global and bound features);
+- :mod:`~dtfl_env.envs.reward`: the reward terms and the latency reference;
+- :mod:`~dtfl_env.envs.learning`: real FL training, the ledger and the attacks;
+- :mod:`~dtfl_env.envs.info`: the step outcome's ``info`` layout;
+- :mod:`~dtfl_env.envs.rendering`: ``ansi`` and ``rgb_array`` frames (of ``env.view``).
+
+The physics (latency, energy, secrecy rates, drop-outs) is :mod:`dtfl_env.model`.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
-from dtfl_env.config import BLDParams, Cluster, Constants, GLDParams
+from dtfl_env.config import Cluster, Constants
+from dtfl_env.envs.action import (
+    ACTION_SIZES,
+    ACTION_TYPES,
+    RANGE_TOLERANCE,
+    ActionRangeError,
+    ActionType,
+    action_factory,
+)
 from dtfl_env.envs.config import (
     SAFE_JAMMING,
     SAFE_SCALES,
@@ -18,87 +40,38 @@ from dtfl_env.envs.config import (
     merge_config,
     validate_config,
 )
+from dtfl_env.envs.info import outcome_info, outcome_record
+from dtfl_env.envs.learning import LearningRound
+from dtfl_env.envs.observation import (
+    BOUND_FEATURES,
+    GLOBAL_FEATURES,
+    OBS_CLIP,
+    SLOT_FEATURES,
+    ObservationType,
+)
+from dtfl_env.envs.reward import RewardFunction
+from dtfl_env.envs.sites import Site, SiteLayout, cluster_from_arrays, draw_site
 from dtfl_env.fl.config import model_size_bits
-from dtfl_env.model.feasible import (
-    BOUND_EXCESS,
-    affordable_upload_time_s,
-    safe_action,
-    safe_allocation,
-    safe_bound_features,
-    sync_upload_time_s,
-    training_time_floor_s,
-)
-from dtfl_env.model.round import (
-    ClusterArrays,
-    RoundOutcome,
-    build_cluster_arrays,
-    round_outcome,
-    segment_max,
-)
-from dtfl_env.scenarios import (
-    RandomClusterConfig,
-    Topology,
-    classify_and_build,
-    mean_gains,
-    table2_cluster,
-)
+from dtfl_env.model.round import ClusterArrays, RoundOutcome, round_outcome
+from dtfl_env.scenarios import RandomClusterConfig, Topology
 
 if TYPE_CHECKING:
     from solvers.result import SolverResult
 
-__all__ = ["RANGE_TOLERANCE", "ActionRangeError", "DTFLEnv"]
-
-SLOT_FEATURES = ("is_gld", "is_bld", "gain_coordinator_db", "gain_eavesdropper_db",
-                 "data", "power", "max_jam_power", "max_cpu", "energy_budget")
-GLOBAL_FEATURES = ("round_progress", "cluster_progress", "global_accuracy", "gld_share",
-                   "bld_share", "log10_tg_min_s", "log10_y_min_s", "log10_tg_lo_s",
-                   "log10_sync_min_s", "log10_sync_full_jam_s", "log10_tb_loc_s")
-#: appended with ``observation.safe_bounds``: the safe box's lower bounds (log10 seconds)
-BOUND_FEATURES = ("log10_tg_base_s",
-                  *(f"log10_y_base_at_{1 + e:g}_tg_base_s" for e in BOUND_EXCESS))
-_OBS_CLIP = 5.0
-#: how far (relative: tG, y; as a share of Q_max,i: q_i) the allocation of the nearest action
-#: may differ from an allocation outside the box for it to count as inside: rounding, e.g. of
-#: an optimum exactly on a bound, or the safe mode's bound searches (precise to ~1e-7)
-RANGE_TOLERANCE = 1e-6
+__all__ = ["ACTION_SIZES", "BOUND_FEATURES", "GLOBAL_FEATURES", "RANGE_TOLERANCE",
+           "SLOT_FEATURES", "ActionRangeError", "DTFLEnv", "EnvView"]
 
 
-class ActionRangeError(ValueError):
-    """An allocation that no action of the environment's box expresses (out of range)."""
+@dataclass(frozen=True)
+class EnvView:
+    """A read-only view of a :class:`DTFLEnv`'s progress (``env.view``), for renderers."""
 
-
-#: action size per ``action.mode`` for ``max_devices`` slots
-ACTION_SIZES = {"direct": lambda d: 2 + d, "safe": lambda d: 3}
-
-
-class _Site:
-    """One cluster site of an episode: its devices (fixed) and, per round, its channels."""
-
-    def __init__(self, cluster: Cluster, topology: Topology | None,
-                 means: tuple[np.ndarray, ...], bld_battery_j: np.ndarray) -> None:
-        self.base = cluster  # data sizes, budgets, powers (episode constants)
-        self.bld_battery_j = bld_battery_j  # BLD batteries (not in problem P)
-        self.topology = topology
-        self.mean_gc, self.mean_ge, self.mean_hc, self.mean_he = means
-        self.m, self.n = cluster.n_gld, cluster.n_bld
-        # per round: true arrays (charged) and the twin's view of the BLDs (observed)
-        self.true: ClusterArrays | None = None
-        self.seen: ClusterArrays | None = None
-        self._cluster_cache: Cluster | None = None
-        self.tg_lo_s = math.nan  # the shortest upload time every GLD can pay (per round)
-        self.tg_base_s = math.nan  # safe action mode: lower end of the tG range (per round)
-        self.y_lo_s = math.nan  # the shortest training every GLD can pay (direct mode's base)
-
-    def cluster(self, constants: Constants) -> Cluster:
-        """The cluster as a policy sees it (twin estimates for the BLDs), validated."""
-        if self._cluster_cache is None:
-            assert self.seen is not None
-            self._cluster_cache = _cluster_from_arrays(self.seen, constants)
-        return self._cluster_cache
-
-
-def _db(x: np.ndarray) -> np.ndarray:
-    return (10.0 * np.log10(x) + 70.0) / 20.0
+    ready: bool  # reset() was called since the last configure()
+    round: int  # the round the next step belongs to (``rounds`` once the episode ended)
+    cluster: int  # the cluster the next step handles
+    global_accuracy: float
+    sites: tuple[Site, ...]  # the episode's cluster sites
+    last_step: dict[str, Any] | None  # the last step in device order; None after reset
 
 
 class DTFLEnv(gym.Env):
@@ -294,18 +267,14 @@ class DTFLEnv(gym.Env):
         self.render_mode = render_mode
         # the registered id's preset (``base_config``), then the user's overrides
         self._base_config = merge_config(default_config(), base_config)
+        self.learner = LearningRound()  # the FL process and the ledger (torch backend)
         self.configure(config)
-        self._sites: list[_Site] = []
+        self._sites: list[Site] = []
         self._round = 0
         self._cluster = 0
         self._accuracy = 0.0
         self._loss = math.nan
         self._last_step: tuple[Any, ...] | None = None
-        self._fl: Any = None  # dtfl_env.fl.system.FederatedSystem (torch backend)
-        self._fl_key = ""
-        self._consortium: Any = None  # dtfl_env.ledger.Consortium
-        self._requests: list[tuple[Any, ...]] = []
-        self._round_record: dict[str, Any] | None = None
         self._clock_s = 0.0
         self._round_latency_s = 0.0
         # (round, cluster, action) of the last clipped allocation_to_action(clip=True) in the
@@ -332,19 +301,15 @@ class DTFLEnv(gym.Env):
         self.constants = Constants.from_dict(consts)
         self._random_cfg = RandomClusterConfig.from_dict(cfg["random"], "random")
         d = cfg["max_devices"]
-        self._g_index = d * len(SLOT_FEATURES)  # where GLOBAL_FEATURES start
-        self._bounds_in_obs = cfg["observation"]["safe_bounds"]
-        n_obs = (self._g_index + len(GLOBAL_FEATURES)
-                 + (len(BOUND_FEATURES) if self._bounds_in_obs else 0))
-        self.observation_space = spaces.Box(-_OBS_CLIP, _OBS_CLIP, (n_obs,), dtype=np.float32)
         self.action_mode = cfg["action"]["mode"]
-        self.action_space = spaces.Box(-1.0, 1.0, (ACTION_SIZES[self.action_mode](d),),
-                                       dtype=np.float32)
-        self._ln_tg_range = math.log(cfg["action"]["tg_range"])
-        self._ln_y_range = math.log(cfg["action"]["y_range"])
-        self._jamming = cfg["action"]["jamming"]
-        self._ln_sync_range = math.log(cfg["action"]["sync_range"])
-        self._scale = cfg["action"]["scale"]
+        # one action type per mode (the env's own, and the others for ``mode=`` arguments)
+        self._action_types = {m: action_factory(cfg["action"], d, m) for m in ACTION_TYPES}
+        self.action_type: ActionType = self._action_types[self.action_mode]
+        self.action_space = self.action_type.space()
+        self.observation_type = ObservationType(cfg, self.action_type.ln_tg_range)
+        self.observation_space = self.observation_type.space()
+        self.reward_function = RewardFunction(cfg["reward"])
+        self.learner.configure(cfg)
         self._episode_ready = False
 
     # ------------------------------------------------------------------ episode
@@ -364,8 +329,9 @@ class DTFLEnv(gym.Env):
         self._fl_rng = np.random.default_rng(fl)
         if (not self._sites or self.config["new_topology_each_episode"] or seed is not None
                 or not self._episode_ready):
-            self._sites = [self._draw_site() for _ in range(self.config["clusters"])]
-            self._flatten_sites()
+            self._sites = [draw_site(self.config, self.constants, self._random_cfg,
+                                     self._topo_rng) for _ in range(self.config["clusters"])]
+            self._layout = SiteLayout(self._sites)
         self._episode_ready = True
         self._round = 0
         self._cluster = 0
@@ -373,12 +339,12 @@ class DTFLEnv(gym.Env):
         self._loss = math.nan
         self._last_step = None
         self._clipped_at = None
-        self._requests = []
-        self._round_record = None
         self._clock_s = 0.0
         self._round_latency_s = 0.0
-        with self._fl_threads():
-            self._setup_learning()
+        with self.learner.threads():
+            start = self.learner.reset(self._sites, self._fl_rng)
+        if start is not None:
+            self._accuracy, self._loss = start
         self._draw_round()
         return self._observation(), self._info_reset()
 
@@ -387,210 +353,15 @@ class DTFLEnv(gym.Env):
         """True when the FL round trains real models (``fl.backend == "torch"``)."""
         return self.config["fl"]["backend"] == "torch"
 
-    def _fl_threads(self) -> contextlib.AbstractContextManager[None]:
-        """torch's and numpy's BLAS threads while the episode's FL work runs (``fl.threads``;
-        ``None``: torch's own, BLAS on one thread: :func:`dtfl_env.fl.training.fl_threads`)."""
-        if not self.learning:
-            return contextlib.nullcontext()
-        from dtfl_env.fl.training import fl_threads
-
-        return fl_threads(self.config["fl"]["threads"])
-
-    def _setup_learning(self) -> None:
-        """Build (or reset) the federated system and the consortium ledger of the episode."""
-        if not self.learning:
-            self._fl = self._consortium = None
-            return
-        import json
-
-        from dtfl_env.fl.system import FederatedSystem
-
-        fl_seed = int(self._fl_rng.integers(0, 2**31 - 1))
-        clusters = [s.base for s in self._sites]
-        key = json.dumps(self.config["fl"], sort_keys=True)
-        if self._fl is None or key != self._fl_key:
-            self._fl = FederatedSystem(self.config["fl"], clusters, seed=fl_seed)
-            self._fl_key = key
-        else:
-            self._fl.reset(clusters=clusters, seed=fl_seed)
-        self._accuracy, self._loss = self._fl.evaluate()
-        led = self.config["ledger"]
-        self._consortium = None
-        if led["enabled"]:
-            from dtfl_env.ledger import Consortium, VerifierConfig
-
-            self._consortium = Consortium(
-                range(len(self._sites)), mode=led["mode"], store_payload=led["store_payload"],
-                verifier=VerifierConfig(peer_baseline=led["peer_baseline"]),
-                rng=np.random.default_rng(int(self._fl_rng.integers(0, 2**31 - 1))),
-                selection=led["validator_selection"],
-                malicious=range(led["malicious_clusters"]),
-                validator_attack=led["validator_attack"])
-            self._consortium.set_twin_proportion(  # eq. (2): Prop_Cs
-                [s.n / max(s.m + s.n, 1) for s in self._sites])
-        self._attack_rng = np.random.default_rng(int(self._fl_rng.integers(0, 2**31 - 1)))
-        if led["malicious_clusters"] and led["attack"] in ("label_flip", "tampered_sync"):
-            self._fl.flip_labels(range(led["malicious_clusters"]),
-                                 seed=int(self._attack_rng.integers(0, 2**31 - 1)),
-                                 devices="all" if led["attack"] == "label_flip" else "bld")
-
-    def _draw_site(self) -> _Site:
-        cfg = self.config
-        if cfg["scenario"] == "table2":
-            c = table2_cluster(self.constants)
-            means = (c.gld.gain_coordinator, c.gld.gain_eavesdropper,
-                     c.bld.gain_coordinator, c.bld.gain_eavesdropper)
-            battery = np.full(c.n_bld, float(cfg["bld_energy"]["table2_battery_j"]))
-            return _Site(c, None, means, battery)
-        lo, hi = cfg["devices_per_cluster"]
-        k = int(self._topo_rng.integers(lo, hi + 1))
-        sc = classify_and_build(self._topo_rng, k, self._random_cfg, self.constants,
-                                threshold=cfg["classification_threshold"])  # eq. (3)
-        gc, ge, hc, he = mean_gains(sc.topology, self._random_cfg)
-        # NOMA decoding order for the whole episode: GLDs by ascending *mean* gain, so the
-        # strongest link carries the largest SIC factor 2^((i-1) r) whatever the fading
-        order = np.argsort(gc, kind="stable")
-        topo = sc.topology
-        topo = Topology(coordinator_xy=topo.coordinator_xy, gld_xy=topo.gld_xy[order],
-                        bld_xy=topo.bld_xy, eavesdropper_xy=topo.eavesdropper_xy,
-                        area_m=topo.area_m)
-        cluster = Cluster(sc.cluster.gld.subset(order), sc.cluster.bld, self.constants)
-        # a BLD's battery is the one its device drew for the classification of eq. (3)
-        return _Site(cluster, topo, (gc[order], ge[order], hc, he),
-                     sc.attributes.battery_j[sc.bld_index])
-
-    def _flatten_sites(self) -> None:
-        """Concatenate every site's devices so that a round is drawn in one vectorised pass."""
-        sites = self._sites
-        g = [s.base.gld for s in sites]
-        b = [s.base.bld for s in sites]
-        self._g_counts = np.array([s.m for s in sites])
-        self._b_counts = np.array([s.n for s in sites])
-        cat = np.concatenate
-        self._g_static = {
-            "g_data": cat([x.data_bits for x in g]), "g_p_max": cat([x.max_power_w for x in g]),
-            "g_q_max": cat([x.max_jam_power_w for x in g]),
-            "g_v_max": cat([x.max_cpu_hz for x in g]),
-            "g_e_max": cat([x.energy_budget_j for x in g])}
-        self._b_static = {"b_data": cat([x.data_bits for x in b]),
-                          "b_power": cat([x.power_w for x in b])}
-        self._means = [cat([getattr(s, f) for s in sites])
-                       for f in ("mean_gc", "mean_ge", "mean_hc", "mean_he")]
-        site_of = np.arange(len(sites))
-        self._g_site = np.repeat(site_of, self._g_counts)
-        self._b_site = np.repeat(site_of, self._b_counts)
-        g_start = np.repeat(np.cumsum(self._g_counts) - self._g_counts, self._g_counts)
-        b_start = np.repeat(np.cumsum(self._b_counts) - self._b_counts, self._b_counts)
-        self._g_slot = np.arange(self._g_site.size) - g_start
-        self._b_slot = np.arange(self._b_site.size) - b_start + self._g_counts[self._b_site]
-
     def _draw_round(self) -> None:
         """Fresh fading (and twin deviations) for every site; the observations of the round."""
         cfg = self.config
-        m_all, n_all = self._g_site.size, self._b_site.size
-        if cfg["fading"]:
-            fade = np.maximum(self._fade_rng.exponential(1.0, 2 * (m_all + n_all)),
-                              np.finfo(float).tiny)  # Rayleigh: |h|^2 ~ Exp(1)
-        else:
-            fade = np.ones(2 * (m_all + n_all))
-        mgc, mge, mhc, mhe = self._means
-        gld = {**self._g_static, "g_gain_c": mgc * fade[:m_all],
-               "g_gain_e": mge * fade[m_all:2 * m_all]}
-        bld = {**self._b_static, "b_gain_c": mhc * fade[2 * m_all:2 * m_all + n_all],
-               "b_gain_e": mhe * fade[2 * m_all + n_all:]}
-        counts = {"gld_counts": self._g_counts, "bld_counts": self._b_counts}
-        true = build_cluster_arrays(self.constants, gld=gld, bld=bld, **counts)
-        seen_bld = bld
-        if cfg["twin_deviation"] > 0 and n_all:
-            dev = np.exp(cfg["twin_deviation"] * self._fade_rng.standard_normal((4, n_all)))
-            seen_bld = {"b_data": bld["b_data"] * dev[0], "b_gain_c": bld["b_gain_c"] * dev[1],
-                        "b_gain_e": bld["b_gain_e"] * dev[2], "b_power": bld["b_power"] * dev[3]}
-            seen = build_cluster_arrays(self.constants, gld=gld, bld=seen_bld, **counts)
-        else:
-            seen = true
-        for site, t, v in zip(self._sites, true, seen, strict=True):
-            site.true, site.seen, site._cluster_cache = t, v, None
-            site.tg_base_s = math.nan
-        k = self.constants
-        tg_lo = np.full(len(self._sites), math.nan)
-        if m_all:
-            # the shortest upload time every GLD can pay, per site: the lower end of the safe
-            # mode's tG range (and an observed feature in both modes)
-            tg_e = affordable_upload_time_s(k.noise_coordinator_w / gld["g_gain_c"],
-                                            self._g_slot.astype(float), gld["g_e_max"],
-                                            true[0].x_scale)
-            tg_e = np.where(np.isfinite(tg_e), tg_e, 0.0)  # hopeless GLDs drop out anyway
-            tg_lo = np.maximum(segment_max(tg_e, self._g_counts),
-                               np.array([a.tg_min_s for a in seen]))
-            for site, lo in zip(self._sites, tg_lo, strict=True):
-                site.tg_lo_s = float(lo) if site.m else math.nan
-                # the shortest common training time every GLD can pay from its whole
-                # budget: the lower end of the direct mode's y range
-                site.y_lo_s = (training_time_floor_s(site.seen, site.seen.g_e_max)
-                               if site.m else math.nan)
-        # the BLD path's scales (twin estimates): fastest sync (infinite jamming, eq. (23)),
-        # sync at full jamming Q = sum_i Q_max,i g_iE (eq. (22)), twin training tB_loc (6)
-        n_sites = len(self._sites)
-        sync_min = sync_full = np.zeros(n_sites)
-        if n_all:
-            legit = np.log2(1.0 + seen_bld["b_power"] * seen_bld["b_gain_c"] / k.noise_bld_w)
-            q_full = np.zeros(n_sites)
-            if m_all:
-                np.add.at(q_full, self._g_site, gld["g_q_max"] * gld["g_gain_e"])  # (22)
-            eve = np.log2(1.0 + seen_bld["b_power"] * seen_bld["b_gain_e"]
-                          / (k.noise_eavesdropper_w + q_full[self._b_site]))
-            with np.errstate(divide="ignore"):
-                rate = np.maximum(legit - eve, 0.0)
-                sync_min = segment_max(seen_bld["b_data"] / (k.bandwidth_hz * legit),
-                                       self._b_counts)
-                sync_full = segment_max(seen_bld["b_data"] / (k.bandwidth_hz * rate),
-                                        self._b_counts)
-        tb_loc = np.array([a.tb_loc_s for a in seen])
-        # observation rows of every site (the twin's view of the BLDs), one vectorised pass
-        d = cfg["max_devices"]
-        feats = np.zeros((len(self._sites), d, len(SLOT_FEATURES)))
-        gi, gs = self._g_site, self._g_slot
-        feats[gi, gs, 0] = 1.0
-        feats[gi, gs, 2] = _db(gld["g_gain_c"])
-        feats[gi, gs, 3] = _db(gld["g_gain_e"])
-        feats[gi, gs, 4] = gld["g_data"] / 50e6
-        feats[gi, gs, 5] = gld["g_p_max"] / 2.0
-        feats[gi, gs, 6] = gld["g_q_max"]
-        feats[gi, gs, 7] = gld["g_v_max"] / 2e9
-        feats[gi, gs, 8] = gld["g_e_max"] / 4.0
-        bi, bs = self._b_site, self._b_slot
-        feats[bi, bs, 1] = 1.0
-        feats[bi, bs, 2] = _db(seen_bld["b_gain_c"])
-        feats[bi, bs, 3] = _db(seen_bld["b_gain_e"])
-        feats[bi, bs, 4] = seen_bld["b_data"] / 5e6
-        feats[bi, bs, 5] = seen_bld["b_power"] / 2.0
-        tg_min = np.array([a.tg_min_s for a in seen])
-        y_min = np.array([a.y_min_s for a in seen])
-        has_gld = self._g_counts > 0
-        has_bld = self._b_counts > 0
-
-        def log10(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-            with np.errstate(divide="ignore"):
-                return np.where(mask, np.log10(np.where(mask, x, 1.0)), 0.0)
-
-        extra = np.column_stack([
-            np.zeros((len(seen), 3)), self._g_counts / d, self._b_counts / d,
-            log10(tg_min, has_gld), log10(y_min, has_gld), log10(tg_lo, has_gld),
-            log10(sync_min, has_bld), log10(sync_full, has_bld), log10(tb_loc, has_bld)])
-        rows = np.concatenate([feats.reshape(len(seen), -1), extra], axis=1)
-        if self._bounds_in_obs:
-            bounds = np.array([self._bound_features(site, self._ln_tg_range)
-                               for site in self._sites]).reshape(len(self._sites), -1)
-            rows = np.concatenate([rows, bounds], axis=1)
-        self._obs_rows = np.clip(rows, -_OBS_CLIP, _OBS_CLIP).astype(np.float32)
+        draw = self._layout.draw_round(self.constants, self._fade_rng, fading=cfg["fading"],
+                                       twin_deviation=cfg["twin_deviation"])
+        self.observation_type.new_round(self._layout, draw, self.constants)
 
     def _observation(self) -> np.ndarray:
-        row = self._obs_rows[self._cluster].copy()  # float32, already clipped
-        g = self._g_index
-        row[g] = self._round / self.config["rounds"]
-        row[g + 1] = self._cluster / self.config["clusters"]
-        row[g + 2] = min(max(self._accuracy, -_OBS_CLIP), _OBS_CLIP)
-        return row
+        return self.observation_type.observe(self._cluster, self._round, self._accuracy)
 
     # ------------------------------------------------------------------ actions
     def action_to_allocation(self, action: np.ndarray, mode: str | None = None, *,
@@ -603,36 +374,19 @@ class DTFLEnv(gym.Env):
         (default: the env's ``action`` config) read the action as one of another action
         config, e.g. to replay an agent trained there.
         """
-        mode = self._check_mode(mode)
-        ln_tg = self._ln_tg_range if tg_range is None else math.log(tg_range)
-        ln_y = self._ln_y_range if y_range is None else math.log(y_range)
+        act = self._action_types[self._check_mode(mode)]
+        site = self._sites[self._cluster]
+        if tg_range is None and y_range is None and jamming is None and sync_range is None \
+                and scale is None:
+            return act.to_allocation(site, action)
         if jamming is not None and jamming not in SAFE_JAMMING:  # the config's is validated
             raise ValueError(f"jamming: must be one of {SAFE_JAMMING}, got {jamming!r}")
         if scale is not None and scale not in SAFE_SCALES:
             raise ValueError(f"scale: must be one of {SAFE_SCALES}, got {scale!r}")
-        jam = self._jamming if jamming is None else jamming
-        scale = self._scale if scale is None else scale
-        ln_sync = self._ln_sync_range if sync_range is None else math.log(sync_range)
-        n_act = ACTION_SIZES[mode](self.config["max_devices"])
-        a = np.asarray(action, dtype=np.float64).reshape(-1)
-        if a.size != n_act:
-            raise ValueError(f"action: expected {n_act} values, got {a.size}")
-        if not np.isfinite(a).all():
-            i = int(np.flatnonzero(~np.isfinite(a))[0])
-            raise ValueError(f"action[{i}]: must be finite, got {a[i]}")
-        a = np.minimum(np.maximum(a, -1.0), 1.0)  # documented clipping
-        site = self._sites[self._cluster]
-        arr = site.seen
-        if mode == "safe":
-            return safe_allocation(arr, self._tg_base(site, ln_tg), a, ln_tg, ln_y, jam, ln_sync,
-                                   scale)
-        a0, a1 = float(a[0]), float(a[1])
-        if not site.m:
-            return 0.0, 0.0, np.zeros(0)
-        tg = site.tg_lo_s * math.exp(0.5 * (a0 + 1.0) * ln_tg)
-        y = site.y_lo_s * math.exp(0.5 * (a1 + 1.0) * ln_y)
-        q = arr.g_q_max * (0.5 * (a[2:2 + site.m] + 1.0))
-        return y, tg, q
+        return act.to_allocation(
+            site, action, ln_tg_range=None if tg_range is None else math.log(tg_range),
+            ln_y_range=None if y_range is None else math.log(y_range), jamming=jamming,
+            ln_sync_range=None if sync_range is None else math.log(sync_range), scale=scale)
 
     def allocation_to_action(self, y_s: float, tg_s: float, jam_power_w: np.ndarray,
                              mode: str | None = None, *, clip: bool = False) -> np.ndarray:
@@ -653,43 +407,11 @@ class DTFLEnv(gym.Env):
         if not np.all(np.isfinite(np.asarray(jam_power_w, dtype=float))):
             raise ValueError("jam_power_w: must be finite")
         site = self._sites[self._cluster]
-        arr = site.seen
-        assert arr is not None
-        d = self.config["max_devices"]
-        if mode == "safe":
-            a = safe_action(arr, self._tg_base(site), y_s, tg_s, jam_power_w,
-                            self._ln_tg_range, self._ln_y_range, self._jamming,
-                            self._ln_sync_range, self._scale)
-            names = ("tG", "y")
-        else:
-            a = np.zeros(ACTION_SIZES[mode](d))
-            if site.m:
-                a[0] = 2.0 * math.log(tg_s / site.tg_lo_s) / self._ln_tg_range - 1.0
-                a[1] = 2.0 * math.log(y_s / site.y_lo_s) / self._ln_y_range - 1.0
-                a[2:2 + site.m] = (2.0 * np.asarray(jam_power_w, dtype=float)
-                                   / site.base.gld.max_jam_power_w - 1.0)
-            names = ("tG", "y", *(f"q[{i}]" for i in range(site.m)))
-        out = np.clip(a, -1.0, 1.0)
-        if not np.any(np.abs(a[:len(names)]) > 1.0):
-            return out
-        # outside the box: by rounding (an optimum on a bound, a search's precision), or
-        # truly? Compare the clipped action's allocation with the one asked for.
-        y2, tg2, q2 = self.action_to_allocation(out, mode)
-        rel = np.array([abs(tg2 / tg_s - 1.0), abs(y2 / y_s - 1.0)])
-        if mode == "direct" and site.m:
-            rel = np.concatenate([rel, np.abs(q2 - np.asarray(jam_power_w, dtype=float))
-                                  / site.base.gld.max_jam_power_w])
-        bad = np.flatnonzero(rel > RANGE_TOLERANCE)
-        if bad.size:
-            if not clip:
-                i = int(bad[0])
-                raise ActionRangeError(
-                    f"{names[i]}: the allocation lies outside the {mode} action box on this "
-                    f"cluster (action[{i}] = {a[i]:.9g}, outside [-1, 1]); widen "
-                    f"action.{'tg_range' if i == 0 else 'y_range' if i == 1 else 'mode'} "
-                    "or pass clip=True to play the nearest action")
-            if mode == self.action_mode:
-                self._clipped_at = (self._round, self._cluster, out.astype(np.float32))
+        assert site.seen is not None
+        out, clipped = self._action_types[mode].to_action(site, y_s, tg_s, jam_power_w,
+                                                          clip=clip)
+        if clipped and mode == self.action_mode:
+            self._clipped_at = (self._round, self._cluster, out.astype(np.float32))
         return out
 
     def _check_mode(self, mode: str | None) -> str:
@@ -704,29 +426,10 @@ class DTFLEnv(gym.Env):
         seconds, clipped to [-5, 5]), as ``observation.safe_bounds`` appends them;
         ``tg_range`` (default: the config's) bounds the search for tg_base, e.g. to build
         the observation of an agent trained with another range."""
-        ln_tg = self._ln_tg_range if tg_range is None else math.log(tg_range)
-        feats = self._bound_features(self._sites[self._cluster], ln_tg)
-        return np.clip(feats, -_OBS_CLIP, _OBS_CLIP).astype(np.float32)
-
-    def _bound_features(self, site: _Site, ln_tg_range: float) -> np.ndarray:
-        if not site.m:
-            return np.zeros(len(BOUND_FEATURES))
-        assert site.seen is not None
-        return safe_bound_features(site.seen, self._tg_base(site, ln_tg_range))
-
-    def _tg_base(self, site: _Site, ln_tg_range: float | None = None) -> float:
-        """The lower end of the safe mode's tG range: the shortest upload at which the BLDs
-        can still be synced (or, where none can, the shortest every GLD can pay); computed
-        on first use in a round (for another ``tg_range``: every time)."""
-        if ln_tg_range is not None and ln_tg_range != self._ln_tg_range:
-            assert site.seen is not None
-            tg = sync_upload_time_s(site.seen, site.tg_lo_s, ln_tg_range) if site.m else 0.0
-            return site.tg_lo_s if math.isnan(tg) else tg
-        if math.isnan(site.tg_base_s) and site.m:
-            assert site.seen is not None
-            tg = sync_upload_time_s(site.seen, site.tg_lo_s, self._ln_tg_range)
-            site.tg_base_s = site.tg_lo_s if math.isnan(tg) else tg
-        return site.tg_base_s
+        obs = self.observation_type
+        ln_tg = obs.ln_tg_range if tg_range is None else math.log(tg_range)
+        feats = obs.bound_features(self._sites[self._cluster], ln_tg)
+        return np.clip(feats, -OBS_CLIP, OBS_CLIP).astype(np.float32)
 
     @property
     def direct_bounds(self) -> tuple[float, float]:
@@ -762,7 +465,7 @@ class DTFLEnv(gym.Env):
             raise RuntimeError("call reset() first")
         site = self._sites[self._cluster]
         assert site.true is not None
-        return _cluster_from_arrays(site.true, self.constants)
+        return cluster_from_arrays(site.true, self.constants)
 
     @property
     def topology(self) -> Topology | None:
@@ -774,24 +477,24 @@ class DTFLEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         if self._round >= self.config["rounds"]:
             raise RuntimeError("the episode has ended: call reset()")
-        y, tg, q = self.action_to_allocation(action)
         site = self._sites[self._cluster]
+        y, tg, q = self.action_type.to_allocation(site, action)
         assert site.true is not None
         out = self._charge(site, y, tg, q)
         cluster_idx, round_idx = self._cluster, self._round
         self._round_latency_s = max(self._round_latency_s, out.latency_s)
         optimum = self._step_optimum(site)  # before the round's fading is redrawn
-        baseline_s = self._latency_baseline_s(site, optimum)
-        acc_gain = self._fl_round(cluster_idx, site, out)
+        baseline_s = self.reward_function.baseline_s(site, optimum, self._center_latency_s)
+        self.learner.submit(cluster_idx, out)  # who trains follows the step
         self._cluster += 1
+        acc_gain = 0.0
         if self._cluster == self.config["clusters"]:
-            with self._fl_threads():
-                acc_gain += self._end_of_round()
+            acc_gain = self._end_of_round()
             self._cluster = 0
             self._round += 1
             if self._round < self.config["rounds"]:
                 self._draw_round()
-        rewards = self._rewards(site, out, acc_gain, baseline_s)
+        rewards = self.reward_function.terms(site, out, acc_gain, baseline_s)
         reward = float(sum(rewards.values()))
         terminated = self._is_terminated()
         info = self._info(site, out, rewards, cluster_idx, round_idx, optimum)
@@ -799,7 +502,8 @@ class DTFLEnv(gym.Env):
         info["action_clipped"] = int(self._played_clipped(action, round_idx, cluster_idx))
         self._clipped_at = None
         self._last_step = (site, out, rewards, cluster_idx, round_idx)
-        obs = self._observation() if not terminated else self._terminal_observation()
+        obs = (self._observation() if not terminated
+               else self.observation_type.terminal(self._cluster, self._accuracy))
         return obs, reward, terminated, False, info
 
     def _played_clipped(self, action: np.ndarray, round_idx: int, cluster_idx: int) -> bool:
@@ -812,7 +516,7 @@ class DTFLEnv(gym.Env):
         return played.shape == saved.shape and bool(np.allclose(played, saved, rtol=0,
                                                                 atol=1e-6))
 
-    def _charge(self, site: _Site, y: float, tg: float, q: np.ndarray) -> RoundOutcome:
+    def _charge(self, site: Site, y: float, tg: float, q: np.ndarray) -> RoundOutcome:
         """The round's outcome on the site's true values (:func:`round_outcome`)."""
         assert site.true is not None
         return round_outcome(site.true, y_s=y, tg_s=tg, jam_power_w=q,
@@ -820,165 +524,38 @@ class DTFLEnv(gym.Env):
                              bld_battery_j=site.bld_battery_j,
                              enforce_bld_energy=self.config["bld_energy"]["enforce"])
 
-    def _terminal_observation(self) -> np.ndarray:
-        saved = self._round
-        self._round = self.config["rounds"]
-        try:
-            row = self._obs_rows[self._cluster].copy()
-            g = self._g_index
-            row[g], row[g + 1], row[g + 2] = 1.0, 0.0, self._accuracy
-            return np.clip(row, -_OBS_CLIP, _OBS_CLIP).astype(np.float32)
-        finally:
-            self._round = saved
-
-    # hooks (HighwayEnv naming): the FL round and the ledger
-    def _fl_round(self, cluster_idx: int, site: _Site, out: RoundOutcome) -> float:
-        """The cluster's FL round (Algorithm 1, lines 9-10): who trains follows the step.
-
-        GLDs that dropped out or straggled do not train; twins of BLDs whose sync failed
-        train on stale data or not at all (``fl.twin_stale_policy``); straggling twins do
-        not count. Training itself is deferred to the end of the round and batched over
-        all clusters (every cluster starts from the same global model, so this is exact).
-        """
-        if self.learning:
-            self._requests.append((cluster_idx, ~(out.gld_dropped | out.gld_straggler),
-                                   out.bld_synced, ~out.bld_straggler))
-        return 0.0
-
     def _end_of_round(self) -> float:
-        """Train the round's clusters, verify their models on the ledger and aggregate the
-        verified ones into the new global model (Algorithm 1, lines 9-14); returns the
-        global accuracy gain."""
+        """Close the round: the clock advances by its slowest cluster, the clusters train,
+        the ledger verifies and the global model aggregates (:class:`LearningRound`);
+        returns the global accuracy gain."""
         self._clock_s += self._round_latency_s  # clusters run in parallel
         self._round_latency_s = 0.0
-        self._round_record = None
-        if not self.learning:
+        with self.learner.threads():
+            result = self.learner.end_round(self._round, self._sites, self._clock_s)
+        if result is None:
             return 0.0
-        fl = self._fl
-        requests, self._requests = self._requests, []
-        results = fl.clusters_round(requests)
-        trained = {req[0]: part for req, part in zip(requests, fl.last_participation,
-                                                     strict=True)}
-        global_before = fl.global_params
-        models: list[tuple[int, np.ndarray, int]] = [
-            (req[0], params, n) for req, (params, n) in zip(requests, results, strict=True)
-            if n > 0]
-        led = self.config["ledger"]
-        malicious = set(range(led["malicious_clusters"]))
-        from dtfl_env.ledger import random_update, scaled_update
-
-        def attacked(c: int, params: np.ndarray) -> np.ndarray:
-            if c not in malicious or led["attack"] not in ("random", "scaled"):
-                return params  # tamper: after signing; label attacks: in the training data
-            if led["attack"] == "random":
-                return random_update(global_before, self._attack_rng)
-            return scaled_update(global_before, params)
-
-        models = [(c, attacked(c, p), n) for c, p, n in models]
-        accepted = models
-        s_total = len(self._sites)
-        if self._consortium is not None:
-            from dtfl_env.ledger import tamper_submission
-
-            cons = self._consortium
-            subs = []
-            for c, params, _ in models:
-                g_n, b_n = fl.device_samples(c)
-                who = trained[c]
-                m = self._sites[c].m
-                ids = [*(int(i) for i in who["gld"]), *(m + int(j) for j in who["bld"])]
-                counts = [*(int(g_n[i]) for i in who["gld"]), *(int(b_n[j]) for j in who["bld"])]
-                sub = cons.submit(c, round=self._round, params=params,
-                                  global_params=global_before,
-                                  participants=[1000 * c + i for i in ids],  # device ids
-                                  sample_counts=counts)
-                if c in malicious and led["attack"] == "tamper":
-                    sub = tamper_submission(sub, self._attack_rng)
-                subs.append(sub)
-            k = led["validation_samples"]
-
-            def quality(params: np.ndarray) -> tuple[float, float]:
-                # the validators' own held-out data: the validation split, never the test set
-                return fl.validation_quality(params, k)
-
-            rec = cons.end_round(self._round, subs, global_params=global_before,
-                                 quality=quality, timestamp_s=self._clock_s)
-            # the validator's block stands for this round, even when the audit proves it
-            # wrong (that costs the validator its eq. (2) reputation: Consortium docstring)
-            ok = {int(s.transaction.cluster_id) for s in rec.report.accepted}
-            accepted = [m for m in models if m[0] in ok]
-            mask_ok = np.zeros(s_total, dtype=bool)
-            mask_ok[list(ok)] = True
-            submitted = np.zeros(s_total, dtype=bool)
-            submitted[[m[0] for m in models]] = True
-            overturned = np.zeros(s_total, dtype=bool)
-            if rec.audit is not None:
-                overturned[list(rec.audit.overturned)] = True
-            self._round_record = {
-                "validator": rec.validator, "block_hash": rec.block_hash or "",
-                "block_size_bytes": int(rec.block_size_bytes or 0),
-                "accepted_clusters": mask_ok, "rejected_clusters": submitted & ~mask_ok,
-                "validator_cluster": next(c for c, gc in cons.cluster_owner.items()
-                                          if gc == rec.validator),
-                "validator_malicious": int(rec.validator_malicious),
-                "audit_failed": int(rec.audit_failed), "audit_overturned": overturned}
-        fl.global_aggregate([p for _, p, _ in accepted], [n for _, _, n in accepted])
-        acc, self._loss = fl.evaluate()
+        acc, self._loss = result
         gain = acc - self._accuracy
         self._accuracy = acc
         return gain
 
-    def _rewards(self, site: _Site, out: RoundOutcome, acc_gain: float,
-                 baseline_s: float) -> dict[str, float]:
-        w = self.config["reward"]
-        if w["violation_measure"] == "energy":
-            viol = float(np.sum(out.energy_excess_j / site.base.gld.energy_budget_j))
-        else:  # "count": the share of GLDs that dropped out
-            viol = float(np.count_nonzero(out.gld_dropped)) / site.m if site.m else 0.0
-        if site.n:
-            viol += float(np.count_nonzero(~out.bld_synced)) / site.n
-        rel = max(out.latency_s, 1e-12) / baseline_s  # > 0: a log form stays finite
-        form = w["latency_form"]
-        term = rel if form == "linear" else math.log(rel)
-        if form == "log_weighted":  # the cluster's weight: its latency scale, capped
-            term *= min(baseline_s / w["latency_reference_s"], w["latency_weight_max"])
-        return {
-            "latency": -w["latency"] * term,
-            "accuracy": w["accuracy"] * acc_gain,
-            "violation": -w["violation"] * viol,
-        }
-
-    def _step_optimum(self, site: _Site) -> SolverResult | None:
+    def _step_optimum(self, site: Site) -> SolverResult | None:
         """The exact optimum (a ``SolverResult``) of the cluster being charged, on its true
         values, where ``compute_optimal`` or ``latency_baseline = "optimum"`` needs it, else
         None. Call it before the step moves on: the end of a round redraws every site's
         fading."""
-        if not (self.config["compute_optimal"]
-                or self.config["reward"]["latency_baseline"] == "optimum"):
+        if not (self.config["compute_optimal"] or self.reward_function.needs_optimum):
             return None
         from solvers.exact import solve_exact
 
         assert site.true is not None
-        return solve_exact(_cluster_from_arrays(site.true, self.constants))
+        return solve_exact(cluster_from_arrays(site.true, self.constants))
 
-    def _latency_baseline_s(self, site: _Site, optimum: SolverResult | None) -> float:
-        """The latency term's reference: ``latency_reference_s``, or with
-        ``latency_baseline = "center"`` the latency of the action box's centre on this
-        cluster (charged like the step; the constant where that is not positive), with
-        ``"optimum"`` the exact solver's T* on the true cluster (``optimum``, from
-        :meth:`_step_optimum`; the centre's latency where the cluster has no feasible
-        allocation). Call it while ``site`` is the current cluster."""
-        w = self.config["reward"]
-        if w["latency_baseline"] == "fixed":
-            return float(w["latency_reference_s"])
-        assert site.true is not None
-        if w["latency_baseline"] == "optimum" and optimum is not None:
-            if optimum.feasible and optimum.T > 0 and math.isfinite(optimum.T):
-                return float(optimum.T)
-        n_act = ACTION_SIZES[self.config["action"]["mode"]](self.config["max_devices"])
-        y, tg, q = self.action_to_allocation(np.zeros(n_act))
-        t = self._charge(site, y, tg, q).latency_s
-        return t if t > 0 and math.isfinite(t) else float(w["latency_reference_s"])
+    def _center_latency_s(self, site: Site) -> float:
+        """The latency of the action box's centre (the action 0) on ``site``, charged like
+        a step (the latency reference of ``latency_baseline = "center"``)."""
+        y, tg, q = self.action_type.to_allocation(site, np.zeros(self.action_type.size))
+        return self._charge(site, y, tg, q).latency_s
 
     def _is_terminated(self) -> bool:
         return self._round >= self.config["rounds"]
@@ -990,58 +567,26 @@ class DTFLEnv(gym.Env):
             info["cluster"] = self.cluster
         return info
 
-    def _info(self, site: _Site, out: RoundOutcome, rewards: dict[str, float],
+    def _info(self, site: Site, out: RoundOutcome, rewards: dict[str, float],
               cluster_idx: int, round_idx: int, optimum: SolverResult | None
               ) -> dict[str, Any]:
         """The step's info. Per-device entries are arrays of length ``max_devices`` in slot
         order (GLDs, then BLDs, then empty slots), so that vector environments can stack
         them: 0 where a quantity does not apply (GLD quantities in slots < n_gld, BLD ones in
         slots n_gld .. n_gld + n_bld - 1), masks instead of index lists."""
-        d, m, n = self.config["max_devices"], site.m, site.n
-        q, cpu, energy, excess, rate = (np.zeros(d) for _ in range(5))
-        q[:m], cpu[:m], energy[:m], excess[:m] = (out.jam_power_w, out.cpu_hz, out.energy_j,
-                                                  out.energy_excess_j)
-        rate[m:m + n] = out.secrecy_rate_bps
-        e_sync, battery = np.zeros(d), np.zeros(d)
-        rate_ok = out.secrecy_rate_bps > 0  # a sync that can happen (at this jamming)
-        e_sync[m:m + n] = np.where(rate_ok, out.bld_sync_energy_j, 0.0)
-        battery[m:m + n] = site.bld_battery_j
-        short = np.zeros(d, dtype=bool)
-        short[m:m + n] = out.bld_energy_short
-        dropped = np.zeros(d, dtype=bool)
-        dropped[:m] = out.gld_dropped
-        unsynced = np.zeros(d, dtype=bool)
-        unsynced[m:m + n] = ~out.bld_synced
-        late = np.zeros(d, dtype=bool)
-        late[:m] = out.gld_straggler
-        late[m:m + n] = out.bld_straggler
-        part = np.zeros(d, dtype=bool)
-        part[:m] = ~(out.gld_dropped | out.gld_straggler)
-        part[m:m + n] = out.bld_synced & ~out.bld_straggler
         info: dict[str, Any] = {
             "rewards": rewards,
             "round": round_idx,
             "cluster_index": cluster_idx,
-            "latency_s": out.latency_s,
-            "T": out.latency_s, "T_GLD": out.t_gld_s, "T_BLD": out.t_bld_s,
-            "y": out.y_s, "tG": out.tg_s, "tB_up": out.tb_up_s, "Q": out.jamming_w,
-            "q_w": q, "cpu_hz": cpu, "energy_j": energy, "energy_excess_j": excess,
-            "secrecy_rate_bps": rate,
-            "bld_sync_energy_j": e_sync, "bld_battery_j": battery, "bld_energy_short": short,
-            "n_bld_energy_short": int(out.bld_energy_short.sum()),
-            "participant": part, "dropped": dropped, "unsynced": unsynced, "straggler": late,
-            "n_gld": m, "n_bld": n,
-            "n_dropouts": int(out.gld_dropped.sum()),
-            "n_unsynced": int(n - out.bld_synced.sum()),
-            "n_stragglers": int(out.gld_straggler.sum() + out.bld_straggler.sum()),
+            **outcome_info(site, out, self.config["max_devices"]),
             "global_accuracy": self._accuracy,
             "sim_time_s": self._clock_s + self._round_latency_s,
             "next_round": self._round, "next_cluster_index": self._cluster,
         }
         if self.learning:
             info["global_loss"] = self._loss
-        if self._round_record is not None and self._cluster == 0:
-            info["ledger"] = self._round_record  # the round just ended
+        if self.learner.round_record is not None and self._cluster == 0:
+            info["ledger"] = self.learner.round_record  # the round just ended
         if self.config["compute_optimal"]:
             ref = optimum  # solved on the cluster just charged, before any redraw
             assert ref is not None
@@ -1052,21 +597,19 @@ class DTFLEnv(gym.Env):
         return info
 
     @property
-    def _last(self) -> dict[str, Any] | None:
+    def view(self) -> EnvView:
+        """A read-only view of the episode's progress (what the renderer reads)."""
+        return EnvView(ready=self._episode_ready, round=self._round, cluster=self._cluster,
+                       global_accuracy=self._accuracy, sites=tuple(self._sites),
+                       last_step=self._last_step_record())
+
+    def _last_step_record(self) -> dict[str, Any] | None:
         """The last step in device order (for the renderer): per-GLD and per-BLD arrays."""
         if self._last_step is None:
             return None
         _, out, rewards, cluster_idx, round_idx = self._last_step
-        fnz = np.flatnonzero
-        return {
-            "rewards": rewards, "round": round_idx, "cluster": cluster_idx,
-            "latency_s": out.latency_s, "T_GLD": out.t_gld_s, "T_BLD": out.t_bld_s,
-            "y": out.y_s, "tG": out.tg_s, "tB_up": out.tb_up_s, "Q": out.jamming_w,
-            "q": out.jam_power_w, "cpu_hz": out.cpu_hz, "energy_j": out.energy_j,
-            "energy_excess_j": out.energy_excess_j, "secrecy_rate_bps": out.secrecy_rate_bps,
-            "dropouts": fnz(out.gld_dropped), "unsynced_blds": fnz(~out.bld_synced),
-            "stragglers": {"gld": fnz(out.gld_straggler), "bld": fnz(out.bld_straggler)},
-        }
+        return {"rewards": rewards, "round": round_idx, "cluster": cluster_idx,
+                **outcome_record(out)}
 
     # ------------------------------------------------------------------ rendering
     def render(self) -> str | np.ndarray | None:
@@ -1078,13 +621,3 @@ class DTFLEnv(gym.Env):
         if self.render_mode == "ansi":
             return render_ansi(self)
         return render_rgb(self)
-
-
-def _cluster_from_arrays(a: ClusterArrays, constants: Constants) -> Cluster:
-    return Cluster(
-        GLDParams(data_bits=a.g_data, gain_coordinator=a.g_gain_c, gain_eavesdropper=a.g_gain_e,
-                  max_power_w=a.g_p_max, max_jam_power_w=a.g_q_max, max_cpu_hz=a.g_v_max,
-                  energy_budget_j=a.g_e_max),
-        BLDParams(data_bits=a.b_data, gain_coordinator=a.b_gain_c, gain_eavesdropper=a.b_gain_e,
-                  power_w=a.b_power),
-        constants)

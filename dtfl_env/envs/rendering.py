@@ -4,8 +4,8 @@ picture (``"rgb_array"``).
 Both read the unwrapped environment only (never change it):
 
 - the cluster the agent acts on next (``env.cluster``; its twin's view of the BLDs);
-- the last step's ``info`` (``env._last``; ``None`` right after ``reset``), which belongs to
-  the cluster the last step handled, one before the current one.
+- the last step's ``info`` (``env.view.last_step``; ``None`` right after ``reset``), which
+  belongs to the cluster the last step handled, one before the current one.
 
 The picture draws the cluster of the last step with its outcome (jamming powers q, drop-outs,
 synced BLDs), or the current cluster right after ``reset``. Matplotlib runs headless (Agg
@@ -27,7 +27,7 @@ from dtfl_env.config import Cluster
 from dtfl_env.scenarios import RandomClusterConfig, Topology
 
 if TYPE_CHECKING:
-    from dtfl_env.envs.dtfl import DTFLEnv
+    from dtfl_env.envs.dtfl import DTFLEnv, EnvView
 
 __all__ = ["FRAME_SIZE_PX", "render_ansi", "render_rgb", "synthetic_topology"]
 
@@ -37,13 +37,13 @@ _DPI = 100
 
 
 # ----------------------------------------------------------------------------- helpers
-def _last_site_index(env: DTFLEnv) -> int:
+def _last_site_index(env: DTFLEnv, view: EnvView) -> int:
     """Index of the cluster the last step handled (each step advances the cluster by one)."""
-    return (env._cluster - 1) % env.config["clusters"]
+    return (view.cluster - 1) % env.config["clusters"]
 
 
-def _ended(env: DTFLEnv) -> bool:
-    return env._round >= env.config["rounds"]
+def _ended(env: DTFLEnv, view: EnvView) -> bool:
+    return view.round >= env.config["rounds"]
 
 
 def _fmt(x: float, unit: str = "") -> str:
@@ -78,8 +78,8 @@ def _cluster_lines(cluster: Cluster) -> list[str]:
     return _table(header, rows)
 
 
-def _step_lines(env: DTFLEnv, last: dict[str, Any]) -> list[str]:
-    site = env._sites[_last_site_index(env)]
+def _step_lines(env: DTFLEnv, view: EnvView, last: dict[str, Any]) -> list[str]:
+    site = view.sites[_last_site_index(env, view)]
     budget = site.base.gld.energy_budget_j
     q_max = site.base.gld.max_jam_power_w
     rw = last["rewards"]
@@ -127,23 +127,24 @@ def render_ansi(env: DTFLEnv) -> str:
     str
         Lines separated by ``\\n`` (no colour codes).
     """
-    cfg = env.config
-    if not env._episode_ready:
+    cfg, view = env.config, env.view
+    if not view.ready:
         return "DTFL: call reset() first\n"
-    lines = [f"DTFL [{cfg['scenario']}]  round {env._round}/{cfg['rounds']}  "
-             f"cluster {env._cluster}/{cfg['clusters']}  "
-             f"global accuracy {env._accuracy:.4f}"]
-    last = env._last
+    lines = [f"DTFL [{cfg['scenario']}]  round {view.round}/{cfg['rounds']}  "
+             f"cluster {view.cluster}/{cfg['clusters']}  "
+             f"global accuracy {view.global_accuracy:.4f}"]
+    last = view.last_step
     if last is not None:
-        lines += ["", f"== last step: round {last['round']}, cluster {_last_site_index(env)} ==",
-                  *_step_lines(env, last)]
+        lines += ["", f"== last step: round {last['round']}, "
+                      f"cluster {_last_site_index(env, view)} ==",
+                  *_step_lines(env, view, last)]
     else:
         lines += ["", "== no step yet (after reset) =="]
-    if _ended(env):
+    if _ended(env, view):
         lines += ["", "== episode ended: call reset() =="]
     else:
         c = env.cluster
-        lines += ["", f"== next: cluster {env._cluster} ({c.n_gld} GLDs, {c.n_bld} BLDs; "
+        lines += ["", f"== next: cluster {view.cluster} ({c.n_gld} GLDs, {c.n_bld} BLDs; "
                       "BLD entries are the twin's estimates) ==", *_cluster_lines(c)]
     return "\n".join(lines) + "\n"
 
@@ -203,9 +204,9 @@ def synthetic_topology(gld_gain_coordinator: np.ndarray, gld_gain_eavesdropper: 
     return _synthetic(key)
 
 
-def _site_topology(env: DTFLEnv, idx: int) -> tuple[Topology, bool]:
+def _site_topology(view: EnvView, idx: int) -> tuple[Topology, bool]:
     """The topology of cluster site ``idx`` and whether it was synthesised."""
-    site = env._sites[idx]
+    site = view.sites[idx]
     if site.topology is not None:
         return site.topology, False
     return synthetic_topology(site.mean_gc, site.mean_ge, site.mean_hc, site.mean_he), True
@@ -237,15 +238,15 @@ def render_rgb(env: DTFLEnv) -> np.ndarray:
     fig = Figure(figsize=(w / _DPI, h / _DPI), dpi=_DPI)
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_axes((0.1, 0.08, 0.76, 0.78))
-    cfg = env.config
-    if not env._episode_ready:
+    cfg, view = env.config, env.view
+    if not view.ready:
         ax.text(0.5, 0.5, "call reset() first", ha="center", va="center")
         return _to_rgb(canvas)
 
-    last = env._last
-    idx = _last_site_index(env) if last is not None else env._cluster
-    site = env._sites[idx]
-    topo, synthetic = _site_topology(env, idx)
+    last = view.last_step
+    idx = _last_site_index(env, view) if last is not None else view.cluster
+    site = view.sites[idx]
+    topo, synthetic = _site_topology(view, idx)
     c, e = np.asarray(topo.coordinator_xy), np.asarray(topo.eavesdropper_xy)
     gxy, bxy = np.asarray(topo.gld_xy).reshape(-1, 2), np.asarray(topo.bld_xy).reshape(-1, 2)
     m, n = gxy.shape[0], bxy.shape[0]
@@ -321,7 +322,7 @@ def render_rgb(env: DTFLEnv) -> np.ndarray:
                f"drop-outs {len(last['dropouts'])}/{m}, unsynced BLDs "
                f"{len(last['unsynced_blds'])}/{n}")
     else:
-        title = f"round {env._round}, cluster {idx} (after reset) - {where}"
+        title = f"round {view.round}, cluster {idx} (after reset) - {where}"
         sub = f"{m} GLDs, {n} BLDs; no step yet"
     fig.text(0.5, 0.975, title, ha="center", va="top", fontsize=8.5, weight="bold")
     fig.text(0.5, 0.935, sub, ha="center", va="top", fontsize=7.5)

@@ -1,0 +1,145 @@
+"""The observation of DTFL-v0 (HighwayEnv style ``ObservationType``): per-slot device
+features, the cluster's global features and, with ``observation.safe_bounds``, the safe
+box's lower bounds. The layout is documented in the env's docstring (Observation Space).
+
+The rows of every site are built once per round in one vectorised pass
+(:meth:`ObservationType.new_round`); a step's observation is its cluster's row with the
+round, cluster and accuracy filled in (:meth:`ObservationType.observe`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from dtfl_env.config import Constants
+from dtfl_env.envs.sites import RoundDraw, Site, SiteLayout
+from dtfl_env.model.feasible import BOUND_EXCESS, safe_bound_features
+from dtfl_env.model.round import segment_max
+
+__all__ = ["BOUND_FEATURES", "GLOBAL_FEATURES", "OBS_CLIP", "SLOT_FEATURES", "ObservationType",
+           "db"]
+
+SLOT_FEATURES = ("is_gld", "is_bld", "gain_coordinator_db", "gain_eavesdropper_db",
+                 "data", "power", "max_jam_power", "max_cpu", "energy_budget")
+GLOBAL_FEATURES = ("round_progress", "cluster_progress", "global_accuracy", "gld_share",
+                   "bld_share", "log10_tg_min_s", "log10_y_min_s", "log10_tg_lo_s",
+                   "log10_sync_min_s", "log10_sync_full_jam_s", "log10_tb_loc_s")
+#: appended with ``observation.safe_bounds``: the safe box's lower bounds (log10 seconds)
+BOUND_FEATURES = ("log10_tg_base_s",
+                  *(f"log10_y_base_at_{1 + e:g}_tg_base_s" for e in BOUND_EXCESS))
+#: every observed value is clipped to [-OBS_CLIP, OBS_CLIP]
+OBS_CLIP = 5.0
+
+
+def db(x: np.ndarray) -> np.ndarray:
+    """A channel gain as observed: (10 log10 g + 70) / 20."""
+    return (10.0 * np.log10(x) + 70.0) / 20.0
+
+
+class ObservationType:
+    """The observation of the env's config: its space, and the rows of a round.
+
+    ``ln_tg_range`` (the config's ``action.tg_range``, as a natural log) bounds the search
+    for the safe box's tg_base in the bound features, whatever the action mode.
+    """
+
+    def __init__(self, config: dict[str, Any], ln_tg_range: float) -> None:
+        self.max_devices = config["max_devices"]
+        self.rounds, self.clusters = config["rounds"], config["clusters"]
+        self.safe_bounds = bool(config["observation"]["safe_bounds"])
+        self.ln_tg_range = ln_tg_range
+        self.g_index = self.max_devices * len(SLOT_FEATURES)  # where GLOBAL_FEATURES start
+        self.size = (self.g_index + len(GLOBAL_FEATURES)
+                     + (len(BOUND_FEATURES) if self.safe_bounds else 0))
+        self.rows = np.zeros((0, self.size), dtype=np.float32)
+
+    def space(self) -> spaces.Box:
+        return spaces.Box(-OBS_CLIP, OBS_CLIP, (self.size,), dtype=np.float32)
+
+    def bound_features(self, site: Site, ln_tg_range: float) -> np.ndarray:
+        """The site's ``BOUND_FEATURES`` (unclipped); tg_base searched with ``ln_tg_range``."""
+        if not site.m:
+            return np.zeros(len(BOUND_FEATURES))
+        assert site.seen is not None
+        tg_base = site.tg_base(ln_tg_range, cached=ln_tg_range == self.ln_tg_range)
+        return safe_bound_features(site.seen, tg_base)
+
+    def new_round(self, layout: SiteLayout, draw: RoundDraw, constants: Constants) -> None:
+        """Build the rows of every site for the round just drawn (the twin's view)."""
+        lay, k = layout, constants
+        gld, seen_bld, seen, tg_lo = draw.gld, draw.seen_bld, draw.seen, draw.tg_lo_s
+        m_all, n_all = lay.g_site.size, lay.b_site.size
+        # the BLD path's scales (twin estimates): fastest sync (infinite jamming, eq. (23)),
+        # sync at full jamming Q = sum_i Q_max,i g_iE (eq. (22)), twin training tB_loc (6)
+        n_sites = len(lay.sites)
+        sync_min = sync_full = np.zeros(n_sites)
+        if n_all:
+            legit = np.log2(1.0 + seen_bld["b_power"] * seen_bld["b_gain_c"] / k.noise_bld_w)
+            q_full = np.zeros(n_sites)
+            if m_all:
+                np.add.at(q_full, lay.g_site, gld["g_q_max"] * gld["g_gain_e"])  # (22)
+            eve = np.log2(1.0 + seen_bld["b_power"] * seen_bld["b_gain_e"]
+                          / (k.noise_eavesdropper_w + q_full[lay.b_site]))
+            with np.errstate(divide="ignore"):
+                rate = np.maximum(legit - eve, 0.0)
+                sync_min = segment_max(seen_bld["b_data"] / (k.bandwidth_hz * legit),
+                                       lay.b_counts)
+                sync_full = segment_max(seen_bld["b_data"] / (k.bandwidth_hz * rate),
+                                        lay.b_counts)
+        tb_loc = np.array([a.tb_loc_s for a in seen])
+        # observation rows of every site (the twin's view of the BLDs), one vectorised pass
+        d = self.max_devices
+        feats = np.zeros((len(lay.sites), d, len(SLOT_FEATURES)))
+        gi, gs = lay.g_site, lay.g_slot
+        feats[gi, gs, 0] = 1.0
+        feats[gi, gs, 2] = db(gld["g_gain_c"])
+        feats[gi, gs, 3] = db(gld["g_gain_e"])
+        feats[gi, gs, 4] = gld["g_data"] / 50e6
+        feats[gi, gs, 5] = gld["g_p_max"] / 2.0
+        feats[gi, gs, 6] = gld["g_q_max"]
+        feats[gi, gs, 7] = gld["g_v_max"] / 2e9
+        feats[gi, gs, 8] = gld["g_e_max"] / 4.0
+        bi, bs = lay.b_site, lay.b_slot
+        feats[bi, bs, 1] = 1.0
+        feats[bi, bs, 2] = db(seen_bld["b_gain_c"])
+        feats[bi, bs, 3] = db(seen_bld["b_gain_e"])
+        feats[bi, bs, 4] = seen_bld["b_data"] / 5e6
+        feats[bi, bs, 5] = seen_bld["b_power"] / 2.0
+        tg_min = np.array([a.tg_min_s for a in seen])
+        y_min = np.array([a.y_min_s for a in seen])
+        has_gld = lay.g_counts > 0
+        has_bld = lay.b_counts > 0
+
+        def log10(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            with np.errstate(divide="ignore"):
+                return np.where(mask, np.log10(np.where(mask, x, 1.0)), 0.0)
+
+        extra = np.column_stack([
+            np.zeros((len(seen), 3)), lay.g_counts / d, lay.b_counts / d,
+            log10(tg_min, has_gld), log10(y_min, has_gld), log10(tg_lo, has_gld),
+            log10(sync_min, has_bld), log10(sync_full, has_bld), log10(tb_loc, has_bld)])
+        rows = np.concatenate([feats.reshape(len(seen), -1), extra], axis=1)
+        if self.safe_bounds:
+            bounds = np.array([self.bound_features(site, self.ln_tg_range)
+                               for site in lay.sites]).reshape(len(lay.sites), -1)
+            rows = np.concatenate([rows, bounds], axis=1)
+        self.rows = np.clip(rows, -OBS_CLIP, OBS_CLIP).astype(np.float32)
+
+    def observe(self, cluster: int, round_idx: int, accuracy: float) -> np.ndarray:
+        """The observation of ``cluster`` in round ``round_idx`` (float32, clipped)."""
+        row = self.rows[cluster].copy()  # float32, already clipped
+        g = self.g_index
+        row[g] = round_idx / self.rounds
+        row[g + 1] = cluster / self.clusters
+        row[g + 2] = min(max(accuracy, -OBS_CLIP), OBS_CLIP)
+        return row
+
+    def terminal(self, cluster: int, accuracy: float) -> np.ndarray:
+        """The observation after the last step: round progress 1, cluster progress 0."""
+        row = self.rows[cluster].copy()
+        g = self.g_index
+        row[g], row[g + 1], row[g + 2] = 1.0, 0.0, accuracy
+        return np.clip(row, -OBS_CLIP, OBS_CLIP).astype(np.float32)
