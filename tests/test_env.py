@@ -217,7 +217,7 @@ def test_config_overrides_are_strict():
         gym.make("DTFL-v0", config={"clusters": 0})
     env = make()
     env.reset(seed=0, options={"config": {"clusters": 2, "rounds": 1}})
-    assert len(env._sites) == 2
+    assert len(env.view.sites) == 2
     with pytest.raises(ValueError, match="unknown config key: rounds_"):
         env.reset(options={"config": {"rounds_": 1}})
     with pytest.raises(ValueError, match="unknown reset option"):

@@ -60,7 +60,7 @@ def test_optimum_next_to_an_upload_asymptote_round_trips():
     res = solve(env.cluster, "exact")
     assert res.feasible and res.T > 1000
     y, tg, q = env.action_to_allocation(env.allocation_to_action(res.y, res.tG, res.q))
-    out = round_outcome(env._sites[env._cluster].true, y_s=y, tg_s=tg, jam_power_w=q)
+    out = round_outcome(env.view.sites[env.view.cluster].true, y_s=y, tg_s=tg, jam_power_w=q)
     assert out.latency_s == pytest.approx(res.T, rel=1e-6)
 
 
@@ -78,7 +78,7 @@ def test_box_starts_where_the_blds_can_sync_beyond_the_range(tg_range):
         env.step(np.zeros(3, dtype=np.float32))
     res = solve(env.cluster, "exact")
     assert res.feasible and res.T > 1000
-    site = env._sites[env._cluster]
+    site = env.view.sites[env.view.cluster]
     assert res.tG > tg_range * site.tg_lo_s  # outside the old box
     y, tg, q = env.action_to_allocation(env.allocation_to_action(res.y, res.tG, res.q))
     out = round_outcome(site.true, y_s=y, tg_s=tg, jam_power_w=q)
@@ -225,7 +225,7 @@ def test_action_mode_config_and_errors():
         env.action_to_allocation(np.zeros(3), mode="bogus")
     # the other mode's actions can still be read explicitly
     y, tg, q = env.action_to_allocation(np.zeros(18), mode="direct")
-    assert y > 0 and tg > 0 and q.shape == (env._sites[0].m,)
+    assert y > 0 and tg > 0 and q.shape == (env.view.sites[0].m,)
 
 
 def test_sb3_adapter_translates_between_action_modes():
@@ -281,7 +281,7 @@ def test_sync_bounds_are_feasible_and_tight():
     env.reset(seed=3)
     tight = checked = 0
     for _ in range(200):
-        a, site = env.cluster_arrays, env._sites[env._cluster]
+        a, site = env.cluster_arrays, env.view.sites[env.view.cluster]
         tg_base = env.action_type.tg_base(site) if site.m and site.n else math.nan
         for f in (1.0, 1.5, 4.0) if math.isfinite(tg_base) else ():
             left_up = a.g_e_max - upload_energy_j(a, tg_base * f)
@@ -341,7 +341,8 @@ def test_sync_jamming_gives_the_best_jamming_for_every_a2_at_most_zero():
         qs, ts = [], []
         for a2 in (-1.0, -0.5, 0.0, 0.5, 1.0):
             y, tg, q = sync.action_to_allocation(np.r_[a01, a2])
-            out = round_outcome(sync._sites[sync._cluster].true, y_s=y, tg_s=tg, jam_power_w=q)
+            true = sync.view.sites[sync.view.cluster].true
+            out = round_outcome(true, y_s=y, tg_s=tg, jam_power_w=q)
             qs.append(float(q @ sync.cluster_arrays.g_gain_e))
             ts.append(out.latency_s)
             assert not out.gld_dropped.any() or not solve(sync.cluster, "exact").feasible
@@ -443,7 +444,7 @@ def test_observation_safe_bounds_are_the_safe_box_bounds(env_id, mode):
     for _ in range(12):
         np.testing.assert_array_equal(obs[:-4], obs_p)
         np.testing.assert_array_equal(obs[-4:], env.bound_features())
-        site, a = env._sites[env._cluster], env.cluster_arrays
+        site, a = env.view.sites[env.view.cluster], env.cluster_arrays
         if site.m:
             tg_base = env.action_type.tg_base(site)
             assert obs[-4] == pytest.approx(math.log10(tg_base), abs=1e-6)
