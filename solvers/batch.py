@@ -326,32 +326,33 @@ def _min_upload_time(g: dict[str, np.ndarray], k: dict[str, np.ndarray],
 # ---------------------------------------------------------------------------- inner search
 class _Rows:
     """Constants of R inner searches (row r: cluster ``cols[r]`` at sync time ``u[r]`` with
-    jamming demand ``dem[r]``), GLD axis first: (M, 1, R)."""
+    jamming demand ``dem[r]``), GLD axis last: (R, M), so that the sort and the cumulative
+    sums over GLDs run on contiguous memory."""
 
     def __init__(self, p: _Prep, cols: np.ndarray, dem: np.ndarray, u: np.ndarray) -> None:
-        def g3(a: np.ndarray) -> np.ndarray:
-            return a[:, cols][:, None, :]
+        def g2(a: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(a.T[cols])
 
         self.m = p.mask.shape[0]
         self.x_scale = p.x_scale[cols]
         self.w_max = p.w_max[cols]
         self.tg_min = p.tg_min[cols]
-        self.lng = g3(p.lng)
-        self.g = g3(p.g_e)
-        self.emax = g3(p.e_max)
-        self.gk = g3(p.gk)
-        self.ikl = g3(p.ikl)
-        self.mask = g3(p.mask)
-        self.kl = g3(p.k_loc)
-        self.capk = g3(p.qk) * u  # cap_i / K_i
+        self.lng = g2(p.lng)
+        self.g = g2(p.g_e)
+        self.emax = g2(p.e_max)
+        self.gk = g2(p.gk)
+        self.ikl = np.where(g2(p.mask), g2(p.ikl), 0.0)
+        self.mask = g2(p.mask)
+        self.kl = g2(p.k_loc)
+        self.capk = g2(p.qk) * u[:, None]  # cap_i / K_i
         self.cmd = p.gq[cols] * u - dem  # C - D
-        self.sic = p.sic[:, :, None]
+        self.sic = p.sic[:, 0]
+        self.powers = np.stack([np.ones(self.m), self.sic, self.sic**2], 1)  # (M, 3)
 
     def take(self, keep: np.ndarray) -> None:
-        for name in ("x_scale", "w_max", "tg_min", "cmd"):
+        for name in ("x_scale", "w_max", "tg_min", "cmd", "lng", "g", "emax", "gk", "ikl",
+                     "mask", "kl", "capk"):
             setattr(self, name, getattr(self, name)[keep])
-        for name in ("lng", "g", "emax", "gk", "ikl", "mask", "kl", "capk"):
-            setattr(self, name, getattr(self, name)[..., keep])
 
     def evaluate(self, t: np.ndarray) -> np.ndarray:
         """(t, h, h', w, w', t_N) of shape (6, K, R) at tG = ``t`` (K, R): the batched
@@ -359,43 +360,41 @@ class _Rows:
         """
         x = self.x_scale / t  # r ln 2
         em1 = np.expm1(x)
-        base = self.sic * x
+        base = x[..., None] * self.sic
         base += self.lng
         np.exp(base, out=base)  # n_C/g_iC 2^((i-1) r), eq. (7) with erratum 1
-        r = base * (em1 * t)  # E_i^up, eq. (8)
+        r = base * (em1 * t)[..., None]  # E_i^up, eq. (8)
         np.subtract(self.emax, r, out=r)
         r *= self.ikl  # a_i / K_i
-        r = np.where(self.mask, r, _BIG)
+        np.copyto(r, _BIG, where=~self.mask)
         beta = r - self.capk  # breakpoints (a_i - cap_i) / K_i
-        order = np.argsort(beta, axis=0)
-        zr = np.take_along_axis(beta, order, 0)
-        gks = np.take_along_axis(np.broadcast_to(self.gk, beta.shape), order, 0)
-        num = np.cumsum(gks * zr, axis=0)
-        num += self.cmd
-        roots = num / np.cumsum(gks, axis=0)
-        kk = roots.argmin(0)[None]
-        w_h = np.take_along_axis(roots, kk, 0)[0]
+        z = beta + 1j * self.gk
+        z.sort(axis=-1)  # breakpoints sorted, g_i K_i carried along
+        zr, gks = z.real, z.imag
+        num = np.cumsum(gks * zr, axis=-1)
+        num += self.cmd[:, None]
+        num /= np.cumsum(gks, axis=-1)  # the roots of the pieces of H
+        kk = num.argmin(-1)[..., None]
+        w_h = np.take_along_axis(num, kk, -1)[..., 0]
         w_h[:, self.cmd < 0] = -np.inf  # C < D: even full jamming power falls short
-        jb = r.argmin(0)[None]
-        w_s = np.take_along_axis(r, jb, 0)[0]
+        jb = r.argmin(-1)[..., None]
+        w_s = np.take_along_axis(r, jb, -1)[..., 0]
         w = np.minimum(np.minimum(w_h, w_s), self.w_max)
         # weights of the active piece (see solvers._core.Prepared._evaluate)
         is_h = (w_h <= w_s) & (w_h <= self.w_max)
         is_b = (w_s < w_h) & (w_s <= self.w_max)
-        gs = (beta <= np.take_along_axis(zr, kk, 0)) * self.g
-        gb = gs * base
-        s0 = gb.sum(0)
-        gb *= self.sic
-        s1 = gb.sum(0)
-        gb *= self.sic
-        s2 = gb.sum(0)
-        den = (gs * self.kl).sum(0)
-        b0 = np.take_along_axis(base, jb, 0)[0] * np.take_along_axis(
-            np.broadcast_to(self.ikl, beta.shape), jb, 0)[0] * is_b
-        j = jb[0].astype(float)
-        a0 = np.where(is_h, s0 / den, b0)
-        a1 = np.where(is_h, s1 / den, b0 * j)
-        a2 = np.where(is_h, s2 / den, b0 * j * j)
+        gs = beta <= np.take_along_axis(zr, kk, -1)
+        gs = gs * self.g
+        den = (gs * self.kl).sum(-1)
+        gs *= base
+        sums = gs @ self.powers  # (K, R, 3): sums of g_i (i-1)^p 2^((i-1) r) n_C/g_iC
+        b0 = (np.take_along_axis(base, jb, -1)[..., 0]
+              * np.take_along_axis(np.broadcast_to(self.ikl, base.shape), jb, -1)[..., 0]
+              * is_b)
+        j = jb[..., 0].astype(float)
+        a0 = np.where(is_h, sums[..., 0] / den, b0)
+        a1 = np.where(is_h, sums[..., 1] / den, b0 * j)
+        a2 = np.where(is_h, sums[..., 2] / den, b0 * j * j)
         ep = em1 + 1.0
         w1 = x * ep * a0 + em1 * (x * a1 - a0)  # -sum c_i dE_i/dt, eq. (31)
         w2 = (x * x / t) * (ep * (a0 + 2.0 * a1) + em1 * a2)  # +sum c_i d2E_i/dt2
@@ -481,7 +480,8 @@ def _bounds(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _gld_time(rows: _Rows, guess: np.ndarray | None, floor: np.ndarray | None,
-              group: int, rtol: float = 1e-13, slack: float = 1e-3, iters: int = 40
+              group: int, known: np.ndarray | None = None, rtol: float = 1e-13,
+              slack: float = 1e-3, iters: int = 40
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """V = min_tG y + tG per row with a lower bound: ``(V, y, tG, V_lower)``.
 
@@ -490,7 +490,8 @@ def _gld_time(rows: _Rows, guess: np.ndarray | None, floor: np.ndarray | None,
     a row closes when the tangents at its bracket ends certify min h to ``rtol``. With
     ``floor`` (T = max(V, floor)), rows come in groups of ``group`` consecutive rows (one
     cluster's samples), and a row that cannot hold its group's minimum of T closes once
-    refined to 1e-6.
+    refined to 1e-6; ``known`` (one per group) is the group's best T(u) - const known from
+    earlier samples. ``rows`` is consumed (its rows are dropped as they close).
     """
     with np.errstate(all="ignore"):
         lo_all, hi_all = _bracket(rows, guess)
@@ -508,7 +509,10 @@ def _gld_time(rows: _Rows, guess: np.ndarray | None, floor: np.ndarray | None,
             close = done
             if floor is not None:
                 fv = np.maximum(np.minimum(lo_all[1], hi_all[1]), floor)
-                cut = np.repeat(fv.reshape(-1, group).min(1), group)[act] * (1 + slack)
+                gmin = fv.reshape(-1, group).min(1)
+                if known is not None:
+                    gmin = np.minimum(gmin, known)
+                cut = np.repeat(gmin, group)[act] * (1 + slack)
                 far = np.maximum(lb, floor[act]) > cut
                 close = done | (far & (best - lb <= 1e-6 * best))
                 done = done | far
@@ -768,7 +772,8 @@ _FILL = (np.inf, np.inf, np.inf, np.nan, np.nan)
 
 
 def _sample(p: _Prep, cols: np.ndarray, u: np.ndarray, c: np.ndarray,
-            guess: np.ndarray | None) -> tuple[np.ndarray, ...]:
+            guess: np.ndarray | None, best: np.ndarray | None = None
+            ) -> tuple[np.ndarray, ...]:
     """T(u) - const bracketed at the samples ``u`` (G, K) of clusters ``cols`` (G,): returns
     (f_hi, f_lo, V, y, tG), each (G, K)."""
     g, kk = u.shape
@@ -777,7 +782,7 @@ def _sample(p: _Prep, cols: np.ndarray, u: np.ndarray, c: np.ndarray,
     dem = p.jam_demand(uf, cr)
     floor = uf + np.repeat(c, kk)
     rows = _Rows(p, cr, dem, uf)
-    v, y, tg, v_lo = _gld_time(rows, guess, floor, kk)
+    v, y, tg, v_lo = _gld_time(rows, guess, floor, kk, best)
     shape = (g, kk)
     return (np.maximum(v, floor).reshape(shape), np.maximum(v_lo, floor).reshape(shape),
             v.reshape(shape), y.reshape(shape), tg.reshape(shape))
@@ -824,8 +829,38 @@ def _outer(p: _Prep, cols: np.ndarray, u_left: np.ndarray, u_feas: np.ndarray,
     xs = np.where((xs > u_left[:, None]) & (xs <= u_hi[:, None]), xs, np.nan)
     xs = np.sort(xs, axis=1)
     valid = np.isfinite(xs)
-    # the searches run on the valid samples only; the rest stay NaN (infinite T)
-    vals = _sample(p, cols, np.where(valid, xs, u_hi[:, None]), c, None)
+    # the searches run on the valid samples only; the rest stay NaN (infinite T). In waves:
+    # every 8th sample from the coarse tG grid, then the samples halfway between solved
+    # ones, their tG search started from their neighbours' optimal tG
+    xq = np.where(valid, xs, u_hi[:, None])
+    vals = tuple(np.full(xs.shape, f) for f in _FILL)
+    n0 = xs.shape[1]
+    best = np.full(g, np.inf)
+    for step in (8, 4, 2, 1):
+        idx = np.arange(0, n0, step)
+        if step < 8:
+            idx = idx[(idx // step) % 2 == 1]
+        sub = xq[:, idx]
+        if step == 8:
+            guess = None
+        else:
+            il, ir = idx - step, np.minimum(idx + step, (n0 - 1) // (2 * step) * 2 * step)
+            ta, tb = vals[4][:, il], vals[4][:, ir]
+            ta = np.where(np.isfinite(ta), ta, tb)
+            tb = np.where(np.isfinite(tb), tb, ta)
+            with np.errstate(all="ignore"):
+                frac = np.clip((sub - xq[:, il]) / (xq[:, ir] - xq[:, il]), 0.0, 1.0)
+            frac = np.where(np.isfinite(frac), frac, 0.5)
+            interp = (ta + frac * (tb - ta)).reshape(-1)
+            lo = np.minimum(ta, tb).reshape(-1)
+            hi = np.maximum(ta, tb).reshape(-1)
+            guess = np.concatenate([interp * (1.0 + _GUESS[:, None]),
+                                    [lo * 0.999, hi * 1.001]])
+            guess = np.sort(np.maximum(guess, np.repeat(p.tg_min[cols], idx.size)), axis=0)
+        out = _sample(p, cols, sub, c, guess, best)
+        for v, o in zip(vals, out, strict=True):
+            v[:, idx] = o
+        best = np.minimum(best, np.where(valid[:, idx], out[0], np.inf).min(1))
     vals = tuple(np.where(valid, v, f) for v, f in zip(vals, _FILL, strict=True))
     xs, fh, fl, vv, ys, tgs = _sort_samples(xs, *vals)
     status = np.full(g, NOT_CONVERGED)
@@ -875,7 +910,7 @@ def _outer(p: _Prep, cols: np.ndarray, u_left: np.ndarray, u_feas: np.ndarray,
         new = np.where((new > lo_x[:, None]) & (new < hi_x[:, None]), new,
                        0.5 * (lo_x + hi_x)[:, None])
         guess = _guesses(x, tgs[a], k, nv, new, p.tg_min[cols[a]])
-        nvals = _sample(p, cols[a], new, c[a], guess)
+        nvals = _sample(p, cols[a], new, c[a], guess, fk[go])
         rounds[a] += 1
         width_new = new.shape[1]
         pad = np.full((g, width_new), np.nan)
@@ -900,6 +935,34 @@ def _outer(p: _Prep, cols: np.ndarray, u_left: np.ndarray, u_feas: np.ndarray,
     # the final lower bound (also for clusters that ran out of rounds)
     lower = _lower_bound(xs, fl, fh, k, nv, u_left, u_hi, c)
     return xs[ar, k], ys[ar, k], tgs[ar, k], status, lower, rounds
+
+
+def _flat(p: _Prep, cols: np.ndarray, u_left: np.ndarray, u_feas: np.ndarray,
+          u_hi: np.ndarray, rtol: float) -> tuple[np.ndarray, ...]:
+    """A shortcut certificate for clusters whose optimum does not depend on the jamming.
+
+    V_free = min_tG y + tG without the jamming constraint (H >= D dropped, so w = min(w_max,
+    min_i a_i / K_i)) bounds V(u) from below for every u, hence T* >= V_free + const. Where
+    V(u) reaches V_free at a sync time u with u + tB_loc <= V_free (the jamming does not
+    bind), T* is V_free, certified. Tried at u_feas (largest surplus) and at V_free - tB_loc.
+    Returns (flat, u, y, tG, lower bound) with the last four only for the flat clusters.
+    """
+    g = cols.size
+    c = p.tb_loc[cols]
+    rows = _Rows(p, cols, np.full(g, -_BIG), np.zeros(g))
+    v0, _, t0, v0_lo = _gld_time(rows, None, None, 1)
+    cand = np.stack([u_feas, np.clip(v0 - c, u_left, u_hi)], 1)
+    cand = np.where(cand > u_left[:, None], cand, u_hi[:, None])
+    with np.errstate(all="ignore"):
+        tg0 = np.where(np.isfinite(t0), t0, p.tg_min[cols])
+    gs = np.concatenate([tg0 * (1.0 + _GUESS[:, None]), [tg0 * 0.999, tg0 * 1.001]])
+    guess = np.repeat(np.sort(np.maximum(gs, p.tg_min[cols]), axis=0), 2, axis=1)
+    fh, _, _, ys, tgs = _sample(p, cols, cand, c, guess)
+    j = fh.argmin(1)
+    ar = np.arange(g)
+    f = fh[ar, j]
+    flat = np.isfinite(f) & np.isfinite(v0_lo) & (f - v0_lo <= rtol * f)
+    return (flat, cand[ar, j][flat], ys[ar, j][flat], tgs[ar, j][flat], v0_lo[flat])
 
 
 # ---------------------------------------------------------------------------- entry point
@@ -1039,10 +1102,18 @@ def _solve_chunk(cb: ClusterBatch, rtol: float, max_rounds: int) -> dict[str, np
         feas, u_left, u_feas, u_hi = _feasibility(p, cols)
         msg[cols[~feas]] = ("the GLDs cannot pay for the jamming any sync time needs "
                             "(docs/MODEL.md, erratum 5)")
-        cols = cols[feas]
+        cols, u_left, u_feas, u_hi = cols[feas], u_left[feas], u_feas[feas], u_hi[feas]
         if cols.size:
-            us, ys, ts, st, lb, rounds = _outer(p, cols, u_left[feas], u_feas[feas],
-                                                u_hi[feas], rtol, max_rounds)
+            flat, uf, yf, tf, lbf = _flat(p, cols, u_left, u_feas, u_hi, rtol)
+            fc = cols[flat]
+            code[fc], u[fc], y[fc], tg[fc], nit[fc] = OPTIMAL, uf, yf, tf, 1
+            lower[fc] = lbf + p.fixed_s[fc]
+            msg[fc] = (f"certified to rtol={rtol:g}: T(tB_up) reaches the lower bound "
+                       "min y + tG without the jamming constraint")
+            cols, u_left, u_feas, u_hi = (a[~flat] for a in (cols, u_left, u_feas, u_hi))
+        if cols.size:
+            us, ys, ts, st, lb, rounds = _outer(p, cols, u_left, u_feas, u_hi, rtol,
+                                                max_rounds)
             code[cols], u[cols], y[cols], tg[cols], nit[cols] = st, us, ys, ts, rounds
             lower[cols] = lb + p.fixed_s[cols]
             msg[cols] = np.array(
