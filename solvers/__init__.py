@@ -1,15 +1,18 @@
 """Solvers of problem P (one cluster): the paper's Algorithm 2, an exact solver and a
-generic cvxpy cross-check. Each returns a scipy-style :class:`SolverResult`."""
+generic cvxpy cross-check. Each returns a scipy-style :class:`SolverResult`.
+:func:`solve_batch` runs the exact solver on many clusters at once (:class:`BatchResult`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from dtfl_env.config import Cluster
+from solvers.batch import BatchResult, ClusterBatch, solve_batch
 from solvers.exact import solve_exact
 from solvers.result import SolverResult
 
-__all__ = ["SOLVERS", "SolverResult", "solve", "solve_exact"]
+__all__ = ["SOLVERS", "BatchResult", "ClusterBatch", "SolverResult", "solve", "solve_batch",
+           "solve_exact"]
 
 SOLVERS = ("exact", "algorithm2", "algorithm2-paper", "cvxpy")
 
