@@ -33,7 +33,11 @@ def _check_against_loop(clusters: list[Cluster]) -> float:
     # (1) the same optimum: at rtol = 1e-10 both certify T* far below 1e-9
     ref = [solve_exact(c, rtol=1e-10) for c in clusters]
     res = solve_batch(clusters, rtol=1e-10)
-    assert [r.status for r in ref] == res.status.tolist()
+    # at 1e-10 the loop sometimes ends "converged" (its interval collapsed before its secants
+    # certified) where the batch certifies "optimal" by the bound without jamming
+    # (solvers.batch._flat): both are successes, with the same T
+    assert [r.success for r in ref] == res.success.tolist()
+    assert [r.status == "infeasible" for r in ref] == (res.status == "infeasible").tolist()
     t_ref = np.array([r.T for r in ref])
     fin = np.isfinite(t_ref)
     assert np.array_equal(fin, np.isfinite(res.T))
@@ -66,14 +70,15 @@ def _check_against_loop(clusters: list[Cluster]) -> float:
     return float(dev.max(initial=0.0))
 
 
-def test_batch_equals_loop_on_300_varied_clusters() -> None:
-    clusters = [varied_cluster(s) for s in range(300)]
+def test_batch_equals_loop_on_2000_varied_clusters() -> None:
+    # about 12 s on 2 cores (the loop dominates)
+    clusters = [varied_cluster(s) for s in range(2000)]
     _check_against_loop(clusters)
 
 
 @pytest.mark.slow
-def test_batch_equals_loop_on_2000_varied_clusters() -> None:
-    clusters = [varied_cluster(s) for s in range(300, 2300)]
+def test_batch_equals_loop_on_5000_more_varied_clusters() -> None:
+    clusters = [varied_cluster(s) for s in range(2000, 7000)]
     _check_against_loop(clusters)
 
 
@@ -151,15 +156,15 @@ def test_cluster_batch_input_and_subset() -> None:
 
 def test_solve_batch_checks_its_arguments() -> None:
     t2 = table2_cluster()
-    with pytest.raises(ValueError, match="^method:"):
+    with pytest.raises(ValueError, match=r"^method:"):
         solve_batch([t2], "cvxpy")
-    with pytest.raises(ValueError, match="^rtol:"):
+    with pytest.raises(ValueError, match=r"^rtol:"):
         solve_batch([t2], rtol=0.0)
-    with pytest.raises(ValueError, match="^max_rounds:"):
+    with pytest.raises(ValueError, match=r"^max_rounds:"):
         solve_batch([t2], max_rounds=0)
-    with pytest.raises(ValueError, match="^chunk:"):
+    with pytest.raises(ValueError, match=r"^chunk:"):
         solve_batch([t2], chunk=0)
-    with pytest.raises(ValueError, match="^clusters:"):
+    with pytest.raises(ValueError, match=r"^clusters:"):
         solve_batch(t2)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^clusters\[1\]:"):
         solve_batch([t2, "x"])  # type: ignore[list-item]
