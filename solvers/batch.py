@@ -46,6 +46,12 @@ _LADDER = np.array([1e-2, 1e-4, 1e-6])
 predicted optimum u."""
 _UNIFORM = 5
 """Uniform samples of u per refinement round (besides the predictions)."""
+_N_INIT = 40
+"""Initial samples of u - u_left, log-spaced from 1e-12 of the span to the span (as
+solvers.exact), plus u_feas."""
+_WAVES = (8, 4, 2, 1)
+"""The initial samples are searched in waves: every 8th from the coarse tG grid, then those
+halfway between solved ones from their neighbours' optimal tG."""
 _BIG = 1e300
 """Breakpoint of a padded GLD: finite (0 * _BIG = 0 in the sums), above every real one."""
 
@@ -824,7 +830,7 @@ def _outer(p: _Prep, cols: np.ndarray, u_left: np.ndarray, u_feas: np.ndarray,
     first = np.maximum(1e-12 * span, 1e-12 * u_left)  # as solvers.exact
     with np.errstate(all="ignore"):
         xs = u_left[:, None] + np.exp(np.log(first)[:, None] + np.log(span / first)[:, None]
-                                      * np.linspace(0.0, 1.0, 40))
+                                      * np.linspace(0.0, 1.0, _N_INIT))
     xs = np.concatenate([xs, u_feas[:, None]], 1)
     xs = np.where((xs > u_left[:, None]) & (xs <= u_hi[:, None]), xs, np.nan)
     xs = np.sort(xs, axis=1)
@@ -836,12 +842,12 @@ def _outer(p: _Prep, cols: np.ndarray, u_left: np.ndarray, u_feas: np.ndarray,
     vals = tuple(np.full(xs.shape, f) for f in _FILL)
     n0 = xs.shape[1]
     best = np.full(g, np.inf)
-    for step in (8, 4, 2, 1):
+    for step in _WAVES:
         idx = np.arange(0, n0, step)
-        if step < 8:
+        if step < _WAVES[0]:
             idx = idx[(idx // step) % 2 == 1]
         sub = xq[:, idx]
-        if step == 8:
+        if step == _WAVES[0]:
             guess = None
         else:
             il, ir = idx - step, np.minimum(idx + step, (n0 - 1) // (2 * step) * 2 * step)
