@@ -11,6 +11,14 @@ tG); clusters that are certified drop out of the arrays. The device axes are pad
 batch's largest M and N, with boolean masks: a padded GLD has no gain, no jamming power and
 an infinite breakpoint, a padded BLD needs no jamming.
 
+Two things differ from the loop, neither in what is certified: the 41 starting samples of u
+are searched in waves (every 8th from the coarse tG grid, the others from their solved
+neighbours' optimal tG), and before the search over u each cluster tries a shortcut
+certificate: V_free = min y + tG without the jamming constraint is a lower bound of T* - const,
+and where V(u) reaches it at a sync time u with u + tB_loc <= V_free (the jamming does not
+bind, about half of the random clusters) T* is certified at once (:func:`_flat`). The loop
+then sometimes ends ``converged`` at a tight ``rtol`` where the batch ends ``optimal``.
+
 Notation as in :mod:`solvers._core`: w = 1/y^2, a_i(tG) = E_max,i - E_i^up(tG), cap_i = Q_max,i
 u, Q(u) the jamming that syncs every BLD within u (eq. (23) inverted), D = Q(u) u the jamming
 energy (eq. (10)), and the feasibility test of docs/MODEL.md (erratum 5).
@@ -20,12 +28,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
-from dtfl_env.config import Cluster
+from dtfl_env.config import BLDParams, Cluster, Constants, GLDParams
 from dtfl_env.model.system import LN2
 
 __all__ = ["STATUS_CODES", "BatchResult", "ClusterBatch", "solve_batch"]
@@ -96,29 +104,20 @@ class ClusterBatch:
         m = max((c.n_gld for c in clusters), default=0)
         n = max((c.n_bld for c in clusters), default=0)
 
-        def pad(groups: list[Any], width: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-            names = [f.name for f in _fields(groups[0])] if groups else []
-            out = {k: np.ones((b, width)) for k in names}
+        def pad(groups: list[Any], kind: type, width: int
+                ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+            out = {f.name: np.ones((b, width)) for f in fields(kind)}
             mask = np.zeros((b, width), dtype=bool)
-            for i, g in enumerate(groups):
-                k = len(g)
-                mask[i, :k] = True
-                for name in names:
-                    out[name][i, :k] = getattr(g, name)
+            for i, grp in enumerate(groups):
+                mask[i, : len(grp)] = True
+                for name, arr in out.items():
+                    arr[i, : len(grp)] = getattr(grp, name)
             return out, mask
 
-        gld, gmask = pad([c.gld for c in clusters], m)
-        bld, bmask = pad([c.bld for c in clusters], n)
-        from dataclasses import fields
-
-        from dtfl_env.config import Constants
-
+        gld, gmask = pad([c.gld for c in clusters], GLDParams, m)
+        bld, bmask = pad([c.bld for c in clusters], BLDParams, n)
         consts = {f.name: np.array([getattr(c.constants, f.name) for c in clusters], dtype=float)
                   for f in fields(Constants)}
-        if not gld:
-            gld = {f.name: np.ones((b, m)) for f in _fields_of("GLDParams")}
-        if not bld:
-            bld = {f.name: np.ones((b, n)) for f in _fields_of("BLDParams")}
         return cls(gld=gld, bld=bld, constants=consts, gld_mask=gmask, bld_mask=bmask,
                    clusters=clusters)
 
@@ -134,20 +133,6 @@ class ClusterBatch:
             constants={k: v[index] for k, v in self.constants.items()},
             gld_mask=gm[:, :m], bld_mask=bm[:, :n],
             clusters=tuple(self.clusters[i] for i in index) if self.clusters else ())
-
-
-def _fields(obj: Any) -> tuple[Any, ...]:
-    from dataclasses import fields
-
-    return fields(obj)
-
-
-def _fields_of(name: str) -> tuple[Any, ...]:
-    from dataclasses import fields
-
-    import dtfl_env.config as config
-
-    return fields(getattr(config, name))
 
 
 # ---------------------------------------------------------------------------- the result
@@ -575,7 +560,6 @@ def _feasibility(p: _Prep, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     u_left = u_lo.copy()
     u_feas = p.u_free[cols].copy()
     u_hi = u_feas.copy()
-    ar = np.arange(r)
     with np.errstate(all="ignore"):
         grid = q_lo >= 0  # else from tB_up(0) on no jamming is needed
         if grid.any():
@@ -633,7 +617,6 @@ def _feasibility(p: _Prep, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
                 lo = np.where(run, s[np.maximum(j - 1, 0), a], lo)
                 hi = np.where(run, s[j, a], hi)
             u_left[fi] = np.where(ok & ~first, ul + np.exp(lo), ul)
-    del ar
     return feasible, u_left, u_feas, u_hi
 
 
