@@ -910,7 +910,12 @@ def _outer(p: _Prep, cols: np.ndarray, u_left: np.ndarray, u_feas: np.ndarray,
             full = np.concatenate([old, np.full((g, width_new), f)], 1)
             full[a, -width_new:] = nw
             merged.append(full)
+        nv_before = np.isfinite(xs[a]).sum(1)
         xs, fh, fl, vv, ys, tgs = _sort_samples(cat[0], *merged)
+        # every new sample duplicated one (to 2e-12): the search cannot resolve u further
+        stuck = np.isfinite(xs[a]).sum(1) == nv_before
+        status[a[stuck]] = CONVERGED
+        open_[a[stuck]] = False
         # drop the all-NaN columns at the end
         keep = np.isfinite(xs).any(0)
         if not keep.all():

