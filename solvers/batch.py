@@ -978,7 +978,7 @@ def _jam_split(p: _Prep, y: np.ndarray, tg: np.ndarray, q_req: np.ndarray, u: np
 
 
 def solve_batch(clusters: Sequence[Cluster] | ClusterBatch, method: str = "exact", *,
-                rtol: float = 1e-7, max_rounds: int = 80, chunk: int = 256) -> BatchResult:
+                rtol: float = 1e-7, max_rounds: int = 80, chunk: int = 512) -> BatchResult:
     """Solve problem P exactly on B clusters at once; certify each T* to ``rtol`` relative.
 
     The batched :func:`solvers.exact.solve_exact` (same algorithm, numpy over the batch):
@@ -1002,7 +1002,7 @@ def solve_batch(clusters: Sequence[Cluster] | ClusterBatch, method: str = "exact
     max_rounds : int
         Refinement rounds of the search over u.
     chunk : int
-        Clusters solved together (memory: about chunk x 17 x 9 x M_max floats per
+        Clusters solved together (memory: about chunk x 20 x 12 x M_max floats per
         temporary); clusters are grouped by M so that little padding is computed.
 
     Returns
