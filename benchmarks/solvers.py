@@ -8,6 +8,15 @@ gap to the exact T*, the share of instances within 0.1 % of it, and the share of
 break a constraint. Results are saved as JSON.
 
     python benchmarks/solvers.py --clusters 50
+
+With ``--batch`` it measures throughput instead: exact solves per second of
+:func:`solvers.solve_batch` for B = 1, 64, 1,024 and 8,192 clusters (``--sizes``), beside the
+per-cluster loop of the exact solver and cvxpy on subsets of the same clusters, in the same
+run, with the ratios and the batch's largest deviation from the loop's T* (B = 1: one
+cluster per call, averaged over the loop's clusters; larger B: the best of ``--repeats`` up
+to 64, one run above):
+
+    python benchmarks/solvers.py --batch
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from dtfl_env.model import evaluate_allocation  # noqa: E402
 from dtfl_env.scenarios import random_cluster, table2_cluster  # noqa: E402
-from solvers import solve  # noqa: E402
+from solvers import solve, solve_batch  # noqa: E402
 
 ALL = ("exact", "algorithm2", "algorithm2-paper", "cvxpy")
 
@@ -51,14 +60,116 @@ def _violates(cluster, res) -> bool:  # type: ignore[no-untyped-def]
     return ev.min_slack < -1e-9
 
 
+def _instances(n: int, seed: int) -> list:  # type: ignore[type-arg]
+    """The random clusters of the benchmark (M in 2..10, N in 1..6), seeded."""
+    return [random_cluster(seed + k, n_gld=2 + (k * 7) % 9, n_bld=1 + (k * 5) % 6)
+            for k in range(n)]
+
+
+def _batch_main(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
+    """Throughput of solve_batch against the per-cluster loop and cvxpy, same clusters."""
+    sizes = args.sizes
+    clusters = _instances(max(sizes), args.seed)
+    n_loop = min(args.loop_clusters, len(clusters))
+    t0 = time.perf_counter()
+    ref = [solve(c, "exact") for c in clusters[:n_loop]]
+    loop_us = 1e6 * (time.perf_counter() - t0) / n_loop
+    cvx_us = float("nan")
+    if args.cvxpy_clusters > 0:
+        sub = clusters[:args.cvxpy_clusters]
+        t0 = time.perf_counter()
+        for c in sub:
+            solve(c, "cvxpy")
+        cvx_us = 1e6 * (time.perf_counter() - t0) / len(sub)
+    rows = []
+    dev = 0.0
+    for b in sizes:
+        if b == 1:  # one cluster per call, over the loop's clusters (one alone is no mean)
+            t0 = time.perf_counter()
+            for c in clusters[:n_loop]:
+                solve_batch([c])
+            dt = (time.perf_counter() - t0) / n_loop
+            res = solve_batch(clusters[:1])
+        else:
+            times = []
+            for _ in range(args.repeats if b <= 64 else 1):
+                t0 = time.perf_counter()
+                res = solve_batch(clusters[:b])
+                times.append(time.perf_counter() - t0)
+            dt = min(times)
+        us = 1e6 * dt / b
+        k = min(b, n_loop)
+        t_ref = np.array([r.T for r in ref[:k]])
+        fin = np.isfinite(t_ref)
+        if not np.array_equal(fin, np.isfinite(res.T[:k])):
+            raise RuntimeError(f"B={b}: the batch and the loop disagree on feasibility")
+        if fin.any():
+            dev = max(dev, float(np.max(np.abs(res.T[:k][fin] - t_ref[fin]) / t_ref[fin])))
+        rows.append({"B": b, "seconds": dt, "clusters_per_s": b / dt, "us_per_cluster": us,
+                     "speedup_vs_loop": loop_us / us, "speedup_vs_cvxpy": cvx_us / us,
+                     "infeasible": int(np.sum(~res.feasible))})
+    print(f"exact solver throughput on {max(sizes)} random clusters (seed {args.seed}, M 2-10, "
+          f"N 1-6); loop on {n_loop}, cvxpy on {args.cvxpy_clusters}")
+    print(f"per-cluster loop: {loop_us:9.1f} us/cluster  {1e6 / loop_us:9.0f} clusters/s")
+    if args.cvxpy_clusters > 0:
+        print(f"cvxpy:            {cvx_us:9.1f} us/cluster  {1e6 / cvx_us:9.1f} clusters/s")
+    header = f"{'B':>6}{'clusters/s':>12}{'us/cluster':>12}{'x loop':>9}{'x cvxpy':>10}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['B']:>6}{r['clusters_per_s']:>12.0f}{r['us_per_cluster']:>12.1f}"
+              f"{r['speedup_vs_loop']:>9.1f}{r['speedup_vs_cvxpy']:>10.0f}")
+    print(f"largest |T_batch - T_loop| / T_loop: {dev:.2e} (both certified to 1e-7)")
+    record = {"mode": "batch", "seed": args.seed, "sizes": sizes, "loop_clusters": n_loop,
+              "cvxpy_clusters": args.cvxpy_clusters, "loop_us_per_cluster": loop_us,
+              "cvxpy_us_per_cluster": cvx_us, "rows": rows, "max_rel_dev_vs_loop": dev,
+              "python": platform.python_version(), "machine": platform.machine(),
+              "numpy": np.__version__}
+    out = Path(args.out or Path(__file__).parent / "results" / "solvers_batch.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"saved {out}")
+    return record
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma list of integers: {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be >= 1, got {text!r}")
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clusters", type=int, default=50, help="random clusters (default 50)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=5, help="timing repeats on Table II")
     ap.add_argument("--solvers", default=",".join(ALL), help=f"comma list from {ALL}")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "solvers.json"))
+    ap.add_argument("--out", default=None,
+                    help="JSON record (default results/solvers.json, "
+                         "results/solvers_batch.json with --batch)")
+    ap.add_argument("--batch", action="store_true",
+                    help="throughput of solve_batch beside the loop and cvxpy")
+    ap.add_argument("--sizes", type=_sizes, default=[1, 64, 1024, 8192],
+                    help="batch sizes for --batch (default 1,64,1024,8192)")
+    ap.add_argument("--loop-clusters", type=int, default=256,
+                    help="clusters timed with the per-cluster loop for --batch (default 256)")
+    ap.add_argument("--cvxpy-clusters", type=int, default=5,
+                    help="clusters timed with cvxpy for --batch (default 5; 0: skip)")
     args = ap.parse_args(argv)
+    if args.repeats < 1:
+        ap.error("--repeats: must be >= 1")
+    if args.loop_clusters < 1:
+        ap.error("--loop-clusters: must be >= 1")
+    if args.cvxpy_clusters < 0:
+        ap.error("--cvxpy-clusters: must be >= 0")
+    if args.batch:
+        return _batch_main(args)
+    if args.out is None:
+        args.out = str(Path(__file__).parent / "results" / "solvers.json")
     methods = [m.strip() for m in args.solvers.split(",") if m.strip()]
     for m in methods:
         if m not in ALL:
@@ -67,9 +178,7 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
         methods.insert(0, "exact")
 
     instances = [("table2", table2_cluster())]
-    for k in range(args.clusters):
-        m, n = 2 + (k * 7) % 9, 1 + (k * 5) % 6
-        instances.append((f"random-{k}", random_cluster(args.seed + k, n_gld=m, n_bld=n)))
+    instances += [(f"random-{k}", c) for k, c in enumerate(_instances(args.clusters, args.seed))]
 
     rows: dict[str, dict[str, list]] = {m: {"t2": [], "rand": [], "gap": [], "viol": [],  # type: ignore[type-arg]
                                             "status": []} for m in methods}

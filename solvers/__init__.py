@@ -1,16 +1,19 @@
 """Solvers of problem P (one cluster): the paper's Algorithm 2, an exact solver and a
-generic cvxpy cross-check. Each returns a scipy-style :class:`SolverResult`."""
+generic cvxpy cross-check. Each returns a scipy-style :class:`SolverResult`.
+:func:`solve_batch` runs the exact solver on many clusters at once (:class:`BatchResult`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from dtfl_env.config import Cluster
+from solvers.batch import BatchResult, ClusterBatch, solve_batch
 from solvers.exact import solve_exact
 from solvers.fixed_q import allocation_at_q
 from solvers.result import SolverResult
 
-__all__ = ["SOLVERS", "SolverResult", "allocation_at_q", "solve", "solve_exact"]
+__all__ = ["SOLVERS", "BatchResult", "ClusterBatch", "SolverResult", "allocation_at_q", "solve",
+           "solve_batch", "solve_exact"]
 
 SOLVERS = ("exact", "algorithm2", "algorithm2-paper", "cvxpy")
 

@@ -89,3 +89,28 @@ def test_block_size_small_run(tmp_path: Path) -> None:
     for r in res["rows"]:  # one transaction per device on chain vs one per cluster
         assert r["fedavg_bytes"] > 0 and r["proposed_fixed_bytes"] > 0
     assert res["rows"][1]["fedavg_bytes"] > res["rows"][0]["fedavg_bytes"]
+
+
+def test_solvers_batch_small_run(tmp_path: Path) -> None:
+    out = tmp_path / "solvers_batch.json"
+    proc = _run("solvers.py", "--batch", "--sizes", "1,6", "--loop-clusters", "4",
+                "--cvxpy-clusters", "1", "--repeats", "1", "--out", str(out), cwd=tmp_path)
+    res = json.loads(out.read_text())
+    assert res["mode"] == "batch" and [r["B"] for r in res["rows"]] == [1, 6]
+    for r in res["rows"]:
+        assert r["clusters_per_s"] > 0
+        assert abs(r["us_per_cluster"] * r["B"] - 1e6 * r["seconds"]) < 1e-6 * r["B"] * 1e6
+        assert abs(r["speedup_vs_loop"] - res["loop_us_per_cluster"] / r["us_per_cluster"]) \
+            < 1e-9 * r["speedup_vs_loop"]
+        assert r["speedup_vs_cvxpy"] > 0
+    # both solvers certify T* to 1e-7 relative on the same clusters
+    assert res["max_rel_dev_vs_loop"] <= 2e-7
+    assert "x loop" in proc.stdout and "cvxpy" in proc.stdout
+
+
+def test_solvers_batch_rejects_bad_sizes(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(BENCH / "solvers.py"), "--batch", "--sizes",
+                           "0,4", "--out", str(tmp_path / "x.json")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--sizes" in proc.stderr
+    assert not (tmp_path / "x.json").exists()
