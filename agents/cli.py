@@ -95,6 +95,13 @@ def cmd_solve(args: argparse.Namespace) -> int:
         cluster.save(args.save)
         print(f"saved {jobs[0][0]} to {args.save}", file=sys.stderr)
     code = 0
+    valid = [item for _, item in jobs if isinstance(item, Cluster)]
+    batched: dict[int, object] = {}
+    if args.solver == "exact" and len(valid) > 1:  # many instances: one batched solve
+        from solvers import solve_batch
+
+        batch = solve_batch(valid)
+        batched = {id(c): batch.result(i, c) for i, c in enumerate(valid)}
     for name, item in jobs:
         if isinstance(item, str):
             code = 2
@@ -102,7 +109,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(_error_record(name, item)), flush=True)
             continue
-        res = _solve(item, args.solver)
+        res = batched.get(id(item)) or _solve(item, args.solver)
         if args.json:
             print(json.dumps(_json_record(res, name)), flush=True)
         else:

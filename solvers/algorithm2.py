@@ -52,7 +52,7 @@ import numpy as np
 from dtfl_env.config import Cluster
 from dtfl_env.model.system import evaluate_allocation
 from solvers._core import Prepared, finalize
-from solvers.exact import _lower_bound
+from solvers.exact import convexity_lower_bound
 from solvers.result import SolverResult
 
 __all__ = ["DualTrace", "dual_at_q", "solve_algorithm2"]
@@ -360,7 +360,7 @@ def _local_gain(p: Prepared, tbs: np.ndarray, totals: np.ndarray, k: int) -> flo
     kk = int(np.flatnonzero(np.flatnonzero(ok) == kk)[0]) if ok[kk] else int(np.argmin(f))
     x_left = u[max(kk - 1, 0)]
     x_right = u[min(kk + 1, u.size - 1)]
-    return float(f[kk] - _lower_bound(u, f, f, kk, x_left, x_right, p.tb_loc))
+    return float(f[kk] - convexity_lower_bound(u, f, f, kk, x_left, x_right, p.tb_loc))
 
 
 _LADDER = np.array([0.1, 1e-2, 1e-3, 1e-4])

@@ -26,6 +26,7 @@ energy (eq. (10)), and the feasibility test of docs/MODEL.md (erratum 5).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -35,6 +36,8 @@ import numpy as np
 
 from dtfl_env.config import BLDParams, Cluster, Constants, GLDParams
 from dtfl_env.model.system import LN2
+from solvers._core import finalize
+from solvers.result import SolverResult
 
 __all__ = ["STATUS_CODES", "BatchResult", "ClusterBatch", "solve_batch"]
 
@@ -193,6 +196,26 @@ class BatchResult:
     def jam_power_w(self, i: int) -> np.ndarray:
         """Cluster ``i``'s jamming powers without the padding, shape (M_i,)."""
         return self.q[i, : int(self.n_gld[i])]
+
+    def result(self, i: int, cluster: Cluster) -> SolverResult:
+        """Cluster ``i``'s answer as the per-cluster :class:`SolverResult` (``cluster``: the
+        ``i``-th cluster of the batch), re-evaluated in the model like :func:`solve_exact`'s.
+        ``wall_time_s`` is the batch's share per cluster."""
+        if not 0 <= i < len(self):
+            raise ValueError(f"i: must be in [0, {len(self)}), got {i}")
+        if cluster.n_gld != int(self.n_gld[i]):
+            raise ValueError(f"cluster: has {cluster.n_gld} GLDs, batch entry {i} has "
+                             f"{int(self.n_gld[i])}")
+        share = self.wall_time_s / max(len(self), 1)
+        status, msg, nit = str(self.status[i]), str(self.message[i]), int(self.iterations[i])
+        if status == "infeasible":
+            return SolverResult.infeasible(cluster.n_gld, msg, solver=self.solver,
+                                           iterations=nit, wall_time_s=share)
+        res = finalize(cluster, y=float(self.y[i]), tg=float(self.tG[i]),
+                       q=self.jam_power_w(i), status=status, message=msg, solver=self.solver,
+                       iterations=nit, t0=time.perf_counter(),
+                       info={"lower_bound_s": float(self.lower_bound_s[i])})
+        return dataclasses.replace(res, wall_time_s=share)
 
     def __repr__(self) -> str:
         counts = {s: int(np.sum(self.status_code == k)) for k, s in enumerate(STATUS_CODES)}
@@ -658,7 +681,7 @@ def _lower_bound(x: np.ndarray, fl: np.ndarray, fh: np.ndarray, k: np.ndarray,
                  nv: np.ndarray, left: np.ndarray, right: np.ndarray, c: np.ndarray
                  ) -> np.ndarray:
     """Convexity lower bound of min f over [left, right] per row (the batched
-    ``solvers.exact._lower_bound``): f = max(V(u), u + c) + const is convex, f_lo <= f <=
+    ``solvers.exact.convexity_lower_bound``): f = max(V(u), u + c) + const is convex, f_lo <= f <=
     f_hi at the sorted samples ``x`` (``nv`` valid per row, NaN after), ``k`` the incumbent.
     A secant through a sample a (its lower value) and a partner i (its upper value) bounds f
     beyond a, away from i; an infeasible sample means an infeasible side (the domain is an

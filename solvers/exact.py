@@ -40,7 +40,7 @@ from dtfl_env.config import Cluster
 from solvers._core import Prepared, finalize
 from solvers.result import SolverResult
 
-__all__ = ["solve_exact"]
+__all__ = ["convexity_lower_bound", "solve_exact"]
 
 _GUESS = np.array([-0.1, -1e-2, -1e-3, 1e-3, 1e-2, 0.1])
 """Relative offsets of the starting points of a tG search from the interpolated optimum."""
@@ -49,8 +49,8 @@ _LADDER = np.array([3e-2, 1e-2, 3e-3, 1e-3, 1e-4, 1e-5, 1e-6])
 predicted optimum."""
 
 
-def _lower_bound(x: np.ndarray, f_lo: np.ndarray, f_hi: np.ndarray, k: int,
-                 x_left: float, x_right: float, c: float) -> float:
+def convexity_lower_bound(x: np.ndarray, f_lo: np.ndarray, f_hi: np.ndarray, k: int,
+                          x_left: float, x_right: float, c: float) -> float:
     """Convexity lower bound of min f over [x_left, x_right] from bracketed samples.
 
     f (here max(V(u), u + c)) is convex, f(u) >= u + c, and f_lo <= f(x) <= f_hi at the
@@ -243,14 +243,15 @@ def solve_exact(cluster: Cluster, *, rtol: float = 1e-7, max_rounds: int = 80,
                 # too coarse samples for a certificate even with exact values: no need to
                 # check again this round
                 state["checked"] = True
-                if fh[k] - _lower_bound(x_all, fh, fh, k, u_left, u_hi, c) > 2 * rtol * fh[k]:
+                bound = convexity_lower_bound(x_all, fh, fh, k, u_left, u_hi, c)
+                if fh[k] - bound > 2 * rtol * fh[k]:
                     state["hopeless"] = True
             if state.get("hopeless"):
                 return False
             fl = np.concatenate([fl_old, np.maximum(v_lo, floor)])[order]
             if fl[k] < fh[k] * (1.0 - rtol):
                 return False
-            return fh[k] - _lower_bound(x_all, fl, fh, k, u_left, u_hi, c) <= rtol * fh[k]
+            return fh[k] - convexity_lower_bound(x_all, fl, fh, k, u_left, u_hi, c) <= rtol * fh[k]
 
         v, y, tg, v_lo = p.gld_time_bounds(dem, u, guess=guess, floor=floor, stop=certified)
         return np.maximum(v, floor), np.maximum(v_lo, floor), v, y, tg
@@ -270,7 +271,7 @@ def solve_exact(cluster: Cluster, *, rtol: float = 1e-7, max_rounds: int = 80,
         if not finite.any():
             break
         k = int(np.argmin(fs))
-        lb = _lower_bound(xs, fl, fs, k, u_left, u_hi, c)
+        lb = convexity_lower_bound(xs, fl, fs, k, u_left, u_hi, c)
         if fs[k] - lb <= rtol * fs[k]:
             status = "optimal"
             msg = (f"certified to rtol={rtol:g}: T - lower bound = {fs[k] - lb:.3g} s "
@@ -290,7 +291,7 @@ def solve_exact(cluster: Cluster, *, rtol: float = 1e-7, max_rounds: int = 80,
         new = np.unique(np.concatenate(new))
         new = new[(new > lo_x) & (new < hi_x)]
         # skip points that duplicate a sample (to 2e-12): a secant through two such points
-        # has a slope of rounding noise (_lower_bound ignores it)
+        # has a slope of rounding noise (convexity_lower_bound ignores it)
         pos = np.clip(np.searchsorted(xs, new), 1, xs.size - 1)
         gap = np.minimum(np.abs(new - xs[pos - 1]), np.abs(new - xs[pos]))
         new = new[gap > 2e-12 * np.abs(new)]
@@ -316,8 +317,8 @@ def solve_exact(cluster: Cluster, *, rtol: float = 1e-7, max_rounds: int = 80,
     q = p.jam_split(y_star, tg_star, q_req, u_star)
     return finalize(cluster, y=y_star, tg=tg_star, q=q, status=status, message=msg,
                     solver=name, iterations=nit, t0=t0,
-                    info={"lower_bound_s": float(_lower_bound(xs, fl, fs, k, u_left, u_hi, c)
-                                                 + p.fixed_s),
+                    info={"lower_bound_s": float(
+                        convexity_lower_bound(xs, fl, fs, k, u_left, u_hi, c) + p.fixed_s),
                           "samples": int(xs.size)})
 
 

@@ -112,3 +112,29 @@ def test_reproduce_cli(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "runs" / "fig9_block_size" / "fig9_block_size.png").is_file()
     assert main(["reproduce", "fig99"]) == 2
     assert "unknown figure" in capsys.readouterr().err
+
+
+def test_many_exact_instances_are_solved_as_one_batch(tmp_path, capsys):
+    from dtfl_env.scenarios import random_cluster
+    from solvers import solve
+
+    paths = []
+    for seed in range(4):
+        c = random_cluster(seed, n_gld=3 + seed, n_bld=seed % 3)
+        if seed == 3:  # an infeasible one among them
+            c = type(c)(c.gld.__class__(**{**c.gld.to_dict(),
+                                           "energy_budget_j": [0.01] * c.n_gld}),
+                        c.bld, c.constants)
+        paths.append(tmp_path / f"c{seed}.json")
+        c.save(paths[-1])
+    capsys.readouterr()
+    assert main(["solve", "--instance", *map(str, paths), "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["solver"] for r in lines] == ["exact-batch"] * 4
+    for path, rec in zip(paths, lines, strict=True):
+        ref = solve(type(c).load(path), "exact")
+        if ref.feasible:
+            assert rec["T"] == pytest.approx(ref.T, rel=1e-6) and rec["status"] == ref.status
+        else:
+            assert rec["status"] == "infeasible" and rec["T"] is None
+    assert lines[3]["status"] == "infeasible"
