@@ -222,22 +222,7 @@ class Prepared:
         a_b = self._wmk[:, jb] * base.reshape(m, -1)[jb, ar]
         a0, a1, a2 = np.where(is_h.reshape(-1), a_h, a_b * is_b.reshape(-1)).reshape(
             (3, *shape))
-        ep = em1 + 1.0
-        w1 = x * ep * a0 + em1 * (x * a1 - a0)  # -sum c_i dE_i/dt, eq. (31)
-        w2 = (x * x / t) * (ep * (a0 + 2.0 * a1) + em1 * a2)  # +sum c_i d2E_i/dt2
-        out = np.empty((6, *shape))
-        out[0] = t
-        out[3] = w
-        out[4] = w1
-        ok = w > 0
-        y = 1.0 / np.sqrt(w)
-        q = 0.5 * w1 * (y * y * y)  # 1 - h'
-        out[1] = t + y
-        out[2] = 1.0 - q
-        out[1][~ok] = np.inf
-        out[2][~ok] = -np.inf
-        out[5] = t + np.log(q) / (w2 / w1 + 1.5 * w1 / w)
-        return out
+        return tg_point_rows(t, w, x, em1, a0, a1, a2)
 
     def _row_consts(self, demand: np.ndarray, u: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -542,6 +527,30 @@ class Prepared:
         if total <= 0:
             return np.zeros(self.m)
         return cap * min(1.0, q_req / total)
+
+
+def tg_point_rows(t: np.ndarray, w: np.ndarray, x: np.ndarray, em1: np.ndarray,
+                  a0: np.ndarray, a1: np.ndarray, a2: np.ndarray) -> np.ndarray:
+    """The stack (t, h, h', w, w', t_N) of the tG search at points ``t`` (any shape), from
+    w(tG), x = r ln 2, e^x - 1 and the active piece's weighted sums a0, a1, a2 of the
+    upload-energy terms (see :meth:`Prepared._evaluate`; shared with
+    :mod:`solvers.batch`). Infeasible points (w <= 0) get h = inf, h' = -inf."""
+    ep = em1 + 1.0
+    w1 = x * ep * a0 + em1 * (x * a1 - a0)  # -sum c_i dE_i/dt, eq. (31)
+    w2 = (x * x / t) * (ep * (a0 + 2.0 * a1) + em1 * a2)  # +sum c_i d2E_i/dt2
+    out = np.empty((6, *t.shape))
+    out[0] = t
+    out[3] = w
+    out[4] = w1
+    ok = w > 0
+    y = 1.0 / np.sqrt(w)
+    q = 0.5 * w1 * (y * y * y)  # 1 - h'
+    out[1] = t + y
+    out[2] = 1.0 - q
+    out[1][~ok] = np.inf
+    out[2][~ok] = -np.inf
+    out[5] = t + np.log(q) / (w2 / w1 + 1.5 * w1 / w)
+    return out
 
 
 def finalize(cluster: Cluster, *, y: float, tg: float, q: np.ndarray, status: str,

@@ -36,7 +36,7 @@ import numpy as np
 
 from dtfl_env.config import BLDParams, Cluster, Constants, GLDParams
 from dtfl_env.model.system import LN2
-from solvers._core import finalize
+from solvers._core import finalize, tg_point_rows
 from solvers.result import SolverResult
 
 __all__ = ["STATUS_CODES", "BatchResult", "ClusterBatch", "solve_batch"]
@@ -409,22 +409,7 @@ class _Rows:
         a0 = np.where(is_h, sums[..., 0] / den, b0)
         a1 = np.where(is_h, sums[..., 1] / den, b0 * j)
         a2 = np.where(is_h, sums[..., 2] / den, b0 * j * j)
-        ep = em1 + 1.0
-        w1 = x * ep * a0 + em1 * (x * a1 - a0)  # -sum c_i dE_i/dt, eq. (31)
-        w2 = (x * x / t) * (ep * (a0 + 2.0 * a1) + em1 * a2)  # +sum c_i d2E_i/dt2
-        out = np.empty((6, *t.shape))
-        out[0] = t
-        out[3] = w
-        out[4] = w1
-        ok = w > 0
-        y = 1.0 / np.sqrt(w)
-        q = 0.5 * w1 * (y * y * y)  # 1 - h'
-        out[1] = t + y
-        out[2] = 1.0 - q
-        out[1][~ok] = np.inf
-        out[2][~ok] = -np.inf
-        out[5] = t + np.log(q) / (w2 / w1 + 1.5 * w1 / w)
-        return out
+        return tg_point_rows(t, w, x, em1, a0, a1, a2)
 
 
 def _grid_bracket(rows: _Rows) -> tuple[np.ndarray, np.ndarray]:
