@@ -22,7 +22,6 @@ from dtfl_env.model.feasible import (
     jamming_interval,
     jamming_split,
     training_energy_j,
-    upload_energy_j,
 )
 from solvers import allocation_at_q, solve
 from solvers._core import Prepared
@@ -66,7 +65,7 @@ def fallback_allocation(env: Any) -> tuple[float, float, np.ndarray]:
     arr = env.cluster_arrays
     if arr.g_cd.size == 0 or arr.b_data.size == 0:
         return y, tg, q
-    left = arr.g_e_max - training_energy_j(arr, y) - upload_energy_j(arr, tg)
+    left = arr.g_e_max - training_energy_j(arr, y) - arr.upload_energy_j(tg)
     return y, tg, _max_affordable_jamming(env, left)
 
 

@@ -27,6 +27,7 @@ from collections.abc import Callable
 import numpy as np
 
 from dtfl_env.config import Cluster
+from dtfl_env.model.batch import ClusterRow, upload_energy_j
 from dtfl_env.model.system import (
     LN2,
     bld_twin_latency_s,
@@ -41,51 +42,27 @@ _TG_GRID = 4.0 ** np.arange(12)
 """Coarse grid of tG / tG_min that brackets the minimiser of y + tG (convex in tG)."""
 
 
-def _min_upload_time(cluster: Cluster) -> float:
-    """Smallest tG with p_i <= P_max,i for every GLD, constraint (24c) / (14c).
-
-    Same answer as :func:`dtfl_env.model.system.min_upload_time_s` (to rounding), faster:
-    f_i(x) = log(e^x - 1) + (i - 1) x - log(P_max,i g_iC / n_C) is concave and increasing in
-    x = r ln 2, so Newton's method started right of the root (at the i = 1 root) jumps left
-    of it and then climbs monotonically: every iterate after the first keeps p_i <= P_max.
-    """
-    k = cluster.constants
-    g = cluster.gld
-    log_c = np.log(g.max_power_w * g.gain_coordinator / k.noise_coordinator_w)
-    idx = np.arange(cluster.n_gld, dtype=float)
-    x = np.log1p(np.exp(log_c))  # the root for i = 1; right of the root for every i > 1
-    with np.errstate(all="ignore"):
-        for it in range(100):
-            em1 = np.expm1(x)
-            f = np.log(em1) + idx * x - log_c
-            step = f / ((em1 + 1.0) / em1 + idx)
-            x = x - step
-            if it and np.all(np.abs(step) <= 4e-16 * x):
-                break
-        x = x * (1.0 - 4e-16)  # stay on the feasible side despite rounding
-    return float(np.max(k.model_bits / (k.bandwidth_hz * (x / LN2))))
-
-
 class Prepared:
     """Per-cluster constants of problem P, computed once and reused by every solver call."""
 
     def __init__(self, cluster: Cluster) -> None:
         k = cluster.constants
         g = cluster.gld
+        row = ClusterRow.from_cluster(cluster)  # the model's derived constants
         self.cluster = cluster
         self.m = m = cluster.n_gld
         self.n = cluster.n_bld
         self.c = k.cycles_per_round_bit
-        self.k_loc = k.switched_capacitance * (self.c * g.data_bits) ** 3  # eq. (18): E = K/y^2
-        self.y_min = float(np.max(self.c * g.data_bits / g.max_cpu_hz)) if m else 0.0  # (19)
+        self.k_loc = row.g_kloc  # eq. (18): E = K/y^2
+        self.y_min = row.y_min_s  # (19)
         self.w_max = 1.0 / self.y_min**2 if m else np.inf
-        self.tg_min = _min_upload_time(cluster) if m else 0.0  # (24c)
+        self.tg_min = row.tg_min_s  # (24c)
         self.g_e = g.gain_eavesdropper
         self.q_max = g.max_jam_power_w
         self.e_max = g.energy_budget_j
-        self.n_over_g = k.noise_coordinator_w / g.gain_coordinator
-        self.sic = np.arange(m, dtype=float)  # i - 1
-        self.x_scale = k.model_bits * LN2 / k.bandwidth_hz  # r ln 2 = x_scale / tG
+        self.n_over_g = row.g_nog
+        self.sic = row.sic  # i - 1
+        self.x_scale = row.x_scale  # r ln 2 = x_scale / tG
         # upload energy as tG -> inf: n_C/g_iC * L ln2 / W
         self.e_up_inf = self.n_over_g * self.x_scale
         self.gk = self.g_e * self.k_loc
@@ -128,9 +105,8 @@ class Prepared:
 
         Overflows to ``inf`` (never NaN) for tiny tG; call under ``np.errstate``.
         """
-        t = np.asarray(tg, dtype=float)[..., None]
-        x = self.x_scale / t  # r ln 2
-        return self.n_over_g * t * np.expm1(x) * np.exp(self.sic * x)
+        return upload_energy_j(self.n_over_g, self.sic, self.x_scale,
+                               np.asarray(tg, dtype=float)[..., None])
 
     def upload_energy_slope(self, tg: np.ndarray) -> np.ndarray:
         """dE_i^up/dtG (eq. (31)), shape tg.shape + (M,)."""

@@ -29,13 +29,12 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from dtfl_env.config import BLDParams, Cluster, Constants, GLDParams
-from dtfl_env.model.system import LN2
+from dtfl_env.config import Cluster
+from dtfl_env.model.batch import LN2, ClusterBatch
 from solvers._core import finalize, tg_point_rows
 from solvers.result import SolverResult
 
@@ -65,77 +64,6 @@ _WAVES = (8, 4, 2, 1)
 halfway between solved ones from their neighbours' optimal tG."""
 _BIG = 1e300
 """Breakpoint of a padded GLD: finite (0 * _BIG = 0 in the sums), above every real one."""
-
-
-# ---------------------------------------------------------------------------- the batch
-@dataclass(frozen=True)
-class ClusterBatch:
-    """B clusters as padded arrays: GLD fields (B, M_max), BLD fields (B, N_max).
-
-    Build it with :meth:`from_clusters`; ``gld_mask`` / ``bld_mask`` mark the real devices
-    (padded entries hold 1.0 and never enter a result). Constants are per cluster, shape (B,).
-    """
-
-    gld: dict[str, np.ndarray]
-    bld: dict[str, np.ndarray]
-    constants: dict[str, np.ndarray]
-    gld_mask: np.ndarray
-    bld_mask: np.ndarray
-    clusters: tuple[Cluster, ...] = field(default=(), repr=False)
-
-    @property
-    def size(self) -> int:
-        return int(self.gld_mask.shape[0])
-
-    @property
-    def n_gld(self) -> np.ndarray:
-        return self.gld_mask.sum(1)
-
-    @property
-    def n_bld(self) -> np.ndarray:
-        return self.bld_mask.sum(1)
-
-    @classmethod
-    def from_clusters(cls, clusters: Sequence[Cluster]) -> ClusterBatch:
-        """Pad ``clusters`` to the largest M and N among them (B = 0 allowed)."""
-        clusters = tuple(clusters)
-        for i, c in enumerate(clusters):
-            if not isinstance(c, Cluster):
-                raise ValueError(f"clusters[{i}]: expected a dtfl_env.Cluster, got "
-                                 f"{type(c).__name__}")
-        b = len(clusters)
-        m = max((c.n_gld for c in clusters), default=0)
-        n = max((c.n_bld for c in clusters), default=0)
-
-        def pad(groups: list[Any], kind: type, width: int
-                ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-            out = {f.name: np.ones((b, width)) for f in fields(kind)}
-            mask = np.zeros((b, width), dtype=bool)
-            for i, grp in enumerate(groups):
-                mask[i, : len(grp)] = True
-                for name, arr in out.items():
-                    arr[i, : len(grp)] = getattr(grp, name)
-            return out, mask
-
-        gld, gmask = pad([c.gld for c in clusters], GLDParams, m)
-        bld, bmask = pad([c.bld for c in clusters], BLDParams, n)
-        consts = {f.name: np.array([getattr(c.constants, f.name) for c in clusters], dtype=float)
-                  for f in fields(Constants)}
-        return cls(gld=gld, bld=bld, constants=consts, gld_mask=gmask, bld_mask=bmask,
-                   clusters=clusters)
-
-    def subset(self, index: np.ndarray) -> ClusterBatch:
-        """The clusters at ``index``, padded to their own largest M and N."""
-        index = np.asarray(index, dtype=int)
-        gm, bm = self.gld_mask[index], self.bld_mask[index]
-        m = int(gm.sum(1).max(initial=0))
-        n = int(bm.sum(1).max(initial=0))
-        return ClusterBatch(
-            gld={k: v[index, :m] for k, v in self.gld.items()},
-            bld={k: v[index, :n] for k, v in self.bld.items()},
-            constants={k: v[index] for k, v in self.constants.items()},
-            gld_mask=gm[:, :m], bld_mask=bm[:, :n],
-            clusters=tuple(self.clusters[i] for i in index) if self.clusters else ())
 
 
 # ---------------------------------------------------------------------------- the result
@@ -238,33 +166,29 @@ class _Prep:
         self.m = gm.sum(0)
         self.n = bm.sum(0)
         m = gm.shape[0]
-        self.eta_iota = k["local_iterations"] * k["cycles_per_bit"]
-        self.k_loc = k["switched_capacitance"] * (self.eta_iota * g["data_bits"]) ** 3  # (18)
-        y_min = np.where(gm, self.eta_iota * g["data_bits"] / g["max_cpu_hz"], 0.0).max(
-            0, initial=0.0)  # eq. (19)
-        self.y_min = y_min
+        self.k_loc = cb.k_loc.T  # eq. (18)
+        self.y_min = cb.y_min_s  # eq. (19)
         with np.errstate(divide="ignore"):
-            self.w_max = np.where(self.m > 0, 1.0 / y_min**2, np.inf)
+            self.w_max = np.where(self.m > 0, 1.0 / self.y_min**2, np.inf)
         self.g_e = np.where(gm, g["gain_eavesdropper"], 0.0)
         self.q_max = np.where(gm, g["max_jam_power_w"], 0.0)
         self.e_max = g["energy_budget_j"]
-        n_over_g = k["noise_coordinator_w"] / g["gain_coordinator"]
-        self.x_scale = k["model_bits"] * LN2 / k["bandwidth_hz"]  # r ln 2 = x_scale / tG
+        n_over_g = cb.noise_over_gain.T
+        self.x_scale = cb.x_scale  # r ln 2 = x_scale / tG
         self.e_up_inf = n_over_g * self.x_scale  # E_i^up as tG -> inf
         self.sic = np.arange(m, dtype=float)[:, None]  # i - 1
-        self.tg_min = _min_upload_time(g, k, gm)  # (24c)
+        self.tg_min = cb.tg_min_s  # (24c)
         with np.errstate(divide="ignore"):
             self.lng = np.where(gm, np.log(n_over_g), -np.inf)
         self.gk = self.g_e * self.k_loc
         self.ikl = 1.0 / self.k_loc
         self.qk = self.q_max / self.k_loc
         self.gq = (self.g_e * self.q_max).sum(0)  # sum_i Q_max,i g_iE, eq. (22)
-        self.tb_loc = self.eta_iota * np.where(bm, bd["data_bits"], 0.0).sum(0) / k[
-            "coordinator_cpu_hz"]  # eq. (6)
-        self.fixed_s = k["aggregation_s"] + k["coordinator_upload_s"] + k["main_coordinator_s"]
+        self.tb_loc = cb.tb_loc_s  # eq. (6)
+        self.fixed_s = cb.fixed_s
         self.noise_e = k["noise_eavesdropper_w"]
         # BLD constants: a padded BLD needs no jamming (exponent +inf, power 0)
-        legit = np.log2(1.0 + bd["power_w"] * bd["gain_coordinator"] / k["noise_bld_w"])
+        self.legit = legit = cb.bld_legit.T
         self.bld_a = np.where(bm, legit * LN2, np.inf)
         self.bld_d = np.where(bm, bd["data_bits"] / k["bandwidth_hz"] * LN2, 0.0)
         self.bld_ph = np.where(bm, bd["power_w"] * bd["gain_eavesdropper"], 0.0)
@@ -283,7 +207,7 @@ class _Prep:
         """tB_up(Q) = max_j D_jB / R_j(Q), eqs. (21), (23); 0 without BLDs, ``inf`` where
         some R_j = 0. ``jam_w`` has shape (B,)."""
         bd, k = self.bld, self.k
-        legit = np.log2(1.0 + bd["power_w"] * bd["gain_coordinator"] / k["noise_bld_w"])
+        legit = self.legit
         with np.errstate(divide="ignore", invalid="ignore"):
             eve = np.log2(1.0 + bd["power_w"] * bd["gain_eavesdropper"]
                           / (k["noise_eavesdropper_w"] + jam_w))
@@ -315,26 +239,6 @@ class _Prep:
         cap = self.q_max[:, cols][:, None, :] * u
         return (self.g_e[:, cols][:, None, :] * np.minimum(cap, s_inf)).sum(0) - \
             self.jam_demand(u, cols)
-
-
-def _min_upload_time(g: dict[str, np.ndarray], k: dict[str, np.ndarray],
-                     gm: np.ndarray) -> np.ndarray:
-    """tG_min of (24c) per cluster: Newton's method of solvers._core._min_upload_time on
-    f_i(x) = log(e^x - 1) + (i - 1) x - log(P_max,i g_iC / n_C), x = r ln 2, all GLDs of all
-    clusters at once."""
-    log_c = np.log(g["max_power_w"] * g["gain_coordinator"] / k["noise_coordinator_w"])
-    idx = np.arange(gm.shape[0], dtype=float)[:, None]
-    x = np.log1p(np.exp(log_c))
-    with np.errstate(all="ignore"):
-        for it in range(100):
-            em1 = np.expm1(x)
-            step = (np.log(em1) + idx * x - log_c) / ((em1 + 1.0) / em1 + idx)
-            x = x - step
-            if it and np.all(np.abs(step) <= 4e-16 * x):
-                break
-        x = x * (1.0 - 4e-16)
-    t = np.where(gm, k["model_bits"] / (k["bandwidth_hz"] * (x / LN2)), 0.0)
-    return t.max(0, initial=0.0)
 
 
 # ---------------------------------------------------------------------------- inner search
@@ -1131,10 +1035,9 @@ def _solve_chunk(cb: ClusterBatch, rtol: float, max_rounds: int) -> dict[str, np
     q = _jam_split(p, np.where(has_g, y, 1.0), np.where(has_g, tg, 1.0), q_req, u)
     jam = (q * p.g_e).sum(0)  # eq. (20)
     tb = p.sync_time(jam)  # eq. (23)
-    eta = p.eta_iota
     with np.errstate(all="ignore"):
-        cpu = eta * cb.gld["data_bits"].T / y  # eq. (17)
-        y_eval = np.where(p.mask, eta * cb.gld["data_bits"].T / cpu, 0.0).max(0, initial=0.0)
+        cpu = cb.cycles.T / y  # eq. (17)
+        y_eval = np.where(p.mask, cb.cycles.T / cpu, 0.0).max(0, initial=0.0)
     t_gld = np.where(has_g, y_eval + tg, 0.0)  # eq. (12)
     t_bld = np.where(n > 0, tb + p.tb_loc, 0.0)  # eq. (13)
     T = np.maximum(t_gld, t_bld) + p.fixed_s  # eq. (11)

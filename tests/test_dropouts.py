@@ -17,7 +17,8 @@ from agents.policies import GreedyLocalPolicy, SolverPolicy
 from dtfl_env.config import Cluster
 from dtfl_env.envs.dtfl import ActionRangeError
 from dtfl_env.model import evaluate_allocation
-from dtfl_env.model.round import ClusterArrays, gld_dropouts, round_outcome
+from dtfl_env.model.batch import ClusterRow
+from dtfl_env.model.round import gld_dropouts, round_outcome
 from dtfl_env.registration import ENV_IDS
 from dtfl_env.scenarios import random_cluster, table2_cluster
 from solvers import solve
@@ -53,7 +54,7 @@ def test_dropped_glds_do_not_jam_table2_example():
 
 def _random_case(seed: int, n_gld: int, n_bld: int, u: np.ndarray):
     cluster = random_cluster(seed, n_gld=n_gld, n_bld=n_bld)
-    arr = ClusterArrays.from_cluster(cluster)
+    arr = ClusterRow.from_cluster(cluster)
     # an allocation in the direct box's spirit: tG >= tG_min, y >= y_min, any q in [0, Q_max]
     tg = arr.tg_min_s * math.exp(6.0 * u[0])
     y = arr.y_min_s * math.exp(6.0 * u[1])

@@ -10,7 +10,8 @@ import pytest
 
 import dtfl_env  # noqa: F401  (registers the ids)
 from dtfl_env.model import evaluate_allocation, min_upload_time_s
-from dtfl_env.model.round import ClusterArrays, round_outcome
+from dtfl_env.model.batch import ClusterRow
+from dtfl_env.model.round import round_outcome
 from dtfl_env.scenarios import random_cluster
 from solvers import solve
 
@@ -33,7 +34,7 @@ def _feasible_random_clusters(count):
 
 @pytest.mark.parametrize("cluster, res", _feasible_random_clusters(8))
 def test_round_outcome_matches_system_model(cluster, res):
-    arr = ClusterArrays.from_cluster(cluster)
+    arr = ClusterRow.from_cluster(cluster)
     assert arr.tg_min_s == pytest.approx(min_upload_time_s(cluster), rel=1e-12)
     out = round_outcome(arr, y_s=res.y, tg_s=res.tG, jam_power_w=res.q)
     ev = evaluate_allocation(cluster, tg_s=res.tG, y_s=res.y, jam_power_w=res.q)

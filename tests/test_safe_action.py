@@ -10,6 +10,7 @@ import pytest
 
 import dtfl_env  # noqa: F401  (registers the ids)
 from agents.base import SB3Policy
+from dtfl_env.model.batch import ClusterRow
 from dtfl_env.model.feasible import (
     UPLOAD_RESERVE,
     affordable_upload_time_s,
@@ -17,22 +18,21 @@ from dtfl_env.model.feasible import (
     jamming_split,
     safe_allocation,
     training_time_floor_s,
-    upload_energy_j,
 )
-from dtfl_env.model.round import ClusterArrays, round_outcome
+from dtfl_env.model.round import round_outcome
 from dtfl_env.scenarios import random_cluster, table2_cluster
 from solvers import solve
 
 SAFE = {"action": {"mode": "safe"}, "fl": {"backend": "none"}}
 
 
-def _arrays(seed: int | None = None) -> ClusterArrays:
+def _arrays(seed: int | None = None) -> ClusterRow:
     cluster = table2_cluster() if seed is None else random_cluster(seed, n_gld=3 + seed % 6,
                                                                  n_bld=1 + seed % 4)
-    return ClusterArrays.from_cluster(cluster)
+    return ClusterRow.from_cluster(cluster)
 
 
-def _charged(a: ClusterArrays, y: float, tg: float, q: np.ndarray):
+def _charged(a: ClusterRow, y: float, tg: float, q: np.ndarray):
     return round_outcome(a, y_s=y, tg_s=tg, jam_power_w=q)
 
 
@@ -45,8 +45,8 @@ def test_affordable_upload_time_is_the_energy_bound(seed):
         if not math.isfinite(t):
             assert a.g_nog[i] * a.x_scale >= target[i]  # even an endless upload costs too much
             continue
-        assert upload_energy_j(a, t)[i] <= target[i] * (1 + 1e-9)
-        assert upload_energy_j(a, t * (1 - 1e-6))[i] > target[i]  # the smallest such tG
+        assert a.upload_energy_j(t)[i] <= target[i] * (1 + 1e-9)
+        assert a.upload_energy_j(t * (1 - 1e-6))[i] > target[i]  # the smallest such tG
 
 
 def test_optimum_next_to_an_upload_asymptote_round_trips():
@@ -98,11 +98,11 @@ def test_hopeless_gld_has_no_affordable_upload_time():
     assert math.isinf(tg[2]) and np.isfinite(np.delete(tg, 2)).all()
 
 
-def _left(a: ClusterArrays, y: float, tg: float) -> np.ndarray:
-    return np.clip(a.g_e_max - a.g_kcd * a.g_cd**2 / y**2 - upload_energy_j(a, tg), 0.0, None)
+def _left(a: ClusterRow, y: float, tg: float) -> np.ndarray:
+    return np.clip(a.g_e_max - a.g_kcd * a.g_cd**2 / y**2 - a.upload_energy_j(tg), 0.0, None)
 
 
-def _affordable(a: ClusterArrays, left: np.ndarray, q_w: float) -> bool:
+def _affordable(a: ClusterRow, left: np.ndarray, q_w: float) -> bool:
     """Brute force: can the GLDs pay Q (every BLD synced) from ``left``?"""
     eve = np.log2(1.0 + a.b_pe / (a.n_e_w + q_w))
     rate = a.w_hz * (a.b_legit - eve)
@@ -144,7 +144,7 @@ def test_jamming_interval_empty_and_trivial_cases():
     assert jamming_interval(a, np.zeros(a.g_cd.size)) is None  # Table II needs jamming
     assert jamming_interval(a, np.full(a.g_cd.size, 1e-9)) is None  # far too little
     c = table2_cluster()
-    no_bld = ClusterArrays.from_cluster(type(c)(c.gld, c.bld.subset([]), c.constants))
+    no_bld = ClusterRow.from_cluster(type(c)(c.gld, c.bld.subset([]), c.constants))
     assert jamming_interval(no_bld, np.ones(6)) == (0.0, 0.0)
 
 
@@ -284,7 +284,7 @@ def test_sync_bounds_are_feasible_and_tight():
         a, site = env.cluster_arrays, env.view.sites[env.view.cluster]
         tg_base = env.action_type.tg_base(site) if site.m and site.n else math.nan
         for f in (1.0, 1.5, 4.0) if math.isfinite(tg_base) else ():
-            left_up = a.g_e_max - upload_energy_j(a, tg_base * f)
+            left_up = a.g_e_max - a.upload_energy_j(tg_base * f)
             y_sync = sync_training_time_s(a, left_up)
             if not math.isfinite(y_sync):
                 continue
@@ -361,7 +361,7 @@ def test_sync_jamming_gives_the_best_jamming_for_every_a2_at_most_zero():
 @pytest.mark.parametrize("jamming", ["interval", "sync"])
 def test_safe_mapping_without_blds_jams_nothing(jamming):
     c = table2_cluster()
-    a = ClusterArrays.from_cluster(type(c)(c.gld, c.bld.subset([]), c.constants))
+    a = ClusterRow.from_cluster(type(c)(c.gld, c.bld.subset([]), c.constants))
     tg_lo = float(np.max(affordable_upload_time_s(a.g_nog, a.sic, a.g_e_max, a.x_scale)))
     for a2 in (-1.0, 0.0, 1.0):
         y, tg, q = safe_allocation(a, tg_lo, np.array([-0.5, -0.5, a2]), math.log(50),
@@ -448,7 +448,7 @@ def test_observation_safe_bounds_are_the_safe_box_bounds(env_id, mode):
         if site.m:
             tg_base = env.action_type.tg_base(site)
             assert obs[-4] == pytest.approx(math.log10(tg_base), abs=1e-6)
-            y = [training_base_s(a, a.g_e_max - upload_energy_j(a, tg_base * (1 + e)))
+            y = [training_base_s(a, a.g_e_max - a.upload_energy_j(tg_base * (1 + e)))
                  for e in BOUND_EXCESS]
             np.testing.assert_allclose(obs[-3:], np.clip(np.log10(y), -5, 5), atol=1e-5)
             assert np.all(np.diff(obs[-3:]) <= 1e-6)

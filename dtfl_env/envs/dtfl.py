@@ -52,7 +52,8 @@ from dtfl_env.envs.observation import (
 from dtfl_env.envs.reward import RewardFunction
 from dtfl_env.envs.sites import Site, SiteLayout, cluster_from_arrays, draw_site
 from dtfl_env.fl.config import model_size_bits
-from dtfl_env.model.round import ClusterArrays, RoundOutcome, round_outcome
+from dtfl_env.model.batch import ClusterRow
+from dtfl_env.model.round import RoundOutcome, round_outcome
 from dtfl_env.scenarios import RandomClusterConfig, Topology
 
 if TYPE_CHECKING:
@@ -449,7 +450,7 @@ class DTFLEnv(gym.Env):
         return self._sites[self._cluster].cluster(self.constants)
 
     @property
-    def cluster_arrays(self) -> ClusterArrays:
+    def cluster_arrays(self) -> ClusterRow:
         """The current cluster (as the policy sees it) as the fast-path arrays of
         :mod:`dtfl_env.model.round`, for policies that use :mod:`dtfl_env.model.feasible`."""
         if not self._episode_ready:

@@ -16,8 +16,8 @@ from gymnasium import spaces
 
 from dtfl_env.config import Constants
 from dtfl_env.envs.sites import RoundDraw, Site, SiteLayout
+from dtfl_env.model.batch import segment_max
 from dtfl_env.model.feasible import BOUND_EXCESS, safe_bound_features
-from dtfl_env.model.round import segment_max
 
 __all__ = ["BOUND_FEATURES", "GLOBAL_FEATURES", "OBS_CLIP", "SLOT_FEATURES", "ObservationType",
            "db"]
@@ -77,39 +77,40 @@ class ObservationType:
         n_sites = len(lay.sites)
         sync_min = sync_full = np.zeros(n_sites)
         if n_all:
-            legit = np.log2(1.0 + seen_bld["b_power"] * seen_bld["b_gain_c"] / k.noise_bld_w)
+            legit = np.log2(1.0 + seen_bld["power_w"] * seen_bld["gain_coordinator"]
+                            / k.noise_bld_w)
             q_full = np.zeros(n_sites)
             if m_all:
-                np.add.at(q_full, lay.g_site, gld["g_q_max"] * gld["g_gain_e"])  # (22)
-            eve = np.log2(1.0 + seen_bld["b_power"] * seen_bld["b_gain_e"]
+                np.add.at(q_full, lay.g_site,
+                          gld["max_jam_power_w"] * gld["gain_eavesdropper"])  # (22)
+            eve = np.log2(1.0 + seen_bld["power_w"] * seen_bld["gain_eavesdropper"]
                           / (k.noise_eavesdropper_w + q_full[lay.b_site]))
             with np.errstate(divide="ignore"):
                 rate = np.maximum(legit - eve, 0.0)
-                sync_min = segment_max(seen_bld["b_data"] / (k.bandwidth_hz * legit),
+                sync_min = segment_max(seen_bld["data_bits"] / (k.bandwidth_hz * legit),
                                        lay.b_counts)
-                sync_full = segment_max(seen_bld["b_data"] / (k.bandwidth_hz * rate),
+                sync_full = segment_max(seen_bld["data_bits"] / (k.bandwidth_hz * rate),
                                         lay.b_counts)
-        tb_loc = np.array([a.tb_loc_s for a in seen])
+        tb_loc = seen.tb_loc_s
         # observation rows of every site (the twin's view of the BLDs), one vectorised pass
         d = self.max_devices
-        feats = np.zeros((len(lay.sites), d, len(SLOT_FEATURES)))
+        feats = np.zeros((n_sites, d, len(SLOT_FEATURES)))
         gi, gs = lay.g_site, lay.g_slot
         feats[gi, gs, 0] = 1.0
-        feats[gi, gs, 2] = db(gld["g_gain_c"])
-        feats[gi, gs, 3] = db(gld["g_gain_e"])
-        feats[gi, gs, 4] = gld["g_data"] / 50e6
-        feats[gi, gs, 5] = gld["g_p_max"] / 2.0
-        feats[gi, gs, 6] = gld["g_q_max"]
-        feats[gi, gs, 7] = gld["g_v_max"] / 2e9
-        feats[gi, gs, 8] = gld["g_e_max"] / 4.0
+        feats[gi, gs, 2] = db(gld["gain_coordinator"])
+        feats[gi, gs, 3] = db(gld["gain_eavesdropper"])
+        feats[gi, gs, 4] = gld["data_bits"] / 50e6
+        feats[gi, gs, 5] = gld["max_power_w"] / 2.0
+        feats[gi, gs, 6] = gld["max_jam_power_w"]
+        feats[gi, gs, 7] = gld["max_cpu_hz"] / 2e9
+        feats[gi, gs, 8] = gld["energy_budget_j"] / 4.0
         bi, bs = lay.b_site, lay.b_slot
         feats[bi, bs, 1] = 1.0
-        feats[bi, bs, 2] = db(seen_bld["b_gain_c"])
-        feats[bi, bs, 3] = db(seen_bld["b_gain_e"])
-        feats[bi, bs, 4] = seen_bld["b_data"] / 5e6
-        feats[bi, bs, 5] = seen_bld["b_power"] / 2.0
-        tg_min = np.array([a.tg_min_s for a in seen])
-        y_min = np.array([a.y_min_s for a in seen])
+        feats[bi, bs, 2] = db(seen_bld["gain_coordinator"])
+        feats[bi, bs, 3] = db(seen_bld["gain_eavesdropper"])
+        feats[bi, bs, 4] = seen_bld["data_bits"] / 5e6
+        feats[bi, bs, 5] = seen_bld["power_w"] / 2.0
+        tg_min, y_min = seen.tg_min_s, seen.y_min_s
         has_gld = lay.g_counts > 0
         has_bld = lay.b_counts > 0
 
@@ -118,10 +119,10 @@ class ObservationType:
                 return np.where(mask, np.log10(np.where(mask, x, 1.0)), 0.0)
 
         extra = np.column_stack([
-            np.zeros((len(seen), 3)), lay.g_counts / d, lay.b_counts / d,
+            np.zeros((n_sites, 3)), lay.g_counts / d, lay.b_counts / d,
             log10(tg_min, has_gld), log10(y_min, has_gld), log10(tg_lo, has_gld),
             log10(sync_min, has_bld), log10(sync_full, has_bld), log10(tb_loc, has_bld)])
-        rows = np.concatenate([feats.reshape(len(seen), -1), extra], axis=1)
+        rows = np.concatenate([feats.reshape(n_sites, -1), extra], axis=1)
         if self.safe_bounds:
             bounds = np.array([self.bound_features(site, self.ln_tg_range)
                                for site in lay.sites]).reshape(len(lay.sites), -1)

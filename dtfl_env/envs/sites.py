@@ -16,13 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from dtfl_env.config import BLDParams, Cluster, Constants, GLDParams
+from dtfl_env.config import Cluster, Constants
+from dtfl_env.model.batch import ClusterBatch, ClusterRow
 from dtfl_env.model.feasible import (
     affordable_upload_time_s,
     sync_upload_time_s,
-    training_time_floor_s,
 )
-from dtfl_env.model.round import ClusterArrays, build_cluster_arrays, segment_max
 from dtfl_env.scenarios import (
     RandomClusterConfig,
     Topology,
@@ -31,18 +30,14 @@ from dtfl_env.scenarios import (
     table2_cluster,
 )
 
-__all__ = ["SCENARIOS", "RoundDraw", "Site", "SiteLayout", "cluster_from_arrays", "draw_site"]
+__all__ = ["SCENARIOS", "RoundDraw", "Site", "SiteLayout", "cluster_from_arrays",
+           "direct_bounds", "draw_site"]
 
 
-def cluster_from_arrays(a: ClusterArrays, constants: Constants) -> Cluster:
-    """The validated :class:`Cluster` of one site's arrays."""
-    return Cluster(
-        GLDParams(data_bits=a.g_data, gain_coordinator=a.g_gain_c, gain_eavesdropper=a.g_gain_e,
-                  max_power_w=a.g_p_max, max_jam_power_w=a.g_q_max, max_cpu_hz=a.g_v_max,
-                  energy_budget_j=a.g_e_max),
-        BLDParams(data_bits=a.b_data, gain_coordinator=a.b_gain_c, gain_eavesdropper=a.b_gain_e,
-                  power_w=a.b_power),
-        constants)
+def cluster_from_arrays(a: ClusterRow, constants: Constants) -> Cluster:
+    """The validated :class:`Cluster` of one site's arrays (with ``constants``)."""
+    c = a.cluster()
+    return c if c.constants == constants else Cluster(c.gld, c.bld, constants)
 
 
 class Site:
@@ -56,16 +51,17 @@ class Site:
         self.mean_gc, self.mean_ge, self.mean_hc, self.mean_he = means
         self.m, self.n = cluster.n_gld, cluster.n_bld
         # per round: true arrays (charged) and the twin's view of the BLDs (observed)
-        self.true: ClusterArrays | None = None
-        self.seen: ClusterArrays | None = None
+        self.true: ClusterRow | None = None
+        self.seen: ClusterRow | None = None
         self._cluster_cache: Cluster | None = None
         self.tg_lo_s = math.nan  # the shortest upload time every GLD can pay (per round)
         self.tg_base_s = math.nan  # safe action mode: lower end of the tG range (per round)
         self.y_lo_s = math.nan  # the shortest training every GLD can pay (direct mode's base)
 
-    def new_round(self, true: ClusterArrays, seen: ClusterArrays) -> None:
-        """Install a round's channels: forgets the round-dependent caches."""
-        self.true, self.seen, self._cluster_cache = true, seen, None
+    def new_round(self, true: ClusterRow, seen: ClusterRow | None = None) -> None:
+        """Install a round's channels (``seen``: the twins' view, default the true values):
+        forgets the round-dependent caches."""
+        self.true, self.seen, self._cluster_cache = true, seen or true, None
         self.tg_base_s = math.nan
 
     def cluster(self, constants: Constants) -> Cluster:
@@ -146,9 +142,10 @@ def draw_site(cfg: dict[str, Any], constants: Constants, random_cfg: RandomClust
 class RoundDraw:
     """One round's channels of every site, flat over the devices (:class:`SiteLayout`)."""
 
-    gld: dict[str, np.ndarray]  # GLD arrays (true = seen)
-    seen_bld: dict[str, np.ndarray]  # the twins' view of the BLD arrays
-    seen: list[ClusterArrays]  # per site, as a policy sees it
+    gld: dict[str, np.ndarray]  # GLD arrays (true = seen), flat, GLDParams field names
+    seen_bld: dict[str, np.ndarray]  # the twins' view of the BLD arrays, flat
+    true: ClusterBatch  # every site, the true values (charged)
+    seen: ClusterBatch  # every site, as a policy sees it
     tg_lo_s: np.ndarray  # per site: the shortest upload every GLD can pay (NaN: no GLD)
 
 
@@ -162,13 +159,10 @@ class SiteLayout:
         self.g_counts = np.array([s.m for s in sites])
         self.b_counts = np.array([s.n for s in sites])
         cat = np.concatenate
-        self.g_static = {
-            "g_data": cat([x.data_bits for x in g]), "g_p_max": cat([x.max_power_w for x in g]),
-            "g_q_max": cat([x.max_jam_power_w for x in g]),
-            "g_v_max": cat([x.max_cpu_hz for x in g]),
-            "g_e_max": cat([x.energy_budget_j for x in g])}
-        self.b_static = {"b_data": cat([x.data_bits for x in b]),
-                         "b_power": cat([x.power_w for x in b])}
+        self.g_static = {f: cat([getattr(x, f) for x in g])
+                         for f in ("data_bits", "max_power_w", "max_jam_power_w", "max_cpu_hz",
+                                   "energy_budget_j")}
+        self.b_static = {f: cat([getattr(x, f) for x in b]) for f in ("data_bits", "power_w")}
         self.means = [cat([getattr(s, f) for s in sites])
                       for f in ("mean_gc", "mean_ge", "mean_hc", "mean_he")]
         site_of = np.arange(len(sites))
@@ -190,36 +184,46 @@ class SiteLayout:
         else:
             fade = np.ones(2 * (m_all + n_all))
         mgc, mge, mhc, mhe = self.means
-        gld = {**self.g_static, "g_gain_c": mgc * fade[:m_all],
-               "g_gain_e": mge * fade[m_all:2 * m_all]}
-        bld = {**self.b_static, "b_gain_c": mhc * fade[2 * m_all:2 * m_all + n_all],
-               "b_gain_e": mhe * fade[2 * m_all + n_all:]}
-        counts = {"gld_counts": self.g_counts, "bld_counts": self.b_counts}
-        true = build_cluster_arrays(constants, gld=gld, bld=bld, **counts)
+        gld = {**self.g_static, "gain_coordinator": mgc * fade[:m_all],
+               "gain_eavesdropper": mge * fade[m_all:2 * m_all]}
+        bld = {**self.b_static, "gain_coordinator": mhc * fade[2 * m_all:2 * m_all + n_all],
+               "gain_eavesdropper": mhe * fade[2 * m_all + n_all:]}
+        true = ClusterBatch.from_flat(constants, gld, bld, self.g_counts, self.b_counts)
         seen_bld = bld
         if twin_deviation > 0 and n_all:
             dev = np.exp(twin_deviation * rng.standard_normal((4, n_all)))
-            seen_bld = {"b_data": bld["b_data"] * dev[0], "b_gain_c": bld["b_gain_c"] * dev[1],
-                        "b_gain_e": bld["b_gain_e"] * dev[2], "b_power": bld["b_power"] * dev[3]}
-            seen = build_cluster_arrays(constants, gld=gld, bld=seen_bld, **counts)
+            seen_bld = {"data_bits": bld["data_bits"] * dev[0],
+                        "gain_coordinator": bld["gain_coordinator"] * dev[1],
+                        "gain_eavesdropper": bld["gain_eavesdropper"] * dev[2],
+                        "power_w": bld["power_w"] * dev[3]}
+            seen = ClusterBatch.from_flat(constants, gld, seen_bld, self.g_counts,
+                                          self.b_counts)
         else:
             seen = true
-        for site, t, v in zip(self.sites, true, seen, strict=True):
-            site.new_round(t, v)
-        tg_lo = np.full(len(self.sites), math.nan)
-        if m_all:
-            # the shortest upload time every GLD can pay, per site: the lower end of the safe
-            # mode's tG range (and an observed feature in both modes)
-            tg_e = affordable_upload_time_s(constants.noise_coordinator_w / gld["g_gain_c"],
-                                            self.g_slot.astype(float), gld["g_e_max"],
-                                            true[0].x_scale)
-            tg_e = np.where(np.isfinite(tg_e), tg_e, 0.0)  # hopeless GLDs drop out anyway
-            tg_lo = np.maximum(segment_max(tg_e, self.g_counts),
-                               np.array([a.tg_min_s for a in seen]))
-            for site, lo in zip(self.sites, tg_lo, strict=True):
-                site.tg_lo_s = float(lo) if site.m else math.nan
-                # the shortest common training time every GLD can pay from its whole
-                # budget: the lower end of the direct mode's y range
-                site.y_lo_s = (training_time_floor_s(site.seen, site.seen.g_e_max)
-                               if site.m else math.nan)
-        return RoundDraw(gld=gld, seen_bld=seen_bld, seen=list(seen), tg_lo_s=tg_lo)
+        tg_lo, y_lo = direct_bounds(seen)
+        for i, site in enumerate(self.sites):
+            site.new_round(true.row(i), seen.row(i) if seen is not true else None)
+            site.tg_lo_s = float(tg_lo[i])
+            site.y_lo_s = float(y_lo[i])
+        return RoundDraw(gld=gld, seen_bld=seen_bld, true=true, seen=seen, tg_lo_s=tg_lo)
+
+
+def direct_bounds(batch: ClusterBatch) -> tuple[np.ndarray, np.ndarray]:
+    """(tg_lo, y_lo) per cluster, shape (B,): the lower ends of the direct mode's ranges, NaN
+    for a cluster without GLDs.
+
+    tg_lo is the shortest upload time every GLD can pay from its budget on its own (never
+    below tG_min (24c); GLDs that cannot pay even an endless upload drop out whatever the
+    action and are left out); y_lo = max(y_min, max_i sqrt(K_i / E_max,i)) is the shortest
+    common training time every GLD can pay from its whole budget (eqs. (5), (17), (19))."""
+    gm = batch.gld_mask
+    e_max = batch.gld["energy_budget_j"]
+    tg_e = affordable_upload_time_s(batch.noise_over_gain, batch.sic, e_max,
+                                    batch.x_scale[:, None])
+    tg_e = np.where(gm & np.isfinite(tg_e), tg_e, 0.0)  # hopeless GLDs drop out anyway
+    has = batch.n_gld > 0
+    tg_lo = np.where(has, np.maximum(tg_e.max(1, initial=0.0), batch.tg_min_s), np.nan)
+    ratio = np.where(gm, batch.k_loc / e_max, 0.0)  # e_max > 0: validated
+    y_lo = np.where(has, np.maximum(batch.y_min_s, np.sqrt(ratio.max(1, initial=0.0))),
+                    np.nan)
+    return tg_lo, y_lo

@@ -1,5 +1,7 @@
 """Pure-numpy physics of one cluster (no gymnasium, torch, solver or agent imports)."""
 
+from dtfl_env.model.batch import ClusterBatch, ClusterRow
+from dtfl_env.model.round import BatchOutcome, RoundOutcome, round_outcome, round_outcomes
 from dtfl_env.model.scoring import (
     ReputationWeights,
     ResourceWeights,
@@ -26,9 +28,13 @@ from dtfl_env.model.system import (
 
 __all__ = [
     "ENERGY_TOLERANCE",
+    "BatchOutcome",
+    "ClusterBatch",
+    "ClusterRow",
     "Evaluation",
     "ReputationWeights",
     "ResourceWeights",
+    "RoundOutcome",
     "bld_twin_latency_s",
     "classify_devices",
     "evaluate_allocation",
@@ -40,6 +46,8 @@ __all__ = [
     "min_upload_time_s",
     "reputation_score",
     "resource_score",
+    "round_outcome",
+    "round_outcomes",
     "secrecy_rate_bps",
     "sync_time_s",
     "upload_energy_j",

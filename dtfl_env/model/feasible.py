@@ -1,6 +1,6 @@
 """The energy-feasible set of one cluster's allocation, and the ``safe`` action mapping.
 
-Pure numpy on :class:`~dtfl_env.model.round.ClusterArrays` (the environment's fast path).
+Pure numpy on :class:`~dtfl_env.model.batch.ClusterRow` (one cluster of a batch).
 Problem P's only coupling constraint is the energy budget (14a),
 
     K_i / y^2 + E_i^up(tG) + q_i tB_up(Q) <= E_max,i,   K_i = kappa (eta iota D_i)^3,
@@ -37,7 +37,7 @@ __all__ = ["BOUND_EXCESS", "PEAK_TOLERANCE", "UPLOAD_RESERVE", "affordable_uploa
            "jamming_interval", "jamming_split", "safe_action", "safe_allocation",
            "safe_bound_features", "sync_training_time_s", "sync_upload_time_s",
            "training_base_rows_s", "training_base_s", "training_energy_j",
-           "training_time_floor_s", "upload_energy_j"]
+           "training_time_floor_s"]
 
 #: share of every GLD's budget that the ``safe`` mapping keeps back from the upload at the
 #: shortest upload time tg_lo, so that the training time y_lo(tg_lo) stays finite
@@ -75,27 +75,9 @@ def affordable_upload_time_s(g_nog: np.ndarray, sic: np.ndarray, e_max_j: np.nda
     return np.where(ok, x_scale / x, np.inf)
 
 
-def upload_energy_j(a, tg_s: float | np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """E_i^up(tG) = n_C/g_iC tG (2^r - 1) 2^((i-1) r), eqs. (7)-(8) with the SIC factor;
-    shape (M,) for one tG, (M, T) for T values of tG."""
-    if np.ndim(tg_s):
-        t = np.asarray(tg_s, dtype=float)[None, :]
-        x = a.x_scale / t
-        with np.errstate(over="ignore"):
-            return a.g_nog[:, None] * t * np.expm1(x) * np.exp(a.sic[:, None] * x)
-    x = a.x_scale / tg_s
-    with np.errstate(over="ignore"):
-        return a.g_nog * (math.expm1(x) * np.exp(a.sic * x)) * tg_s
-
-
-def _k_loc(a) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """K_i = kappa (eta iota D_i)^3: the training energy is K_i / y^2 (eqs. (5), (17))."""
-    return a.g_kcd * a.g_cd**2
-
-
 def training_energy_j(a, y_s: float) -> np.ndarray:  # type: ignore[no-untyped-def]
     """E_i^loc = K_i / y^2 at the common training time y, eqs. (5) and (17)."""
-    return _k_loc(a) / y_s**2
+    return a.g_kloc / y_s**2
 
 
 def training_time_floor_s(a, left_up_j: np.ndarray) -> float:  # type: ignore[no-untyped-def]
@@ -105,7 +87,7 @@ def training_time_floor_s(a, left_up_j: np.ndarray) -> float:  # type: ignore[no
     ok = left_up_j > 0
     if not ok.any():
         return a.y_min_s
-    k = _k_loc(a)[ok]
+    k = a.g_kloc[ok]
     return max(a.y_min_s, float(np.sqrt(np.max(k / left_up_j[ok]))))
 
 
@@ -285,7 +267,7 @@ def _sync_w_factory(a, left_up: np.ndarray):  # type: ignore[no-untyped-def]
     """
     ok = left_up > 0
     full = bool(ok.all())  # the usual case: no masking needed
-    k_loc = _k_loc(a)
+    k_loc = a.g_kloc
     g, gk_all = a.g_gain_e, a.g_gain_e * k_loc
     gk = np.where(ok, gk_all[:, None], 0.0)
     a_j = np.where(ok, left_up, 0.0)
@@ -357,7 +339,7 @@ def sync_upload_time_s(a, tg_lo_s: float, ln_tg_range: float) -> float:  # type:
         while it < 3:
             x = np.linspace(lo, hi, _FINE)
             tg = tg_lo_s * np.exp(x)
-            left = np.clip(a.g_e_max[:, None] - upload_energy_j(a, tg), 0.0, None)
+            left = np.clip(a.g_e_max[:, None] - a.upload_energy_j(tg), 0.0, None)
 
             def psi0(u: np.ndarray, left: np.ndarray = left) -> np.ndarray:
                 pay = np.einsum("i,irk->rk", a.g_gain_e,
@@ -420,7 +402,7 @@ def safe_bound_features(a, tg_base_s: float) -> np.ndarray:  # type: ignore[no-u
         return out
     out[0] = math.log10(tg_base_s)
     tg = tg_base_s * (1.0 + np.asarray(BOUND_EXCESS))
-    y = training_base_rows_s(a, a.g_e_max[:, None] - upload_energy_j(a, tg))
+    y = training_base_rows_s(a, a.g_e_max[:, None] - a.upload_energy_j(tg))
     with np.errstate(divide="ignore"):
         out[1:] = np.where((y > 0) & np.isfinite(y), np.log10(y), 5.0)
     return out
@@ -506,7 +488,7 @@ def safe_allocation(a, tg_base_s: float, action: np.ndarray, ln_tg_range: float,
         return 0.0, 0.0, np.zeros(0)
     a0, a1, a2 = (min(max(float(v), -1.0), 1.0) for v in action[:3])
     tg = tg_base_s * _factor(a0, ln_tg_range, scale)
-    left_up = a.g_e_max - upload_energy_j(a, tg)
+    left_up = a.g_e_max - a.upload_energy_j(tg)
     y = training_base_s(a, left_up) * _factor(a1, ln_y_range, scale)
     left = np.clip(left_up - training_energy_j(a, y), 0.0, None)
     iv = jamming_interval(a, left)
@@ -535,7 +517,7 @@ def safe_action(a, tg_base_s: float, y_s: float, tg_s: float, jam_power_w: np.nd
         return out
     out[0] = _unfactor(tg_s / tg_base_s, ln_tg_range, scale)
     tg = tg_base_s * _factor(out[0], ln_tg_range, scale)
-    left_up = a.g_e_max - upload_energy_j(a, tg)
+    left_up = a.g_e_max - a.upload_energy_j(tg)
     y_base = training_base_s(a, left_up)
     out[1] = _unfactor(y_s / y_base, ln_y_range, scale)
     y = y_base * _factor(out[1], ln_y_range, scale)

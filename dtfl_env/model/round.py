@@ -1,9 +1,12 @@
-"""One cluster's round as the environment charges it: eqs. (4)-(13), (20)-(23) plus the
-environment's rules for what happens when an allocation breaks a budget.
+"""The round as the environment charges it, for a batch of clusters at once: eqs. (4)-(13),
+(20)-(23) plus the environment's rules for what happens when an allocation breaks a budget.
 
-This is the fast path of the environment's ``step``: plain arrays, no validation, no loops
-over devices. :func:`dtfl_env.model.system.evaluate_allocation` is the reference it must
-agree with (tested): on the cluster reduced to the GLDs that remain and the BLDs that sync.
+This is the fast path of the environment's ``step`` (and of the vector environment's, B
+clusters at once): :func:`round_outcomes` on a
+:class:`~dtfl_env.model.batch.ClusterBatch`, vectorised over clusters and device slots, no
+validation; :func:`round_outcome` is its batch of one.
+:func:`dtfl_env.model.system.evaluate_allocation` is the reference it must agree with
+(tested): on the cluster reduced to the GLDs that remain and the BLDs that sync.
 
 Rules beyond the paper (documented in the environment):
 - A GLD whose assignment (14a) costs more than its budget drops out: it refuses the
@@ -19,135 +22,15 @@ Rules beyond the paper (documented in the environment):
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from dtfl_env.model.system import ENERGY_TOLERANCE, LN2
+from dtfl_env.model.batch import ClusterBatch, ClusterRow, max_upload_rate, segment_max
+from dtfl_env.model.system import ENERGY_TOLERANCE
 
-__all__ = ["ENERGY_TOLERANCE", "ClusterArrays", "RoundOutcome", "build_cluster_arrays",
-           "gld_dropouts", "max_upload_rate", "round_outcome", "segment_max"]
-
-_RAW = ("g_data", "g_gain_c", "g_gain_e", "g_p_max", "g_q_max", "g_v_max", "g_e_max",
-        "b_data", "b_gain_c", "b_gain_e", "b_power")
-_DERIVED = ("g_cd", "g_kcd", "g_nog", "sic", "b_legit", "b_pe", "tg_min_s", "y_min_s",
-            "tb_loc_s", "x_scale", "n_e_w", "w_hz", "fixed_s")
-
-
-class ClusterArrays:
-    """The numbers of one cluster for one round, without validation (internal fast path).
-
-    Raw per-device arrays (``g_*`` for GLDs, ``b_*`` for BLDs) plus the derived constants
-    the step needs: cycles eta iota D_i, kappa eta iota D_i, n_C / g_iC, the SIC index,
-    log2(1 + p_j h_jC / n_j), p_j h_jE, tG_min (24c), y_min (19) and tB_loc (6).
-    Build many at once with :func:`build_cluster_arrays`.
-    """
-
-    __slots__ = _RAW + _DERIVED
-
-    @classmethod
-    def from_cluster(cls, cluster) -> ClusterArrays:  # type: ignore[no-untyped-def]
-        g, b = cluster.gld, cluster.bld
-        return build_cluster_arrays(
-            cluster.constants,
-            gld={"g_data": g.data_bits, "g_gain_c": g.gain_coordinator,
-                 "g_gain_e": g.gain_eavesdropper, "g_p_max": g.max_power_w,
-                 "g_q_max": g.max_jam_power_w, "g_v_max": g.max_cpu_hz,
-                 "g_e_max": g.energy_budget_j},
-            bld={"b_data": b.data_bits, "b_gain_c": b.gain_coordinator,
-                 "b_gain_e": b.gain_eavesdropper, "b_power": b.power_w},
-            gld_counts=np.array([g.data_bits.size]), bld_counts=np.array([b.data_bits.size]),
-        )[0]
-
-
-def _segment_reduce(ufunc: np.ufunc, values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Per-segment reduction (``np.maximum``, ``np.add``) of a flat array; 0 when empty."""
-    out = np.zeros(counts.size)
-    nonempty = counts > 0
-    if nonempty.any():
-        starts = (np.cumsum(counts) - counts)[nonempty]
-        out[nonempty] = ufunc.reduceat(values, starts)
-    return out
-
-
-def segment_max(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Per-segment maximum of a flat array of back-to-back segments; 0 for an empty one."""
-    return _segment_reduce(np.maximum, values, counts)
-
-
-def build_cluster_arrays(constants, *, gld: dict[str, np.ndarray],  # type: ignore[no-untyped-def]
-                         bld: dict[str, np.ndarray], gld_counts: np.ndarray,
-                         bld_counts: np.ndarray) -> list[ClusterArrays]:
-    """Build the :class:`ClusterArrays` of many clusters in one vectorised pass.
-
-    ``gld`` and ``bld`` map the raw field names (``g_data``, ..., ``b_power``) to flat
-    arrays holding the devices of every cluster back to back; ``gld_counts[s]`` and
-    ``bld_counts[s]`` say how many belong to cluster s.
-    """
-    k = constants
-    c = k.cycles_per_round_bit
-    g_data = gld["g_data"]
-    starts = np.cumsum(gld_counts) - gld_counts
-    sic = np.arange(g_data.size, dtype=float) - np.repeat(starts, gld_counts)
-    g_cd = c * g_data
-    derived_g = {
-        "g_cd": g_cd,
-        "g_kcd": k.switched_capacitance * g_cd,
-        "g_nog": k.noise_coordinator_w / gld["g_gain_c"],
-        "sic": sic,
-    }
-    x = max_upload_rate(gld["g_p_max"] * gld["g_gain_c"] / k.noise_coordinator_w, sic)
-    x_scale = k.model_bits * LN2 / k.bandwidth_hz
-    tg_min = _segment_reduce(np.maximum, x_scale / x, gld_counts)  # (24c)
-    y_min = _segment_reduce(np.maximum, g_cd / gld["g_v_max"], gld_counts)  # (19)
-    b_power = bld["b_power"]
-    derived_b = {
-        "b_legit": np.log2(1.0 + b_power * bld["b_gain_c"] / k.noise_bld_w),
-        "b_pe": b_power * bld["b_gain_e"],
-    }
-    # eq. (6): twin training time at each coordinator
-    tb_loc = _segment_reduce(np.add, c * bld["b_data"], bld_counts) / k.coordinator_cpu_hz
-    out = []
-    go = np.concatenate([[0], np.cumsum(gld_counts)])
-    bo = np.concatenate([[0], np.cumsum(bld_counts)])
-    for s in range(gld_counts.size):
-        a = ClusterArrays.__new__(ClusterArrays)
-        g0, g1, b0, b1 = go[s], go[s + 1], bo[s], bo[s + 1]
-        for name, arr in gld.items():
-            setattr(a, name, arr[g0:g1])
-        for name, arr in derived_g.items():
-            setattr(a, name, arr[g0:g1])
-        for name, arr in bld.items():
-            setattr(a, name, arr[b0:b1])
-        for name, arr in derived_b.items():
-            setattr(a, name, arr[b0:b1])
-        a.tg_min_s = float(tg_min[s])
-        a.y_min_s = float(y_min[s])
-        a.tb_loc_s = float(tb_loc[s])
-        a.x_scale = x_scale
-        a.n_e_w = k.noise_eavesdropper_w
-        a.w_hz = k.bandwidth_hz
-        a.fixed_s = k.fixed_latency_s
-        out.append(a)
-    return out
-
-
-def max_upload_rate(snr_max: np.ndarray, sic: np.ndarray, iters: int = 8) -> np.ndarray:
-    """Largest x = r ln 2 with (e^x - 1) e^(sic x) <= snr_max, per GLD (power bound (14c)).
-
-    Newton on the concave increasing f(x) = log(e^x - 1) + sic x - log(snr_max) from a
-    point left of the root: every iterate stays left (feasible) and converges quadratically.
-    """
-    log_c = np.log(snr_max)
-    x = np.log1p(snr_max) / (1.0 + sic)
-    for _ in range(iters):
-        em = -np.expm1(-x)  # 1 - e^-x
-        f = x + np.log(em) + sic * x - log_c
-        x = x - f / (1.0 / em + sic)
-    # guard against rounding on the wrong side of the root
-    return x * (1.0 - 4e-16)
+__all__ = ["ENERGY_TOLERANCE", "BatchOutcome", "RoundOutcome", "gld_dropouts",
+           "max_upload_rate", "round_outcome", "round_outcomes", "segment_max"]
 
 
 @dataclass(frozen=True)
@@ -180,53 +63,231 @@ class RoundOutcome:
     False without batteries)."""
 
 
-def round_outcome(a: ClusterArrays, *, y_s: float, tg_s: float, jam_power_w: np.ndarray,
-                  deadline_s: float | None = None, bld_battery_j: np.ndarray | None = None,
-                  enforce_bld_energy: bool = False) -> RoundOutcome:
-    """Charge an allocation (common training time y, upload time tG, jamming q) on a cluster.
+
+@dataclass
+class BatchOutcome:
+    """The rounds of B clusters (:func:`round_outcomes`): the fields of
+    :class:`RoundOutcome`, each with a leading batch axis; per-GLD fields are (B, M_max),
+    per-BLD fields (B, N_max), zero (False) in padded slots. :meth:`item` is cluster i's
+    :class:`RoundOutcome`."""
+
+    latency_s: np.ndarray
+    t_gld_s: np.ndarray
+    t_bld_s: np.ndarray
+    y_s: np.ndarray
+    tg_s: np.ndarray
+    tb_up_s: np.ndarray
+    tb_loc_s: np.ndarray
+    jamming_w: np.ndarray
+    cpu_hz: np.ndarray
+    upload_power_w: np.ndarray
+    jam_power_w: np.ndarray
+    energy_j: np.ndarray
+    energy_excess_j: np.ndarray
+    gld_dropped: np.ndarray
+    gld_straggler: np.ndarray
+    secrecy_rate_bps: np.ndarray
+    bld_synced: np.ndarray
+    bld_straggler: np.ndarray
+    bld_sync_energy_j: np.ndarray
+    bld_energy_short: np.ndarray
+    n_gld: np.ndarray
+    n_bld: np.ndarray
+
+    def item(self, i: int) -> RoundOutcome:
+        """Cluster ``i``'s outcome, its device arrays without the padding."""
+        m, n = int(self.n_gld[i]), int(self.n_bld[i])
+        g, b = slice(None, m), slice(None, n)
+        return RoundOutcome(
+            latency_s=float(self.latency_s[i]), t_gld_s=float(self.t_gld_s[i]),
+            t_bld_s=float(self.t_bld_s[i]), y_s=float(self.y_s[i]), tg_s=float(self.tg_s[i]),
+            tb_up_s=float(self.tb_up_s[i]), tb_loc_s=float(self.tb_loc_s[i]),
+            jamming_w=float(self.jamming_w[i]), cpu_hz=self.cpu_hz[i, g],
+            upload_power_w=self.upload_power_w[i, g], jam_power_w=self.jam_power_w[i, g],
+            energy_j=self.energy_j[i, g], energy_excess_j=self.energy_excess_j[i, g],
+            gld_dropped=self.gld_dropped[i, g], gld_straggler=self.gld_straggler[i, g],
+            secrecy_rate_bps=self.secrecy_rate_bps[i, b], bld_synced=self.bld_synced[i, b],
+            bld_straggler=self.bld_straggler[i, b],
+            bld_sync_energy_j=self.bld_sync_energy_j[i, b],
+            bld_energy_short=self.bld_energy_short[i, b])
+
+
+
+def round_outcomes(batch: ClusterBatch, *, y_s: np.ndarray, tg_s: np.ndarray,
+                   jam_power_w: np.ndarray, deadline_s: float | None = None,
+                   bld_battery_j: np.ndarray | None = None,
+                   enforce_bld_energy: bool = False) -> BatchOutcome:
+    """Charge B allocations on a batch: common training times y (shape (B,)), upload times
+    tG (B,) and jamming powers q (B, M_max; padded entries ignored). ``bld_battery_j``:
+    (B, N_max) or None. The one definition of a round's charge (eqs. (4)-(13), (20)-(23)):
 
     CPU rates are v_i = min(eta iota D_i / y, V_max,i) (eq. (17); a GLD that cannot meet y
     runs flat out and finishes later). Powers follow eq. (7) with the SIC factor; an upload
     time below tG_min would break (14c) and is raised to tG_min.
 
     **Drop-outs** (:func:`gld_dropouts`): a GLD whose assignment costs more than its budget
-    (14a) refuses it whole: it does not train, upload or jam. The round is then charged on
-    the GLDs that remain (their NOMA order closes up, the aggregate jamming Q counts only
-    their q_i), which can push another GLD over its budget (less jamming, a longer sync);
-    refusals repeat until every remaining GLD can pay. A refused GLD reports the energy of
-    the assignment it refused (``energy_j``) and the excess over its budget, and zero
-    ``cpu_hz``, ``upload_power_w`` and ``jam_power_w``. BLDs whose secrecy rate is zero
-    under the remaining jamming cannot sync (``bld_synced``).
+    (14a) by more than ``ENERGY_TOLERANCE`` refuses it whole: it does not train, upload or
+    jam. The round is then charged on the GLDs that remain (their NOMA order closes up, the
+    aggregate jamming Q counts only their q_i), which can push another GLD over its budget
+    (less jamming, a longer sync); refusals repeat until every remaining GLD can pay. A
+    refused GLD reports the energy of the assignment it refused (``energy_j``) and the
+    excess over its budget, and zero ``cpu_hz``, ``upload_power_w`` and ``jam_power_w``.
+    BLDs whose secrecy rate is zero under the remaining jamming cannot sync
+    (``bld_synced``); the sync time tB_up covers the BLDs that do.
 
     **BLD energy**: a BLD's sync costs p_j D_j / R_j (``bld_sync_energy_j``). Problem P does
     not constrain it; with ``bld_battery_j`` the outcome flags the BLDs that cannot afford it
     (``bld_energy_short``), and with ``enforce_bld_energy`` such a BLD does not sync.
+
+    **Deadline**: with ``deadline_s``, devices that finish after it are stragglers (not
+    aggregated), jammers stop at it and the round closes at it.
     """
-    m = a.g_cd.size
-    q = np.asarray(jam_power_w, dtype=float)
+    b = batch.size
+    gm = batch.gld_mask
+    y = np.asarray(y_s, dtype=float).reshape(b)
+    tg = np.asarray(tg_s, dtype=float).reshape(b)
+    q = np.where(gm, np.asarray(jam_power_w, dtype=float).reshape(gm.shape), 0.0)
     # the assignment: below tG_min some GLD would break (14c), so tG is raised to it once;
     # the GLDs that remain after a refusal keep that upload time
-    tg_s = max(tg_s, a.tg_min_s) if m else tg_s
-    active = np.ones(m, dtype=bool)
-    refused_energy = np.zeros(m)
-    while True:
-        out = _charge(a, active, y_s=y_s, tg_s=tg_s, q=q, deadline_s=deadline_s,
-                      bld_battery_j=bld_battery_j, enforce_bld_energy=enforce_bld_energy)
-        over = active & (out.energy_j - a.g_e_max > ENERGY_TOLERANCE * a.g_e_max)
-        if not over.any():
-            break
-        refused_energy[over] = out.energy_j[over]
-        active &= ~over
-    if active.all():
-        return out
-    dropped = ~active
-    energy = np.where(dropped, refused_energy, out.energy_j)
-    excess = np.where(dropped, refused_energy - a.g_e_max, 0.0)
-    return dataclasses.replace(out, energy_j=energy, energy_excess_j=excess,
-                               gld_dropped=dropped)
+    tg = np.where(batch.n_gld > 0, np.maximum(tg, batch.tg_min_s), tg)
+    battery = (None if bld_battery_j is None
+               else np.asarray(bld_battery_j, dtype=float).reshape(batch.bld_mask.shape))
+    out = _charge(batch, gm, y, tg, q, deadline_s, battery, enforce_bld_energy)
+    e_max = batch.gld["energy_budget_j"]
+    over = gm & (out["energy_j"] - e_max > ENERGY_TOLERANCE * e_max)
+    if over.any():
+        active = gm.copy()
+        refused = np.zeros(gm.shape)
+        while True:
+            rows = np.flatnonzero(over.any(1))
+            if not rows.size:
+                break
+            refused[over] = out["energy_j"][over]
+            active &= ~over
+            if rows.size == b:  # every cluster: no gather and scatter
+                sub = out = _charge(batch, active, y, tg, q, deadline_s, battery,
+                                    enforce_bld_energy)
+            else:
+                sub = _charge(batch.take(rows), active[rows], y[rows], tg[rows], q[rows],
+                              deadline_s, None if battery is None else battery[rows],
+                              enforce_bld_energy)
+                for name, val in sub.items():
+                    out[name][rows] = val
+            over = np.zeros(gm.shape, dtype=bool)
+            over[rows] = active[rows] & (sub["energy_j"] - e_max[rows]
+                                         > ENERGY_TOLERANCE * e_max[rows])
+        dropped = gm & ~active
+        out["energy_j"] = np.where(dropped, refused, out["energy_j"])
+        out["energy_excess_j"] = np.where(dropped, refused - e_max, out["energy_excess_j"])
+        out["gld_dropped"] = dropped
+    return BatchOutcome(**out, n_gld=batch.n_gld, n_bld=batch.n_bld)
 
 
-def gld_dropouts(a: ClusterArrays, *, y_s: float, tg_s: float, jam_power_w: np.ndarray,
+def _charge(batch: ClusterBatch, active: np.ndarray, y: np.ndarray, tg: np.ndarray,
+            q: np.ndarray, deadline_s: float | None, battery: np.ndarray | None,
+            enforce: bool) -> dict[str, np.ndarray]:
+    """Charge the allocation on the GLDs in ``active`` (B, M) (every BLD); the others idle.
+    ``tg`` is at least each cluster's tG_min (raised by :func:`round_outcomes`), so at least
+    that of the GLDs that remain. Where no slot is padded or inactive (``dense``), the masks
+    are skipped: the same expressions, fewer of them."""
+    k = batch.constants
+    cd, v_max = batch.cycles, batch.gld["max_cpu_hz"]
+    bm = batch.bld_mask
+    dense = batch.dense and active is batch.gld_mask
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if dense:
+            has = batch.n_gld > 0
+            sic, y_min = batch.sic, batch.y_min_s
+        else:
+            has = active.any(1)
+            # the remaining GLDs close up their NOMA order (SIC index among them)
+            sic = np.cumsum(active, 1) - 1.0
+            y_min = np.where(active, cd / v_max, 0.0).max(1, initial=0.0)  # (19)
+        meets = y >= y_min  # every GLD meets y: v_i = eta iota D_i / y, eq. (17)
+        v = cd / y[:, None]
+        if not meets.all():  # too short for some: they run at V_max and finish later, (4)
+            v = np.where(meets[:, None], v, np.minimum(v, v_max))
+            t_loc = cd / v
+            y_eff = np.where(meets, y, np.where(active, t_loc, 0.0).max(1, initial=0.0))
+        else:
+            t_loc, y_eff = None, y
+        x = batch.x_scale / tg  # r ln 2
+        p = batch.noise_over_gain * (np.expm1(x)[:, None] * np.exp(sic * x[:, None]))  # (7)
+        if dense:
+            cpu, p_up, q_eff = v, p, q
+        else:
+            cpu, p_up, q_eff = (np.where(active, v, 0.0), np.where(active, p, 0.0),
+                                np.where(active, q, 0.0))
+        if not has.all():
+            y_eff, tg = np.where(has, y_eff, 0.0), np.where(has, tg, 0.0)
+        e_loc = batch.k_cycles * cpu * cpu  # eq. (5)
+        jam = (q_eff * batch.gld["gain_eavesdropper"]).sum(1)  # eq. (20)
+        bd = batch.bld["data_bits"]
+        eve = np.log2(1.0 + batch.bld_pe / (k["noise_eavesdropper_w"] + jam)[:, None])
+        rate = k["bandwidth_hz"][:, None] * np.maximum(batch.bld_legit - eve, 0.0)  # (21)
+        e_sync = batch.bld["power_w"] * bd / rate  # p_j D_j / R_j
+        t_sync = bd / rate
+        synced = rate > 0
+        if not batch.dense:
+            rate, e_sync = np.where(bm, rate, 0.0), np.where(bm, e_sync, 0.0)
+            synced &= bm
+        if battery is not None:
+            short = synced & (e_sync > (1.0 + ENERGY_TOLERANCE) * battery)
+            if enforce:
+                synced = synced & ~short
+        else:
+            short = np.zeros(bm.shape, dtype=bool)
+        if not synced.all():
+            t_sync = np.where(synced, t_sync, 0.0)
+    tb = t_sync.max(1, initial=0.0)  # eq. (23) over the BLDs that sync
+    # jammers jam while the BLDs sync, and stop at the round deadline if there is one
+    tb_jam = tb if deadline_s is None else np.minimum(tb, deadline_s)
+    energy = e_loc + p_up * tg[:, None] + q_eff * tb_jam[:, None]  # (14a): (5), (8), (10)
+    e_max = batch.gld["energy_budget_j"]
+    excess = energy - e_max
+    # an excess below ENERGY_TOLERANCE * E_max is rounding (e.g. of float32 actions), not a
+    # violation: at the optimum the budget binds exactly
+    over = excess > ENERGY_TOLERANCE * e_max
+    excess = np.where(over if dense else active & over, excess, 0.0)
+    has_b = batch.n_bld > 0
+    tb_loc = batch.tb_loc_s  # 0 without BLDs
+    t_gld = np.where(has, y_eff + tg, 0.0)  # eq. (12)
+    t_bld = np.where(has_b, tb + tb_loc, 0.0)  # eq. (13)
+    span = np.maximum(t_gld, t_bld)
+    g_late = np.zeros(active.shape, dtype=bool)
+    b_late = np.zeros(bm.shape, dtype=bool)
+    if deadline_s is not None:
+        late = span > deadline_s
+        if late.any():
+            finish = (np.where(meets[:, None], y[:, None], t_loc) if t_loc is not None
+                      else y[:, None]) + tg[:, None]
+            g_late = late[:, None] & active & (finish > deadline_s)
+            b_late = late[:, None] & synced & (t_sync + tb_loc[:, None] > deadline_s)
+            span = np.where(late, deadline_s, span)
+    return {
+        "latency_s": span + batch.fixed_s, "t_gld_s": t_gld, "t_bld_s": t_bld, "y_s": y_eff,
+        "tg_s": tg, "tb_up_s": tb, "tb_loc_s": tb_loc, "jamming_w": jam, "cpu_hz": cpu,
+        "upload_power_w": p_up, "jam_power_w": q_eff, "energy_j": energy,
+        "energy_excess_j": excess, "gld_dropped": batch.gld_mask & ~active,
+        "gld_straggler": g_late, "secrecy_rate_bps": rate, "bld_synced": synced,
+        "bld_straggler": b_late, "bld_sync_energy_j": e_sync, "bld_energy_short": short}
+
+
+def round_outcome(a: ClusterRow, *, y_s: float, tg_s: float, jam_power_w: np.ndarray,
+                  deadline_s: float | None = None, bld_battery_j: np.ndarray | None = None,
+                  enforce_bld_energy: bool = False) -> RoundOutcome:
+    """One cluster's round (a :class:`~dtfl_env.model.batch.ClusterRow`): the batch of one
+    of :func:`round_outcomes`, whose rules it follows."""
+    one = a.one()
+    q = np.asarray(jam_power_w, dtype=float).reshape(1, -1)
+    battery = None if bld_battery_j is None else np.asarray(bld_battery_j,
+                                                            dtype=float).reshape(1, -1)
+    return round_outcomes(one, y_s=np.array([float(y_s)]), tg_s=np.array([float(tg_s)]),
+                          jam_power_w=q, deadline_s=deadline_s, bld_battery_j=battery,
+                          enforce_bld_energy=enforce_bld_energy).item(0)
+
+
+def gld_dropouts(a: ClusterRow, *, y_s: float, tg_s: float, jam_power_w: np.ndarray,
                  deadline_s: float | None = None, bld_battery_j: np.ndarray | None = None,
                  enforce_bld_energy: bool = False) -> np.ndarray:
     """The GLDs that refuse an allocation (boolean mask): the one definition of a drop-out.
@@ -234,97 +295,8 @@ def gld_dropouts(a: ClusterArrays, *, y_s: float, tg_s: float, jam_power_w: np.n
     A GLD drops out when its assignment (training, upload and jamming energy, (14a)) costs
     more than ``(1 + ENERGY_TOLERANCE)`` times its budget; the others are then charged
     without it (no training, upload or jamming of the dropped GLD), repeatedly, until every
-    remaining GLD can pay. See :func:`round_outcome`.
+    remaining GLD can pay. See :func:`round_outcomes`.
     """
     return round_outcome(a, y_s=y_s, tg_s=tg_s, jam_power_w=jam_power_w,
                          deadline_s=deadline_s, bld_battery_j=bld_battery_j,
                          enforce_bld_energy=enforce_bld_energy).gld_dropped
-
-
-def _charge(a: ClusterArrays, active: np.ndarray, *, y_s: float, tg_s: float, q: np.ndarray,
-            deadline_s: float | None, bld_battery_j: np.ndarray | None,
-            enforce_bld_energy: bool) -> RoundOutcome:
-    """Charge the allocation on the GLDs in ``active`` (every BLD); the others idle. ``tg_s``
-    is at least the full set's tG_min (raised by :func:`round_outcome`), so at least the
-    remaining GLDs' too."""
-    m = a.g_cd.size
-    full = bool(active.all())
-    n_act = m if full else int(np.count_nonzero(active))
-    cpu = np.zeros(m)
-    p_up = np.zeros(m)
-    e_loc = np.zeros(m)
-    q_eff = q if full else np.where(active, q, 0.0)
-    t_loc = None
-    if n_act:
-        if full:
-            g_cd, v_max, nog, sic, y_min = a.g_cd, a.g_v_max, a.g_nog, a.sic, a.y_min_s
-        else:  # the remaining GLDs close up their NOMA order (SIC index among them)
-            g_cd, v_max, nog = a.g_cd[active], a.g_v_max[active], a.g_nog[active]
-            sic = np.arange(n_act, dtype=float)
-            y_min = float(np.max(g_cd / v_max))  # (19)
-        tg = tg_s
-        if y_s >= y_min:  # every GLD meets y: v_i = eta iota D_i / y, eq. (17)
-            v = g_cd / y_s
-            y = y_s
-        else:  # too short for some: they run at V_max and finish later, eq. (4)
-            v = np.minimum(g_cd / y_s, v_max)
-            t_loc = g_cd / v
-            y = float(t_loc.max())
-        x = a.x_scale / tg  # r ln 2
-        p_act = nog * (math.expm1(x) * np.exp(sic * x))  # eq. (7) with the SIC factor
-        if full:
-            cpu, p_up = v, p_act
-        else:
-            cpu[active], p_up[active] = v, p_act
-        e_loc = a.g_kcd * cpu * cpu  # eq. (5)
-        jam = float(q_eff @ a.g_gain_e)  # eq. (20)
-    else:
-        tg = y = jam = 0.0
-    n = a.b_data.size
-    if n:
-        eve = np.log2(1.0 + a.b_pe / (a.n_e_w + jam))
-        rate = a.w_hz * np.maximum(a.b_legit - eve, 0.0)  # eq. (21)
-        synced = rate > 0
-        with np.errstate(divide="ignore"):
-            e_sync = a.b_power * a.b_data / rate  # p_j x sync time D_j / R_j
-        short = (synced & (e_sync > (1.0 + ENERGY_TOLERANCE) * bld_battery_j)
-                 if bld_battery_j is not None else np.zeros(n, dtype=bool))
-        if enforce_bld_energy:
-            synced &= ~short
-        if synced.all():
-            tb = float(np.max(a.b_data / rate))  # eq. (23)
-        else:
-            tb = float(np.max(a.b_data[synced] / rate[synced])) if synced.any() else 0.0
-    else:
-        rate = e_sync = np.zeros(0)
-        synced = short = np.zeros(0, dtype=bool)
-        tb = 0.0
-    # jammers jam while the BLDs sync, and stop at the round deadline if there is one
-    tb_jam = tb if deadline_s is None else min(tb, deadline_s)
-    energy = e_loc + p_up * tg + q_eff * tb_jam  # (14a): eqs. (5), (8), (10)
-    excess = energy - a.g_e_max
-    # an excess below ENERGY_TOLERANCE * E_max is rounding (e.g. of float32 actions), not a
-    # violation: at the optimum the budget binds exactly
-    over = excess > ENERGY_TOLERANCE * a.g_e_max
-    excess = np.where(over, excess, 0.0)
-    t_gld = y + tg if n_act else 0.0  # eq. (12)
-    t_bld = tb + a.tb_loc_s if n else 0.0  # eq. (13)
-    span = max(t_gld, t_bld)
-    g_late = np.zeros(m, dtype=bool)
-    b_late = np.zeros(n, dtype=bool)
-    if deadline_s is not None and span > deadline_s:
-        if n_act:
-            finish = (t_loc if t_loc is not None else np.full(n_act, y)) + tg
-            if full:
-                g_late = finish > deadline_s
-            else:
-                g_late[active] = finish > deadline_s
-        if n:
-            b_late = synced & (a.b_data / np.where(synced, rate, 1.0) + a.tb_loc_s > deadline_s)
-        span = deadline_s
-    return RoundOutcome(
-        latency_s=span + a.fixed_s, t_gld_s=t_gld, t_bld_s=t_bld, y_s=y, tg_s=tg, tb_up_s=tb,
-        tb_loc_s=a.tb_loc_s, jamming_w=jam, cpu_hz=cpu, upload_power_w=p_up, jam_power_w=q_eff,
-        energy_j=energy, energy_excess_j=excess, gld_dropped=~active, gld_straggler=g_late,
-        secrecy_rate_bps=rate, bld_synced=synced, bld_straggler=b_late,
-        bld_sync_energy_j=e_sync, bld_energy_short=short)

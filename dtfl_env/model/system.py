@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dtfl_env.config import Cluster
+from dtfl_env.model.batch import LN2, max_upload_rate
+from dtfl_env.model.batch import upload_energy_j as batch_upload_energy_j
 
 __all__ = [
     "ENERGY_TOLERANCE",
@@ -34,8 +36,6 @@ __all__ = [
     "upload_energy_j",
     "upload_power_w",
 ]
-
-LN2 = float(np.log(2.0))
 
 #: relative energy excess tolerated as numerical rounding (float32 actions carry ~1e-7): a GLD
 #: drops out only when its energy exceeds (1 + ENERGY_TOLERANCE) E_max
@@ -78,34 +78,25 @@ def upload_power_w(cluster: Cluster, tg_s: np.ndarray | float) -> np.ndarray:
 
 
 def upload_energy_j(cluster: Cluster, tg_s: np.ndarray | float) -> np.ndarray:
-    """E_i^up = p_i tG, eq. (8)."""
-    tg = np.asarray(tg_s, dtype=float)[..., None]
-    with np.errstate(invalid="ignore", over="ignore"):
-        return upload_power_w(cluster, tg_s) * tg  # eq. (8)
+    """E_i^up = p_i tG, eq. (8) (:func:`dtfl_env.model.batch.upload_energy_j`); ``tg_s`` may
+    carry leading batch axes, the result has shape ``tg_s.shape + (M,)``."""
+    k = cluster.constants
+    return batch_upload_energy_j(k.noise_coordinator_w / cluster.gld.gain_coordinator,
+                                 np.arange(cluster.n_gld, dtype=float),
+                                 k.model_bits * LN2 / k.bandwidth_hz,
+                                 np.asarray(tg_s, dtype=float)[..., None])  # eq. (8)
 
 
 def min_upload_time_s(cluster: Cluster) -> float:
-    """Smallest tG with p_i <= P_i^max for every GLD, constraint (24c) / (14c).
-
-    Solves (2^r - 1) 2^((i-1) r) = P_i^max g_iC / n_C for r per GLD by bisection in
-    x = r ln 2 (the left side is increasing), then tG_min = max_i L / (W r_i).
-    """
+    """Smallest tG with p_i <= P_i^max for every GLD, constraint (24c) / (14c): the largest
+    L / (W r_i) over GLDs, r_i from :func:`dtfl_env.model.batch.max_upload_rate`; 0 without
+    GLDs."""
     if cluster.n_gld == 0:
         return 0.0
     k = cluster.constants
-    log_c = np.log(cluster.gld.max_power_w * cluster.gld.gain_coordinator / k.noise_coordinator_w)
-    idx = np.arange(cluster.n_gld, dtype=float)
-    lo = np.zeros(cluster.n_gld)
-    hi = np.log1p(np.exp(log_c))  # root for i = 1; an upper bound for every i
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        above = _log_expm1(np.maximum(mid, 1e-300)) + idx * mid > log_c
-        hi = np.where(above, mid, hi)
-        lo = np.where(above, lo, mid)
-        if np.all(hi - lo <= 1e-15 * hi):
-            break
-    r = lo / LN2  # the lower end of the bracket keeps p_i <= P_i^max despite rounding
-    return float(np.max(k.model_bits / (k.bandwidth_hz * r)))
+    x = max_upload_rate(cluster.gld.max_power_w * cluster.gld.gain_coordinator
+                        / k.noise_coordinator_w, np.arange(cluster.n_gld, dtype=float))
+    return float(np.max(k.model_bits * LN2 / (k.bandwidth_hz * x)))
 
 
 def secrecy_rate_bps(cluster: Cluster, jamming_w: np.ndarray | float) -> np.ndarray:
