@@ -350,6 +350,11 @@ class DTFLEnv(gym.Env):
         return self._observation(), self._info_reset()
 
     @property
+    def random_config(self) -> RandomClusterConfig:
+        """The ``random`` scenario's distributions (the config's ``random`` section)."""
+        return self._random_cfg
+
+    @property
     def learning(self) -> bool:
         """True when the FL round trains real models (``fl.backend == "torch"``)."""
         return self.config["fl"]["backend"] == "torch"

@@ -50,19 +50,46 @@ class Site:
         self.topology = topology
         self.mean_gc, self.mean_ge, self.mean_hc, self.mean_he = means
         self.m, self.n = cluster.n_gld, cluster.n_bld
-        # per round: true arrays (charged) and the twin's view of the BLDs (observed)
-        self.true: ClusterRow | None = None
-        self.seen: ClusterRow | None = None
+        # per round: the round's draw and this site's row in it; the true arrays (charged)
+        # and the twin's view of the BLDs (observed) are views of its batches, made on use
+        self._draw: RoundDraw | None = None
+        self._index = 0
+        self._true: ClusterRow | None = None
+        self._seen: ClusterRow | None = None
         self._cluster_cache: Cluster | None = None
-        self.tg_lo_s = math.nan  # the shortest upload time every GLD can pay (per round)
         self.tg_base_s = math.nan  # safe action mode: lower end of the tG range (per round)
-        self.y_lo_s = math.nan  # the shortest training every GLD can pay (direct mode's base)
 
-    def new_round(self, true: ClusterRow, seen: ClusterRow | None = None) -> None:
-        """Install a round's channels (``seen``: the twins' view, default the true values):
-        forgets the round-dependent caches."""
-        self.true, self.seen, self._cluster_cache = true, seen or true, None
+    def new_round(self, draw: RoundDraw, index: int) -> None:
+        """Install a round's channels (row ``index`` of ``draw``): forgets the
+        round-dependent caches."""
+        self._draw, self._index = draw, index
+        self._true = self._seen = self._cluster_cache = None
         self.tg_base_s = math.nan
+
+    @property
+    def true(self) -> ClusterRow | None:
+        """The round's true values (what the environment charges); None before a round."""
+        if self._true is None and self._draw is not None:
+            self._true = self._draw.true.row(self._index)
+        return self._true
+
+    @property
+    def seen(self) -> ClusterRow | None:
+        """The round's values as a policy sees them (twin estimates for the BLDs)."""
+        if self._seen is None and self._draw is not None:
+            d = self._draw
+            self._seen = self.true if d.seen is d.true else d.seen.row(self._index)
+        return self._seen
+
+    @property
+    def tg_lo_s(self) -> float:
+        """The shortest upload time every GLD can pay (per round; NaN without GLDs)."""
+        return float(self._draw.tg_lo_s[self._index]) if self._draw is not None else math.nan
+
+    @property
+    def y_lo_s(self) -> float:
+        """The shortest common training time every GLD can pay (the direct mode's base)."""
+        return float(self._draw.y_lo_s[self._index]) if self._draw is not None else math.nan
 
     def cluster(self, constants: Constants) -> Cluster:
         """The cluster as a policy sees it (twin estimates for the BLDs), validated."""
@@ -147,6 +174,7 @@ class RoundDraw:
     true: ClusterBatch  # every site, the true values (charged)
     seen: ClusterBatch  # every site, as a policy sees it
     tg_lo_s: np.ndarray  # per site: the shortest upload every GLD can pay (NaN: no GLD)
+    y_lo_s: np.ndarray  # per site: the shortest training every GLD can pay (NaN: no GLD)
 
 
 class SiteLayout:
@@ -175,37 +203,58 @@ class SiteLayout:
 
     def draw_round(self, constants: Constants, rng: np.random.Generator, *, fading: bool,
                    twin_deviation: float) -> RoundDraw:
-        """Fresh fading (and twin deviations) for every site; sets each site's arrays and
-        the lower ends of the direct mode's ranges (``tg_lo_s``, ``y_lo_s``)."""
+        """Fresh fading (and twin deviations) for every site, from ``rng``; installs the
+        round in every site (:meth:`draw_noise`, then :meth:`apply`)."""
+        return self.apply(constants, *self.draw_noise(rng, fading=fading,
+                                                      twin_deviation=twin_deviation))
+
+    def draw_noise(self, rng: np.random.Generator, *, fading: bool, twin_deviation: float
+                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The round's random draws: Rayleigh fading |h|^2 ~ Exp(1) of every link, shape
+        (2 (M_all + N_all),) as [GLD->coordinator, GLD->eavesdropper, BLD->coordinator,
+        BLD->eavesdropper] (None without ``fading``), then the twins' log-normal deviations
+        of (D_j, h_jC, h_jE, p_j), shape (4, N_all) (None without ``twin_deviation``)."""
         m_all, n_all = self.g_site.size, self.b_site.size
+        fade = dev = None
         if fading:
             fade = np.maximum(rng.exponential(1.0, 2 * (m_all + n_all)),
                               np.finfo(float).tiny)  # Rayleigh: |h|^2 ~ Exp(1)
-        else:
-            fade = np.ones(2 * (m_all + n_all))
-        mgc, mge, mhc, mhe = self.means
-        gld = {**self.g_static, "gain_coordinator": mgc * fade[:m_all],
-               "gain_eavesdropper": mge * fade[m_all:2 * m_all]}
-        bld = {**self.b_static, "gain_coordinator": mhc * fade[2 * m_all:2 * m_all + n_all],
-               "gain_eavesdropper": mhe * fade[2 * m_all + n_all:]}
-        true = ClusterBatch.from_flat(constants, gld, bld, self.g_counts, self.b_counts)
-        seen_bld = bld
         if twin_deviation > 0 and n_all:
             dev = np.exp(twin_deviation * rng.standard_normal((4, n_all)))
+        return fade, dev
+
+    def apply(self, constants: Constants, fade: np.ndarray | None, dev: np.ndarray | None,
+              *, bind: bool = True) -> RoundDraw:
+        """The round of the draws ``fade`` and ``dev`` (:meth:`draw_noise`'s layout): every
+        site's true and observed arrays as :class:`ClusterBatch`es and the lower ends of the
+        direct mode's ranges; ``bind``: install it in every site (:meth:`Site.new_round`)."""
+        m_all, n_all = self.g_site.size, self.b_site.size
+        mgc, mge, mhc, mhe = self.means
+        if fade is None:
+            gld = {**self.g_static, "gain_coordinator": mgc, "gain_eavesdropper": mge}
+            bld = {**self.b_static, "gain_coordinator": mhc, "gain_eavesdropper": mhe}
+        else:
+            gld = {**self.g_static, "gain_coordinator": mgc * fade[:m_all],
+                   "gain_eavesdropper": mge * fade[m_all:2 * m_all]}
+            bld = {**self.b_static,
+                   "gain_coordinator": mhc * fade[2 * m_all:2 * m_all + n_all],
+                   "gain_eavesdropper": mhe * fade[2 * m_all + n_all:]}
+        true = ClusterBatch.from_flat(constants, gld, bld, self.g_counts, self.b_counts)
+        seen_bld, seen = bld, true
+        if dev is not None:
             seen_bld = {"data_bits": bld["data_bits"] * dev[0],
                         "gain_coordinator": bld["gain_coordinator"] * dev[1],
                         "gain_eavesdropper": bld["gain_eavesdropper"] * dev[2],
                         "power_w": bld["power_w"] * dev[3]}
             seen = ClusterBatch.from_flat(constants, gld, seen_bld, self.g_counts,
                                           self.b_counts)
-        else:
-            seen = true
         tg_lo, y_lo = direct_bounds(seen)
-        for i, site in enumerate(self.sites):
-            site.new_round(true.row(i), seen.row(i) if seen is not true else None)
-            site.tg_lo_s = float(tg_lo[i])
-            site.y_lo_s = float(y_lo[i])
-        return RoundDraw(gld=gld, seen_bld=seen_bld, true=true, seen=seen, tg_lo_s=tg_lo)
+        draw = RoundDraw(gld=gld, seen_bld=seen_bld, true=true, seen=seen, tg_lo_s=tg_lo,
+                         y_lo_s=y_lo)
+        if bind:
+            for i, site in enumerate(self.sites):
+                site.new_round(draw, i)
+        return draw
 
 
 def direct_bounds(batch: ClusterBatch) -> tuple[np.ndarray, np.ndarray]:

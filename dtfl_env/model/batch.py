@@ -29,7 +29,7 @@ import numpy as np
 from dtfl_env.config import BLDParams, Cluster, Constants, GLDParams
 
 __all__ = ["BLD_FIELDS", "CONSTANT_FIELDS", "GLD_FIELDS", "LN2", "ClusterBatch", "ClusterRow",
-           "max_upload_rate", "segment_max", "upload_energy_j"]
+           "max_upload_rate", "pad_segments", "segment_max", "upload_energy_j"]
 
 LN2 = float(np.log(2.0))
 GLD_FIELDS = tuple(f.name for f in fields(GLDParams))
@@ -86,7 +86,7 @@ def segment_max(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- the batch
-def _pad(flat: Mapping[str, np.ndarray], counts: np.ndarray
+def pad_segments(flat: Mapping[str, np.ndarray], counts: np.ndarray
          ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Back-to-back device arrays (``counts[b]`` devices of cluster b) as (B, W) padded
     arrays (padding 1.0) and their mask."""
@@ -136,10 +136,10 @@ class ClusterBatch:
         cat = np.concatenate
         g_counts = np.array([c.n_gld for c in clusters], dtype=int)
         b_counts = np.array([c.n_bld for c in clusters], dtype=int)
-        gld, gmask = _pad({f: cat([getattr(c.gld, f) for c in clusters] or [np.zeros(0)])
-                           for f in GLD_FIELDS}, g_counts)
-        bld, bmask = _pad({f: cat([getattr(c.bld, f) for c in clusters] or [np.zeros(0)])
-                           for f in BLD_FIELDS}, b_counts)
+        gld, gmask = pad_segments({f: cat([getattr(c.gld, f) for c in clusters]
+                                          or [np.zeros(0)]) for f in GLD_FIELDS}, g_counts)
+        bld, bmask = pad_segments({f: cat([getattr(c.bld, f) for c in clusters]
+                                          or [np.zeros(0)]) for f in BLD_FIELDS}, b_counts)
         consts = {f: np.array([getattr(c.constants, f) for c in clusters], dtype=float)
                   for f in CONSTANT_FIELDS}
         return cls(gld=gld, bld=bld, constants=consts, gld_mask=gmask, bld_mask=bmask,
@@ -155,8 +155,8 @@ class ClusterBatch:
         and ``bld_counts[b]`` BLDs."""
         g_counts = np.asarray(gld_counts, dtype=int)
         b_counts = np.asarray(bld_counts, dtype=int)
-        g, gmask = _pad({f: gld[f] for f in GLD_FIELDS}, g_counts)
-        b, bmask = _pad({f: bld[f] for f in BLD_FIELDS}, b_counts)
+        g, gmask = pad_segments({f: gld[f] for f in GLD_FIELDS}, g_counts)
+        b, bmask = pad_segments({f: bld[f] for f in BLD_FIELDS}, b_counts)
         consts = {f: np.full(g_counts.size, float(getattr(constants, f)))
                   for f in CONSTANT_FIELDS}
         return cls(gld=g, bld=b, constants=consts, gld_mask=gmask, bld_mask=bmask)
@@ -305,6 +305,13 @@ class ClusterBatch:
         """Aggregation, coordinator upload and main-coordinator times, (B,), eq. (11)."""
         k = self.constants
         return k["aggregation_s"] + k["coordinator_upload_s"] + k["main_coordinator_s"]
+
+    def prepare(self) -> ClusterBatch:
+        """Compute every derived constant now (a :meth:`take` of the batch then carries
+        them instead of recomputing them per slice); returns the batch."""
+        for name in _DERIVED_1 + _DERIVED_G + _DERIVED_B:
+            getattr(self, name)
+        return self
 
     def upload_energy_j(self, tg_s: np.ndarray) -> np.ndarray:
         """E_i^up at upload times ``tg_s`` (shape (B,)), shape (B, M), eqs. (7)-(8)."""
