@@ -165,6 +165,8 @@ def draw_site(cfg: dict[str, Any], constants: Constants, random_cfg: RandomClust
 
 
 # ----------------------------------------------------------------------------- rounds
+_TINY = float(np.finfo(float).tiny)  # a fading draw of exactly 0 would zero a gain
+
 @dataclass(frozen=True)
 class RoundDraw:
     """One round's channels of every site, flat over the devices (:class:`SiteLayout`)."""
@@ -218,7 +220,7 @@ class SiteLayout:
         fade = dev = None
         if fading:
             fade = np.maximum(rng.exponential(1.0, 2 * (m_all + n_all)),
-                              np.finfo(float).tiny)  # Rayleigh: |h|^2 ~ Exp(1)
+                              _TINY)  # Rayleigh: |h|^2 ~ Exp(1)
         if twin_deviation > 0 and n_all:
             dev = np.exp(twin_deviation * rng.standard_normal((4, n_all)))
         return fade, dev
