@@ -31,6 +31,11 @@ ATTACKS = ("random", "scaled", "tamper", "label_flip", "tampered_sync")
 #: config needs no cryptography import; tests/test_ledger.py checks that they agree)
 VALIDATOR_ATTACKS = ("none", "accept_poisoned", "reject_honest", "both")
 VALIDATOR_SELECTIONS = ("reputation", "random", "round_robin")
+#: removed keys (dotted path) -> what to use instead; passing one is an error that says so
+REMOVED_KEYS = {
+    "cluster_in_info": "info holds numbers only; read the raw cluster from "
+                       "env.unwrapped.cluster",
+}
 
 
 def default_config() -> dict[str, Any]:
@@ -55,7 +60,6 @@ def default_config() -> dict[str, Any]:
                    "latency_baseline": "fixed", "latency_weight_max": 10.0,
                    "violation_measure": "energy"},
         "compute_optimal": False,
-        "cluster_in_info": True,
         "random": {},
         "constants": {},
         "fl": default_fl_config(),
@@ -80,6 +84,8 @@ def merge_config(base: Mapping[str, Any], overrides: Mapping[str, Any] | None,
         raise ValueError(f"{path or 'config'}: expected a mapping, got {type(overrides).__name__}")
     for key, value in overrides.items():
         where = f"{path}.{key}" if path else str(key)
+        if key not in out and where in REMOVED_KEYS:
+            raise ValueError(f"{where}: this config key was removed; {REMOVED_KEYS[where]}")
         if key not in out:
             raise ValueError(f"unknown config key: {where} (allowed: {', '.join(sorted(out))})")
         if isinstance(out[key], dict) and out[key]:
@@ -127,7 +133,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         raise ValueError(f"devices_per_cluster: high ({dpc[1]}) exceeds max_devices "
                          f"({cfg['max_devices']})")
     _num(cfg["classification_threshold"], "classification_threshold", lo=-math.inf)
-    for key in ("new_topology_each_episode", "fading", "compute_optimal", "cluster_in_info"):
+    for key in ("new_topology_each_episode", "fading", "compute_optimal"):
         if not isinstance(cfg[key], bool):
             raise ValueError(f"{key}: must be true or false, got {cfg[key]!r}")
     _num(cfg["twin_deviation"], "twin_deviation", strict=False)

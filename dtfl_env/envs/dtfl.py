@@ -40,7 +40,14 @@ from dtfl_env.envs.config import (
     merge_config,
     validate_config,
 )
-from dtfl_env.envs.info import outcome_info, outcome_record
+from dtfl_env.envs.info import (
+    has_ledger,
+    info_defaults,
+    ledger_info,
+    outcome_info,
+    outcome_record,
+    reward_info,
+)
 from dtfl_env.envs.learning import LearningRound
 from dtfl_env.envs.observation import (
     BOUND_FEATURES,
@@ -160,11 +167,10 @@ class DTFLEnv(gym.Env):
     balances; in supervised fits of the optimal safe action they cut the held-out latency
     loss three- to fourfold (docs/PPO.md). BLD entries are the digital
     twin's estimates (``twin_deviation``); the environment charges the true values. The
-    raw cluster (as the policy sees it) is in ``info["cluster"]`` and
-    ``env.unwrapped.cluster``.
+    raw cluster (as the policy sees it) is ``env.unwrapped.cluster``.
 
     ## Rewards
-    Named terms, summed (also in ``info["rewards"]``):
+    Named terms, summed (also in ``info["reward_<term>"]``):
     ``latency = -w_latency * T / latency_reference_s`` (``reward.latency_form = "log"``:
     ``-w_latency * log(T / latency_reference_s)``, the same per-cluster optimum with
     relative rather than absolute differences, better scaled for learning;
@@ -230,7 +236,8 @@ class DTFLEnv(gym.Env):
     ## Learning and ledger
     With ``fl.backend="torch"`` (``DTFL-v0``) the clusters of a round train for real (batched
     at the round's end), the ledger (``ledger.*``) verifies the signed cluster models and only
-    verified ones are aggregated; ``info["ledger"]`` (last step of a round) holds the block.
+    verified ones are aggregated; the ``info["ledger_*"]`` keys hold the block of the round a
+    step closed (``ledger_round_closed`` = 1; defaults on other steps).
     ``ledger.malicious_clusters`` coordinators (clusters 0, 1, ...) attack with
     ``ledger.attack``: ``random`` or ``scaled`` models, ``tamper`` (changed after signing),
     ``label_flip`` (all their devices) or ``tampered_sync`` (their BLDs' synced data).
@@ -245,9 +252,14 @@ class DTFLEnv(gym.Env):
     ``"both"``. The other coordinators audit every block against the honest verification;
     a block proven wrong stands for its round (the main coordinator aggregates what the
     validator accepted) and costs the validator its eq. (2) reputation.
-    ``info["ledger"]`` also holds ``validator_cluster``, ``validator_malicious`` (0/1),
-    ``audit_failed`` (0/1) and ``audit_overturned`` (a mask over the clusters whose verdict
-    the audit overturned).
+    The ledger keys also hold ``ledger_validator_cluster``, ``ledger_validator_malicious``
+    (0/1), ``ledger_audit_failed`` (0/1) and ``ledger_audit_overturned`` (a mask over the
+    clusters whose verdict the audit overturned).
+
+    ## Info
+    Numbers and fixed-shape numeric arrays only, the same keys at reset (with defaults) and
+    at every step: ``docs/INFO.md`` lists them, :func:`dtfl_env.envs.info.info_defaults`
+    builds them.
 
     ## Version History
     - v0: initial version. Since then (same id, results change): a dropped GLD no longer
@@ -567,21 +579,22 @@ class DTFLEnv(gym.Env):
         return self._round >= self.config["rounds"]
 
     def _info_reset(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"round": self._round, "cluster_index": self._cluster,
-                                "global_accuracy": self._accuracy}
-        if self.config["cluster_in_info"]:
-            info["cluster"] = self.cluster
+        """The info at reset: a step's keys with their defaults (:func:`info_defaults`)."""
+        info = info_defaults(self.config)
+        info["global_accuracy"] = self._accuracy
+        if self.learning:
+            info["global_loss"] = self._loss
         return info
 
     def _info(self, site: Site, out: RoundOutcome, rewards: dict[str, float],
               cluster_idx: int, round_idx: int, optimum: SolverResult | None
               ) -> dict[str, Any]:
-        """The step's info. Per-device entries are arrays of length ``max_devices`` in slot
-        order (GLDs, then BLDs, then empty slots), so that vector environments can stack
-        them: 0 where a quantity does not apply (GLD quantities in slots < n_gld, BLD ones in
-        slots n_gld .. n_gld + n_bld - 1), masks instead of index lists."""
+        """The step's info: numbers and fixed-shape numeric arrays only, the keys of
+        :func:`info_defaults` (docs/INFO.md). Per-device entries are arrays of length
+        ``max_devices`` in slot order (GLDs, then BLDs, then empty slots): 0 where a
+        quantity does not apply, masks instead of index lists."""
         info: dict[str, Any] = {
-            "rewards": rewards,
+            **reward_info(rewards),
             "round": round_idx,
             "cluster_index": cluster_idx,
             **outcome_info(site, out, self.config["max_devices"]),
@@ -591,15 +604,16 @@ class DTFLEnv(gym.Env):
         }
         if self.learning:
             info["global_loss"] = self._loss
-        if self.learner.round_record is not None and self._cluster == 0:
-            info["ledger"] = self.learner.round_record  # the round just ended
+        if has_ledger(self.config):  # the block of the round this step closed, or defaults
+            closed = self._cluster == 0 and self.learner.round_record is not None
+            info.update(ledger_info(self.learner.round_record if closed else None,
+                                    self.config["clusters"]))
         if self.config["compute_optimal"]:
             ref = optimum  # solved on the cluster just charged, before any redraw
             assert ref is not None
-            info["optimal_latency_s"] = ref.T
-            info["optimality_gap"] = (out.latency_s / ref.T - 1.0) if ref.feasible else math.nan
-        if self.config["cluster_in_info"] and not self._is_terminated():
-            info["cluster"] = self.cluster
+            info["optimal_latency_s"] = float(ref.T)
+            info["optimality_gap"] = (float(out.latency_s / ref.T - 1.0) if ref.feasible
+                                      else math.nan)
         return info
 
     @property

@@ -95,7 +95,10 @@ class LearningRound:
         self._fl_key = ""
         self.consortium: Any = None  # dtfl_env.ledger.Consortium
         self._requests: list[tuple[Any, ...]] = []
-        #: the ledger's record of the round that ended last (``info["ledger"]``), or None
+        #: the ledger's record of the round that ended last, or None: the place for its
+        #: non-numeric entries (``validator``, the coordinator id; ``block_hash``, hex, "" in
+        #: ledger mode "none"); ``info`` carries all of it as numbers (``ledger_*`` keys,
+        #: :func:`dtfl_env.envs.info.ledger_info`)
         self.round_record: dict[str, Any] | None = None
         self._fl_cfg: dict[str, Any] = {}
         self._ledger_cfg: dict[str, Any] = {}

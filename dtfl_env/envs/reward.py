@@ -2,9 +2,10 @@
 
 Each term is a function of the ``reward`` config and a :class:`StepOutcome` (the site just
 charged, its :class:`~dtfl_env.model.round.RoundOutcome`, the accuracy gain and the
-latency reference); :data:`REWARD_TERMS` lists them in the order of ``info["rewards"]``.
-A new term is one function here, one entry in :data:`REWARD_TERMS` and its weight (a key
-of the same name) in the ``reward`` config. The forms are documented in the env's
+latency reference); :data:`REWARD_TERMS` lists them, and ``info`` reports each as
+``reward_<term>`` (:func:`dtfl_env.envs.info.reward_key`). A new term is one function here,
+one entry in :data:`REWARD_TERMS` and its weight (a key of the same name) in the ``reward``
+config. The forms are documented in the env's
 docstring (Rewards).
 """
 
