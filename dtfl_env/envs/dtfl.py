@@ -43,6 +43,7 @@ from dtfl_env.envs.config import (
 from dtfl_env.envs.info import (
     has_ledger,
     info_defaults,
+    info_row,
     ledger_info,
     outcome_info,
     outcome_record,
@@ -60,7 +61,7 @@ from dtfl_env.envs.reward import RewardFunction
 from dtfl_env.envs.sites import Site, SiteLayout, cluster_from_arrays, draw_site
 from dtfl_env.fl.config import model_size_bits
 from dtfl_env.model.batch import ClusterRow
-from dtfl_env.model.round import RoundOutcome, round_outcome
+from dtfl_env.model.round import BatchOutcome, round_outcomes
 from dtfl_env.scenarios import RandomClusterConfig, Topology
 
 if TYPE_CHECKING:
@@ -498,7 +499,8 @@ class DTFLEnv(gym.Env):
         site = self._sites[self._cluster]
         y, tg, q = self.action_type.to_allocation(site, action)
         assert site.true is not None
-        out = self._charge(site, y, tg, q)
+        charged = self._charge(site, y, tg, q)
+        out = charged.item(0)
         cluster_idx, round_idx = self._cluster, self._round
         self._round_latency_s = max(self._round_latency_s, out.latency_s)
         optimum = self._step_optimum(site)  # before the round's fading is redrawn
@@ -515,7 +517,7 @@ class DTFLEnv(gym.Env):
         rewards = self.reward_function.terms(site, out, acc_gain, baseline_s)
         reward = float(sum(rewards.values()))
         terminated = self._is_terminated()
-        info = self._info(site, out, rewards, cluster_idx, round_idx, optimum)
+        info = self._info(site, charged, rewards, cluster_idx, round_idx, optimum)
         info["latency_baseline_s"] = baseline_s
         info["action_clipped"] = int(self._played_clipped(action, round_idx, cluster_idx))
         self._clipped_at = None
@@ -534,13 +536,15 @@ class DTFLEnv(gym.Env):
         return played.shape == saved.shape and bool(np.allclose(played, saved, rtol=0,
                                                                 atol=1e-6))
 
-    def _charge(self, site: Site, y: float, tg: float, q: np.ndarray) -> RoundOutcome:
-        """The round's outcome on the site's true values (:func:`round_outcome`)."""
+    def _charge(self, site: Site, y: float, tg: float, q: np.ndarray) -> BatchOutcome:
+        """The round's outcome on the site's true values: :func:`round_outcomes` on the
+        site as a batch of one."""
         assert site.true is not None
-        return round_outcome(site.true, y_s=y, tg_s=tg, jam_power_w=q,
-                             deadline_s=self.config["round_deadline_s"],
-                             bld_battery_j=site.bld_battery_j,
-                             enforce_bld_energy=self.config["bld_energy"]["enforce"])
+        return round_outcomes(site.true.one(), y_s=np.array([y]), tg_s=np.array([tg]),
+                              jam_power_w=np.asarray(q, dtype=float).reshape(1, -1),
+                              deadline_s=self.config["round_deadline_s"],
+                              bld_battery_j=site.bld_battery_j.reshape(1, -1),
+                              enforce_bld_energy=self.config["bld_energy"]["enforce"])
 
     def _end_of_round(self) -> float:
         """Close the round: the clock advances by its slowest cluster, the clusters train,
@@ -573,7 +577,7 @@ class DTFLEnv(gym.Env):
         """The latency of the action box's centre (the action 0) on ``site``, charged like
         a step (the latency reference of ``latency_baseline = "center"``)."""
         y, tg, q = self.action_type.to_allocation(site, np.zeros(self.action_type.size))
-        return self._charge(site, y, tg, q).latency_s
+        return float(self._charge(site, y, tg, q).latency_s[0])
 
     def _is_terminated(self) -> bool:
         return self._round >= self.config["rounds"]
@@ -586,7 +590,7 @@ class DTFLEnv(gym.Env):
             info["global_loss"] = self._loss
         return info
 
-    def _info(self, site: Site, out: RoundOutcome, rewards: dict[str, float],
+    def _info(self, site: Site, out: BatchOutcome, rewards: dict[str, float],
               cluster_idx: int, round_idx: int, optimum: SolverResult | None
               ) -> dict[str, Any]:
         """The step's info: numbers and fixed-shape numeric arrays only, the keys of
@@ -597,7 +601,8 @@ class DTFLEnv(gym.Env):
             **reward_info(rewards),
             "round": round_idx,
             "cluster_index": cluster_idx,
-            **outcome_info(site, out, self.config["max_devices"]),
+            **info_row(outcome_info(out, site.bld_battery_j.reshape(1, -1),
+                                    self.config["max_devices"]), 0),
             "global_accuracy": self._accuracy,
             "sim_time_s": self._clock_s + self._round_latency_s,
             "next_round": self._round, "next_cluster_index": self._cluster,
@@ -612,7 +617,7 @@ class DTFLEnv(gym.Env):
             ref = optimum  # solved on the cluster just charged, before any redraw
             assert ref is not None
             info["optimal_latency_s"] = float(ref.T)
-            info["optimality_gap"] = (float(out.latency_s / ref.T - 1.0) if ref.feasible
+            info["optimality_gap"] = (float(out.latency_s[0] / ref.T - 1.0) if ref.feasible
                                       else math.nan)
         return info
 

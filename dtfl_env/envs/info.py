@@ -7,7 +7,8 @@ envs, TorchRL and RLlib can stack it; reset returns the same keys with defaults
 and all-False masks). The keys are listed in ``docs/INFO.md``:
 
 - :func:`outcome_info`: the step's outcome in the observation's slot order (GLDs, then
-  BLDs, then empty slots), per-device arrays of length ``max_devices``;
+  BLDs, then empty slots), per-device arrays of length ``max_devices``, for B clusters at
+  once (the native vector env's rows; the single env takes row 0 with :func:`info_row`);
 - :func:`reward_info`: one ``reward_<term>`` key per term of
   :data:`~dtfl_env.envs.reward.REWARD_TERMS` (:func:`reward_key`);
 - :func:`ledger_info` (real training with the ledger): ``ledger_*`` keys, the block of the
@@ -27,11 +28,11 @@ from typing import Any
 import numpy as np
 
 from dtfl_env.envs.reward import REWARD_TERMS
-from dtfl_env.envs.sites import Site
-from dtfl_env.model.round import RoundOutcome
+from dtfl_env.model.round import BatchOutcome, RoundOutcome
 
 __all__ = ["DEVICE_FLOATS", "DEVICE_MASKS", "LEDGER_HASH_BYTES", "has_ledger", "info_defaults",
-           "ledger_info", "outcome_info", "outcome_record", "reward_info", "reward_key"]
+           "info_row", "ledger_info", "outcome_info", "outcome_record", "reward_info",
+           "reward_key"]
 
 #: the step's times (s) and aggregate jamming (W); NaN before the first step
 OUTCOME_FLOATS = ("latency_s", "T", "T_GLD", "T_BLD", "y", "tG", "tB_up", "Q")
@@ -120,47 +121,58 @@ def info_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
     return info
 
 
-def outcome_info(site: Site, out: RoundOutcome, max_devices: int) -> dict[str, Any]:
-    """The step's outcome entries of ``info``. Per-device entries are arrays of length
-    ``max_devices`` in slot order: 0 where a quantity does not apply (GLD quantities in
-    slots < n_gld, BLD ones in slots n_gld .. n_gld + n_bld - 1), masks instead of index
-    lists."""
-    d, m, n = max_devices, site.m, site.n
+def outcome_info(out: BatchOutcome, bld_battery_j: np.ndarray, max_devices: int
+                 ) -> dict[str, np.ndarray]:
+    """The outcome entries of ``info`` for B charged clusters (one row each): per-device
+    entries are arrays (B, ``max_devices``) in slot order, 0 where a quantity does not
+    apply (GLD quantities in slots < n_gld, BLD ones in slots n_gld .. n_gld + n_bld - 1),
+    masks instead of index lists; the others have shape (B,). ``bld_battery_j``: the BLDs'
+    batteries, padded like ``out``'s BLD fields. :func:`info_row` takes one row (the single
+    env's info)."""
+    d = max_devices
+    m, n = out.n_gld, out.n_bld
+    b, wg = out.cpu_hz.shape
+    breal = np.arange(out.bld_synced.shape[1]) < n[:, None]  # the real BLD entries
+    rows, j = np.nonzero(breal)
+    cols = m[rows] + j  # a BLD's slot follows the cluster's GLDs
     # one block per dtype, a row per entry (fewer allocations on the step's hot path)
-    floats = tuple(np.zeros((len(DEVICE_FLOATS), d)))  # the rows, as views (made once)
-    masks = tuple(np.zeros((len(DEVICE_MASKS), d), dtype=bool))
+    floats = tuple(np.zeros((len(DEVICE_FLOATS), b, d)))
+    masks = tuple(np.zeros((len(DEVICE_MASKS), b, d), dtype=bool))
     q, cpu, energy, excess, rate, e_sync, battery = floats
     short, part, dropped, unsynced, late = masks
-    q[:m], cpu[:m], energy[:m], excess[:m] = (out.jam_power_w, out.cpu_hz, out.energy_j,
-                                              out.energy_excess_j)
-    rate[m:m + n] = out.secrecy_rate_bps
-    rate_ok = out.secrecy_rate_bps > 0  # a sync that can happen (at this jamming)
-    e_sync[m:m + n] = np.where(rate_ok, out.bld_sync_energy_j, 0.0)
-    battery[m:m + n] = site.bld_battery_j
-    short[m:m + n] = out.bld_energy_short
-    dropped[:m] = out.gld_dropped
-    unsynced[m:m + n] = ~out.bld_synced
-    late[:m] = out.gld_straggler
-    late[m:m + n] = out.bld_straggler
-    part[:m] = ~(out.gld_dropped | out.gld_straggler)
-    part[m:m + n] = out.bld_synced & ~out.bld_straggler
-
-    def cnt(mask: np.ndarray) -> int:  # True entries of one of the outcome's boolean masks
-        return int(np.count_nonzero(mask))
-
-    info: dict[str, Any] = {
+    # padded GLD entries of an outcome are 0 (False): copied as they are
+    q[:, :wg], cpu[:, :wg] = out.jam_power_w, out.cpu_hz
+    energy[:, :wg], excess[:, :wg] = out.energy_j, out.energy_excess_j
+    dropped[:, :wg], late[:, :wg] = out.gld_dropped, out.gld_straggler
+    part[:, :wg] = (np.arange(wg) < m[:, None]) & ~(out.gld_dropped | out.gld_straggler)
+    bld_rate = out.secrecy_rate_bps[breal]
+    rate[rows, cols] = bld_rate
+    # the energy of a sync that can happen (a positive rate at this jamming)
+    e_sync[rows, cols] = np.where(bld_rate > 0, out.bld_sync_energy_j[breal], 0.0)
+    battery[rows, cols] = np.asarray(bld_battery_j)[breal]
+    synced, b_late = out.bld_synced[breal], out.bld_straggler[breal]
+    short[rows, cols] = out.bld_energy_short[breal]
+    unsynced[rows, cols] = ~synced
+    late[rows, cols] = b_late
+    part[rows, cols] = synced & ~b_late
+    info: dict[str, np.ndarray] = {
         "latency_s": out.latency_s,
         "T": out.latency_s, "T_GLD": out.t_gld_s, "T_BLD": out.t_bld_s,
         "y": out.y_s, "tG": out.tg_s, "tB_up": out.tb_up_s, "Q": out.jamming_w,
         "n_gld": m, "n_bld": n,
-        "n_dropouts": cnt(out.gld_dropped),
-        "n_unsynced": n - cnt(out.bld_synced),
-        "n_stragglers": cnt(out.gld_straggler) + cnt(out.bld_straggler),
-        "n_bld_energy_short": cnt(out.bld_energy_short),
+        "n_dropouts": out.gld_dropped.sum(1),
+        "n_unsynced": n - out.bld_synced.sum(1),
+        "n_stragglers": out.gld_straggler.sum(1) + out.bld_straggler.sum(1),
+        "n_bld_energy_short": out.bld_energy_short.sum(1),
     }
     info.update(zip(DEVICE_FLOATS, floats, strict=True))
     info.update(zip(DEVICE_MASKS, masks, strict=True))
     return info
+
+
+def info_row(info: Mapping[str, np.ndarray], i: int) -> dict[str, Any]:
+    """Row ``i`` of a batched info: (B,) entries as Python numbers, the others as arrays."""
+    return {k: (v[i].item() if v.ndim == 1 else v[i]) for k, v in info.items()}
 
 
 def outcome_record(out: RoundOutcome) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from dtfl_env.envs.dtfl import DTFLEnv
+from dtfl_env.envs.info import info_defaults, outcome_info, reward_key
 from dtfl_env.envs.sites import RoundDraw, Site, SiteLayout, draw_site
 from dtfl_env.model.batch import ClusterBatch, pad_segments
 from dtfl_env.model.round import BatchOutcome, round_outcomes
@@ -293,17 +294,11 @@ class DTFLVectorEnv(VectorEnv):
             self._cluster = 0
             self._round += 1
             if self._round < self.config["rounds"]:
-                draw = self._draw
                 self._draw_round()
-            else:
-                draw = self._draw
-        else:
-            draw = self._draw
         terms = self._reward_terms(out, e_max, baseline)
         reward = sum(terms.values())
         terminated = self._round >= self.config["rounds"]
-        info = self._step_info(draw, rows, out, terms, cluster_idx, round_idx, optimum,
-                               baseline)
+        info = self._step_info(rows, out, terms, cluster_idx, round_idx, optimum, baseline)
         term = np.full(n, terminated)
         trunc = np.zeros(n, dtype=bool)
         if not terminated:
@@ -371,59 +366,22 @@ class DTFLVectorEnv(VectorEnv):
                 "accuracy": np.zeros(self.num_envs),  # no training: no accuracy gain
                 "violation": -w["violation"] * viol}
 
-    def _device_layout(self, out: BatchOutcome) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, slots) of the BLD entries of ``out`` in the observation's slot order."""
-        r, j = np.nonzero(np.arange(out.bld_synced.shape[1]) < out.n_bld[:, None])
-        return r, out.n_gld[r] + j
-
-    def _step_info(self, draw: RoundDraw, rows: slice, out: BatchOutcome,
-                   terms: dict[str, np.ndarray], cluster_idx: int, round_idx: int,
-                   optimum: np.ndarray | None, baseline: np.ndarray) -> dict[str, Any]:
-        n, d = self.num_envs, self.config["max_devices"]
-        m, nb = out.n_gld, out.n_bld
-        wg = out.cpu_hz.shape[1]
-        gmask = np.arange(wg) < m[:, None]
-        br, bs = self._device_layout(out)
-        bmask = np.arange(out.bld_synced.shape[1]) < nb[:, None]
-
-        def gld(v: np.ndarray, dtype: Any = float) -> np.ndarray:
-            a = np.zeros((n, d), dtype=dtype)
-            a[:, :wg] = np.where(gmask, v, 0)
-            return a
-
-        def bld(v: np.ndarray, dtype: Any = float) -> np.ndarray:
-            a = np.zeros((n, d), dtype=dtype)
-            a[br, bs] = v[bmask]
-            return a
-
-        rate_ok = out.secrecy_rate_bps > 0
-        dropped, g_late = out.gld_dropped, out.gld_straggler
+    def _step_info(self, rows: slice, out: BatchOutcome, terms: dict[str, np.ndarray],
+                   cluster_idx: int, round_idx: int, optimum: np.ndarray | None,
+                   baseline: np.ndarray) -> dict[str, Any]:
+        """The step's info, stacked over sub-envs (the single env's keys,
+        :mod:`dtfl_env.envs.info`)."""
+        n = self.num_envs
         info: dict[str, Any] = {
+            **{reward_key(name): val for name, val in terms.items()},
             "round": np.full(n, round_idx), "cluster_index": np.full(n, cluster_idx),
-            "latency_s": out.latency_s, "T": out.latency_s.copy(), "T_GLD": out.t_gld_s,
-            "T_BLD": out.t_bld_s, "y": out.y_s, "tG": out.tg_s, "tB_up": out.tb_up_s,
-            "Q": out.jamming_w, "q_w": gld(out.jam_power_w), "cpu_hz": gld(out.cpu_hz),
-            "energy_j": gld(out.energy_j), "energy_excess_j": gld(out.energy_excess_j),
-            "secrecy_rate_bps": bld(out.secrecy_rate_bps),
-            "bld_sync_energy_j": bld(np.where(rate_ok, out.bld_sync_energy_j, 0.0)),
-            "bld_battery_j": bld(self._battery[rows]),
-            "bld_energy_short": bld(out.bld_energy_short, bool),
-            "n_bld_energy_short": out.bld_energy_short.sum(1),
-            "participant": gld(~(dropped | g_late), bool) | bld(
-                out.bld_synced & ~out.bld_straggler, bool),
-            "dropped": gld(dropped, bool), "unsynced": bld(bmask & ~out.bld_synced, bool),
-            "straggler": gld(g_late, bool) | bld(out.bld_straggler, bool),
-            "n_gld": m, "n_bld": nb, "n_dropouts": dropped.sum(1),
-            "n_unsynced": nb - out.bld_synced.sum(1),
-            "n_stragglers": g_late.sum(1) + out.bld_straggler.sum(1),
-            "global_accuracy": np.zeros(n),
+            **outcome_info(out, self._battery[rows], self.config["max_devices"]),
+            "global_accuracy": np.zeros(n),  # no training in the latency-only ids
             "sim_time_s": self._clock_s + self._round_latency_s,
             "next_round": np.full(n, self._round),
             "next_cluster_index": np.full(n, self._cluster),
             "latency_baseline_s": baseline, "action_clipped": np.zeros(n, dtype=int),
         }
-        for name, val in terms.items():
-            info[f"reward_{name}"] = val
         if self.config["compute_optimal"]:
             assert optimum is not None
             info["optimal_latency_s"] = optimum
@@ -433,10 +391,11 @@ class DTFLVectorEnv(VectorEnv):
         return _with_masks(info, n)
 
     def _reset_info(self) -> dict[str, Any]:
+        """The single env's reset info (:func:`info_defaults`), stacked over sub-envs."""
         n = self.num_envs
-        return _with_masks({"round": np.zeros(n, dtype=int),
-                            "cluster_index": np.zeros(n, dtype=int),
-                            "global_accuracy": np.zeros(n)}, n)
+        return _with_masks({k: np.stack([v] * n) if isinstance(v, np.ndarray)
+                            else np.full(n, v) for k, v in info_defaults(self.config).items()},
+                           n)
 
     # ------------------------------------------------------------------ access
     def clusters(self) -> list[Any]:
