@@ -2,7 +2,7 @@
 
 A settings class is a frozen dataclass deriving :class:`Settings` whose fields are declared
 with :func:`choice`, :func:`number`, :func:`integer`, :func:`flag`, :func:`setting` (a check
-of its own) or :func:`section` (a nested settings block). ``__post_init__`` runs every
+of its own) or :func:`block` (a nested settings block). ``__post_init__`` runs every
 field's check with the field's dotted path, so a bad value raises ``ValueError`` naming
 where it sits and what is allowed (``reward.latency_form: must be one of ['linear', 'log',
 'log_weighted'], got 'exp'``); :meth:`Settings.from_dict` rejects unknown keys by their
@@ -21,7 +21,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-__all__ = ["Check", "Settings", "check_keys", "choice", "flag", "integer", "number", "section",
+__all__ = ["Check", "Settings", "block", "check_keys", "choice", "flag", "integer", "number",
            "setting"]
 
 #: a field's check: ``check(value, where)`` returns the value to store (the value itself,
@@ -119,11 +119,11 @@ def integer(default: int | None, *, ge: int | None = None, le: int | None = None
     return setting(default, check)
 
 
-def section(cls: type) -> Any:
+def block(cls: type) -> Any:
     """A field holding a nested settings block of ``cls`` (any class with
     ``from_dict(mapping, path)`` and ``to_dict()``), read from its mapping by
     :meth:`Settings.from_dict`."""
-    return field(default_factory=cls, metadata={"section": cls})
+    return field(default_factory=cls, metadata={"block": cls})
 
 
 class Settings:
@@ -144,10 +144,10 @@ class Settings:
             if check is not None:
                 object.__setattr__(self, f.name, check(getattr(self, f.name),
                                                        self._where(f.name)))
-            elif "section" in f.metadata and not isinstance(getattr(self, f.name),
-                                                            f.metadata["section"]):
+            elif "block" in f.metadata and not isinstance(getattr(self, f.name),
+                                                            f.metadata["block"]):
                 raise ValueError(f"{self._where(f.name)}: expected "
-                                 f"{f.metadata['section'].__name__}, "
+                                 f"{f.metadata['block'].__name__}, "
                                  f"got {type(getattr(self, f.name)).__name__}")
 
     @classmethod
@@ -161,8 +161,8 @@ class Settings:
         check_keys(data, {f.name for f in own}, path)
         values = dict(data)
         for f in own:
-            if "section" in f.metadata and f.name in values:
-                values[f.name] = f.metadata["section"].from_dict(
+            if "block" in f.metadata and f.name in values:
+                values[f.name] = f.metadata["block"].from_dict(
                     values[f.name], f"{path}.{f.name}" if path else f.name)
         return cls(**values)
 
@@ -172,6 +172,6 @@ class Settings:
         out: dict[str, Any] = {}
         for f in fields(self):  # type: ignore[arg-type]
             v = getattr(self, f.name)
-            out[f.name] = (v.to_dict() if "section" in f.metadata
+            out[f.name] = (v.to_dict() if "block" in f.metadata
                            else list(v) if isinstance(v, tuple) else v)
         return out
