@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from dtfl_env.config import Cluster, Constants
+from dtfl_env.config import Cluster
 from dtfl_env.envs.action import (
     ACTION_SIZES,
     ACTION_TYPES,
@@ -33,13 +33,7 @@ from dtfl_env.envs.action import (
     ActionType,
     action_factory,
 )
-from dtfl_env.envs.config import (
-    SAFE_JAMMING,
-    SAFE_SCALES,
-    default_config,
-    merge_config,
-    validate_config,
-)
+from dtfl_env.envs.config import EnvConfig, default_config, merge_config, validate_config
 from dtfl_env.envs.info import outcome_info, outcome_record
 from dtfl_env.envs.learning import LearningRound
 from dtfl_env.envs.observation import (
@@ -51,9 +45,8 @@ from dtfl_env.envs.observation import (
 )
 from dtfl_env.envs.reward import RewardFunction
 from dtfl_env.envs.sites import Site, SiteLayout, cluster_from_arrays, draw_site
-from dtfl_env.fl.config import model_size_bits
 from dtfl_env.model.round import ClusterArrays, RoundOutcome, round_outcome
-from dtfl_env.scenarios import RandomClusterConfig, Topology
+from dtfl_env.scenarios import Topology
 
 if TYPE_CHECKING:
     from solvers.result import SolverResult
@@ -289,27 +282,22 @@ class DTFLEnv(gym.Env):
         return default_config()
 
     def configure(self, config: dict[str, Any] | None) -> None:
-        """Apply overrides to the defaults (strict); rebuilds the spaces."""
+        """Apply overrides to the defaults (strict); rebuilds the roles and the spaces."""
         cfg = merge_config(self._base_config, config)
-        validate_config(cfg)
-        self.config = cfg
-        consts = dict(cfg["constants"])
-        if cfg["fl"]["backend"] == "torch" and "model_bits" not in consts:
-            # L: the serialised size of the model that is trained (CNN: 0.70 Mbit); set
-            # constants.model_bits to override (Table II's analysis uses 2 Mbit)
-            consts["model_bits"] = model_size_bits(cfg["fl"]["model"])
-        self.constants = Constants.from_dict(consts)
-        self._random_cfg = RandomClusterConfig.from_dict(cfg["random"], "random")
-        d = cfg["max_devices"]
-        self.action_mode = cfg["action"]["mode"]
+        self.settings: EnvConfig = validate_config(cfg)  # typed; the roles read it
+        self.config = cfg  # the plain dict users read
+        s = self.settings
+        self.constants = s.constants  # L follows the trained model (EnvConfig.from_dict)
+        self.action_mode = s.action.mode
         # one action type per mode (the env's own, and the others for ``mode=`` arguments)
-        self._action_types = {m: action_factory(cfg["action"], d, m) for m in ACTION_TYPES}
+        self._action_types = {m: action_factory(s.action, s.max_devices, m)
+                              for m in ACTION_TYPES}
         self.action_type: ActionType = self._action_types[self.action_mode]
         self.action_space = self.action_type.space()
-        self.observation_type = ObservationType(cfg, self.action_type.ln_tg_range)
+        self.observation_type = ObservationType(s, self.action_type.ln_tg_range)
         self.observation_space = self.observation_type.space()
-        self.reward_function = RewardFunction(cfg["reward"])
-        self.learner.configure(cfg)
+        self.reward_function = RewardFunction(s.reward)
+        self.learner.configure(s)
         self._episode_ready = False
 
     # ------------------------------------------------------------------ episode
@@ -327,10 +315,10 @@ class DTFLEnv(gym.Env):
         self._topo_rng = np.random.default_rng(topo)
         self._fade_rng = np.random.default_rng(fade)
         self._fl_rng = np.random.default_rng(fl)
-        if (not self._sites or self.config["new_topology_each_episode"] or seed is not None
+        if (not self._sites or self.settings.new_topology_each_episode or seed is not None
                 or not self._episode_ready):
-            self._sites = [draw_site(self.config, self.constants, self._random_cfg,
-                                     self._topo_rng) for _ in range(self.config["clusters"])]
+            self._sites = [draw_site(self.config, self.constants, self.settings.random,
+                                     self._topo_rng) for _ in range(self.settings.clusters)]
             self._layout = SiteLayout(self._sites)
         self._episode_ready = True
         self._round = 0
@@ -351,13 +339,13 @@ class DTFLEnv(gym.Env):
     @property
     def learning(self) -> bool:
         """True when the FL round trains real models (``fl.backend == "torch"``)."""
-        return self.config["fl"]["backend"] == "torch"
+        return self.settings.fl.backend == "torch"
 
     def _draw_round(self) -> None:
         """Fresh fading (and twin deviations) for every site; the observations of the round."""
-        cfg = self.config
-        draw = self._layout.draw_round(self.constants, self._fade_rng, fading=cfg["fading"],
-                                       twin_deviation=cfg["twin_deviation"])
+        s = self.settings
+        draw = self._layout.draw_round(self.constants, self._fade_rng, fading=s.fading,
+                                       twin_deviation=s.twin_deviation)
         self.observation_type.new_round(self._layout, draw, self.constants)
 
     def _observation(self) -> np.ndarray:
@@ -372,21 +360,11 @@ class DTFLEnv(gym.Env):
 
         ``mode``, ``tg_range``, ``y_range``, ``jamming``, ``sync_range`` and ``scale``
         (default: the env's ``action`` config) read the action as one of another action
-        config, e.g. to replay an agent trained there.
+        config, e.g. to replay an agent trained there (bad values name ``action.<key>``).
         """
-        act = self._action_types[self._check_mode(mode)]
-        site = self._sites[self._cluster]
-        if tg_range is None and y_range is None and jamming is None and sync_range is None \
-                and scale is None:
-            return act.to_allocation(site, action)
-        if jamming is not None and jamming not in SAFE_JAMMING:  # the config's is validated
-            raise ValueError(f"jamming: must be one of {SAFE_JAMMING}, got {jamming!r}")
-        if scale is not None and scale not in SAFE_SCALES:
-            raise ValueError(f"scale: must be one of {SAFE_SCALES}, got {scale!r}")
-        return act.to_allocation(
-            site, action, ln_tg_range=None if tg_range is None else math.log(tg_range),
-            ln_y_range=None if y_range is None else math.log(y_range), jamming=jamming,
-            ln_sync_range=None if sync_range is None else math.log(sync_range), scale=scale)
+        return self._action_type(mode).to_allocation_as(
+            self._sites[self._cluster], action, tg_range=tg_range, y_range=y_range,
+            jamming=jamming, sync_range=sync_range, scale=scale)
 
     def allocation_to_action(self, y_s: float, tg_s: float, jam_power_w: np.ndarray,
                              mode: str | None = None, *, clip: bool = False) -> np.ndarray:
@@ -400,26 +378,18 @@ class DTFLEnv(gym.Env):
         ``clip=True`` it is clipped instead, and the next :meth:`step` on this cluster
         reports ``info["action_clipped"] = 1`` (the evaluation counts such steps apart).
         """
-        mode = self._check_mode(mode)
-        for name, val in (("y_s", y_s), ("tg_s", tg_s)):
-            if not (isinstance(val, (int, float, np.number)) and math.isfinite(val) and val > 0):
-                raise ValueError(f"{name}: must be a finite number > 0, got {val!r}")
-        if not np.all(np.isfinite(np.asarray(jam_power_w, dtype=float))):
-            raise ValueError("jam_power_w: must be finite")
-        site = self._sites[self._cluster]
-        assert site.seen is not None
-        out, clipped = self._action_types[mode].to_action(site, y_s, tg_s, jam_power_w,
-                                                          clip=clip)
-        if clipped and mode == self.action_mode:
+        act = self._action_type(mode)
+        out, clipped = act.to_action(self._sites[self._cluster], y_s, tg_s, jam_power_w,
+                                     clip=clip)
+        if clipped and act is self.action_type:
             self._clipped_at = (self._round, self._cluster, out.astype(np.float32))
         return out
 
-    def _check_mode(self, mode: str | None) -> str:
-        if mode is None:
-            return self.action_mode
-        if mode not in ACTION_SIZES:
-            raise ValueError(f"mode: must be one of {tuple(ACTION_SIZES)}, got {mode!r}")
-        return mode
+    def _action_type(self, mode: str | None) -> ActionType:
+        """The action type of ``mode`` (``None``: the env's own)."""
+        if mode is not None and mode not in ACTION_TYPES:
+            raise ValueError(f"mode: must be one of {list(ACTION_TYPES)}, got {mode!r}")
+        return self._action_types[self.action_mode if mode is None else mode]
 
     def bound_features(self, tg_range: float | None = None) -> np.ndarray:
         """The current cluster's ``BOUND_FEATURES`` (the safe box's lower bounds in log10
@@ -475,7 +445,7 @@ class DTFLEnv(gym.Env):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self._episode_ready:
             raise RuntimeError("call reset() before step()")
-        if self._round >= self.config["rounds"]:
+        if self._round >= self.settings.rounds:
             raise RuntimeError("the episode has ended: call reset()")
         site = self._sites[self._cluster]
         y, tg, q = self.action_type.to_allocation(site, action)
@@ -488,11 +458,11 @@ class DTFLEnv(gym.Env):
         self.learner.submit(cluster_idx, out)  # who trains follows the step
         self._cluster += 1
         acc_gain = 0.0
-        if self._cluster == self.config["clusters"]:
+        if self._cluster == self.settings.clusters:
             acc_gain = self._end_of_round()
             self._cluster = 0
             self._round += 1
-            if self._round < self.config["rounds"]:
+            if self._round < self.settings.rounds:
                 self._draw_round()
         rewards = self.reward_function.terms(site, out, acc_gain, baseline_s)
         reward = float(sum(rewards.values()))
@@ -520,9 +490,9 @@ class DTFLEnv(gym.Env):
         """The round's outcome on the site's true values (:func:`round_outcome`)."""
         assert site.true is not None
         return round_outcome(site.true, y_s=y, tg_s=tg, jam_power_w=q,
-                             deadline_s=self.config["round_deadline_s"],
+                             deadline_s=self.settings.round_deadline_s,
                              bld_battery_j=site.bld_battery_j,
-                             enforce_bld_energy=self.config["bld_energy"]["enforce"])
+                             enforce_bld_energy=self.settings.bld_energy.enforce)
 
     def _end_of_round(self) -> float:
         """Close the round: the clock advances by its slowest cluster, the clusters train,
@@ -544,7 +514,7 @@ class DTFLEnv(gym.Env):
         values, where ``compute_optimal`` or ``latency_baseline = "optimum"`` needs it, else
         None. Call it before the step moves on: the end of a round redraws every site's
         fading."""
-        if not (self.config["compute_optimal"] or self.reward_function.needs_optimum):
+        if not (self.settings.compute_optimal or self.reward_function.needs_optimum):
             return None
         from solvers.exact import solve_exact
 
@@ -558,12 +528,12 @@ class DTFLEnv(gym.Env):
         return self._charge(site, y, tg, q).latency_s
 
     def _is_terminated(self) -> bool:
-        return self._round >= self.config["rounds"]
+        return self._round >= self.settings.rounds
 
     def _info_reset(self) -> dict[str, Any]:
         info: dict[str, Any] = {"round": self._round, "cluster_index": self._cluster,
                                 "global_accuracy": self._accuracy}
-        if self.config["cluster_in_info"]:
+        if self.settings.cluster_in_info:
             info["cluster"] = self.cluster
         return info
 
@@ -578,7 +548,7 @@ class DTFLEnv(gym.Env):
             "rewards": rewards,
             "round": round_idx,
             "cluster_index": cluster_idx,
-            **outcome_info(site, out, self.config["max_devices"]),
+            **outcome_info(site, out, self.settings.max_devices),
             "global_accuracy": self._accuracy,
             "sim_time_s": self._clock_s + self._round_latency_s,
             "next_round": self._round, "next_cluster_index": self._cluster,
@@ -587,12 +557,12 @@ class DTFLEnv(gym.Env):
             info["global_loss"] = self._loss
         if self.learner.round_record is not None and self._cluster == 0:
             info["ledger"] = self.learner.round_record  # the round just ended
-        if self.config["compute_optimal"]:
+        if self.settings.compute_optimal:
             ref = optimum  # solved on the cluster just charged, before any redraw
             assert ref is not None
             info["optimal_latency_s"] = ref.T
             info["optimality_gap"] = (out.latency_s / ref.T - 1.0) if ref.feasible else math.nan
-        if self.config["cluster_in_info"] and not self._is_terminated():
+        if self.settings.cluster_in_info and not self._is_terminated():
             info["cluster"] = self.cluster
         return info
 
