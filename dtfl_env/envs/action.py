@@ -23,7 +23,7 @@ from dtfl_env.envs.sites import Site
 from dtfl_env.model.feasible import safe_action, safe_allocation
 
 __all__ = ["ACTION_SIZES", "ACTION_TYPES", "RANGE_TOLERANCE", "ActionRangeError", "ActionType",
-           "DirectAction", "SafeAction", "action_factory"]
+           "ClipMemo", "DirectAction", "SafeAction", "action_factory"]
 
 #: how far (relative: tG, y; as a share of Q_max,i: q_i) the allocation of the nearest action
 #: may differ from an allocation outside the box for it to count as inside: rounding, e.g. of
@@ -237,3 +237,28 @@ def action_factory(config: ActionConfig | Mapping[str, Any], max_devices: int,
     if not isinstance(config, ActionConfig):
         config = ActionConfig.from_dict(config)
     return ACTION_TYPES[config.mode if mode is None else mode](config, max_devices)
+
+
+class ClipMemo:
+    """The action that ``allocation_to_action(clip=True)`` last clipped in the env's own mode
+    and where (round, cluster): the step that plays it there reports
+    ``info["action_clipped"] = 1``."""
+
+    def __init__(self) -> None:
+        self._at: tuple[int, int, np.ndarray] | None = None
+
+    def remember(self, round_idx: int, cluster_idx: int, action: np.ndarray) -> None:
+        self._at = (round_idx, cluster_idx, np.asarray(action).astype(np.float32))
+
+    def forget(self) -> None:
+        self._at = None
+
+    def played(self, action: np.ndarray, round_idx: int, cluster_idx: int) -> bool:
+        """Whether ``action``, played in (round, cluster), is the clipped action remembered
+        there (to float32 precision)."""
+        if self._at is None or self._at[:2] != (round_idx, cluster_idx):
+            return False
+        played = np.asarray(action, dtype=np.float32).reshape(-1)
+        saved = self._at[2]
+        return played.shape == saved.shape and bool(np.allclose(played, saved, rtol=0,
+                                                                atol=1e-6))
