@@ -158,7 +158,7 @@ class DTFLVectorEnv(VectorEnv):
         all N x S clusters (cluster-major) and the maps of each sub-env's draws into it."""
         cfg, k_const, proto = self.config, self.constants, self._proto
         n, s = self.num_envs, cfg["clusters"]
-        self._sites = [[draw_site(cfg, k_const, proto.random_config, rng) for _ in range(s)]
+        self._sites = [[draw_site(cfg, k_const, proto.settings.random, rng) for _ in range(s)]
                        for rng in self._topo_rngs]
         self._layouts = [SiteLayout(sites) for sites in self._sites]
         big = [self._sites[k][c] for c in range(s) for k in range(n)]
