@@ -325,7 +325,11 @@ class DTFLEnv(gym.Env):
         cluster_idx, round_idx = self._cluster, self._round
         self._round_latency_s = max(self._round_latency_s, out.latency_s)
         optimum = self._step_optimum(site)  # before the round's fading is redrawn
-        baseline_s = self.reward_function.baseline_s(site, optimum, self._center_latency_s)
+        opt_s = None if optimum is None else np.array([optimum.T if optimum.feasible
+                                                       else np.inf])
+        baseline = self.reward_function.baseline_s(1, opt_s,
+                                                   lambda: self._center_latency_s(site))
+        baseline_s = float(baseline[0])
         self.learner.submit(cluster_idx, out)  # who trains follows the step
         self._cluster += 1
         acc_gain = 0.0
@@ -335,7 +339,9 @@ class DTFLEnv(gym.Env):
             self._round += 1
             if self._round < self.settings.rounds:
                 self._draw_round()
-        rewards = self.reward_function.terms(site, out, acc_gain, baseline_s)
+        rewards = {name: float(v[0]) for name, v in self.reward_function.terms(
+            charged, site.base.gld.energy_budget_j.reshape(1, -1), np.array([acc_gain]),
+            baseline).items()}
         reward = float(sum(rewards.values()))
         terminated = self._is_terminated()
         info = self._info(site, charged, rewards, cluster_idx, round_idx, optimum)
@@ -384,11 +390,11 @@ class DTFLEnv(gym.Env):
         assert site.true is not None
         return solve_exact(cluster_from_arrays(site.true, self.constants))
 
-    def _center_latency_s(self, site: Site) -> float:
+    def _center_latency_s(self, site: Site) -> np.ndarray:
         """The latency of the action box's centre (the action 0) on ``site``, charged like
-        a step (the latency reference of ``latency_baseline = "center"``)."""
+        a step (the latency reference of ``latency_baseline = "center"``), shape (1,)."""
         y, tg, q = self.action_type.to_allocation(site, np.zeros(self.action_type.size))
-        return float(self._charge(site, y, tg, q).latency_s[0])
+        return self._charge(site, y, tg, q).latency_s
 
     def _is_terminated(self) -> bool:
         return self._round >= self.settings.rounds

@@ -285,7 +285,10 @@ class DTFLVectorEnv(VectorEnv):
         cluster_idx, round_idx = self._cluster, self._round
         self._round_latency_s = np.maximum(self._round_latency_s, out.latency_s)
         optimum = self._step_optimum(rows)
-        baseline = self._baseline_s(rows, optimum)
+        reward_fn = self._proto.reward_function
+        baseline = reward_fn.baseline_s(n, optimum, lambda: self._charge(
+            rows, *self._allocations(np.zeros((n, self._proto.action_type.size)), rows)
+        ).latency_s)
         e_max = self._draw.true.gld["energy_budget_j"][rows]
         self._cluster += 1
         if self._cluster == self.config["clusters"]:
@@ -295,7 +298,7 @@ class DTFLVectorEnv(VectorEnv):
             self._round += 1
             if self._round < self.config["rounds"]:
                 self._draw_round()
-        terms = self._reward_terms(out, e_max, baseline)
+        terms = reward_fn.terms(out, e_max, np.zeros(n), baseline)  # no training: no gain
         reward = sum(terms.values())
         terminated = self._round >= self.config["rounds"]
         info = self._step_info(rows, out, terms, cluster_idx, round_idx, optimum, baseline)
@@ -328,43 +331,6 @@ class DTFLVectorEnv(VectorEnv):
 
         res = solve_batch(self._draw.true.take(rows))
         return np.where(res.feasible, res.T, np.inf)
-
-    def _baseline_s(self, rows: slice, optimum: np.ndarray | None) -> np.ndarray:
-        """The latency term's reference per sub-env (:meth:`RewardFunction.baseline_s`)."""
-        w = self._proto.reward_function.config
-        n = self.num_envs
-        ref = float(w["latency_reference_s"])
-        if w["latency_baseline"] == "fixed":
-            return np.full(n, ref)
-        use = np.zeros(n, dtype=bool)
-        if w["latency_baseline"] == "optimum" and optimum is not None:
-            use = np.isfinite(optimum) & (optimum > 0)
-            if use.all():
-                return optimum
-        centre = self._charge(rows, *self._allocations(
-            np.zeros((n, self._proto.action_type.size)), rows)).latency_s
-        centre = np.where((centre > 0) & np.isfinite(centre), centre, ref)
-        return np.where(use, optimum, centre) if use.any() else centre
-
-    def _reward_terms(self, out: BatchOutcome, e_max: np.ndarray, baseline: np.ndarray
-                      ) -> dict[str, np.ndarray]:
-        """The named reward terms per sub-env (the single env's, :mod:`dtfl_env.envs.reward`)."""
-        w = self._proto.reward_function.config
-        rel = np.maximum(out.latency_s, 1e-12) / baseline
-        form = w["latency_form"]
-        lat = rel if form == "linear" else np.log(rel)
-        if form == "log_weighted":
-            lat = lat * np.minimum(baseline / w["latency_reference_s"],
-                                   w["latency_weight_max"])
-        m, nb = out.n_gld, out.n_bld
-        if w["violation_measure"] == "energy":
-            viol = (out.energy_excess_j / e_max).sum(1)
-        else:
-            viol = np.where(m > 0, out.gld_dropped.sum(1) / np.maximum(m, 1), 0.0)
-        viol = viol + np.where(nb > 0, (nb - out.bld_synced.sum(1)) / np.maximum(nb, 1), 0.0)
-        return {"latency": -w["latency"] * lat,
-                "accuracy": np.zeros(self.num_envs),  # no training: no accuracy gain
-                "violation": -w["violation"] * viol}
 
     def _step_info(self, rows: slice, out: BatchOutcome, terms: dict[str, np.ndarray],
                    cluster_idx: int, round_idx: int, optimum: np.ndarray | None,
