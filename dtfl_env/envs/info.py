@@ -135,35 +135,29 @@ def outcome_info(out: BatchOutcome, bld_battery_j: np.ndarray, max_devices: int
     breal = np.arange(out.bld_synced.shape[1]) < n[:, None]  # the real BLD entries
     rows, j = np.nonzero(breal)
     cols = m[rows] + j  # a BLD's slot follows the cluster's GLDs
-    # one block per dtype, a row per entry (fewer allocations on the step's hot path)
-    floats = tuple(np.zeros((len(DEVICE_FLOATS), b, d)))
-    masks = tuple(np.zeros((len(DEVICE_MASKS), b, d), dtype=bool))
-    q, cpu, energy, excess, rate, e_sync, battery = floats
-    short, part, dropped, unsynced, late = masks
-    # padded GLD entries of an outcome are 0 (False): copied as they are
-    q[:, :wg], cpu[:, :wg] = out.jam_power_w, out.cpu_hz
-    energy[:, :wg], excess[:, :wg] = out.energy_j, out.energy_excess_j
-    dropped[:, :wg], late[:, :wg] = out.gld_dropped, out.gld_straggler
-    part[:, :wg] = (np.arange(wg) < m[:, None]) & ~(out.gld_dropped | out.gld_straggler)
-    bld_rate = out.secrecy_rate_bps[breal]
-    rate[rows, cols] = bld_rate
-    # the energy of a sync that can happen (a positive rate at this jamming)
-    e_sync[rows, cols] = np.where(bld_rate > 0, out.bld_sync_energy_j[breal], 0.0)
-    battery[rows, cols] = np.asarray(bld_battery_j)[breal]
+    floats = np.zeros((len(DEVICE_FLOATS), b, d))  # rows in DEVICE_FLOATS order
+    masks = np.zeros((len(DEVICE_MASKS), b, d), dtype=bool)  # rows in DEVICE_MASKS order
+    # GLD slots (padded entries of an outcome are 0 / False: copied as they are)
+    floats[:4, :, :wg] = (out.jam_power_w, out.cpu_hz, out.energy_j, out.energy_excess_j)
+    g_gone = out.gld_dropped | out.gld_straggler
+    masks[1:, :, :wg] = ((np.arange(wg) < m[:, None]) & ~g_gone, out.gld_dropped,
+                         np.zeros_like(g_gone), out.gld_straggler)
+    # BLD slots: rate, sync energy (where a sync can happen: a positive rate), battery
+    rate = out.secrecy_rate_bps[breal]
     synced, b_late = out.bld_synced[breal], out.bld_straggler[breal]
-    short[rows, cols] = out.bld_energy_short[breal]
-    unsynced[rows, cols] = ~synced
-    late[rows, cols] = b_late
-    part[rows, cols] = synced & ~b_late
+    floats[4:, rows, cols] = (rate, np.where(rate > 0, out.bld_sync_energy_j[breal], 0.0),
+                              np.asarray(bld_battery_j)[breal])
+    masks[:, rows, cols] = (out.bld_energy_short[breal], synced & ~b_late,
+                            np.zeros_like(synced), ~synced, b_late)
+    counts = np.count_nonzero(masks, axis=2)
     info: dict[str, np.ndarray] = {
         "latency_s": out.latency_s,
         "T": out.latency_s, "T_GLD": out.t_gld_s, "T_BLD": out.t_bld_s,
         "y": out.y_s, "tG": out.tg_s, "tB_up": out.tb_up_s, "Q": out.jamming_w,
         "n_gld": m, "n_bld": n,
-        "n_dropouts": out.gld_dropped.sum(1),
-        "n_unsynced": n - out.bld_synced.sum(1),
-        "n_stragglers": out.gld_straggler.sum(1) + out.bld_straggler.sum(1),
-        "n_bld_energy_short": out.bld_energy_short.sum(1),
+        # the masks' counts in one pass: short, participant, dropped, unsynced, straggler
+        **dict(zip(("n_bld_energy_short", "n_dropouts", "n_unsynced", "n_stragglers"),
+                   counts[[0, 2, 3, 4]], strict=True)),
     }
     info.update(zip(DEVICE_FLOATS, floats, strict=True))
     info.update(zip(DEVICE_MASKS, masks, strict=True))

@@ -106,5 +106,8 @@ class RewardFunction:
         return a scalar, the same for every cluster)."""
         s = StepOutcome(outcome, energy_budget_j, accuracy_gain, baseline_s)
         b = outcome.latency_s.shape
-        return {name: np.broadcast_to(np.asarray(term(self.config, s), dtype=float), b)
-                for name, term in REWARD_TERMS.items()}
+        out = {}
+        for name, term in REWARD_TERMS.items():
+            v = np.asarray(term(self.config, s), dtype=float)
+            out[name] = v if v.shape == b else np.broadcast_to(v, b)
+        return out
