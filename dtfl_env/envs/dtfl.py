@@ -49,7 +49,7 @@ from dtfl_env.envs.observation import (
     ObservationType,
 )
 from dtfl_env.envs.reward import RewardFunction
-from dtfl_env.envs.sites import Site, SiteLayout, cluster_from_arrays, draw_site
+from dtfl_env.envs.sites import Site, SiteLayout, cluster_from_arrays, draw_sites
 from dtfl_env.model.batch import ClusterRow
 from dtfl_env.model.round import BatchOutcome, round_outcomes
 from dtfl_env.scenarios import Topology
@@ -194,8 +194,8 @@ class DTFLEnv(gym.Env):
         self._fl_rng = np.random.default_rng(fl)
         if (not self._sites or self.settings.new_topology_each_episode or seed is not None
                 or not self._episode_ready):
-            self._sites = [draw_site(self.config, self.constants, self.settings.random,
-                                     self._topo_rng) for _ in range(self.settings.clusters)]
+            self._sites = draw_sites(self.config, self.constants, self.settings.random,
+                                     [self._topo_rng], self.settings.clusters)[0]
             self._layout = SiteLayout(self._sites)
         self._episode_ready = True
         self._clear_episode()
@@ -340,7 +340,7 @@ class DTFLEnv(gym.Env):
             if self._round < self.settings.rounds:
                 self._draw_round()
         rewards = {name: float(v[0]) for name, v in self.reward_function.terms(
-            charged, site.base.gld.energy_budget_j.reshape(1, -1), np.array([acc_gain]),
+            charged, site.true.g_e_max.reshape(1, -1), np.array([acc_gain]),
             baseline).items()}
         reward = float(sum(rewards.values()))
         terminated = self._is_terminated()

@@ -38,7 +38,7 @@ from gymnasium.vector.utils import batch_space
 
 from dtfl_env.envs.dtfl import DTFLEnv
 from dtfl_env.envs.info import info_defaults, outcome_info, reward_key
-from dtfl_env.envs.sites import RoundDraw, Site, SiteLayout, draw_site
+from dtfl_env.envs.sites import RoundDraw, Site, SiteLayout, draw_sites
 from dtfl_env.model.batch import ClusterBatch, pad_segments
 from dtfl_env.model.round import BatchOutcome, round_outcomes
 
@@ -158,8 +158,7 @@ class DTFLVectorEnv(VectorEnv):
         all N x S clusters (cluster-major) and the maps of each sub-env's draws into it."""
         cfg, k_const, proto = self.config, self.constants, self._proto
         n, s = self.num_envs, cfg["clusters"]
-        self._sites = [[draw_site(cfg, k_const, proto.settings.random, rng) for _ in range(s)]
-                       for rng in self._topo_rngs]
+        self._sites = draw_sites(cfg, k_const, proto.settings.random, self._topo_rngs, s)
         self._layouts = [SiteLayout(sites) for sites in self._sites]
         big = [self._sites[k][c] for c in range(s) for k in range(n)]
         self._big = SiteLayout(big)
