@@ -181,35 +181,47 @@ def random_sites(cfg: dict[str, Any], constants: Constants, random_cfg: RandomCl
              (rc.capable_range_m, rc.poor_range_m),
              (rc.capable_bandwidth_hz, rc.poor_bandwidth_hz),
              (rc.gld_energy_budget_j, rc.poor_battery_j), (rc.gld_max_power_w, rc.bld_power_w))
+    # uniform(a, b, size) is a + (b - a) * random(size) draw for draw (numpy's Generator), so
+    # consecutive uniform draws are taken in one call and scaled: the same numbers
+    layout_lo = (rc.cluster_radius_m, rc.min_distance_m**2, 0.0)
+    layout_span = (rc.area_m - 2 * rc.cluster_radius_m,
+                   rc.cluster_radius_m**2 - rc.min_distance_m**2, 2 * np.pi)
+    par = (rc.gld_data_bits, rc.gld_max_power_w, rc.gld_max_jam_power_w, rc.gld_max_cpu_hz,
+           rc.gld_energy_budget_j, rc.bld_data_bits, rc.bld_power_w)
+    e_lo, e_span = rc.eavesdropper_min_distance_m, (rc.eavesdropper_max_distance_m
+                                                    - rc.eavesdropper_min_distance_m)
     draws: list[list[dict[str, Any]]] = [[] for _ in range(n_rng)]
     for _ in range(count):  # site by site: each draw's size follows the previous draws
         attrs = []
         for rng in rngs:
             k = int(rng.integers(lo, hi + 1))
-            capable = rng.random(k) < rc.capable_share
-            attrs.append((k, capable, [np.where(capable, rng.uniform(g[0], g[1], k),
-                                                rng.uniform(p[0], p[1], k))
-                                       for g, p in kinds]))
+            u = rng.random(13 * k)  # the kinds, then (good, poor) per attribute
+            capable = u[:k] < rc.capable_share
+            # the order of scenarios.random_devices: per attribute, the good then the poor
+            vals = u[k:].reshape(6, 2, k)
+            attrs.append((k, capable, [
+                np.where(capable, g[0] + (g[1] - g[0]) * vals[i, 0],
+                         p[0] + (p[1] - p[0]) * vals[i, 1])
+                for i, (g, p) in enumerate(kinds)]))
         bld = _classify(attrs, constants, threshold)  # eq. (3), every generator's site at once
         for r, rng in enumerate(rngs):
             k, _, at = attrs[r]
             n = int(bld[r].sum())
             m = k - n
+            u = rng.random(2 * k + 4)  # coordinator (2), radii^2, angles, eavesdropper (2)
             d = {"k": k, "m": m, "n": n, "attrs": at, "bld": bld[r],
-                 "coord": rng.uniform(rc.cluster_radius_m, rc.area_m - rc.cluster_radius_m, 2),
-                 "r2": rng.uniform(rc.min_distance_m**2, rc.cluster_radius_m**2, k),
-                 "angle": rng.uniform(0.0, 2 * np.pi, k),
-                 "e_dist": rng.uniform(rc.eavesdropper_min_distance_m,
-                                       rc.eavesdropper_max_distance_m),
-                 "e_ang": rng.uniform(0.0, 2 * np.pi),
+                 "coord": layout_lo[0] + layout_span[0] * u[:2],
+                 "r2": layout_lo[1] + layout_span[1] * u[2:2 + k],
+                 "angle": layout_lo[2] + layout_span[2] * u[2 + k:2 + 2 * k],
+                 "e_dist": e_lo + e_span * u[2 + 2 * k],
+                 "e_ang": 0.0 + 2 * np.pi * u[3 + 2 * k],
                  "target": int(rng.integers(max(n, 1)))}
-            d["fade_c"] = rng.exponential(1.0, k)
-            d["fade_e"] = rng.exponential(1.0, k)
-            d["g_data"], _, d["q_max"], _, _ = (rng.uniform(b[0], b[1], m) for b in (
-                rc.gld_data_bits, rc.gld_max_power_w, rc.gld_max_jam_power_w,
-                rc.gld_max_cpu_hz, rc.gld_energy_budget_j))
-            d["b_data"], _ = (rng.uniform(b[0], b[1], n) for b in (rc.bld_data_bits,
-                                                                   rc.bld_power_w))
+            fade = rng.exponential(1.0, 2 * k)  # to the coordinator, then the eavesdropper
+            d["fade_c"], d["fade_e"] = fade[:k], fade[k:]
+            u = rng.random(5 * m + 2 * n)  # 5 GLD parameters, 2 BLD ones
+            d["g_data"] = par[0][0] + (par[0][1] - par[0][0]) * u[:m]
+            d["q_max"] = par[2][0] + (par[2][1] - par[2][0]) * u[2 * m:3 * m]
+            d["b_data"] = par[5][0] + (par[5][1] - par[5][0]) * u[5 * m:5 * m + n]
             draws[r].append(d)
     sites = _build_sites([d for per_rng in draws for d in per_rng], rc, constants)
     return [sites[r * count:(r + 1) * count] for r in range(n_rng)]
