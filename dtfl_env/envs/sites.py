@@ -182,58 +182,42 @@ def random_sites(cfg: dict[str, Any], constants: Constants, random_cfg: RandomCl
              (rc.capable_bandwidth_hz, rc.poor_bandwidth_hz),
              (rc.gld_energy_budget_j, rc.poor_battery_j), (rc.gld_max_power_w, rc.bld_power_w))
     # uniform(a, b, size) is a + (b - a) * random(size) draw for draw (numpy's Generator), so
-    # consecutive uniform draws are taken in one call and scaled: the same numbers
-    layout_lo = (rc.cluster_radius_m, rc.min_distance_m**2, 0.0)
-    layout_span = (rc.area_m - 2 * rc.cluster_radius_m,
-                   rc.cluster_radius_m**2 - rc.min_distance_m**2, 2 * np.pi)
-    par = (rc.gld_data_bits, rc.gld_max_power_w, rc.gld_max_jam_power_w, rc.gld_max_cpu_hz,
-           rc.gld_energy_budget_j, rc.bld_data_bits, rc.bld_power_w)
-    e_lo, e_span = rc.eavesdropper_min_distance_m, (rc.eavesdropper_max_distance_m
-                                                    - rc.eavesdropper_min_distance_m)
-    draws: list[list[dict[str, Any]]] = [[] for _ in range(n_rng)]
+    # consecutive uniform draws are taken in one call and scaled later, all sites at once
+    raw: dict[str, list[Any]] = {key: [] for key in (
+        "k", "capable", "attrs", "bld", "layout", "target", "fade", "params")}
     for _ in range(count):  # site by site: each draw's size follows the previous draws
-        attrs = []
-        for rng in rngs:
-            k = int(rng.integers(lo, hi + 1))
-            u = rng.random(13 * k)  # the kinds, then (good, poor) per attribute
-            capable = u[:k] < rc.capable_share
-            # the order of scenarios.random_devices: per attribute, the good then the poor
-            vals = u[k:].reshape(6, 2, k)
-            attrs.append((k, capable, [
-                np.where(capable, g[0] + (g[1] - g[0]) * vals[i, 0],
-                         p[0] + (p[1] - p[0]) * vals[i, 1])
-                for i, (g, p) in enumerate(kinds)]))
+        ks = [int(rng.integers(lo, hi + 1)) for rng in rngs]  # (the first draw of each site)
+        us = [rng.random(13 * k) for rng, k in zip(rngs, ks, strict=True)]
+        k_arr = np.array(ks)
+        u = np.concatenate(us)
+        start = np.cumsum(13 * k_arr) - 13 * k_arr
+        site = np.repeat(np.arange(n_rng), k_arr)
+        j = np.arange(site.size) - np.repeat(np.cumsum(k_arr) - k_arr, k_arr)
+        capable = u[start[site] + j] < rc.capable_share  # the kinds, then per attribute
+        base = start[site] + k_arr[site] + j  # then (good, poor) per attribute
+        attrs = [np.where(capable, g[0] + (g[1] - g[0]) * u[base + 2 * i * k_arr[site]],
+                          p[0] + (p[1] - p[0]) * u[base + (2 * i + 1) * k_arr[site]])
+                 for i, (g, p) in enumerate(kinds)]
         bld = _classify(attrs, constants, threshold)  # eq. (3), every generator's site at once
-        for r, rng in enumerate(rngs):
-            k, _, at = attrs[r]
-            n = int(bld[r].sum())
+        n_bld = np.add.reduceat(bld, np.cumsum(k_arr) - k_arr)
+        for rng, k, n in zip(rngs, ks, n_bld.tolist(), strict=True):
             m = k - n
-            u = rng.random(2 * k + 4)  # coordinator (2), radii^2, angles, eavesdropper (2)
-            d = {"k": k, "m": m, "n": n, "attrs": at, "bld": bld[r],
-                 "coord": layout_lo[0] + layout_span[0] * u[:2],
-                 "r2": layout_lo[1] + layout_span[1] * u[2:2 + k],
-                 "angle": layout_lo[2] + layout_span[2] * u[2 + k:2 + 2 * k],
-                 "e_dist": e_lo + e_span * u[2 + 2 * k],
-                 "e_ang": 0.0 + 2 * np.pi * u[3 + 2 * k],
-                 "target": int(rng.integers(max(n, 1)))}
-            fade = rng.exponential(1.0, 2 * k)  # to the coordinator, then the eavesdropper
-            d["fade_c"], d["fade_e"] = fade[:k], fade[k:]
-            u = rng.random(5 * m + 2 * n)  # 5 GLD parameters, 2 BLD ones
-            d["g_data"] = par[0][0] + (par[0][1] - par[0][0]) * u[:m]
-            d["q_max"] = par[2][0] + (par[2][1] - par[2][0]) * u[2 * m:3 * m]
-            d["b_data"] = par[5][0] + (par[5][1] - par[5][0]) * u[5 * m:5 * m + n]
-            draws[r].append(d)
-    sites = _build_sites([d for per_rng in draws for d in per_rng], rc, constants)
-    return [sites[r * count:(r + 1) * count] for r in range(n_rng)]
+            raw["layout"].append(rng.random(2 * k + 4))  # coordinator, radii^2, angles, eve
+            raw["target"].append(int(rng.integers(max(n, 1))))
+            raw["fade"].append(rng.exponential(1.0, 2 * k))  # to the coordinator, to eve
+            raw["params"].append(rng.random(5 * m + 2 * n))  # 5 GLD parameters, 2 BLD ones
+        raw["k"].append(k_arr)
+        raw["attrs"].append(attrs)
+        raw["bld"].append(bld)
+    sites = _build_sites(raw, rc, constants)  # site-index major: (site, generator)
+    return [sites[r::n_rng] for r in range(n_rng)]
 
 
-def _classify(attrs: list[tuple[int, np.ndarray, list[np.ndarray]]], constants: Constants,
-              threshold: float) -> list[np.ndarray]:
-    """The eq. (3) split of several sites' devices at once: True where a device becomes a
-    BLD (``score <= threshold``), one mask per site."""
-    counts = [a[0] for a in attrs]
-    cpu, storage, rng_m, bw, battery, power = (np.concatenate([a[2][i] for a in attrs])
-                                               for i in range(6))
+def _classify(attrs: list[np.ndarray], constants: Constants, threshold: float) -> np.ndarray:
+    """The eq. (3) split of several sites' devices at once (``attrs``: CPU, storage, range,
+    bandwidth, battery, power, flat over the devices): True where a device becomes a BLD
+    (``score <= threshold``)."""
+    cpu, storage, rng_m, bw, battery, power = attrs
     caps = device_capabilities(DeviceAttributes(
         cpu_hz=cpu, cycles_per_bit=np.full(cpu.size, constants.cycles_per_bit),
         storage_bits=storage, range_m=rng_m, bandwidth_hz=bw, battery_j=battery,
@@ -242,47 +226,61 @@ def _classify(attrs: list[tuple[int, np.ndarray, list[np.ndarray]]], constants: 
     gld, _ = classify_devices(scores, threshold)
     is_bld = np.ones(scores.size, dtype=bool)
     is_bld[gld] = False
-    return np.split(is_bld, np.cumsum(counts)[:-1])
+    return is_bld
 
 
-def _build_sites(draws: list[dict[str, Any]], rc: RandomClusterConfig, constants: Constants
+def _build_sites(raw: dict[str, list[Any]], rc: RandomClusterConfig, constants: Constants
                  ) -> list[Site]:
     """The sites of their draws (:func:`random_sites`), all at once, as classify_and_build
     and the episode's NOMA order build them: the layout (GLDs first, then BLDs;
     scenarios._draw_layout), the path-loss and faded gains, the overrides by the devices'
     attributes, the GLDs in ascending mean gain (after the draw's ascending faded gain)."""
     cat = np.concatenate
-    k = np.array([d["k"] for d in draws], dtype=int)
-    m = np.array([d["m"] for d in draws], dtype=int)
-    n = k - m
+    k = cat(raw["k"]).astype(int)
+    drawn_bld = cat(raw["bld"])
     start = np.cumsum(k) - k
+    n = np.add.reduceat(drawn_bld, start).astype(int) if k.size else k
+    m = k - n
     site = np.repeat(np.arange(k.size), k)  # per device (layout order), its site
     slot = np.arange(site.size) - start[site]
     is_gld = slot < m[site]  # the layout: a site's GLDs first
-    coord = np.array([d["coord"] for d in draws]).reshape(-1, 2)
-    radius = np.sqrt(cat([d["r2"] for d in draws]))
-    angle = cat([d["angle"] for d in draws])
+    # the layout draws, per site: coordinator (2), radii^2 (k), angles (k), eavesdropper (2)
+    lay = cat(raw["layout"])
+    lo_ = np.cumsum(2 * k + 4) - (2 * k + 4)
+    rc_lo, rc_hi = rc.cluster_radius_m, rc.area_m - rc.cluster_radius_m
+    coord = rc_lo + (rc_hi - rc_lo) * lay[lo_[:, None] + np.arange(2)]
+    r0, r1 = rc.min_distance_m**2, rc.cluster_radius_m**2
+    radius = np.sqrt(r0 + (r1 - r0) * lay[lo_[site] + 2 + slot])
+    angle = 0.0 + (2 * np.pi - 0.0) * lay[lo_[site] + 2 + k[site] + slot]
     devices = coord[site] + radius[:, None] * np.column_stack([np.cos(angle), np.sin(angle)])
-    e_dist = np.array([d["e_dist"] for d in draws])
-    e_ang = np.array([d["e_ang"] for d in draws])
+    e0, e1 = rc.eavesdropper_min_distance_m, rc.eavesdropper_max_distance_m
+    e_dist = e0 + (e1 - e0) * lay[lo_ + 2 + 2 * k]
+    e_ang = 0.0 + (2 * np.pi - 0.0) * lay[lo_ + 3 + 2 * k]
     eve = coord + e_dist[:, None] * np.column_stack([np.cos(e_ang), np.sin(e_ang)])
-    target = np.array([d["target"] for d in draws], dtype=int)
+    target = np.array(raw["target"], dtype=int)
     victim = np.where((n > 0)[:, None], devices[np.minimum(start + m + target, site.size - 1)]
                       if site.size else coord, coord)
     eve = np.clip(eve + rc.difficulty * (victim - eve), 0.0, rc.area_m)
     penalty = np.where(is_gld, 0.0, rc.bld_gain_penalty_db)
     mean_c = _mean_gain(devices, coord[site], rc, penalty)
     mean_e = _mean_gain(devices, eve[site], rc, penalty)
-    faded_c = mean_c * np.maximum(cat([d["fade_c"] for d in draws]), _TINY)
-    faded_e = mean_e * np.maximum(cat([d["fade_e"] for d in draws]), _TINY)
+    fade = cat(raw["fade"])  # per site: k to the coordinator, then k to the eavesdropper
+    faded_c = mean_c * np.maximum(fade[2 * start[site] + slot], _TINY)
+    faded_e = mean_e * np.maximum(fade[2 * start[site] + k[site] + slot], _TINY)
     # the devices' attributes are in drawn order: the k-th GLD (BLD) of a site is its k-th
     # device classified as one, and sits at layout slot k (m + k)
-    cpu, _, _, _, battery, power = (cat([d["attrs"][i] for d in draws]) for i in range(6))
-    drawn_bld = cat([d["bld"] for d in draws])
+    cpu, _, _, _, battery, power = (cat([a[i] for a in raw["attrs"]]) for i in range(6))
+    # the parameters the attributes do not set, per site: 5 GLD ones (m each), 2 BLD ones
+    par = cat(raw["params"])
+    po = np.cumsum(5 * m + 2 * n) - (5 * m + 2 * n)
     gsite = site[is_gld]
-    gld = {"data_bits": cat([d["g_data"] for d in draws]),
+    gj = slot[is_gld]
+    bsite, bj = site[~is_gld], slot[~is_gld] - m[site[~is_gld]]
+    (d0, d1), (q0, q1), (b0, b1) = rc.gld_data_bits, rc.gld_max_jam_power_w, rc.bld_data_bits
+    gld = {"data_bits": d0 + (d1 - d0) * par[po[gsite] + gj],
            "gain_coordinator": faded_c[is_gld], "gain_eavesdropper": faded_e[is_gld],
-           "max_power_w": power[~drawn_bld], "max_jam_power_w": cat([d["q_max"] for d in draws]),
+           "max_power_w": power[~drawn_bld],
+           "max_jam_power_w": q0 + (q1 - q0) * par[po[gsite] + 2 * m[gsite] + gj],
            "max_cpu_hz": cpu[~drawn_bld], "energy_budget_j": battery[~drawn_bld]}
     means_g = (mean_c[is_gld], mean_e[is_gld])
     # NOMA order per site: ascending mean gain, ties by the draw's faded gain (the two
@@ -293,7 +291,7 @@ def _build_sites(draws: list[dict[str, Any]], rc: RandomClusterConfig, constants
     gld = {f: v[order] for f, v in gld.items()}
     means_g = (means_g[0][order], means_g[1][order])
     gld_xy = devices[is_gld][order]
-    bld = {"data_bits": cat([d["b_data"] for d in draws]),
+    bld = {"data_bits": b0 + (b1 - b0) * par[po[bsite] + 5 * m[bsite] + bj],
            "gain_coordinator": faded_c[~is_gld], "gain_eavesdropper": faded_e[~is_gld],
            "power_w": power[drawn_bld]}
     means_b = (mean_c[~is_gld], mean_e[~is_gld])
