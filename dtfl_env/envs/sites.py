@@ -433,8 +433,9 @@ def direct_bounds(batch: ClusterBatch) -> tuple[np.ndarray, np.ndarray]:
     common training time every GLD can pay from its whole budget (eqs. (5), (17), (19))."""
     gm = batch.gld_mask
     e_max = batch.gld["energy_budget_j"]
-    tg_e = affordable_upload_time_s(batch.noise_over_gain, batch.sic, e_max,
-                                    batch.x_scale[:, None])
+    tg_e = np.zeros(gm.shape)  # the real GLDs only (no Newton on the padding)
+    tg_e[gm] = affordable_upload_time_s(batch.noise_over_gain[gm], batch.sic[gm], e_max[gm],
+                                        np.broadcast_to(batch.x_scale[:, None], gm.shape)[gm])
     tg_e = np.where(gm & np.isfinite(tg_e), tg_e, 0.0)  # hopeless GLDs drop out anyway
     has = batch.n_gld > 0
     tg_lo = np.where(has, np.maximum(tg_e.max(1, initial=0.0), batch.tg_min_s), np.nan)

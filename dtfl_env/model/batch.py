@@ -279,10 +279,13 @@ class ClusterBatch:
     def tg_min_s(self) -> np.ndarray:
         """The smallest tG with p_i <= P_max,i for every GLD, (B,), constraint (24c); 0 for
         a cluster without GLDs."""
-        g = self.gld
-        x = max_upload_rate(g["max_power_w"] * g["gain_coordinator"]
-                            / self.constants["noise_coordinator_w"][:, None], self.sic)
-        return np.where(self.gld_mask, self.x_scale[:, None] / x, 0.0).max(1, initial=0.0)
+        g, gm = self.gld, self.gld_mask
+        snr = g["max_power_w"] * g["gain_coordinator"] / self.constants[
+            "noise_coordinator_w"][:, None]
+        t = np.zeros(gm.shape)  # the real GLDs only (no Newton on the padding)
+        t[gm] = np.broadcast_to(self.x_scale[:, None], gm.shape)[gm] / max_upload_rate(
+            snr[gm], self.sic[gm])
+        return t.max(1, initial=0.0)
 
     @cached_property
     def y_min_s(self) -> np.ndarray:
