@@ -137,11 +137,7 @@ class Prepared:
 
     def jam_demand(self, q_req: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Jamming energy the GLDs must deliver, weighted by g_iE: max(Q, 0) * u."""
-        q_req = np.asarray(q_req, dtype=float)
-        with np.errstate(invalid="ignore"):
-            # a requirement below 1e-12 n_E is rounding noise of eq. (23)'s inversion at the
-            # no-jamming sync time, not a physical demand
-            return np.where(q_req > 1e-12 * self.noise_e, q_req * u, 0.0)
+        return jam_demand(q_req, u, self.noise_e)
 
     # ------------------------------------------------------------------ w(tG) and y + tG
     def _evaluate(self, t: np.ndarray, cmd: np.ndarray, capk: np.ndarray, deriv: bool = True
@@ -455,7 +451,7 @@ class Prepared:
             expo = self._bld_a - self._bld_d / u
             need = (self._bld_ph / np.expm1(expo) - self.noise_e).max(0)
             need = np.where(expo.min(0) > 0, need, np.inf)
-            dem = np.where(need > 1e-12 * self.noise_e, need * u, 0.0)  # as jam_demand
+            dem = jam_demand(need, u, self.noise_e)
             return self.g_e @ np.minimum(self.q_max[:, None] * u,
                                          (self.e_max - self.e_up_inf)[:, None]) - dem
 
@@ -503,6 +499,16 @@ class Prepared:
         if total <= 0:
             return np.zeros(self.m)
         return cap * min(1.0, q_req / total)
+
+
+def jam_demand(q_req: np.ndarray, u: np.ndarray, noise_e: np.ndarray | float) -> np.ndarray:
+    """D = max(Q, 0) u: the jamming energy the GLDs must deliver, weighted by g_iE (eq. (10)),
+    at aggregate jamming ``q_req`` and sync time ``u`` (broadcast; ``noise_e`` = n_E). A
+    requirement below 1e-12 n_E is rounding noise of eq. (23)'s inversion at the no-jamming
+    sync time, not a physical demand."""
+    q_req = np.asarray(q_req, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.where(q_req > 1e-12 * noise_e, q_req * u, 0.0)
 
 
 def tg_point_rows(t: np.ndarray, w: np.ndarray, x: np.ndarray, em1: np.ndarray,
