@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -110,9 +111,8 @@ class Prepared:
 
     def upload_energy_slope(self, tg: np.ndarray) -> np.ndarray:
         """dE_i^up/dtG (eq. (31)), shape tg.shape + (M,)."""
-        x = self.x_scale / np.asarray(tg, dtype=float)[..., None]
-        em1 = np.expm1(x)
-        return -self.n_over_g * np.exp(self.sic * x) * (x * (em1 + 1.0 + self.sic * em1) - em1)
+        return upload_energy_slope(self.n_over_g, self.sic, self.x_scale,
+                                   np.asarray(tg, dtype=float)[..., None])
 
     def min_jamming(self, u: np.ndarray) -> np.ndarray:
         """Q(u): smallest aggregate jamming that syncs every BLD within u (eq. (23) inverted).
@@ -499,6 +499,15 @@ class Prepared:
         if total <= 0:
             return np.zeros(self.m)
         return cap * min(1.0, q_req / total)
+
+
+def upload_energy_slope(noise_over_gain: np.ndarray, sic: np.ndarray, x_scale: Any,
+                        tg_s: Any) -> np.ndarray:
+    """dE_i^up/dtG (eq. (31)) of :func:`dtfl_env.model.batch.upload_energy_j` (eqs. (7)-(8),
+    same arguments, broadcast)."""
+    x = x_scale / tg_s
+    em1 = np.expm1(x)
+    return -noise_over_gain * np.exp(sic * x) * (x * (em1 + 1.0 + sic * em1) - em1)
 
 
 def jam_demand(q_req: np.ndarray, u: np.ndarray, noise_e: np.ndarray | float) -> np.ndarray:
