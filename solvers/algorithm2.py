@@ -60,6 +60,20 @@ __all__ = ["DualConsts", "DualTrace", "dual_at_q", "solve_algorithm2"]
 
 MODES = ("corrected", "paper")
 
+# corrected mode's defaults (also those of the batched solver, solvers.batch.algorithm2)
+_ALPHA0 = 0.5
+"""Unit-free step size alpha_0 of the normalised step (36)."""
+_THETA2 = 1e-4
+"""Stop when the multipliers move by less than this (relative; s/J in paper mode)."""
+_LAMBDA0 = 0.1
+"""Initial multipliers, s/J."""
+_MAX_ITER = 4
+"""Dual iterations per Q on the grid (half that in refinement rounds)."""
+_GRID_POINTS = 12
+"""Points of the log grid in Q - Q_lo."""
+_REFINE_ROUNDS = 5
+"""Refinement rounds at most."""
+
 
 @dataclass
 class DualTrace:
@@ -293,14 +307,14 @@ def dual_at_q(
     if max_iter < 1:
         raise ValueError(f"max_iter: must be >= 1, got {max_iter}")
     paper = mode == "paper"
-    alpha0 = (0.05 if paper else 0.5) if alpha0 is None else float(alpha0)
-    theta2 = 1e-4 if theta2 is None else float(theta2)
+    alpha0 = (0.05 if paper else _ALPHA0) if alpha0 is None else float(alpha0)
+    theta2 = _THETA2 if theta2 is None else float(theta2)
     if not (alpha0 > 0 and theta2 > 0):
         raise ValueError("alpha0, theta2: must be > 0")
     b = q_w.size
     with np.errstate(all="ignore"):
         tb = np.asarray(p.sync_time(q_w), dtype=float)  # eq. (23)
-    lam = np.broadcast_to(np.asarray(0.1 if lambda0 is None else lambda0, float),
+    lam = np.broadcast_to(np.asarray(_LAMBDA0 if lambda0 is None else lambda0, float),
                           (b, p.m)).copy()
     if np.any(lam < 0) or not np.all(np.isfinite(lam)):
         raise ValueError("lambda0: must be finite and >= 0")
@@ -507,7 +521,7 @@ def solve_algorithm2(
     mode: str = "corrected",
     grid_points: int | None = None,
     theta1: float | None = None,
-    refine_rounds: int = 5,
+    refine_rounds: int = _REFINE_ROUNDS,
     alpha0: float | None = None,
     theta2: float | None = None,
     max_iter: int | None = None,
@@ -548,7 +562,7 @@ def solve_algorithm2(
     paper = mode == "paper"
     if grid_points is not None and int(grid_points) < 3:
         raise ValueError(f"grid_points: must be >= 3, got {grid_points}")
-    max_iter = (500 if paper else 4) if max_iter is None else int(max_iter)
+    max_iter = (500 if paper else _MAX_ITER) if max_iter is None else int(max_iter)
     dual_opts: dict[str, Any] = {"mode": mode, "alpha0": alpha0, "theta2": theta2,
                                  "max_iter": max_iter, "lambda0": lambda0}
     if p.m == 0 or p.n == 0:
@@ -572,7 +586,7 @@ def _solve_corrected(cluster: Cluster, p: Prepared, grid_points: int | None,
     if reason:
         return SolverResult.infeasible(p.m, reason, solver=name,
                                        wall_time_s=time.perf_counter() - t0)
-    npts = 12 if grid_points is None else int(grid_points)
+    npts = _GRID_POINTS if grid_points is None else int(grid_points)
     span = p.q_hi - p.q_lo
     grid = p.q_lo + span * np.geomspace(1e-8, 1.0, npts)
     # beyond q_top the GLDs cannot pay for the jamming (closed form: the surplus of
@@ -588,11 +602,11 @@ def _solve_corrected(cluster: Cluster, p: Prepared, grid_points: int | None,
         grid = np.concatenate([[0.0], grid[grid > 0]])
     grid = np.unique(grid[(grid > p.q_lo) & (grid <= p.q_hi)])
     feas = grid <= q_top
-    alpha0 = 0.5 if dual_opts["alpha0"] is None else float(dual_opts["alpha0"])
-    theta2 = 1e-4 if dual_opts["theta2"] is None else float(dual_opts["theta2"])
+    alpha0 = _ALPHA0 if dual_opts["alpha0"] is None else float(dual_opts["alpha0"])
+    theta2 = _THETA2 if dual_opts["theta2"] is None else float(dual_opts["theta2"])
     if not (alpha0 > 0 and theta2 > 0):
         raise ValueError("alpha0, theta2: must be > 0")
-    lam0 = 0.1 if dual_opts["lambda0"] is None else dual_opts["lambda0"]
+    lam0 = _LAMBDA0 if dual_opts["lambda0"] is None else dual_opts["lambda0"]
     max_iter = int(dual_opts["max_iter"])
     if max_iter < 1:
         raise ValueError(f"max_iter: must be >= 1, got {max_iter}")

@@ -266,22 +266,30 @@ def _bounds(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _gld_time(rows: _Rows, guess: np.ndarray | None, floor: np.ndarray | None,
-              group: int, known: np.ndarray | None = None, rtol: float = 1e-13,
-              slack: float = 1e-3, iters: int = 40
+              group: int | np.ndarray, known: np.ndarray | None = None, rtol: float = 1e-13,
+              slack: float = 1e-3, iters: int = 40, group_stop: bool = False
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """V = min_tG y + tG per row with a lower bound: ``(V, y, tG, V_lower)``.
 
     The batched :meth:`solvers._core.Prepared.gld_time_bounds`: h(tG) = tG + w(tG)^(-1/2)
     is convex; each step evaluates nine candidates inside the bracket of every open row;
-    a row closes when the tangents at its bracket ends certify min h to ``rtol``. With
-    ``floor`` (T = max(V, floor)), rows come in groups of ``group`` consecutive rows (one
-    cluster's samples), and a row that cannot hold its group's minimum of T closes once
-    refined to 1e-6; ``known`` (one per group) is the group's best T(u) - const known from
-    earlier samples. ``rows`` is consumed (its rows are dropped as they close).
+    a row closes when the tangents at its bracket ends certify min h to ``rtol``. Rows come
+    in groups of consecutive rows (one cluster's samples): ``group`` rows each, or
+    ``group[j]`` rows in group j. With ``floor`` (T = max(V, floor)), a row that cannot
+    hold its group's minimum of T closes once refined to 1e-6; ``known`` (one per group) is
+    the group's best T(u) - const known from earlier samples. With ``group_stop`` a group's
+    rows stop together once all of them are done, as one cluster's rows in
+    :meth:`~solvers._core.Prepared.gld_time_bounds` do (else a done row that cannot hold the
+    minimum is refined to 1e-6 while any row of the batch goes on). ``rows`` is consumed
+    (its rows are dropped as they close).
     """
     with np.errstate(all="ignore"):
         lo_all, hi_all = _bracket(rows, guess)
         b = rows.cmd.size
+        counts = (np.full(b // group if b else 0, group) if np.ndim(group) == 0
+                  else np.asarray(group, dtype=int))
+        starts = np.cumsum(counts) - counts
+        gid = np.repeat(np.arange(counts.size), counts)
         lo, hi = lo_all, hi_all
         act = np.arange(b)
         for it in range(iters + 1):
@@ -295,15 +303,19 @@ def _gld_time(rows: _Rows, guess: np.ndarray | None, floor: np.ndarray | None,
             close = done
             if floor is not None:
                 fv = np.maximum(np.minimum(lo_all[1], hi_all[1]), floor)
-                gmin = fv.reshape(-1, group).min(1)
+                gmin = np.minimum.reduceat(fv, starts) if b else fv
                 if known is not None:
                     gmin = np.minimum(gmin, known)
-                cut = np.repeat(gmin, group)[act] * (1 + slack)
+                cut = gmin[gid[act]] * (1 + slack)
                 far = np.maximum(lb, floor[act]) > cut
                 close = done | (far & (best - lb <= 1e-6 * best))
                 done = done | far
             if it == iters or done.all():
                 break
+            if group_stop:  # groups whose rows are all done stop
+                all_done = np.ones(b, dtype=bool)
+                all_done[act] = done
+                close = close | np.logical_and.reduceat(all_done, starts)[gid[act]]
             if close.any():
                 keep = ~close
                 act, lo, hi = act[keep], lo[:, keep], hi[:, keep]

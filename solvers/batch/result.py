@@ -30,9 +30,12 @@ class BatchResult:
     shape (B, M_max), NaN in padded slots and for infeasible clusters), ``tB_up`` (BLD sync
     time, eq. (23)), ``T_GLD`` and ``T_BLD`` (eqs. (12), (13)); ``status`` (strings) and
     ``status_code`` (indices into :data:`STATUS_CODES`), ``message`` (strings),
-    ``lower_bound_s`` (the certified lower bound on T*), ``iterations`` (outer rounds) and
-    ``wall_time_s`` (the whole batch). ``T``, ``Q``, ``tB_up`` are the model's evaluation of
-    (y, tG, q) (eqs. (11), (20), (23)), as :func:`solvers._core.finalize` reports them.
+    ``lower_bound_s`` (the certified lower bound on T*; NaN where the solver certifies
+    none, as Algorithm 2), ``iterations`` (outer rounds of the exact solver, dual iterations
+    of Algorithm 2, as the per-cluster solvers count them), ``wall_time_s`` (the whole
+    batch) and ``solver`` (``exact-batch``, ``algorithm2-batch``). ``T``, ``Q``, ``tB_up``
+    are the model's evaluation of (y, tG, q) (eqs. (11), (20), (23)), as
+    :func:`solvers._core.finalize` reports them.
     """
 
     T: np.ndarray
@@ -95,7 +98,8 @@ class BatchResult:
         res = finalize(cluster, y=float(self.y[i]), tg=float(self.tG[i]),
                        q=self.jam_power_w(i), status=status, message=msg, solver=self.solver,
                        iterations=nit, t0=time.perf_counter(),
-                       info={"lower_bound_s": float(self.lower_bound_s[i])})
+                       info=({"lower_bound_s": float(self.lower_bound_s[i])}
+                             if np.isfinite(self.lower_bound_s[i]) else {}))
         return dataclasses.replace(res, wall_time_s=share)
 
     def __repr__(self) -> str:
