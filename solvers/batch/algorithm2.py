@@ -82,7 +82,6 @@ from solvers.batch.result import CONVERGED, INFEASIBLE
 __all__ = ["solve_chunk"]
 
 
-
 def solve_chunk(cb: ClusterBatch) -> dict[str, np.ndarray]:
     """``solve_batch(..., "algorithm2")`` on one chunk (padded to its own M, N)."""
     ch = Chunk(cb)
@@ -145,7 +144,8 @@ class _Search:
                 tg_near: np.ndarray | None) -> tuple[np.ndarray, ...]:
         """The dual method, then primal recovery, at Q values ``q_new`` (G', K) of clusters
         ``gi`` (the first ``n_new`` of each row are new, the rest repeat the first).
-        Returns (tB_up, T_GLD, y, tG, multipliers, dual tG) of the rows."""
+        Returns (tB_up, T_GLD, y, tG, multipliers, dual tG) of the rows (T_GLD, y, tG of
+        the repeats are not computed)."""
         tb = self._sync_time(q_new, gi)  # eq. (23)
         with np.errstate(all="ignore"):
             tr = _dual(self.dc.take(gi), q_new, tb, lam, tg_start, False, _ALPHA0, _THETA2,
@@ -174,9 +174,6 @@ class _Search:
                                      np.bincount(r)[np.unique(r)], rtol=_POLISH_RTOL,
                                      group_stop=True)
             t_gld[r, c], y[r, c], tg[r, c] = v, yy, tt
-        # the rows beyond n_new repeat the first: mirror its answer
-        for a in (t_gld, y, tg):
-            a[~real] = np.broadcast_to(a[:, :1], a.shape)[~real]
         return tb, t_gld, y, tg, tr.lam[-1], tr.tg_s
 
     def _merge(self, gi: np.ndarray, q_new: np.ndarray, n_new: np.ndarray,
@@ -205,84 +202,19 @@ class _Search:
 
     # ------------------------------------------------------------------ the search
     def run(self) -> None:
-        ch, cols = self.ch, self.cols
-        g = cols.size
-        # the grid: every Q up to q_top (the rest stays infeasible)
-        feas = self.qs <= self.q_top[:, None]
-        n_f = feas.sum(1)
-        gi = np.flatnonzero(n_f > 0)
-        if gi.size:
-            kf = int(n_f[gi].max())
-            q0 = _repeat_first(self.qs[gi, :kf], n_f[gi])
-            m = self.lams.shape[2]
-            lam0 = np.where(self.dc.mask[gi], _LAMBDA0, 0.0)
-            lam0 = np.broadcast_to(lam0, (gi.size, kf, m)).copy()
-            _, t_gld, y, tg, lam, tgd = self._search(
-                gi, q0, n_f[gi], lam0, np.broadcast_to(self.dc.tg_min[gi] * 1.5, q0.shape),
-                _MAX_ITER, None)
-            sel = np.arange(kf) < n_f[gi][:, None]
-            for dst, src in ((self.t_gld, t_gld), (self.ys, y), (self.tgs, tg),
-                             (self.tg_dual, tgd)):
-                sub = dst[gi, :kf]
-                sub[sel] = src[sel]
-                dst[gi, :kf] = sub
-            sub = self.lams[gi, :kf]
-            sub[sel] = lam[sel]
-            self.lams[gi, :kf] = sub
-        open_ = np.ones(g, dtype=bool)
+        """Grid, refinement rounds (each cluster until its own stop), answer."""
+        self._search_grid()
+        open_ = np.ones(self.cols.size, dtype=bool)
         for rnd in range(_REFINE_ROUNDS):
-            a = np.flatnonzero(open_)
+            a, k, nv, lo, hi = self._brackets(np.flatnonzero(open_), rnd >= _MIN_ROUNDS)
+            open_[:] = False
+            open_[a] = True
             if a.size == 0:
                 break
-            tot = self._totals()[a]
-            nv = np.isfinite(self.qs[a]).sum(1)
-            stop = ~np.isfinite(tot).any(1)
-            k = tot.argmin(1)
-            ar = np.arange(a.size)
-            qa = self.qs[a]
-            lo = np.where(k > 0, qa[ar, np.maximum(k - 1, 0)], self.q_start[a])
-            hi = np.where(k + 1 < nv, qa[ar, np.minimum(k + 1, qa.shape[1] - 1)],
-                          self.q_top[a])
-            hi = np.minimum(hi, self.q_top[a])
-            stop |= ~(hi > lo)
-            if rnd >= _MIN_ROUNDS:  # the secants of T around the best Q: little to gain?
-                for j in np.flatnonzero(~stop):
-                    i, kk = a[j], int(k[j])
-                    n = int(nv[j])
-                    gain = _local_gain(float(self.tb_loc[i]), self.tbs[i, :n],
-                                       tot[j, :n], kk)
-                    stop[j] = gain <= _REFINE_RTOL * tot[j, kk]
-            open_[a[stop]] = False
-            go = ~stop
-            a, k, nv, lo, hi = a[go], k[go], nv[go], lo[go], hi[go]
-            if a.size == 0:
-                break
-            # new points: uniform in the bracket, ladders around the model predictions
-            u_pred = _predictions(self.tbs[a], self.t_gld[a], k, nv, self.tb_loc[a])
-            p = ch.p
-            u_pred = np.where(np.isfinite(u_pred) & (u_pred > p.u_lo[cols[a], None]), u_pred,
-                              np.nan)
-            with np.errstate(all="ignore"):
-                preds = p.min_jamming(u_pred.T, cols[a]).T  # eq. (23) inverted
-            preds = np.where(np.isfinite(preds) & (preds > lo[:, None]) & (preds < hi[:, None]),
-                             preds, np.nan)
-            width = hi - lo
-            off = width[:, None, None] * _LADDER
-            ladders = np.concatenate([preds[..., None], preds[..., None] - off,
-                                      preds[..., None] + off], 2).reshape(a.size, -1)
-            new = np.concatenate([np.linspace(lo, hi, 8, axis=1)[:, 1:-1], ladders], 1)
-            new = _unique(new)
-            ok = ((new > np.maximum(lo, self.q_lo[a])[:, None]) & (new < hi[:, None])
-                  & (new <= self.q_top[a, None]))
-            new = np.where(ok, new, np.nan)
-            qa = self.qs[a]
-            pos, left, right = _neighbours(qa, nv, new)
-            near = np.minimum(np.abs(new - left), np.abs(new - right))
-            new = _compact(np.where(near > 1e-12 * new, new, np.nan))
+            new = self._new_points(a, k, nv, lo, hi)
             n_new = np.isfinite(new).sum(1)
-            empty = n_new == 0
-            open_[a[empty]] = False
-            keep = ~empty
+            keep = n_new > 0  # no new point: the cluster's search ends
+            open_[a[~keep]] = False
             a, nv, new, n_new = a[keep], nv[keep], new[keep], n_new[keep]
             if a.size == 0:
                 break
@@ -298,17 +230,90 @@ class _Search:
             res = self._search(a, new, n_new, self.lams[a][rr, src], self.tg_dual[a][rr, src],
                                max(1, _MAX_ITER // 2), tg_near)
             self._merge(a, new, n_new, res)
-        # the answer: the best Q searched, its recovered (y, tG), the jamming split feasibly
-        tot = self._totals()
+        self._finish()
+
+    def _search_grid(self) -> None:
+        """The dual method and primal recovery at every grid point up to q_top (those above
+        stay infeasible), from lambda_0 and tG = 1.5 tG_min."""
+        n_f = (self.qs <= self.q_top[:, None]).sum(1)  # the grid is sorted: a prefix
+        gi = np.flatnonzero(n_f > 0)
+        if gi.size == 0:
+            return
+        kf = int(n_f[gi].max())
+        q0 = _repeat_first(self.qs[gi, :kf], n_f[gi])
+        lam0 = np.where(self.dc.mask[gi], _LAMBDA0, 0.0)  # padded GLDs: no multiplier
+        lam0 = np.broadcast_to(lam0, (*q0.shape, lam0.shape[-1])).copy()
+        _, *vals = self._search(gi, q0, n_f[gi], lam0,
+                                np.broadcast_to(self.dc.tg_min[gi] * 1.5, q0.shape),
+                                _MAX_ITER, None)
+        put = np.arange(kf) < n_f[gi][:, None]
+        r, c = gi[np.nonzero(put)[0]], np.nonzero(put)[1]
+        for dst, src in zip((self.t_gld, self.ys, self.tgs, self.lams, self.tg_dual), vals,
+                            strict=True):
+            dst[r, c] = src[put]
+
+    def _brackets(self, a: np.ndarray, secants: bool) -> tuple[np.ndarray, ...]:
+        """For clusters ``a``: the best sample k, the neighbours' Q (lo, hi) and the sample
+        count. Drops the clusters whose search stops: no feasible Q, an empty bracket, or
+        (with ``secants``) the secants of T in u around the best Q leave at most 1e-5
+        (relative) to gain (:func:`solvers.algorithm2._local_gain`, per cluster: the one
+        step that does not batch). Returns ``(a, k, n, lo, hi)`` of the clusters going on."""
+        tot = self._totals()[a]
+        nv = np.isfinite(self.qs[a]).sum(1)
+        stop = ~np.isfinite(tot).any(1)
         k = tot.argmin(1)
-        ar = np.arange(g)
+        ar = np.arange(a.size)
+        qa = self.qs[a]
+        lo = np.where(k > 0, qa[ar, np.maximum(k - 1, 0)], self.q_start[a])
+        hi = np.where(k + 1 < nv, qa[ar, np.minimum(k + 1, qa.shape[1] - 1)], self.q_top[a])
+        hi = np.minimum(hi, self.q_top[a])
+        stop |= ~(hi > lo)
+        if secants:
+            for j in np.flatnonzero(~stop):
+                i, kk, n = a[j], int(k[j]), int(nv[j])
+                gain = _local_gain(float(self.tb_loc[i]), self.tbs[i, :n], tot[j, :n], kk)
+                stop[j] = gain <= _REFINE_RTOL * tot[j, kk]
+        go = ~stop
+        return a[go], k[go], nv[go], lo[go], hi[go]
+
+    def _new_points(self, a: np.ndarray, k: np.ndarray, nv: np.ndarray, lo: np.ndarray,
+                    hi: np.ndarray) -> np.ndarray:
+        """A refinement round's new Q of clusters ``a`` (rows sorted, NaN-padded): 6 uniform
+        points in (lo, hi) and ladders around the model predictions inside, without those
+        within 1e-12 (relative) of a sample."""
+        p, cols = self.ch.p, self.cols
+        u_pred = _predictions(self.tbs[a], self.t_gld[a], k, nv, self.tb_loc[a])
+        u_pred = np.where(np.isfinite(u_pred) & (u_pred > p.u_lo[cols[a], None]), u_pred,
+                          np.nan)
+        with np.errstate(all="ignore"):
+            preds = p.min_jamming(u_pred.T, cols[a]).T  # eq. (23) inverted
+        preds = np.where(np.isfinite(preds) & (preds > lo[:, None]) & (preds < hi[:, None]),
+                         preds, np.nan)
+        off = (hi - lo)[:, None, None] * _LADDER
+        ladders = np.concatenate([preds[..., None], preds[..., None] - off,
+                                  preds[..., None] + off], 2).reshape(a.size, -1)
+        new = _unique(np.concatenate([np.linspace(lo, hi, 8, axis=1)[:, 1:-1], ladders], 1))
+        ok = ((new > np.maximum(lo, self.q_lo[a])[:, None]) & (new < hi[:, None])
+              & (new <= self.q_top[a, None]))
+        new = np.where(ok, new, np.nan)
+        _, left, right = _neighbours(self.qs[a], nv, new)
+        near = np.minimum(np.abs(new - left), np.abs(new - right))
+        return _compact(np.where(near > 1e-12 * new, new, np.nan))
+
+    def _finish(self) -> None:
+        """The answer: the best Q searched, its recovered (y, tG) and sync time; the chunk
+        splits the jamming feasibly (:meth:`Chunk.answers`)."""
+        ch, cols = self.ch, self.cols
+        tot = self._totals()
+        ar = np.arange(cols.size)
+        k = tot.argmin(1)
         found = np.isfinite(tot[ar, k])
-        q_best, tb_best = self.qs[ar, k], self.tbs[ar, k]
+        q_best = self.qs[ar, k]
         n_s = np.isfinite(self.qs).sum(1)
         ch.code[cols] = np.where(found, CONVERGED, INFEASIBLE)
-        ch.y[cols], ch.tg[cols] = np.where(found, self.ys[ar, k], 0.0), np.where(
-            found, self.tgs[ar, k], 0.0)
-        ch.u[cols] = np.where(found, tb_best, 0.0)
+        ch.y[cols] = np.where(found, self.ys[ar, k], 0.0)
+        ch.tg[cols] = np.where(found, self.tgs[ar, k], 0.0)
+        ch.u[cols] = np.where(found, self.tbs[ar, k], 0.0)
         ch.q_req[cols] = np.where(found, q_best, np.nan)
         ch.nit[cols] = self.nit
         ch.message[cols] = [
