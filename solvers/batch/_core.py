@@ -2,12 +2,12 @@
 
 Shared by the batched solvers (:mod:`solvers.batch.exact`, :mod:`solvers.batch.algorithm2`):
 :class:`_Prep` (a :class:`~dtfl_env.model.batch.ClusterBatch`'s constants of problem P, GLD
-axis first), :class:`_Rows` and :func:`_gld_time` (R tG searches at once: min y + tG with the
-smallest feasible y in closed form, the batched
-:meth:`solvers._core.Prepared.gld_time_bounds`), :func:`_feasibility` (the closed-form test
-of docs/MODEL.md, erratum 5), and :class:`Chunk`, one chunk of a batch being solved: the
-cases every solver settles in closed form (no GLDs, no BLDs, an empty Q interval, no
-feasible sync time) and the evaluation of the answers in the model.
+axis first), :class:`_Rows` (R tG searches of many clusters at once in the form
+:func:`solvers._core.tg_search` takes, the one search of min y + tG with the smallest
+feasible y in closed form), :func:`_feasibility` (the closed-form test of docs/MODEL.md,
+erratum 5), and :class:`Chunk`, one chunk of a batch being solved: the cases every solver
+settles in closed form (no GLDs, no BLDs, an empty Q interval, no feasible sync time) and
+the evaluation of the answers in the model.
 
 The device axes are padded to the batch's largest M and N, with boolean masks: a padded GLD
 has no gain, no jamming power and an infinite breakpoint, a padded BLD needs no jamming.
@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from dtfl_env.model.batch import LN2, ClusterBatch
-from solvers._core import _NUDGE, _TG_GRID, jam_demand, tg_point_rows
+from solvers._core import jam_demand, tg_point_rows, tg_search
 from solvers.batch.result import INFEASIBLE, OPTIMAL
 
 _BIG = 1e300
@@ -150,6 +150,17 @@ class _Rows:
         self.sic = p.sic[:, 0]
         self.powers = np.stack([np.ones(self.m), self.sic, self.sic**2], 1)  # (M, 3)
 
+    @property
+    def size(self) -> int:
+        return int(self.cmd.size)
+
+    def subset(self, sub: np.ndarray) -> _Rows:
+        """A copy holding rows ``sub``."""
+        out = object.__new__(_Rows)
+        out.__dict__.update(self.__dict__)
+        out.take(sub)
+        return out
+
     def take(self, keep: np.ndarray) -> None:
         for name in ("x_scale", "w_max", "tg_min", "cmd", "lng", "g", "emax", "gk", "ikl",
                      "mask", "kl", "capk"):
@@ -197,158 +208,6 @@ class _Rows:
         a1 = np.where(is_h, sums[..., 1] / den, b0 * j)
         a2 = np.where(is_h, sums[..., 2] / den, b0 * j * j)
         return tg_point_rows(t, w, x, em1, a0, a1, a2)
-
-
-def _grid_bracket(rows: _Rows) -> tuple[np.ndarray, np.ndarray]:
-    """Ends (6, R) of a bracket of the minimiser of h from the coarse tG grid."""
-    b = rows.cmd.size
-    ar = np.arange(b)
-    grid = rows.tg_min * _TG_GRID[:, None]
-    pts = rows.evaluate(grid)
-    pos = pts[2] >= 0
-    kf = pos.argmax(0)
-    lo = pts[:, np.maximum(kf - 1, 0), ar]
-    hi = pts[:, kf, ar]
-    none = ~pos.any(0) & (pts[1, -1] < np.inf)
-    if none.any():  # minimiser beyond the grid: look further right (rare)
-        sub = np.flatnonzero(none)
-        far = grid[-1, sub] * 4.0 ** np.arange(1, 25)[:, None]
-        saved = _subrows(rows, sub)
-        pf = saved.evaluate(far)
-        pos_f = pf[2] >= 0
-        kf_f = np.where(pos_f.any(0), pos_f.argmax(0), far.shape[0] - 1)
-        rs = np.arange(sub.size)
-        hi[:, sub] = pf[:, kf_f, rs]
-        lo[:, sub] = np.where(kf_f > 0, pf[:, np.maximum(kf_f - 1, 0), rs], pts[:, -1, sub])
-    lo = np.where((kf == 0) & ~none, hi, lo)
-    return lo, hi
-
-
-def _subrows(rows: _Rows, sub: np.ndarray) -> _Rows:
-    out = object.__new__(_Rows)
-    out.__dict__.update(rows.__dict__)
-    out.take(sub)
-    return out
-
-
-def _bracket(rows: _Rows, guess: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """As :meth:`solvers._core.Prepared._bracket`: from ``guess`` (K, R) where it brackets
-    the minimiser, else from the grid."""
-    if guess is None:
-        return _grid_bracket(rows)
-    b = rows.cmd.size
-    pts = rows.evaluate(guess)
-    pos = pts[2] >= 0
-    kf = pos.argmax(0)
-    ar = np.arange(b)
-    lo = pts[:, np.maximum(kf - 1, 0), ar]
-    hi = pts[:, kf, ar]
-    at_min = (kf == 0) & (guess[0] <= rows.tg_min) & pos[0]
-    lo = np.where(at_min, hi, lo)
-    need = ~(pos.any(0) & ((kf > 0) | at_min))
-    if need.any():
-        sub = np.flatnonzero(need)
-        lo_g, hi_g = _grid_bracket(_subrows(rows, sub))
-        lo[:, sub] = lo_g
-        hi[:, sub] = hi_g
-    return lo, hi
-
-
-def _bounds(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(min h at the bracket ends, lower bound of min h) per row (inf: infeasible)."""
-    tl, hl, h1l = lo[:3]
-    th, hh, h1h = hi[:3]
-    best = np.minimum(hl, hh)
-    with np.errstate(all="ignore"):
-        tx = (hh - hl + h1l * tl - h1h * th) / (h1l - h1h)
-        lb = np.where(th > tl, np.minimum(hl + h1l * (tx - tl), best), best)
-    return best, np.where(np.isnan(lb), np.where(hh == np.inf, np.inf, -np.inf), lb)
-
-
-def _gld_time(rows: _Rows, guess: np.ndarray | None, floor: np.ndarray | None,
-              group: int | np.ndarray, known: np.ndarray | None = None, rtol: float = 1e-13,
-              slack: float = 1e-3, iters: int = 40, group_stop: bool = False
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """V = min_tG y + tG per row with a lower bound: ``(V, y, tG, V_lower)``.
-
-    The batched :meth:`solvers._core.Prepared.gld_time_bounds`: h(tG) = tG + w(tG)^(-1/2)
-    is convex; each step evaluates nine candidates inside the bracket of every open row;
-    a row closes when the tangents at its bracket ends certify min h to ``rtol``. Rows come
-    in groups of consecutive rows (one cluster's samples): ``group`` rows each, or
-    ``group[j]`` rows in group j. With ``floor`` (T = max(V, floor)), a row that cannot
-    hold its group's minimum of T closes once refined to 1e-6; ``known`` (one per group) is
-    the group's best T(u) - const known from earlier samples. With ``group_stop`` a group's
-    rows stop together once all of them are done, as one cluster's rows in
-    :meth:`~solvers._core.Prepared.gld_time_bounds` do (else a done row that cannot hold the
-    minimum is refined to 1e-6 while any row of the batch goes on). ``rows`` is consumed
-    (its rows are dropped as they close).
-    """
-    with np.errstate(all="ignore"):
-        lo_all, hi_all = _bracket(rows, guess)
-        b = rows.cmd.size
-        counts = (np.full(b // group if b else 0, group) if np.ndim(group) == 0
-                  else np.asarray(group, dtype=int))
-        starts = np.cumsum(counts) - counts
-        gid = np.repeat(np.arange(counts.size), counts)
-        lo, hi = lo_all, hi_all
-        act = np.arange(b)
-        for it in range(iters + 1):
-            tl, hl, h1l, wl, w1l, tnl = lo
-            th, hh, h1h, wh, w1h, tnh = hi
-            dh = h1l - h1h
-            tx = (hh - hl + h1l * tl - h1h * th) / dh
-            best = np.minimum(hl, hh)
-            lb = hl + h1l * (tx - tl)
-            done = (best - lb <= rtol * best) | (th - tl <= 4e-16 * th) | (hh == np.inf)
-            close = done
-            if floor is not None:
-                fv = np.maximum(np.minimum(lo_all[1], hi_all[1]), floor)
-                gmin = np.minimum.reduceat(fv, starts) if b else fv
-                if known is not None:
-                    gmin = np.minimum(gmin, known)
-                cut = gmin[gid[act]] * (1 + slack)
-                far = np.maximum(lb, floor[act]) > cut
-                close = done | (far & (best - lb <= 1e-6 * best))
-                done = done | far
-            if it == iters or done.all():
-                break
-            if group_stop:  # groups whose rows are all done stop
-                all_done = np.ones(b, dtype=bool)
-                all_done[act] = done
-                close = close | np.logical_and.reduceat(all_done, starts)[gid[act]]
-            if close.any():
-                keep = ~close
-                act, lo, hi = act[keep], lo[:, keep], hi[:, keep]
-                rows.take(keep)
-                tl, hl, h1l, wl, w1l, tnl = lo
-                th, hh, h1h, wh, w1h, tnh = hi
-                dh, tx = dh[keep], tx[keep]
-            ar = np.arange(act.size)
-            mid = np.sqrt(tl * th)
-            r3 = (wh - wl + w1l * tl - w1h * th) / (w1l - w1h)  # tangents of w cross
-            e = _NUDGE * (th - tl)
-            cand = np.concatenate((r3 - e, r3 + e, np.stack((tx, tl + h1l * (th - tl) / dh,
-                                                              tnl, tnh, mid))))
-            cand = np.where((cand > tl) & (cand < th), cand, mid)
-            pts = rows.evaluate(cand)
-            neg = pts[2] < 0
-            key = np.where(neg, cand, 0.0)
-            il = key.argmax(0)
-            lo = np.where(key[il, ar] > tl, pts[:, il, ar], lo)
-            key = np.where(neg, np.inf, cand)
-            ih = key.argmin(0)
-            hi = np.where(key[ih, ar] < th, pts[:, ih, ar], hi)
-            if act.size == b:
-                lo_all, hi_all = lo, hi
-            else:
-                lo_all[:, act] = lo
-                hi_all[:, act] = hi
-        v, v_lo = _bounds(lo_all, hi_all)
-        use_lo = lo_all[1] < hi_all[1]
-        tg = np.where(use_lo, lo_all[0], hi_all[0])
-        w = np.where(use_lo, lo_all[3], hi_all[3])
-        y = np.where(v < np.inf, 1.0 / np.sqrt(np.where(v < np.inf, w, 1.0)), np.inf)
-    return v, y, tg, v_lo
 
 
 # ---------------------------------------------------------------------------- feasibility
@@ -501,7 +360,7 @@ class Chunk:
         nob = np.flatnonzero(todo & (n == 0))
         if nob.size:
             rows = _Rows(p, nob, np.zeros(nob.size), np.zeros(nob.size))
-            v, yy, tt, v_lo = _gld_time(rows, None, None, 1)
+            v, yy, tt, v_lo = tg_search(rows, group=1)
             fin = np.isfinite(v)
             code[nob] = np.where(fin, OPTIMAL, INFEASIBLE)
             msg[nob] = np.where(fin, "no BLDs: Q = 0, 1-D convex search in tG",

@@ -12,9 +12,9 @@
   (34)-(35), the step (36)) runs for all clusters and all their Q values at once
   (:func:`solvers.algorithm2._dual`, the very routine the per-cluster solver calls with one
   cluster): multipliers (G, K, M), Q values (G, K);
-* primal recovery polishes every row's tG by the batched tG search
-  (:func:`solvers.batch._core._gld_time`, rows grouped by cluster, a cluster's rows
-  stopping together as in :meth:`solvers._core.Prepared.gld_time_bounds`);
+* primal recovery polishes every row's tG by the tG search (:func:`solvers._core.tg_search`,
+  the per-cluster solver's, on :class:`solvers.batch._core._Rows`: rows grouped by
+  cluster, a cluster's rows stopping together as one cluster's do);
 * the refinement rounds run in lockstep, each cluster with its own stop (no feasible Q,
   an empty bracket, the secant test, no new point): the bracket around each cluster's best
   Q, the model predictions (:func:`solvers.algorithm2._predictions`, shared), the new
@@ -33,8 +33,9 @@ but the work per cluster is the per-cluster solver's: the same Q values, dual it
 tG points (the batch removes the per-call overhead of numpy, not arithmetic).
 
 What differs from the per-cluster solver, none of it in the algorithm: (1) the tG search
-of primal recovery evaluates w(tG) with the batched routine (:class:`solvers.batch._core._Rows`:
-cumulative sums where :class:`~solvers._core.Prepared` uses a triangular product), the
+of primal recovery evaluates w(tG) with the batched routine (:meth:`_Rows.evaluate
+<solvers.batch._core._Rows.evaluate>`: cumulative sums where
+:meth:`~solvers._core.Prepared._evaluate` uses a triangular product), the
 feasibility test and Sub-Y sum over padded GLD axes, so values differ in the last bits. The
 recovery is certified to 1e-10 either way, but a different last bit can steer a
 data-dependent choice (a bracket end, the best Q among near-equal ones, whether a
@@ -56,7 +57,7 @@ from __future__ import annotations
 import numpy as np
 
 from dtfl_env.model.batch import ClusterBatch
-from solvers._core import jam_demand
+from solvers._core import jam_demand, tg_search
 from solvers.algorithm2 import (
     _ALPHA0,
     _GRID_POINTS,
@@ -76,7 +77,7 @@ from solvers.algorithm2 import (
     _local_gain,
     _predictions,
 )
-from solvers.batch._core import Chunk, _gld_time, _Rows
+from solvers.batch._core import Chunk, _Rows
 from solvers.batch.result import CONVERGED, INFEASIBLE
 
 __all__ = ["solve_chunk"]
@@ -170,7 +171,7 @@ class _Search:
             u = tb[r, c]
             p = self.ch.p
             rows = _Rows(p, cols, jam_demand(q_new[r, c], u, p.noise_e[cols]), u)
-            v, yy, tt, _ = _gld_time(rows, guess, u + p.tb_loc[cols],
+            v, yy, tt, _ = tg_search(rows, guess, u + p.tb_loc[cols],
                                      np.bincount(r)[np.unique(r)], rtol=_POLISH_RTOL,
                                      group_stop=True)
             t_gld[r, c], y[r, c], tg[r, c] = v, yy, tt

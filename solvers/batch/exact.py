@@ -24,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 from dtfl_env.model.batch import ClusterBatch
-from solvers.batch._core import _BIG, Chunk, _gld_time, _Prep, _Rows
+from solvers._core import tg_search
+from solvers.batch._core import _BIG, Chunk, _Prep, _Rows
 from solvers.batch.result import CONVERGED, INFEASIBLE, NOT_CONVERGED, OPTIMAL
 
 _GUESS = np.array([-0.1, -1e-2, -1e-3, 1e-3, 1e-2, 0.1])
@@ -193,7 +194,7 @@ def _sample(p: _Prep, cols: np.ndarray, u: np.ndarray, c: np.ndarray,
     dem = p.jam_demand(uf, cr)
     floor = uf + np.repeat(c, kk)
     rows = _Rows(p, cr, dem, uf)
-    v, y, tg, v_lo = _gld_time(rows, guess, floor, kk, best)
+    v, y, tg, v_lo = tg_search(rows, guess, floor, kk, best)
     shape = (g, kk)
     return (np.maximum(v, floor).reshape(shape), np.maximum(v_lo, floor).reshape(shape),
             v.reshape(shape), y.reshape(shape), tg.reshape(shape))
@@ -366,7 +367,7 @@ def _flat(p: _Prep, cols: np.ndarray, u_left: np.ndarray, u_feas: np.ndarray,
     g = cols.size
     c = p.tb_loc[cols]
     rows = _Rows(p, cols, np.full(g, -_BIG), np.zeros(g))
-    v0, _, t0, v0_lo = _gld_time(rows, None, None, 1)
+    v0, _, t0, v0_lo = tg_search(rows, group=1)
     cand = np.stack([u_feas, np.clip(v0 - c, u_left, u_hi)], 1)
     cand = np.where(cand > u_left[:, None], cand, u_hi[:, None])
     with np.errstate(all="ignore"):
