@@ -583,6 +583,29 @@ def tg_search(rows: SearchRows, guess: np.ndarray | None = None,
     return v, y, tg, v_lo
 
 
+# the closed forms of the solvers' model predictions of an optimum (scalars or arrays)
+def secant_root(xa: Any, xb: Any, ga: Any, gb: Any) -> Any:
+    """x where the line through (xa, ga) and (xb, gb) crosses g = 0."""
+    return xa + ga * (xb - xa) / (ga - gb)
+
+
+def iqi_root(xa: Any, xb: Any, xc: Any, ga: Any, gb: Any, gc: Any) -> Any:
+    """Inverse quadratic interpolation: x where the parabola x(g) through (xa, ga),
+    (xb, gb), (xc, gc) has g = 0 (the g distinct)."""
+    return (xa * gb * gc / ((ga - gb) * (ga - gc))
+            + xb * ga * gc / ((gb - ga) * (gb - gc))
+            + xc * ga * gb / ((gc - ga) * (gc - gb)))
+
+
+def parabola_vertex(x0: Any, x1: Any, x2: Any, y0: Any, y1: Any, y2: Any) -> tuple[Any, Any]:
+    """(abscissa of the vertex, curvature) of the parabola through (x0, y0), (x1, y1),
+    (x2, y2), x ascending: a minimum where the curvature is > 0."""
+    d1 = (y1 - y0) / (x1 - x0)
+    d2 = (y2 - y1) / (x2 - x1)
+    curv = (d2 - d1) / (x2 - x0)
+    return 0.5 * (x0 + x1) - d1 / (2.0 * curv), curv
+
+
 def upload_energy_slope(noise_over_gain: np.ndarray, sic: np.ndarray, x_scale: Any,
                         tg_s: Any) -> np.ndarray:
     """dE_i^up/dtG (eq. (31)) of :func:`dtfl_env.model.batch.upload_energy_j` (eqs. (7)-(8),

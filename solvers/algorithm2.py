@@ -52,7 +52,14 @@ import numpy as np
 from dtfl_env.config import Cluster
 from dtfl_env.model.batch import ClusterBatch, upload_energy_j
 from dtfl_env.model.system import evaluate_allocation
-from solvers._core import Prepared, finalize, upload_energy_slope
+from solvers._core import (
+    Prepared,
+    finalize,
+    iqi_root,
+    parabola_vertex,
+    secant_root,
+    upload_energy_slope,
+)
 from solvers.exact import convexity_lower_bound
 from solvers.result import SolverResult
 
@@ -191,48 +198,64 @@ def _sub_t(c: DualConsts, lam: np.ndarray, t0: np.ndarray, iters: int = 30,
     steps.
     """
     wm = c.sic_powers.T
-    lam_ng = lam * c.n_over_g
+    g, k = t0.shape
     lo_lim = np.log(c.tg_min)
-    at_min = 1.0 + np.sum(lam * c.dup_at_min, axis=-1) >= -1e-12  # (32): (24c) binds
-    s = np.maximum(np.log(t0), lo_lim)
-    lo = np.broadcast_to(lo_lim, s.shape).copy()
+    at_min = 1.0 + (lam * c.dup_at_min).sum(-1) >= -1e-12  # (32): (24c) binds
+    out = np.maximum(np.log(t0), lo_lim)
+    # the rows of the clusters still searching (all at first), flat: (R,), (R, M); one
+    # cluster's constants broadcast (no repeat: its rows stop together)
+    act = np.arange(g)
+    s = out.reshape(-1)
+    if g == 1:
+        lo_at, x_scale, sic = lo_lim.reshape(-1), c.x_scale.reshape(-1), c.sic[0]
+    else:
+        lo_at, x_scale = np.repeat(lo_lim[:, 0], k), np.repeat(c.x_scale[:, 0], k)
+        sic = np.repeat(c.sic[:, 0], k, axis=0)
+    lo = np.full_like(s, 0.0) + lo_at
     hi = np.full_like(s, np.inf)
-    going = np.ones(s.shape[0], dtype=bool)
+    at = at_min.reshape(-1)
+    lam_ng = (lam * c.n_over_g).reshape(g * k, -1)
     for _ in range(iters):
-        a = np.flatnonzero(going)
-        sel = slice(None) if a.size == going.size else a
-        sa, la, ha = s[sel], lo[sel], hi[sel]
-        x = c.x_scale[sel] * np.exp(-sa)  # r ln 2
+        x = x_scale * np.exp(-s)  # r ln 2
         em1 = np.expm1(x)
         ep = em1 + 1.0
-        l0, l1, l2 = np.moveaxis((lam_ng[sel] * np.exp(x[..., None] * c.sic[sel])) @ wm, -1, 0)
-        g = 1.0 - (x * ep * l0 + em1 * (x * l1 - l0))  # 1 + sum lambda_i dE_i/dt, eq. (31)
+        l0, l1, l2 = ((lam_ng * np.exp(x[:, None] * sic)) @ wm).T
+        gd = 1.0 - (x * ep * l0 + em1 * (x * l1 - l0))  # 1 + sum lambda_i dE_i/dt, (31)
         gp = x * x * (ep * (l0 + 2.0 * l1) + em1 * l2)  # t * sum lambda_i d2E_i/dt2
-        la = np.where(g < 0, np.maximum(la, sa), la)
-        ha = np.where(g > 0, np.minimum(ha, sa), ha)
-        step = sa + np.log(1.0 - g) * (1.0 - g) / gp  # Newton on log(1 - f_T')
+        lo = np.where(gd < 0, np.maximum(lo, s), lo)
+        hi = np.where(gd > 0, np.minimum(hi, s), hi)
+        step = s + np.log(1.0 - gd) * (1.0 - gd) / gp  # Newton on log(1 - f_T')
         # no right end yet: at most e^2 per step (f_T' tends to 1 as t grows)
-        s_new = np.where(np.isfinite(ha), 0.5 * (la + ha), np.minimum(sa + 2.0, step))
-        s_new = np.where((step >= la) & (step <= ha) & np.isfinite(step), step, s_new)
-        s_new = np.where(at_min[sel], lo_lim[sel], s_new)
-        moved = np.max(np.abs(s_new - sa), axis=-1)
-        s[sel], lo[sel], hi[sel] = s_new, la, ha
-        going[a[moved < tol]] = False
-        if not going.any():
-            break
-    return np.where(at_min, c.tg_min, np.exp(s))
+        s_new = np.where(np.isfinite(hi), 0.5 * (lo + hi), np.minimum(s + 2.0, step))
+        s_new = np.where((step >= lo) & (step <= hi) & np.isfinite(step), step, s_new)
+        s_new = np.where(at, lo_at, s_new)
+        done = np.abs(s_new - s).reshape(act.size, k).max(1) < tol
+        s = s_new
+        if np.count_nonzero(done):  # these clusters stop; search only the others now
+            out[act[done]] = s.reshape(act.size, k)[done]
+            keep = np.repeat(~done, k)
+            act = act[~done]
+            if act.size == 0:
+                break
+            s, lo, hi, at, lo_at, x_scale = (a[keep] for a in (s, lo, hi, at, lo_at, x_scale))
+            lam_ng, sic = lam_ng[keep], sic[keep]
+    if act.size:
+        out[act] = s.reshape(act.size, k)
+    return np.where(at_min, c.tg_min, np.exp(out))
 
 
 def _sub_q(c: DualConsts, lam: np.ndarray, q_w: np.ndarray, tb: np.ndarray) -> np.ndarray:
     """Sub-Q, eqs. (34)-(35): fill Q_max from the cheapest lambda_i tB / g_iE until Q is met."""
     cost = lam * tb[..., None] / c.g_e
     order = np.argsort(cost, axis=-1, kind="stable")
-    cap = np.take_along_axis(np.broadcast_to(c.gq, cost.shape), order, -1)  # in cost order
+    g, k, m = cost.shape
+    flat = order + (np.arange(g) * m)[:, None, None]  # into the (G, M) constants
+    cap = c.gq.reshape(-1)[flat]  # g_iE Q_max,i in cost order
     before = np.cumsum(cap, axis=-1) - cap
     fill = np.clip(q_w[..., None] - before, 0.0, cap)
     q = np.empty_like(fill)
-    np.put_along_axis(q, order, fill / np.take_along_axis(np.broadcast_to(c.g_e, cost.shape),
-                                                          order, -1), axis=-1)
+    q.reshape(-1, m)[np.arange(g * k)[:, None], order.reshape(-1, m)] = (
+        fill / c.g_e.reshape(-1)[flat]).reshape(-1, m)
     return q
 
 
@@ -426,11 +449,38 @@ def _t_total(p: Prepared, t_gld: np.ndarray, tb: np.ndarray) -> np.ndarray:
 
 def _predict(p: Prepared, qs: np.ndarray, t_gld: np.ndarray, tbs: np.ndarray, k: int
              ) -> list[float]:
-    """Model predictions of the best Q near sample ``k`` (samples sorted by Q): those of
-    :func:`_predictions` mapped back by Q(u) (eq. (23) inverted)."""
-    u_pred = _predictions(tbs[None], t_gld[None], np.array([k]), np.array([qs.size]),
-                          np.array([p.tb_loc]))[0]
-    u_pred = u_pred[np.isfinite(u_pred) & (u_pred > p.u_lo)]
+    """Model predictions of the best Q near sample ``k`` (samples sorted by Q).
+
+    They are made in the sync time u = tB_up(Q) (eq. (23)), where T = max(T_GLD, u +
+    tB_loc) is convex (T_GLD(Q) is U-shaped and very curved in Q), and mapped back by Q(u)
+    (eq. (23) inverted): the crossing T_GLD = T_BLD by the secant and inverse quadratic
+    interpolation, and the vertex of a parabola through T. :func:`_predictions` makes the
+    same predictions for many clusters at once.
+    """
+    out: list[float] = []
+    lo, hi = max(k - 3, 0), min(k + 4, qs.size)
+    u = tbs[lo:hi][::-1]  # ascending in u
+    v = t_gld[lo:hi][::-1]
+    g = v - u - p.tb_loc  # decreasing through 0 at the crossing
+    fin = np.isfinite(g) & np.isfinite(u)
+    with np.errstate(all="ignore"):
+        for i in range(g.size - 1):
+            if fin[i] and fin[i + 1] and g[i] > 0 >= g[i + 1]:
+                out.append(secant_root(u[i], u[i + 1], g[i], g[i + 1]))
+                for j in (i - 1, i + 2):
+                    if 0 <= j < g.size and fin[j]:
+                        ga, gb, gc = g[i], g[i + 1], g[j]
+                        if ga != gb and gb != gc and ga != gc:
+                            out.append(iqi_root(u[i], u[i + 1], u[j], ga, gb, gc))
+                break
+        kk = hi - 1 - k  # index of sample k in the reversed window
+        tot = np.maximum(v, u + p.tb_loc)
+        if (0 < kk < u.size - 1 and np.all(np.isfinite(tot[kk - 1:kk + 2]))
+                and np.all(np.diff(u[kk - 1:kk + 2]) > 0)):
+            r, curv = parabola_vertex(*u[kk - 1:kk + 2], *tot[kk - 1:kk + 2])
+            if curv > 0:
+                out.append(r)
+    u_pred = np.array([r for r in out if math.isfinite(r) and r > p.u_lo])
     if u_pred.size == 0:
         return []
     with np.errstate(all="ignore"):
@@ -468,22 +518,16 @@ def _predictions(tbs: np.ndarray, t_gld: np.ndarray, k: np.ndarray, n: np.ndarra
             return np.take_along_axis(a, np.clip(j, 0, 6)[:, None], 1)[:, 0]
 
         ua, ub, ga, gb = at(u, i), at(u, i + 1), at(g, i), at(g, i + 1)
-        out = [np.where(has, ua + ga * (ub - ua) / (ga - gb), np.nan)]  # secant
+        out = [np.where(has, secant_root(ua, ub, ga, gb), np.nan)]
         for j in (i - 1, i + 2):  # inverse quadratic interpolation
             uc, gc = at(u, j), at(g, j)
             use = has & (j >= 0) & (j < 7) & at(fin, j) & (ga != gb) & (gb != gc) & (ga != gc)
-            out.append(np.where(use, ua * gb * gc / ((ga - gb) * (ga - gc))
-                                + ub * ga * gc / ((gb - ga) * (gb - gc))
-                                + uc * ga * gb / ((gc - ga) * (gc - gb)), np.nan))
-        tot = np.maximum(v, u + c)
-        x0, x1, x2 = u[:, 2], u[:, 3], u[:, 4]  # samples k+1, k, k-1
-        y0, y1, y2 = tot[:, 2], tot[:, 3], tot[:, 4]
-        d1 = (y1 - y0) / (x1 - x0)
-        d2 = (y2 - y1) / (x2 - x1)
-        curv = (d2 - d1) / (x2 - x0)
-        use = (ok[:, 2] & ok[:, 4] & np.isfinite(y0) & np.isfinite(y1) & np.isfinite(y2)
-               & (x1 - x0 > 0) & (x2 - x1 > 0) & (curv > 0))
-        out.append(np.where(use, 0.5 * (x0 + x1) - d1 / (2.0 * curv), np.nan))  # vertex
+            out.append(np.where(use, iqi_root(ua, ub, uc, ga, gb, gc), np.nan))
+        tot = np.maximum(v, u + c)  # the parabola through T at samples k+1, k, k-1
+        r, curv = parabola_vertex(u[:, 2], u[:, 3], u[:, 4], tot[:, 2], tot[:, 3], tot[:, 4])
+        use = (ok[:, 2] & ok[:, 4] & np.isfinite(tot[:, 2:5]).all(1) & (u[:, 3] - u[:, 2] > 0)
+               & (u[:, 4] - u[:, 3] > 0) & (curv > 0))
+        out.append(np.where(use, r, np.nan))
     return np.stack(out, 1)
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from dtfl_env.model.batch import ClusterBatch
-from solvers._core import tg_search
+from solvers._core import parabola_vertex, secant_root, tg_search
 from solvers.batch._core import _BIG, Chunk, _Prep, _Rows
 from solvers.batch.result import CONVERGED, INFEASIBLE, NOT_CONVERGED, OPTIMAL
 
@@ -150,15 +150,12 @@ def _predictions(x: np.ndarray, v: np.ndarray, k: np.ndarray, nv: np.ndarray,
         i = cross.argmax(1)[:, None]
         ga, gb = np.take_along_axis(g, i, 1)[:, 0], np.take_along_axis(g, i + 1, 1)[:, 0]
         xa, xb = np.take_along_axis(xw, i, 1)[:, 0], np.take_along_axis(xw, i + 1, 1)[:, 0]
-        r1 = np.where(cross.any(1), xa + ga * (xb - xa) / (ga - gb), np.nan)
-        x0, x1, x2 = xw[:, 2], xw[:, 3], xw[:, 4]
+        r1 = np.where(cross.any(1), secant_root(xa, xb, ga, gb), np.nan)
         y0, y1, y2 = (np.where(ok[:, j], np.take_along_axis(v, ci[:, j:j + 1], 1)[:, 0],
                                np.inf) for j in (2, 3, 4))
-        d1 = (y1 - y0) / (x1 - x0)
-        d2 = (y2 - y1) / (x2 - x1)
-        curv = (d2 - d1) / (x2 - x0)
+        r, curv = parabola_vertex(xw[:, 2], xw[:, 3], xw[:, 4], y0, y1, y2)
         fin = np.isfinite(y0) & np.isfinite(y1) & np.isfinite(y2) & (curv > 0)
-        r2 = np.where(fin, 0.5 * (x0 + x1) - d1 / (2.0 * curv), np.nan)
+        r2 = np.where(fin, r, np.nan)
     return r1, r2
 
 
