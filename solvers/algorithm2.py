@@ -38,6 +38,9 @@ Two modes:
 
 Every call keeps the T(Q) curve (Fig. 4) in ``info["curve"]`` and the lambda trajectories
 (Fig. 3) in ``info["lambda"]``; :func:`dual_at_q` runs the dual method at given Q values.
+The dual steps run on G clusters at once (:class:`DualConsts`; one cluster here), so that
+``solvers.solve_batch(clusters, "algorithm2")`` (:mod:`solvers.batch.algorithm2`) runs the
+corrected mode on many clusters with the same routines.
 """
 
 from __future__ import annotations

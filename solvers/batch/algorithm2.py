@@ -17,7 +17,8 @@
   cluster, a cluster's rows stopping together as one cluster's do);
 * the refinement rounds run in lockstep, each cluster with its own stop (no feasible Q,
   an empty bracket, the secant test, no new point): the bracket around each cluster's best
-  Q, the model predictions (:func:`solvers.algorithm2._predictions`, shared), the new
+  Q, the model predictions (:func:`solvers.algorithm2._predictions`: the per-cluster
+  ``_predict``'s, on the same closed forms of :mod:`solvers._core`), the new
   points, their de-duplication against the samples, the warm starts (multipliers and
   Sub-T start of the nearest Q searched, the recovered tG interpolated as ``np.interp``
   would) are array expressions over the clusters still refining. Clusters with fewer new
@@ -28,7 +29,7 @@ What does not batch: the stopping test of the refinement rounds from the second 
 secants of T in u around the best Q, :func:`solvers.algorithm2._local_gain` with
 :func:`solvers.exact.convexity_lower_bound`) is called per cluster still refining, a Python
 loop over windows of at most 13 samples (data-dependent control flow: which secants bound
-which interval; about 5 % of the batch's time, docs/PERFORMANCE.md). The rest is arrays,
+which interval; about 3 % of the batch's time, docs/PERFORMANCE.md). The rest is arrays,
 but the work per cluster is the per-cluster solver's: the same Q values, dual iterations and
 tG points (the batch removes the per-call overhead of numpy, not arithmetic).
 
