@@ -597,6 +597,24 @@ def iqi_root(xa: Any, xb: Any, xc: Any, ga: Any, gb: Any, gc: Any) -> Any:
             + xc * ga * gb / ((gc - ga) * (gc - gb)))
 
 
+def crossing_roots(x: np.ndarray, g: np.ndarray, fin: np.ndarray) -> list[float]:
+    """Where g (sampled at ascending ``x``, decreasing through 0) crosses 0 at its first
+    sign change among the usable samples (``fin``): the secant root, then the inverse
+    quadratic interpolation with the usable sample on either side. Call under
+    ``np.errstate``."""
+    out: list[float] = []
+    for i in range(g.size - 1):
+        if fin[i] and fin[i + 1] and g[i] > 0 >= g[i + 1]:
+            out.append(secant_root(x[i], x[i + 1], g[i], g[i + 1]))
+            for j in (i - 1, i + 2):
+                if 0 <= j < g.size and fin[j]:
+                    ga, gb, gc = g[i], g[i + 1], g[j]
+                    if ga != gb and gb != gc and ga != gc:
+                        out.append(iqi_root(x[i], x[i + 1], x[j], ga, gb, gc))
+            break
+    return out
+
+
 def parabola_vertex(x0: Any, x1: Any, x2: Any, y0: Any, y1: Any, y2: Any) -> tuple[Any, Any]:
     """(abscissa of the vertex, curvature) of the parabola through (x0, y0), (x1, y1),
     (x2, y2), x ascending: a minimum where the curvature is > 0."""

@@ -57,6 +57,7 @@ from dtfl_env.model.batch import ClusterBatch, upload_energy_j
 from dtfl_env.model.system import evaluate_allocation
 from solvers._core import (
     Prepared,
+    crossing_roots,
     finalize,
     iqi_root,
     parabola_vertex,
@@ -460,22 +461,13 @@ def _predict(p: Prepared, qs: np.ndarray, t_gld: np.ndarray, tbs: np.ndarray, k:
     interpolation, and the vertex of a parabola through T. :func:`_predictions` makes the
     same predictions for many clusters at once.
     """
-    out: list[float] = []
     lo, hi = max(k - 3, 0), min(k + 4, qs.size)
     u = tbs[lo:hi][::-1]  # ascending in u
     v = t_gld[lo:hi][::-1]
     g = v - u - p.tb_loc  # decreasing through 0 at the crossing
     fin = np.isfinite(g) & np.isfinite(u)
     with np.errstate(all="ignore"):
-        for i in range(g.size - 1):
-            if fin[i] and fin[i + 1] and g[i] > 0 >= g[i + 1]:
-                out.append(secant_root(u[i], u[i + 1], g[i], g[i + 1]))
-                for j in (i - 1, i + 2):
-                    if 0 <= j < g.size and fin[j]:
-                        ga, gb, gc = g[i], g[i + 1], g[j]
-                        if ga != gb and gb != gc and ga != gc:
-                            out.append(iqi_root(u[i], u[i + 1], u[j], ga, gb, gc))
-                break
+        out = crossing_roots(u, g, fin)
         kk = hi - 1 - k  # index of sample k in the reversed window
         tot = np.maximum(v, u + p.tb_loc)
         if (0 < kk < u.size - 1 and np.all(np.isfinite(tot[kk - 1:kk + 2]))

@@ -37,7 +37,7 @@ import time
 import numpy as np
 
 from dtfl_env.config import Cluster
-from solvers._core import Prepared, finalize, iqi_root, parabola_vertex, secant_root
+from solvers._core import Prepared, crossing_roots, finalize, parabola_vertex
 from solvers.result import SolverResult
 
 __all__ = ["convexity_lower_bound", "solve_exact"]
@@ -148,23 +148,14 @@ def convexity_lower_bound(x: np.ndarray, f_lo: np.ndarray, f_hi: np.ndarray, k: 
 def _predictions(xs: np.ndarray, vs: np.ndarray, fs: np.ndarray, k: int, c: float
                  ) -> list[float]:
     """Model predictions of the minimiser of T(u) = max(V(u), u + c) near sample ``k``."""
-    out: list[float] = []
     n = xs.size
     lo, hi = max(k - 3, 0), min(k + 4, n)
     g = vs[lo:hi] - (xs[lo:hi] + c)  # V - (u + c): decreasing through 0 at a crossing
     u = xs[lo:hi]
     fin = np.isfinite(g)
     with np.errstate(all="ignore"):
-        for i in range(g.size - 1):
-            if fin[i] and fin[i + 1] and g[i] > 0 >= g[i + 1]:
-                # secant root, then inverse quadratic interpolation with a third point
-                out.append(secant_root(u[i], u[i + 1], g[i], g[i + 1]))
-                for j in (i - 1, i + 2):
-                    if 0 <= j < g.size and fin[j]:
-                        ga, gb, gc = g[i], g[i + 1], g[j]
-                        if ga != gb and gb != gc and ga != gc:
-                            out.append(float(iqi_root(u[i], u[i + 1], u[j], ga, gb, gc)))
-                break
+        # secant root, then inverse quadratic interpolation with a third point
+        out = crossing_roots(u, g, fin)
         if 0 < k < n - 1 and np.all(np.isfinite(vs[k - 1:k + 2])):
             # vertex of the parabola through V at k-1, k, k+1
             r, curv = parabola_vertex(*xs[k - 1:k + 2], *vs[k - 1:k + 2])
