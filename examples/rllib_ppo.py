@@ -24,7 +24,8 @@
     python examples/rllib_ppo.py                              # 2 runners x 8 envs, 20 iterations
     python examples/rllib_ppo.py --quick                      # 2 tiny iterations (smoke test)
     ray start --head                                          # on a cluster: see docs/SCALE_OUT.md
-    python examples/rllib_ppo.py --address auto --env-runners 16 --envs-per-runner 32
+    RAY_AUTH_MODE=token python examples/rllib_ppo.py --address auto --env-runners 16 \
+        --envs-per-runner 32
 
 Outputs in ``--out`` (default ``runs/rllib_ppo``): ``checkpoint/``, ``config.json``,
 ``env_config.json``,
@@ -79,7 +80,8 @@ class Args:
     eval_episodes: int = field(default=3, metadata={"help": "evaluation episodes"})
     eval_seed: int = field(default=1000, metadata={"help": "first evaluation episode seed"})
     address: str | None = field(default=None, metadata={
-        "help": "Ray cluster to join ('auto', 'ray://host:10001'); none: a local Ray"})
+        "help": "Ray cluster to join ('auto' on one of its nodes, or HEAD_IP:6379; with "
+                "RAY_AUTH_MODE=token, docs/SCALE_OUT.md); none: a private local Ray"})
     quick: bool = field(default=False, metadata={"help": "tiny budget: 2 iterations of 64 "
                                                          "steps, 1 x 2 envs, 1 episode"})
     out: str = field(default=f"runs/{FIGURE}", metadata={"help": "output folder"})

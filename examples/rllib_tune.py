@@ -11,7 +11,8 @@ training signal, not the benchmark's metric: evaluate the chosen setting with
 
     python examples/rllib_tune.py                           # 2 x 2 trials, 5 iterations each
     python examples/rllib_tune.py --quick                   # 2 tiny trials of 1 iteration
-    python examples/rllib_tune.py --address auto --env-runners 4 --iterations 50
+    RAY_AUTH_MODE=token python examples/rllib_tune.py --address auto --env-runners 4 \
+        --iterations 50
 
 Outputs in ``--out`` (default ``runs/rllib_tune``): Tune's trial folders,
 ``rllib_tune_trials.csv`` and ``rllib_tune_summary.json``.
