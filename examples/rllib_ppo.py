@@ -146,7 +146,8 @@ def train(args: Args, cfg: dict[str, Any], out: Path) -> list[dict[str, float]]:
     if args.address:
         ray.init(address=args.address, logging_level="ERROR")
     else:
-        ray.init(include_dashboard=False, logging_level="ERROR")
+        # "local": a new private Ray, even where a stopped cluster left its address behind
+        ray.init(address="local", include_dashboard=False, logging_level="ERROR")
     rows: list[dict[str, float]] = []
     try:
         algo = ppo_config(args, cfg).build_algo()

@@ -75,7 +75,8 @@ def main(args: Args) -> dict[str, Any]:
     if args.address:
         ray.init(address=args.address, logging_level="ERROR")
     else:
-        ray.init(include_dashboard=False, logging_level="ERROR")
+        # "local": a new private Ray, even where a stopped cluster left its address behind
+        ray.init(address="local", include_dashboard=False, logging_level="ERROR")
     try:
         tuner = tune.Tuner(
             "PPO", param_space=config,
