@@ -11,7 +11,7 @@ in either mode, like ``ppo:PATH``.
 come from the environment variable ``DTFL_RLLIB_CHECKPOINT``::
 
     DTFL_RLLIB_CHECKPOINT=runs/rllib_ppo dtfl compare --env DTFL-TableII-v0 \\
-        --config runs/rllib_ppo/config.json --policies algorithm2 \\
+        --config runs/rllib_ppo/env_config.json --policies algorithm2 \\
         --policy agents.rllib:RLlibPolicy
 
 :func:`disjoint_env_seeds` is an RLlib ``on_environment_created`` callback that gives every
