@@ -233,6 +233,7 @@ def train_agent(
     eval_seed: int = 10_001,
     progress_bar: bool = False,
     verbose: int = 0,
+    torch_threads: int | None = None,
 ) -> Path:
     """Train ``algo`` (ppo, a2c, sac or td3) on ``env_id`` and save it under ``out_dir``
     (default ``runs/<algo>``); returns the model path.
@@ -250,7 +251,8 @@ def train_agent(
     to the exact optimum, beside Algorithm 2 on the same ``eval_episodes`` episodes from
     seed ``eval_seed``), checkpoints (every ``eval_freq`` steps), and TensorBoard logs when
     ``tensorboard`` is installed. ``eval_freq`` >= ``total_timesteps``: the final
-    evaluation only.
+    evaluation only. ``torch_threads``: torch's intra-op threads for the run (None: as they
+    are; 1 suits these small networks on a shared machine, ``docs/AGENTS.md``).
     """
     from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
     from stable_baselines3.common.vec_env import VecNormalize
@@ -266,6 +268,11 @@ def train_agent(
                          f"the final evaluation only), got {eval_freq!r}")
     if eval_episodes < 1:
         raise ValueError(f"eval_episodes: must be >= 1, got {eval_episodes}")
+    if torch_threads is not None and (isinstance(torch_threads, bool)
+                                      or not isinstance(torch_threads, int)
+                                      or torch_threads < 1):
+        raise ValueError(f"torch_threads: must be an integer >= 1 or None, "
+                         f"got {torch_threads!r}")
     hp = resolve_hyperparams(hyperparams, overrides, algo)
     env_config = _overlay(hp["env_config"], config or {})  # the user's config wins
     vec_env = resolve_vec_env(env_id, hp["vec_env"], env_config)  # validates id and config
@@ -285,14 +292,21 @@ def train_agent(
         tb_log: str | None = str(out / "tb")
     except ImportError:
         tb_log = None
+    import torch
+
+    threads = torch.get_num_threads()
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
     try:
         model = _build_model(algo, hp, venv, seed, verbose, tb_log)
     except ValueError:
         venv.close()
+        torch.set_num_threads(threads)
         raise
     record: dict[str, Any] = {"algo": algo, "env_id": env_id, "config": env_config,
                               "hyperparams": hp, "vec_env": vec_env, "seed": seed,
-                              "total_timesteps": total_timesteps}
+                              "total_timesteps": total_timesteps,
+                              "torch_threads": torch.get_num_threads()}
     if worker_config is not env_config:  # what the subprocess workers ran with
         record["worker_config"] = worker_config
     (out / "config.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -340,6 +354,7 @@ def train_agent(
         venv.save(str(out / "vecnormalize.pkl"))
     finally:
         venv.close()
+        torch.set_num_threads(threads)
     (out / "config.json").write_text(json.dumps({**record, "training_minutes": minutes},
                                                 indent=2) + "\n")
     with (out / "evaluations.csv").open("w") as fh:

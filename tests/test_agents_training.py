@@ -37,14 +37,20 @@ def _episode_actions(policy, seed: int = 5) -> np.ndarray:  # type: ignore[no-un
 
 @pytest.mark.parametrize("algo", sorted(ALGOS))
 def test_each_algorithm_trains_saves_loads_and_acts(algo: str, tmp_path) -> None:
+    import torch
+
     hp_file = tmp_path / "hp.json"
     hp_file.write_text(json.dumps(FAST[algo]))
     out = tmp_path / algo
+    threads = torch.get_num_threads()
     assert main(["train", "--algo", algo, "--env", "DTFL-Fast-v0", "--timesteps", "300",
                  "--config", json.dumps(TINY), "--hyperparams", str(hp_file),
-                 "--eval-freq", "1000", "--seed", "3", "--out", str(out)]) == 0
+                 "--eval-freq", "1000", "--seed", "3", "--out", str(out),
+                 "--torch-threads", "1"]) == 0
+    assert torch.get_num_threads() == threads  # restored after the run
     record = json.loads((out / "config.json").read_text())
     assert record["algo"] == algo and record["vec_env"] == "native"
+    assert record["torch_threads"] == 1
     assert record["hyperparams"] == resolve_hyperparams(hp_file, None, algo)
     assert (out / "vecnormalize.pkl").is_file()
     assert (out / "evaluations.csv").read_text().startswith(
@@ -115,6 +121,8 @@ def test_vec_env_choice() -> None:
         resolve_hyperparams(None, {"n_envs": 0}, "td3")
     with pytest.raises(ValueError, match="algo"):
         resolve_hyperparams(None, None, "dqn")
+    with pytest.raises(ValueError, match="torch_threads"):
+        train_agent("a2c", "DTFL-Fast-v0", total_timesteps=10, torch_threads=0)
     # a key of another algorithm is unknown here
     with pytest.raises(ValueError, match="n_epochs"):
         resolve_hyperparams(None, {"n_epochs": 3}, "sac")
