@@ -84,7 +84,7 @@ def test_native_vector_env_trains_as_single_envs(tmp_path) -> None:
     for vec_env in ("native", "dummy"):
         train_agent("ppo", "DTFL-Fast-v0", total_timesteps=256, config=TINY,
                     overrides={**FAST["ppo"], "vec_env": vec_env}, out_dir=tmp_path / vec_env,
-                    seed=1, eval_freq=10_000, eval_episodes=1)
+                    seed=1, eval_freq=10_000, eval_episodes=1, torch_threads=1)
         assert json.loads((tmp_path / vec_env / "config.json").read_text())["vec_env"] \
             == vec_env
         params[vec_env] = PPO.load(tmp_path / vec_env / "model.zip").policy.state_dict()
