@@ -100,10 +100,10 @@ def cmd_solve(args: argparse.Namespace) -> int:
     code = 0
     valid = [item for _, item in jobs if isinstance(item, Cluster)]
     batched: dict[int, object] = {}
-    if args.solver == "exact" and len(valid) > 1:  # many instances: one batched solve
+    if args.solver in ("exact", "algorithm2") and len(valid) > 1:  # one batched solve
         from solvers import solve_batch
 
-        batch = solve_batch(valid)
+        batch = solve_batch(valid, args.solver)
         batched = {id(c): batch.result(i, c) for i, c in enumerate(valid)}
     for name, item in jobs:
         if isinstance(item, str):

@@ -177,7 +177,7 @@ def evaluate_policies(
                     "policy": name, "episode": ep, "seed": ep_seed, "step": step,
                     "round": info["round"], "cluster": info["cluster_index"],
                     "latency_s": info["latency_s"], "reward": reward,
-                    "violation": info["rewards"]["violation"],
+                    "violation": info["reward_violation"],
                     "dropouts": info["n_dropouts"],
                     "unsynced": info["n_unsynced"],
                     "decision_ms": 1e3 * decision, "optimal_latency_s": math.nan,

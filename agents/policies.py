@@ -200,8 +200,8 @@ class BestFixedQPolicy(EnvPolicy):
         # the same scenario without training (the clusters do not depend on it) and the
         # bound env's constants (with training, L is the trained model's size)
         cfg = {**env.config, "clusters": self.tune_clusters, "rounds": 1,
-               "compute_optimal": False, "cluster_in_info": False,
-               "constants": env.constants.to_dict(), "fl": {"backend": "none"},
+               "compute_optimal": False, "constants": env.constants.to_dict(),
+               "fl": {"backend": "none"},
                "ledger": {**env.config["ledger"], "enabled": False}}
         probe = gym.make("dtfl_env:DTFL-v0", config=cfg).unwrapped
         probe.reset(seed=10_000)

@@ -9,12 +9,12 @@ break a constraint. Results are saved as JSON.
 
     python benchmarks/solvers.py --clusters 50
 
-With ``--batch`` it measures throughput instead: exact solves per second of
-:func:`solvers.solve_batch` for B = 1, 64, 1,024 and 8,192 clusters (``--sizes``), beside the
-per-cluster loop of the exact solver and cvxpy on subsets of the same clusters, in the same
-run, with the ratios and the batch's largest deviation from the loop's T* (B = 1: one
-cluster per call, averaged over the loop's clusters; larger B: the best of ``--repeats`` up
-to 64, one run above):
+With ``--batch`` it measures throughput instead: solves per second of
+:func:`solvers.solve_batch` for B = 1, 64, 1,024 and 8,192 clusters (``--sizes``), for the
+exact solver and then corrected Algorithm 2, each beside its per-cluster loop (and cvxpy) on
+subsets of the same clusters, in the same run, with the ratios and the batch's largest
+deviation from the loop's T (B = 1: one cluster per call, averaged over the loop's
+clusters; larger B: the best of ``--repeats`` up to 64, one run above):
 
     python benchmarks/solvers.py --batch
 """
@@ -66,35 +66,26 @@ def _instances(n: int, seed: int) -> list:  # type: ignore[type-arg]
             for k in range(n)]
 
 
-def _batch_main(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
-    """Throughput of solve_batch against the per-cluster loop and cvxpy, same clusters."""
-    sizes = args.sizes
-    clusters = _instances(max(sizes), args.seed)
-    n_loop = min(args.loop_clusters, len(clusters))
-    t0 = time.perf_counter()
-    ref = [solve(c, "exact") for c in clusters[:n_loop]]
-    loop_us = 1e6 * (time.perf_counter() - t0) / n_loop
-    cvx_us = float("nan")
-    if args.cvxpy_clusters > 0:
-        sub = clusters[:args.cvxpy_clusters]
-        t0 = time.perf_counter()
-        for c in sub:
-            solve(c, "cvxpy")
-        cvx_us = 1e6 * (time.perf_counter() - t0) / len(sub)
+def _throughput(method: str, clusters: list, sizes: list[int], ref: list,  # type: ignore[type-arg]
+                loop_us: float, cvx_us: float, repeats: int) -> tuple[list[dict], float]:  # type: ignore[type-arg]
+    """Clusters per second of ``solve_batch(..., method)`` for each B in ``sizes`` beside the
+    per-cluster loop (``ref``: its answers, ``loop_us``: its time per cluster), and the
+    batch's largest relative deviation from the loop's T."""
+    n_loop = len(ref)
     rows = []
     dev = 0.0
     for b in sizes:
         if b == 1:  # one cluster per call, over the loop's clusters (one alone is no mean)
             t0 = time.perf_counter()
             for c in clusters[:n_loop]:
-                solve_batch([c])
+                solve_batch([c], method)
             dt = (time.perf_counter() - t0) / n_loop
-            res = solve_batch(clusters[:1])
+            res = solve_batch(clusters[:1], method)
         else:
             times = []
-            for _ in range(args.repeats if b <= 64 else 1):
+            for _ in range(repeats if b <= 64 else 1):
                 t0 = time.perf_counter()
-                res = solve_batch(clusters[:b])
+                res = solve_batch(clusters[:b], method)
                 times.append(time.perf_counter() - t0)
             dt = min(times)
         us = 1e6 * dt / b
@@ -102,29 +93,61 @@ def _batch_main(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
         t_ref = np.array([r.T for r in ref[:k]])
         fin = np.isfinite(t_ref)
         if not np.array_equal(fin, np.isfinite(res.T[:k])):
-            raise RuntimeError(f"B={b}: the batch and the loop disagree on feasibility")
+            raise RuntimeError(f"{method} B={b}: the batch and the loop disagree on "
+                               "feasibility")
         if fin.any():
             dev = max(dev, float(np.max(np.abs(res.T[:k][fin] - t_ref[fin]) / t_ref[fin])))
         rows.append({"B": b, "seconds": dt, "clusters_per_s": b / dt, "us_per_cluster": us,
                      "speedup_vs_loop": loop_us / us, "speedup_vs_cvxpy": cvx_us / us,
                      "infeasible": int(np.sum(~res.feasible))})
-    print(f"exact solver throughput on {max(sizes)} random clusters (seed {args.seed}, M 2-10, "
-          f"N 1-6); loop on {n_loop}, cvxpy on {args.cvxpy_clusters}")
-    print(f"per-cluster loop: {loop_us:9.1f} us/cluster  {1e6 / loop_us:9.0f} clusters/s")
-    if args.cvxpy_clusters > 0:
-        print(f"cvxpy:            {cvx_us:9.1f} us/cluster  {1e6 / cvx_us:9.1f} clusters/s")
+    return rows, dev
+
+
+def _print_rows(rows: list[dict]) -> None:  # type: ignore[type-arg]
     header = f"{'B':>6}{'clusters/s':>12}{'us/cluster':>12}{'x loop':>9}{'x cvxpy':>10}"
     print(header)
     print("-" * len(header))
     for r in rows:
         print(f"{r['B']:>6}{r['clusters_per_s']:>12.0f}{r['us_per_cluster']:>12.1f}"
               f"{r['speedup_vs_loop']:>9.1f}{r['speedup_vs_cvxpy']:>10.0f}")
-    print(f"largest |T_batch - T_loop| / T_loop: {dev:.2e} (both certified to 1e-7)")
+
+
+def _batch_main(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
+    """Throughput of solve_batch (exact, then corrected Algorithm 2) against the
+    per-cluster loop and cvxpy, same clusters."""
+    sizes = args.sizes
+    clusters = _instances(max(sizes), args.seed)
+    n_loop = min(args.loop_clusters, len(clusters))
+    cvx_us = float("nan")
+    if args.cvxpy_clusters > 0:
+        sub = clusters[:args.cvxpy_clusters]
+        t0 = time.perf_counter()
+        for c in sub:
+            solve(c, "cvxpy")
+        cvx_us = 1e6 * (time.perf_counter() - t0) / len(sub)
+    print(f"throughput on {max(sizes)} random clusters (seed {args.seed}, M 2-10, N 1-6); "
+          f"loops on {n_loop}, cvxpy on {args.cvxpy_clusters}")
+    if args.cvxpy_clusters > 0:
+        print(f"cvxpy:            {cvx_us:9.1f} us/cluster  {1e6 / cvx_us:9.1f} clusters/s")
     record = {"mode": "batch", "seed": args.seed, "sizes": sizes, "loop_clusters": n_loop,
-              "cvxpy_clusters": args.cvxpy_clusters, "loop_us_per_cluster": loop_us,
-              "cvxpy_us_per_cluster": cvx_us, "rows": rows, "max_rel_dev_vs_loop": dev,
-              "python": platform.python_version(), "machine": platform.machine(),
-              "numpy": np.__version__}
+              "cvxpy_clusters": args.cvxpy_clusters, "cvxpy_us_per_cluster": cvx_us}
+    for method in ("exact", "algorithm2"):
+        t0 = time.perf_counter()
+        ref = [solve(c, method) for c in clusters[:n_loop]]
+        loop_us = 1e6 * (time.perf_counter() - t0) / n_loop
+        rows, dev = _throughput(method, clusters, sizes, ref, loop_us, cvx_us, args.repeats)
+        print(f"\n{method}: per-cluster loop {loop_us:9.1f} us/cluster  "
+              f"{1e6 / loop_us:9.0f} clusters/s")
+        _print_rows(rows)
+        if method == "exact":
+            print(f"largest |T_batch - T_loop| / T_loop: {dev:.2e} (both certified to 1e-7)")
+            record.update(loop_us_per_cluster=loop_us, rows=rows, max_rel_dev_vs_loop=dev)
+        else:
+            print(f"largest |T_batch - T_loop| / T_loop: {dev:.2e} (the same search)")
+            record["algorithm2"] = {"loop_us_per_cluster": loop_us, "rows": rows,
+                                    "max_rel_dev_vs_loop": dev}
+    record.update(python=platform.python_version(), machine=platform.machine(),
+                  numpy=np.__version__)
     out = Path(args.out or Path(__file__).parent / "results" / "solvers_batch.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
@@ -152,11 +175,13 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
                     help="JSON record (default results/solvers.json, "
                          "results/solvers_batch.json with --batch)")
     ap.add_argument("--batch", action="store_true",
-                    help="throughput of solve_batch beside the loop and cvxpy")
+                    help="throughput of solve_batch (exact, algorithm2) beside the loops and "
+                         "cvxpy")
     ap.add_argument("--sizes", type=_sizes, default=[1, 64, 1024, 8192],
                     help="batch sizes for --batch (default 1,64,1024,8192)")
     ap.add_argument("--loop-clusters", type=int, default=256,
-                    help="clusters timed with the per-cluster loop for --batch (default 256)")
+                    help="clusters timed with each per-cluster loop for --batch "
+                         "(default 256)")
     ap.add_argument("--cvxpy-clusters", type=int, default=5,
                     help="clusters timed with cvxpy for --batch (default 5; 0: skip)")
     args = ap.parse_args(argv)

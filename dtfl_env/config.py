@@ -20,18 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from dtfl_env.settings import check_keys
+
 __all__ = ["BLDParams", "Cluster", "Constants", "GLDParams", "check_keys"]
-
-
-def check_keys(data: Mapping[str, Any], allowed: set[str], path: str) -> None:
-    """Raise ``ValueError`` naming the dotted path of every unknown key in ``data``."""
-    if not isinstance(data, Mapping):
-        kind = type(data).__name__
-        raise ValueError(f"{path or 'config'}: expected an object/mapping, got {kind}")
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        where = ", ".join(f"{path}.{k}" if path else str(k) for k in unknown)
-        raise ValueError(f"unknown key(s): {where} (allowed: {', '.join(sorted(allowed))})")
 
 
 def _positive_scalar(value: Any, name: str, *, allow_zero: bool = False) -> float:

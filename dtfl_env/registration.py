@@ -14,8 +14,7 @@ ENV_IDS: dict[str, dict[str, Any]] = {
     "DTFL-TableII-v0": {"scenario": "table2", "fl": {"backend": "none"}},
     "DTFL-Random-v0": {"scenario": "random", "new_topology_each_episode": True,
                        "fl": {"backend": "none"}},
-    "DTFL-Fast-v0": {"fl": {"backend": "none"}, "ledger": {"enabled": False},
-                     "cluster_in_info": False},
+    "DTFL-Fast-v0": {"fl": {"backend": "none"}, "ledger": {"enabled": False}},
 }
 
 

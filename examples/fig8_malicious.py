@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass, field
 
 import gymnasium as gym
-import numpy as np
 from _common import finish, new_figure, parse_args, prepare_out, save_figure, write_csv
 
 import dtfl_env  # noqa: F401  (registers the ids)
@@ -62,9 +61,8 @@ def run(args: Args, attack: str, mode: str) -> list[dict]:  # type: ignore[type-
         action, _ = policy.predict(obs)
         obs, _, term, trunc, info = env.step(action)
         done = term or trunc
-        if "global_loss" in info and info["next_cluster_index"] == 0:
-            led = info.get("ledger", {})
-            rej = led.get("rejected_clusters", np.zeros(args.clusters, dtype=bool))
+        if info["ledger_round_closed"]:
+            rej = info["ledger_rejected_clusters"]
             rows.append({"attack": attack, "mode": mode, "round": info["round"] + 1,
                          "accuracy": info["global_accuracy"], "rejected": int(rej.sum()),
                          "rejected_malicious": int(rej[:args.malicious].sum()),

@@ -75,17 +75,16 @@ def run(args: Args, policy: str, seed: int) -> list[dict]:  # type: ignore[type-
         action, _ = pol.predict(obs)
         obs, _, term, trunc, info = env.step(action)
         done = term or trunc
-        if "ledger" in info:
-            rec = info["ledger"]
-            acc = rec["accepted_clusters"]
+        if info["ledger_round_closed"]:
+            acc = info["ledger_accepted_clusters"]
             rows.append({"policy": policy, "seed": seed, "round": info["round"] + 1,
                          "accuracy": info["global_accuracy"],
-                         "validator_cluster": rec["validator_cluster"],
-                         "validator_malicious": rec["validator_malicious"],
-                         "audit_failed": rec["audit_failed"],
+                         "validator_cluster": info["ledger_validator_cluster"],
+                         "validator_malicious": info["ledger_validator_malicious"],
+                         "audit_failed": info["ledger_audit_failed"],
                          "poisoned_accepted": int(acc[:args.malicious].sum()),
-                         "honest_rejected": int(rec["rejected_clusters"][args.malicious:]
-                                                .sum())})
+                         "honest_rejected": int(info["ledger_rejected_clusters"]
+                                                [args.malicious:].sum())})
     env.close()
     return rows
 

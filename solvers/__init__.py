@@ -1,6 +1,7 @@
 """Solvers of problem P (one cluster): the paper's Algorithm 2, an exact solver and a
 generic cvxpy cross-check. Each returns a scipy-style :class:`SolverResult`.
-:func:`solve_batch` runs the exact solver on many clusters at once (:class:`BatchResult`)."""
+:func:`solve_batch` runs the exact solver or corrected Algorithm 2 on many clusters at once
+(:class:`BatchResult`)."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -110,9 +111,8 @@ class Prepared:
 
     def upload_energy_slope(self, tg: np.ndarray) -> np.ndarray:
         """dE_i^up/dtG (eq. (31)), shape tg.shape + (M,)."""
-        x = self.x_scale / np.asarray(tg, dtype=float)[..., None]
-        em1 = np.expm1(x)
-        return -self.n_over_g * np.exp(self.sic * x) * (x * (em1 + 1.0 + self.sic * em1) - em1)
+        return upload_energy_slope(self.n_over_g, self.sic, self.x_scale,
+                                   np.asarray(tg, dtype=float)[..., None])
 
     def min_jamming(self, u: np.ndarray) -> np.ndarray:
         """Q(u): smallest aggregate jamming that syncs every BLD within u (eq. (23) inverted).
@@ -137,11 +137,7 @@ class Prepared:
 
     def jam_demand(self, q_req: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Jamming energy the GLDs must deliver, weighted by g_iE: max(Q, 0) * u."""
-        q_req = np.asarray(q_req, dtype=float)
-        with np.errstate(invalid="ignore"):
-            # a requirement below 1e-12 n_E is rounding noise of eq. (23)'s inversion at the
-            # no-jamming sync time, not a physical demand
-            return np.where(q_req > 1e-12 * self.noise_e, q_req * u, 0.0)
+        return jam_demand(q_req, u, self.noise_e)
 
     # ------------------------------------------------------------------ w(tG) and y + tG
     def _evaluate(self, t: np.ndarray, cmd: np.ndarray, capk: np.ndarray, deriv: bool = True
@@ -263,130 +259,16 @@ class Prepared:
         with np.errstate(all="ignore"):
             return self._gld_time(demand, u, iters, guess, rtol, floor, slack, stop)
 
-    def _bracket(self, cmd: np.ndarray, capk: np.ndarray, b: int,
-                 guess: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Ends (6, B) of a bracket of the minimiser of h: h' < 0 at the left end, h' >= 0
-        at the right end (both ends at tG_min when h'(tG_min) >= 0)."""
-        if guess is not None:
-            guess = np.asarray(guess, dtype=float)  # (K, B), ascending in K
-            pts = self._evaluate(guess, cmd, capk)
-            pos = pts[2] >= 0
-            kf = pos.argmax(0)
-            ar = np.arange(b)
-            lo = pts[:, np.maximum(kf - 1, 0), ar]
-            hi = pts[:, kf, ar]
-            at_min = (kf == 0) & (guess[0] <= self.tg_min) & pos[0]
-            lo = np.where(at_min, hi, lo)
-            need = ~(pos.any(0) & ((kf > 0) | at_min))
-            if not need.any():
-                return lo, hi
-            rows = np.flatnonzero(need)
-            lo_g, hi_g = self._grid_bracket(cmd[rows], capk[..., rows])
-            lo[:, rows] = lo_g
-            hi[:, rows] = hi_g
-            return lo, hi
-        return self._grid_bracket(cmd, capk)
-
-    def _grid_bracket(self, cmd: np.ndarray, capk: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray]:
-        b = cmd.size
-        ar = np.arange(b)
-        grid = self.tg_min * _TG_GRID[:, None] * np.ones(b)
-        pts = self._evaluate(grid, cmd, capk)
-        pos = pts[2] >= 0
-        kf = pos.argmax(0)
-        lo = pts[:, np.maximum(kf - 1, 0), ar]
-        hi = pts[:, kf, ar]
-        none = ~pos.any(0) & (pts[1, -1] < np.inf)
-        if none.any():  # minimiser beyond the grid: look further right (rare)
-            sub = np.flatnonzero(none)
-            far = grid[-1, sub] * 4.0 ** np.arange(1, 25)[:, None]
-            pf = self._evaluate(far, cmd[sub], capk[..., sub])
-            pos = pf[2] >= 0
-            kf_f = np.where(pos.any(0), pos.argmax(0), far.shape[0] - 1)
-            rs = np.arange(sub.size)
-            hi[:, sub] = pf[:, kf_f, rs]
-            lo[:, sub] = np.where(kf_f > 0, pf[:, np.maximum(kf_f - 1, 0), rs],
-                                  pts[:, -1, sub])
-        lo = np.where((kf == 0) & ~none, hi, lo)
-        return lo, hi
-
     def _gld_time(self, demand: np.ndarray, u: np.ndarray, iters: int,
                   guess: np.ndarray | None, rtol: float, floor: np.ndarray | None = None,
                   slack: float = 1e-3,
                   stop: Callable[[np.ndarray, np.ndarray], bool] | None = None,
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        demand, u, cmd, capk = self._row_consts(demand, u)
-        b = u.size
-        lo_all, hi_all = self._bracket(cmd, capk, b, guess)
-        lo, hi = lo_all, hi_all  # the rows still searched (all at first)
-        act = np.arange(b)
-        for it in range(iters + 1):
-            tl, hl, h1l, wl, w1l, tnl = lo
-            th, hh, h1h, wh, w1h, tnh = hi
-            # lower bound of min h from the tangents at the bracket ends (nan when tl = th)
-            dh = h1l - h1h
-            tx = (hh - hl + h1l * tl - h1h * th) / dh
-            best = np.minimum(hl, hh)
-            lb = hl + h1l * (tx - tl)
-            done = (best - lb <= rtol * best) | (th - tl <= 4e-16 * th) | (hh == np.inf)
-            close = done
-            if floor is not None:
-                cut = np.min(np.maximum(np.minimum(lo_all[1], hi_all[1]), floor)) * (1 + slack)
-                far = np.maximum(lb, floor[act]) > cut
-                # rows that cannot hold the minimum of T are done; while others go on they
-                # are still refined to 1e-6 (their values feed the caller's models)
-                close = done | (far & (best - lb <= 1e-6 * best))
-                done = done | far
-            if it == iters or done.all():
-                break
-            if stop is not None and stop(*self._bounds(lo_all, hi_all)):
-                break
-            if close.any():  # search only the open rows from now on
-                keep = ~close
-                act, lo, hi = act[keep], lo[:, keep], hi[:, keep]
-                cmd, capk = cmd[keep], capk[..., keep]
-                tl, hl, h1l, wl, w1l, tnl = lo
-                th, hh, h1h, wh, w1h, tnh = hi
-                dh, tx = dh[keep], tx[keep]
-            ar = np.arange(act.size)
-            mid = np.sqrt(tl * th)
-            r3 = (wh - wl + w1l * tl - w1h * th) / (w1l - w1h)  # tangents of w cross
-            e = _NUDGE * (th - tl)
-            cand = np.concatenate((r3 - e, r3 + e, np.stack((tx, tl + h1l * (th - tl) / dh,
-                                                              tnl, tnh, mid))))
-            cand = np.where((cand > tl) & (cand < th), cand, mid)
-            pts = self._evaluate(cand, cmd, capk)
-            neg = pts[2] < 0
-            key = np.where(neg, cand, 0.0)
-            il = key.argmax(0)
-            lo = np.where(key[il, ar] > tl, pts[:, il, ar], lo)
-            key = np.where(neg, np.inf, cand)
-            ih = key.argmin(0)
-            hi = np.where(key[ih, ar] < th, pts[:, ih, ar], hi)
-            if act.size == b:  # no row closed yet: the full arrays are these
-                lo_all, hi_all = lo, hi
-            else:
-                lo_all[:, act] = lo
-                hi_all[:, act] = hi
-        lo, hi = lo_all, hi_all
-        v, v_lo = self._bounds(lo, hi)
-        use_lo = lo[1] < hi[1]
-        tg = np.where(use_lo, lo[0], hi[0])
-        w = np.where(use_lo, lo[3], hi[3])
-        y = np.where(v < np.inf, 1.0 / np.sqrt(np.where(v < np.inf, w, 1.0)), np.inf)
-        return v, y, tg, v_lo
-
-    @staticmethod
-    def _bounds(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(min h at the bracket ends, lower bound of min h) per row (inf: infeasible)."""
-        tl, hl, h1l = lo[:3]
-        th, hh, h1h = hi[:3]
-        best = np.minimum(hl, hh)
-        tx = (hh - hl + h1l * tl - h1h * th) / (h1l - h1h)
-        lb = np.where(th > tl, np.minimum(hl + h1l * (tx - tl), best), best)
-        # hh = inf: infeasible even at the largest tG tried (E_i^up there is its limit)
-        return best, np.where(np.isnan(lb), np.where(hh == np.inf, np.inf, -np.inf), lb)
+        _, _, cmd, capk = self._row_consts(demand, u)
+        if guess is not None:
+            guess = np.asarray(guess, dtype=float)  # (K, B), ascending in K
+        return tg_search(_PointRows(self, cmd, capk), guess, floor, rtol=rtol, slack=slack,
+                         iters=iters, stop=stop)
 
     def feasibility(self) -> tuple[str | None, float, float]:
         """Decide in closed form whether problem P has a solution on this cluster.
@@ -455,7 +337,7 @@ class Prepared:
             expo = self._bld_a - self._bld_d / u
             need = (self._bld_ph / np.expm1(expo) - self.noise_e).max(0)
             need = np.where(expo.min(0) > 0, need, np.inf)
-            dem = np.where(need > 1e-12 * self.noise_e, need * u, 0.0)  # as jam_demand
+            dem = jam_demand(need, u, self.noise_e)
             return self.g_e @ np.minimum(self.q_max[:, None] * u,
                                          (self.e_max - self.e_up_inf)[:, None]) - dem
 
@@ -503,6 +385,262 @@ class Prepared:
         if total <= 0:
             return np.zeros(self.m)
         return cap * min(1.0, q_req / total)
+
+
+class _PointRows:
+    """One cluster's R tG searches (row r: jamming demand and sync time giving ``cmd[r]`` =
+    C - D and ``capk[..., r]`` = cap_i / K_i) in the form :func:`tg_search` takes."""
+
+    def __init__(self, p: Prepared, cmd: np.ndarray, capk: np.ndarray) -> None:
+        self.p, self.cmd, self.capk = p, cmd, capk
+        self.tg_min = p.tg_min
+
+    @property
+    def size(self) -> int:
+        return int(self.cmd.size)
+
+    def evaluate(self, t: np.ndarray) -> np.ndarray:
+        return self.p._evaluate(t, self.cmd, self.capk)
+
+    def take(self, keep: np.ndarray) -> None:
+        self.cmd, self.capk = self.cmd[keep], self.capk[..., keep]
+
+    def subset(self, sub: np.ndarray) -> _PointRows:
+        return _PointRows(self.p, self.cmd[sub], self.capk[..., sub])
+
+
+class SearchRows(Protocol):
+    """R tG searches as :func:`tg_search` takes them: ``evaluate(t)`` gives the stack (t, h,
+    h', w, w', t_N) of shape (6, K, R) at points ``t`` (K, R) (:func:`tg_point_rows`),
+    ``take(keep)`` drops rows in place, ``subset(sub)`` copies rows, ``tg_min`` is
+    tG_min (a scalar or per row) and ``size`` is R."""
+
+    tg_min: np.ndarray | float
+
+    @property
+    def size(self) -> int: ...
+
+    def evaluate(self, t: np.ndarray) -> np.ndarray: ...
+
+    def take(self, keep: np.ndarray) -> None: ...
+
+    def subset(self, sub: np.ndarray) -> SearchRows: ...
+
+
+def tg_grid_bracket(rows: SearchRows) -> tuple[np.ndarray, np.ndarray]:
+    """Ends (6, R) of a bracket of the minimiser of h from the coarse tG grid (h' < 0 at the
+    left end, h' >= 0 at the right end; both at tG_min when h'(tG_min) >= 0)."""
+    b = rows.size
+    ar = np.arange(b)
+    grid = rows.tg_min * _TG_GRID[:, None] * np.ones(b)
+    pts = rows.evaluate(grid)
+    pos = pts[2] >= 0
+    kf = pos.argmax(0)
+    lo = pts[:, np.maximum(kf - 1, 0), ar]
+    hi = pts[:, kf, ar]
+    none = ~pos.any(0) & (pts[1, -1] < np.inf)
+    if none.any():  # minimiser beyond the grid: look further right (rare)
+        sub = np.flatnonzero(none)
+        far = grid[-1, sub] * 4.0 ** np.arange(1, 25)[:, None]
+        pf = rows.subset(sub).evaluate(far)
+        pos = pf[2] >= 0
+        kf_f = np.where(pos.any(0), pos.argmax(0), far.shape[0] - 1)
+        rs = np.arange(sub.size)
+        hi[:, sub] = pf[:, kf_f, rs]
+        lo[:, sub] = np.where(kf_f > 0, pf[:, np.maximum(kf_f - 1, 0), rs], pts[:, -1, sub])
+    lo = np.where((kf == 0) & ~none, hi, lo)
+    return lo, hi
+
+
+def tg_bracket(rows: SearchRows, guess: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Ends (6, R) of a bracket of the minimiser of h: from ``guess`` (K, R, ascending)
+    where it brackets it, else from the grid (:func:`tg_grid_bracket`)."""
+    if guess is None:
+        return tg_grid_bracket(rows)
+    b = rows.size
+    pts = rows.evaluate(guess)
+    pos = pts[2] >= 0
+    kf = pos.argmax(0)
+    ar = np.arange(b)
+    lo = pts[:, np.maximum(kf - 1, 0), ar]
+    hi = pts[:, kf, ar]
+    at_min = (kf == 0) & (guess[0] <= rows.tg_min) & pos[0]
+    lo = np.where(at_min, hi, lo)
+    need = ~(pos.any(0) & ((kf > 0) | at_min))
+    if need.any():
+        sub = np.flatnonzero(need)
+        lo_g, hi_g = tg_grid_bracket(rows.subset(sub))
+        lo[:, sub] = lo_g
+        hi[:, sub] = hi_g
+    return lo, hi
+
+
+def tg_bounds(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(min h at the bracket ends, lower bound of min h) per row (inf: infeasible)."""
+    tl, hl, h1l = lo[:3]
+    th, hh, h1h = hi[:3]
+    best = np.minimum(hl, hh)
+    with np.errstate(all="ignore"):
+        tx = (hh - hl + h1l * tl - h1h * th) / (h1l - h1h)
+        lb = np.where(th > tl, np.minimum(hl + h1l * (tx - tl), best), best)
+    # hh = inf: infeasible even at the largest tG tried (E_i^up there is its limit)
+    return best, np.where(np.isnan(lb), np.where(hh == np.inf, np.inf, -np.inf), lb)
+
+
+def tg_search(rows: SearchRows, guess: np.ndarray | None = None,
+              floor: np.ndarray | None = None, group: int | np.ndarray | None = None,
+              known: np.ndarray | None = None, rtol: float = 1e-13, slack: float = 1e-3,
+              iters: int = 40, group_stop: bool = False,
+              stop: Callable[[np.ndarray, np.ndarray], bool] | None = None,
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """V = min_tG y + tG per row with a lower bound: ``(V, y, tG, V_lower)``.
+
+    The search of :meth:`Prepared.gld_time_bounds` (see there) on R rows of one cluster
+    (:class:`_PointRows`) or of many (:class:`solvers.batch._core._Rows`). Rows come in
+    groups of consecutive rows (one cluster's samples): ``group`` rows each, ``group[j]``
+    rows in group j, or (None) one group. With ``floor`` (T = max(V, floor)), a row that
+    cannot hold its group's minimum of T closes once refined to 1e-6; ``known`` (one per
+    group) is the group's best T(u) - const known from earlier samples. With ``group_stop``
+    a group's rows stop together once all of them are done, as one cluster's rows do (else
+    a done row that cannot hold the minimum is refined to 1e-6 while any row goes on).
+    ``stop(V, V_lower)``, called before every step, ends the search early when true.
+    ``rows`` is consumed (its rows are dropped as they close).
+    """
+    with np.errstate(all="ignore"):
+        lo_all, hi_all = tg_bracket(rows, guess)
+        b = rows.size
+        if group is None:
+            counts = np.array([b])
+        elif np.ndim(group) == 0:
+            counts = np.full(b // group if b else 0, group)
+        else:
+            counts = np.asarray(group, dtype=int)
+        starts = np.cumsum(counts) - counts
+        gid = np.repeat(np.arange(counts.size), counts)
+        lo, hi = lo_all, hi_all  # the rows still searched (all at first)
+        act = np.arange(b)
+        for it in range(iters + 1):
+            tl, hl, h1l, wl, w1l, tnl = lo
+            th, hh, h1h, wh, w1h, tnh = hi
+            # lower bound of min h from the tangents at the bracket ends (nan when tl = th)
+            dh = h1l - h1h
+            tx = (hh - hl + h1l * tl - h1h * th) / dh
+            best = np.minimum(hl, hh)
+            lb = hl + h1l * (tx - tl)
+            done = (best - lb <= rtol * best) | (th - tl <= 4e-16 * th) | (hh == np.inf)
+            close = done
+            if floor is not None and b:
+                fv = np.maximum(np.minimum(lo_all[1], hi_all[1]), floor)
+                gmin = np.minimum.reduceat(fv, starts)
+                if known is not None:
+                    gmin = np.minimum(gmin, known)
+                cut = gmin[gid[act]] * (1 + slack)
+                far = np.maximum(lb, floor[act]) > cut
+                # rows that cannot hold the minimum of T are done; while others go on they
+                # are still refined to 1e-6 (their values feed the caller's models)
+                close = done | (far & (best - lb <= 1e-6 * best))
+                done = done | far
+            if it == iters or done.all():
+                break
+            if stop is not None and stop(*tg_bounds(lo_all, hi_all)):
+                break
+            if group_stop:  # groups whose rows are all done stop
+                all_done = np.ones(b, dtype=bool)
+                all_done[act] = done
+                close = close | np.logical_and.reduceat(all_done, starts)[gid[act]]
+            if close.any():  # search only the open rows from now on
+                keep = ~close
+                act, lo, hi = act[keep], lo[:, keep], hi[:, keep]
+                rows.take(keep)
+                tl, hl, h1l, wl, w1l, tnl = lo
+                th, hh, h1h, wh, w1h, tnh = hi
+                dh, tx = dh[keep], tx[keep]
+            ar = np.arange(act.size)
+            mid = np.sqrt(tl * th)
+            r3 = (wh - wl + w1l * tl - w1h * th) / (w1l - w1h)  # tangents of w cross
+            e = _NUDGE * (th - tl)
+            cand = np.concatenate((r3 - e, r3 + e, np.stack((tx, tl + h1l * (th - tl) / dh,
+                                                              tnl, tnh, mid))))
+            cand = np.where((cand > tl) & (cand < th), cand, mid)
+            pts = rows.evaluate(cand)
+            neg = pts[2] < 0
+            key = np.where(neg, cand, 0.0)
+            il = key.argmax(0)
+            lo = np.where(key[il, ar] > tl, pts[:, il, ar], lo)
+            key = np.where(neg, np.inf, cand)
+            ih = key.argmin(0)
+            hi = np.where(key[ih, ar] < th, pts[:, ih, ar], hi)
+            if act.size == b:  # no row closed yet: the full arrays are these
+                lo_all, hi_all = lo, hi
+            else:
+                lo_all[:, act] = lo
+                hi_all[:, act] = hi
+        v, v_lo = tg_bounds(lo_all, hi_all)
+        use_lo = lo_all[1] < hi_all[1]
+        tg = np.where(use_lo, lo_all[0], hi_all[0])
+        w = np.where(use_lo, lo_all[3], hi_all[3])
+        y = np.where(v < np.inf, 1.0 / np.sqrt(np.where(v < np.inf, w, 1.0)), np.inf)
+    return v, y, tg, v_lo
+
+
+# the closed forms of the solvers' model predictions of an optimum (scalars or arrays)
+def secant_root(xa: Any, xb: Any, ga: Any, gb: Any) -> Any:
+    """x where the line through (xa, ga) and (xb, gb) crosses g = 0."""
+    return xa + ga * (xb - xa) / (ga - gb)
+
+
+def iqi_root(xa: Any, xb: Any, xc: Any, ga: Any, gb: Any, gc: Any) -> Any:
+    """Inverse quadratic interpolation: x where the parabola x(g) through (xa, ga),
+    (xb, gb), (xc, gc) has g = 0 (the g distinct)."""
+    return (xa * gb * gc / ((ga - gb) * (ga - gc))
+            + xb * ga * gc / ((gb - ga) * (gb - gc))
+            + xc * ga * gb / ((gc - ga) * (gc - gb)))
+
+
+def crossing_roots(x: np.ndarray, g: np.ndarray, fin: np.ndarray) -> list[float]:
+    """Where g (sampled at ascending ``x``, decreasing through 0) crosses 0 at its first
+    sign change among the usable samples (``fin``): the secant root, then the inverse
+    quadratic interpolation with the usable sample on either side. Call under
+    ``np.errstate``."""
+    out: list[float] = []
+    for i in range(g.size - 1):
+        if fin[i] and fin[i + 1] and g[i] > 0 >= g[i + 1]:
+            out.append(secant_root(x[i], x[i + 1], g[i], g[i + 1]))
+            for j in (i - 1, i + 2):
+                if 0 <= j < g.size and fin[j]:
+                    ga, gb, gc = g[i], g[i + 1], g[j]
+                    if ga != gb and gb != gc and ga != gc:
+                        out.append(iqi_root(x[i], x[i + 1], x[j], ga, gb, gc))
+            break
+    return out
+
+
+def parabola_vertex(x0: Any, x1: Any, x2: Any, y0: Any, y1: Any, y2: Any) -> tuple[Any, Any]:
+    """(abscissa of the vertex, curvature) of the parabola through (x0, y0), (x1, y1),
+    (x2, y2), x ascending: a minimum where the curvature is > 0."""
+    d1 = (y1 - y0) / (x1 - x0)
+    d2 = (y2 - y1) / (x2 - x1)
+    curv = (d2 - d1) / (x2 - x0)
+    return 0.5 * (x0 + x1) - d1 / (2.0 * curv), curv
+
+
+def upload_energy_slope(noise_over_gain: np.ndarray, sic: np.ndarray, x_scale: Any,
+                        tg_s: Any) -> np.ndarray:
+    """dE_i^up/dtG (eq. (31)) of :func:`dtfl_env.model.batch.upload_energy_j` (eqs. (7)-(8),
+    same arguments, broadcast)."""
+    x = x_scale / tg_s
+    em1 = np.expm1(x)
+    return -noise_over_gain * np.exp(sic * x) * (x * (em1 + 1.0 + sic * em1) - em1)
+
+
+def jam_demand(q_req: np.ndarray, u: np.ndarray, noise_e: np.ndarray | float) -> np.ndarray:
+    """D = max(Q, 0) u: the jamming energy the GLDs must deliver, weighted by g_iE (eq. (10)),
+    at aggregate jamming ``q_req`` and sync time ``u`` (broadcast; ``noise_e`` = n_E). A
+    requirement below 1e-12 n_E is rounding noise of eq. (23)'s inversion at the no-jamming
+    sync time, not a physical demand."""
+    q_req = np.asarray(q_req, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.where(q_req > 1e-12 * noise_e, q_req * u, 0.0)
 
 
 def tg_point_rows(t: np.ndarray, w: np.ndarray, x: np.ndarray, em1: np.ndarray,

@@ -38,26 +38,52 @@ Two modes:
 
 Every call keeps the T(Q) curve (Fig. 4) in ``info["curve"]`` and the lambda trajectories
 (Fig. 3) in ``info["lambda"]``; :func:`dual_at_q` runs the dual method at given Q values.
+The dual steps run on G clusters at once (:class:`DualConsts`; one cluster here), so that
+``solvers.solve_batch(clusters, "algorithm2")`` (:mod:`solvers.batch.algorithm2`) runs the
+corrected mode on many clusters with the same routines.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
 from dtfl_env.config import Cluster
+from dtfl_env.model.batch import ClusterBatch, upload_energy_j
 from dtfl_env.model.system import evaluate_allocation
-from solvers._core import Prepared, finalize
+from solvers._core import (
+    Prepared,
+    crossing_roots,
+    finalize,
+    iqi_root,
+    parabola_vertex,
+    secant_root,
+    upload_energy_slope,
+)
 from solvers.exact import convexity_lower_bound
 from solvers.result import SolverResult
 
-__all__ = ["DualTrace", "dual_at_q", "solve_algorithm2"]
+__all__ = ["DualConsts", "DualTrace", "dual_at_q", "solve_algorithm2"]
 
 MODES = ("corrected", "paper")
+
+# corrected mode's defaults (also those of the batched solver, solvers.batch.algorithm2)
+_ALPHA0 = 0.5
+"""Unit-free step size alpha_0 of the normalised step (36)."""
+_THETA2 = 1e-4
+"""Stop when the multipliers move by less than this (relative; s/J in paper mode)."""
+_LAMBDA0 = 0.1
+"""Initial multipliers, s/J."""
+_MAX_ITER = 4
+"""Dual iterations per Q on the grid (half that in refinement rounds)."""
+_GRID_POINTS = 12
+"""Points of the log grid in Q - Q_lo."""
+_REFINE_ROUNDS = 5
+"""Refinement rounds at most."""
 
 
 @dataclass
@@ -81,67 +107,187 @@ class DualTrace:
     converged: np.ndarray
 
 
-def _sub_t(p: Prepared, lam: np.ndarray, t0: np.ndarray, iters: int = 30, tol: float = 1e-10
-           ) -> np.ndarray:
+@dataclass(frozen=True)
+class DualConsts:
+    """The constants of the dual method (eqs. (29)-(36)) for G clusters at once, shaped to
+    broadcast against rows of Q values (G, K) and multipliers (G, K, M): per GLD (G, 1, M),
+    per cluster (G, 1). Built from one cluster's :class:`~solvers._core.Prepared`
+    (:meth:`of`, G = 1) or from a :class:`~dtfl_env.model.batch.ClusterBatch`
+    (:meth:`from_batch`), where padded GLD slots carry no jamming capacity (``gq`` = 0), a
+    SIC index of 0 (finite powers) and the multiplier 0 (:func:`_step`)."""
+
+    k_loc: np.ndarray
+    """K_i of eq. (18)."""
+    e_max: np.ndarray
+    g_e: np.ndarray
+    gq: np.ndarray
+    """g_iE Q_max,i."""
+    n_over_g: np.ndarray
+    sic: np.ndarray
+    """i - 1 (0 in padded slots)."""
+    dup_at_min: np.ndarray
+    """dE_i^up/dtG at tG_min (eq. (31)); 0 in padded slots."""
+    mask: np.ndarray | None
+    """Real GLD slots (None: no padding)."""
+    y_min: np.ndarray
+    tg_min: np.ndarray
+    x_scale: np.ndarray
+    """L ln2 / W: r ln 2 = x_scale / tG."""
+    sic_powers: np.ndarray
+    """Rows 1, (i-1), (i-1)^2, shape (3, M): sums over GLDs of the terms of (31) in one
+    product."""
+
+    @classmethod
+    def of(cls, p: Prepared) -> DualConsts:
+        """One cluster's constants (G = 1)."""
+        def g(a: np.ndarray) -> np.ndarray:
+            return np.asarray(a, dtype=float).reshape(1, 1, -1)
+
+        def c(a: float) -> np.ndarray:
+            return np.full((1, 1), float(a))
+
+        return cls(k_loc=g(p.k_loc), e_max=g(p.e_max), g_e=g(p.g_e), gq=g(p.g_e * p.q_max),
+                   n_over_g=g(p.n_over_g), sic=g(p.sic), dup_at_min=g(p.dup_at_min), mask=None,
+                   y_min=c(p.y_min), tg_min=c(p.tg_min), x_scale=c(p.x_scale),
+                   sic_powers=p.sic_powers)
+
+    @classmethod
+    def from_batch(cls, cb: ClusterBatch, cols: np.ndarray) -> DualConsts:
+        """The constants of clusters ``cols`` of ``cb`` (G = cols.size), padded to its M."""
+        mask = cb.gld_mask[cols][:, None, :]
+
+        def g(a: np.ndarray) -> np.ndarray:
+            return a[cols][:, None, :]
+
+        def c(a: np.ndarray) -> np.ndarray:
+            return a[cols][:, None]
+
+        sic = np.where(mask, g(cb.sic), 0.0)
+        n_over_g = g(cb.noise_over_gain)
+        x_scale, tg_min = c(cb.x_scale), c(cb.tg_min_s)
+        with np.errstate(all="ignore"):
+            dup = upload_energy_slope(n_over_g, sic, x_scale[..., None], tg_min[..., None])
+        m = cb.gld_mask.shape[1]
+        idx = np.arange(m, dtype=float)
+        return cls(k_loc=g(cb.k_loc), e_max=g(cb.gld["energy_budget_j"]),
+                   g_e=g(cb.gld["gain_eavesdropper"]),
+                   gq=np.where(mask, g(cb.gld["gain_eavesdropper"] * cb.gld["max_jam_power_w"]),
+                               0.0),
+                   n_over_g=n_over_g, sic=sic, dup_at_min=np.where(mask, dup, 0.0), mask=mask,
+                   y_min=c(cb.y_min_s), tg_min=tg_min, x_scale=x_scale,
+                   sic_powers=np.stack([np.ones(m), idx, idx**2]))
+
+    def take(self, idx: np.ndarray) -> DualConsts:
+        """The constants of clusters ``idx`` (of the G)."""
+        return DualConsts(**{f.name: (getattr(self, f.name) if f.name == "sic_powers"
+                                      or getattr(self, f.name) is None
+                                      else getattr(self, f.name)[idx]) for f in fields(self)})
+
+
+def _sub_y(c: DualConsts, lam: np.ndarray) -> np.ndarray:
+    """Sub-Y, eq. (29): y = max((2 sum_i lambda_i K_i)^(1/3), y_min)."""
+    return np.maximum(np.cbrt(2.0 * np.sum(lam * c.k_loc, axis=-1)), c.y_min)
+
+
+def _sub_t(c: DualConsts, lam: np.ndarray, t0: np.ndarray, iters: int = 30,
+           tol: float = 1e-10) -> np.ndarray:
     """Sub-T: argmin_t t + sum_i lambda_i E_i^up(t) over t >= tG_min, eqs. (30)-(32).
 
-    The derivative (31) is increasing (f_T is convex, Appendix A), so its root is bracketed
-    and found by Newton steps (safeguarded by bisection), warm-started at ``t0``: on
+    ``lam`` has shape (G, K, M), ``t0`` (G, K): K rows for each of G clusters. The
+    derivative (31) is increasing (f_T is convex, Appendix A), so its root is bracketed and
+    found by Newton steps (safeguarded by bisection), warm-started at ``t0``: on
     log(-sum_i lambda_i dE_i/dt) = 0 against log t, nearly linear where E_i^up is
-    exponential in 1/t. The paper prescribes plain bisection; both find the same root,
-    Newton in fewer steps.
+    exponential in 1/t. A cluster's rows stop together once none moved by ``tol`` (in
+    log t). The paper prescribes plain bisection; both find the same root, Newton in fewer
+    steps.
     """
-    wm = p.sic_powers  # rows 1, (i-1), (i-1)^2: sum_i lambda_i ... in one product
-    lam_ng = lam * p.n_over_g
-    x_scale = p.x_scale
-
-    def derivs(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """f_T'(t) (eq. (31)) and d f_T'/d log t at t = e^s."""
+    wm = c.sic_powers.T
+    g, k = t0.shape
+    lo_lim = np.log(c.tg_min)
+    at_min = 1.0 + (lam * c.dup_at_min).sum(-1) >= -1e-12  # (32): (24c) binds
+    out = np.maximum(np.log(t0), lo_lim)
+    # the rows of the clusters still searching (all at first), flat: (R,), (R, M); one
+    # cluster's constants broadcast (no repeat: its rows stop together)
+    act = np.arange(g)
+    s = out.reshape(-1)
+    if g == 1:
+        lo_at, x_scale, sic = lo_lim.reshape(-1), c.x_scale.reshape(-1), c.sic[0]
+    else:
+        lo_at, x_scale = np.repeat(lo_lim[:, 0], k), np.repeat(c.x_scale[:, 0], k)
+        sic = np.repeat(c.sic[:, 0], k, axis=0)
+    lo = np.full_like(s, 0.0) + lo_at
+    hi = np.full_like(s, np.inf)
+    at = at_min.reshape(-1)
+    lam_ng = (lam * c.n_over_g).reshape(g * k, -1)
+    for _ in range(iters):
         x = x_scale * np.exp(-s)  # r ln 2
         em1 = np.expm1(x)
         ep = em1 + 1.0
-        l0, l1, l2 = ((lam_ng * np.exp(x[:, None] * p.sic)) @ wm.T).T
-        g = 1.0 - (x * ep * l0 + em1 * (x * l1 - l0))  # 1 + sum lambda_i dE_i/dt
+        l0, l1, l2 = ((lam_ng * np.exp(x[:, None] * sic)) @ wm).T
+        gd = 1.0 - (x * ep * l0 + em1 * (x * l1 - l0))  # 1 + sum lambda_i dE_i/dt, (31)
         gp = x * x * (ep * (l0 + 2.0 * l1) + em1 * l2)  # t * sum lambda_i d2E_i/dt2
-        return g, gp
-
-    lo_lim = math.log(p.tg_min)
-    at_min = 1.0 + lam @ p.dup_at_min >= -1e-12  # (32): the power bound (24c) binds
-    s = np.maximum(np.log(t0), lo_lim)
-    lo = np.full_like(s, lo_lim)
-    hi = np.full_like(s, np.inf)
-    for _ in range(iters):
-        g, gp = derivs(s)
-        lo = np.where(g < 0, np.maximum(lo, s), lo)
-        hi = np.where(g > 0, np.minimum(hi, s), hi)
-        step = s + np.log(1.0 - g) * (1.0 - g) / gp  # Newton on log(1 - f_T')
+        lo = np.where(gd < 0, np.maximum(lo, s), lo)
+        hi = np.where(gd > 0, np.minimum(hi, s), hi)
+        step = s + np.log(1.0 - gd) * (1.0 - gd) / gp  # Newton on log(1 - f_T')
         # no right end yet: at most e^2 per step (f_T' tends to 1 as t grows)
         s_new = np.where(np.isfinite(hi), 0.5 * (lo + hi), np.minimum(s + 2.0, step))
         s_new = np.where((step >= lo) & (step <= hi) & np.isfinite(step), step, s_new)
-        s_new = np.where(at_min, lo_lim, s_new)
-        moved = np.max(np.abs(s_new - s))
+        s_new = np.where(at, lo_at, s_new)
+        done = np.abs(s_new - s).reshape(act.size, k).max(1) < tol
         s = s_new
-        if moved < tol:
-            break
-    return np.where(at_min, p.tg_min, np.exp(s))
+        if np.count_nonzero(done):  # these clusters stop; search only the others now
+            out[act[done]] = s.reshape(act.size, k)[done]
+            keep = np.repeat(~done, k)
+            act = act[~done]
+            if act.size == 0:
+                break
+            s, lo, hi, at, lo_at, x_scale = (a[keep] for a in (s, lo, hi, at, lo_at, x_scale))
+            lam_ng, sic = lam_ng[keep], sic[keep]
+    if act.size:
+        out[act] = s.reshape(act.size, k)
+    return np.where(at_min, c.tg_min, np.exp(out))
 
 
-def _sub_q(p: Prepared, lam: np.ndarray, q_w: np.ndarray, tb: np.ndarray) -> np.ndarray:
+def _sub_q(c: DualConsts, lam: np.ndarray, q_w: np.ndarray, tb: np.ndarray) -> np.ndarray:
     """Sub-Q, eqs. (34)-(35): fill Q_max from the cheapest lambda_i tB / g_iE until Q is met."""
-    cost = lam * tb[:, None] / p.g_e
+    cost = lam * tb[..., None] / c.g_e
     order = np.argsort(cost, axis=-1, kind="stable")
-    cap = (p.g_e * p.q_max)[order]  # g_iE Q_max,i in cost order
+    g, k, m = cost.shape
+    flat = order + (np.arange(g) * m)[:, None, None]  # into the (G, M) constants
+    cap = c.gq.reshape(-1)[flat]  # g_iE Q_max,i in cost order
     before = np.cumsum(cap, axis=-1) - cap
-    fill = np.clip(q_w[:, None] - before, 0.0, cap)
+    fill = np.clip(q_w[..., None] - before, 0.0, cap)
     q = np.empty_like(fill)
-    np.put_along_axis(q, order, fill / p.g_e[order], axis=-1)
+    q.reshape(-1, m)[np.arange(g * k)[:, None], order.reshape(-1, m)] = (
+        fill / c.g_e.reshape(-1)[flat]).reshape(-1, m)
     return q
 
 
-def _energy(p: Prepared, y: np.ndarray, tg: np.ndarray, q: np.ndarray,
+def _energy(c: DualConsts, y: np.ndarray, tg: np.ndarray, q: np.ndarray,
             tb: np.ndarray) -> np.ndarray:
     """Left side of (24a): K_i / y^2 + E_i^up(tG) + q_i tB."""
-    return p.k_loc / y[:, None] ** 2 + p.upload_energy(tg) + q * tb[:, None]
+    return (c.k_loc / y[..., None] ** 2
+            + upload_energy_j(c.n_over_g, c.sic, c.x_scale[..., None], tg[..., None])
+            + q * tb[..., None])
+
+
+def _step(c: DualConsts, lam: np.ndarray, energy: np.ndarray, alpha: float,
+          scale: np.ndarray, paper: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The projected subgradient step (36) and the largest change of each row's multipliers
+    (``paper``: in s/J; else on mu_i = lambda_i E_max,i, relative to ``scale``)."""
+    if paper:
+        new = np.maximum(lam + alpha * (energy - c.e_max), 0.0)  # eq. (36)
+        diff = np.abs(new - lam)
+    else:
+        mu = lam * c.e_max  # unit-free: mu_i (s) multiplies (E_i / E_max,i - 1)
+        mu_new = np.maximum(mu + alpha * scale[..., None] * (energy / c.e_max - 1.0), 0.0)
+        new = mu_new / c.e_max
+        diff = np.abs(mu_new - mu)
+    if c.mask is not None:
+        new = np.where(c.mask, new, 0.0)
+        diff = np.where(c.mask, diff, 0.0)
+    change = np.max(diff, axis=-1)
+    return new, change if paper else change / scale
 
 
 def dual_at_q(
@@ -188,65 +334,76 @@ def dual_at_q(
     if max_iter < 1:
         raise ValueError(f"max_iter: must be >= 1, got {max_iter}")
     paper = mode == "paper"
-    alpha0 = (0.05 if paper else 0.5) if alpha0 is None else float(alpha0)
-    theta2 = 1e-4 if theta2 is None else float(theta2)
+    alpha0 = (0.05 if paper else _ALPHA0) if alpha0 is None else float(alpha0)
+    theta2 = _THETA2 if theta2 is None else float(theta2)
     if not (alpha0 > 0 and theta2 > 0):
         raise ValueError("alpha0, theta2: must be > 0")
     b = q_w.size
     with np.errstate(all="ignore"):
         tb = np.asarray(p.sync_time(q_w), dtype=float)  # eq. (23)
-    lam = np.broadcast_to(np.asarray(0.1 if lambda0 is None else lambda0, float),
+    lam = np.broadcast_to(np.asarray(_LAMBDA0 if lambda0 is None else lambda0, float),
                           (b, p.m)).copy()
     if np.any(lam < 0) or not np.all(np.isfinite(lam)):
         raise ValueError("lambda0: must be finite and >= 0")
-    return _dual(p, q_w, tb, lam, np.full(b, p.tg_min * 1.5), paper, alpha0, theta2,
-                 max_iter)
+    tr = _dual(DualConsts.of(p), q_w[None], tb[None], lam[None],
+               np.full((1, b), p.tg_min * 1.5), paper, alpha0, theta2, max_iter)
+    return _one(tr)
 
 
-def _dual(p: Prepared, q_w: np.ndarray, tb: np.ndarray, lam: np.ndarray, tg: np.ndarray,
-          paper: bool, alpha0: float, theta2: float, max_iter: int, final: bool = True
-          ) -> DualTrace:
-    """The loop of :func:`dual_at_q` from multipliers ``lam`` and Sub-T start ``tg``.
+def _one(tr: DualTrace) -> DualTrace:
+    """A trace of one cluster (G = 1) without its cluster axis."""
+    return DualTrace(q_w=tr.q_w[0], tb_up_s=tr.tb_up_s[0], lam=tr.lam[:, 0], y_s=tr.y_s[0],
+                     tg_s=tr.tg_s[0], q=tr.q[0], energy_j=tr.energy_j[0],
+                     iterations=tr.iterations[0], converged=tr.converged[0])
+
+
+def _dual(c: DualConsts, q_w: np.ndarray, tb: np.ndarray, lam: np.ndarray, tg: np.ndarray,
+          paper: bool, alpha0: float, theta2: float, max_iter: int, final: bool = True,
+          keep: bool = True) -> DualTrace:
+    """The loop of :func:`dual_at_q` from multipliers ``lam`` (G, K, M) and Sub-T start
+    ``tg`` (G, K) at Q values ``q_w`` (G, K) with sync times ``tb`` (G, K), for G clusters
+    at once. A row stops once its multipliers move by less than ``theta2``; the Sub-T of a
+    cluster's rows stops with its last row (as a loop over one cluster's rows would).
 
     With ``final`` the returned iterate (y, tG, q) is recomputed for the last multipliers;
     without, it is the one of the last step (for the previous multipliers: enough to start
-    primal recovery).
+    primal recovery). ``keep``: keep the trajectory (else ``lam`` holds the first and the
+    last multipliers only). Returned arrays keep the cluster axis first (``lam``: second).
     """
-    b = q_w.size
-    scale = np.where(np.isfinite(tb), np.maximum(tb, p.y_min + p.tg_min), 1.0)
+    scale = np.where(np.isfinite(tb), np.maximum(tb, c.y_min + c.tg_min), 1.0)
     traj = [lam.copy()]
     active = np.isfinite(tb)
-    its = np.zeros(b, dtype=int)
-    converged = np.zeros(b, dtype=bool)
+    its = np.zeros(tb.shape, dtype=int)
+    converged = np.zeros(tb.shape, dtype=bool)
     tb_safe = np.where(np.isfinite(tb), tb, 0.0)
     with np.errstate(all="ignore"):
         for n in range(1, max_iter + 1):
-            y = np.maximum(np.cbrt(2.0 * np.sum(lam * p.k_loc, axis=-1)), p.y_min)  # eq. (29)
-            tg = _sub_t(p, lam, tg)  # eqs. (31)-(32)
-            q = _sub_q(p, lam, q_w, tb_safe)  # eq. (35)
-            energy = _energy(p, y, tg, q, tb_safe)
-            alpha = alpha0 / math.sqrt(n)
-            if paper:
-                new = np.maximum(lam + alpha * (energy - p.e_max), 0.0)  # eq. (36)
-                change = np.max(np.abs(new - lam), axis=-1)
+            y = _sub_y(c, lam)  # eq. (29)
+            going = active.any(-1) | (n == 1)  # clusters whose loop still runs
+            if going.all():
+                tg = _sub_t(c, lam, tg)  # eqs. (31)-(32)
             else:
-                mu = lam * p.e_max  # unit-free: mu_i (s) multiplies (E_i / E_max,i - 1)
-                mu_new = np.maximum(mu + alpha * scale[:, None] * (energy / p.e_max - 1.0), 0.0)
-                new = mu_new / p.e_max
-                change = np.max(np.abs(mu_new - mu), axis=-1) / scale
-            lam = np.where(active[:, None], new, lam)
+                tg = tg.copy()
+                tg[going] = _sub_t(c.take(going), lam[going], tg[going])
+            q = _sub_q(c, lam, q_w, tb_safe)  # eq. (35)
+            energy = _energy(c, y, tg, q, tb_safe)
+            new, change = _step(c, lam, energy, alpha0 / math.sqrt(n), scale, paper)  # (36)
+            lam = np.where(active[..., None], new, lam)
             its = np.where(active, n, its)
             done = active & (change < theta2)
             converged |= done
             active &= ~done
-            traj.append(lam.copy())
+            if keep:
+                traj.append(lam.copy())
             if not active.any():
                 break
         if final:
-            y = np.maximum(np.cbrt(2.0 * np.sum(lam * p.k_loc, axis=-1)), p.y_min)
-            tg = _sub_t(p, lam, tg)
-            q = _sub_q(p, lam, q_w, tb_safe)
-            energy = _energy(p, y, tg, q, tb_safe)
+            y = _sub_y(c, lam)
+            tg = _sub_t(c, lam, tg)
+            q = _sub_q(c, lam, q_w, tb_safe)
+            energy = _energy(c, y, tg, q, tb_safe)
+    if not keep:
+        traj.append(lam)
     return DualTrace(q_w=q_w, tb_up_s=tb, lam=np.stack(traj), y_s=y, tg_s=tg, q=q,
                      energy_j=energy, iterations=its, converged=converged)
 
@@ -301,36 +458,23 @@ def _predict(p: Prepared, qs: np.ndarray, t_gld: np.ndarray, tbs: np.ndarray, k:
     They are made in the sync time u = tB_up(Q) (eq. (23)), where T = max(T_GLD, u +
     tB_loc) is convex (T_GLD(Q) is U-shaped and very curved in Q), and mapped back by Q(u)
     (eq. (23) inverted): the crossing T_GLD = T_BLD by the secant and inverse quadratic
-    interpolation, and the vertex of a parabola through T.
+    interpolation, and the vertex of a parabola through T. :func:`_predictions` makes the
+    same predictions for many clusters at once.
     """
-    out: list[float] = []
     lo, hi = max(k - 3, 0), min(k + 4, qs.size)
     u = tbs[lo:hi][::-1]  # ascending in u
     v = t_gld[lo:hi][::-1]
     g = v - u - p.tb_loc  # decreasing through 0 at the crossing
     fin = np.isfinite(g) & np.isfinite(u)
-    for i in range(g.size - 1):
-        if fin[i] and fin[i + 1] and g[i] > 0 >= g[i + 1]:
-            out.append(u[i] + g[i] * (u[i + 1] - u[i]) / (g[i] - g[i + 1]))
-            for j in (i - 1, i + 2):
-                if 0 <= j < g.size and fin[j]:
-                    ga, gb, gc = g[i], g[i + 1], g[j]
-                    if ga != gb and gb != gc and ga != gc:
-                        out.append(u[i] * gb * gc / ((ga - gb) * (ga - gc))
-                                   + u[i + 1] * ga * gc / ((gb - ga) * (gb - gc))
-                                   + u[j] * ga * gb / ((gc - ga) * (gc - gb)))
-            break
-    kk = hi - 1 - k  # index of sample k in the reversed window
-    tot = np.maximum(v, u + p.tb_loc)
-    if (0 < kk < u.size - 1 and np.all(np.isfinite(tot[kk - 1:kk + 2]))
-            and np.all(np.diff(u[kk - 1:kk + 2]) > 0)):
-        x0, x1, x2 = u[kk - 1:kk + 2]
-        y0, y1, y2 = tot[kk - 1:kk + 2]
-        d1 = (y1 - y0) / (x1 - x0)
-        d2 = (y2 - y1) / (x2 - x1)
-        curv = (d2 - d1) / (x2 - x0)
-        if curv > 0:
-            out.append(0.5 * (x0 + x1) - d1 / (2.0 * curv))
+    with np.errstate(all="ignore"):
+        out = crossing_roots(u, g, fin)
+        kk = hi - 1 - k  # index of sample k in the reversed window
+        tot = np.maximum(v, u + p.tb_loc)
+        if (0 < kk < u.size - 1 and np.all(np.isfinite(tot[kk - 1:kk + 2]))
+                and np.all(np.diff(u[kk - 1:kk + 2]) > 0)):
+            r, curv = parabola_vertex(*u[kk - 1:kk + 2], *tot[kk - 1:kk + 2])
+            if curv > 0:
+                out.append(r)
     u_pred = np.array([r for r in out if math.isfinite(r) and r > p.u_lo])
     if u_pred.size == 0:
         return []
@@ -339,13 +483,56 @@ def _predict(p: Prepared, qs: np.ndarray, t_gld: np.ndarray, tbs: np.ndarray, k:
     return [float(q) for q in q_pred if math.isfinite(q)]
 
 
+def _predictions(tbs: np.ndarray, t_gld: np.ndarray, k: np.ndarray, n: np.ndarray,
+                 tb_loc: np.ndarray) -> np.ndarray:
+    """Predicted sync times u of the best Q near sample ``k[g]`` of each of G clusters
+    (samples sorted by Q, the first ``n[g]`` of each row valid): shape (G, 4), NaN where
+    none.
+
+    They are made in the sync time u = tB_up(Q) (eq. (23)), where T = max(T_GLD, u +
+    tB_loc) is convex (T_GLD(Q) is U-shaped and very curved in Q), from the samples k-3..k+3
+    in ascending u: the crossing T_GLD = T_BLD by the secant and inverse quadratic
+    interpolation with the next sample on either side (the first crossing only), and the
+    vertex of the parabola through T at k-1, k, k+1.
+    """
+    width = tbs.shape[1]
+    idx = k[:, None] + np.arange(3, -4, -1)  # samples k+3 .. k-3: ascending in u
+    ok = (idx >= 0) & (idx < n[:, None])
+    ci = np.clip(idx, 0, max(width - 1, 0))
+    u = np.where(ok, np.take_along_axis(tbs, ci, 1), np.nan)
+    v = np.where(ok, np.take_along_axis(t_gld, ci, 1), np.nan)
+    c = tb_loc[:, None]
+    with np.errstate(all="ignore"):
+        g = v - u - c  # decreasing through 0 at the crossing
+        fin = np.isfinite(g) & np.isfinite(u)
+        cross = fin[:, :-1] & fin[:, 1:] & (g[:, :-1] > 0) & (g[:, 1:] <= 0)
+        has = cross.any(1)
+        i = cross.argmax(1)
+
+        def at(a: np.ndarray, j: np.ndarray) -> np.ndarray:
+            return np.take_along_axis(a, np.clip(j, 0, 6)[:, None], 1)[:, 0]
+
+        ua, ub, ga, gb = at(u, i), at(u, i + 1), at(g, i), at(g, i + 1)
+        out = [np.where(has, secant_root(ua, ub, ga, gb), np.nan)]
+        for j in (i - 1, i + 2):  # inverse quadratic interpolation
+            uc, gc = at(u, j), at(g, j)
+            use = has & (j >= 0) & (j < 7) & at(fin, j) & (ga != gb) & (gb != gc) & (ga != gc)
+            out.append(np.where(use, iqi_root(ua, ub, uc, ga, gb, gc), np.nan))
+        tot = np.maximum(v, u + c)  # the parabola through T at samples k+1, k, k-1
+        r, curv = parabola_vertex(u[:, 2], u[:, 3], u[:, 4], tot[:, 2], tot[:, 3], tot[:, 4])
+        use = (ok[:, 2] & ok[:, 4] & np.isfinite(tot[:, 2:5]).all(1) & (u[:, 3] - u[:, 2] > 0)
+               & (u[:, 4] - u[:, 3] > 0) & (curv > 0))
+        out.append(np.where(use, r, np.nan))
+    return np.stack(out, 1)
+
+
 _TOWARDS_TOP = np.array([1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7])
 """Grid points below the feasibility limit q_top of Q, relative to (q_top - max(Q_lo, 0))."""
 _REFINE_RTOL = 1e-5
 """Refinement stops once at most this much (relative) is left to gain around the best Q."""
 _MIN_ROUNDS = 1
 """Refinement rounds run before that test."""
-def _local_gain(p: Prepared, tbs: np.ndarray, totals: np.ndarray, k: int) -> float:
+def _local_gain(tb_loc: float, tbs: np.ndarray, totals: np.ndarray, k: int) -> float:
     """How much lower than sample k T may be between its neighbours, by the secants of T
     through the samples around them: in u = tB_up(Q), where T is convex (the stopping rule
     of the refinement; T at the samples is exact near the optimum, an upper bound away)."""
@@ -360,7 +547,7 @@ def _local_gain(p: Prepared, tbs: np.ndarray, totals: np.ndarray, k: int) -> flo
     kk = int(np.flatnonzero(np.flatnonzero(ok) == kk)[0]) if ok[kk] else int(np.argmin(f))
     x_left = u[max(kk - 1, 0)]
     x_right = u[min(kk + 1, u.size - 1)]
-    return float(f[kk] - convexity_lower_bound(u, f, f, kk, x_left, x_right, p.tb_loc))
+    return float(f[kk] - convexity_lower_bound(u, f, f, kk, x_left, x_right, tb_loc))
 
 
 _LADDER = np.array([0.1, 1e-2, 1e-3, 1e-4])
@@ -373,7 +560,7 @@ def solve_algorithm2(
     mode: str = "corrected",
     grid_points: int | None = None,
     theta1: float | None = None,
-    refine_rounds: int = 5,
+    refine_rounds: int = _REFINE_ROUNDS,
     alpha0: float | None = None,
     theta2: float | None = None,
     max_iter: int | None = None,
@@ -414,7 +601,7 @@ def solve_algorithm2(
     paper = mode == "paper"
     if grid_points is not None and int(grid_points) < 3:
         raise ValueError(f"grid_points: must be >= 3, got {grid_points}")
-    max_iter = (500 if paper else 4) if max_iter is None else int(max_iter)
+    max_iter = (500 if paper else _MAX_ITER) if max_iter is None else int(max_iter)
     dual_opts: dict[str, Any] = {"mode": mode, "alpha0": alpha0, "theta2": theta2,
                                  "max_iter": max_iter, "lambda0": lambda0}
     if p.m == 0 or p.n == 0:
@@ -438,7 +625,7 @@ def _solve_corrected(cluster: Cluster, p: Prepared, grid_points: int | None,
     if reason:
         return SolverResult.infeasible(p.m, reason, solver=name,
                                        wall_time_s=time.perf_counter() - t0)
-    npts = 12 if grid_points is None else int(grid_points)
+    npts = _GRID_POINTS if grid_points is None else int(grid_points)
     span = p.q_hi - p.q_lo
     grid = p.q_lo + span * np.geomspace(1e-8, 1.0, npts)
     # beyond q_top the GLDs cannot pay for the jamming (closed form: the surplus of
@@ -454,11 +641,11 @@ def _solve_corrected(cluster: Cluster, p: Prepared, grid_points: int | None,
         grid = np.concatenate([[0.0], grid[grid > 0]])
     grid = np.unique(grid[(grid > p.q_lo) & (grid <= p.q_hi)])
     feas = grid <= q_top
-    alpha0 = 0.5 if dual_opts["alpha0"] is None else float(dual_opts["alpha0"])
-    theta2 = 1e-4 if dual_opts["theta2"] is None else float(dual_opts["theta2"])
+    alpha0 = _ALPHA0 if dual_opts["alpha0"] is None else float(dual_opts["alpha0"])
+    theta2 = _THETA2 if dual_opts["theta2"] is None else float(dual_opts["theta2"])
     if not (alpha0 > 0 and theta2 > 0):
         raise ValueError("alpha0, theta2: must be > 0")
-    lam0 = 0.1 if dual_opts["lambda0"] is None else dual_opts["lambda0"]
+    lam0 = _LAMBDA0 if dual_opts["lambda0"] is None else dual_opts["lambda0"]
     max_iter = int(dual_opts["max_iter"])
     if max_iter < 1:
         raise ValueError(f"max_iter: must be >= 1, got {max_iter}")
@@ -473,6 +660,7 @@ def _solve_corrected(cluster: Cluster, p: Prepared, grid_points: int | None,
     tgs = np.full(qs.size, np.nan)
     lam_log: list[tuple[np.ndarray, np.ndarray]] = []
     nit = 0
+    consts = DualConsts.of(p)
 
     def search(q_new: np.ndarray, tb_new: np.ndarray, lam_start: np.ndarray,
                tg_start: np.ndarray, iters: int, tg_near: np.ndarray | None = None
@@ -480,8 +668,9 @@ def _solve_corrected(cluster: Cluster, p: Prepared, grid_points: int | None,
         """Dual subgradient method, then primal recovery, at each Q in ``q_new``."""
         nonlocal nit
         with np.errstate(all="ignore"):
-            tr = _dual(p, q_new, tb_new, lam_start, tg_start, False, alpha0, theta2, iters,
-                       final=False)
+            tr = _one(_dual(consts, q_new[None], tb_new[None], lam_start[None],
+                            tg_start[None], False, alpha0, theta2, iters, final=False,
+                            keep=keep_lambda))
             nit += int(tr.iterations.max(initial=0))
             if keep_lambda:
                 lam_log.append((tr.q_w, tr.lam))
@@ -505,7 +694,7 @@ def _solve_corrected(cluster: Cluster, p: Prepared, grid_points: int | None,
         hi = min(hi, q_top)
         if not hi > lo:
             break
-        if rnd >= _MIN_ROUNDS and _local_gain(p, tbs, totals, k) <= _REFINE_RTOL * totals[k]:
+        if rnd >= _MIN_ROUNDS and _local_gain(p.tb_loc, tbs, totals, k) <= _REFINE_RTOL * totals[k]:
             break  # the secants of T around the best Q leave (almost) nothing to gain
         width = hi - lo
         preds = [r for r in _predict(p, qs, t_gld, tbs, k) if lo < r < hi]

@@ -37,7 +37,7 @@ import time
 import numpy as np
 
 from dtfl_env.config import Cluster
-from solvers._core import Prepared, finalize
+from solvers._core import Prepared, crossing_roots, finalize, parabola_vertex
 from solvers.result import SolverResult
 
 __all__ = ["convexity_lower_bound", "solve_exact"]
@@ -148,35 +148,19 @@ def convexity_lower_bound(x: np.ndarray, f_lo: np.ndarray, f_hi: np.ndarray, k: 
 def _predictions(xs: np.ndarray, vs: np.ndarray, fs: np.ndarray, k: int, c: float
                  ) -> list[float]:
     """Model predictions of the minimiser of T(u) = max(V(u), u + c) near sample ``k``."""
-    out: list[float] = []
     n = xs.size
     lo, hi = max(k - 3, 0), min(k + 4, n)
     g = vs[lo:hi] - (xs[lo:hi] + c)  # V - (u + c): decreasing through 0 at a crossing
     u = xs[lo:hi]
     fin = np.isfinite(g)
-    for i in range(g.size - 1):
-        if fin[i] and fin[i + 1] and g[i] > 0 >= g[i + 1]:
-            # secant root, then inverse quadratic interpolation with a third point
-            out.append(u[i] + g[i] * (u[i + 1] - u[i]) / (g[i] - g[i + 1]))
-            for j in (i - 1, i + 2):
-                if 0 <= j < g.size and fin[j]:
-                    a, b, cc = (i, i + 1, j)
-                    ga, gb, gc = g[a], g[b], g[cc]
-                    if ga != gb and gb != gc and ga != gc:
-                        r = (u[a] * gb * gc / ((ga - gb) * (ga - gc))
-                             + u[b] * ga * gc / ((gb - ga) * (gb - gc))
-                             + u[cc] * ga * gb / ((gc - ga) * (gc - gb)))
-                        out.append(float(r))
-            break
-    if 0 < k < n - 1 and np.all(np.isfinite(vs[k - 1:k + 2])):
-        # vertex of the parabola through V at k-1, k, k+1
-        x0, x1, x2 = xs[k - 1:k + 2]
-        y0, y1, y2 = vs[k - 1:k + 2]
-        d1 = (y1 - y0) / (x1 - x0)
-        d2 = (y2 - y1) / (x2 - x1)
-        curv = (d2 - d1) / (x2 - x0)
-        if curv > 0:
-            out.append(float(0.5 * (x0 + x1) - d1 / (2.0 * curv)))
+    with np.errstate(all="ignore"):
+        # secant root, then inverse quadratic interpolation with a third point
+        out = crossing_roots(u, g, fin)
+        if 0 < k < n - 1 and np.all(np.isfinite(vs[k - 1:k + 2])):
+            # vertex of the parabola through V at k-1, k, k+1
+            r, curv = parabola_vertex(*xs[k - 1:k + 2], *vs[k - 1:k + 2])
+            if curv > 0:
+                out.append(float(r))
     return [float(r) for r in out if math.isfinite(r)]
 
 

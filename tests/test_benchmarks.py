@@ -106,6 +106,13 @@ def test_solvers_batch_small_run(tmp_path: Path) -> None:
     # both solvers certify T* to 1e-7 relative on the same clusters
     assert res["max_rel_dev_vs_loop"] <= 2e-7
     assert "x loop" in proc.stdout and "cvxpy" in proc.stdout
+    # corrected Algorithm 2, batched beside its own loop: the same search, the same T
+    a2 = res["algorithm2"]
+    assert [r["B"] for r in a2["rows"]] == [1, 6] and a2["max_rel_dev_vs_loop"] <= 1e-9
+    for r in a2["rows"]:
+        assert abs(r["speedup_vs_loop"] - a2["loop_us_per_cluster"] / r["us_per_cluster"]) \
+            < 1e-9 * r["speedup_vs_loop"]
+    assert "algorithm2: per-cluster loop" in proc.stdout
 
 
 def test_solvers_batch_rejects_bad_sizes(tmp_path: Path) -> None:

@@ -114,9 +114,19 @@ def test_reproduce_cli(tmp_path, monkeypatch, capsys):
     assert "unknown figure" in capsys.readouterr().err
 
 
-def test_many_exact_instances_are_solved_as_one_batch(tmp_path, capsys):
+@pytest.mark.parametrize("solver", ["exact", "algorithm2"])
+def test_many_instances_are_solved_as_one_batch(tmp_path, capsys, monkeypatch, solver):
+    import solvers
     from dtfl_env.scenarios import random_cluster
     from solvers import solve
+
+    calls = []
+
+    def spy(clusters, method="exact", **kw):  # type: ignore[no-untyped-def]
+        calls.append((len(clusters), method))
+        return solvers.batch.solve_batch(clusters, method, **kw)
+
+    monkeypatch.setattr(solvers, "solve_batch", spy)
 
     paths = []
     for seed in range(4):
@@ -128,11 +138,12 @@ def test_many_exact_instances_are_solved_as_one_batch(tmp_path, capsys):
         paths.append(tmp_path / f"c{seed}.json")
         c.save(paths[-1])
     capsys.readouterr()
-    assert main(["solve", "--instance", *map(str, paths), "--json"]) == 0
+    assert main(["solve", "--instance", *map(str, paths), "--json", "--solver", solver]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [r["solver"] for r in lines] == ["exact-batch"] * 4
+    assert calls == [(4, solver)]  # one batched solve for the four instances
+    assert [r["solver"] for r in lines] == [f"{solver}-batch"] * 4
     for path, rec in zip(paths, lines, strict=True):
-        ref = solve(type(c).load(path), "exact")
+        ref = solve(type(c).load(path), solver)
         if ref.feasible:
             assert rec["T"] == pytest.approx(ref.T, rel=1e-6) and rec["status"] == ref.status
         else:

@@ -109,7 +109,7 @@ def test_drop_out_cascade_is_charged_on_the_remaining_jammers():
 
 
 def _round_trip(env_id: str, mode: str, episodes: int) -> int:
-    config = {"action": {"mode": mode}, "cluster_in_info": False}
+    config = {"action": {"mode": mode}}
     if ENV_IDS[env_id].get("fl", {}).get("backend") != "none":
         config["fl"] = {"backend": "none"}  # the clusters do not depend on the training
         config["ledger"] = {"enabled": False}

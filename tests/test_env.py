@@ -63,7 +63,7 @@ def test_solver_round_trip(env_id, method):
         if in_range:
             assert info["T"] == pytest.approx(res.T, rel=1e-6)
             assert info["n_dropouts"] == 0 and info["n_unsynced"] == 0
-            assert info["rewards"]["violation"] == 0.0
+            assert info["reward_violation"] == 0.0
             checked += 1
         if term:
             break
@@ -75,8 +75,10 @@ def test_readme_step_works():
     e.reset(seed=0)
     obs, reward, _term, _trunc, info = e.step(e.action_space.sample())
     assert e.observation_space.contains(obs)
-    assert np.isfinite(reward) and set(info["rewards"]) == {"latency", "accuracy", "violation"}
-    assert reward == pytest.approx(sum(info["rewards"].values()))
+    terms = {k: v for k, v in info.items() if k.startswith("reward_")}
+    assert np.isfinite(reward) and set(terms) == {"reward_latency", "reward_accuracy",
+                                                  "reward_violation"}
+    assert reward == pytest.approx(sum(terms.values()))
 
 
 def test_episode_length_and_termination():
@@ -141,7 +143,7 @@ def test_energy_violation_drops_gld_and_is_charged():
     a[0] = a[1] = -1.0  # fastest compute and upload, full jamming: budgets break
     _, _reward, _, _, info = env.step(a)
     assert info["n_dropouts"] > 0 and info["dropped"].any()
-    assert info["rewards"]["violation"] < 0
+    assert info["reward_violation"] < 0
     assert not (info["participant"] & info["dropped"]).any()
     assert info["q_w"].shape == (env.config["max_devices"],)
 
@@ -154,7 +156,7 @@ def test_zero_secrecy_bld_does_not_sync():
     _, _, _, _, info = env.step(a)
     assert np.flatnonzero(info["unsynced"]).tolist() == [7, 8, 9]  # BLD slots 6..9
     assert info["participant"][6:10].tolist() == [True, False, False, False]
-    assert np.isfinite(info["T"]) and info["rewards"]["violation"] < 0
+    assert np.isfinite(info["T"]) and info["reward_violation"] < 0
 
 
 def test_deadline_makes_stragglers():
@@ -256,7 +258,7 @@ def test_center_latency_baseline_keeps_the_optimum(mode):
                 for _ in range(step):
                     env.step(np.zeros(n, np.float32))
                 _, _, _, _, info = env.step(a)
-                rows.append((info["rewards"]["latency"], info["latency_baseline_s"], info["T"]))
+                rows.append((info["reward_latency"], info["latency_baseline_s"], info["T"]))
             out[name] = rows
         assert all(r[1] == 10.0 for r in out["fixed"])  # latency_reference_s
         t0 = out["center"][0][2]  # action 0's latency is the reference
@@ -304,7 +306,7 @@ def test_optimum_latency_baseline_is_the_exact_optimum(mode):
                 for _ in range(step):
                     env.step(np.zeros(n, np.float32))
                 _, _, _, _, info = env.step(a)
-                rows[name].append((info["rewards"]["latency"], info["latency_baseline_s"],
+                rows[name].append((info["reward_latency"], info["latency_baseline_s"],
                                    info["T"]))
         if ref.feasible:
             seen_feasible += 1
@@ -334,7 +336,7 @@ def test_log_weighted_latency_weighs_clusters_by_their_latency():
         out = []
         for a in actions:
             _, _, _, _, info = env.step(a)
-            out.append((info["rewards"]["latency"], info["latency_baseline_s"]))
+            out.append((info["reward_latency"], info["latency_baseline_s"]))
         return out
 
     log_fixed = run({"latency_form": "log"})

@@ -11,6 +11,11 @@ from agents.policies import make_policy
 CFG = {"clusters": 10, "rounds": 3, "fl": {"model": "mlp", "device": "cpu"}}
 
 
+def _ledger_record(info):
+    """The block of the round a step closed, from the info's flat ``ledger_*`` keys."""
+    return {k.removeprefix("ledger_"): v for k, v in info.items() if k.startswith("ledger_")}
+
+
 def _run(config, policy="exact", seed=0):
     env = gym.make("DTFL-v0", config=config)
     pol = make_policy(policy).bind(env)
@@ -21,9 +26,15 @@ def _run(config, policy="exact", seed=0):
         action, _ = pol.predict(obs)
         obs, _, term, trunc, info = env.step(action)
         done = term or trunc
-        if "ledger" in info:
-            ledger.append(info["ledger"])
-            assert info["rewards"]["accuracy"] != 0.0  # the round's gain is rewarded
+        if info["ledger_round_closed"]:
+            assert info["next_cluster_index"] == 0  # the step that closed a round
+            ledger.append(_ledger_record(info))
+            assert info["reward_accuracy"] != 0.0  # the round's gain is rewarded
+            # the block hash: hex in the learner's record, its bytes in info (zeros: no block)
+            hex_hash = env.unwrapped.learner.round_record["block_hash"]
+            assert info["ledger_block_hash"].tobytes().hex() == (hex_hash or "00" * 32)
+        else:
+            assert not info["ledger_block_hash"].any() and info["ledger_validator_cluster"] == -1
     return start, info, ledger
 
 
@@ -31,8 +42,9 @@ def test_training_raises_accuracy_and_writes_blocks():
     start, info, ledger = _run(CFG)
     assert start < 0.3 and info["global_accuracy"] > start + 0.3
     assert len(ledger) == 3
-    assert all(len(rec["block_hash"]) == 64 and rec["block_size_bytes"] > 0 for rec in ledger)
-    assert len({rec["block_hash"] for rec in ledger}) == 3
+    assert all(rec["block_hash"].shape == (32,) and rec["block_hash"].any()
+               and rec["block_size_bytes"] > 0 for rec in ledger)
+    assert len({rec["block_hash"].tobytes() for rec in ledger}) == 3
     assert np.isfinite(info["global_loss"]) and info["sim_time_s"] > 0
     assert sum(rec["rejected_clusters"].sum() for rec in ledger) <= 1  # honest clusters pass
 

@@ -19,7 +19,7 @@ from dtfl_env.envs.vector import DTFLVectorEnv
 SMALL = {"clusters": 3, "rounds": 2}
 #: info keys that hold the exact optimum: the vector env's comes from solve_batch, the single
 #: env's from solve_exact, both certified to the solver's rtol (1e-7), not bit for bit
-OPTIMUM_KEYS = ("optimal_latency_s", "optimality_gap", "latency_baseline_s")
+OPTIMUM_KEYS = ("optimal_latency_s", "optimality_gap", "latency_baseline_s", "reward_latency")
 
 
 def _relative(a: np.ndarray, b: np.ndarray) -> float:
@@ -42,8 +42,10 @@ def _compare(env_id: str, config: dict, *, n: int = 3, seed: int = 7, episodes: 
     for k, env in enumerate(singles):
         s_obs, s_info = env.reset(seed=seed + k)
         assert _relative(obs[k], s_obs) == 0.0
-        for key in ("round", "cluster_index", "global_accuracy"):
-            assert info[key][k] == s_info[key] and info[f"_{key}"][k]
+        assert set(s_info) == {key for key in info if not key.startswith("_")}
+        for key, val in s_info.items():
+            assert info[f"_{key}"][k]
+            assert _relative(info[key][k], val) == 0.0, key
     steps = episodes * config["clusters"] * config["rounds"]
     rng = np.random.default_rng(seed)
     reset_next = False
@@ -66,11 +68,11 @@ def _compare(env_id: str, config: dict, *, n: int = 3, seed: int = 7, episodes: 
             assert _relative(obs[k], s_obs) == 0.0
             assert _relative(reward[k], s_rew) <= max(tol, optimum_tol)
             assert bool(term[k]) == s_term
+            assert set(s_info) == {key for key in step_info if not key.startswith("_")
+                                   and key not in ("final_obs", "final_info")}
             for key, val in s_info.items():
-                if not isinstance(val, int | float | np.ndarray | np.number | bool):
-                    continue  # non-numeric single-env entries (the cluster, nested dicts)
-                assert key in step_info, key
                 assert step_info[f"_{key}"][k]
+                assert np.asarray(step_info[key]).dtype.kind == np.asarray(val).dtype.kind, key
                 lim = optimum_tol if key in OPTIMUM_KEYS else tol
                 assert _relative(step_info[key][k], val) <= lim, key
         reset_next = mode == AutoresetMode.NEXT_STEP and bool(term[0])

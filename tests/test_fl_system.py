@@ -148,3 +148,23 @@ def test_fl_config_is_strict() -> None:
         FederatedSystem({"backend": "none"}, [([1.0], [])])
     with pytest.raises(ValueError, match=r"clusters\[0\]"):
         FederatedSystem(CPU, [("a", "b", "c")])
+
+
+@pytest.mark.parametrize("fraction", [1.0, 0.4])
+def test_label_flipping_is_the_ledger_routine_on_the_devices_rows(mnist: MNISTData,
+                                                                   fraction: float) -> None:
+    """One label-flipping routine (dtfl_env.ledger.attacks.flip_labels) for the FL side too."""
+    from dtfl_env.ledger import flip_labels
+
+    system = FederatedSystem({"model": "mlp", **CPU}, [table2_cluster()] * 3, seed=0,
+                             data=mnist)
+    clean = system._train_y.clone()
+    n = system.flip_labels([0, 2], seed=5, fraction=fraction)
+    rows = np.concatenate([*system._gld_shards[0], *system._bld_shards[0],
+                           *system._gld_shards[2], *system._bld_shards[2]])
+    want = flip_labels(clean[rows].numpy(), np.random.default_rng([5, 7]), fraction=fraction)
+    assert np.array_equal(system._train_y.numpy()[rows], want)
+    assert n == int(np.count_nonzero(want != clean[rows].numpy()))
+    assert (0.3 if fraction < 1 else 1.0) <= n / rows.size <= (0.5 if fraction < 1 else 1.0)
+    others = np.setdiff1d(np.arange(clean.numel()), rows)
+    assert np.array_equal(system._train_y.numpy()[others], clean.numpy()[others])

@@ -34,6 +34,21 @@ def test_attack_helpers():
         flip_labels(np.array([10]), rng)
 
 
+def test_flip_labels_draws_selection_then_shifts():
+    """The documented draws (the FL side's Fig. 8 attacks depend on them): one uniform per
+    label, then one shift per flipped label; the flipped sets are nested in ``fraction``."""
+    y = np.random.default_rng(1).integers(0, 10, 300)
+    rng = np.random.default_rng(7)
+    u = rng.random(y.size)
+    sel = u < 0.5
+    want = y.copy()
+    want[sel] = (y[sel] + rng.integers(1, 10, int(sel.sum()))) % 10
+    np.testing.assert_array_equal(flip_labels(y, np.random.default_rng(7), fraction=0.5), want)
+    flipped = [flip_labels(y, np.random.default_rng(7), fraction=f) != y for f in (0.2, 0.5, 1)]
+    assert np.all(flipped[0] <= flipped[1]) and np.all(flipped[1] <= flipped[2])
+    assert np.all(flipped[2]) and np.array_equal(flip_labels(y, rng, fraction=0.0), y)
+
+
 def test_flip_labels_on_torch():
     torch = pytest.importorskip("torch")
     y = torch.arange(10, dtype=torch.long)

@@ -181,7 +181,7 @@ def test_safe_actions_never_break_a_budget_without_fading():
         a = rng.uniform(-1, 1, 3) if k % 3 else rng.choice([-1.0, 1.0], 3)
         _, _, term, _, info = env.step(a.astype(np.float32))
         assert info["n_dropouts"] == 0
-        assert info["rewards"]["violation"] <= 0
+        assert info["reward_violation"] <= 0
         if term:
             env.reset()
 
@@ -266,7 +266,7 @@ def test_safe_actions_are_feasible_wherever_the_cluster_is(env_id, jamming, scal
         if ok:
             feasible += 1
             assert info["n_dropouts"] == 0 and info["n_unsynced"] == 0
-            assert info["rewards"]["violation"] == 0.0
+            assert info["reward_violation"] == 0.0
         if term:
             env.reset()
     assert feasible >= 40

@@ -245,13 +245,13 @@ def test_min_upload_time_is_tight(table2):
 def test_sub_t_solves_the_stationarity_condition(table2):
     """Sub-T (31)-(32): f_T'(tG) = 0, or tG = tG_min where f_T' >= 0 there."""
     from solvers._core import Prepared
-    from solvers.algorithm2 import _sub_t
+    from solvers.algorithm2 import DualConsts, _sub_t
 
     p = Prepared(table2)
     rng = np.random.default_rng(1)
     lam = rng.exponential(0.3, (40, p.m)) * rng.choice([0.0, 1.0, 1e3], (40, 1))
     with np.errstate(all="ignore"):
-        tg = _sub_t(p, lam, p.tg_min * rng.uniform(1.0, 50.0, 40))
+        tg = _sub_t(DualConsts.of(p), lam[None], p.tg_min * rng.uniform(1.0, 50.0, (1, 40)))[0]
     slope = 1.0 + np.sum(lam * p.upload_energy_slope(tg), axis=-1)
     at_min = tg == p.tg_min
     assert np.all(slope[at_min] >= -1e-9)

@@ -3,25 +3,27 @@
 Each type knows its space and maps an action to an allocation (y, tG, q) of problem P on
 a :class:`~dtfl_env.envs.sites.Site` and back. :func:`action_factory` picks the type from
 the ``action`` config; the environment holds one per mode (its own and the other, for
-``action_to_allocation(..., mode=...)``). The mappings are documented in the env's
-docstring (Action Space).
+``action_to_allocation(..., mode=...)``). The mappings are documented in
+docs/ENVIRONMENT.md (Action Space).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium import spaces
 
+from dtfl_env.envs.config import ActionConfig
 from dtfl_env.envs.sites import Site
 from dtfl_env.model.feasible import safe_action, safe_allocation
 
 __all__ = ["ACTION_SIZES", "ACTION_TYPES", "RANGE_TOLERANCE", "ActionRangeError", "ActionType",
-           "DirectAction", "SafeAction", "action_factory"]
+           "ClipMemo", "DirectAction", "SafeAction", "action_factory"]
 
 #: how far (relative: tG, y; as a share of Q_max,i: q_i) the allocation of the nearest action
 #: may differ from an allocation outside the box for it to count as inside: rounding, e.g. of
@@ -38,21 +40,23 @@ class ActionRangeError(ValueError):
 class ActionType(ABC):
     """An action mode: its space, and action <-> allocation on a site.
 
-    Built from the ``action`` config (ranges as natural logs: ``ln_tg_range`` etc.) and the
-    number of device slots. ``to_allocation`` takes keyword overrides of the config's
-    ``ln_tg_range``, ``ln_y_range``, ``jamming``, ``ln_sync_range`` and ``scale`` (a mode
-    ignores those it has no use for).
+    Built from the :class:`~dtfl_env.envs.config.ActionConfig` (ranges as natural logs:
+    ``ln_tg_range`` etc.) and the number of device slots. ``to_allocation`` takes keyword
+    overrides of the config's ``ln_tg_range``, ``ln_y_range``, ``jamming``, ``ln_sync_range``
+    and ``scale`` (a mode ignores those it has no use for); :meth:`to_allocation_as` takes
+    them in the config's own units.
     """
 
     mode: ClassVar[str]
 
-    def __init__(self, config: dict[str, Any], max_devices: int) -> None:
+    def __init__(self, config: ActionConfig, max_devices: int) -> None:
+        self.config = config
         self.max_devices = max_devices
-        self.ln_tg_range = math.log(config["tg_range"])
-        self.ln_y_range = math.log(config["y_range"])
-        self.jamming = config["jamming"]
-        self.ln_sync_range = math.log(config["sync_range"])
-        self.scale = config["scale"]
+        self.ln_tg_range = math.log(config.tg_range)
+        self.ln_y_range = math.log(config.y_range)
+        self.jamming = config.jamming
+        self.ln_sync_range = math.log(config.sync_range)
+        self.scale = config.scale
         self.size = self.size_for(max_devices)
 
     @staticmethod
@@ -81,8 +85,22 @@ class ActionType(ABC):
         return np.minimum(np.maximum(a, -1.0), 1.0)  # documented clipping
 
     def to_allocation(self, site: Site, action: np.ndarray, **overrides: Any) -> Allocation:
-        """(y, tG, q) of ``action`` on ``site`` (see the env's Action Space)."""
+        """(y, tG, q) of ``action`` on ``site`` (docs/ENVIRONMENT.md, Action Space)."""
         return self.map(site, self.check(action), **overrides)
+
+    def to_allocation_as(self, site: Site, action: np.ndarray, **changes: Any) -> Allocation:
+        """(y, tG, q) of ``action`` read as an action of this config with ``changes`` (keys
+        of :class:`~dtfl_env.envs.config.ActionConfig` but ``mode``, e.g. ``tg_range``;
+        ``None``: unchanged), validated like the config (errors name ``action.<key>``)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if not changes:
+            return self.to_allocation(site, action)
+        if "mode" in changes:
+            raise ValueError("mode: pick the action type of the mode instead")
+        cfg = dataclasses.replace(self.config, **changes)
+        return self.to_allocation(
+            site, action, ln_tg_range=math.log(cfg.tg_range), ln_y_range=math.log(cfg.y_range),
+            jamming=cfg.jamming, ln_sync_range=math.log(cfg.sync_range), scale=cfg.scale)
 
     @abstractmethod
     def map(self, site: Site, a: np.ndarray, *, ln_tg_range: float | None = None,
@@ -107,6 +125,12 @@ class ActionType(ABC):
 
         Where the nearest action's allocation differs from (y, tG, q) by more than
         ``RANGE_TOLERANCE`` raises :class:`ActionRangeError` (``clip=True``: returns it)."""
+        for name, val in (("y_s", y_s), ("tg_s", tg_s)):
+            if not (isinstance(val, (int, float, np.number)) and math.isfinite(val) and val > 0):
+                raise ValueError(f"{name}: must be a finite number > 0, got {val!r}")
+        if not np.all(np.isfinite(np.asarray(jam_power_w, dtype=float))):
+            raise ValueError("jam_power_w: must be finite")
+        assert site.seen is not None
         a, names = self.unmap(site, y_s, tg_s, jam_power_w)
         out = np.clip(a, -1.0, 1.0)
         if not np.any(np.abs(a[:len(names)]) > 1.0):
@@ -206,7 +230,35 @@ ACTION_TYPES: dict[str, type[ActionType]] = {"direct": DirectAction, "safe": Saf
 ACTION_SIZES: dict[str, Callable[[int], int]] = {m: t.size_for for m, t in ACTION_TYPES.items()}
 
 
-def action_factory(config: dict[str, Any], max_devices: int, mode: str | None = None
-                   ) -> ActionType:
-    """The action type of ``config["mode"]`` (or ``mode``) for ``max_devices`` slots."""
-    return ACTION_TYPES[config["mode"] if mode is None else mode](config, max_devices)
+def action_factory(config: ActionConfig | Mapping[str, Any], max_devices: int,
+                   mode: str | None = None) -> ActionType:
+    """The action type of ``config.mode`` (or ``mode``) for ``max_devices`` slots; a plain
+    ``action`` dict is read by :meth:`ActionConfig.from_dict` (strict)."""
+    if not isinstance(config, ActionConfig):
+        config = ActionConfig.from_dict(config)
+    return ACTION_TYPES[config.mode if mode is None else mode](config, max_devices)
+
+
+class ClipMemo:
+    """The action that ``allocation_to_action(clip=True)`` last clipped in the env's own mode
+    and where (round, cluster): the step that plays it there reports
+    ``info["action_clipped"] = 1``."""
+
+    def __init__(self) -> None:
+        self._at: tuple[int, int, np.ndarray] | None = None
+
+    def remember(self, round_idx: int, cluster_idx: int, action: np.ndarray) -> None:
+        self._at = (round_idx, cluster_idx, np.asarray(action).astype(np.float32))
+
+    def forget(self) -> None:
+        self._at = None
+
+    def played(self, action: np.ndarray, round_idx: int, cluster_idx: int) -> bool:
+        """Whether ``action``, played in (round, cluster), is the clipped action remembered
+        there (to float32 precision)."""
+        if self._at is None or self._at[:2] != (round_idx, cluster_idx):
+            return False
+        played = np.asarray(action, dtype=np.float32).reshape(-1)
+        saved = self._at[2]
+        return played.shape == saved.shape and bool(np.allclose(played, saved, rtol=0,
+                                                                atol=1e-6))

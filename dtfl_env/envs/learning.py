@@ -14,12 +14,14 @@ The torch and ledger packages are imported on first use only.
 from __future__ import annotations
 
 import contextlib
-import json
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from dtfl_env.envs.config import EnvConfig, LedgerConfig
 from dtfl_env.envs.sites import Site
+from dtfl_env.fl.config import FLConfig
 from dtfl_env.model.round import RoundOutcome
 
 __all__ = ["ATTACKS", "Attack", "LearningRound"]
@@ -92,20 +94,26 @@ class LearningRound:
 
     def __init__(self) -> None:
         self.fl: Any = None  # dtfl_env.fl.system.FederatedSystem (torch backend)
-        self._fl_key = ""
+        self._fl_built: FLConfig | None = None  # the settings self.fl was built with
         self.consortium: Any = None  # dtfl_env.ledger.Consortium
         self._requests: list[tuple[Any, ...]] = []
-        #: the ledger's record of the round that ended last (``info["ledger"]``), or None
+        #: the ledger's record of the round that ended last, or None: the place for its
+        #: non-numeric entries (``validator``, the coordinator id; ``block_hash``, hex, "" in
+        #: ledger mode "none"); ``info`` carries all of it as numbers (``ledger_*`` keys,
+        #: :func:`dtfl_env.envs.info.ledger_info`)
         self.round_record: dict[str, Any] | None = None
-        self._fl_cfg: dict[str, Any] = {}
-        self._ledger_cfg: dict[str, Any] = {}
+        self._fl_cfg = FLConfig(backend="none")
+        self._ledger_cfg = LedgerConfig()
         self.enabled = False
         self._attack_rng = np.random.default_rng()
 
-    def configure(self, config: dict[str, Any]) -> None:
-        """Take the env config's ``fl`` and ``ledger`` sections (used from the next reset)."""
-        self._fl_cfg, self._ledger_cfg = config["fl"], config["ledger"]
-        self.enabled = self._fl_cfg["backend"] == "torch"
+    def configure(self, config: EnvConfig | Mapping[str, Any]) -> None:
+        """Take the env config's ``fl`` and ``ledger`` blocks (used from the next reset); a
+        plain config dict is read by :meth:`EnvConfig.from_dict` (strict)."""
+        if not isinstance(config, EnvConfig):
+            config = EnvConfig.from_dict(config)
+        self._fl_cfg, self._ledger_cfg = config.fl, config.ledger
+        self.enabled = self._fl_cfg.backend == "torch"
 
     def threads(self) -> contextlib.AbstractContextManager[None]:
         """torch's and numpy's BLAS threads while the episode's FL work runs (``fl.threads``;
@@ -114,7 +122,7 @@ class LearningRound:
             return contextlib.nullcontext()
         from dtfl_env.fl.training import fl_threads
 
-        return fl_threads(self._fl_cfg["threads"])
+        return fl_threads(self._fl_cfg.threads)
 
     def reset(self, sites: list[Site], rng: np.random.Generator) -> tuple[float, float] | None:
         """Build (or reset) the federated system and the consortium ledger of the episode;
@@ -128,31 +136,30 @@ class LearningRound:
 
         fl_seed = int(rng.integers(0, 2**31 - 1))
         clusters = [s.base for s in sites]
-        key = json.dumps(self._fl_cfg, sort_keys=True)
-        if self.fl is None or key != self._fl_key:
+        if self.fl is None or self._fl_cfg != self._fl_built:
             self.fl = FederatedSystem(self._fl_cfg, clusters, seed=fl_seed)
-            self._fl_key = key
+            self._fl_built = self._fl_cfg
         else:
             self.fl.reset(clusters=clusters, seed=fl_seed)
         start = self.fl.evaluate()
         led = self._ledger_cfg
         self.consortium = None
-        if led["enabled"]:
+        if led.enabled:
             from dtfl_env.ledger import Consortium, VerifierConfig
 
             self.consortium = Consortium(
-                range(len(sites)), mode=led["mode"], store_payload=led["store_payload"],
-                verifier=VerifierConfig(peer_baseline=led["peer_baseline"]),
+                range(len(sites)), mode=led.mode, store_payload=led.store_payload,
+                verifier=VerifierConfig(peer_baseline=led.peer_baseline),
                 rng=np.random.default_rng(int(rng.integers(0, 2**31 - 1))),
-                selection=led["validator_selection"],
-                malicious=range(led["malicious_clusters"]),
-                validator_attack=led["validator_attack"])
+                selection=led.validator_selection,
+                malicious=range(led.malicious_clusters),
+                validator_attack=led.validator_attack)
             self.consortium.set_twin_proportion(  # eq. (2): Prop_Cs
                 [s.n / max(s.m + s.n, 1) for s in sites])
         self._attack_rng = np.random.default_rng(int(rng.integers(0, 2**31 - 1)))
-        devices = ATTACKS[led["attack"]].flip_devices
-        if led["malicious_clusters"] and devices is not None:
-            self.fl.flip_labels(range(led["malicious_clusters"]),
+        devices = ATTACKS[led.attack].flip_devices
+        if led.malicious_clusters and devices is not None:
+            self.fl.flip_labels(range(led.malicious_clusters),
                                 seed=int(self._attack_rng.integers(0, 2**31 - 1)),
                                 devices=devices)
         return start
@@ -188,8 +195,8 @@ class LearningRound:
             (req[0], params, n) for req, (params, n) in zip(requests, results, strict=True)
             if n > 0]
         led = self._ledger_cfg
-        malicious = set(range(led["malicious_clusters"]))
-        attack = ATTACKS[led["attack"]]
+        malicious = set(range(led.malicious_clusters))
+        attack = ATTACKS[led.attack]
         # model attacks; tamper: after signing; label attacks: in the training data
         models = [(c, attack.model(global_before, p, self._attack_rng) if c in malicious else p,
                    n) for c, p, n in models]
@@ -220,7 +227,7 @@ class LearningRound:
             if c in malicious:
                 sub = attack.submission(sub, self._attack_rng)
             subs.append(sub)
-        k = led["validation_samples"]
+        k = led.validation_samples
 
         def quality(params: np.ndarray) -> tuple[float, float]:
             # the validators' own held-out data: the validation split, never the test set

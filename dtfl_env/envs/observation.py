@@ -1,6 +1,6 @@
 """The observation of DTFL-v0 (HighwayEnv style ``ObservationType``): per-slot device
 features, the cluster's global features and, with ``observation.safe_bounds``, the safe
-box's lower bounds. The layout is documented in the env's docstring (Observation Space).
+box's lower bounds. The layout is documented in docs/ENVIRONMENT.md (Observation Space).
 
 The rows of every site are built once per round in one vectorised pass
 (:meth:`ObservationType.new_round`); a step's observation is its cluster's row with the
@@ -9,12 +9,11 @@ round, cluster and accuracy filled in (:meth:`ObservationType.observe`).
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from gymnasium import spaces
 
 from dtfl_env.config import Constants
+from dtfl_env.envs.config import EnvConfig
 from dtfl_env.envs.sites import RoundDraw, Site, SiteLayout
 from dtfl_env.model.batch import segment_max
 from dtfl_env.model.feasible import BOUND_EXCESS, safe_bound_features
@@ -40,16 +39,17 @@ def db(x: np.ndarray) -> np.ndarray:
 
 
 class ObservationType:
-    """The observation of the env's config: its space, and the rows of a round.
+    """The observation of the env's config (``max_devices``, ``rounds``, ``clusters`` and the
+    ``observation`` block): its space, and the rows of a round.
 
     ``ln_tg_range`` (the config's ``action.tg_range``, as a natural log) bounds the search
     for the safe box's tg_base in the bound features, whatever the action mode.
     """
 
-    def __init__(self, config: dict[str, Any], ln_tg_range: float) -> None:
-        self.max_devices = config["max_devices"]
-        self.rounds, self.clusters = config["rounds"], config["clusters"]
-        self.safe_bounds = bool(config["observation"]["safe_bounds"])
+    def __init__(self, config: EnvConfig, ln_tg_range: float) -> None:
+        self.max_devices = config.max_devices
+        self.rounds, self.clusters = config.rounds, config.clusters
+        self.safe_bounds = config.observation.safe_bounds
         self.ln_tg_range = ln_tg_range
         self.g_index = self.max_devices * len(SLOT_FEATURES)  # where GLOBAL_FEATURES start
         self.size = (self.g_index + len(GLOBAL_FEATURES)

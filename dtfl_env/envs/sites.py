@@ -3,35 +3,35 @@
 A :class:`Site` is one cluster: its devices (episode constants), its path-loss means and,
 per round, the true arrays the environment charges and the twin's view that a policy sees.
 :class:`SiteLayout` concatenates every site's devices so that a round's fading is drawn in
-one vectorised pass (:meth:`SiteLayout.draw_round`). Scenarios are named generators of one
-site each (:data:`SCENARIOS`).
+one vectorised pass (:meth:`SiteLayout.draw_round`). Scenarios are named generators of sites
+(:data:`SCENARIOS`), several generators at once (the vector env's sub-envs).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from dtfl_env.config import Cluster, Constants
-from dtfl_env.model.batch import ClusterBatch, ClusterRow
+from dtfl_env.config import BLDParams, Cluster, Constants, GLDParams
+from dtfl_env.model.batch import BLD_FIELDS, GLD_FIELDS, ClusterBatch, ClusterRow
 from dtfl_env.model.feasible import (
     affordable_upload_time_s,
     sync_upload_time_s,
 )
-from dtfl_env.scenarios import (
-    RandomClusterConfig,
-    Topology,
-    classify_and_build,
-    mean_gains,
-    table2_cluster,
+from dtfl_env.model.scoring import (
+    DeviceAttributes,
+    classify_devices,
+    device_capabilities,
+    resource_score,
 )
+from dtfl_env.scenarios import RandomClusterConfig, Topology, table2_cluster
 
 __all__ = ["SCENARIOS", "RoundDraw", "Site", "SiteLayout", "cluster_from_arrays",
-           "direct_bounds", "draw_site"]
+           "direct_bounds", "draw_sites", "random_sites", "table2_sites"]
 
 
 def cluster_from_arrays(a: ClusterRow, constants: Constants) -> Cluster:
@@ -41,15 +41,22 @@ def cluster_from_arrays(a: ClusterRow, constants: Constants) -> Cluster:
 
 
 class Site:
-    """One cluster site of an episode: its devices (fixed) and, per round, its channels."""
+    """One cluster site of an episode: its devices (fixed) and, per round, its channels.
 
-    def __init__(self, cluster: Cluster, topology: Topology | None,
+    ``gld`` / ``bld`` map the :class:`~dtfl_env.config.GLDParams` /
+    :class:`~dtfl_env.config.BLDParams` field names to the devices' arrays (episode
+    constants; GLDs in NOMA order); :attr:`base` is them as a validated ``Cluster``, built on
+    first use."""
+
+    def __init__(self, gld: dict[str, np.ndarray], bld: dict[str, np.ndarray],
+                 constants: Constants, topology: Topology | None,
                  means: tuple[np.ndarray, ...], bld_battery_j: np.ndarray) -> None:
-        self.base = cluster  # data sizes, budgets, powers (episode constants)
+        self.gld, self.bld, self.constants = gld, bld, constants
+        self._base: Cluster | None = None
         self.bld_battery_j = bld_battery_j  # BLD batteries (not in problem P)
         self.topology = topology
         self.mean_gc, self.mean_ge, self.mean_hc, self.mean_he = means
-        self.m, self.n = cluster.n_gld, cluster.n_bld
+        self.m, self.n = gld["data_bits"].size, bld["data_bits"].size
         # per round: the round's draw and this site's row in it; the true arrays (charged)
         # and the twin's view of the BLDs (observed) are views of its batches, made on use
         self._draw: RoundDraw | None = None
@@ -58,6 +65,24 @@ class Site:
         self._seen: ClusterRow | None = None
         self._cluster_cache: Cluster | None = None
         self.tg_base_s = math.nan  # safe action mode: lower end of the tG range (per round)
+
+    @classmethod
+    def from_cluster(cls, cluster: Cluster, topology: Topology | None,
+                     means: tuple[np.ndarray, ...], bld_battery_j: np.ndarray) -> Site:
+        """A site of a validated cluster."""
+        site = cls({f: getattr(cluster.gld, f) for f in GLD_FIELDS},
+                   {f: getattr(cluster.bld, f) for f in BLD_FIELDS}, cluster.constants,
+                   topology, means, bld_battery_j)
+        site._base = cluster
+        return site
+
+    @property
+    def base(self) -> Cluster:
+        """The site's devices as a validated cluster (data sizes, budgets, powers; the gains
+        of the draw that built it)."""
+        if self._base is None:
+            self._base = Cluster(GLDParams(**self.gld), BLDParams(**self.bld), self.constants)
+        return self._base
 
     def new_round(self, draw: RoundDraw, index: int) -> None:
         """Install a round's channels (row ``index`` of ``draw``): forgets the
@@ -115,56 +140,199 @@ class Site:
         return self.tg_base_s
 
 
+_TINY = float(np.finfo(float).tiny)  # a fading draw of exactly 0 would zero a gain
+
+
 # ----------------------------------------------------------------------------- scenarios
-#: a scenario: (config, constants, the random topology config, topology rng) -> one site
-ScenarioFn = Callable[[dict[str, Any], Constants, RandomClusterConfig, np.random.Generator],
-                      Site]
+#: a scenario: (config, constants, the random topology config, the topology generators,
+#: count) -> ``count`` sites per generator, each drawn from its generator only, site by site
+ScenarioFn = Callable[[dict[str, Any], Constants, RandomClusterConfig,
+                       Sequence[np.random.Generator], int], list[list[Site]]]
 
 
-def table2_site(cfg: dict[str, Any], constants: Constants, random_cfg: RandomClusterConfig,
-                rng: np.random.Generator) -> Site:
-    """Table II's cluster every time (no positions; batteries ``bld_energy.table2_battery_j``)."""
-    c = table2_cluster(constants)
+def table2_sites(cfg: dict[str, Any], constants: Constants, random_cfg: RandomClusterConfig,
+                 rngs: Sequence[np.random.Generator], count: int) -> list[list[Site]]:
+    """Table II's cluster every time (no positions; batteries ``bld_energy.table2_battery_j``;
+    no draws)."""
+    c = table2_cluster(constants)  # one validated cluster, shared (immutable)
     means = (c.gld.gain_coordinator, c.gld.gain_eavesdropper,
              c.bld.gain_coordinator, c.bld.gain_eavesdropper)
     battery = np.full(c.n_bld, float(cfg["bld_energy"]["table2_battery_j"]))
-    return Site(c, None, means, battery)
+    return [[Site.from_cluster(c, None, means, battery) for _ in range(count)] for _ in rngs]
 
 
-def random_site(cfg: dict[str, Any], constants: Constants, random_cfg: RandomClusterConfig,
-                rng: np.random.Generator) -> Site:
-    """k devices (k uniform in ``devices_per_cluster``) placed at random, classified by
-    eq. (3); GLD slots in NOMA decoding order (ascending mean gain to the coordinator)."""
+def random_sites(cfg: dict[str, Any], constants: Constants, random_cfg: RandomClusterConfig,
+                 rngs: Sequence[np.random.Generator], count: int) -> list[list[Site]]:
+    """``count`` random sites from each generator of ``rngs``: the sites of
+    :func:`dtfl_env.scenarios.classify_and_build` plus the mean gains and NOMA order of an
+    episode (tested bit for bit), with every generator called exactly as there (site by
+    site, in its order) and everything else computed for all sites at once.
+
+    Per site: k = devices_per_cluster draw, the devices' kinds and attributes, the eq. (3)
+    scores and split (``score <= threshold``: BLD), then the layout (coordinator, device
+    radii and angles, the eavesdropper and the BLD it closes in on), two fading draws per
+    link and the GLD and BLD parameters that the attributes do not set. GLD slots end in
+    ascending mean gain to the coordinator (after the draw's ascending faded gain)."""
+    rc = random_cfg
     lo, hi = cfg["devices_per_cluster"]
-    k = int(rng.integers(lo, hi + 1))
-    sc = classify_and_build(rng, k, random_cfg, constants,
-                            threshold=cfg["classification_threshold"])  # eq. (3)
-    gc, ge, hc, he = mean_gains(sc.topology, random_cfg)
-    # NOMA decoding order for the whole episode: GLDs by ascending *mean* gain, so the
-    # strongest link carries the largest SIC factor 2^((i-1) r) whatever the fading
-    order = np.argsort(gc, kind="stable")
-    topo = sc.topology
-    topo = Topology(coordinator_xy=topo.coordinator_xy, gld_xy=topo.gld_xy[order],
-                    bld_xy=topo.bld_xy, eavesdropper_xy=topo.eavesdropper_xy,
-                    area_m=topo.area_m)
-    cluster = Cluster(sc.cluster.gld.subset(order), sc.cluster.bld, constants)
-    # a BLD's battery is the one its device drew for the classification of eq. (3)
-    return Site(cluster, topo, (gc[order], ge[order], hc, he),
-                sc.attributes.battery_j[sc.bld_index])
+    threshold = float(cfg["classification_threshold"])
+    n_rng = len(rngs)
+    kinds = ((rc.gld_max_cpu_hz, rc.poor_cpu_hz), (rc.capable_storage_bits, rc.poor_storage_bits),
+             (rc.capable_range_m, rc.poor_range_m),
+             (rc.capable_bandwidth_hz, rc.poor_bandwidth_hz),
+             (rc.gld_energy_budget_j, rc.poor_battery_j), (rc.gld_max_power_w, rc.bld_power_w))
+    # uniform(a, b, size) is a + (b - a) * random(size) draw for draw (numpy's Generator), so
+    # consecutive uniform draws are taken in one call and scaled later, all sites at once
+    raw: dict[str, list[Any]] = {key: [] for key in (
+        "k", "capable", "attrs", "bld", "layout", "target", "fade", "params")}
+    for _ in range(count):  # site by site: each draw's size follows the previous draws
+        ks = [int(rng.integers(lo, hi + 1)) for rng in rngs]  # (the first draw of each site)
+        us = [rng.random(13 * k) for rng, k in zip(rngs, ks, strict=True)]
+        k_arr = np.array(ks)
+        u = np.concatenate(us)
+        start = np.cumsum(13 * k_arr) - 13 * k_arr
+        site = np.repeat(np.arange(n_rng), k_arr)
+        j = np.arange(site.size) - np.repeat(np.cumsum(k_arr) - k_arr, k_arr)
+        capable = u[start[site] + j] < rc.capable_share  # the kinds, then per attribute
+        base = start[site] + k_arr[site] + j  # then (good, poor) per attribute
+        attrs = [np.where(capable, g[0] + (g[1] - g[0]) * u[base + 2 * i * k_arr[site]],
+                          p[0] + (p[1] - p[0]) * u[base + (2 * i + 1) * k_arr[site]])
+                 for i, (g, p) in enumerate(kinds)]
+        bld = _classify(attrs, constants, threshold)  # eq. (3), every generator's site at once
+        n_bld = np.add.reduceat(bld, np.cumsum(k_arr) - k_arr)
+        for rng, k, n in zip(rngs, ks, n_bld.tolist(), strict=True):
+            m = k - n
+            raw["layout"].append(rng.random(2 * k + 4))  # coordinator, radii^2, angles, eve
+            raw["target"].append(int(rng.integers(max(n, 1))))
+            raw["fade"].append(rng.exponential(1.0, 2 * k))  # to the coordinator, to eve
+            raw["params"].append(rng.random(5 * m + 2 * n))  # 5 GLD parameters, 2 BLD ones
+        raw["k"].append(k_arr)
+        raw["attrs"].append(attrs)
+        raw["bld"].append(bld)
+    sites = _build_sites(raw, rc, constants)  # site-index major: (site, generator)
+    return [sites[r::n_rng] for r in range(n_rng)]
 
 
-#: ``scenario`` config value -> the generator of one site (add a scenario here and to
+def _classify(attrs: list[np.ndarray], constants: Constants, threshold: float) -> np.ndarray:
+    """The eq. (3) split of several sites' devices at once (``attrs``: CPU, storage, range,
+    bandwidth, battery, power, flat over the devices): True where a device becomes a BLD
+    (``score <= threshold``)."""
+    cpu, storage, rng_m, bw, battery, power = attrs
+    caps = device_capabilities(DeviceAttributes(
+        cpu_hz=cpu, cycles_per_bit=np.full(cpu.size, constants.cycles_per_bit),
+        storage_bits=storage, range_m=rng_m, bandwidth_hz=bw, battery_j=battery,
+        tx_power_w=power))
+    scores = resource_score(*caps)  # eq. (3)
+    gld, _ = classify_devices(scores, threshold)
+    is_bld = np.ones(scores.size, dtype=bool)
+    is_bld[gld] = False
+    return is_bld
+
+
+def _build_sites(raw: dict[str, list[Any]], rc: RandomClusterConfig, constants: Constants
+                 ) -> list[Site]:
+    """The sites of their draws (:func:`random_sites`), all at once, as classify_and_build
+    and the episode's NOMA order build them: the layout (GLDs first, then BLDs;
+    scenarios._draw_layout), the path-loss and faded gains, the overrides by the devices'
+    attributes, the GLDs in ascending mean gain (after the draw's ascending faded gain)."""
+    cat = np.concatenate
+    k = cat(raw["k"]).astype(int)
+    drawn_bld = cat(raw["bld"])
+    start = np.cumsum(k) - k
+    n = np.add.reduceat(drawn_bld, start).astype(int) if k.size else k
+    m = k - n
+    site = np.repeat(np.arange(k.size), k)  # per device (layout order), its site
+    slot = np.arange(site.size) - start[site]
+    is_gld = slot < m[site]  # the layout: a site's GLDs first
+    # the layout draws, per site: coordinator (2), radii^2 (k), angles (k), eavesdropper (2)
+    lay = cat(raw["layout"])
+    lo_ = np.cumsum(2 * k + 4) - (2 * k + 4)
+    rc_lo, rc_hi = rc.cluster_radius_m, rc.area_m - rc.cluster_radius_m
+    coord = rc_lo + (rc_hi - rc_lo) * lay[lo_[:, None] + np.arange(2)]
+    r0, r1 = rc.min_distance_m**2, rc.cluster_radius_m**2
+    radius = np.sqrt(r0 + (r1 - r0) * lay[lo_[site] + 2 + slot])
+    angle = 0.0 + (2 * np.pi - 0.0) * lay[lo_[site] + 2 + k[site] + slot]
+    devices = coord[site] + radius[:, None] * np.column_stack([np.cos(angle), np.sin(angle)])
+    e0, e1 = rc.eavesdropper_min_distance_m, rc.eavesdropper_max_distance_m
+    e_dist = e0 + (e1 - e0) * lay[lo_ + 2 + 2 * k]
+    e_ang = 0.0 + (2 * np.pi - 0.0) * lay[lo_ + 3 + 2 * k]
+    eve = coord + e_dist[:, None] * np.column_stack([np.cos(e_ang), np.sin(e_ang)])
+    target = np.array(raw["target"], dtype=int)
+    victim = np.where((n > 0)[:, None], devices[np.minimum(start + m + target, site.size - 1)]
+                      if site.size else coord, coord)
+    eve = np.clip(eve + rc.difficulty * (victim - eve), 0.0, rc.area_m)
+    penalty = np.where(is_gld, 0.0, rc.bld_gain_penalty_db)
+    mean_c = _mean_gain(devices, coord[site], rc, penalty)
+    mean_e = _mean_gain(devices, eve[site], rc, penalty)
+    fade = cat(raw["fade"])  # per site: k to the coordinator, then k to the eavesdropper
+    faded_c = mean_c * np.maximum(fade[2 * start[site] + slot], _TINY)
+    faded_e = mean_e * np.maximum(fade[2 * start[site] + k[site] + slot], _TINY)
+    # the devices' attributes are in drawn order: the k-th GLD (BLD) of a site is its k-th
+    # device classified as one, and sits at layout slot k (m + k)
+    cpu, _, _, _, battery, power = (cat([a[i] for a in raw["attrs"]]) for i in range(6))
+    # the parameters the attributes do not set, per site: 5 GLD ones (m each), 2 BLD ones
+    par = cat(raw["params"])
+    po = np.cumsum(5 * m + 2 * n) - (5 * m + 2 * n)
+    gsite = site[is_gld]
+    gj = slot[is_gld]
+    bsite, bj = site[~is_gld], slot[~is_gld] - m[site[~is_gld]]
+    (d0, d1), (q0, q1), (b0, b1) = rc.gld_data_bits, rc.gld_max_jam_power_w, rc.bld_data_bits
+    gld = {"data_bits": d0 + (d1 - d0) * par[po[gsite] + gj],
+           "gain_coordinator": faded_c[is_gld], "gain_eavesdropper": faded_e[is_gld],
+           "max_power_w": power[~drawn_bld],
+           "max_jam_power_w": q0 + (q1 - q0) * par[po[gsite] + 2 * m[gsite] + gj],
+           "max_cpu_hz": cpu[~drawn_bld], "energy_budget_j": battery[~drawn_bld]}
+    means_g = (mean_c[is_gld], mean_e[is_gld])
+    # NOMA order per site: ascending mean gain, ties by the draw's faded gain (the two
+    # stable sorts of classify_and_build and the episode, in one)
+    keys = ((gld["gain_coordinator"], means_g[0], gsite) if rc.sort_gld_by_gain
+            else (means_g[0], gsite))
+    order = np.lexsort(keys)
+    gld = {f: v[order] for f, v in gld.items()}
+    means_g = (means_g[0][order], means_g[1][order])
+    gld_xy = devices[is_gld][order]
+    bld = {"data_bits": b0 + (b1 - b0) * par[po[bsite] + 5 * m[bsite] + bj],
+           "gain_coordinator": faded_c[~is_gld], "gain_eavesdropper": faded_e[~is_gld],
+           "power_w": power[drawn_bld]}
+    means_b = (mean_c[~is_gld], mean_e[~is_gld])
+    bld_xy = devices[~is_gld]
+    b_battery = battery[drawn_bld]
+    for a in (coord, gld_xy, bld_xy, eve):  # the topologies' views are read-only
+        a.setflags(write=False)
+    go, bo = np.cumsum(m) - m, np.cumsum(n) - n
+    sites = []
+    for i in range(k.size):
+        g, b = slice(go[i], go[i] + m[i]), slice(bo[i], bo[i] + n[i])
+        topo = Topology(coordinator_xy=coord[i], gld_xy=gld_xy[g], bld_xy=bld_xy[b],
+                        eavesdropper_xy=eve[i], area_m=rc.area_m)
+        sites.append(Site({f: v[g] for f, v in gld.items()}, {f: v[b] for f, v in bld.items()},
+                          constants, topo, (means_g[0][g], means_g[1][g], means_b[0][b],
+                                            means_b[1][b]), b_battery[b]))
+    return sites
+
+
+def _mean_gain(xy: np.ndarray, to: np.ndarray, rc: RandomClusterConfig,
+               penalty_db: np.ndarray) -> np.ndarray:
+    """Path-loss gain G0 d^-alpha (d floored at min_distance_m) with a per-link penalty (dB),
+    as :func:`dtfl_env.scenarios.mean_gains` computes it."""
+    d = np.maximum(np.linalg.norm(xy - to, axis=1), rc.min_distance_m)
+    return rc.reference_gain * d ** (-rc.path_loss_exponent) * 10.0 ** (-penalty_db / 10)
+
+
+#: ``scenario`` config value -> its generator of sites (add a scenario here and to
 #: :data:`dtfl_env.envs.config.SCENARIOS`)
-SCENARIOS: dict[str, ScenarioFn] = {"random": random_site, "table2": table2_site}
+SCENARIOS: dict[str, ScenarioFn] = {"random": random_sites, "table2": table2_sites}
 
 
-def draw_site(cfg: dict[str, Any], constants: Constants, random_cfg: RandomClusterConfig,
-              rng: np.random.Generator) -> Site:
-    """One site of the configured ``scenario``."""
-    return SCENARIOS[cfg["scenario"]](cfg, constants, random_cfg, rng)
+def draw_sites(cfg: dict[str, Any], constants: Constants, random_cfg: RandomClusterConfig,
+               rngs: Sequence[np.random.Generator], count: int) -> list[list[Site]]:
+    """``count`` sites of the configured ``scenario`` from each generator of ``rngs`` (the
+    single env: one generator; the vector env: one per sub-env)."""
+    return SCENARIOS[cfg["scenario"]](cfg, constants, random_cfg, rngs, count)
 
 
 # ----------------------------------------------------------------------------- rounds
+
 @dataclass(frozen=True)
 class RoundDraw:
     """One round's channels of every site, flat over the devices (:class:`SiteLayout`)."""
@@ -182,15 +350,13 @@ class SiteLayout:
 
     def __init__(self, sites: list[Site]) -> None:
         self.sites = sites
-        g = [s.base.gld for s in sites]
-        b = [s.base.bld for s in sites]
         self.g_counts = np.array([s.m for s in sites])
         self.b_counts = np.array([s.n for s in sites])
         cat = np.concatenate
-        self.g_static = {f: cat([getattr(x, f) for x in g])
+        self.g_static = {f: cat([s.gld[f] for s in sites])
                          for f in ("data_bits", "max_power_w", "max_jam_power_w", "max_cpu_hz",
                                    "energy_budget_j")}
-        self.b_static = {f: cat([getattr(x, f) for x in b]) for f in ("data_bits", "power_w")}
+        self.b_static = {f: cat([s.bld[f] for s in sites]) for f in ("data_bits", "power_w")}
         self.means = [cat([getattr(s, f) for s in sites])
                       for f in ("mean_gc", "mean_ge", "mean_hc", "mean_he")]
         site_of = np.arange(len(sites))
@@ -218,7 +384,7 @@ class SiteLayout:
         fade = dev = None
         if fading:
             fade = np.maximum(rng.exponential(1.0, 2 * (m_all + n_all)),
-                              np.finfo(float).tiny)  # Rayleigh: |h|^2 ~ Exp(1)
+                              _TINY)  # Rayleigh: |h|^2 ~ Exp(1)
         if twin_deviation > 0 and n_all:
             dev = np.exp(twin_deviation * rng.standard_normal((4, n_all)))
         return fade, dev
@@ -267,8 +433,9 @@ def direct_bounds(batch: ClusterBatch) -> tuple[np.ndarray, np.ndarray]:
     common training time every GLD can pay from its whole budget (eqs. (5), (17), (19))."""
     gm = batch.gld_mask
     e_max = batch.gld["energy_budget_j"]
-    tg_e = affordable_upload_time_s(batch.noise_over_gain, batch.sic, e_max,
-                                    batch.x_scale[:, None])
+    tg_e = np.zeros(gm.shape)  # the real GLDs only (no Newton on the padding)
+    tg_e[gm] = affordable_upload_time_s(batch.noise_over_gain[gm], batch.sic[gm], e_max[gm],
+                                        np.broadcast_to(batch.x_scale[:, None], gm.shape)[gm])
     tg_e = np.where(gm & np.isfinite(tg_e), tg_e, 0.0)  # hopeless GLDs drop out anyway
     has = batch.n_gld > 0
     tg_lo = np.where(has, np.maximum(tg_e.max(1, initial=0.0), batch.tg_min_s), np.nan)

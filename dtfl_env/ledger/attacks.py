@@ -13,8 +13,10 @@ A malicious coordinator chosen as validator verifies with its own behaviour
 verdicts and then accepts its allies' poisoned models (``"accept_poisoned"``), rejects the
 honest coordinators' models (``"reject_honest"``), or both (``"both"``).
 
-Data-level attacks belong to the FL side; :func:`flip_labels` is the helper it uses on
-numpy or torch label arrays (this module never imports torch).
+Data-level attacks belong to the FL side; :func:`flip_labels` is the one label-flipping
+routine, on numpy or torch label arrays (this module never imports torch), that
+:meth:`dtfl_env.fl.system.FederatedSystem.flip_labels` applies to the malicious devices'
+training data (Fig. 8's ``label_flip`` and ``tampered_sync`` attacks).
 """
 
 from __future__ import annotations
@@ -114,6 +116,10 @@ def flip_labels(y: Any, rng: np.random.Generator, num_classes: int = 10, *,
                 fraction: float = 1.0, mode: Literal["random", "reverse"] = "random") -> Any:
     """Label flipping: a copy of ``y`` with labels replaced by wrong ones.
 
+    The draws: first one uniform number per label (label k is flipped where it is below
+    ``fraction``: the flipped sets of one ``rng`` state are nested in ``fraction``), then,
+    in mode ``"random"``, one shift in ``[1, num_classes)`` per flipped label in order.
+
     Parameters
     ----------
     y : np.ndarray or torch.Tensor
@@ -146,10 +152,10 @@ def flip_labels(y: Any, rng: np.random.Generator, num_classes: int = 10, *,
                          f"got [{arr.min()}, {arr.max()}]")
     out = arr.copy()
     flat = out.reshape(-1)
-    chosen = rng.random(flat.size) < fraction if fraction < 1 else np.ones(flat.size, bool)
+    chosen = rng.random(flat.size) < fraction
     if mode == "random":
-        shift = rng.integers(1, num_classes, size=flat.size)
-        flat[chosen] = (flat[chosen] + shift[chosen]) % num_classes
+        shift = rng.integers(1, num_classes, size=int(np.count_nonzero(chosen)))
+        flat[chosen] = (flat[chosen] + shift) % num_classes
     else:
         flat[chosen] = num_classes - 1 - flat[chosen]
     return y.new_tensor(out) if is_torch else out

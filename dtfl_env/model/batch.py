@@ -47,19 +47,28 @@ def max_upload_rate(snr_max: np.ndarray, sic: np.ndarray) -> np.ndarray:
     f(x) = log(e^x - 1) + sic x - log(snr_max) is concave and increasing, so Newton's method
     started right of the root (at the root for sic = 0, log(1 + snr_max)) jumps left of it,
     staying positive, and then climbs monotonically: every iterate after the first keeps
-    p_i <= P_max,i. Stops when every step is below 4e-16 relative.
+    p_i <= P_max,i. An entry stops when its step falls below 1e-14 relative (the rounding
+    noise of f near small x); the answer is then moved 1e-14 to the feasible side.
     """
-    log_c = np.log(snr_max)
-    x = np.log1p(snr_max) + 0.0 * sic
+    snr, sic = np.broadcast_arrays(np.asarray(snr_max, dtype=float),
+                                   np.asarray(sic, dtype=float))
+    shape = snr.shape
+    log_c = np.log(snr).ravel()
+    sic = sic.ravel()
+    x = np.log1p(snr).ravel()
+    todo = np.arange(x.size)  # the entries still moving (Newton is quadratic: few iterations)
     with np.errstate(all="ignore"):
         for it in range(100):
-            em1 = np.expm1(x)
-            step = (np.log(em1) + sic * x - log_c) / ((em1 + 1.0) / em1 + sic)
-            x = x - step
-            if it and np.all(np.abs(step) <= 4e-16 * x):
-                break
+            xa, sa = x[todo], sic[todo]
+            em1 = np.expm1(xa)
+            step = (np.log(em1) + sa * xa - log_c[todo]) / ((em1 + 1.0) / em1 + sa)
+            x[todo] = xa - step
+            if it:
+                todo = todo[np.abs(step) > 1e-14 * xa]  # below: rounding noise of f
+                if not todo.size:
+                    break
     # stay on the feasible side despite rounding
-    return x * (1.0 - 4e-16)
+    return (x * (1.0 - 1e-14)).reshape(shape)
 
 
 def upload_energy_j(noise_over_gain: np.ndarray, sic: np.ndarray, x_scale: Any,
@@ -270,10 +279,13 @@ class ClusterBatch:
     def tg_min_s(self) -> np.ndarray:
         """The smallest tG with p_i <= P_max,i for every GLD, (B,), constraint (24c); 0 for
         a cluster without GLDs."""
-        g = self.gld
-        x = max_upload_rate(g["max_power_w"] * g["gain_coordinator"]
-                            / self.constants["noise_coordinator_w"][:, None], self.sic)
-        return np.where(self.gld_mask, self.x_scale[:, None] / x, 0.0).max(1, initial=0.0)
+        g, gm = self.gld, self.gld_mask
+        snr = g["max_power_w"] * g["gain_coordinator"] / self.constants[
+            "noise_coordinator_w"][:, None]
+        t = np.zeros(gm.shape)  # the real GLDs only (no Newton on the padding)
+        t[gm] = np.broadcast_to(self.x_scale[:, None], gm.shape)[gm] / max_upload_rate(
+            snr[gm], self.sic[gm])
+        return t.max(1, initial=0.0)
 
     @cached_property
     def y_min_s(self) -> np.ndarray:

@@ -64,14 +64,20 @@ def affordable_upload_time_s(g_nog: np.ndarray, sic: np.ndarray, e_max_j: np.nda
     ok = c > 0
     cc = np.where(ok, c, 1.0)
     x = np.maximum(cc, 1.0) + np.log(np.maximum(cc, 1.0)) + 3.0  # right of the root
+    shape = np.broadcast_shapes(x.shape, np.shape(sic))
+    x, sic, cc = (np.broadcast_to(v, shape).ravel().copy()
+                  for v in (x, np.asarray(sic, dtype=float), cc))
+    todo = np.arange(x.size)  # the entries still moving
     for _ in range(60):
-        em1 = np.expm1(x)
-        h = np.log(em1 / x) + sic * x - cc
-        step = h / ((em1 + 1.0) / em1 - 1.0 / x + sic)
-        x = x - step
-        if np.all(np.abs(step) <= 1e-13 * x):
+        xa, sa = x[todo], sic[todo]
+        em1 = np.expm1(xa)
+        h = np.log(em1 / xa) + sa * xa - cc[todo]
+        step = h / ((em1 + 1.0) / em1 - 1.0 / xa + sa)
+        x[todo] = xa - step
+        todo = todo[np.abs(step) > 1e-13 * xa]
+        if not todo.size:
             break
-    x = x * (1.0 - 1e-12)  # the feasible side despite rounding
+    x = x.reshape(shape) * (1.0 - 1e-12)  # the feasible side despite rounding
     return np.where(ok, x_scale / x, np.inf)
 
 

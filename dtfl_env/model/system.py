@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dtfl_env.config import Cluster
-from dtfl_env.model.batch import LN2, max_upload_rate
+from dtfl_env.model.batch import LN2, ClusterBatch
 from dtfl_env.model.batch import upload_energy_j as batch_upload_energy_j
 
 __all__ = [
@@ -88,15 +88,10 @@ def upload_energy_j(cluster: Cluster, tg_s: np.ndarray | float) -> np.ndarray:
 
 
 def min_upload_time_s(cluster: Cluster) -> float:
-    """Smallest tG with p_i <= P_i^max for every GLD, constraint (24c) / (14c): the largest
-    L / (W r_i) over GLDs, r_i from :func:`dtfl_env.model.batch.max_upload_rate`; 0 without
-    GLDs."""
-    if cluster.n_gld == 0:
-        return 0.0
-    k = cluster.constants
-    x = max_upload_rate(cluster.gld.max_power_w * cluster.gld.gain_coordinator
-                        / k.noise_coordinator_w, np.arange(cluster.n_gld, dtype=float))
-    return float(np.max(k.model_bits * LN2 / (k.bandwidth_hz * x)))
+    """Smallest tG with p_i <= P_i^max for every GLD, constraint (24c) / (14c): the cluster's
+    :attr:`dtfl_env.model.batch.ClusterBatch.tg_min_s` (rates from
+    :func:`dtfl_env.model.batch.max_upload_rate`); 0 without GLDs."""
+    return float(ClusterBatch.from_clusters([cluster]).tg_min_s[0])
 
 
 def secrecy_rate_bps(cluster: Cluster, jamming_w: np.ndarray | float) -> np.ndarray:
