@@ -9,10 +9,10 @@ and not terminated), one ``info`` dict per env, and the seeds of ``seed()`` used
 ``reset()``. The adapter builds each env's ``info`` from the vector env's stacked arrays
 (an entry where its ``_key`` mask is set; on an ending step from ``final_info``, so that
 the list holds that step's ``latency_s`` and the rest, and the reset's entries go to
-``reset_infos``, as in ``DummyVecEnv``). For ``DTFLVectorEnv`` the reward terms
-``reward_<name>`` are regrouped into ``info["rewards"]``, the single env's layout. With the
-same seeds it gives ``DummyVecEnv`` over single envs' observations, rewards, dones and
-terminal observations (``tests/test_agents_vec_env.py``)::
+``reset_infos``, as in ``DummyVecEnv``); the keys are the single env's (``docs/INFO.md``),
+numbers as Python scalars. With the same seeds it gives ``DummyVecEnv`` over single envs'
+observations, rewards, dones, terminal observations and infos
+(``tests/test_agents_vec_env.py``)::
 
     venv = make_native_vec_env("DTFL-TableII-v0", n_envs=16, seed=0)
     model = PPO("MlpPolicy", VecNormalize(venv, gamma=0.0))
@@ -38,7 +38,6 @@ from stable_baselines3.common.vec_env.base_vec_env import (
 )
 
 import dtfl_env  # noqa: F401  (registers the ids)
-from dtfl_env.envs.vector import DTFLVectorEnv
 
 __all__ = ["SB3VectorEnv", "make_native_vec_env"]
 
@@ -65,7 +64,6 @@ class SB3VectorEnv(VecEnv):
             raise ValueError(f"venv: SB3 needs autoreset_mode=SAME_STEP (the reset observation "
                              f"on the ending step), got {mode!r}")
         self.venv = venv
-        self._dtfl = isinstance(venv.unwrapped, DTFLVectorEnv)
         self._actions: np.ndarray | None = None
         super().__init__(venv.num_envs, venv.single_observation_space,
                          venv.single_action_space)
@@ -81,7 +79,7 @@ class SB3VectorEnv(VecEnv):
             raise ValueError("options: the sub-envs of a native vector env share one config; "
                              "give every sub-env the same reset options")
         obs, info = self.venv.reset(seed=seed, options=options or None)
-        self.reset_infos = [self._env_info(info, k) for k in range(self.num_envs)]
+        self.reset_infos = [_unstack(info, k) for k in range(self.num_envs)]
         self._reset_seeds()
         self._reset_options()
         return obs
@@ -104,11 +102,11 @@ class SB3VectorEnv(VecEnv):
                 if not ended[k]:
                     raise RuntimeError(f"sub-env {k} ended without final_obs in its info "
                                        "(is the vector env in SAME_STEP autoreset mode?)")
-                env_info = self._env_info(info["final_info"], k)
+                env_info = _unstack(info["final_info"], k)
                 env_info["terminal_observation"] = info["final_obs"][k]
-                self.reset_infos[k] = self._env_info(info, k)
+                self.reset_infos[k] = _unstack(info, k)
             else:
-                env_info = self._env_info(info, k)
+                env_info = _unstack(info, k)
             env_info["TimeLimit.truncated"] = bool(truncated[k] and not terminated[k])
             infos.append(env_info)
         # float32 as DummyVecEnv's reward buffer
@@ -116,17 +114,6 @@ class SB3VectorEnv(VecEnv):
 
     def close(self) -> None:
         self.venv.close()
-
-    # ------------------------------------------------------------------ infos
-    def _env_info(self, info: dict[str, Any], k: int) -> dict[str, Any]:
-        """Sub-env ``k``'s entries of a stacked vector ``info`` (Python scalars, array rows)."""
-        out = _unstack(info, k)
-        if self._dtfl:  # the single env's layout: the named reward terms in info["rewards"]
-            terms = {key[len("reward_"):]: out.pop(key) for key in list(out)
-                     if key.startswith("reward_")}
-            if terms:
-                out["rewards"] = terms
-        return out
 
     # ------------------------------------------------------------------ attributes
     def _all(self, indices: VecEnvIndices, what: str) -> list[int]:
