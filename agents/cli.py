@@ -189,7 +189,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         path = train_agent(algo, args.env, total_timesteps=args.timesteps, config=config,
                            hyperparams=args.hyperparams, out_dir=args.out or f"runs/{algo}",
                            seed=args.seed, eval_freq=args.eval_freq,
-                           progress_bar=args.progress, torch_threads=args.torch_threads)
+                           progress_bar=args.progress,
+                           torch_threads=args.torch_threads or None)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -275,9 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="steps between evaluations and checkpoints (>= 1; --timesteps or "
                         "more: the final evaluation only)")
     t.add_argument("--out", help="output folder (default runs/<algo>)")
-    t.add_argument("--torch-threads", type=int, metavar="N",
-                   help="torch's threads (default: torch's own; 1 is faster for these small "
-                        "networks on a busy machine)")
+    t.add_argument("--torch-threads", type=int, default=1, metavar="N",
+                   help="torch's threads during training (default 1, faster for these small "
+                        "networks; 0: torch's own count)")
     t.add_argument("--progress", action="store_true", help="show a progress bar")
     t.set_defaults(func=cmd_train)
 

@@ -233,7 +233,7 @@ def train_agent(
     eval_seed: int = 10_001,
     progress_bar: bool = False,
     verbose: int = 0,
-    torch_threads: int | None = None,
+    torch_threads: int | None = 1,
 ) -> Path:
     """Train ``algo`` (ppo, a2c, sac or td3) on ``env_id`` and save it under ``out_dir``
     (default ``runs/<algo>``); returns the model path.
@@ -251,8 +251,10 @@ def train_agent(
     to the exact optimum, beside Algorithm 2 on the same ``eval_episodes`` episodes from
     seed ``eval_seed``), checkpoints (every ``eval_freq`` steps), and TensorBoard logs when
     ``tensorboard`` is installed. ``eval_freq`` >= ``total_timesteps``: the final
-    evaluation only. ``torch_threads``: torch's intra-op threads for the run (None: as they
-    are; 1 suits these small networks on a shared machine, ``docs/AGENTS.md``).
+    evaluation only. ``torch_threads``: torch's intra-op threads during the run (restored
+    after it; None: as they are). 1, the default, was faster in every measurement of these
+    small networks (``docs/AGENTS.md``): with the native vector env the env steps and the
+    policy share one process, and a second torch thread only contends with them.
     """
     from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
     from stable_baselines3.common.vec_env import VecNormalize

@@ -132,6 +132,7 @@ def test_cli_parses_the_algorithm(capsys) -> None:
     parser = build_parser()
     args = parser.parse_args(["train", "--algo", "sac"])
     assert (args.algo, args.algo_name, args.out) == ("sac", None, None)
+    assert args.torch_threads == 1  # the default: faster for these small networks
     assert parser.parse_args(["train", "td3"]).algo_name == "td3"
     assert parser.parse_args(["train"]).algo is None  # ppo, in cmd_train
     with pytest.raises(SystemExit):
