@@ -12,10 +12,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from agents.training import ALGOS
 from dtfl_env.config import Cluster
 from dtfl_env.scenarios import PRESETS, get_preset
 
 SOLVER_CHOICES = ("exact", "algorithm2", "algorithm2-paper", "cvxpy")
+#: the stable-baselines3 algorithms of ``dtfl train`` and of ``ALGO:PATH`` policies
+ALGO_CHOICES = tuple(ALGOS)
 __all__ = ["build_parser", "main"]
 
 JSON_KEYS = ("T", "Q", "y", "v", "tG", "q", "tB_up", "T_GLD", "T_BLD", "status", "message")
@@ -136,10 +139,11 @@ def _build_policies(names: str, custom: list[str]) -> dict:  # type: ignore[type
 
     out: dict = {}  # type: ignore[type-arg]
     for raw in [n.strip() for n in names.split(",") if n.strip()]:
-        if raw.startswith("ppo:"):
-            from agents.ppo import load_ppo
+        algo, sep, path = raw.partition(":")
+        if sep and algo in ALGO_CHOICES:  # a trained agent: ppo:DIR, sac:DIR, ...
+            from agents.training import load_agent
 
-            out[raw if raw != "ppo:" else "ppo"] = load_ppo(raw[4:], name="ppo")
+            out[raw if path else algo] = load_agent(path, algo=algo, name=algo)
         else:
             out[raw] = make_policy(raw)
     for spec in custom:
@@ -173,13 +177,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from agents.ppo import train_ppo
+    from agents.training import train_agent
 
+    if args.algo_name and args.algo and args.algo_name != args.algo:
+        print(f"error: algorithm given twice: {args.algo_name} and --algo {args.algo}",
+              file=sys.stderr)
+        return 2
+    algo = args.algo or args.algo_name or "ppo"
     try:
         config = _parse_config(args.config)
-        path = train_ppo(args.env, total_timesteps=args.timesteps, config=config,
-                         hyperparams=args.hyperparams, out_dir=args.out, seed=args.seed,
-                         eval_freq=args.eval_freq, progress_bar=args.progress)
+        path = train_agent(algo, args.env, total_timesteps=args.timesteps, config=config,
+                           hyperparams=args.hyperparams, out_dir=args.out or f"runs/{algo}",
+                           seed=args.seed, eval_freq=args.eval_freq,
+                           progress_bar=args.progress,
+                           torch_threads=args.torch_threads or None)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -234,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="evaluate policies on identical seeded episodes")
     c.add_argument("--policies", default="algorithm2,exact,random",
-                   help="comma list of built-in policies and ppo:PATH "
+                   help="comma list of built-in policies and trained agents ALGO:PATH "
+                        "(ppo, a2c, sac, td3) "
                         "(algorithm2, algorithm2-paper, exact, random, no-jamming, max-jamming, "
                         "equal-energy, best-fixed-q, greedy-local)")
     c.add_argument("--policy", action="append", metavar="MODULE:CLASS",
@@ -249,17 +261,24 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--progress", action="store_true", help="show a progress bar")
     c.set_defaults(func=cmd_compare)
 
-    t = sub.add_parser("train", help="train an agent")
-    t.add_argument("algo", choices=["ppo"])
+    t = sub.add_parser("train", help="train an agent (stable-baselines3: ppo, a2c, sac, td3)")
+    t.add_argument("algo_name", nargs="?", choices=ALGO_CHOICES, metavar="ALGO",
+                   help="the algorithm, as --algo (dtfl train sac)")
+    t.add_argument("--algo", choices=ALGO_CHOICES,
+                   help="the algorithm (default ppo); its defaults: agents/<algo>_defaults.json")
     t.add_argument("--env", default="DTFL-Fast-v0")
     t.add_argument("--timesteps", type=int, default=200_000)
     t.add_argument("--config", help="env config overrides: JSON text or a JSON file")
-    t.add_argument("--hyperparams", help="JSON file of PPO hyperparameters")
+    t.add_argument("--hyperparams", help="JSON file of hyperparameters, over the algorithm's "
+                                         "defaults (vec_env: auto, native, subproc, dummy)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--eval-freq", type=int, default=20_000,
                    help="steps between evaluations and checkpoints (>= 1; --timesteps or "
                         "more: the final evaluation only)")
-    t.add_argument("--out", default="runs/ppo")
+    t.add_argument("--out", help="output folder (default runs/<algo>)")
+    t.add_argument("--torch-threads", type=int, default=1, metavar="N",
+                   help="torch's threads during training (default 1, faster for these small "
+                        "networks; 0: torch's own count)")
     t.add_argument("--progress", action="store_true", help="show a progress bar")
     t.set_defaults(func=cmd_train)
 

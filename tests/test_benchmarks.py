@@ -121,3 +121,17 @@ def test_solvers_batch_rejects_bad_sizes(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--sizes" in proc.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_sb3_speed_small_run(tmp_path: Path) -> None:
+    out = tmp_path / "sb3_speed.json"
+    _run("sb3_speed.py", "--env", "DTFL-Fast-v0", "--timesteps", "128", "--env-steps", "64",
+         "--modes", "direct", "--vec-envs", "native,dummy", "--overrides",
+         json.dumps({"n_envs": 2, "n_steps": 32, "batch_size": 32, "n_epochs": 1}),
+         "--out", str(out), cwd=tmp_path)
+    res = json.loads(out.read_text())
+    assert [r["vec_env"] for r in res["rows"]] == ["native", "dummy"]
+    assert res["torch_threads"] == 1
+    for r in res["rows"]:
+        assert r["steps"] >= 128 and 0 < r["collect_s"] < r["learn_s"]
+        assert r["env_steps_per_s"] > 0 and r["n_envs"] == 2
