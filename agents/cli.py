@@ -123,9 +123,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
 def _parse_config(text: str | None) -> dict | None:  # type: ignore[type-arg]
     if not text:
         return None
-    path = Path(text)
     try:
-        data = json.loads(path.read_text() if path.is_file() else text)
+        is_file = Path(text).is_file()
+    except OSError:  # e.g. a JSON text longer than a file name may be
+        is_file = False
+    try:
+        data = json.loads(Path(text).read_text() if is_file else text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"--config: not a JSON object or file ({exc})") from None
     if not isinstance(data, dict):

@@ -149,3 +149,18 @@ def test_many_instances_are_solved_as_one_batch(tmp_path, capsys, monkeypatch, s
         else:
             assert rec["status"] == "infeasible" and rec["T"] is None
     assert lines[3]["status"] == "infeasible"
+
+
+def test_config_json_longer_than_a_file_name(tmp_path) -> None:
+    """--config takes JSON text of any length (a long text is not mistaken for a path)."""
+    from agents.cli import main
+
+    long = {"clusters": 1, "rounds": 1, "random": {"difficulty": 0.0},
+            "reward": {"latency_form": "log", "latency_reference_s": 10.000000000000000001},
+            "constants": {"model_bits": 2e6, "bandwidth_hz": 1e6, "noise_coordinator_w": 1e-9,
+                          "noise_bld_w": 1e-9, "noise_eavesdropper_w": 1e-9,
+                          "coordinator_cpu_hz": 1e10, "aggregation_s": 0.05}}
+    text = json.dumps(long)
+    assert len(text) > 255  # longer than a file name may be
+    assert main(["compare", "--env", "DTFL-Fast-v0", "--policies", "random",
+                 "--episodes", "1", "--config", text, "--out", str(tmp_path)]) == 0
