@@ -119,7 +119,7 @@ def test_chunks_reorder_and_trim_without_changing_a_row(mixed, monkeypatch) -> N
     want = F.safe_allocation_batch(rows, whole, actions, LN50, LN50)
     bounds = F.safe_bound_features_batch(rows, whole)
     monkeypatch.setattr(F, "_CHUNK_ELEMENTS", 3000)
-    chunks = list(F._chunks(rows, 40, pairs=True))
+    chunks = list(F._chunks(rows, 40))
     assert len(chunks) > 5
     assert sorted(np.concatenate([i for i, _ in chunks]).tolist()) == list(range(rows.size))
     assert any(rc.width < rows.width for _, rc in chunks)

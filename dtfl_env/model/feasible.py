@@ -73,10 +73,13 @@ _UNIT = np.linspace(0.0, 1.0, _COARSE)
 _UNIT_FINE = np.linspace(0.0, 1.0, _FINE)
 _ZOOM = np.linspace(-1.0, 1.0, _FINE)
 
-#: elements of the searches' largest arrays (rows x device slots^2 x grid points) per chunk
-#: of rows: small enough to stay in the CPU's cache, large enough that numpy's cost per call
-#: is spread over many rows
-_CHUNK_ELEMENTS = 1 << 17
+#: sync times per window of :func:`_sync_w`'s one-sort path (divides _COARSE and _FINE)
+_WINDOW = 8
+
+#: elements of the searches' arrays (rows x device slots x grid points) per chunk of rows:
+#: small enough to stay in the CPU's cache, large enough that numpy's cost per call is
+#: spread over many rows (about 500 clusters of 12 devices; measured best on an EPYC core)
+_CHUNK_ELEMENTS = 1 << 18
 
 
 def affordable_upload_time_s(g_nog: np.ndarray, sic: np.ndarray, e_max_j: np.ndarray,
@@ -210,11 +213,7 @@ class FeasibleRows:
              fields: tuple[str, ...] | None = None) -> FeasibleRows:
         """The rows at ``index`` (an integer array; repeats allowed), their GLD slots cut
         to the first ``m`` and BLD slots to the first ``n`` (default: all); ``fields``: only
-        those (the others are left unset; ``n_gld`` gives the size). ``self`` where that is
-        all of its rows, in order."""
-        if m is None and n is None and index.size == self.size and np.array_equal(
-                index, np.arange(self.size)):
-            return self
+        those (the others are left unset; ``n_gld`` gives the size)."""
         out = object.__new__(FeasibleRows)
         for name in self.__slots__ if fields is None else fields:
             x = getattr(self, name)
@@ -236,23 +235,21 @@ class FeasibleRows:
         return np.where(self.g_mask[:, :, None], e, 0.0)
 
 
-def _chunks(r: FeasibleRows, grid: int, pairs: bool = False
-            ) -> Iterator[tuple[np.ndarray, FeasibleRows]]:
+def _chunks(r: FeasibleRows, grid: int) -> Iterator[tuple[np.ndarray, FeasibleRows]]:
     """The rows of ``r`` in chunks: (row indices, those rows), ordered by (M, N) so that
     each chunk is padded only to its own widest rows, each with at most _CHUNK_ELEMENTS
-    elements in the searches' largest arrays ((M + N) x ``grid`` per row, (M^2 + N) x
-    ``grid`` with ``pairs``: the training-time search compares GLDs pairwise); one chunk,
-    ``r`` itself, when it is that small and has no padding to cut."""
+    elements in the searches' arrays ((M + N) x ``grid`` per row); one chunk, ``r``
+    itself, when it is that small and has no padding to cut."""
     n_rows = r.size
     m, nb = r.n_gld, r.n_bld
     wm, wn = r.g_mask.shape[1], r.b_mask.shape[1]
-    if n_rows * ((wm * wm if pairs else wm) + wn) * grid <= _CHUNK_ELEMENTS and (
+    if n_rows * (wm + wn) * grid <= _CHUNK_ELEMENTS and (
             not n_rows or (m.max() == wm and nb.max() == wn)):
         yield np.arange(n_rows), r
         return
     order = np.lexsort((nb, m))
     ms, ns = m[order], nb[order]
-    per = ((ms * ms if pairs else ms) + wn) * grid  # per-row bound, nondecreasing
+    per = (ms + wn) * grid  # a bound per row, nondecreasing along ``order``
     start = 0
     while start < n_rows:
         cost = np.arange(1, n_rows - start + 1) * per[start:]
@@ -260,6 +257,13 @@ def _chunks(r: FeasibleRows, grid: int, pairs: bool = False
         idx = order[start:end]
         yield idx, r.take(idx, int(ms[end - 1]), int(ns[start:end].max()))
         start = end
+
+
+def _sub(r: FeasibleRows, index: np.ndarray, fields: tuple[str, ...] | None = None
+         ) -> FeasibleRows:
+    """The rows at ``index``, increasing indices without repeats (``np.flatnonzero``'s):
+    ``r`` itself where that is all of them."""
+    return r if index.size == r.size else r.take(index, fields=fields)
 
 
 def _slot_sum(x: np.ndarray, axis: int) -> np.ndarray:
@@ -388,7 +392,7 @@ def _jamming_interval(r: FeasibleRows, left: np.ndarray
     idx = np.flatnonzero(has_b & has_left & ~(s_hi <= _S_MIN + 1.0))
     if not idx.size:
         return q_low, q_high, ok
-    rs, ulo, fr = r.take(idx), u_lo[idx], free[idx]
+    rs, ulo, fr = _sub(r, idx), u_lo[idx], free[idx]
     gl = rs.g_gain_e * left[idx]
     # every row's grid of s (the coarse one, or a zoom on the peak: its first _FINE
     # columns) and where psi >= 0 on it
@@ -398,8 +402,9 @@ def _jamming_interval(r: FeasibleRows, left: np.ndarray
     width = np.full(idx.size, _COARSE)
     hit = pos.any(1)
     act = np.flatnonzero(~hit)  # the rows still zooming on their peak
-    ps, pp = s[act], psi[act]
-    ra, gla, ula = rs.take(act, fields=_PSI_FIELDS), gl[act], ulo[act, None]
+    if act.size:
+        ps, pp = s[act], psi[act]
+        ra, gla, ula = _sub(rs, act, _PSI_FIELDS), gl[act], ulo[act, None]
     for _ in range(_ROUNDS + 2 if act.size else 0):
         # the feasible interval may be narrower than the grid: zoom on the peak
         k = np.where(np.isfinite(pp), pp, -np.inf).argmax(1)
@@ -430,21 +435,20 @@ def _jamming_interval(r: FeasibleRows, left: np.ndarray
         return q_low, q_high, ok
     # the interval's ends: the first and last affordable grid points, zoomed (both at once)
     # where the grid point next to them is not affordable
+    ri = np.arange(idx.size)[:, None]
     j0 = pos.argmax(1)
     j1 = _COARSE - 1 - pos[:, ::-1].argmax(1)
-    ends = np.column_stack([_pick(s, j0), _pick(s, j1)])
-    lft = j0 > 0
-    rgt = ~fr & (j1 < width - 1)
-    br = np.flatnonzero(hit & (lft | rgt))
+    ends = s[ri, np.stack([j0, j1], axis=1)]  # s of the first and last point with psi >= 0
+    zoom = np.stack([j0 > 0, ~fr & (j1 < width - 1)], axis=1)  # a neighbour has psi < 0
+    br = np.flatnonzero(hit & zoom.any(1))
     u_ends = ulo[:, None] * (1.0 + np.exp(ends))
     if br.size:
         # (s infeasible, s feasible) per bracket; a missing one (no zoom needed) is the end
         # itself, zoomed in vain
-        neg = np.where(np.column_stack([lft, rgt])[br], np.column_stack(
-            [_pick(s, np.maximum(j0 - 1, 0)), _pick(s, np.minimum(j1 + 1, _COARSE - 1))])[br],
-            ends[br])
-        zoomed = _zoom(rs.take(br, fields=_PSI_FIELDS), gl[br], ulo[br], neg, ends[br])
-        u_ends[br] = np.where(np.column_stack([lft, rgt])[br], zoomed, u_ends[br])
+        nbr = s[ri, np.stack([np.maximum(j0 - 1, 0), np.minimum(j1 + 1, _COARSE - 1)], axis=1)]
+        neg = np.where(zoom[br], nbr[br], ends[br])
+        zoomed = _zoom(_sub(rs, br, _PSI_FIELDS), gl[br], ulo[br], neg, ends[br])
+        u_ends[br] = np.where(zoom[br], zoomed, u_ends[br])
     q = _need_w(rs, np.where(hit[:, None], u_ends, 1.0))
     out = idx[hit]
     q_high[out] = q[hit, 0]
@@ -551,24 +555,24 @@ def _peak_rows(f: Callable[[np.ndarray, np.ndarray | None], np.ndarray], u_lo: n
     n_rows = u_lo.size
     s = _S_MIN + (s_hi - _S_MIN)[:, None] * _UNIT
     best = np.full(n_rows, -np.inf)
-    width = (s_hi - _S_MIN) / (_COARSE - 1)
-    act = np.arange(n_rows)  # the rows still zooming
+    width = (s_hi - _S_MIN)[:, None] / (_COARSE - 1)
+    act, r = None, np.arange(n_rows)  # the rows still zooming (None: all)
     ulo, shi = u_lo[:, None], s_hi[:, None]
     for _ in range(_ROUNDS + 2):
-        val = f(ulo * (1.0 + np.exp(s)), None if act.size == n_rows else act)
+        val = f(ulo * (1.0 + np.exp(s)), act)
         val = np.where(val == val, val, -np.inf)  # NaN (inf - inf) counts as infeasible
-        r = np.arange(act.size)
         k = val.argmax(1)
-        top = np.maximum(best[act], val[r, k])
-        best[act] = top
-        s = np.minimum(np.maximum(s[r, k][:, None] + width[:, None] * _ZOOM, _S_MIN), shi)
+        if act is None:
+            best = top = np.maximum(best, val[r, k])
+        else:
+            best[act] = top = np.maximum(best[act], val[r, k])
+        s = np.minimum(np.maximum(s[r, k][:, None] + width * _ZOOM, _S_MIN), shi)
         width = width * (2.0 / (_FINE - 1))
-        if stop_at is not None:
-            go = top < stop_at
-            if not go.all():
-                act, s, width, ulo, shi = act[go], s[go], width[go], ulo[go], shi[go]
-                if not act.size:
-                    break
+        if stop_at is not None and not (go := top < stop_at).all():
+            act = r[go] if act is None else act[go]
+            if not act.size:
+                break
+            r, s, width, ulo, shi = np.arange(act.size), s[go], width[go], ulo[go], shi[go]
     return best
 
 
@@ -589,10 +593,10 @@ def _sync_w(r: FeasibleRows, left_up: np.ndarray) -> Callable[[np.ndarray], np.n
     left are the caller's.
 
     beta_i = A_i / K_i - (Q_max,i / K_i) u is linear in u, so where the breakpoints' order
-    (a stable sort) is the same at a row's first and last u, it holds in between: one sort
-    and prefix sums serve the row's k sync times (the zooms of :func:`_peak` cover narrow
-    ranges). Elsewhere the prefixes are the sets S_j = {i : beta_i <= beta_j}, found by
-    comparing the breakpoints pairwise at each u (M^2 per sync time).
+    (a stable sort) is the same at the first and the last u of a window of _WINDOW sync
+    times, it holds in between: one sort and prefix sums serve the window. Elsewhere the
+    prefixes are the sets S_j = {i : beta_i <= beta_j}, found by comparing the breakpoints
+    pairwise at each u (M^2 per sync time).
     """
     ok = (left_up > 0) & r.g_mask
     k_loc = r.g_kloc
@@ -603,7 +607,8 @@ def _sync_w(r: FeasibleRows, left_up: np.ndarray) -> Callable[[np.ndarray], np.n
     a_k = np.where(ok, left_up / k_loc, np.inf)  # beta_i = a_k - q_k u
     q_k = np.where(ok, r.g_q_max / k_loc, 0.0)
     w_cap = np.minimum(a_k.min(1, initial=np.inf), 1.0 / r.y_min_s**2)
-    rows = np.arange(r.size)[:, None]
+    rows = np.arange(r.size)[:, None, None]
+    weights = np.stack([gk, g_a, g_q], axis=2)  # (R, M, 3): summed over prefixes
 
     def pairwise(i: np.ndarray, u: np.ndarray, e: np.ndarray) -> np.ndarray:
         u3 = u[:, None, :]
@@ -616,16 +621,22 @@ def _sync_w(r: FeasibleRows, left_up: np.ndarray) -> Callable[[np.ndarray], np.n
         return ((e[:, None, :] + num) / den).min(1)
 
     def w_of_u(u: np.ndarray) -> np.ndarray:
+        n_rows, k = u.shape
         e = c_rate[:, None] * u - u * _need_w(r, u)  # C - D, (R, k)
-        order = (a_k - q_k * u[:, :1]).argsort(axis=1, kind="stable")
-        same = (order == (a_k - q_k * u[:, -1:]).argsort(axis=1, kind="stable")).all(1)
-        g_k, g_ka, g_kq = (np.cumsum(x[rows, order], axis=1) for x in (gk, g_a, g_q))
-        w = ((e[:, None, :] + g_ka[:, :, None] - u[:, None, :] * g_kq[:, :, None])
-             / g_k[:, :, None]).min(1)
-        if not same.all():  # the order changes within some rows' range of u
-            i = np.flatnonzero(~same)
-            w[i] = pairwise(i, u[i], e[i])
-        return np.where(e >= 0, np.minimum(w, w_cap[:, None]), -np.inf)
+        n_win = k // _WINDOW if k % _WINDOW == 0 else 1
+        uw = u.reshape(n_rows, n_win, -1)  # windows of sync times
+        ends = np.concatenate([uw[:, :, :1], uw[:, :, -1:]], axis=1)  # (R, 2 windows)
+        beta = a_k[:, None, :] - q_k[:, None, :] * ends[:, :, 0, None]
+        order = beta.argsort(axis=2, kind="stable")
+        lo, hi = order[:, :n_win], order[:, n_win:]  # at each window's first and last u
+        same = (lo == hi).all(2)  # (R, windows): one order over the window
+        pre = np.cumsum(weights[rows, lo], axis=2)  # prefix sums, (R, windows, M, 3)
+        w = ((e.reshape(uw.shape)[:, :, None, :] + pre[..., 1:2]
+              - uw[:, :, None, :] * pre[..., 2:3]) / pre[..., 0:1]).min(2)
+        if not same.all():  # the order changes within some windows
+            i, j = np.nonzero(~same)
+            w[i, j] = pairwise(i, uw[i, j], e.reshape(uw.shape)[i, j])
+        return np.where(e >= 0, np.minimum(w.reshape(n_rows, k), w_cap[:, None]), -np.inf)
 
     return w_of_u
 
@@ -636,7 +647,7 @@ def _sync_training_time(r: FeasibleRows, left: np.ndarray) -> np.ndarray:
     has_b = r.n_bld > 0
     idx = np.flatnonzero(has_b & (left > 0).any(1))
     if idx.size:
-        ri = r.take(idx)
+        ri = _sub(r, idx)
         u_lo, s_hi, _ = _u_grid(ri)
         w = _peak(_sync_w(ri, left[idx]), u_lo, np.maximum(s_hi, _S_MIN + 1.0))
         y[idx] = np.where(w > 0, np.maximum(ri.y_min_s, w ** -0.5), np.inf)
@@ -650,7 +661,7 @@ def _training_base(r: FeasibleRows, left: np.ndarray) -> np.ndarray:
     y = _sync_training_time(r, left)
     bad = ~np.isfinite(y)
     if bad.any():
-        y[bad] = training_time_floor_batch_s(r.take(np.flatnonzero(bad)), left[bad])
+        y[bad] = training_time_floor_batch_s(_sub(r, np.flatnonzero(bad)), left[bad])
     return y
 
 
@@ -659,7 +670,7 @@ def sync_training_time_batch_s(r: FeasibleRows, left_up_j: np.ndarray) -> np.nda
     """:func:`sync_training_time_s` of every row (energy ``left_up_j`` (R, M)), (R,)."""
     left = _masked_left(r, left_up_j)
     y = np.empty(r.size)
-    for idx, rc in _chunks(r, _COARSE, pairs=True):
+    for idx, rc in _chunks(r, _COARSE):
         y[idx] = _sync_training_time(rc, left[idx, :rc.width])
     return y
 
@@ -680,7 +691,7 @@ def training_base_batch_s(r: FeasibleRows, left_up_j: np.ndarray) -> np.ndarray:
     """:func:`training_base_s` of every row (energy ``left_up_j`` (R, M)), (R,)."""
     left = _masked_left(r, left_up_j)
     y = np.empty(r.size)
-    for idx, rc in _chunks(r, _COARSE, pairs=True):
+    for idx, rc in _chunks(r, _COARSE):
         y[idx] = _training_base(rc, left[idx, :rc.width])
     return y
 
@@ -740,47 +751,51 @@ def _sync_upload_time(r: FeasibleRows, tg_lo: np.ndarray, ln_tg_range: float) ->
     if not act.size:
         return out
     ln_far = math.log(SYNC_UPLOAD_MAX_FACTOR)
-    u_lo, s_hi, _ = _u_grid(r.take(act))
+    u_lo, s_hi, _ = _u_grid(_sub(r, act))
     s_hi = np.maximum(s_hi, _S_MIN + 1.0)
     lo, hi = np.zeros(act.size), np.full(act.size, float(ln_tg_range))
     it = np.zeros(act.size, dtype=int)  # refinements done
     far = np.zeros(act.size, dtype=bool)  # searching beyond tg_range
-    grid = np.zeros(act.size, dtype=bool)  # the whole grid (else its ends) this pass
+    # what each row checks next: its grid's lower end (0), upper end (1), whole grid (2)
+    stage = np.zeros(act.size, dtype=int)
     while act.size:
-        ra = r.take(act, fields=_UPLOAD_FIELDS)
+        ra = _sub(r, act, _UPLOAD_FIELDS)
         x = np.zeros((act.size, _FINE))
+        x[:, 0] = np.where(stage == 1, hi, lo)
         ok = np.zeros((act.size, _FINE), dtype=bool)
-        for sub, n_pts in ((~grid, 2), (grid, _FINE)):
-            if sub.any():
-                i = np.flatnonzero(sub)
-                x[i, :n_pts] = (np.column_stack([lo[i], hi[i]]) if n_pts == 2
-                                else _lin(lo[i], hi[i], _FINE))
-                ok[i, :n_pts] = _upload_syncs(ra.take(i, fields=_UPLOAD_FIELDS),
+        for st, n_pts in ((0, 1), (1, 1), (2, _FINE)):
+            i = np.flatnonzero(stage == st)
+            if i.size:
+                if st == 2:
+                    x[i] = _lin(lo[i], hi[i], _FINE)
+                ok[i, :n_pts] = _upload_syncs(_sub(ra, i, _UPLOAD_FIELDS),
                                               tg_lo[act[i], None] * np.exp(x[i, :n_pts]),
                                               u_lo[i], s_hi[i])
         tg = tg_lo[act, None] * np.exp(x)
         some = ok.any(1)
         j = ok.argmax(1)
-        # no point of the grid lets the BLDs sync: after a refinement, the grid's upper end
-        # (it did on the coarser grid); on [tg_lo, tg_range tg_lo], look beyond the range;
-        # beyond it, none. The ends of a grid decide for it when neither does.
-        none = ~some | (~grid & ~ok[:, 0] & ~ok[:, 1])
+        # no point of the grid lets the BLDs sync (its upper end does not, or, the whole
+        # grid evaluated, none does): after a refinement, the grid's upper end (it did on
+        # the coarser grid); on [tg_lo, tg_range tg_lo], look beyond the range (its lower
+        # end is this one's upper end: its upper end next); beyond it, none
+        none = np.where(stage == 1, ~ok[:, 0], (stage == 2) & ~some)
         beyond = none & (it == 0) & ~far & (ln_tg_range < ln_far)
         done_hi = none & (it > 0)
         out[act[done_hi]] = tg_lo[act[done_hi]] * np.exp(hi[done_hi])
         out[act[none & ~done_hi & ~beyond]] = np.nan
-        first = ~none & (j == 0)
+        first = (stage != 1) & some & (j == 0)  # a grid's lower end lets them sync
         out[act[first]] = tg[first, 0]
-        whole = ~none & ~grid & (j > 0)  # the lower end does not, the upper does
-        refine = ~none & grid & (j > 0)
+        # on to the upper end (the lower does not) or the whole grid (the upper end does)
+        advance = (stage == 0) & ~some | (stage == 1) & ~none
+        refine = (stage == 2) & some & (j > 0)
         ref = np.flatnonzero(refine)
         lo[ref], hi[ref] = x[ref, j[ref] - 1], x[ref, j[ref]]
         it[ref] += 1
         lo[beyond], hi[beyond], far[beyond] = ln_tg_range, ln_far, True
         last = refine & (it >= 3)
         out[act[last]] = tg_lo[act[last]] * np.exp(hi[last])
-        keep = (refine & (it < 3)) | beyond | whole
-        grid = (refine | whole)[keep]
+        keep = (refine & (it < 3)) | beyond | advance
+        stage = np.where(beyond, 1, np.where(refine | (stage == 1), 2, 1))[keep]
         act, lo, hi, it, far = act[keep], lo[keep], hi[keep], it[keep], far[keep]
         u_lo, s_hi = u_lo[keep], s_hi[keep]
     return out
@@ -795,7 +810,7 @@ def sync_upload_time_batch_s(r: FeasibleRows, tg_lo_s: np.ndarray, ln_tg_range: 
     the upload time), so a grid's ends are checked before its interior: where its lower end
     already allows it (most clusters: at tg_lo) that is the answer, where its upper end does
     not, none of the grid does. Every pass evaluates the points of all rows still searching
-    at once (ends: 2 points, grids: _FINE)."""
+    at once (an end: 1 point, a grid: _FINE)."""
     tg_lo = np.asarray(tg_lo_s, dtype=float)
     out = np.empty(r.size)
     for idx, rc in _chunks(r, 2 * _COARSE):
@@ -840,7 +855,7 @@ def safe_bound_features_batch(r: FeasibleRows, tg_base_s: np.ndarray) -> np.ndar
     idx = np.flatnonzero((r.n_gld > 0) & (tg_base > 0))
     if not idx.size:
         return out
-    ri = r.take(idx)
+    ri = _sub(r, idx)
     out[idx, 0] = np.log10(tg_base[idx])
     tg = tg_base[idx, None] * (1.0 + np.asarray(BOUND_EXCESS))  # (I, 3)
     left = ri.g_e_max[:, :, None] - ri.upload_energy_j(tg)  # (I, M, 3)
@@ -938,7 +953,7 @@ def safe_allocation_batch(r: FeasibleRows, tg_base_s: np.ndarray, action: np.nda
     tg_base = np.asarray(tg_base_s, dtype=float)
     y, tg = np.zeros(r.size), np.zeros(r.size)
     q = np.zeros((r.size, r.width))
-    for idx, rc in _chunks(r, _COARSE, pairs=True):
+    for idx, rc in _chunks(r, _COARSE):
         y[idx], tg[idx], q[idx, :rc.width] = _safe_allocation(
             rc, tg_base[idx], a[idx], ln_tg_range, ln_y_range, jamming, ln_sync_range, scale)
     return y, tg, q
