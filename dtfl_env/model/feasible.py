@@ -73,7 +73,8 @@ _UNIT = np.linspace(0.0, 1.0, _COARSE)
 _UNIT_FINE = np.linspace(0.0, 1.0, _FINE)
 _ZOOM = np.linspace(-1.0, 1.0, _FINE)
 
-#: sync times per window of :func:`_sync_w`'s one-sort path (divides _COARSE and _FINE)
+#: sync times per window of :func:`_sync_w`'s one-sort path on the coarse grid (a zoom's
+#: grid is one window: narrow, it rarely sees the breakpoints' order change)
 _WINDOW = 8
 
 #: elements of the searches' arrays (rows x device slots x grid points) per chunk of rows:
@@ -593,8 +594,9 @@ def _sync_w(r: FeasibleRows, left_up: np.ndarray) -> Callable[[np.ndarray], np.n
     left are the caller's.
 
     beta_i = A_i / K_i - (Q_max,i / K_i) u is linear in u, so where the breakpoints' order
-    (a stable sort) is the same at the first and the last u of a window of _WINDOW sync
-    times, it holds in between: one sort and prefix sums serve the window. Elsewhere the
+    (a stable sort) is the same at the first and the last u of a window of sync times
+    (_WINDOW of the coarse grid, a zoom's whole grid), it holds in between: one sort and
+    prefix sums serve the window. Elsewhere the
     prefixes are the sets S_j = {i : beta_i <= beta_j}, found by comparing the breakpoints
     pairwise at each u (M^2 per sync time).
     """
@@ -623,7 +625,7 @@ def _sync_w(r: FeasibleRows, left_up: np.ndarray) -> Callable[[np.ndarray], np.n
     def w_of_u(u: np.ndarray) -> np.ndarray:
         n_rows, k = u.shape
         e = c_rate[:, None] * u - u * _need_w(r, u)  # C - D, (R, k)
-        n_win = k // _WINDOW if k % _WINDOW == 0 else 1
+        n_win = _COARSE // _WINDOW if k == _COARSE else 1  # a zoom's grid: one window
         uw = u.reshape(n_rows, n_win, -1)  # windows of sync times
         ends = np.concatenate([uw[:, :, :1], uw[:, :, -1:]], axis=1)  # (R, 2 windows)
         beta = a_k[:, None, :] - q_k[:, None, :] * ends[:, :, 0, None]
