@@ -111,8 +111,8 @@ def affordable_upload_time_s(g_nog: np.ndarray, sic: np.ndarray, e_max_j: np.nda
 _ROW_FIELDS = ("n_gld", "n_bld", "x_scale", "y_min_s", "w_hz", "n_e_w", "tb_loc_s")
 _GLD_FIELDS = ("g_mask", "g_gain_e", "g_q_max", "g_gq", "g_kloc", "g_e_max", "g_nog", "sic")
 _BLD_FIELDS = ("b_mask", "b_data", "b_legit", "b_pe", "b_a", "b_b")
-_PSI_FIELDS = ("n_gld", "g_gq", "b_pe", "b_a", "b_b", "n_e_w")  # what _psi reads
-_UPLOAD_FIELDS = (*_PSI_FIELDS, "g_mask", "g_gain_e", "g_e_max", "g_nog", "sic", "x_scale")
+_FIELDS = _ROW_FIELDS + _GLD_FIELDS + _BLD_FIELDS
+_PSI_FIELDS = ("n_gld", "g_gq", "b_mask", "b_pe", "b_a", "b_b", "n_e_w")  # what _psi reads
 
 
 class FeasibleRows:
@@ -130,7 +130,7 @@ class FeasibleRows:
     ClusterBatch) or :meth:`from_row` (one ClusterRow); :meth:`take` gathers rows.
     """
 
-    __slots__ = _ROW_FIELDS + _GLD_FIELDS + _BLD_FIELDS
+    __slots__ = (*_FIELDS, "_bld")
 
     n_gld: np.ndarray
     n_bld: np.ndarray
@@ -155,8 +155,9 @@ class FeasibleRows:
     b_b: np.ndarray
 
     def __init__(self, **arrays: np.ndarray) -> None:
-        for name in self.__slots__:
+        for name in _FIELDS:
             setattr(self, name, arrays[name])
+        self._bld: tuple[np.ndarray, ...] | None = None
 
     @classmethod
     def _build(cls, *, g_mask: np.ndarray, b_mask: np.ndarray, g_gain_e: np.ndarray,
@@ -216,13 +217,23 @@ class FeasibleRows:
         to the first ``m`` and BLD slots to the first ``n`` (default: all); ``fields``: only
         those (the others are left unset; ``n_gld`` gives the size)."""
         out = object.__new__(FeasibleRows)
-        for name in self.__slots__ if fields is None else fields:
+        out._bld = None
+        for name in _FIELDS if fields is None else fields:
             x = getattr(self, name)
             if x.ndim == 1 or (m is None and n is None):
                 setattr(out, name, x[index])
             else:
                 setattr(out, name, x[index, :(m if name in _GLD_FIELDS else n)])
         return out
+
+    def blds(self) -> tuple[np.ndarray, ...]:
+        """The real BLDs back to back, without padding: (the row of each, its slot, its
+        b_a, b_b and b_pe as columns); built on first use."""
+        if self._bld is None:
+            rows, cols = np.nonzero(self.b_mask)
+            self._bld = (rows, cols, self.b_a[rows, cols][:, None],
+                         self.b_b[rows, cols][:, None], self.b_pe[rows, cols][:, None])
+        return self._bld
 
     def upload_energy_j(self, tg_s: np.ndarray) -> np.ndarray:
         """E_i^up (eqs. (7)-(8)): shape (R, M) for one upload time per row (``tg_s`` (R,)),
@@ -314,9 +325,15 @@ def _need_w(r: FeasibleRows, u: np.ndarray) -> np.ndarray:
     the sync times u (R, K) (eq. (23) inverted), 0 where none is needed, ``inf`` where even
     infinite jamming is too slow (e^(b_a - b_b / u) <= 1: the legitimate rate alone is too
     slow); 0 for a row without BLDs."""
-    expo = r.b_a[:, :, None] - r.b_b[:, :, None] / u[:, None, :]
-    need = r.b_pe[:, :, None] / np.maximum(np.expm1(expo), 0.0)  # inf where expo <= 0
-    return np.maximum(need.max(1, initial=0.0) - r.n_e_w[:, None], 0.0)
+    rows, slots, b_a, b_b, b_pe = r.blds()  # the real BLDs only (no padding)
+    x = b_b / u[rows]  # (BLDs, K), worked in place
+    np.subtract(b_a, x, out=x)
+    np.expm1(x, out=x)
+    np.maximum(x, 0.0, out=x)
+    np.divide(b_pe, x, out=x)  # inf where the exponent is <= 0, else > 0
+    by_slot = np.zeros((r.b_mask.shape[1], *u.shape))  # (N, R, K): 0 in padded slots
+    by_slot[slots, rows] = x
+    return np.maximum(by_slot.max(0, initial=0.0) - r.n_e_w[:, None], 0.0)
 
 
 def _psi(r: FeasibleRows, gl: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -746,8 +763,18 @@ def _upload_syncs(r: FeasibleRows, tg: np.ndarray, u_lo: np.ndarray, s_hi: np.nd
             >= 0).reshape(n_rows, n_pts)
 
 
+def _upload_syncs_rows(r: FeasibleRows, tg: np.ndarray, u_lo: np.ndarray, s_hi: np.ndarray
+                       ) -> np.ndarray:
+    """:func:`_upload_syncs` in chunks of rows (:func:`_chunks`)."""
+    out = np.empty(tg.shape, dtype=bool)
+    for idx, rc in _chunks(r, tg.shape[1] * _COARSE):
+        out[idx] = _upload_syncs(rc, tg[idx], u_lo[idx], s_hi[idx])
+    return out
+
+
 def _sync_upload_time(r: FeasibleRows, tg_lo: np.ndarray, ln_tg_range: float) -> np.ndarray:
-    """:func:`sync_upload_time_batch_s` on one chunk."""
+    """:func:`sync_upload_time_batch_s`: every pass checks the rows at each stage together,
+    in chunks (the few rows that need a whole grid or a second end are then one batch)."""
     out = tg_lo.copy()  # no GLD or no BLD: tg_lo
     act = np.flatnonzero((r.n_gld > 0) & (r.n_bld > 0))
     if not act.size:
@@ -761,7 +788,7 @@ def _sync_upload_time(r: FeasibleRows, tg_lo: np.ndarray, ln_tg_range: float) ->
     # what each row checks next: its grid's lower end (0), upper end (1), whole grid (2)
     stage = np.zeros(act.size, dtype=int)
     while act.size:
-        ra = _sub(r, act, _UPLOAD_FIELDS)
+        ra = _sub(r, act)
         x = np.zeros((act.size, _FINE))
         x[:, 0] = np.where(stage == 1, hi, lo)
         ok = np.zeros((act.size, _FINE), dtype=bool)
@@ -770,9 +797,8 @@ def _sync_upload_time(r: FeasibleRows, tg_lo: np.ndarray, ln_tg_range: float) ->
             if i.size:
                 if st == 2:
                     x[i] = _lin(lo[i], hi[i], _FINE)
-                ok[i, :n_pts] = _upload_syncs(_sub(ra, i, _UPLOAD_FIELDS),
-                                              tg_lo[act[i], None] * np.exp(x[i, :n_pts]),
-                                              u_lo[i], s_hi[i])
+                ok[i, :n_pts] = _upload_syncs_rows(
+                    _sub(ra, i), tg_lo[act[i], None] * np.exp(x[i, :n_pts]), u_lo[i], s_hi[i])
         tg = tg_lo[act, None] * np.exp(x)
         some = ok.any(1)
         j = ok.argmax(1)
@@ -813,11 +839,7 @@ def sync_upload_time_batch_s(r: FeasibleRows, tg_lo_s: np.ndarray, ln_tg_range: 
     already allows it (most clusters: at tg_lo) that is the answer, where its upper end does
     not, none of the grid does. Every pass evaluates the points of all rows still searching
     at once (an end: 1 point, a grid: _FINE)."""
-    tg_lo = np.asarray(tg_lo_s, dtype=float)
-    out = np.empty(r.size)
-    for idx, rc in _chunks(r, 2 * _COARSE):
-        out[idx] = _sync_upload_time(rc, tg_lo[idx], ln_tg_range)
-    return out
+    return _sync_upload_time(r, np.asarray(tg_lo_s, dtype=float), ln_tg_range)
 
 
 def sync_upload_time_s(a, tg_lo_s: float, ln_tg_range: float) -> float:  # type: ignore[no-untyped-def]
