@@ -220,8 +220,12 @@ def run_vector(args: argparse.Namespace) -> dict[str, Any]:
         trees["against"] = Path(args.against).resolve()
         if not (trees["against"] / "dtfl_env").is_dir():
             raise SystemExit(f"--against: no dtfl_env package under {trees['against']}")
+    ids = list(VECTOR_IDS if args.ids is None else
+               [i.strip() for i in args.ids.split(",") if i.strip()])
+    if BASELINE not in ids:
+        ids.append(BASELINE)
     cpu = _pin_one_core()
-    cases = [(i, n) for i in VECTOR_IDS for n in [0, *ns]]
+    cases = [(i, n) for i in ids for n in [0, *ns]]
     runs: dict[tuple[str, str, int], list[Result]] = {}
     for _ in range(args.repeats):  # the checkouts alternate, run by run
         for env_id, n in cases:
@@ -326,7 +330,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seconds", type=float, default=2.0, help="timed seconds per run")
     ap.add_argument("--repeats", type=int, default=3, help="runs per env (median reported)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--ids", default=",".join(IDS), help=f"comma list (default {IDS})")
+    ap.add_argument("--ids", default=None,
+                    help=f"comma list (default {IDS}; with --vector {VECTOR_IDS})")
     ap.add_argument("--profile", action="store_true",
                     help="also cProfile DTFL-Fast-v0's step and reset")
     ap.add_argument("--out", default=None,
@@ -360,7 +365,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         out.write_text(json.dumps(record, indent=2) + "\n")
         print(f"saved {out}")
         return record
-    ids = [i.strip() for i in args.ids.split(",") if i.strip()]
+    ids = [i.strip() for i in (args.ids or ",".join(IDS)).split(",") if i.strip()]
     if BASELINE not in ids:
         ids.append(BASELINE)
     cpu = _pin_one_core()
