@@ -130,7 +130,7 @@ class FeasibleRows:
     ClusterBatch) or :meth:`from_row` (one ClusterRow); :meth:`take` gathers rows.
     """
 
-    __slots__ = (*_FIELDS, "_bld")
+    __slots__ = (*_FIELDS, "_bld", "_grid")
 
     n_gld: np.ndarray
     n_bld: np.ndarray
@@ -157,7 +157,8 @@ class FeasibleRows:
     def __init__(self, **arrays: np.ndarray) -> None:
         for name in _FIELDS:
             setattr(self, name, arrays[name])
-        self._bld: tuple[np.ndarray, ...] | None = None
+        self._bld: tuple[np.ndarray, ...] | None = None  # blds(), on first use
+        self._grid: tuple[np.ndarray, ...] | None = None  # _u_grid(), on first use
 
     @classmethod
     def _build(cls, *, g_mask: np.ndarray, b_mask: np.ndarray, g_gain_e: np.ndarray,
@@ -217,7 +218,7 @@ class FeasibleRows:
         to the first ``m`` and BLD slots to the first ``n`` (default: all); ``fields``: only
         those (the others are left unset; ``n_gld`` gives the size)."""
         out = object.__new__(FeasibleRows)
-        out._bld = None
+        out._bld = out._grid = None
         for name in _FIELDS if fields is None else fields:
             x = getattr(self, name)
             if x.ndim == 1 or (m is None and n is None):
@@ -347,7 +348,13 @@ def _u_grid(r: FeasibleRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(u_lo, s_hi, free) per row: the sync-time search range of s = log((u - u_lo)/u_lo),
     from u_lo (infinite jamming) to the sync time without jamming u_free (s_hi = log(u_free
     / u_lo - 1)) where every BLD syncs without jamming (``free``), else to u = e^16 u_lo.
-    Rows without BLDs: u_lo = -inf (their callers leave them out)."""
+    Rows without BLDs: u_lo = -inf (their callers leave them out). Kept with ``r``."""
+    if r._grid is None:
+        r._grid = _u_grid_of(r)
+    return r._grid  # type: ignore[return-value]
+
+
+def _u_grid_of(r: FeasibleRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     bm = r.b_mask
     u_lo = np.where(bm, r.b_data / (r.w_hz[:, None] * r.b_legit), -np.inf).max(
         1, initial=-np.inf)  # eq. (23) as Q -> infinity
@@ -517,8 +524,10 @@ def _sync_time_s(r: FeasibleRows, q_w: np.ndarray) -> np.ndarray:
 def jamming_split_batch(r: FeasibleRows, q_w: np.ndarray, left_j: np.ndarray) -> np.ndarray:
     """:func:`jamming_split` of every row: powers (R, M) for the aggregate levels ``q_w``
     (R,) from the energy ``left_j`` (R, M); 0 in padded slots."""
-    q_w = np.asarray(q_w, dtype=float)
-    left = _masked_left(r, left_j)
+    return _jamming_split(r, np.asarray(q_w, dtype=float), _masked_left(r, left_j))
+
+
+def _jamming_split(r: FeasibleRows, q_w: np.ndarray, left: np.ndarray) -> np.ndarray:
     u = _sync_time_s(r, q_w)
     cap = np.clip(np.minimum(r.g_q_max, left / u[:, None]), 0.0, None)
     total = _slot_sum(r.g_gain_e * cap, 1)
@@ -961,7 +970,7 @@ def _safe_allocation(r: FeasibleRows, tg_base: np.ndarray, a: np.ndarray,
                                    np.exp(a[:, 2] * ln_sync_range))
     else:
         q_w = q_low + 0.5 * (a[:, 2] + 1.0) * (q_high - q_low)
-    q = jamming_split_batch(r, q_w, left)
+    q = _jamming_split(r, q_w, left)
     q = np.where((ok & has)[:, None], q, 0.0)
     return np.where(has, y, 0.0), np.where(has, tg, 0.0), q
 
