@@ -124,10 +124,10 @@ class FeasibleRows:
     - 1) - n_E).
 
     Padded GLD slots (``g_mask`` False) have no jamming gain or power (``g_gain_e``,
-    ``g_q_max``, ``g_gq`` 0); padded BLD slots (``b_mask`` False) have ``b_pe`` = ``b_b``
-    = 0, which makes their Q(u) term 0 (never above a real BLD's, which is >= 0); every
-    maximum, minimum and search masks them out. Build it with :meth:`from_batch` (rows of a
-    ClusterBatch) or :meth:`from_row` (one ClusterRow); :meth:`take` gathers rows.
+    ``g_q_max``, ``g_gq`` 0); Q(u) is computed on the real BLDs only (:meth:`blds`); every
+    maximum, minimum and search masks the padded slots out. Build it with
+    :meth:`from_batch` (rows of a ClusterBatch) or :meth:`from_row` (one ClusterRow);
+    :meth:`take` gathers rows.
     """
 
     __slots__ = (*_FIELDS, "_bld", "_grid")
@@ -166,14 +166,10 @@ class FeasibleRows:
                b_data: np.ndarray, w_hz: np.ndarray, **rest: np.ndarray) -> FeasibleRows:
         if not g_mask.all():
             g_gain_e, g_q_max = np.where(g_mask, g_gain_e, 0.0), np.where(g_mask, g_q_max, 0.0)
-        b_a = b_legit * LN2
-        b_b = b_data * LN2 / w_hz[:, None]
-        if not b_mask.all():
-            b_pe, b_b = np.where(b_mask, b_pe, 0.0), np.where(b_mask, b_b, 0.0)
-            b_a = np.where(b_mask, b_a, 1.0)
         return cls(g_mask=g_mask, b_mask=b_mask, n_gld=g_mask.sum(1), n_bld=b_mask.sum(1),
                    g_gain_e=g_gain_e, g_q_max=g_q_max, g_gq=g_gain_e * g_q_max, b_pe=b_pe,
-                   b_legit=b_legit, b_data=b_data, w_hz=w_hz, b_a=b_a, b_b=b_b, **rest)
+                   b_legit=b_legit, b_data=b_data, w_hz=w_hz, b_a=b_legit * LN2,
+                   b_b=b_data * LN2 / w_hz[:, None], **rest)
 
     @classmethod
     def from_batch(cls, batch: ClusterBatch, index: slice | np.ndarray | None = None
@@ -282,9 +278,9 @@ def _sub(r: FeasibleRows, index: np.ndarray, fields: tuple[str, ...] | None = No
 def _slot_sum(x: np.ndarray, axis: int) -> np.ndarray:
     """The sum over a device axis in slot order, ((x_0 + x_1) + x_2) + ..., so that a row's
     sum does not depend on its padding (zeros after its last slot) or on the rows beside
-    it. numpy reduces an axis slot by slot when a longer axis follows it in memory; along
-    the contiguous last axis it sums pairwise in blocks of 8, an order that depends on the
-    width: there a running sum is taken instead (tested)."""
+    it. numpy reduces an axis slot by slot when more than one element follows it in memory
+    (its inner loop runs along those); along the last axis it sums pairwise in blocks of 8,
+    an order that depends on the width: there a running sum is taken instead (tested)."""
     shape = x.shape
     if shape[axis] == 0:
         return np.zeros(shape[:axis] + shape[axis + 1:])
@@ -622,9 +618,8 @@ def _sync_w(r: FeasibleRows, left_up: np.ndarray) -> Callable[[np.ndarray], np.n
     beta_i = A_i / K_i - (Q_max,i / K_i) u is linear in u, so where the breakpoints' order
     (a stable sort) is the same at the first and the last u of a window of sync times
     (_WINDOW of the coarse grid, a zoom's whole grid), it holds in between: one sort and
-    prefix sums serve the window. Elsewhere the
-    prefixes are the sets S_j = {i : beta_i <= beta_j}, found by comparing the breakpoints
-    pairwise at each u (M^2 per sync time).
+    prefix sums serve the window. Elsewhere the prefixes are the sets S_j = {i : beta_i <=
+    beta_j}, found by comparing the breakpoints pairwise at each u (M^2 per sync time).
     """
     ok = (left_up > 0) & r.g_mask
     k_loc = r.g_kloc
