@@ -80,6 +80,23 @@ def test_env_speed_small_run(tmp_path: Path) -> None:
     assert "DTFL-Fast-v0" in text and "CartPole-v1" in text and "steps_per_s" in text
 
 
+def test_env_speed_vector_small_run_against_a_checkout(tmp_path: Path) -> None:
+    out = tmp_path / "env_speed_vector.json"
+    proc = _run("env_speed.py", "--vector", "--num-envs", "2", "--ids", "DTFL-Fast-v0+safe",
+                "--seconds", "0.05", "--repeats", "1", "--against", str(BENCH.parent),
+                "--out", str(out), cwd=tmp_path)
+    res = json.loads(out.read_text())
+    assert res["mode"] == "vector" and res["num_envs"] == [2]
+    cases = {(r["env_id"], r["num_envs"]) for r in res["rows"]}
+    assert cases == {(i, n) for i in ("DTFL-Fast-v0+safe", "CartPole-v1") for n in (0, 2)}
+    for r in res["rows"]:  # this checkout and the one against, each timed in its process
+        for name in ("this", "against"):
+            run = r[name]["runs"][0]
+            assert run["num_envs"] == r["num_envs"] and run["steps"] > 0
+        assert r["speedup"] > 0
+    assert "against" in proc.stdout and "speed-up" in proc.stdout
+
+
 def test_block_size_small_run(tmp_path: Path) -> None:
     out = tmp_path / "block_size.json"
     _run("block_size.py", "--params", "100", "--devices", "2,4", "--out", str(out),

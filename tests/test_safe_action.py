@@ -515,15 +515,3 @@ def test_training_base_rows_equal_the_scalar_search():
         np.testing.assert_allclose(got, want, rtol=1e-9)
         checked += 1
     assert checked >= 10
-
-
-def test_take0_is_take_along_axis():
-    """The searches' gather along the device axis, also of a broadcast (read-only) input."""
-    from dtfl_env.model.feasible import _take0
-
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((6, 3, 40))
-    order = x.argsort(axis=0)
-    assert np.array_equal(_take0(x, order), np.take_along_axis(x, order, 0))
-    b = np.broadcast_to(rng.standard_normal((6, 3))[:, :, None], x.shape)
-    assert np.array_equal(_take0(b, order), np.take_along_axis(b, order, 0))

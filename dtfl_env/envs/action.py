@@ -20,7 +20,12 @@ from gymnasium import spaces
 
 from dtfl_env.envs.config import ActionConfig
 from dtfl_env.envs.sites import Site
-from dtfl_env.model.feasible import safe_action, safe_allocation
+from dtfl_env.model.feasible import (
+    FeasibleRows,
+    safe_action,
+    safe_allocation,
+    safe_allocation_batch,
+)
 
 __all__ = ["ACTION_SIZES", "ACTION_TYPES", "RANGE_TOLERANCE", "ActionRangeError", "ActionType",
            "ClipMemo", "DirectAction", "SafeAction", "action_factory"]
@@ -213,6 +218,14 @@ class SafeAction(ActionType):
             self.jamming if jamming is None else jamming,
             self.ln_sync_range if ln_sync_range is None else ln_sync_range,
             self.scale if scale is None else scale)
+
+    def map_batch(self, rows: FeasibleRows, tg_base_s: np.ndarray, a: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(y, tG, q) of checked actions ``a`` (R, 3) on R clusters at once (``rows``, with
+        their tg_base ``tg_base_s`` (R,)) in the config's parametrisation: the batch form of
+        :meth:`map` (:func:`~dtfl_env.model.feasible.safe_allocation_batch`); q is (R, M)."""
+        return safe_allocation_batch(rows, tg_base_s, a, self.ln_tg_range, self.ln_y_range,
+                                     self.jamming, self.ln_sync_range, self.scale)
 
     def unmap(self, site: Site, y_s: float, tg_s: float, jam_power_w: np.ndarray
               ) -> tuple[np.ndarray, tuple[str, ...]]:

@@ -16,7 +16,13 @@ from dtfl_env.config import Constants
 from dtfl_env.envs.config import EnvConfig
 from dtfl_env.envs.sites import RoundDraw, Site, SiteLayout
 from dtfl_env.model.batch import segment_max
-from dtfl_env.model.feasible import BOUND_EXCESS, safe_bound_features
+from dtfl_env.model.feasible import (
+    BOUND_EXCESS,
+    FeasibleRows,
+    safe_bound_features,
+    safe_bound_features_batch,
+    tg_base_batch_s,
+)
 
 __all__ = ["BOUND_FEATURES", "GLOBAL_FEATURES", "OBS_CLIP", "SLOT_FEATURES", "ObservationType",
            "db"]
@@ -44,17 +50,24 @@ class ObservationType:
 
     ``ln_tg_range`` (the config's ``action.tg_range``, as a natural log) bounds the search
     for the safe box's tg_base in the bound features, whatever the action mode.
+
+    Where the bound features or the ``safe`` action mode need it, each round's tg_base of
+    every site is found in one batched search (:attr:`tg_base_s`).
     """
 
     def __init__(self, config: EnvConfig, ln_tg_range: float) -> None:
         self.max_devices = config.max_devices
         self.rounds, self.clusters = config.rounds, config.clusters
         self.safe_bounds = config.observation.safe_bounds
+        self.needs_tg_base = self.safe_bounds or config.action.mode == "safe"
         self.ln_tg_range = ln_tg_range
         self.g_index = self.max_devices * len(SLOT_FEATURES)  # where GLOBAL_FEATURES start
         self.size = (self.g_index + len(GLOBAL_FEATURES)
                      + (len(BOUND_FEATURES) if self.safe_bounds else 0))
         self.rows = np.zeros((0, self.size), dtype=np.float32)
+        #: the round's tg_base per site (the safe box's lower end of tG, for
+        #: ``ln_tg_range``) where :attr:`needs_tg_base`; empty otherwise
+        self.tg_base_s = np.zeros(0)
 
     def space(self) -> spaces.Box:
         return spaces.Box(-OBS_CLIP, OBS_CLIP, (self.size,), dtype=np.float32)
@@ -67,8 +80,15 @@ class ObservationType:
         tg_base = site.tg_base(ln_tg_range, cached=ln_tg_range == self.ln_tg_range)
         return safe_bound_features(site.seen, tg_base)
 
-    def new_round(self, layout: SiteLayout, draw: RoundDraw, constants: Constants) -> None:
-        """Build the rows of every site for the round just drawn (the twin's view)."""
+    def new_round(self, layout: SiteLayout, draw: RoundDraw, constants: Constants, *,
+                  bound: bool = True) -> None:
+        """Build the rows of every site for the round just drawn (the twin's view).
+
+        Where :attr:`needs_tg_base`, the tg_base of all sites is one batched search
+        (:func:`~dtfl_env.model.feasible.tg_base_batch_s`), and with ``safe_bounds`` so are
+        their bound features (:func:`~dtfl_env.model.feasible.safe_bound_features_batch`);
+        ``bound``: the layout's sites hold this draw (:meth:`SiteLayout.apply` with
+        ``bind``), and each site keeps its tg_base (:meth:`Site.tg_base` reuses it)."""
         lay, k = layout, constants
         gld, seen_bld, seen, tg_lo = draw.gld, draw.seen_bld, draw.seen, draw.tg_lo_s
         m_all, n_all = lay.g_site.size, lay.b_site.size
@@ -123,10 +143,15 @@ class ObservationType:
             log10(tg_min, has_gld), log10(y_min, has_gld), log10(tg_lo, has_gld),
             log10(sync_min, has_bld), log10(sync_full, has_bld), log10(tb_loc, has_bld)])
         rows = np.concatenate([feats.reshape(n_sites, -1), extra], axis=1)
-        if self.safe_bounds:
-            bounds = np.array([self.bound_features(site, self.ln_tg_range)
-                               for site in lay.sites]).reshape(len(lay.sites), -1)
-            rows = np.concatenate([rows, bounds], axis=1)
+        if self.needs_tg_base:
+            feasible = FeasibleRows.from_batch(seen)
+            self.tg_base_s = tg_base_batch_s(feasible, tg_lo, self.ln_tg_range)
+            if bound:
+                for i in np.flatnonzero(has_gld):
+                    lay.sites[i].tg_base_s = float(self.tg_base_s[i])
+            if self.safe_bounds:
+                rows = np.concatenate(
+                    [rows, safe_bound_features_batch(feasible, self.tg_base_s)], axis=1)
         self.rows = np.clip(rows, -OBS_CLIP, OBS_CLIP).astype(np.float32)
 
     def observe(self, cluster: int, round_idx: int, accuracy: float) -> np.ndarray:

@@ -12,13 +12,16 @@ episodes). All episodes have R x S steps, so the sub-envs stay in lockstep: step
 cluster t mod S of every sub-env. Each round's channels of all N x S clusters are one
 :class:`~dtfl_env.model.batch.ClusterBatch` (rows cluster-major: row c N + k is cluster c of
 sub-env k), and a step charges its N clusters with one
-:func:`~dtfl_env.model.round.round_outcomes`.
+:func:`~dtfl_env.model.round.round_outcomes`. In the ``safe`` action mode the feasible-set
+searches that map the N actions run as one batch too
+(:func:`~dtfl_env.model.feasible.safe_allocation_batch`), and ``observation.safe_bounds``
+builds the round's N x S bound features as one batch
+(:func:`~dtfl_env.model.feasible.safe_bound_features_batch`).
 
 What still runs per sub-env (Python loops): the topology draws at reset (one generator per
 sub-env, as the single env draws them) and each round's random draws (one generator call
-per sub-env); with ``action.mode = "safe"`` or ``observation.safe_bounds``, the safe mode's
-bound searches, per cluster (:mod:`dtfl_env.model.feasible`); with ``compute_optimal`` or
-``reward.latency_baseline = "optimum"`` the exact optimum comes from
+per sub-env); with ``compute_optimal`` or ``reward.latency_baseline = "optimum"`` the exact
+optimum comes from
 :func:`solvers.solve_batch` (the single env's comes from :func:`solvers.exact.solve_exact`:
 both are certified to the solver's ``rtol``, not bit for bit). ``DTFL-v0`` (real FL training
 and the ledger, torch) is not supported: its clusters train real models at the end of each
@@ -36,10 +39,12 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from dtfl_env.envs.action import SafeAction
 from dtfl_env.envs.dtfl import DTFLEnv
 from dtfl_env.envs.info import info_defaults, outcome_info, reward_key
 from dtfl_env.envs.sites import RoundDraw, Site, SiteLayout, draw_sites
 from dtfl_env.model.batch import ClusterBatch, pad_segments
+from dtfl_env.model.feasible import FeasibleRows
 from dtfl_env.model.round import BatchOutcome, round_outcomes
 
 __all__ = ["DTFLVectorEnv"]
@@ -197,12 +202,11 @@ class DTFLVectorEnv(VectorEnv):
         dev = None
         if dev_sd > 0 and self._big.b_site.size:
             dev = np.concatenate([d.ravel() for d in devs if d is not None])[self._dev_index]
-        bind = self._proto.action_mode == "safe" or self._proto.observation_type.safe_bounds
-        draw = self._big.apply(self.constants, fade, dev, bind=bool(bind))
+        draw = self._big.apply(self.constants, fade, dev, bind=False)
         draw.true.prepare()
         draw.seen.prepare()
         self._draw: RoundDraw = draw
-        self._proto.observation_type.new_round(self._big, draw, self.constants)
+        self._proto.observation_type.new_round(self._big, draw, self.constants, bound=False)
 
     def _rows(self) -> slice:
         n = self.num_envs
@@ -251,14 +255,12 @@ class DTFLVectorEnv(VectorEnv):
             q = np.where(seen.gld_mask[rows], seen.gld["max_jam_power_w"][rows]
                          * (0.5 * (a[:, 2:2 + width] + 1.0)), 0.0)
             return y, tg, q
-        # safe mode: the feasible-set searches, one cluster at a time
-        y = np.zeros(self.num_envs)
-        tg = np.zeros(self.num_envs)
-        q = np.zeros((self.num_envs, seen.gld_mask.shape[1]))
-        for k, site in enumerate(self._big.sites[rows]):
-            y[k], tg[k], qk = proto.action_type.map(site, a[k])
-            q[k, :qk.size] = qk
-        return y, tg, q
+        # safe mode: the feasible-set searches of the N clusters as one batch, from the
+        # round's tg_base (found for all N x S clusters as the round was drawn)
+        act = proto.action_type
+        assert isinstance(act, SafeAction)
+        return act.map_batch(FeasibleRows.from_batch(seen, rows),
+                             proto.observation_type.tg_base_s[rows], a)
 
     def _charge(self, rows: slice, y: np.ndarray, tg: np.ndarray, q: np.ndarray
                 ) -> BatchOutcome:
