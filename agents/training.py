@@ -31,7 +31,8 @@ import dtfl_env  # noqa: F401  (registers the ids)
 from agents.base import SB3Policy
 
 __all__ = ["ALGOS", "VEC_ENVS", "default_hyperparams", "load_agent", "make_training_env",
-           "resolve_hyperparams", "resolve_vec_env", "train_agent", "worker_fl_threads"]
+           "overlay_config", "resolve_hyperparams", "resolve_vec_env", "train_agent",
+           "worker_fl_threads"]
 
 #: the algorithms of ``dtfl train --algo``: name -> stable_baselines3 class name
 ALGOS: dict[str, str] = {"ppo": "PPO", "a2c": "A2C", "sac": "SAC", "td3": "TD3"}
@@ -90,12 +91,12 @@ def resolve_hyperparams(path: str | Path | None, overrides: dict[str, Any] | Non
     return hp
 
 
-def _overlay(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+def overlay_config(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     """Deep-merge two config override dicts (``top`` wins); the env validates the result."""
     out = dict(base)
     for key, value in top.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _overlay(out[key], value)
+            out[key] = overlay_config(out[key], value)
         else:
             out[key] = value
     return out
@@ -123,7 +124,7 @@ def _worker_config(env_id: str, env_config: dict[str, Any], n_envs: int) -> dict
         probe.close()
     if fl["backend"] != "torch" or fl["threads"] is not None:
         return env_config
-    return _overlay(env_config, {"fl": {"threads": worker_fl_threads(n_envs)}})
+    return overlay_config(env_config, {"fl": {"threads": worker_fl_threads(n_envs)}})
 
 
 def _bare_id(env_id: str) -> str:
@@ -276,7 +277,7 @@ def train_agent(
         raise ValueError(f"torch_threads: must be an integer >= 1 or None, "
                          f"got {torch_threads!r}")
     hp = resolve_hyperparams(hyperparams, overrides, algo)
-    env_config = _overlay(hp["env_config"], config or {})  # the user's config wins
+    env_config = overlay_config(hp["env_config"], config or {})  # the user's config wins
     vec_env = resolve_vec_env(env_id, hp["vec_env"], env_config)  # validates id and config
     n_envs = int(hp["n_envs"])
     out = Path(out_dir if out_dir is not None else f"runs/{algo}")

@@ -45,6 +45,7 @@ from typing import Any
 from _common import finish, parse_args, prepare_out, write_csv
 
 import agents
+from agents.training import overlay_config
 
 FIGURE = "rllib_ppo"
 #: the SB3 PPO defaults (env config, gamma, GAE lambda, clip range, entropy coefficient)
@@ -87,28 +88,17 @@ class Args:
     out: str = field(default=f"runs/{FIGURE}", metadata={"help": "output folder"})
 
 
-def _overlay(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge two config override dicts (``top`` wins); the env validates the result."""
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _overlay(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def env_config(args: Args) -> dict[str, Any]:
     """The PPO defaults' env config under the user's ``--config`` (and the quick sizes)."""
     cfg = PPO_DEFAULTS["env_config"]
     if args.quick:
-        cfg = _overlay(cfg, QUICK_CONFIG)
+        cfg = overlay_config(cfg, QUICK_CONFIG)
     if args.config:
         path = Path(args.config)
         user = json.loads(path.read_text() if path.is_file() else args.config)
         if not isinstance(user, dict):
             raise SystemExit("--config: must be a JSON object")
-        cfg = _overlay(cfg, user)
+        cfg = overlay_config(cfg, user)
     return cfg
 
 

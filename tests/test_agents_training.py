@@ -93,11 +93,11 @@ def test_native_vector_env_trains_as_single_envs(tmp_path) -> None:
     # and the network did train: it left its initialisation (same seed, same init)
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from agents.training import _build_model, _overlay, make_training_env
+    from agents.training import _build_model, make_training_env, overlay_config
 
     hp = resolve_hyperparams(None, FAST["ppo"], "ppo")
     venv = VecNormalize(make_training_env("DTFL-Fast-v0", 2, "native",
-                                          _overlay(hp["env_config"], TINY), 1))
+                                          overlay_config(hp["env_config"], TINY), 1))
     init = _build_model("ppo", hp, venv, 1, 0, None).policy.state_dict()
     venv.close()
     assert init["action_net.weight"].shape == params["native"]["action_net.weight"].shape
