@@ -36,8 +36,8 @@ import numpy as np  # noqa: E402
 from agents.training import (  # noqa: E402
     ALGOS,
     _build_model,
-    _overlay,
     make_training_env,
+    overlay_config,
     resolve_hyperparams,
 )
 
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for vec_env in vec_envs:
                 hp = resolve_hyperparams(None, {**json.loads(args.overrides),
                                                 "vec_env": vec_env}, args.algo)
-                config = _overlay(hp["env_config"], MODES[mode])
+                config = overlay_config(hp["env_config"], MODES[mode])
                 load = _load()
                 env_sps = (_env_only(args.env, vec_env, int(hp["n_envs"]), config,
                                      args.env_steps, args.seed) if args.env_steps else None)
