@@ -167,3 +167,33 @@ def test_current_clusters_are_the_single_envs() -> None:
         venv.step(actions)
         for k, env in enumerate(singles):
             env.step(actions[k])
+
+
+def test_mixed_seed_list_keeps_unseeded_topologies() -> None:
+    """With new_topology_each_episode off, a sub-env reset without a seed keeps its sites
+    (as the single env does) while a seeded one draws new ones."""
+    cfg = {**SMALL, "new_topology_each_episode": False}
+    venv = gym.make_vec("DTFL-Random-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                        config=cfg)
+    singles = [gym.make("DTFL-Random-v0", config=cfg).unwrapped for _ in range(2)]
+    venv.reset(seed=[5, 6])
+    singles[0].reset(seed=5)
+    singles[1].reset(seed=6)
+    obs, _ = venv.reset(seed=[None, 7])
+    expected = [singles[0].reset()[0], singles[1].reset(seed=7)[0]]
+    for k in range(2):
+        np.testing.assert_array_equal(obs[k], expected[k])
+
+
+def test_step_info_owns_its_arrays() -> None:
+    """Writing to a step's info changes neither the env's state nor another key."""
+    venv = DTFLVectorEnv(2, SMALL, base_config={"fl": {"backend": "none"}})
+    venv.reset(seed=0)
+    charged = venv.current_batch(true=True)  # views of the env's round
+    n_gld, tb_loc = charged.n_gld.copy(), charged.tb_loc_s.copy()
+    _, _, _, _, info = venv.step(np.zeros(venv.action_space.shape))
+    info["n_gld"][:] = 99
+    info["T"][:] = -1.0
+    assert np.all(info["latency_s"] != -1.0)
+    np.testing.assert_array_equal(charged.n_gld, n_gld)
+    np.testing.assert_array_equal(charged.tb_loc_s, tb_loc)

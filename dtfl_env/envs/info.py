@@ -152,7 +152,7 @@ def outcome_info(out: BatchOutcome, bld_battery_j: np.ndarray, max_devices: int
     counts = np.count_nonzero(masks, axis=2)
     info: dict[str, np.ndarray] = {
         "latency_s": out.latency_s,
-        "T": out.latency_s, "T_GLD": out.t_gld_s, "T_BLD": out.t_bld_s,
+        "T": out.latency_s.copy(), "T_GLD": out.t_gld_s, "T_BLD": out.t_bld_s,
         "y": out.y_s, "tG": out.tg_s, "tB_up": out.tb_up_s, "Q": out.jamming_w,
         "n_gld": m, "n_bld": n,
         # the masks' counts in one pass: short, participant, dropped, unsynced, straggler

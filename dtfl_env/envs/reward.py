@@ -95,7 +95,7 @@ class RewardFunction:
         if w.latency_baseline == "optimum" and optimum_s is not None:
             use = np.isfinite(optimum_s) & (optimum_s > 0)
             if use.all():
-                return np.asarray(optimum_s, dtype=float)
+                return np.array(optimum_s, dtype=float)
         t = center_latency_s()
         t = np.where((t > 0) & np.isfinite(t), t, ref)
         return np.where(use, optimum_s, t) if use.any() else t
@@ -109,5 +109,5 @@ class RewardFunction:
         out = {}
         for name, term in REWARD_TERMS.items():
             v = np.asarray(term(self.config, s), dtype=float)
-            out[name] = v if v.shape == b else np.broadcast_to(v, b)
+            out[name] = v if v.shape == b else np.full(b, v)
         return out

@@ -135,8 +135,11 @@ class DTFLVectorEnv(VectorEnv):
             from dtfl_env.envs.config import merge_config
 
             self._configure(merge_config(self.config, options["config"]))
-        new_sites = (not self._sites or self.config["new_topology_each_episode"]
-                     or not self._ready or any(s is not None for s in seeds))
+        # per sub-env, as the single env decides: a new topology when asked for, when seeded
+        # and on the first reset
+        renew = (not self._sites or self.config["new_topology_each_episode"]
+                 or not self._ready)
+        redraw = [renew or s is not None for s in seeds]
         self._fade_rngs, self._topo_rngs = [], []
         for k, s in enumerate(seeds):
             if s is not None or self._np_randoms[k] is None:
@@ -147,8 +150,8 @@ class DTFLVectorEnv(VectorEnv):
             topo, fade, _fl = (int(x) for x in rng.integers(0, 2**63 - 1, 3))
             self._topo_rngs.append(np.random.default_rng(topo))
             self._fade_rngs.append(np.random.default_rng(fade))
-        if new_sites:
-            self._draw_sites()
+        if any(redraw):
+            self._draw_sites(redraw)
         self._ready = True
         self._prev_done = False
         self._round = 0
@@ -158,12 +161,19 @@ class DTFLVectorEnv(VectorEnv):
         self._draw_round()
         return self._observe(), self._reset_info()
 
-    def _draw_sites(self) -> None:
-        """Each sub-env's S sites (its topology generator, as the single env), the layout of
-        all N x S clusters (cluster-major) and the maps of each sub-env's draws into it."""
+    def _draw_sites(self, redraw: list[bool]) -> None:
+        """New S sites for the sub-envs in ``redraw`` (each from its topology generator, as
+        the single env), then the layout of all N x S clusters (cluster-major) and the maps
+        of each sub-env's draws into it."""
         cfg, k_const, proto = self.config, self.constants, self._proto
         n, s = self.num_envs, cfg["clusters"]
-        self._sites = draw_sites(cfg, k_const, proto.settings.random, self._topo_rngs, s)
+        which = [k for k in range(n) if redraw[k]]
+        drawn = draw_sites(cfg, k_const, proto.settings.random,
+                           [self._topo_rngs[k] for k in which], s)
+        if len(self._sites) != n:
+            self._sites = [[] for _ in range(n)]
+        for k, sites in zip(which, drawn, strict=True):
+            self._sites[k] = sites
         self._layouts = [SiteLayout(sites) for sites in self._sites]
         big = [self._sites[k][c] for c in range(s) for k in range(n)]
         self._big = SiteLayout(big)

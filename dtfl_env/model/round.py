@@ -144,7 +144,7 @@ def round_outcomes(batch: ClusterBatch, *, y_s: np.ndarray, tg_s: np.ndarray,
     """
     b = batch.size
     gm = batch.gld_mask
-    y = np.asarray(y_s, dtype=float).reshape(b)
+    y = np.array(y_s, dtype=float).reshape(b)
     tg = np.asarray(tg_s, dtype=float).reshape(b)
     q = np.where(gm, np.asarray(jam_power_w, dtype=float).reshape(gm.shape), 0.0)
     # the assignment: below tG_min some GLD would break (14c), so tG is raised to it once;
@@ -180,7 +180,8 @@ def round_outcomes(batch: ClusterBatch, *, y_s: np.ndarray, tg_s: np.ndarray,
         out["energy_j"] = np.where(dropped, refused, out["energy_j"])
         out["energy_excess_j"] = np.where(dropped, refused - e_max, out["energy_excess_j"])
         out["gld_dropped"] = dropped
-    return BatchOutcome(**out, n_gld=batch.n_gld, n_bld=batch.n_bld)
+    # the outcome owns its arrays: no views of the batch's constants or the caller's input
+    return BatchOutcome(**out, n_gld=batch.n_gld.copy(), n_bld=batch.n_bld.copy())
 
 
 def _charge(batch: ClusterBatch, active: np.ndarray, y: np.ndarray, tg: np.ndarray,
@@ -250,7 +251,7 @@ def _charge(batch: ClusterBatch, active: np.ndarray, y: np.ndarray, tg: np.ndarr
     over = excess > ENERGY_TOLERANCE * e_max
     excess = np.where(over if dense else active & over, excess, 0.0)
     has_b = batch.n_bld > 0
-    tb_loc = batch.tb_loc_s  # 0 without BLDs
+    tb_loc = batch.tb_loc_s.copy()  # 0 without BLDs
     t_gld = np.where(has, y_eff + tg, 0.0)  # eq. (12)
     t_bld = np.where(has_b, tb + tb_loc, 0.0)  # eq. (13)
     span = np.maximum(t_gld, t_bld)
