@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dtfl_env.model.batch import ClusterBatch, ClusterRow, max_upload_rate, segment_max
+from dtfl_env.model.batch import ClusterBatch, ClusterRow
 from dtfl_env.model.system import ENERGY_TOLERANCE
 
 __all__ = ["ENERGY_TOLERANCE", "BatchOutcome", "RoundOutcome", "gld_dropouts",
-           "max_upload_rate", "round_outcome", "round_outcomes", "segment_max"]
+           "round_outcome", "round_outcomes"]
 
 
 @dataclass(frozen=True)
