@@ -4,5 +4,12 @@ harness of dtfl-gym."""
 from agents.base import CallablePolicy, EnvPolicy, Policy, SB3Policy, load_policy_class
 from agents.policies import POLICIES, make_policy
 
-__all__ = ["POLICIES", "CallablePolicy", "EnvPolicy", "Policy", "SB3Policy",
-           "load_policy_class", "make_policy"]
+__all__ = [
+    "POLICIES",
+    "CallablePolicy",
+    "EnvPolicy",
+    "Policy",
+    "SB3Policy",
+    "load_policy_class",
+    "make_policy",
+]

@@ -28,9 +28,13 @@ __all__ = ["CallablePolicy", "EnvPolicy", "Policy", "SB3Policy", "load_policy_cl
 class Policy(Protocol):
     """The SB3 ``predict`` protocol."""
 
-    def predict(self, observation: np.ndarray, state: Any = None,
-                episode_start: np.ndarray | None = None,
-                deterministic: bool = False) -> tuple[np.ndarray, Any]: ...
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, Any]: ...
 
 
 class EnvPolicy:
@@ -56,9 +60,13 @@ class EnvPolicy:
     def act(self, env: Any) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def predict(self, observation: np.ndarray, state: Any = None,
-                episode_start: np.ndarray | None = None,
-                deterministic: bool = False) -> tuple[np.ndarray, Any]:
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, Any]:
         if self.env is None:
             raise RuntimeError(f"{type(self).__name__}: call bind(env) before predict()")
         # float64, not the space's float32: an analytical allocation must round-trip exactly
@@ -72,8 +80,9 @@ class CallablePolicy:
 
     needs_env = False
 
-    def __init__(self, fn: Callable[..., np.ndarray], name: str = "callable",
-                 pass_env: bool = False) -> None:
+    def __init__(
+        self, fn: Callable[..., np.ndarray], name: str = "callable", pass_env: bool = False
+    ) -> None:
         if not callable(fn):
             raise ValueError("fn: must be callable")
         self.fn, self.name, self.pass_env = fn, name, pass_env
@@ -87,9 +96,13 @@ class CallablePolicy:
     def reset(self, seed: int | None = None) -> None:
         pass
 
-    def predict(self, observation: np.ndarray, state: Any = None,
-                episode_start: np.ndarray | None = None,
-                deterministic: bool = False) -> tuple[np.ndarray, Any]:
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, Any]:
         out = self.fn(observation, self.env) if self.pass_env else self.fn(observation)
         return np.asarray(out, dtype=np.float32), state
 
@@ -111,10 +124,15 @@ class SB3Policy:
 
     needs_env = False
 
-    def __init__(self, model: Any, obs_normalizer: Any = None, name: str = "ppo",
-                 action_mode: str | None = None,
-                 action_config: dict[str, Any] | None = None,
-                 observation_config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        obs_normalizer: Any = None,
+        name: str = "ppo",
+        action_mode: str | None = None,
+        action_config: dict[str, Any] | None = None,
+        observation_config: dict[str, Any] | None = None,
+    ) -> None:
         self.model, self.obs_normalizer, self.name = model, obs_normalizer, name
         self.action_config = dict(action_config or {})
         self.observation_config = dict(observation_config or {})
@@ -130,25 +148,33 @@ class SB3Policy:
     def reset(self, seed: int | None = None) -> None:
         pass
 
-    def predict(self, observation: np.ndarray, state: Any = None,
-                episode_start: np.ndarray | None = None,
-                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, Any]:
         obs = self._own_observation(np.asarray(observation, dtype=np.float32))
         if self.obs_normalizer is not None:
             obs = self.obs_normalizer.normalize_obs(obs[None])[0]
-        action, state = self.model.predict(obs, state=state, episode_start=episode_start,
-                                           deterministic=deterministic)
+        action, state = self.model.predict(
+            obs, state=state, episode_start=episode_start, deterministic=deterministic
+        )
         env = self.env
         cfg = self.action_config
         if cfg and env is not None and hasattr(env, "config"):
             own = env.config["action"]
             if any(own.get(k) != v for k, v in cfg.items()):
-                alloc = env.action_to_allocation(action, mode=cfg.get("mode"),
-                                                 tg_range=cfg.get("tg_range"),
-                                                 y_range=cfg.get("y_range"),
-                                                 jamming=cfg.get("jamming"),
-                                                 sync_range=cfg.get("sync_range"),
-                                                 scale=cfg.get("scale"))
+                alloc = env.action_to_allocation(
+                    action,
+                    mode=cfg.get("mode"),
+                    tg_range=cfg.get("tg_range"),
+                    y_range=cfg.get("y_range"),
+                    jamming=cfg.get("jamming"),
+                    sync_range=cfg.get("sync_range"),
+                    scale=cfg.get("scale"),
+                )
                 action = env.allocation_to_action(*alloc, clip=True)
         return np.asarray(action, dtype=np.float32), state
 
@@ -162,13 +188,15 @@ class SB3Policy:
                 extra = env.bound_features(tg_range=self.action_config.get("tg_range"))
                 obs = np.concatenate([obs, extra])
             elif has and not want:
-                obs = obs[:-len(BOUND_FEATURES)]
+                obs = obs[: -len(BOUND_FEATURES)]
         space = getattr(self.model, "observation_space", None)
         shape = getattr(space, "shape", None)
         if shape and obs.shape[-1:] != tuple(shape)[-1:]:
-            raise ValueError(f"{self.name}: the model expects observations of shape "
-                             f"{tuple(shape)}, got {obs.shape} (trained with another "
-                             "max_devices or observation config?)")
+            raise ValueError(
+                f"{self.name}: the model expects observations of shape "
+                f"{tuple(shape)}, got {obs.shape} (trained with another "
+                "max_devices or observation config?)"
+            )
         return obs
 
 

@@ -33,9 +33,11 @@ def _solve(cluster: Cluster, method: str):  # type: ignore[no-untyped-def]
 def _table(name: str, cluster: Cluster, res) -> str:  # type: ignore[no-untyped-def]
     from dtfl_env.model.system import evaluate_allocation, secrecy_rate_bps
 
-    lines = [f"cluster {name}: {cluster.n_gld} GLDs, {cluster.n_bld} BLDs, "
-             f"L = {cluster.constants.model_bits / 1e6:g} Mbit, solver {res.solver}",
-             f"status: {res.status} ({res.message})"]
+    lines = [
+        f"cluster {name}: {cluster.n_gld} GLDs, {cluster.n_bld} BLDs, "
+        f"L = {cluster.constants.model_bits / 1e6:g} Mbit, solver {res.solver}",
+        f"status: {res.status} ({res.message})",
+    ]
     if not res.feasible:
         lines.append("T = infeasible")
         return "\n".join(lines)
@@ -52,9 +54,11 @@ def _table(name: str, cluster: Cluster, res) -> str:  # type: ignore[no-untyped-
         ev = evaluate_allocation(cluster, tg_s=res.tG, y_s=res.y, jam_power_w=res.q)
         lines.append("  GLD   v [GHz]   p_up [W]  q [W]    E [J]   E_max [J]")
         for i in range(cluster.n_gld):
-            lines.append(f"  {i + 1:>3}  {ev.cpu_hz[i] / 1e9:8.4f}  {ev.upload_power_w[i]:8.4f}"
-                         f"  {ev.jam_power_w[i]:7.4f}  {ev.energy_total_j[i]:7.4f}"
-                         f"  {cluster.gld.energy_budget_j[i]:7.4f}")
+            lines.append(
+                f"  {i + 1:>3}  {ev.cpu_hz[i] / 1e9:8.4f}  {ev.upload_power_w[i]:8.4f}"
+                f"  {ev.jam_power_w[i]:7.4f}  {ev.energy_total_j[i]:7.4f}"
+                f"  {cluster.gld.energy_budget_j[i]:7.4f}"
+            )
     if cluster.n_bld:
         rates = secrecy_rate_bps(cluster, res.Q)
         lines.append("  BLD   R_sec [Mbit/s]")
@@ -66,8 +70,12 @@ def _table(name: str, cluster: Cluster, res) -> str:  # type: ignore[no-untyped-
 def _json_record(res, name: str) -> dict:  # type: ignore[no-untyped-def, type-arg]
     rec = res.to_json_dict()
     out = {key: rec[key] for key in JSON_KEYS}
-    out.update(instance=name, solver=rec["solver"], iterations=rec["iterations"],
-               wall_time_s=rec["wall_time_s"])
+    out.update(
+        instance=name,
+        solver=rec["solver"],
+        iterations=rec["iterations"],
+        wall_time_s=rec["wall_time_s"],
+    )
     return out
 
 
@@ -90,8 +98,10 @@ def cmd_solve(args: argparse.Namespace) -> int:
             jobs.append((path, str(exc)))
     if args.save:
         if len(jobs) != 1 or isinstance(jobs[0][1], str):
-            print("error: --save needs exactly one valid cluster (--preset or one --instance)",
-                  file=sys.stderr)
+            print(
+                "error: --save needs exactly one valid cluster (--preset or one --instance)",
+                file=sys.stderr,
+            )
             return 2
         cluster = jobs[0][1]
         assert isinstance(cluster, Cluster)
@@ -166,9 +176,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     try:
         config = _parse_config(args.config)
         policies = _build_policies(args.policies, args.policy or [])
-        report = evaluate_policies(policies, env_id=args.env, config=config,
-                                   episodes=args.episodes, seed=args.seed,
-                                   compute_gap=not args.no_gap, progress=args.progress)
+        report = evaluate_policies(
+            policies,
+            env_id=args.env,
+            config=config,
+            episodes=args.episodes,
+            seed=args.seed,
+            compute_gap=not args.no_gap,
+            progress=args.progress,
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -183,17 +199,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     from agents.training import train_agent
 
     if args.algo_name and args.algo and args.algo_name != args.algo:
-        print(f"error: algorithm given twice: {args.algo_name} and --algo {args.algo}",
-              file=sys.stderr)
+        print(
+            f"error: algorithm given twice: {args.algo_name} and --algo {args.algo}",
+            file=sys.stderr,
+        )
         return 2
     algo = args.algo or args.algo_name or "ppo"
     try:
         config = _parse_config(args.config)
-        path = train_agent(algo, args.env, total_timesteps=args.timesteps, config=config,
-                           hyperparams=args.hyperparams, out_dir=args.out or f"runs/{algo}",
-                           seed=args.seed, eval_freq=args.eval_freq,
-                           progress_bar=args.progress,
-                           torch_threads=args.torch_threads or None)
+        path = train_agent(
+            algo,
+            args.env,
+            total_timesteps=args.timesteps,
+            config=config,
+            hyperparams=args.hyperparams,
+            out_dir=args.out or f"runs/{algo}",
+            seed=args.seed,
+            eval_freq=args.eval_freq,
+            progress_bar=args.progress,
+            torch_threads=args.torch_threads or None,
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -211,8 +236,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     folder = _examples_dir()
     scripts = sorted(folder.glob("fig*.py")) if folder.is_dir() else []
     if not scripts:
-        print(f"error: no figure scripts under {folder} (reproduce needs a source checkout)",
-              file=sys.stderr)
+        print(
+            f"error: no figure scripts under {folder} (reproduce needs a source checkout)",
+            file=sys.stderr,
+        )
         return 2
     if args.figure == "all":
         chosen = scripts
@@ -220,8 +247,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         chosen = [s for s in scripts if s.stem.split("_")[0] == args.figure]
         if not chosen:
             names = ", ".join(sorted({s.stem.split("_")[0] for s in scripts}))
-            print(f"error: unknown figure {args.figure!r} (known: {names}, all)",
-                  file=sys.stderr)
+            print(f"error: unknown figure {args.figure!r} (known: {names}, all)", file=sys.stderr)
             return 2
     code = 0
     for script in chosen:
@@ -233,27 +259,37 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dtfl", description="dtfl-gym: DT-assisted, blockchain-verified FL benchmark")
+        prog="dtfl", description="dtfl-gym: DT-assisted, blockchain-verified FL benchmark"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("solve", help="solve problem P (one cluster) and print the allocation")
     src = p.add_argument_group("cluster source (default: --preset table2)")
     src.add_argument("--preset", choices=sorted(PRESETS), help="a named preset cluster")
-    src.add_argument("--instance", nargs="+", metavar="FILE",
-                     help="instance JSON files (schema in the README)")
-    p.add_argument("--solver", choices=SOLVER_CHOICES, default="exact",
-                   help="solver (default: exact)")
+    src.add_argument(
+        "--instance", nargs="+", metavar="FILE", help="instance JSON files (schema in the README)"
+    )
+    p.add_argument(
+        "--solver", choices=SOLVER_CHOICES, default="exact", help="solver (default: exact)"
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per instance per line")
     p.add_argument("--save", metavar="FILE", help="write the cluster as an instance file")
     p.set_defaults(func=cmd_solve)
 
     c = sub.add_parser("compare", help="evaluate policies on identical seeded episodes")
-    c.add_argument("--policies", default="algorithm2,exact,random",
-                   help="comma list of built-in policies and trained agents ALGO:PATH "
-                        "(ppo, a2c, sac, td3) "
-                        "(algorithm2, algorithm2-paper, exact, random, no-jamming, max-jamming, "
-                        "equal-energy, best-fixed-q, greedy-local)")
-    c.add_argument("--policy", action="append", metavar="MODULE:CLASS",
-                   help="a custom policy class (module:Class or path/file.py:Class); repeatable")
+    c.add_argument(
+        "--policies",
+        default="algorithm2,exact,random",
+        help="comma list of built-in policies and trained agents ALGO:PATH "
+        "(ppo, a2c, sac, td3) "
+        "(algorithm2, algorithm2-paper, exact, random, no-jamming, max-jamming, "
+        "equal-energy, best-fixed-q, greedy-local)",
+    )
+    c.add_argument(
+        "--policy",
+        action="append",
+        metavar="MODULE:CLASS",
+        help="a custom policy class (module:Class or path/file.py:Class); repeatable",
+    )
     c.add_argument("--env", default="DTFL-v0", help="environment id (default DTFL-v0)")
     c.add_argument("--config", help="env config overrides: JSON text or a JSON file")
     c.add_argument("--episodes", type=int, default=2)
@@ -265,23 +301,43 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compare)
 
     t = sub.add_parser("train", help="train an agent (stable-baselines3: ppo, a2c, sac, td3)")
-    t.add_argument("algo_name", nargs="?", choices=ALGO_CHOICES, metavar="ALGO",
-                   help="the algorithm, as --algo (dtfl train sac)")
-    t.add_argument("--algo", choices=ALGO_CHOICES,
-                   help="the algorithm (default ppo); its defaults: agents/<algo>_defaults.json")
+    t.add_argument(
+        "algo_name",
+        nargs="?",
+        choices=ALGO_CHOICES,
+        metavar="ALGO",
+        help="the algorithm, as --algo (dtfl train sac)",
+    )
+    t.add_argument(
+        "--algo",
+        choices=ALGO_CHOICES,
+        help="the algorithm (default ppo); its defaults: agents/<algo>_defaults.json",
+    )
     t.add_argument("--env", default="DTFL-Fast-v0")
     t.add_argument("--timesteps", type=int, default=200_000)
     t.add_argument("--config", help="env config overrides: JSON text or a JSON file")
-    t.add_argument("--hyperparams", help="JSON file of hyperparameters, over the algorithm's "
-                                         "defaults (vec_env: auto, native, subproc, dummy)")
+    t.add_argument(
+        "--hyperparams",
+        help="JSON file of hyperparameters, over the algorithm's "
+        "defaults (vec_env: auto, native, subproc, dummy)",
+    )
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--eval-freq", type=int, default=20_000,
-                   help="steps between evaluations and checkpoints (>= 1; --timesteps or "
-                        "more: the final evaluation only)")
+    t.add_argument(
+        "--eval-freq",
+        type=int,
+        default=20_000,
+        help="steps between evaluations and checkpoints (>= 1; --timesteps or "
+        "more: the final evaluation only)",
+    )
     t.add_argument("--out", help="output folder (default runs/<algo>)")
-    t.add_argument("--torch-threads", type=int, default=1, metavar="N",
-                   help="torch's threads during training (default 1, faster for these small "
-                        "networks; 0: torch's own count)")
+    t.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="torch's threads during training (default 1, faster for these small "
+        "networks; 0: torch's own count)",
+    )
     t.add_argument("--progress", action="store_true", help="show a progress bar")
     t.set_defaults(func=cmd_train)
 
@@ -300,4 +356,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
-

@@ -49,11 +49,16 @@ class EvaluationReport:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def markdown(self) -> str:
-        cols = [("latency_feasible_s", "latency, feasible [s]"), ("gap", "gap to exact"),
-                ("latency_s", "latency, all [s]"), ("reward", "reward"),
-                ("violation_rate_feasible", "violations, feasible"),
-                ("violation_rate", "violations, all"), ("dropouts", "drop-outs/step"),
-                ("decision_ms", "decision [ms]")]
+        cols = [
+            ("latency_feasible_s", "latency, feasible [s]"),
+            ("gap", "gap to exact"),
+            ("latency_s", "latency, all [s]"),
+            ("reward", "reward"),
+            ("violation_rate_feasible", "violations, feasible"),
+            ("violation_rate", "violations, all"),
+            ("dropouts", "drop-outs/step"),
+            ("decision_ms", "decision [ms]"),
+        ]
         if any("final_accuracy" in s for s in self.summary.values()):
             cols.insert(3, ("final_accuracy", "accuracy"))
         if any(s.get("out_of_range_steps", 0) for s in self.summary.values()):
@@ -66,8 +71,9 @@ class EvaluationReport:
             for key, _ in cols:
                 mean, ci = s.get(key, math.nan), s.get(f"{key}_ci", math.nan)
                 if key in ("gap", "gap_in_range"):
-                    cells.append(f"{100 * mean:.2f} % ± {100 * ci:.2f}" if math.isfinite(mean)
-                                 else "n/a")
+                    cells.append(
+                        f"{100 * mean:.2f} % ± {100 * ci:.2f}" if math.isfinite(mean) else "n/a"
+                    )
                 elif key.startswith("violation_rate"):
                     cells.append(f"{100 * mean:.1f} %")
                 elif key == "out_of_range_steps":
@@ -84,8 +90,12 @@ class EvaluationReport:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = [out / "results.json", out / "steps.csv", out / "summary.md"]
-        paths[0].write_text(json.dumps({"summary": self.summary, "meta": self.meta},
-                                       indent=2, default=_json_default) + "\n")
+        paths[0].write_text(
+            json.dumps(
+                {"summary": self.summary, "meta": self.meta}, indent=2, default=_json_default
+            )
+            + "\n"
+        )
         keys = sorted({k for r in self.records for k in r})
         with paths[1].open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=keys)
@@ -167,24 +177,33 @@ def evaluate_policies(
                 if compute_gap and key not in oracle_clusters:
                     oracle_clusters[key] = base.true_cluster
                 t0 = time.perf_counter()
-                action, state = policy.predict(obs, state=state, episode_start=start,
-                                               deterministic=True)
+                action, state = policy.predict(
+                    obs, state=state, episode_start=start, deterministic=True
+                )
                 decision = time.perf_counter() - t0
                 start = np.zeros(1, dtype=bool)
                 obs, reward, term, trunc, info = env.step(action)
                 done = term or trunc
-                records.append({
-                    "policy": name, "episode": ep, "seed": ep_seed, "step": step,
-                    "round": info["round"], "cluster": info["cluster_index"],
-                    "latency_s": info["latency_s"], "reward": reward,
-                    "violation": info["reward_violation"],
-                    "dropouts": info["n_dropouts"],
-                    "unsynced": info["n_unsynced"],
-                    "decision_ms": 1e3 * decision, "optimal_latency_s": math.nan,
-                    "gap": math.nan,
-                    "out_of_range": int(info.get("action_clipped", 0)),
-                    "global_accuracy": info.get("global_accuracy", math.nan),
-                })
+                records.append(
+                    {
+                        "policy": name,
+                        "episode": ep,
+                        "seed": ep_seed,
+                        "step": step,
+                        "round": info["round"],
+                        "cluster": info["cluster_index"],
+                        "latency_s": info["latency_s"],
+                        "reward": reward,
+                        "violation": info["reward_violation"],
+                        "dropouts": info["n_dropouts"],
+                        "unsynced": info["n_unsynced"],
+                        "decision_ms": 1e3 * decision,
+                        "optimal_latency_s": math.nan,
+                        "gap": math.nan,
+                        "out_of_range": int(info.get("action_clipped", 0)),
+                        "global_accuracy": info.get("global_accuracy", math.nan),
+                    }
+                )
                 step += 1
             finals[name].append(float(info.get("global_accuracy", math.nan)))
             env.close()
@@ -194,8 +213,9 @@ def evaluate_policies(
         bar.close()
     if oracle_clusters:
         res = solve_batch(list(oracle_clusters.values()))
-        oracle = dict(zip(oracle_clusters, np.where(res.feasible, res.T, math.inf).tolist(),
-                          strict=True))
+        oracle = dict(
+            zip(oracle_clusters, np.where(res.feasible, res.T, math.inf).tolist(), strict=True)
+        )
         for r in records:
             t_star = oracle[(r["episode"], r["step"])]
             r["optimal_latency_s"] = t_star
@@ -209,22 +229,31 @@ def evaluate_policies(
         s["violation_rate"] = float(np.mean([r["violation"] < 0 for r in rows]))
         feasible = [r for r in rows if math.isfinite(r["optimal_latency_s"])]
         s["latency_feasible_s"], s["latency_feasible_s_ci"] = mean_ci(
-            np.array([r["latency_s"] for r in feasible], dtype=float))
-        s["violation_rate_feasible"] = (float(np.mean([r["violation"] < 0 for r in feasible]))
-                                        if feasible else math.nan)
+            np.array([r["latency_s"] for r in feasible], dtype=float)
+        )
+        s["violation_rate_feasible"] = (
+            float(np.mean([r["violation"] < 0 for r in feasible])) if feasible else math.nan
+        )
         s["infeasible_share"] = 1.0 - len(feasible) / max(len(rows), 1)
         # steps whose allocation the action box could not express (played clipped): counted
         # apart, and the gap also given without them
         s["out_of_range_steps"] = float(sum(r["out_of_range"] for r in rows))
         s["gap_in_range"], s["gap_in_range_ci"] = mean_ci(
-            np.array([r["gap"] for r in rows if not r["out_of_range"]], dtype=float))
+            np.array([r["gap"] for r in rows if not r["out_of_range"]], dtype=float)
+        )
         acc = np.array(finals[name], dtype=float)
         if np.isfinite(acc).any() and config and config.get("fl", {}).get("backend") == "torch":
             s["final_accuracy"], s["final_accuracy_ci"] = mean_ci(acc)
         summary[name] = s
-    meta = {"env_id": env_id, "config": config or {}, "episodes": episodes, "seed": seed,
-            "policies": list(policies), "versions": _versions(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    meta = {
+        "env_id": env_id,
+        "config": config or {},
+        "episodes": episodes,
+        "seed": seed,
+        "policies": list(policies),
+        "versions": _versions(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     return EvaluationReport(records=records, summary=summary, meta=meta)
 
 
@@ -251,8 +280,9 @@ def _plots(report: EvaluationReport, out: Path) -> list[Path]:
     fig = Figure(figsize=(7, 4))
     ax = fig.add_subplot()
     for n in names:
-        gaps = [100 * r["gap"] for r in report.records
-                if r["policy"] == n and math.isfinite(r["gap"])]
+        gaps = [
+            100 * r["gap"] for r in report.records if r["policy"] == n and math.isfinite(r["gap"])
+        ]
         ax.plot(range(len(gaps)), gaps, ".", label=n, alpha=0.7)
     ax.set_xlabel("cluster (step, feasible clusters)")
     ax.set_ylabel("gap to exact T* [%]")

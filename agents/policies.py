@@ -129,8 +129,9 @@ class NoJammingPolicy(EnvPolicy):
         p = Prepared(env.cluster)
         if p.m == 0:
             return fallback_action(env)
-        candidates = [0.0] if p.q_lo < 0 else list(
-            p.q_lo + (p.q_hi - p.q_lo) * np.geomspace(1e-6, 1.0, 40))
+        candidates = (
+            [0.0] if p.q_lo < 0 else list(p.q_lo + (p.q_hi - p.q_lo) * np.geomspace(1e-6, 1.0, 40))
+        )
         for q_w in candidates:
             alloc = allocation_at_q(p, q_w)
             if alloc is not None:
@@ -199,10 +200,15 @@ class BestFixedQPolicy(EnvPolicy):
 
         # the same scenario without training (the clusters do not depend on it) and the
         # bound env's constants (with training, L is the trained model's size)
-        cfg = {**env.config, "clusters": self.tune_clusters, "rounds": 1,
-               "compute_optimal": False, "constants": env.constants.to_dict(),
-               "fl": {"backend": "none"},
-               "ledger": {**env.config["ledger"], "enabled": False}}
+        cfg = {
+            **env.config,
+            "clusters": self.tune_clusters,
+            "rounds": 1,
+            "compute_optimal": False,
+            "constants": env.constants.to_dict(),
+            "fl": {"backend": "none"},
+            "ledger": {**env.config["ledger"], "enabled": False},
+        }
         probe = gym.make("dtfl_env:DTFL-v0", config=cfg).unwrapped
         probe.reset(seed=10_000)
         clusters = []
@@ -282,5 +288,6 @@ def make_policy(name: str, **kwargs: Any) -> EnvPolicy:
     try:
         return POLICIES[name](**kwargs)
     except KeyError:
-        raise ValueError(f"policy: unknown policy {name!r} (known: "
-                         f"{', '.join([*POLICIES, 'algorithm2-paper'])})") from None
+        raise ValueError(
+            f"policy: unknown policy {name!r} (known: {', '.join([*POLICIES, 'algorithm2-paper'])})"
+        ) from None

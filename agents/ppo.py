@@ -17,8 +17,13 @@ from agents.training import (
 )
 from agents.training import resolve_hyperparams as _resolve
 
-__all__ = ["DEFAULT_HYPERPARAMS", "load_ppo", "resolve_hyperparams", "train_ppo",
-           "worker_fl_threads"]
+__all__ = [
+    "DEFAULT_HYPERPARAMS",
+    "load_ppo",
+    "resolve_hyperparams",
+    "train_ppo",
+    "worker_fl_threads",
+]
 
 #: PPO settings used unless a JSON file overrides them (``agents/ppo_defaults.json``: keys
 #: of ``stable_baselines3.PPO`` plus the training code's own, ``agents.training.OWN_KEYS``).
@@ -37,15 +42,17 @@ __all__ = ["DEFAULT_HYPERPARAMS", "load_ppo", "resolve_hyperparams", "train_ppo"
 DEFAULT_HYPERPARAMS: dict[str, Any] = default_hyperparams("ppo")
 
 
-def resolve_hyperparams(path: str | Path | None,
-                        overrides: dict[str, Any] | None) -> dict[str, Any]:
+def resolve_hyperparams(
+    path: str | Path | None, overrides: dict[str, Any] | None
+) -> dict[str, Any]:
     """PPO's defaults, updated by the JSON file at ``path`` and then by ``overrides``
     (:func:`agents.training.resolve_hyperparams` with ``algo = "ppo"``)."""
     return _resolve(path, overrides, "ppo")
 
 
-def train_ppo(env_id: str = "DTFL-Fast-v0", *, out_dir: str | Path = "runs/ppo",
-              **kwargs: Any) -> Path:
+def train_ppo(
+    env_id: str = "DTFL-Fast-v0", *, out_dir: str | Path = "runs/ppo", **kwargs: Any
+) -> Path:
     """Train PPO: :func:`agents.training.train_agent` with ``algo = "ppo"`` (the same
     keywords); returns the model path."""
     return train_agent("ppo", env_id, out_dir=out_dir, **kwargs)

@@ -34,8 +34,13 @@ import numpy as np
 
 from agents.base import SB3Policy
 
-__all__ = ["CHECKPOINT_ENV_VAR", "RLlibPolicy", "disjoint_env_seeds", "find_module_dir",
-           "saved_env_configs"]
+__all__ = [
+    "CHECKPOINT_ENV_VAR",
+    "RLlibPolicy",
+    "disjoint_env_seeds",
+    "find_module_dir",
+    "saved_env_configs",
+]
 
 #: where ``RLlibPolicy()`` without a ``checkpoint`` argument looks for one
 CHECKPOINT_ENV_VAR = "DTFL_RLLIB_CHECKPOINT"
@@ -58,8 +63,11 @@ def disjoint_env_seeds(env_runner: Any, **kwargs: Any) -> None:
     config = env_runner.config
     if config.seed is None:
         return
-    env_runner._seed = int(config.seed + (env_runner.worker_index or 0) * env_runner.num_envs
-                           + 1_000_000 * bool(config.in_evaluation))  # RLlib's eval offset
+    env_runner._seed = int(
+        config.seed
+        + (env_runner.worker_index or 0) * env_runner.num_envs
+        + 1_000_000 * bool(config.in_evaluation)
+    )  # RLlib's eval offset
 
 
 def find_module_dir(path: str | Path) -> Path:
@@ -69,9 +77,11 @@ def find_module_dir(path: str | Path) -> Path:
     for cand in (p / "checkpoint" / MODULE_SUBDIR, p / MODULE_SUBDIR, p / MODULE_SUBDIR.name, p):
         if (cand / "class_and_ctor_args.pkl").is_file() and any(cand.glob("module_state*")):
             return cand
-    raise ValueError(f"rllib: no RLModule checkpoint at {path} (looked for "
-                     f"checkpoint/{MODULE_SUBDIR.as_posix()}, {MODULE_SUBDIR.as_posix()}, "
-                     f"{MODULE_SUBDIR.name} and the folder itself)")
+    raise ValueError(
+        f"rllib: no RLModule checkpoint at {path} (looked for "
+        f"checkpoint/{MODULE_SUBDIR.as_posix()}, {MODULE_SUBDIR.as_posix()}, "
+        f"{MODULE_SUBDIR.name} and the folder itself)"
+    )
 
 
 def saved_env_configs(path: str | Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
@@ -86,8 +96,10 @@ def saved_env_configs(path: str | Path) -> tuple[dict[str, Any] | None, dict[str
                 raise ValueError(f"rllib: {cand} is not valid JSON ({exc})") from None
             from dtfl_env.envs.config import default_config
 
-            return ({**default_config()["action"], **(env_cfg.get("action") or {})},
-                    {**default_config()["observation"], **(env_cfg.get("observation") or {})})
+            return (
+                {**default_config()["action"], **(env_cfg.get("action") or {})},
+                {**default_config()["observation"], **(env_cfg.get("observation") or {})},
+            )
     return None, None
 
 
@@ -104,9 +116,13 @@ class _ModulePredictor:
         self._dist_cls = module.get_inference_action_dist_cls()
         module.eval()
 
-    def predict(self, observation: np.ndarray, state: Any = None,
-                episode_start: np.ndarray | None = None,
-                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, Any]:
         torch = self._torch
         obs = torch.as_tensor(np.asarray(observation, dtype=np.float32)[None])
         with torch.no_grad():
@@ -137,9 +153,14 @@ class RLlibPolicy(SB3Policy):
         try:
             from ray.rllib.core.rl_module.rl_module import RLModule
         except ImportError as exc:
-            raise ValueError(f"rllib: ray[rllib] is not installed ({exc}); "
-                             "pip install -e '.[rllib]'") from None
+            raise ValueError(
+                f"rllib: ray[rllib] is not installed ({exc}); pip install -e '.[rllib]'"
+            ) from None
         action_cfg, obs_cfg = saved_env_configs(checkpoint)
-        super().__init__(_ModulePredictor(RLModule.from_checkpoint(module_dir)), name=name,
-                         action_config=action_cfg, observation_config=obs_cfg)
+        super().__init__(
+            _ModulePredictor(RLModule.from_checkpoint(module_dir)),
+            name=name,
+            action_config=action_cfg,
+            observation_config=obs_cfg,
+        )
         self.checkpoint = Path(checkpoint)

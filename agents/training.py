@@ -30,9 +30,18 @@ import gymnasium as gym
 import dtfl_env  # noqa: F401  (registers the ids)
 from agents.base import SB3Policy
 
-__all__ = ["ALGOS", "VEC_ENVS", "default_hyperparams", "load_agent", "make_training_env",
-           "overlay_config", "resolve_hyperparams", "resolve_vec_env", "train_agent",
-           "worker_fl_threads"]
+__all__ = [
+    "ALGOS",
+    "VEC_ENVS",
+    "default_hyperparams",
+    "load_agent",
+    "make_training_env",
+    "overlay_config",
+    "resolve_hyperparams",
+    "resolve_vec_env",
+    "train_agent",
+    "worker_fl_threads",
+]
 
 #: the algorithms of ``dtfl train --algo``: name -> stable_baselines3 class name
 ALGOS: dict[str, str] = {"ppo": "PPO", "a2c": "A2C", "sac": "SAC", "td3": "TD3"}
@@ -42,8 +51,17 @@ VEC_ENVS = ("auto", "native", "subproc", "dummy")
 #: keyword of the algorithm's constructor. ``net_arch`` and ``log_std_init`` go to the
 #: policy (``policy_kwargs``); ``action_noise_sigma`` is the standard deviation of TD3's
 #: Gaussian exploration noise on the [-1, 1] action box.
-OWN_KEYS = ("n_envs", "vec_env", "lr_schedule", "net_arch", "log_std_init",
-            "action_noise_sigma", "normalize_obs", "normalize_reward", "env_config")
+OWN_KEYS = (
+    "n_envs",
+    "vec_env",
+    "lr_schedule",
+    "net_arch",
+    "log_std_init",
+    "action_noise_sigma",
+    "normalize_obs",
+    "normalize_reward",
+    "env_config",
+)
 _POLICY_KEYS = ("net_arch", "log_std_init")
 _HERE = Path(__file__).parent
 
@@ -59,8 +77,9 @@ def default_hyperparams(algo: str = "ppo") -> dict[str, Any]:
     return json.loads((_HERE / f"{_check_algo(algo)}_defaults.json").read_text())
 
 
-def resolve_hyperparams(path: str | Path | None, overrides: dict[str, Any] | None,
-                        algo: str = "ppo") -> dict[str, Any]:
+def resolve_hyperparams(
+    path: str | Path | None, overrides: dict[str, Any] | None, algo: str = "ppo"
+) -> dict[str, Any]:
     """The defaults of ``algo``, updated by the JSON file at ``path`` and then by
     ``overrides``; unknown keys and bad values raise ``ValueError`` naming them."""
     defaults = default_hyperparams(algo)
@@ -78,8 +97,10 @@ def resolve_hyperparams(path: str | Path | None, overrides: dict[str, Any] | Non
     hp.update(overrides or {})
     unknown = set(hp) - set(defaults)
     if unknown:
-        raise ValueError(f"hyperparams: unknown key(s) {', '.join(sorted(unknown))} for "
-                         f"{algo} (known: {', '.join(sorted(defaults))})")
+        raise ValueError(
+            f"hyperparams: unknown key(s) {', '.join(sorted(unknown))} for "
+            f"{algo} (known: {', '.join(sorted(defaults))})"
+        )
     if not isinstance(hp["env_config"], dict):
         raise ValueError("hyperparams: env_config must be a JSON object")
     for key, allowed in (("vec_env", VEC_ENVS), ("lr_schedule", ("constant", "linear"))):
@@ -109,8 +130,11 @@ def worker_fl_threads(n_envs: int, cores: int | None = None) -> int:
     if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
         raise ValueError(f"n_envs: must be an integer >= 1, got {n_envs!r}")
     if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+        cores = (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
             else os.cpu_count() or 1
+        )
     return max(1, int(cores) // n_envs)
 
 
@@ -131,8 +155,7 @@ def _bare_id(env_id: str) -> str:
     return env_id.split(":", 1)[1] if ":" in env_id else env_id
 
 
-def resolve_vec_env(env_id: str, choice: str, env_config: dict[str, Any] | None = None
-                    ) -> str:
+def resolve_vec_env(env_id: str, choice: str, env_config: dict[str, Any] | None = None) -> str:
     """The vector env that ``choice`` means for ``env_id`` under ``env_config``: ``"auto"``
     is ``"native"`` where the id has a native vector env (``vector_entry_point``) and the
     config trains no models, else ``"subproc"``; ``"native"`` where it cannot run raises
@@ -148,14 +171,17 @@ def resolve_vec_env(env_id: str, choice: str, env_config: dict[str, Any] | None 
     if choice == "auto":
         return "native" if batched else "subproc"
     if choice == "native" and not batched:
-        raise ValueError(f"vec_env: 'native' needs a latency-only id (DTFL-Fast-v0, "
-                         f"DTFL-TableII-v0, DTFL-Random-v0 with fl.backend 'none'); {env_id} "
-                         f"trains models: use 'subproc' or 'dummy'")
+        raise ValueError(
+            f"vec_env: 'native' needs a latency-only id (DTFL-Fast-v0, "
+            f"DTFL-TableII-v0, DTFL-Random-v0 with fl.backend 'none'); {env_id} "
+            f"trains models: use 'subproc' or 'dummy'"
+        )
     return choice
 
 
-def make_training_env(env_id: str, n_envs: int, vec_env: str, env_config: dict[str, Any],
-                      seed: int) -> Any:
+def make_training_env(
+    env_id: str, n_envs: int, vec_env: str, env_config: dict[str, Any], seed: int
+) -> Any:
     """The SB3 vector env of a run, before normalisation: ``vec_env`` as resolved by
     :func:`resolve_vec_env`, sub-env k seeded ``seed + k`` at its first reset, episode
     statistics recorded (``Monitor`` / ``VecMonitor``)."""
@@ -172,14 +198,19 @@ def make_training_env(env_id: str, n_envs: int, vec_env: str, env_config: dict[s
         from stable_baselines3.common.vec_env import SubprocVecEnv
 
         vec_cls = SubprocVecEnv  # env steps run in worker processes beside the update
-    return make_vec_env(f"dtfl_env:{env_id}" if ":" not in env_id else env_id,
-                        n_envs=n_envs, seed=seed, env_kwargs={"config": env_config},
-                        vec_env_cls=vec_cls,
-                        vec_env_kwargs={"start_method": "spawn"} if vec_cls else None)
+    return make_vec_env(
+        f"dtfl_env:{env_id}" if ":" not in env_id else env_id,
+        n_envs=n_envs,
+        seed=seed,
+        env_kwargs={"config": env_config},
+        vec_env_cls=vec_cls,
+        vec_env_kwargs={"start_method": "spawn"} if vec_cls else None,
+    )
 
 
-def _build_model(algo: str, hp: dict[str, Any], venv: Any, seed: int, verbose: int,
-                 tb_log: str | None) -> Any:
+def _build_model(
+    algo: str, hp: dict[str, Any], venv: Any, seed: int, verbose: int, tb_log: str | None
+) -> Any:
     """The SB3 model of ``algo``: the file's algorithm keywords as they are, plus the policy
     network, the learning-rate schedule and (TD3) the exploration noise."""
     import stable_baselines3
@@ -200,23 +231,37 @@ def _build_model(algo: str, hp: dict[str, Any], venv: Any, seed: int, verbose: i
         policy_kwargs["net_arch"] = list(policy_kwargs["net_arch"])
     cls = getattr(stable_baselines3, ALGOS[algo])
     try:
-        return cls("MlpPolicy", venv, seed=seed, verbose=verbose, tensorboard_log=tb_log,
-                   policy_kwargs=policy_kwargs, device="cpu", **kwargs)
+        return cls(
+            "MlpPolicy",
+            venv,
+            seed=seed,
+            verbose=verbose,
+            tensorboard_log=tb_log,
+            policy_kwargs=policy_kwargs,
+            device="cpu",
+            **kwargs,
+        )
     except TypeError as exc:  # a key the algorithm does not take
         raise ValueError(f"hyperparams: {ALGOS[algo]} rejects them ({exc})") from None
 
 
-def _eval_summary(policy: Any, env_id: str, config: dict[str, Any], episodes: int, seed: int
-                  ) -> dict[str, float]:
+def _eval_summary(
+    policy: Any, env_id: str, config: dict[str, Any], episodes: int, seed: int
+) -> dict[str, float]:
     """Latency on feasible clusters, violation rate there, and gap to the exact optimum."""
     from agents.evaluation import evaluate_policies
 
-    rep = evaluate_policies({"p": policy}, env_id=env_id, config=config, episodes=episodes,
-                            seed=seed)
+    rep = evaluate_policies(
+        {"p": policy}, env_id=env_id, config=config, episodes=episodes, seed=seed
+    )
     s = rep.summary["p"]
-    return {"latency_feasible_s": s["latency_feasible_s"], "gap": s["gap"],
-            "violation_rate_feasible": s["violation_rate_feasible"],
-            "latency_s": s["latency_s"], "violation_rate": s["violation_rate"]}
+    return {
+        "latency_feasible_s": s["latency_feasible_s"],
+        "gap": s["gap"],
+        "violation_rate_feasible": s["violation_rate_feasible"],
+        "latency_s": s["latency_s"],
+        "violation_rate": s["violation_rate"],
+    }
 
 
 def train_agent(
@@ -267,15 +312,16 @@ def train_agent(
         raise ValueError(f"total_timesteps: must be >= 1, got {total_timesteps}")
     if isinstance(eval_freq, bool) or not isinstance(eval_freq, int) or eval_freq < 1:
         # 0 would evaluate and checkpoint at every step; >= total_timesteps: the final only
-        raise ValueError(f"eval_freq: must be an integer >= 1 (total_timesteps or more for "
-                         f"the final evaluation only), got {eval_freq!r}")
+        raise ValueError(
+            f"eval_freq: must be an integer >= 1 (total_timesteps or more for "
+            f"the final evaluation only), got {eval_freq!r}"
+        )
     if eval_episodes < 1:
         raise ValueError(f"eval_episodes: must be >= 1, got {eval_episodes}")
-    if torch_threads is not None and (isinstance(torch_threads, bool)
-                                      or not isinstance(torch_threads, int)
-                                      or torch_threads < 1):
-        raise ValueError(f"torch_threads: must be an integer >= 1 or None, "
-                         f"got {torch_threads!r}")
+    if torch_threads is not None and (
+        isinstance(torch_threads, bool) or not isinstance(torch_threads, int) or torch_threads < 1
+    ):
+        raise ValueError(f"torch_threads: must be an integer >= 1 or None, got {torch_threads!r}")
     hp = resolve_hyperparams(hyperparams, overrides, algo)
     env_config = overlay_config(hp["env_config"], config or {})  # the user's config wins
     vec_env = resolve_vec_env(env_id, hp["vec_env"], env_config)  # validates id and config
@@ -286,9 +332,12 @@ def train_agent(
     if vec_env == "subproc" and n_envs > 1:
         # workers that train with torch share the cores instead of each taking all of them
         worker_config = _worker_config(env_id, env_config, n_envs)
-    venv = VecNormalize(make_training_env(env_id, n_envs, vec_env, worker_config, seed),
-                        norm_obs=bool(hp["normalize_obs"]),
-                        norm_reward=bool(hp["normalize_reward"]), gamma=float(hp["gamma"]))
+    venv = VecNormalize(
+        make_training_env(env_id, n_envs, vec_env, worker_config, seed),
+        norm_obs=bool(hp["normalize_obs"]),
+        norm_reward=bool(hp["normalize_reward"]),
+        gamma=float(hp["gamma"]),
+    )
     try:
         import tensorboard  # noqa: F401
 
@@ -306,15 +355,20 @@ def train_agent(
         venv.close()
         torch.set_num_threads(threads)
         raise
-    record: dict[str, Any] = {"algo": algo, "env_id": env_id, "config": env_config,
-                              "hyperparams": hp, "vec_env": vec_env, "seed": seed,
-                              "total_timesteps": total_timesteps,
-                              "torch_threads": torch.get_num_threads()}
+    record: dict[str, Any] = {
+        "algo": algo,
+        "env_id": env_id,
+        "config": env_config,
+        "hyperparams": hp,
+        "vec_env": vec_env,
+        "seed": seed,
+        "total_timesteps": total_timesteps,
+        "torch_threads": torch.get_num_threads(),
+    }
     if worker_config is not env_config:  # what the subprocess workers ran with
         record["worker_config"] = worker_config
     (out / "config.json").write_text(json.dumps(record, indent=2) + "\n")
-    ref = _eval_summary(SolverPolicy("algorithm2"), env_id, env_config, eval_episodes,
-                        eval_seed)
+    ref = _eval_summary(SolverPolicy("algorithm2"), env_id, env_config, eval_episodes, eval_seed)
     rows: list[dict[str, float]] = []
     t0 = time.perf_counter()
 
@@ -333,23 +387,31 @@ def train_agent(
             pol = SB3Policy(self.model, venv if hp["normalize_obs"] else None, name=algo)
             res = _eval_summary(pol, env_id, env_config, eval_episodes, eval_seed)
             gap_a2 = res["latency_feasible_s"] / ref["latency_feasible_s"] - 1.0
-            rows.append({"timesteps": self.num_timesteps,
-                         f"{algo}_latency_feasible_s": res["latency_feasible_s"],
-                         f"{algo}_violation_rate_feasible": res["violation_rate_feasible"],
-                         f"{algo}_gap_to_exact": res["gap"],
-                         "algorithm2_latency_feasible_s": ref["latency_feasible_s"],
-                         "gap_to_algorithm2": gap_a2,
-                         "minutes": (time.perf_counter() - t0) / 60})
+            rows.append(
+                {
+                    "timesteps": self.num_timesteps,
+                    f"{algo}_latency_feasible_s": res["latency_feasible_s"],
+                    f"{algo}_violation_rate_feasible": res["violation_rate_feasible"],
+                    f"{algo}_gap_to_exact": res["gap"],
+                    "algorithm2_latency_feasible_s": ref["latency_feasible_s"],
+                    "gap_to_algorithm2": gap_a2,
+                    "minutes": (time.perf_counter() - t0) / 60,
+                }
+            )
             self.logger.record("eval/latency_feasible_s", res["latency_feasible_s"])
             self.logger.record("eval/gap_to_algorithm2", gap_a2)
             self.logger.record("eval/violation_rate_feasible", res["violation_rate_feasible"])
 
     evaluator = _Eval()
-    ckpt = CheckpointCallback(save_freq=max(eval_freq // n_envs, 1),
-                              save_path=str(out / "checkpoints"), name_prefix=algo)
+    ckpt = CheckpointCallback(
+        save_freq=max(eval_freq // n_envs, 1), save_path=str(out / "checkpoints"), name_prefix=algo
+    )
     try:
-        model.learn(total_timesteps=total_timesteps, callback=CallbackList([evaluator, ckpt]),
-                    progress_bar=progress_bar)
+        model.learn(
+            total_timesteps=total_timesteps,
+            callback=CallbackList([evaluator, ckpt]),
+            progress_bar=progress_bar,
+        )
         minutes = (time.perf_counter() - t0) / 60
         if not rows or rows[-1]["timesteps"] != model.num_timesteps:
             evaluator.evaluate()
@@ -358,8 +420,9 @@ def train_agent(
     finally:
         venv.close()
         torch.set_num_threads(threads)
-    (out / "config.json").write_text(json.dumps({**record, "training_minutes": minutes},
-                                                indent=2) + "\n")
+    (out / "config.json").write_text(
+        json.dumps({**record, "training_minutes": minutes}, indent=2) + "\n"
+    )
     with (out / "evaluations.csv").open("w") as fh:
         keys = list(rows[0])
         fh.write(",".join(keys) + "\n")
@@ -380,8 +443,7 @@ def _learning_curve(rows: list[dict[str, float]], algo: str, path: Path) -> None
     steps = [r["timesteps"] for r in rows]
     label = ALGOS[algo]
     ax.plot(steps, [r[f"{algo}_latency_feasible_s"] for r in rows], "o-", label=label)
-    ax.axhline(rows[0]["algorithm2_latency_feasible_s"], color="k", ls="--",
-               label="Algorithm 2")
+    ax.axhline(rows[0]["algorithm2_latency_feasible_s"], color="k", ls="--", label="Algorithm 2")
     ax.set_xlabel("training steps")
     ax.set_ylabel("mean latency, feasible clusters [s]")
     ax.legend()
@@ -390,8 +452,7 @@ def _learning_curve(rows: list[dict[str, float]], algo: str, path: Path) -> None
     fig.savefig(path, dpi=100)
 
 
-def load_agent(path: str | Path, algo: str | None = None, name: str | None = None
-               ) -> SB3Policy:
+def load_agent(path: str | Path, algo: str | None = None, name: str | None = None) -> SB3Policy:
     """Load a trained agent (``model.zip`` or its folder) as a policy, with its
     observation normalisation when ``vecnormalize.pkl`` lies beside it and its training
     env's action and observation config from ``config.json``. ``algo``: the algorithm
@@ -427,8 +488,10 @@ def load_agent(path: str | Path, algo: str | None = None, name: str | None = Non
         algo = saved_algo
     _check_algo(algo)
     if saved.is_file() and algo != saved_algo:
-        raise ValueError(f"{algo}: {p.parent} holds a {saved_algo} agent ({saved}); "
-                         f"load it as {saved_algo}:{p.parent}")
+        raise ValueError(
+            f"{algo}: {p.parent} holds a {saved_algo} agent ({saved}); "
+            f"load it as {saved_algo}:{p.parent}"
+        )
     model = getattr(stable_baselines3, ALGOS[algo]).load(p, device="cpu")
     norm = None
     stats = p.parent / "vecnormalize.pkl"
@@ -437,5 +500,6 @@ def load_agent(path: str | Path, algo: str | None = None, name: str | None = Non
             norm = pickle.load(fh)
         if not getattr(norm, "norm_obs", False):
             norm = None
-    return SB3Policy(model, norm, name=name or algo, action_config=action_cfg,
-                     observation_config=obs_cfg)
+    return SB3Policy(
+        model, norm, name=name or algo, action_config=action_cfg, observation_config=obs_cfg
+    )

@@ -61,12 +61,13 @@ class SB3VectorEnv(VecEnv):
             raise ValueError(f"venv: expected a gymnasium VectorEnv, got {type(venv).__name__}")
         mode = venv.metadata.get("autoreset_mode")
         if mode != AutoresetMode.SAME_STEP:
-            raise ValueError(f"venv: SB3 needs autoreset_mode=SAME_STEP (the reset observation "
-                             f"on the ending step), got {mode!r}")
+            raise ValueError(
+                f"venv: SB3 needs autoreset_mode=SAME_STEP (the reset observation "
+                f"on the ending step), got {mode!r}"
+            )
         self.venv = venv
         self._actions: np.ndarray | None = None
-        super().__init__(venv.num_envs, venv.single_observation_space,
-                         venv.single_action_space)
+        super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
 
     # ------------------------------------------------------------------ episodes
     def reset(self) -> VecEnvObs:
@@ -76,8 +77,10 @@ class SB3VectorEnv(VecEnv):
         seed = None if all(s is None for s in seeds) else seeds
         options = self._options[0] if self._options else {}
         if any(opt != options for opt in self._options):
-            raise ValueError("options: the sub-envs of a native vector env share one config; "
-                             "give every sub-env the same reset options")
+            raise ValueError(
+                "options: the sub-envs of a native vector env share one config; "
+                "give every sub-env the same reset options"
+            )
         obs, info = self.venv.reset(seed=seed, options=options or None)
         self.reset_infos = [_unstack(info, k) for k in range(self.num_envs)]
         self._reset_seeds()
@@ -100,8 +103,10 @@ class SB3VectorEnv(VecEnv):
         for k in range(self.num_envs):
             if dones[k]:
                 if not ended[k]:
-                    raise RuntimeError(f"sub-env {k} ended without final_obs in its info "
-                                       "(is the vector env in SAME_STEP autoreset mode?)")
+                    raise RuntimeError(
+                        f"sub-env {k} ended without final_obs in its info "
+                        "(is the vector env in SAME_STEP autoreset mode?)"
+                    )
                 env_info = _unstack(info["final_info"], k)
                 env_info["terminal_observation"] = info["final_obs"][k]
                 self.reset_infos[k] = _unstack(info, k)
@@ -119,8 +124,10 @@ class SB3VectorEnv(VecEnv):
     def _all(self, indices: VecEnvIndices, what: str) -> list[int]:
         idx = list(self._get_indices(indices))
         if sorted(idx) != list(range(self.num_envs)):
-            raise ValueError(f"indices: {what} acts on every sub-env of a native vector env "
-                             f"at once (one config); got indices {idx}")
+            raise ValueError(
+                f"indices: {what} acts on every sub-env of a native vector env "
+                f"at once (one config); got indices {idx}"
+            )
         return idx
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
@@ -138,23 +145,30 @@ class SB3VectorEnv(VecEnv):
         self._all(indices, "set_attr")
         setattr(self.venv, attr_name, value)
 
-    def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None,
-                   **method_kwargs: Any) -> list[Any]:
+    def env_method(
+        self,
+        method_name: str,
+        *method_args: Any,
+        indices: VecEnvIndices = None,
+        **method_kwargs: Any,
+    ) -> list[Any]:
         """Call a method of the vector env once (for all sub-envs; a subset is an error);
         its result for each index."""
         idx = self._all(indices, "env_method")
         result = getattr(self.venv, method_name)(*method_args, **method_kwargs)
         return [result for _ in idx]
 
-    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper],
-                       indices: VecEnvIndices = None) -> list[bool]:
+    def env_is_wrapped(
+        self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None
+    ) -> list[bool]:
         """False for every index: the sub-envs are rows of one vector env, not wrapped
         ``gym.Env`` objects."""
         return [False for _ in self._get_indices(indices)]
 
     def get_images(self) -> Sequence[np.ndarray | None]:
-        raise NotImplementedError("the native vector env does not render; render a single "
-                                  "env (gym.make) instead")
+        raise NotImplementedError(
+            "the native vector env does not render; render a single env (gym.make) instead"
+        )
 
 
 def _unstack(info: dict[str, Any], k: int) -> dict[str, Any]:
@@ -175,8 +189,9 @@ def _unstack(info: dict[str, Any], k: int) -> dict[str, Any]:
     return out
 
 
-def make_native_vec_env(env_id: str, n_envs: int = 1, *, config: dict[str, Any] | None = None,
-                        seed: int | None = None) -> SB3VectorEnv:
+def make_native_vec_env(
+    env_id: str, n_envs: int = 1, *, config: dict[str, Any] | None = None, seed: int | None = None
+) -> SB3VectorEnv:
     """``n_envs`` sub-envs of a latency-only id in one native vector env, for SB3.
 
     Sub-env k is reset with ``seed + k`` at the first reset, as ``make_vec_env`` seeds its
@@ -186,10 +201,17 @@ def make_native_vec_env(env_id: str, n_envs: int = 1, *, config: dict[str, Any] 
     name = env_id.split(":", 1)[1] if ":" in env_id else env_id
     spec = gym.spec(name)
     if spec.vector_entry_point is None:
-        raise ValueError(f"env_id: {name} has no native vector env (real FL training does "
-                         f"not batch); use SB3's SubprocVecEnv or DummyVecEnv")
-    venv = gym.make_vec(name, num_envs=int(n_envs), vectorization_mode="vector_entry_point",
-                        config=config, autoreset_mode=AutoresetMode.SAME_STEP)
+        raise ValueError(
+            f"env_id: {name} has no native vector env (real FL training does "
+            f"not batch); use SB3's SubprocVecEnv or DummyVecEnv"
+        )
+    venv = gym.make_vec(
+        name,
+        num_envs=int(n_envs),
+        vectorization_mode="vector_entry_point",
+        config=config,
+        autoreset_mode=AutoresetMode.SAME_STEP,
+    )
     out = SB3VectorEnv(venv)
     if seed is not None:
         out.seed(seed)

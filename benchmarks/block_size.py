@@ -49,30 +49,43 @@ def _range(spec: str) -> list[int]:
         else:
             values = [int(x) for x in spec.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--devices: expected lo:hi:step or a comma list, "
-                                         f"got {spec!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"--devices: expected lo:hi:step or a comma list, got {spec!r}"
+        ) from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError("--devices: need device counts >= 1")
     return values
 
 
 def _slope(x: list[int], y: list[int]) -> float:
-    return float(np.polyfit(np.asarray(x, float), np.asarray(y, float), 1)[0]) if len(x) > 1 \
+    return (
+        float(np.polyfit(np.asarray(x, float), np.asarray(y, float), 1)[0])
+        if len(x) > 1
         else math.nan
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--params", type=int, default=SMALL_CNN_PARAMS,
-                    help=f"model size P in float32 parameters (default {SMALL_CNN_PARAMS}, "
-                         "the MNIST CNN)")
-    ap.add_argument("--devices", type=_range, default=_range("10:100:10"),
-                    help="device counts, lo:hi:step or comma list (default 10:100:10)")
+    ap.add_argument(
+        "--params",
+        type=int,
+        default=SMALL_CNN_PARAMS,
+        help=f"model size P in float32 parameters (default {SMALL_CNN_PARAMS}, the MNIST CNN)",
+    )
+    ap.add_argument(
+        "--devices",
+        type=_range,
+        default=_range("10:100:10"),
+        help="device counts, lo:hi:step or comma list (default 10:100:10)",
+    )
     ap.add_argument("--clusters", type=int, default=5, help="S for the fixed-S series")
-    ap.add_argument("--devices-per-cluster", type=int, default=10,
-                    help="cluster size for the growing-S series")
-    ap.add_argument("--no-payload", action="store_true",
-                    help="digests only (no parameters in the blocks)")
+    ap.add_argument(
+        "--devices-per-cluster", type=int, default=10, help="cluster size for the growing-S series"
+    )
+    ap.add_argument(
+        "--no-payload", action="store_true", help="digests only (no parameters in the blocks)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "block_size.json"))
     args = ap.parse_args(argv)
@@ -82,37 +95,63 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
 
     rows = []
     t0 = time.perf_counter()
-    print(f"block size (bytes) vs devices, P = {args.params} float32 parameters, "
-          f"payload = {payload}")
-    print(f"{'devices':>8} {'S':>3} {'proposed S fixed':>17} {'S':>4} "
-          f"{'proposed S grows':>17} {'FedAvg on chain':>16} {'FedAvg/prop':>11}")
+    print(
+        f"block size (bytes) vs devices, P = {args.params} float32 parameters, payload = {payload}"
+    )
+    print(
+        f"{'devices':>8} {'S':>3} {'proposed S fixed':>17} {'S':>4} "
+        f"{'proposed S grows':>17} {'FedAvg on chain':>16} {'FedAvg/prop':>11}"
+    )
     for n in args.devices:
         rng = np.random.default_rng([args.seed, n])
         fixed = split_devices(n, args.clusters)
         grows = split_devices(n, math.ceil(n / args.devices_per_cluster))
-        b_fixed = block_size_bytes(proposed_block(fixed, args.params, rng=rng,
-                                                  with_payload=payload))
-        b_grows = block_size_bytes(proposed_block(grows, args.params, rng=rng,
-                                                  with_payload=payload))
+        b_fixed = block_size_bytes(
+            proposed_block(fixed, args.params, rng=rng, with_payload=payload)
+        )
+        b_grows = block_size_bytes(
+            proposed_block(grows, args.params, rng=rng, with_payload=payload)
+        )
         b_fed = block_size_bytes(fedavg_block(n, args.params, rng=rng, with_payload=payload))
-        rows.append({"devices": n, "clusters_fixed": len(fixed), "clusters_growing": len(grows),
-                     "proposed_fixed_bytes": b_fixed, "proposed_growing_bytes": b_grows,
-                     "fedavg_bytes": b_fed})
-        print(f"{n:>8} {len(fixed):>3} {b_fixed:>17,} {len(grows):>4} {b_grows:>17,} "
-              f"{b_fed:>16,} {b_fed / b_fixed:>11.1f}")
+        rows.append(
+            {
+                "devices": n,
+                "clusters_fixed": len(fixed),
+                "clusters_growing": len(grows),
+                "proposed_fixed_bytes": b_fixed,
+                "proposed_growing_bytes": b_grows,
+                "fedavg_bytes": b_fed,
+            }
+        )
+        print(
+            f"{n:>8} {len(fixed):>3} {b_fixed:>17,} {len(grows):>4} {b_grows:>17,} "
+            f"{b_fed:>16,} {b_fed / b_fixed:>11.1f}"
+        )
     x = [r["devices"] for r in rows]
-    slopes = {k: _slope(x, [r[k] for r in rows])
-              for k in ("proposed_fixed_bytes", "proposed_growing_bytes", "fedavg_bytes")}
-    print("growth, bytes per added device: " + ", ".join(f"{k[:-6]} {v:,.0f}"
-                                                        for k, v in slopes.items()))
+    slopes = {
+        k: _slope(x, [r[k] for r in rows])
+        for k in ("proposed_fixed_bytes", "proposed_growing_bytes", "fedavg_bytes")
+    }
+    print(
+        "growth, bytes per added device: "
+        + ", ".join(f"{k[:-6]} {v:,.0f}" for k, v in slopes.items())
+    )
     result = {
         "benchmark": "block_size",
-        "config": {"params": args.params, "devices": args.devices, "clusters": args.clusters,
-                   "devices_per_cluster": args.devices_per_cluster, "payload": payload,
-                   "seed": args.seed,
-                   "encoding": "canonical JSON line, hex payload (8 chars per float32)"},
-        "versions": {"dtfl_gym": __version__, "python": platform.python_version(),
-                     "numpy": np.__version__},
+        "config": {
+            "params": args.params,
+            "devices": args.devices,
+            "clusters": args.clusters,
+            "devices_per_cluster": args.devices_per_cluster,
+            "payload": payload,
+            "seed": args.seed,
+            "encoding": "canonical JSON line, hex payload (8 chars per float32)",
+        },
+        "versions": {
+            "dtfl_gym": __version__,
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        },
         "rows": rows,
         "slope_bytes_per_device": slopes,
         "wall_s": time.perf_counter() - t0,

@@ -106,8 +106,15 @@ def _actions(env: gym.Env, n: int, seed: int) -> list[Any]:
     return [env.action_space.sample() for _ in range(n)]
 
 
-def time_env(env_id: str, wrapped: bool, seconds: float, seed: int = 0,
-             warmup_s: float = 0.2, n_actions: int = 4096, chunk: int = 256) -> Result:
+def time_env(
+    env_id: str,
+    wrapped: bool,
+    seconds: float,
+    seed: int = 0,
+    warmup_s: float = 0.2,
+    n_actions: int = 4096,
+    chunk: int = 256,
+) -> Result:
     """Step ``env_id`` for about ``seconds`` (after reset and warm-up) and count the steps.
 
     The clock is read every ``chunk`` steps; resets at episode ends are timed separately so
@@ -148,12 +155,17 @@ def _make_vec(env_id: str, num_envs: int) -> Any:
         return CartPoleVectorEnv(num_envs=num_envs)
     base, _, mode = env_id.partition("+")
     kwargs = {"config": {"action": {"mode": mode}}} if mode else {}
-    return gym.make_vec(base, num_envs=num_envs, vectorization_mode="vector_entry_point",
-                        **kwargs)
+    return gym.make_vec(base, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
 
 
-def time_vector(env_id: str, num_envs: int, seconds: float, seed: int = 0,
-                warmup_s: float = 0.2, n_actions: int = 16) -> Result:
+def time_vector(
+    env_id: str,
+    num_envs: int,
+    seconds: float,
+    seed: int = 0,
+    warmup_s: float = 0.2,
+    n_actions: int = 16,
+) -> Result:
     """Step the native vector env of ``env_id`` with ``num_envs`` sub-envs for about
     ``seconds`` (after reset and at least one warm-up call) and count env steps (N per
     call). A call that resets every sub-env (NEXT_STEP, after the episodes end together)
@@ -195,15 +207,18 @@ def _timed(env_id: str, num_envs: int, seconds: float, seed: int) -> Result:
     return time_vector(env_id, num_envs, seconds, seed)
 
 
-def _timed_in(tree: Path, env_id: str, num_envs: int, seconds: float, seed: int
-              ) -> Result:
+def _timed_in(tree: Path, env_id: str, num_envs: int, seconds: float, seed: int) -> Result:
     """:func:`_timed` in a fresh process importing the checkout at ``tree`` (this script,
     that checkout's ``dtfl_env``)."""
-    job = json.dumps({"env_id": env_id, "num_envs": num_envs, "seconds": seconds,
-                      "seed": seed})
+    job = json.dumps({"env_id": env_id, "num_envs": num_envs, "seconds": seconds, "seed": seed})
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", job],
-                          env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--worker", job],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{tree}: {env_id} N={num_envs} failed:\n{proc.stderr[-2000:]}")
     return Result(**json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -220,8 +235,9 @@ def run_vector(args: argparse.Namespace) -> dict[str, Any]:
         trees["against"] = Path(args.against).resolve()
         if not (trees["against"] / "dtfl_env").is_dir():
             raise SystemExit(f"--against: no dtfl_env package under {trees['against']}")
-    ids = list(VECTOR_IDS if args.ids is None else
-               [i.strip() for i in args.ids.split(",") if i.strip()])
+    ids = list(
+        VECTOR_IDS if args.ids is None else [i.strip() for i in args.ids.split(",") if i.strip()]
+    )
     if BASELINE not in ids:
         ids.append(BASELINE)
     cpu = _pin_one_core()
@@ -230,17 +246,22 @@ def run_vector(args: argparse.Namespace) -> dict[str, Any]:
     for _ in range(args.repeats):  # the checkouts alternate, run by run
         for env_id, n in cases:
             for name, tree in trees.items():
-                res = (_timed(env_id, n, args.seconds, args.seed) if len(trees) == 1
-                       else _timed_in(tree, env_id, n, args.seconds, args.seed))
+                res = (
+                    _timed(env_id, n, args.seconds, args.seed)
+                    if len(trees) == 1
+                    else _timed_in(tree, env_id, n, args.seconds, args.seed)
+                )
                 runs.setdefault((name, env_id, n), []).append(res)
     rows: list[dict[str, Any]] = []
     for env_id, n in cases:
         row: dict[str, Any] = {"env_id": env_id, "num_envs": n}
         for name in trees:
             rs = runs[(name, env_id, n)]
-            row[name] = {"steps_per_s": statistics.median(r.steps_per_s for r in rs),
-                         "step_only_per_s": statistics.median(r.step_only_per_s for r in rs),
-                         "runs": [asdict(r) for r in rs]}
+            row[name] = {
+                "steps_per_s": statistics.median(r.steps_per_s for r in rs),
+                "step_only_per_s": statistics.median(r.step_only_per_s for r in rs),
+                "runs": [asdict(r) for r in rs],
+            }
         rows.append(row)
     base = {r["num_envs"]: r["this"]["steps_per_s"] for r in rows if r["env_id"] == BASELINE}
     for r in rows:
@@ -248,41 +269,64 @@ def run_vector(args: argparse.Namespace) -> dict[str, Any]:
         if "against" in r:
             r["speedup"] = r["this"]["step_only_per_s"] / r["against"]["step_only_per_s"]
 
-    print(f"one core (cpu {cpu}), {args.seconds:g} s per run, median of {args.repeats}; "
-          f"python {platform.python_version()}, numpy {np.__version__}, "
-          f"gymnasium {gym.__version__}; N = 0: the single env (gym.make)")
+    print(
+        f"one core (cpu {cpu}), {args.seconds:g} s per run, median of {args.repeats}; "
+        f"python {platform.python_version()}, numpy {np.__version__}, "
+        f"gymnasium {gym.__version__}; N = 0: the single env (gym.make)"
+    )
     for name, tree in trees.items():
         print(f"{name}: {tree if len(trees) > 1 else Path(dtfl_env.__file__).parent.parent}")
-    header = (f"{'env':<20}{'N':>6}{'steps/s':>12}{'step-only/s':>13}"
-              + (f"{'against':>12}{'step-only/s':>13}{'speed-up':>10}" if args.against else "")
-              + f"{'x CartPole':>12}")
+    header = (
+        f"{'env':<20}{'N':>6}{'steps/s':>12}{'step-only/s':>13}"
+        + (f"{'against':>12}{'step-only/s':>13}{'speed-up':>10}" if args.against else "")
+        + f"{'x CartPole':>12}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
-        line = (f"{r['env_id']:<20}{r['num_envs']:>6}{r['this']['steps_per_s']:>12,.0f}"
-                f"{r['this']['step_only_per_s']:>13,.0f}")
+        line = (
+            f"{r['env_id']:<20}{r['num_envs']:>6}{r['this']['steps_per_s']:>12,.0f}"
+            f"{r['this']['step_only_per_s']:>13,.0f}"
+        )
         if args.against:
-            line += (f"{r['against']['steps_per_s']:>12,.0f}"
-                     f"{r['against']['step_only_per_s']:>13,.0f}{r['speedup']:>9.1f}x")
+            line += (
+                f"{r['against']['steps_per_s']:>12,.0f}"
+                f"{r['against']['step_only_per_s']:>13,.0f}{r['speedup']:>9.1f}x"
+            )
         print(line + f"{r['ratio_to_cartpole']:>12.3f}")
-    safe = [r for r in rows if r["env_id"] == "DTFL-Fast-v0+safe"
-            and r["num_envs"] == VECTOR_TARGET_N]
+    safe = [
+        r for r in rows if r["env_id"] == "DTFL-Fast-v0+safe" and r["num_envs"] == VECTOR_TARGET_N
+    ]
     if safe:
         got = safe[0]["this"]["step_only_per_s"]
         verdict = "meets" if got >= VECTOR_TARGET_STEPS_PER_S else "misses"
-        print(f"DTFL-Fast-v0+safe at N = {VECTOR_TARGET_N:,} {verdict} the target of "
-              f"{VECTOR_TARGET_STEPS_PER_S:,.0f} steps/s ({got:,.0f})")
-    return {"mode": "vector", "seconds": args.seconds, "repeats": args.repeats,
-            "seed": args.seed, "cpu": cpu, "num_envs": ns,
-            "against": str(trees.get("against", "")) or None,
-            "target_steps_per_s": VECTOR_TARGET_STEPS_PER_S, "target_num_envs": VECTOR_TARGET_N,
-            "rows": rows, "python": platform.python_version(), "machine": platform.machine(),
-            "processor": platform.processor(), "numpy": np.__version__,
-            "gymnasium": gym.__version__, "dtfl_env": dtfl_env.__version__}
+        print(
+            f"DTFL-Fast-v0+safe at N = {VECTOR_TARGET_N:,} {verdict} the target of "
+            f"{VECTOR_TARGET_STEPS_PER_S:,.0f} steps/s ({got:,.0f})"
+        )
+    return {
+        "mode": "vector",
+        "seconds": args.seconds,
+        "repeats": args.repeats,
+        "seed": args.seed,
+        "cpu": cpu,
+        "num_envs": ns,
+        "against": str(trees.get("against", "")) or None,
+        "target_steps_per_s": VECTOR_TARGET_STEPS_PER_S,
+        "target_num_envs": VECTOR_TARGET_N,
+        "rows": rows,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "numpy": np.__version__,
+        "gymnasium": gym.__version__,
+        "dtfl_env": dtfl_env.__version__,
+    }
 
 
-def profile_step(env_id: str = "DTFL-Fast-v0", steps: int = 20_000, seed: int = 0,
-                 top: int = 20) -> str:
+def profile_step(
+    env_id: str = "DTFL-Fast-v0", steps: int = 20_000, seed: int = 0, top: int = 20
+) -> str:
     """cProfile of ``steps`` unwrapped steps of ``env_id`` (resets excluded); the top costs."""
     env = _make(env_id, wrapped=False)
     actions = _actions(env, 4096, seed)
@@ -301,8 +345,9 @@ def profile_step(env_id: str = "DTFL-Fast-v0", steps: int = 20_000, seed: int = 
     return buf.getvalue()
 
 
-def profile_reset(env_id: str = "DTFL-Fast-v0", resets: int = 300, seed: int = 0,
-                  top: int = 15) -> str:
+def profile_reset(
+    env_id: str = "DTFL-Fast-v0", resets: int = 300, seed: int = 0, top: int = 15
+) -> str:
     """cProfile of ``resets`` unwrapped resets of ``env_id``; the top costs by total time."""
     env = _make(env_id, wrapped=False)
     env.reset(seed=seed)
@@ -330,20 +375,35 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seconds", type=float, default=2.0, help="timed seconds per run")
     ap.add_argument("--repeats", type=int, default=3, help="runs per env (median reported)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--ids", default=None,
-                    help=f"comma list (default {IDS}; with --vector {VECTOR_IDS})")
-    ap.add_argument("--profile", action="store_true",
-                    help="also cProfile DTFL-Fast-v0's step and reset")
-    ap.add_argument("--out", default=None,
-                    help="JSON record (default results/env_speed.json, "
-                         "results/env_speed_vector.json with --vector)")
-    ap.add_argument("--vector", action="store_true",
-                    help="time the native vector envs (make_vec, vector_entry_point) at "
-                         "--num-envs, direct and safe, beside CartPoleVectorEnv")
-    ap.add_argument("--num-envs", default=",".join(map(str, VECTOR_NUM_ENVS)),
-                    help="with --vector: comma list of N (default 1,64,1024)")
-    ap.add_argument("--against", metavar="PATH", default=None,
-                    help="with --vector: also time the checkout at PATH, side by side")
+    ap.add_argument(
+        "--ids", default=None, help=f"comma list (default {IDS}; with --vector {VECTOR_IDS})"
+    )
+    ap.add_argument(
+        "--profile", action="store_true", help="also cProfile DTFL-Fast-v0's step and reset"
+    )
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="JSON record (default results/env_speed.json, "
+        "results/env_speed_vector.json with --vector)",
+    )
+    ap.add_argument(
+        "--vector",
+        action="store_true",
+        help="time the native vector envs (make_vec, vector_entry_point) at "
+        "--num-envs, direct and safe, beside CartPoleVectorEnv",
+    )
+    ap.add_argument(
+        "--num-envs",
+        default=",".join(map(str, VECTOR_NUM_ENVS)),
+        help="with --vector: comma list of N (default 1,64,1024)",
+    )
+    ap.add_argument(
+        "--against",
+        metavar="PATH",
+        default=None,
+        help="with --vector: also time the checkout at PATH, side by side",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)  # one run for --against, as JSON
     args = ap.parse_args(argv)
     if args.seconds <= 0:
@@ -373,43 +433,60 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for env_id in ids:
         for wrapped in (True, False):
-            runs = [time_env(env_id, wrapped, args.seconds, args.seed)
-                    for _ in range(args.repeats)]
-            rows.append({
-                "env_id": env_id, "wrapped": wrapped,
-                "steps_per_s": statistics.median(r.steps_per_s for r in runs),
-                "step_only_per_s": statistics.median(r.step_only_per_s for r in runs),
-                "runs": [asdict(r) for r in runs],
-            })
+            runs = [time_env(env_id, wrapped, args.seconds, args.seed) for _ in range(args.repeats)]
+            rows.append(
+                {
+                    "env_id": env_id,
+                    "wrapped": wrapped,
+                    "steps_per_s": statistics.median(r.steps_per_s for r in runs),
+                    "step_only_per_s": statistics.median(r.step_only_per_s for r in runs),
+                    "runs": [asdict(r) for r in runs],
+                }
+            )
     base = {r["wrapped"]: r["steps_per_s"] for r in rows if r["env_id"] == BASELINE}
     for r in rows:
         r["ratio_to_cartpole"] = r["steps_per_s"] / base[r["wrapped"]]
         r["us_per_step"] = 1e6 / r["steps_per_s"]
 
-    print(f"one core (cpu {cpu}), {args.seconds:g} s per run, median of {args.repeats}; "
-          f"python {platform.python_version()}, numpy {np.__version__}, "
-          f"gymnasium {gym.__version__}")
-    header = (f"{'env':<16}{'wrapping':<11}{'steps/s':>10}{'step-only/s':>13}{'us/step':>9}"
-              f"{'x CartPole':>12}")
+    print(
+        f"one core (cpu {cpu}), {args.seconds:g} s per run, median of {args.repeats}; "
+        f"python {platform.python_version()}, numpy {np.__version__}, "
+        f"gymnasium {gym.__version__}"
+    )
+    header = (
+        f"{'env':<16}{'wrapping':<11}{'steps/s':>10}{'step-only/s':>13}{'us/step':>9}"
+        f"{'x CartPole':>12}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['env_id']:<16}{'gym.make' if r['wrapped'] else 'unwrapped':<11}"
-              f"{r['steps_per_s']:>10,.0f}{r['step_only_per_s']:>13,.0f}"
-              f"{r['us_per_step']:>9.1f}{r['ratio_to_cartpole']:>12.3f}")
+        print(
+            f"{r['env_id']:<16}{'gym.make' if r['wrapped'] else 'unwrapped':<11}"
+            f"{r['steps_per_s']:>10,.0f}{r['step_only_per_s']:>13,.0f}"
+            f"{r['us_per_step']:>9.1f}{r['ratio_to_cartpole']:>12.3f}"
+        )
     fast = [r for r in rows if r["env_id"] == "DTFL-Fast-v0"]
     if fast:
         best = max(r["steps_per_s"] for r in fast)
         verdict = "meets" if best >= TARGET_STEPS_PER_S else "misses"
-        print(f"DTFL-Fast-v0 {verdict} the target of {TARGET_STEPS_PER_S:,.0f} steps/s "
-              f"(best {best:,.0f})")
+        print(
+            f"DTFL-Fast-v0 {verdict} the target of {TARGET_STEPS_PER_S:,.0f} steps/s "
+            f"(best {best:,.0f})"
+        )
 
     record: dict[str, Any] = {
-        "seconds": args.seconds, "repeats": args.repeats,
-        "seed": args.seed, "cpu": cpu, "target_steps_per_s": TARGET_STEPS_PER_S,
-        "rows": rows, "python": platform.python_version(), "machine": platform.machine(),
-        "processor": platform.processor(), "numpy": np.__version__,
-        "gymnasium": gym.__version__, "dtfl_env": dtfl_env.__version__,
+        "seconds": args.seconds,
+        "repeats": args.repeats,
+        "seed": args.seed,
+        "cpu": cpu,
+        "target_steps_per_s": TARGET_STEPS_PER_S,
+        "rows": rows,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "numpy": np.__version__,
+        "gymnasium": gym.__version__,
+        "dtfl_env": dtfl_env.__version__,
     }
     if args.profile:
         text = profile_step(seed=args.seed)

@@ -54,8 +54,13 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def run_setting(config: RandomClusterConfig, clusters: int, seed: int,
-                gld_range: tuple[int, int], bld_range: tuple[int, int]) -> dict[str, Any]:
+def run_setting(
+    config: RandomClusterConfig,
+    clusters: int,
+    seed: int,
+    gld_range: tuple[int, int],
+    bld_range: tuple[int, int],
+) -> dict[str, Any]:
     """Draw and solve ``clusters`` random clusters; return the summary statistics."""
     rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []
@@ -68,10 +73,18 @@ def run_setting(config: RandomClusterConfig, clusters: int, seed: int,
         if res.feasible and m:
             ev = evaluate_allocation(cluster, tg_s=res.tG, y_s=res.y, jam_power_w=res.q)
             binds = bool(np.min(ev.slack["energy"]) < ENERGY_BINDS_RTOL)
-        rows.append({"m": m, "n": n, "status": res.status, "T": res.T,
-                     "Q": res.Q if res.feasible else None, "energy_binds": binds,
-                     "jam_needed": jamming_lower_bound_w(cluster) > 0,
-                     "wall_time_s": res.wall_time_s})
+        rows.append(
+            {
+                "m": m,
+                "n": n,
+                "status": res.status,
+                "T": res.T,
+                "Q": res.Q if res.feasible else None,
+                "energy_binds": binds,
+                "jam_needed": jamming_lower_bound_w(cluster) > 0,
+                "wall_time_s": res.wall_time_s,
+            }
+        )
     feas = [r for r in rows if r["status"] != "infeasible"]
     t = np.array([r["T"] for r in feas])
     share = len(feas) / max(len(rows), 1)
@@ -79,8 +92,10 @@ def run_setting(config: RandomClusterConfig, clusters: int, seed: int,
     def frac(pred: Any) -> float | None:
         return sum(1 for r in feas if pred(r)) / len(feas) if feas else None
 
-    statuses = {s: sum(1 for r in rows if r["status"] == s) for s in
-                ("optimal", "converged", "not_converged", "infeasible")}
+    statuses = {
+        s: sum(1 for r in rows if r["status"] == s)
+        for s in ("optimal", "converged", "not_converged", "infeasible")
+    }
     return {
         "clusters": len(rows),
         "feasible_share": share,
@@ -94,10 +109,14 @@ def run_setting(config: RandomClusterConfig, clusters: int, seed: int,
         "mean_solve_s": float(np.mean([r["wall_time_s"] for r in rows])) if rows else None,
         "feasible_share_by_m": {
             str(m): float(np.mean([r["status"] != "infeasible" for r in rows if r["m"] == m]))
-            for m in range(gld_range[0], gld_range[1] + 1) if any(r["m"] == m for r in rows)},
+            for m in range(gld_range[0], gld_range[1] + 1)
+            if any(r["m"] == m for r in rows)
+        },
         "feasible_share_by_n": {
             str(n): float(np.mean([r["status"] != "infeasible" for r in rows if r["n"] == n]))
-            for n in range(bld_range[0], bld_range[1] + 1) if any(r["n"] == n for r in rows)},
+            for n in range(bld_range[0], bld_range[1] + 1)
+            if any(r["n"] == n for r in rows)
+        },
     }
 
 
@@ -109,14 +128,36 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clusters", type=int, default=200, help="clusters per setting (200)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the cluster draws (0)")
-    ap.add_argument("--difficulty", type=float, nargs="+", default=[0.0, 0.5, 0.8, 1.0],
-                    help="difficulty values to compare (0 0.5 0.8 1)")
-    ap.add_argument("--gld-range", type=int, nargs=2, default=[2, 10], metavar=("LO", "HI"),
-                    help="M drawn uniformly in LO..HI (2 10)")
-    ap.add_argument("--bld-range", type=int, nargs=2, default=[1, 6], metavar=("LO", "HI"),
-                    help="N drawn uniformly in LO..HI (1 6)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
-                    help="override a RandomClusterConfig field, e.g. path_loss_exponent=3")
+    ap.add_argument(
+        "--difficulty",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.5, 0.8, 1.0],
+        help="difficulty values to compare (0 0.5 0.8 1)",
+    )
+    ap.add_argument(
+        "--gld-range",
+        type=int,
+        nargs=2,
+        default=[2, 10],
+        metavar=("LO", "HI"),
+        help="M drawn uniformly in LO..HI (2 10)",
+    )
+    ap.add_argument(
+        "--bld-range",
+        type=int,
+        nargs=2,
+        default=[1, 6],
+        metavar=("LO", "HI"),
+        help="N drawn uniformly in LO..HI (1 6)",
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="override a RandomClusterConfig field, e.g. path_loss_exponent=3",
+    )
     ap.add_argument("--out", type=Path, default=None, help="JSON output path")
     args = ap.parse_args(argv)
     if args.clusters < 1:
@@ -128,26 +169,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ap.error(str(exc))
 
     results = []
-    print(f"{args.clusters} clusters per setting, seed {args.seed}, "
-          f"M {args.gld_range[0]}-{args.gld_range[1]}, N {args.bld_range[0]}-{args.bld_range[1]}")
-    header = (f"{'difficulty':>10} {'feasible':>9} {'median T*':>10} {'p95 T*':>9} "
-              f"{'Q*>0':>7} {'median Q*':>10} {'jam needed':>11} {'E binds':>8} {'solve':>8}")
+    print(
+        f"{args.clusters} clusters per setting, seed {args.seed}, "
+        f"M {args.gld_range[0]}-{args.gld_range[1]}, N {args.bld_range[0]}-{args.bld_range[1]}"
+    )
+    header = (
+        f"{'difficulty':>10} {'feasible':>9} {'median T*':>10} {'p95 T*':>9} "
+        f"{'Q*>0':>7} {'median Q*':>10} {'jam needed':>11} {'E binds':>8} {'solve':>8}"
+    )
     print(header)
     print("-" * len(header))
     for cfg in configs:
         t0 = time.perf_counter()
-        stats = run_setting(cfg, args.clusters, args.seed, tuple(args.gld_range),
-                            tuple(args.bld_range))
+        stats = run_setting(
+            cfg, args.clusters, args.seed, tuple(args.gld_range), tuple(args.bld_range)
+        )
         stats["difficulty"] = cfg.difficulty
         stats["wall_s"] = time.perf_counter() - t0
         results.append(stats)
-        print(f"{cfg.difficulty:>10.2f} {stats['feasible_share']:>9.1%} "
-              f"{_fmt(stats['median_T_s'], '>9.2f')}s {_fmt(stats['p95_T_s'], '>8.2f')}s "
-              f"{_fmt(stats['jamming_share'], '>7.1%')} "
-              f"{_fmt(stats['median_Q_w'], '>9.3g')}W "
-              f"{_fmt(stats['jam_needed_share'], '>11.1%')} "
-              f"{_fmt(stats['energy_binds_share'], '>8.1%')} "
-              f"{stats['mean_solve_s'] * 1e3:>6.0f}ms")
+        print(
+            f"{cfg.difficulty:>10.2f} {stats['feasible_share']:>9.1%} "
+            f"{_fmt(stats['median_T_s'], '>9.2f')}s {_fmt(stats['p95_T_s'], '>8.2f')}s "
+            f"{_fmt(stats['jamming_share'], '>7.1%')} "
+            f"{_fmt(stats['median_Q_w'], '>9.3g')}W "
+            f"{_fmt(stats['jam_needed_share'], '>11.1%')} "
+            f"{_fmt(stats['energy_binds_share'], '>8.1%')} "
+            f"{stats['mean_solve_s'] * 1e3:>6.0f}ms"
+        )
 
     record = {
         "benchmark": "feasibility",

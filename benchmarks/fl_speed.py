@@ -91,8 +91,7 @@ def _median_time(fn: Any, repeats: int) -> tuple[float, Any]:
     return statistics.median(times), out
 
 
-def _paired_times(fn_a: Any, fn_b: Any, repeats: int
-                  ) -> tuple[float, float, list[float], Any, Any]:
+def _paired_times(fn_a: Any, fn_b: Any, repeats: int) -> tuple[float, float, list[float], Any, Any]:
     """Time ``fn_a`` and ``fn_b`` in alternation: one warm-up of each, then ``repeats``
     pairs, each pair run back to back, so that a change of the machine's speed during the
     run (a shared or throttled CPU) falls on both alike.
@@ -108,8 +107,13 @@ def _paired_times(fn_a: Any, fn_b: Any, repeats: int
         out_b = fn_b()
         t_a.append(t1 - t0)
         t_b.append(time.perf_counter() - t1)
-    return (statistics.median(t_a), statistics.median(t_b),
-            [b / a for a, b in zip(t_a, t_b, strict=True)], out_a, out_b)
+    return (
+        statistics.median(t_a),
+        statistics.median(t_b),
+        [b / a for a, b in zip(t_a, t_b, strict=True)],
+        out_a,
+        out_b,
+    )
 
 
 def _sync(out: Any) -> Any:
@@ -122,41 +126,74 @@ def _populations(n_clients: int) -> dict[str, np.ndarray]:
     c = table2_cluster()
     per_cluster = np.concatenate([c.gld.data_bits, c.bld.data_bits])
     reps = -(-n_clients // per_cluster.size)
-    return {"table2": np.tile(per_cluster, reps)[:n_clients],
-            "uniform": np.ones(n_clients)}
+    return {"table2": np.tile(per_cluster, reps)[:n_clients], "uniform": np.ones(n_clients)}
 
 
-def bench_local_round(data: Any, model_name: str, weights: np.ndarray, epochs: int,
-                      batch_size: int, lr: float, repeats: int, seed: int,
-                      device: str, impl: str = "auto",
-                      dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+def bench_local_round(
+    data: Any,
+    model_name: str,
+    weights: np.ndarray,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    repeats: int,
+    seed: int,
+    device: str,
+    impl: str = "auto",
+    dtype: torch.dtype = torch.float32,
+) -> dict[str, Any]:
     model = make_model(model_name, seed=seed).to(dtype)
     init = {n: p.detach() for n, p in model.named_parameters()}
     shards = partition(data.train_y, weights, "iid", rng=np.random.default_rng(seed))
-    sched = make_schedule(shards, epochs, batch_size,
-                          [np.random.default_rng([seed, k]) for k in range(len(shards))])
+    sched = make_schedule(
+        shards, epochs, batch_size, [np.random.default_rng([seed, k]) for k in range(len(shards))]
+    )
     x, y = data.train_x.to(dtype), data.train_y
     t_b, t_s, ratios, out_b, out_s = _paired_times(
         lambda: _sync(train_batched(model, init, x, y, sched, lr, device, impl=impl)),
-        lambda: _sync(train_sequential(model, init, x, y, sched, lr, device)), repeats)
+        lambda: _sync(train_sequential(model, init, x, y, sched, lr, device)),
+        repeats,
+    )
     # per client: in float32 a rounding difference can flip a ReLU or max-pool tie and move
     # one client's trajectory apart (float64 shows that the maths agree)
     per_client = (flatten_stacked(out_b) - flatten_stacked(out_s)).abs().amax(dim=1)
     diff = float(per_client.max()) if per_client.numel() else 0.0
-    return {"model": model_name, "impl": impl, "clients": len(shards),
-            "samples_min": int(sched.n_samples.min()), "samples_max": int(sched.n_samples.max()),
-            "samples_total": int(sched.n_samples.sum()),
-            "client_steps": int(sched.steps.sum()) * epochs,
-            "batched_s": t_b, "sequential_s": t_s, "speedup": statistics.median(ratios),
-            "speedup_pairs": ratios,
-            "dtype": str(dtype).removeprefix("torch."), "max_param_diff": diff,
-            "clients_above_1e-5": int((per_client > 1e-5).sum())}
+    return {
+        "model": model_name,
+        "impl": impl,
+        "clients": len(shards),
+        "samples_min": int(sched.n_samples.min()),
+        "samples_max": int(sched.n_samples.max()),
+        "samples_total": int(sched.n_samples.sum()),
+        "client_steps": int(sched.steps.sum()) * epochs,
+        "batched_s": t_b,
+        "sequential_s": t_s,
+        "speedup": statistics.median(ratios),
+        "speedup_pairs": ratios,
+        "dtype": str(dtype).removeprefix("torch."),
+        "max_param_diff": diff,
+        "clients_above_1e-5": int((per_client > 1e-5).sum()),
+    }
 
 
-def bench_full_round(data: Any, model_name: str, clusters: int, epochs: int, batch_size: int,
-                     lr: float, repeats: int, seed: int, device: str) -> dict[str, Any]:
-    cfg = {"model": model_name, "local_epochs": epochs, "batch_size": batch_size, "lr": lr,
-           "device": device}
+def bench_full_round(
+    data: Any,
+    model_name: str,
+    clusters: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    repeats: int,
+    seed: int,
+    device: str,
+) -> dict[str, Any]:
+    cfg = {
+        "model": model_name,
+        "local_epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "device": device,
+    }
     system = FederatedSystem(cfg, [table2_cluster()] * clusters, seed=seed, data=data)
 
     def whole_round() -> float:
@@ -171,11 +208,16 @@ def bench_full_round(data: Any, model_name: str, clusters: int, epochs: int, bat
 
     t_all, t_each, _, _, _ = _paired_times(whole_round, per_cluster, repeats)
     t_eval, _ = _median_time(system.evaluate, repeats)
-    return {"model": model_name, "clusters": clusters,
-            "devices": clusters * (table2_cluster().n_gld + table2_cluster().n_bld),
-            "round_batched_over_clusters_s": t_all, "round_cluster_by_cluster_s": t_each,
-            "evaluate_s": t_eval, "accuracy_after": system.evaluate()[0],
-            "rounds_run": system.round}
+    return {
+        "model": model_name,
+        "clusters": clusters,
+        "devices": clusters * (table2_cluster().n_gld + table2_cluster().n_bld),
+        "round_batched_over_clusters_s": t_all,
+        "round_cluster_by_cluster_s": t_each,
+        "evaluate_s": t_eval,
+        "accuracy_after": system.evaluate()[0],
+        "rounds_run": system.round,
+    }
 
 
 class _OpTimer(TorchDispatchMode):
@@ -189,8 +231,7 @@ class _OpTimer(TorchDispatchMode):
         self.seconds: collections.Counter[str] = collections.Counter()
         self.calls: collections.Counter[str] = collections.Counter()
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (),
-                           kwargs: Any = None) -> Any:
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         t0 = time.perf_counter()
         out = func(*args, **(kwargs or {}))
         name = func.overloadpacket.__name__
@@ -215,7 +256,7 @@ def _sgemm_gflops(n: int = 1024, repeats: int = 10) -> float:
     thread's torch threads (median of ``repeats``), in GFLOP/s."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     t, _ = _median_time(lambda: torch.mm(a, b), repeats)
-    return 2.0 * n ** 3 / t / 1e9
+    return 2.0 * n**3 / t / 1e9
 
 
 def _flops_per_sample(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -232,8 +273,9 @@ def _flops_per_sample(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) ->
     return counter.get_total_flops() / x.shape[0]
 
 
-def bench_breakdown(data: Any, model_name: str, batch_size: int, lr: float, steps: int,
-                    seed: int) -> dict[str, Any]:
+def bench_breakdown(
+    data: Any, model_name: str, batch_size: int, lr: float, steps: int, seed: int
+) -> dict[str, Any]:
     """One manual-path step of one block of ``stacked_chunk`` clients on one CPU thread,
     op by op, beside the sequential loop's step of one client on one thread.
 
@@ -250,8 +292,8 @@ def bench_breakdown(data: Any, model_name: str, batch_size: int, lr: float, step
         raise ValueError(f"--breakdown: model {model_name!r} has no manual batched step")
     k = int(getattr(model, "stacked_chunk", 1))
     start = {n: p.detach() for n, p in model.named_parameters()}
-    x = data.train_x[:k * batch_size].reshape(k, batch_size, *data.train_x.shape[1:])
-    y = data.train_y[:k * batch_size].reshape(k, batch_size)
+    x = data.train_x[: k * batch_size].reshape(k, batch_size, *data.train_x.shape[1:])
+    y = data.train_y[: k * batch_size].reshape(k, batch_size)
     w = torch.full((k, batch_size), 1.0 / batch_size)
     params = stack_params(start, k)
     net = make_model(model_name, seed=seed)
@@ -282,18 +324,28 @@ def bench_breakdown(data: Any, model_name: str, batch_size: int, lr: float, step
         with timer:
             for _ in range(steps):
                 batched_step()
-    ops = [{"op": name, "ms_per_step": sec / steps * 1e3, "calls_per_step": timer.calls[name]
-            / steps} for name, sec in timer.seconds.most_common()]
+    ops = [
+        {"op": name, "ms_per_step": sec / steps * 1e3, "calls_per_step": timer.calls[name] / steps}
+        for name, sec in timer.seconds.most_common()
+    ]
     timed = sum(o["ms_per_step"] for o in ops)
     conv = sum(o["ms_per_step"] for o in ops if "convolution" in o["op"])
-    return {"model": model_name, "block_clients": k, "batch_size": batch_size,
-            "block_step_s": t_block, "per_client_step_s": t_block / k,
-            "sequential_step_s": t_seq, "speedup_per_core": t_seq / (t_block / k),
-            "ops": ops, "ops_ms_per_step": timed, "convolution_share": conv / timed,
-            "flops_per_sample_step": flops,
-            "block_gflops": flops * k * batch_size / t_block / 1e9,
-            "sequential_gflops": flops * batch_size / t_seq / 1e9,
-            "sgemm_gflops": sgemm}
+    return {
+        "model": model_name,
+        "block_clients": k,
+        "batch_size": batch_size,
+        "block_step_s": t_block,
+        "per_client_step_s": t_block / k,
+        "sequential_step_s": t_seq,
+        "speedup_per_core": t_seq / (t_block / k),
+        "ops": ops,
+        "ops_ms_per_step": timed,
+        "convolution_share": conv / timed,
+        "flops_per_sample_step": flops,
+        "block_gflops": flops * k * batch_size / t_block / 1e9,
+        "sequential_gflops": flops * batch_size / t_seq / 1e9,
+        "sgemm_gflops": sgemm,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -305,18 +357,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--batch-size", type=int, default=10)
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch.set_num_threads (default: leave torch's choice)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads (default: leave torch's choice)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
-    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"],
-                    help="of the local-round comparison (float64: the batched and the "
-                         "sequential maths agree to ~1e-15)")
-    ap.add_argument("--impl", default="auto", choices=["auto", "manual", "stacked", "vmap"],
-                    help="train_batched's implementation in the local-round timings "
-                         "(stacked: autograd through the model's forward_stacked)")
-    ap.add_argument("--breakdown", action="store_true",
-                    help="also time one block step op by op on one CPU thread")
+    ap.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float64"],
+        help="of the local-round comparison (float64: the batched and the "
+        "sequential maths agree to ~1e-15)",
+    )
+    ap.add_argument(
+        "--impl",
+        default="auto",
+        choices=["auto", "manual", "stacked", "vmap"],
+        help="train_batched's implementation in the local-round timings "
+        "(stacked: autograd through the model's forward_stacked)",
+    )
+    ap.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time one block step op by op on one CPU thread",
+    )
     ap.add_argument("--breakdown-steps", type=int, default=50)
     ap.add_argument("--out", default=str(_HERE / "results" / "fl_speed.json"))
     args = ap.parse_args(argv)
@@ -332,58 +399,100 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     local, full = [], []
     for model_name in args.models:
         for pop, weights in _populations(args.clients).items():
-            row = bench_local_round(data, model_name, weights, args.epochs, args.batch_size,
-                                    args.lr, args.repeats, args.seed, args.device, args.impl,
-                                    getattr(torch, args.dtype))
+            row = bench_local_round(
+                data,
+                model_name,
+                weights,
+                args.epochs,
+                args.batch_size,
+                args.lr,
+                args.repeats,
+                args.seed,
+                args.device,
+                args.impl,
+                getattr(torch, args.dtype),
+            )
             row["population"] = pop
             local.append(row)
-            print(f"{model_name:3s} {pop:7s} {row['clients']} clients "
-                  f"({row['samples_min']}-{row['samples_max']} samples): batched "
-                  f"{row['batched_s'] * 1e3:8.1f} ms, sequential {row['sequential_s'] * 1e3:8.1f}"
-                  f" ms, speed-up {row['speedup']:5.2f}x ({min(row['speedup_pairs']):.2f}-"
-                  f"{max(row['speedup_pairs']):.2f}x over {len(row['speedup_pairs'])} pairs; "
-                  f"max |diff| {row['max_param_diff']:.1e}, "
-                  f"{row['clients_above_1e-5']} client(s) above 1e-5)")
-        row = bench_full_round(data, model_name, args.clusters, args.epochs, args.batch_size,
-                               args.lr, args.repeats, args.seed, args.device)
+            print(
+                f"{model_name:3s} {pop:7s} {row['clients']} clients "
+                f"({row['samples_min']}-{row['samples_max']} samples): batched "
+                f"{row['batched_s'] * 1e3:8.1f} ms, sequential {row['sequential_s'] * 1e3:8.1f}"
+                f" ms, speed-up {row['speedup']:5.2f}x ({min(row['speedup_pairs']):.2f}-"
+                f"{max(row['speedup_pairs']):.2f}x over {len(row['speedup_pairs'])} pairs; "
+                f"max |diff| {row['max_param_diff']:.1e}, "
+                f"{row['clients_above_1e-5']} client(s) above 1e-5)"
+            )
+        row = bench_full_round(
+            data,
+            model_name,
+            args.clusters,
+            args.epochs,
+            args.batch_size,
+            args.lr,
+            args.repeats,
+            args.seed,
+            args.device,
+        )
         full.append(row)
-        print(f"{model_name:3s} full FL round, {row['clusters']} clusters / {row['devices']} "
-              f"devices: {row['round_batched_over_clusters_s'] * 1e3:.1f} ms batched over the "
-              f"round, {row['round_cluster_by_cluster_s'] * 1e3:.1f} ms cluster by cluster "
-              f"(evaluation {row['evaluate_s'] * 1e3:.1f} ms)")
+        print(
+            f"{model_name:3s} full FL round, {row['clusters']} clusters / {row['devices']} "
+            f"devices: {row['round_batched_over_clusters_s'] * 1e3:.1f} ms batched over the "
+            f"round, {row['round_cluster_by_cluster_s'] * 1e3:.1f} ms cluster by cluster "
+            f"(evaluation {row['evaluate_s'] * 1e3:.1f} ms)"
+        )
     breakdown = []
     for model_name in args.models if args.breakdown else []:
-        row = bench_breakdown(data, model_name, args.batch_size, args.lr, args.breakdown_steps,
-                              args.seed)
+        row = bench_breakdown(
+            data, model_name, args.batch_size, args.lr, args.breakdown_steps, args.seed
+        )
         breakdown.append(row)
-        print(f"{model_name:3s} one step of a block of {row['block_clients']} clients x "
-              f"{row['batch_size']} samples, 1 thread: {row['block_step_s'] * 1e3:.2f} ms "
-              f"({row['per_client_step_s'] * 1e3:.3f} ms per client); the sequential loop's "
-              f"step of one client: {row['sequential_step_s'] * 1e3:.3f} ms; per core "
-              f"{row['speedup_per_core']:.2f}x")
-        print(f"    ops timed: {row['ops_ms_per_step']:.2f} ms per step, convolutions "
-              f"{100 * row['convolution_share']:.0f} %")
-        print(f"    arithmetic: {row['flops_per_sample_step'] / 1e6:.2f} MFLOP per sample and "
-              f"step; block {row['block_gflops']:.1f} GFLOP/s, sequential step "
-              f"{row['sequential_gflops']:.1f} GFLOP/s, this core's float32 matrix product "
-              f"(1024^3) {row['sgemm_gflops']:.1f} GFLOP/s")
+        print(
+            f"{model_name:3s} one step of a block of {row['block_clients']} clients x "
+            f"{row['batch_size']} samples, 1 thread: {row['block_step_s'] * 1e3:.2f} ms "
+            f"({row['per_client_step_s'] * 1e3:.3f} ms per client); the sequential loop's "
+            f"step of one client: {row['sequential_step_s'] * 1e3:.3f} ms; per core "
+            f"{row['speedup_per_core']:.2f}x"
+        )
+        print(
+            f"    ops timed: {row['ops_ms_per_step']:.2f} ms per step, convolutions "
+            f"{100 * row['convolution_share']:.0f} %"
+        )
+        print(
+            f"    arithmetic: {row['flops_per_sample_step'] / 1e6:.2f} MFLOP per sample and "
+            f"step; block {row['block_gflops']:.1f} GFLOP/s, sequential step "
+            f"{row['sequential_gflops']:.1f} GFLOP/s, this core's float32 matrix product "
+            f"(1024^3) {row['sgemm_gflops']:.1f} GFLOP/s"
+        )
         for o in row["ops"][:8]:
-            print(f"    {o['op']:40s} {o['ms_per_step']:7.3f} ms  ({o['calls_per_step']:g} "
-                  f"calls)")
+            print(f"    {o['op']:40s} {o['ms_per_step']:7.3f} ms  ({o['calls_per_step']:g} calls)")
     cpu = _cpu_model()
     lo, hi = min(r["speedup"] for r in local), max(r["speedup"] for r in local)
     met = "met" if lo >= TARGET_SPEEDUP else ("met by some" if hi >= TARGET_SPEEDUP else "not met")
-    print(f"speed-up {lo:.2f}x-{hi:.2f}x (target >= {TARGET_SPEEDUP:.0f}x: {met}); torch "
-          f"{torch.__version__}, device {resolve_device(args.device)}, {args.threads} thread(s)"
-          f" of {cpu}")
-    result = {"args": vars(args), "target_speedup": TARGET_SPEEDUP, "local_round": local,
-              "full_round": full, "breakdown": breakdown,
-              "versions": {"python": platform.python_version(), "numpy": np.__version__,
-                           "torch": torch.__version__},
-              "machine": {"platform": platform.platform(), "cpu": cpu,
-                          "cpu_threads": args.threads,
-                          "device": str(resolve_device(args.device)),
-                          "cuda": torch.cuda.is_available()}}
+    print(
+        f"speed-up {lo:.2f}x-{hi:.2f}x (target >= {TARGET_SPEEDUP:.0f}x: {met}); torch "
+        f"{torch.__version__}, device {resolve_device(args.device)}, {args.threads} thread(s)"
+        f" of {cpu}"
+    )
+    result = {
+        "args": vars(args),
+        "target_speedup": TARGET_SPEEDUP,
+        "local_round": local,
+        "full_round": full,
+        "breakdown": breakdown,
+        "versions": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "torch": torch.__version__,
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "cpu": cpu,
+            "cpu_threads": args.threads,
+            "device": str(resolve_device(args.device)),
+            "cuda": torch.cuda.is_available(),
+        },
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

@@ -32,15 +32,22 @@ import torch  # noqa: E402
 import dtfl_env  # noqa: E402,F401  (registers the ids)
 from solvers import solve  # noqa: E402
 
-ACTION = {"mode": "safe", "tg_range": 20.0, "y_range": 20.0, "jamming": "sync",
-          "scale": "excess"}  # agents/ppo_long.json's action config
+ACTION = {
+    "mode": "safe",
+    "tg_range": 20.0,
+    "y_range": 20.0,
+    "jamming": "sync",
+    "scale": "excess",
+}  # agents/ppo_long.json's action config
 #: feature sets: how many of the BOUND_FEATURES to keep (0: the default observation)
 FEATURE_SETS = {"default observation": 0, "+ tg_base": 1, "+ all four bounds": 4}
 
 
 def _env() -> Any:
-    return gym.make("DTFL-TableII-v0", config={"action": ACTION, "fl": {"backend": "none"},
-                                               "observation": {"safe_bounds": True}}).unwrapped
+    return gym.make(
+        "DTFL-TableII-v0",
+        config={"action": ACTION, "fl": {"backend": "none"}, "observation": {"safe_bounds": True}},
+    ).unwrapped
 
 
 def collect(seeds: range) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +70,7 @@ def collect(seeds: range) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _columns(obs: np.ndarray, keep: int) -> np.ndarray:
-    return obs[..., :obs.shape[-1] - 4 + keep]
+    return obs[..., : obs.shape[-1] - 4 + keep]
 
 
 def fit(x: np.ndarray, y: np.ndarray, epochs: int, seed: int) -> Any:
@@ -73,16 +80,20 @@ def fit(x: np.ndarray, y: np.ndarray, epochs: int, seed: int) -> Any:
     xt = torch.tensor((x - mu) / sd, dtype=torch.float32)
     yt = torch.tensor(y[:, :2], dtype=torch.float32)
     torch.manual_seed(seed)
-    net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 256), torch.nn.Tanh(),
-                              torch.nn.Linear(256, 256), torch.nn.Tanh(),
-                              torch.nn.Linear(256, 2))
+    net = torch.nn.Sequential(
+        torch.nn.Linear(x.shape[1], 256),
+        torch.nn.Tanh(),
+        torch.nn.Linear(256, 256),
+        torch.nn.Tanh(),
+        torch.nn.Linear(256, 2),
+    )
     opt = torch.optim.Adam(net.parameters(), 1e-3)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0 if e < 0.75 * epochs else 0.2)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         perm = torch.randperm(len(xt), generator=gen)
         for i in range(0, len(xt), 128):
-            b = perm[i:i + 128]
+            b = perm[i : i + 128]
             loss = ((net(xt[b]) - yt[b]) ** 2).mean()
             opt.zero_grad()
             loss.backward()
@@ -115,10 +126,13 @@ def play(predict: Any, keep: int, seeds: range) -> dict[str, float]:
                 t_opt.append(res.T)
             done = term or trunc
     t_opt, t_fit, e = np.array(t_opt), np.array(t_fit), np.array(err)
-    return {"clusters": int(t_opt.size), "mean_gap": float(t_fit.sum() / t_opt.sum() - 1),
-            "per_cluster_gap": float(np.mean(t_fit / t_opt - 1)),
-            "abs_error_median": np.median(e, 0).round(4).tolist(),
-            "abs_error_p90": np.percentile(e, 90, 0).round(4).tolist()}
+    return {
+        "clusters": int(t_opt.size),
+        "mean_gap": float(t_fit.sum() / t_opt.sum() - 1),
+        "per_cluster_gap": float(np.mean(t_fit / t_opt - 1)),
+        "abs_error_median": np.median(e, 0).round(4).tolist(),
+        "abs_error_p90": np.percentile(e, 90, 0).round(4).tolist(),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -133,17 +147,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(1)
     x, y = collect(range(args.train_episodes))
     test = range(args.test_seed, args.test_seed + args.test_episodes)
-    print(f"{len(x)} training clusters (seeds 0-{args.train_episodes - 1}); held out: seeds "
-          f"{test.start}-{test.stop - 1}")
+    print(
+        f"{len(x)} training clusters (seeds 0-{args.train_episodes - 1}); held out: seeds "
+        f"{test.start}-{test.stop - 1}"
+    )
     rows = {}
     for name, keep in FEATURE_SETS.items():
         predict = fit(_columns(x, keep), y, args.epochs, args.seed)
         rows[name] = r = play(predict, keep, test)
-        print(f"{name:20s} held-out mean-latency gap {100 * r['mean_gap']:5.2f} %, per cluster "
-              f"{100 * r['per_cluster_gap']:5.2f} % ({r['clusters']} clusters); |action "
-              f"error| median {r['abs_error_median']}, p90 {r['abs_error_p90']}")
-    result = {"args": vars(args), "action": ACTION, "training_clusters": len(x),
-              "results": rows}
+        print(
+            f"{name:20s} held-out mean-latency gap {100 * r['mean_gap']:5.2f} %, per cluster "
+            f"{100 * r['per_cluster_gap']:5.2f} % ({r['clusters']} clusters); |action "
+            f"error| median {r['abs_error_median']}, p90 {r['abs_error_p90']}"
+        )
+    result = {"args": vars(args), "action": ACTION, "training_clusters": len(x), "results": rows}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

@@ -62,12 +62,20 @@ def _violates(cluster, res) -> bool:  # type: ignore[no-untyped-def]
 
 def _instances(n: int, seed: int) -> list:  # type: ignore[type-arg]
     """The random clusters of the benchmark (M in 2..10, N in 1..6), seeded."""
-    return [random_cluster(seed + k, n_gld=2 + (k * 7) % 9, n_bld=1 + (k * 5) % 6)
-            for k in range(n)]
+    return [
+        random_cluster(seed + k, n_gld=2 + (k * 7) % 9, n_bld=1 + (k * 5) % 6) for k in range(n)
+    ]
 
 
-def _throughput(method: str, clusters: list, sizes: list[int], ref: list,  # type: ignore[type-arg]
-                loop_us: float, cvx_us: float, repeats: int) -> tuple[list[dict], float]:  # type: ignore[type-arg]
+def _throughput(
+    method: str,
+    clusters: list,
+    sizes: list[int],
+    ref: list,  # type: ignore[type-arg]
+    loop_us: float,
+    cvx_us: float,
+    repeats: int,
+) -> tuple[list[dict], float]:  # type: ignore[type-arg]
     """Clusters per second of ``solve_batch(..., method)`` for each B in ``sizes`` beside the
     per-cluster loop (``ref``: its answers, ``loop_us``: its time per cluster), and the
     batch's largest relative deviation from the loop's T."""
@@ -93,13 +101,20 @@ def _throughput(method: str, clusters: list, sizes: list[int], ref: list,  # typ
         t_ref = np.array([r.T for r in ref[:k]])
         fin = np.isfinite(t_ref)
         if not np.array_equal(fin, np.isfinite(res.T[:k])):
-            raise RuntimeError(f"{method} B={b}: the batch and the loop disagree on "
-                               "feasibility")
+            raise RuntimeError(f"{method} B={b}: the batch and the loop disagree on feasibility")
         if fin.any():
             dev = max(dev, float(np.max(np.abs(res.T[:k][fin] - t_ref[fin]) / t_ref[fin])))
-        rows.append({"B": b, "seconds": dt, "clusters_per_s": b / dt, "us_per_cluster": us,
-                     "speedup_vs_loop": loop_us / us, "speedup_vs_cvxpy": cvx_us / us,
-                     "infeasible": int(np.sum(~res.feasible))})
+        rows.append(
+            {
+                "B": b,
+                "seconds": dt,
+                "clusters_per_s": b / dt,
+                "us_per_cluster": us,
+                "speedup_vs_loop": loop_us / us,
+                "speedup_vs_cvxpy": cvx_us / us,
+                "infeasible": int(np.sum(~res.feasible)),
+            }
+        )
     return rows, dev
 
 
@@ -108,8 +123,10 @@ def _print_rows(rows: list[dict]) -> None:  # type: ignore[type-arg]
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['B']:>6}{r['clusters_per_s']:>12.0f}{r['us_per_cluster']:>12.1f}"
-              f"{r['speedup_vs_loop']:>9.1f}{r['speedup_vs_cvxpy']:>10.0f}")
+        print(
+            f"{r['B']:>6}{r['clusters_per_s']:>12.0f}{r['us_per_cluster']:>12.1f}"
+            f"{r['speedup_vs_loop']:>9.1f}{r['speedup_vs_cvxpy']:>10.0f}"
+        )
 
 
 def _batch_main(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
@@ -120,34 +137,48 @@ def _batch_main(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
     n_loop = min(args.loop_clusters, len(clusters))
     cvx_us = float("nan")
     if args.cvxpy_clusters > 0:
-        sub = clusters[:args.cvxpy_clusters]
+        sub = clusters[: args.cvxpy_clusters]
         t0 = time.perf_counter()
         for c in sub:
             solve(c, "cvxpy")
         cvx_us = 1e6 * (time.perf_counter() - t0) / len(sub)
-    print(f"throughput on {max(sizes)} random clusters (seed {args.seed}, M 2-10, N 1-6); "
-          f"loops on {n_loop}, cvxpy on {args.cvxpy_clusters}")
+    print(
+        f"throughput on {max(sizes)} random clusters (seed {args.seed}, M 2-10, N 1-6); "
+        f"loops on {n_loop}, cvxpy on {args.cvxpy_clusters}"
+    )
     if args.cvxpy_clusters > 0:
         print(f"cvxpy:            {cvx_us:9.1f} us/cluster  {1e6 / cvx_us:9.1f} clusters/s")
-    record = {"mode": "batch", "seed": args.seed, "sizes": sizes, "loop_clusters": n_loop,
-              "cvxpy_clusters": args.cvxpy_clusters, "cvxpy_us_per_cluster": cvx_us}
+    record = {
+        "mode": "batch",
+        "seed": args.seed,
+        "sizes": sizes,
+        "loop_clusters": n_loop,
+        "cvxpy_clusters": args.cvxpy_clusters,
+        "cvxpy_us_per_cluster": cvx_us,
+    }
     for method in ("exact", "algorithm2"):
         t0 = time.perf_counter()
         ref = [solve(c, method) for c in clusters[:n_loop]]
         loop_us = 1e6 * (time.perf_counter() - t0) / n_loop
         rows, dev = _throughput(method, clusters, sizes, ref, loop_us, cvx_us, args.repeats)
-        print(f"\n{method}: per-cluster loop {loop_us:9.1f} us/cluster  "
-              f"{1e6 / loop_us:9.0f} clusters/s")
+        print(
+            f"\n{method}: per-cluster loop {loop_us:9.1f} us/cluster  "
+            f"{1e6 / loop_us:9.0f} clusters/s"
+        )
         _print_rows(rows)
         if method == "exact":
             print(f"largest |T_batch - T_loop| / T_loop: {dev:.2e} (both certified to 1e-7)")
             record.update(loop_us_per_cluster=loop_us, rows=rows, max_rel_dev_vs_loop=dev)
         else:
             print(f"largest |T_batch - T_loop| / T_loop: {dev:.2e} (the same search)")
-            record["algorithm2"] = {"loop_us_per_cluster": loop_us, "rows": rows,
-                                    "max_rel_dev_vs_loop": dev}
-    record.update(python=platform.python_version(), machine=platform.machine(),
-                  numpy=np.__version__)
+            record["algorithm2"] = {
+                "loop_us_per_cluster": loop_us,
+                "rows": rows,
+                "max_rel_dev_vs_loop": dev,
+            }
+    record.update(
+        python=platform.python_version(), machine=platform.machine(), numpy=np.__version__
+    )
     out = Path(args.out or Path(__file__).parent / "results" / "solvers_batch.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
@@ -171,19 +202,34 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=5, help="timing repeats on Table II")
     ap.add_argument("--solvers", default=",".join(ALL), help=f"comma list from {ALL}")
-    ap.add_argument("--out", default=None,
-                    help="JSON record (default results/solvers.json, "
-                         "results/solvers_batch.json with --batch)")
-    ap.add_argument("--batch", action="store_true",
-                    help="throughput of solve_batch (exact, algorithm2) beside the loops and "
-                         "cvxpy")
-    ap.add_argument("--sizes", type=_sizes, default=[1, 64, 1024, 8192],
-                    help="batch sizes for --batch (default 1,64,1024,8192)")
-    ap.add_argument("--loop-clusters", type=int, default=256,
-                    help="clusters timed with each per-cluster loop for --batch "
-                         "(default 256)")
-    ap.add_argument("--cvxpy-clusters", type=int, default=5,
-                    help="clusters timed with cvxpy for --batch (default 5; 0: skip)")
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="JSON record (default results/solvers.json, results/solvers_batch.json with --batch)",
+    )
+    ap.add_argument(
+        "--batch",
+        action="store_true",
+        help="throughput of solve_batch (exact, algorithm2) beside the loops and cvxpy",
+    )
+    ap.add_argument(
+        "--sizes",
+        type=_sizes,
+        default=[1, 64, 1024, 8192],
+        help="batch sizes for --batch (default 1,64,1024,8192)",
+    )
+    ap.add_argument(
+        "--loop-clusters",
+        type=int,
+        default=256,
+        help="clusters timed with each per-cluster loop for --batch (default 256)",
+    )
+    ap.add_argument(
+        "--cvxpy-clusters",
+        type=int,
+        default=5,
+        help="clusters timed with cvxpy for --batch (default 5; 0: skip)",
+    )
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error("--repeats: must be >= 1")
@@ -205,8 +251,16 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
     instances = [("table2", table2_cluster())]
     instances += [(f"random-{k}", c) for k, c in enumerate(_instances(args.clusters, args.seed))]
 
-    rows: dict[str, dict[str, list]] = {m: {"t2": [], "rand": [], "gap": [], "viol": [],  # type: ignore[type-arg]
-                                            "status": []} for m in methods}
+    rows: dict[str, dict[str, list]] = {
+        m: {
+            "t2": [],
+            "rand": [],
+            "gap": [],
+            "viol": [],  # type: ignore[type-arg]
+            "status": [],
+        }
+        for m in methods
+    }
     infeasible = 0
     for name, cluster in instances:
         ref, _ = _run(cluster, "exact", 1)
@@ -244,20 +298,32 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
             "feasibility_disagreements": int(np.isnan(gaps).sum()),
             "constraint_violations": float(np.mean(r["viol"])),
         }
-    header = (f"{'solver':<18}{'Table II ms':>12}{'random ms':>11}{'x cvxpy T2':>11}"
-              f"{'x cvxpy rnd':>12}{'max |gap|':>11}{'<=0.1%':>8}{'violates':>9}")
-    print(f"{len(instances)} clusters (Table II + {args.clusters} random, seed {args.seed}); "
-          f"{infeasible} infeasible per the exact solver")
+    header = (
+        f"{'solver':<18}{'Table II ms':>12}{'random ms':>11}{'x cvxpy T2':>11}"
+        f"{'x cvxpy rnd':>12}{'max |gap|':>11}{'<=0.1%':>8}{'violates':>9}"
+    )
+    print(
+        f"{len(instances)} clusters (Table II + {args.clusters} random, seed {args.seed}); "
+        f"{infeasible} infeasible per the exact solver"
+    )
     print(header)
     print("-" * len(header))
     for m, s in summary.items():
-        print(f"{m:<18}{s['table2_ms']:>12.2f}{s['random_median_ms']:>11.2f}"
-              f"{s['speedup_vs_cvxpy_table2']:>11.1f}{s['speedup_vs_cvxpy_random']:>12.1f}"
-              f"{s['max_gap']:>11.2e}{100 * s['within_0.1pct']:>7.0f}%"
-              f"{100 * s['constraint_violations']:>8.0f}%")
-    record = {"clusters": args.clusters, "seed": args.seed, "infeasible": infeasible,
-              "summary": summary, "python": platform.python_version(),
-              "machine": platform.machine(), "numpy": np.__version__}
+        print(
+            f"{m:<18}{s['table2_ms']:>12.2f}{s['random_median_ms']:>11.2f}"
+            f"{s['speedup_vs_cvxpy_table2']:>11.1f}{s['speedup_vs_cvxpy_random']:>12.1f}"
+            f"{s['max_gap']:>11.2e}{100 * s['within_0.1pct']:>7.0f}%"
+            f"{100 * s['constraint_violations']:>8.0f}%"
+        )
+    record = {
+        "clusters": args.clusters,
+        "seed": args.seed,
+        "infeasible": infeasible,
+        "summary": summary,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "numpy": np.__version__,
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")

@@ -9,5 +9,12 @@ from dtfl_env.registration import ENV_IDS, register_envs
 
 register_envs()
 
-__all__ = ["ENV_IDS", "BLDParams", "Cluster", "Constants", "GLDParams", "get_preset",
-           "table2_cluster"]
+__all__ = [
+    "ENV_IDS",
+    "BLDParams",
+    "Cluster",
+    "Constants",
+    "GLDParams",
+    "get_preset",
+    "table2_cluster",
+]

@@ -86,9 +86,13 @@ class Constants:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            object.__setattr__(self, f.name, _positive_scalar(getattr(self, f.name),
-                                                              f"constants.{f.name}",
-                                                              allow_zero=f.name.endswith("_s")))
+            object.__setattr__(
+                self,
+                f.name,
+                _positive_scalar(
+                    getattr(self, f.name), f"constants.{f.name}", allow_zero=f.name.endswith("_s")
+                ),
+            )
 
     @property
     def cycles_per_round_bit(self) -> float:
@@ -139,8 +143,9 @@ class _DeviceArrays:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return all(np.array_equal(getattr(self, f.name), getattr(other, f.name))
-                   for f in fields(self))  # type: ignore[arg-type]
+        return all(
+            np.array_equal(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)
+        )  # type: ignore[arg-type]
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -159,8 +164,7 @@ class _DeviceArrays:
 
     def subset(self, index: np.ndarray):  # type: ignore[no-untyped-def]
         """A new group holding only the devices at ``index`` (in that order)."""
-        return type(self)(**{f.name: getattr(self, f.name)[index]
-                             for f in fields(self)})  # type: ignore[arg-type]
+        return type(self)(**{f.name: getattr(self, f.name)[index] for f in fields(self)})  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, eq=False)
@@ -257,8 +261,11 @@ class Cluster:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"gld": self.gld.to_dict(), "bld": self.bld.to_dict(),
-                "constants": self.constants.to_dict()}
+        return {
+            "gld": self.gld.to_dict(),
+            "bld": self.bld.to_dict(),
+            "constants": self.constants.to_dict(),
+        }
 
     @classmethod
     def load(cls, path: str | Path) -> Cluster:

@@ -12,8 +12,11 @@ VECTOR_ENTRY_POINT = "dtfl_env.envs.vector:DTFLVectorEnv"
 ENV_IDS: dict[str, dict[str, Any]] = {
     "DTFL-v0": {},  # real FL training (torch) and the ledger
     "DTFL-TableII-v0": {"scenario": "table2", "fl": {"backend": "none"}},
-    "DTFL-Random-v0": {"scenario": "random", "new_topology_each_episode": True,
-                       "fl": {"backend": "none"}},
+    "DTFL-Random-v0": {
+        "scenario": "random",
+        "new_topology_each_episode": True,
+        "fl": {"backend": "none"},
+    },
     "DTFL-Fast-v0": {"fl": {"backend": "none"}, "ledger": {"enabled": False}},
 }
 
@@ -26,6 +29,10 @@ def register_envs() -> None:
             continue
         # real FL training (torch) does not batch: DTFL-v0 keeps the sync / async vector envs
         latency_only = overrides.get("fl", {}).get("backend") == "none"
-        gym.register(id=env_id, entry_point=ENTRY_POINT, kwargs={"base_config": overrides},
-                     vector_entry_point=VECTOR_ENTRY_POINT if latency_only else None,
-                     disable_env_checker=False)
+        gym.register(
+            id=env_id,
+            entry_point=ENTRY_POINT,
+            kwargs={"base_config": overrides},
+            vector_entry_point=VECTOR_ENTRY_POINT if latency_only else None,
+            disable_env_checker=False,
+        )

@@ -250,8 +250,14 @@ class RandomClusterConfig:
 
     def __post_init__(self) -> None:
         p = "random"
-        for name in ("area_m", "cluster_radius_m", "min_distance_m", "path_loss_exponent",
-                     "eavesdropper_min_distance_m", "eavesdropper_max_distance_m"):
+        for name in (
+            "area_m",
+            "cluster_radius_m",
+            "min_distance_m",
+            "path_loss_exponent",
+            "eavesdropper_min_distance_m",
+            "eavesdropper_max_distance_m",
+        ):
             v = _number(getattr(self, name), f"{p}.{name}")
             if v <= 0:
                 raise ValueError(f"{p}.{name}: must be > 0, got {v}")
@@ -267,21 +273,28 @@ class RandomClusterConfig:
             raise ValueError(f"{p}.capable_share: must be in [0, 1], got {s}")
         object.__setattr__(self, "capable_share", s)
         if not isinstance(self.sort_gld_by_gain, (bool, np.bool_)):
-            raise ValueError(f"{p}.sort_gld_by_gain: expected true or false, "
-                             f"got {self.sort_gld_by_gain!r}")
+            raise ValueError(
+                f"{p}.sort_gld_by_gain: expected true or false, got {self.sort_gld_by_gain!r}"
+            )
         object.__setattr__(self, "sort_gld_by_gain", bool(self.sort_gld_by_gain))
         for name in _RANGE_FIELDS:
             object.__setattr__(self, name, _range(getattr(self, name), f"{p}.{name}"))
         if self.min_distance_m >= self.cluster_radius_m:
-            raise ValueError(f"{p}.min_distance_m: must be < cluster_radius_m "
-                             f"({self.cluster_radius_m}), got {self.min_distance_m}")
+            raise ValueError(
+                f"{p}.min_distance_m: must be < cluster_radius_m "
+                f"({self.cluster_radius_m}), got {self.min_distance_m}"
+            )
         if 2 * self.cluster_radius_m > self.area_m:
-            raise ValueError(f"{p}.cluster_radius_m: a cluster must fit in the area "
-                             f"(2 * radius <= area_m = {self.area_m}), got {self.cluster_radius_m}")
+            raise ValueError(
+                f"{p}.cluster_radius_m: a cluster must fit in the area "
+                f"(2 * radius <= area_m = {self.area_m}), got {self.cluster_radius_m}"
+            )
         if self.eavesdropper_min_distance_m > self.eavesdropper_max_distance_m:
-            raise ValueError(f"{p}.eavesdropper_min_distance_m: must be <= "
-                             f"eavesdropper_max_distance_m ({self.eavesdropper_max_distance_m}), "
-                             f"got {self.eavesdropper_min_distance_m}")
+            raise ValueError(
+                f"{p}.eavesdropper_min_distance_m: must be <= "
+                f"eavesdropper_max_distance_m ({self.eavesdropper_max_distance_m}), "
+                f"got {self.eavesdropper_min_distance_m}"
+            )
 
     @property
     def reference_gain(self) -> float:
@@ -292,13 +305,19 @@ class RandomClusterConfig:
     def from_dict(cls, data: Mapping[str, Any], path: str = "random") -> RandomClusterConfig:
         """Build from a mapping; unknown keys raise ``ValueError`` naming ``random.<key>``."""
         check_keys(data, {f.name for f in fields(cls)}, path)
-        return cls(**{k: tuple(v) if k in _RANGE_FIELDS and isinstance(v, list) else v
-                      for k, v in data.items()})
+        return cls(
+            **{
+                k: tuple(v) if k in _RANGE_FIELDS and isinstance(v, list) else v
+                for k, v in data.items()
+            }
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping (ranges as lists) that :meth:`from_dict` reads back."""
-        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
-                for f in fields(self)}
+        return {
+            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+            for f in fields(self)
+        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -321,7 +340,8 @@ class Topology:
             return NotImplemented
         return self.area_m == other.area_m and all(
             np.array_equal(getattr(self, n), getattr(other, n))
-            for n in ("coordinator_xy", "gld_xy", "bld_xy", "eavesdropper_xy"))
+            for n in ("coordinator_xy", "gld_xy", "bld_xy", "eavesdropper_xy")
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -363,8 +383,9 @@ def _uniform(rng: np.random.Generator, bounds: tuple[float, float], size: int) -
     return rng.uniform(bounds[0], bounds[1], size)
 
 
-def _draw_layout(rng: np.random.Generator, n_gld: int, n_bld: int, cfg: RandomClusterConfig
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _draw_layout(
+    rng: np.random.Generator, n_gld: int, n_bld: int, cfg: RandomClusterConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Coordinator (2,), device positions (M + N, 2; GLDs first) and the eavesdropper (2,).
 
     The draws do not depend on ``cfg.difficulty``: for one seed, changing the difficulty
@@ -386,12 +407,19 @@ def _draw_layout(rng: np.random.Generator, n_gld: int, n_bld: int, cfg: RandomCl
     return coord, devices, np.clip(eve, 0.0, cfg.area_m)
 
 
-def _faded_gain(rng: np.random.Generator, dist_m: np.ndarray, cfg: RandomClusterConfig,
-                penalty_db: np.ndarray | float = 0.0) -> np.ndarray:
+def _faded_gain(
+    rng: np.random.Generator,
+    dist_m: np.ndarray,
+    cfg: RandomClusterConfig,
+    penalty_db: np.ndarray | float = 0.0,
+) -> np.ndarray:
     """Rayleigh-faded channel power gain G0 d^-alpha X, X ~ Exp(1), one draw per link."""
     d = np.maximum(dist_m, cfg.min_distance_m)
-    mean = cfg.reference_gain * d ** (-cfg.path_loss_exponent) * 10.0 ** (-np.asarray(
-        penalty_db, dtype=float) / 10.0)
+    mean = (
+        cfg.reference_gain
+        * d ** (-cfg.path_loss_exponent)
+        * 10.0 ** (-np.asarray(penalty_db, dtype=float) / 10.0)
+    )
     # a zero fading draw has probability 0 but would make a gain of 0; keep it positive
     return mean * np.maximum(rng.exponential(1.0, np.shape(d)), np.finfo(float).tiny)
 
@@ -435,12 +463,20 @@ def _build(
     gld["gain_eavesdropper"] = gain_e[:n_gld]
     bld["gain_coordinator"] = gain_c[n_gld:]
     bld["gain_eavesdropper"] = gain_e[n_gld:]
-    order = (np.argsort(gld["gain_coordinator"], kind="stable") if cfg.sort_gld_by_gain
-             else np.arange(n_gld))
+    order = (
+        np.argsort(gld["gain_coordinator"], kind="stable")
+        if cfg.sort_gld_by_gain
+        else np.arange(n_gld)
+    )
     gld = {name: np.asarray(v, dtype=float)[order] for name, v in gld.items()}
     cluster = Cluster(gld=GLDParams(**gld), bld=BLDParams(**bld), constants=constants)
-    topo = Topology(coordinator_xy=coord, gld_xy=devices[:n_gld][order],
-                    bld_xy=devices[n_gld:], eavesdropper_xy=eve, area_m=cfg.area_m)
+    topo = Topology(
+        coordinator_xy=coord,
+        gld_xy=devices[:n_gld][order],
+        bld_xy=devices[n_gld:],
+        eavesdropper_xy=eve,
+        area_m=cfg.area_m,
+    )
     for a in (topo.coordinator_xy, topo.gld_xy, topo.bld_xy, topo.eavesdropper_xy):
         a.setflags(write=False)
     return cluster, topo, order
@@ -625,18 +661,32 @@ def classify_and_build(
     attrs, scores = random_devices(gen, k, cfg, constants=consts, weights=weights)
     gld_idx, bld_idx = classify_devices(scores, t)  # eq. (3)
     cluster, topo, order = _build(
-        gen, gld_idx.size, bld_idx.size, cfg, consts,
-        gld_overrides={"max_cpu_hz": attrs.cpu_hz[gld_idx],
-                       "energy_budget_j": attrs.battery_j[gld_idx],
-                       "max_power_w": attrs.tx_power_w[gld_idx]},
+        gen,
+        gld_idx.size,
+        bld_idx.size,
+        cfg,
+        consts,
+        gld_overrides={
+            "max_cpu_hz": attrs.cpu_hz[gld_idx],
+            "energy_budget_j": attrs.battery_j[gld_idx],
+            "max_power_w": attrs.tx_power_w[gld_idx],
+        },
         bld_overrides={"power_w": attrs.tx_power_w[bld_idx]},
     )
-    return Scenario(cluster=cluster, topology=topo, attributes=attrs, scores=scores,
-                    gld_index=gld_idx[order], bld_index=bld_idx, threshold=t)
+    return Scenario(
+        cluster=cluster,
+        topology=topo,
+        attributes=attrs,
+        scores=scores,
+        gld_index=gld_idx[order],
+        bld_index=bld_idx,
+        threshold=t,
+    )
 
 
-def mean_gains(topology: Topology, config: RandomClusterConfig | None = None
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def mean_gains(
+    topology: Topology, config: RandomClusterConfig | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Path-loss (unfaded) channel power gains of a topology: G0 d^-alpha (BLD penalty).
 
     Returns ``(gld_coordinator, gld_eavesdropper, bld_coordinator, bld_eavesdropper)``; a
@@ -645,11 +695,16 @@ def mean_gains(topology: Topology, config: RandomClusterConfig | None = None
     cfg = _check_config(config)
 
     def mean(xy: np.ndarray, to: np.ndarray, penalty_db: float) -> np.ndarray:
-        d = np.maximum(np.linalg.norm(np.asarray(xy, dtype=float).reshape(-1, 2) - to, axis=1),
-                       cfg.min_distance_m)
+        d = np.maximum(
+            np.linalg.norm(np.asarray(xy, dtype=float).reshape(-1, 2) - to, axis=1),
+            cfg.min_distance_m,
+        )
         return cfg.reference_gain * d ** (-cfg.path_loss_exponent) * 10.0 ** (-penalty_db / 10)
 
     c, e = topology.coordinator_xy, topology.eavesdropper_xy
-    return (mean(topology.gld_xy, c, 0.0), mean(topology.gld_xy, e, 0.0),
-            mean(topology.bld_xy, c, cfg.bld_gain_penalty_db),
-            mean(topology.bld_xy, e, cfg.bld_gain_penalty_db))
+    return (
+        mean(topology.gld_xy, c, 0.0),
+        mean(topology.gld_xy, e, 0.0),
+        mean(topology.bld_xy, c, cfg.bld_gain_penalty_db),
+        mean(topology.bld_xy, e, cfg.bld_gain_penalty_db),
+    )

@@ -21,8 +21,17 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-__all__ = ["Check", "Settings", "block", "check_keys", "choice", "flag", "integer", "number",
-           "setting"]
+__all__ = [
+    "Check",
+    "Settings",
+    "block",
+    "check_keys",
+    "choice",
+    "flag",
+    "integer",
+    "number",
+    "setting",
+]
 
 #: a field's check: ``check(value, where)`` returns the value to store (the value itself,
 #: or a normalised form) or raises ``ValueError`` starting with ``where``
@@ -80,39 +89,54 @@ def _interval(lo: float | None, lo_open: bool, hi: float | None, hi_open: bool) 
     return f" in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
 
 
-def number(default: float | None, *, gt: float | None = None, ge: float | None = None,
-           lt: float | None = None, le: float | None = None, optional: bool = False) -> Any:
+def number(
+    default: float | None,
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+    optional: bool = False,
+) -> Any:
     """A field holding a finite real number (not a bool) within the given bounds;
     ``optional``: ``None`` too."""
     lo, lo_open = (gt, True) if gt is not None else (ge, False)
     hi, hi_open = (lt, True) if lt is not None else (le, False)
-    wanted = f"a finite number{_interval(lo, lo_open, hi, hi_open)}" + \
-        (" or None" if optional else "")
+    wanted = f"a finite number{_interval(lo, lo_open, hi, hi_open)}" + (
+        " or None" if optional else ""
+    )
 
     def check(value: Any, where: str) -> Any:
         if value is None and optional:
             return value
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
-                                                             np.floating)) \
-                or not math.isfinite(value) \
-                or (lo is not None and (value <= lo if lo_open else value < lo)) \
-                or (hi is not None and (value >= hi if hi_open else value > hi)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float, np.integer, np.floating))
+            or not math.isfinite(value)
+            or (lo is not None and (value <= lo if lo_open else value < lo))
+            or (hi is not None and (value >= hi if hi_open else value > hi))
+        ):
             raise ValueError(f"{where}: must be {wanted}, got {value!r}")
         return value
 
     return setting(default, check)
 
 
-def integer(default: int | None, *, ge: int | None = None, le: int | None = None,
-            optional: bool = False) -> Any:
+def integer(
+    default: int | None, *, ge: int | None = None, le: int | None = None, optional: bool = False
+) -> Any:
     """A field holding an integer (not a bool) in ``[ge, le]``; ``optional``: ``None`` too."""
     wanted = f"an integer{_interval(ge, False, le, False)}" + (" or None" if optional else "")
 
     def check(value: Any, where: str) -> Any:
         if value is None and optional:
             return value
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-                or (ge is not None and value < ge) or (le is not None and value > le):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, np.integer))
+            or (ge is not None and value < ge)
+            or (le is not None and value > le)
+        ):
             raise ValueError(f"{where}: must be {wanted}, got {value!r}")
         return value
 
@@ -142,13 +166,15 @@ class Settings:
         for f in fields(self):  # type: ignore[arg-type]
             check = f.metadata.get("check")
             if check is not None:
-                object.__setattr__(self, f.name, check(getattr(self, f.name),
-                                                       self._where(f.name)))
-            elif "block" in f.metadata and not isinstance(getattr(self, f.name),
-                                                            f.metadata["block"]):
-                raise ValueError(f"{self._where(f.name)}: expected "
-                                 f"{f.metadata['block'].__name__}, "
-                                 f"got {type(getattr(self, f.name)).__name__}")
+                object.__setattr__(self, f.name, check(getattr(self, f.name), self._where(f.name)))
+            elif "block" in f.metadata and not isinstance(
+                getattr(self, f.name), f.metadata["block"]
+            ):
+                raise ValueError(
+                    f"{self._where(f.name)}: expected "
+                    f"{f.metadata['block'].__name__}, "
+                    f"got {type(getattr(self, f.name)).__name__}"
+                )
 
     @classmethod
     def from_dict(cls: type[S], data: Mapping[str, Any] | None, path: str | None = None) -> S:
@@ -163,7 +189,8 @@ class Settings:
         for f in own:
             if "block" in f.metadata and f.name in values:
                 values[f.name] = f.metadata["block"].from_dict(
-                    values[f.name], f"{path}.{f.name}" if path else f.name)
+                    values[f.name], f"{path}.{f.name}" if path else f.name
+                )
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,6 +199,7 @@ class Settings:
         out: dict[str, Any] = {}
         for f in fields(self):  # type: ignore[arg-type]
             v = getattr(self, f.name)
-            out[f.name] = (v.to_dict() if "block" in f.metadata
-                           else list(v) if isinstance(v, tuple) else v)
+            out[f.name] = (
+                v.to_dict() if "block" in f.metadata else list(v) if isinstance(v, tuple) else v
+            )
         return out

@@ -63,8 +63,9 @@ def parse_args(cls: type, argv: Sequence[str] | None = None, description: str = 
     ``bool`` fields are switches, ``tuple[int, ...]`` / ``tuple[float, ...]`` take several
     values, ``X | None`` fields accept ``none``.
     """
-    ap = argparse.ArgumentParser(description=description,
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
@@ -75,13 +76,17 @@ def parse_args(cls: type, argv: Sequence[str] | None = None, description: str = 
             default = f.default_factory()  # type: ignore[misc]
         helptext = f.metadata.get("help", " ")
         if tp is bool:
-            ap.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                            default=default, help=helptext)
+            ap.add_argument(
+                flag,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=default,
+                help=helptext,
+            )
             continue
         if typing.get_origin(tp) is tuple:
             elem = typing.get_args(tp)[0]
-            ap.add_argument(flag, dest=f.name, type=elem, nargs="+", default=default,
-                            help=helptext)
+            ap.add_argument(flag, dest=f.name, type=elem, nargs="+", default=default, help=helptext)
             continue
 
         def conv(text: str, _tp: Any = tp, _opt: bool = optional) -> Any:
@@ -118,8 +123,9 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def write_csv(path: Path, rows: Iterable[Mapping[str, Any]],
-              columns: Sequence[str] | None = None) -> Path:
+def write_csv(
+    path: Path, rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None
+) -> Path:
     """Write ``rows`` (dicts) as CSV; NaN becomes an empty cell, infinity ``inf``."""
     rows = list(rows)
     if columns is None:
@@ -163,9 +169,13 @@ def versions() -> dict[str, str]:
         from dtfl_env import __version__ as dtfl_version
     except ImportError:  # pragma: no cover - the package is installed in the venv
         dtfl_version = "unknown"
-    return {"dtfl_gym": dtfl_version, "python": platform.python_version(),
-            "numpy": np.__version__, "scipy": scipy.__version__,
-            "matplotlib": matplotlib.__version__}
+    return {
+        "dtfl_gym": dtfl_version,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "matplotlib": matplotlib.__version__,
+    }
 
 
 def write_json(path: Path, obj: Any) -> Path:
@@ -174,8 +184,9 @@ def write_json(path: Path, obj: Any) -> Path:
     return path
 
 
-def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 6.0, height: float = 4.2,
-               **subplot_kw: Any) -> tuple[Figure, np.ndarray]:
+def new_figure(
+    ncols: int = 1, nrows: int = 1, *, width: float = 6.0, height: float = 4.2, **subplot_kw: Any
+) -> tuple[Figure, np.ndarray]:
     """A figure with an Agg canvas (no pyplot) and a flat array of its axes."""
     fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
     FigureCanvasAgg(fig)
@@ -191,8 +202,9 @@ def save_figure(fig: Figure, path: Path, dpi: int = 150) -> Path:
     return path
 
 
-def finish(out: Path, figure: str, args: Any, summary: Mapping[str, Any], t0: float,
-           files: Sequence[Path]) -> dict[str, Any]:
+def finish(
+    out: Path, figure: str, args: Any, summary: Mapping[str, Any], t0: float, files: Sequence[Path]
+) -> dict[str, Any]:
     """Write ``<figure>_summary.json`` (config, versions, key numbers) and list the files."""
     record = {
         "figure": figure,

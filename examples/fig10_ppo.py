@@ -42,21 +42,32 @@ from agents.policies import make_policy
 from agents.ppo import load_ppo, resolve_hyperparams, train_ppo
 
 FIGURE = "fig10_ppo"
-BASELINES = ("algorithm2", "exact", "best-fixed-q", "equal-energy", "no-jamming",
-             "max-jamming", "greedy-local", "random")
+BASELINES = (
+    "algorithm2",
+    "exact",
+    "best-fixed-q",
+    "equal-energy",
+    "no-jamming",
+    "max-jamming",
+    "greedy-local",
+    "random",
+)
 
 
 @dataclass
 class Args:
-    envs: tuple[str, ...] = field(default=("DTFL-TableII-v0", "DTFL-Random-v0"),
-                                  metadata={"help": "environment ids (latency only)"})
+    envs: tuple[str, ...] = field(
+        default=("DTFL-TableII-v0", "DTFL-Random-v0"),
+        metadata={"help": "environment ids (latency only)"},
+    )
     timesteps: int = field(default=200_000, metadata={"help": "PPO training steps per id"})
     episodes: int = field(default=5, metadata={"help": "evaluation episodes per id"})
     eval_freq: int = field(default=25_000, metadata={"help": "learning-curve spacing"})
     seed: int = field(default=0, metadata={"help": "training seed"})
     eval_seed: int = field(default=1000, metadata={"help": "first evaluation episode seed"})
-    retrain: bool = field(default=False,
-                          metadata={"help": "train even where a matching agent is saved"})
+    retrain: bool = field(
+        default=False, metadata={"help": "train even where a matching agent is saved"}
+    )
     quick: bool = field(default=False, metadata={"help": "tiny budget (2k steps, 1 episode)"})
     out: str = field(default=f"runs/{FIGURE}", metadata={"help": "output folder"})
 
@@ -69,18 +80,26 @@ SAFE_MODE_POLICIES = ("algorithm2", "exact")
 QUICK_CONFIG = {"clusters": 3, "rounds": 2}
 
 
-def _trained(ppo_dir, env_id: str, args: Args,  # type: ignore[no-untyped-def]
-             hp: dict | None) -> bool:
+def _trained(
+    ppo_dir,
+    env_id: str,
+    args: Args,  # type: ignore[no-untyped-def]
+    hp: dict | None,
+) -> bool:
     """A saved agent of this id, budget, seed and hyperparameters (so that a rerun only
     re-evaluates; changed defaults train again)."""
     try:
         rec = json.loads((ppo_dir / "config.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return False
-    return ((ppo_dir / "model.zip").is_file() and rec.get("env_id") == env_id
-            and rec.get("total_timesteps") == args.timesteps and rec.get("seed") == args.seed
-            and rec.get("hyperparams") == resolve_hyperparams(None, hp)
-            and "training_minutes" in rec)
+    return (
+        (ppo_dir / "model.zip").is_file()
+        and rec.get("env_id") == env_id
+        and rec.get("total_timesteps") == args.timesteps
+        and rec.get("seed") == args.seed
+        and rec.get("hyperparams") == resolve_hyperparams(None, hp)
+        and "training_minutes" in rec
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -93,43 +112,68 @@ def main(argv: list[str] | None = None) -> dict:
     for env_id in args.envs:
         extra = QUICK_CONFIG if args.quick else {}
         ppo_dir = out / f"ppo_{env_id}"
-        hp = ({"n_steps": 256, "batch_size": 256, "n_envs": 2, "vec_env": "dummy"}
-              if args.quick else None)
+        hp = (
+            {"n_steps": 256, "batch_size": 256, "n_envs": 2, "vec_env": "dummy"}
+            if args.quick
+            else None
+        )
         if args.retrain or not _trained(ppo_dir, env_id, args, hp):
-            train_ppo(env_id, total_timesteps=args.timesteps, config=extra or None,
-                      overrides=hp, out_dir=ppo_dir, seed=args.seed, eval_freq=args.eval_freq,
-                      eval_episodes=1 if args.quick else 2)
+            train_ppo(
+                env_id,
+                total_timesteps=args.timesteps,
+                config=extra or None,
+                overrides=hp,
+                out_dir=ppo_dir,
+                seed=args.seed,
+                eval_freq=args.eval_freq,
+                eval_episodes=1 if args.quick else 2,
+            )
         else:
             print(f"{env_id}: reusing the agent in {ppo_dir} (--retrain to train again)")
         record = json.loads((ppo_dir / "config.json").read_text())
         curves[env_id] = (ppo_dir / "evaluations.csv").read_text()
         heuristics = [n for n in BASELINES if n not in SAFE_MODE_POLICIES]
-        native = evaluate_policies({n: make_policy(n) for n in heuristics}, env_id=env_id,
-                                   config=extra or None, episodes=args.episodes,
-                                   seed=args.eval_seed)
-        safe = evaluate_policies({"ppo": load_ppo(ppo_dir)}
-                                 | {n: make_policy(n) for n in SAFE_MODE_POLICIES},
-                                 env_id=env_id, config={**PPO_MODE, **extra},
-                                 episodes=args.episodes, seed=args.eval_seed)
-        report = EvaluationReport(records=safe.records + native.records,
-                                  summary=safe.summary | native.summary,
-                                  meta={**native.meta, "safe_mode_config": safe.meta["config"],
-                                        "safe_mode_policies": list(safe.summary),
-                                        "policies": ["ppo", *BASELINES]})
+        native = evaluate_policies(
+            {n: make_policy(n) for n in heuristics},
+            env_id=env_id,
+            config=extra or None,
+            episodes=args.episodes,
+            seed=args.eval_seed,
+        )
+        safe = evaluate_policies(
+            {"ppo": load_ppo(ppo_dir)} | {n: make_policy(n) for n in SAFE_MODE_POLICIES},
+            env_id=env_id,
+            config={**PPO_MODE, **extra},
+            episodes=args.episodes,
+            seed=args.eval_seed,
+        )
+        report = EvaluationReport(
+            records=safe.records + native.records,
+            summary=safe.summary | native.summary,
+            meta={
+                **native.meta,
+                "safe_mode_config": safe.meta["config"],
+                "safe_mode_policies": list(safe.summary),
+                "policies": ["ppo", *BASELINES],
+            },
+        )
         report.save(out / f"compare_{env_id}")
         ref = report.summary["algorithm2"]["latency_feasible_s"]
         for name, s in report.summary.items():
-            rows.append({
-                "env": env_id, "policy": name,
-                "latency_feasible_s": s["latency_feasible_s"],
-                "latency_feasible_ci_s": s["latency_feasible_s_ci"],
-                "gap_to_algorithm2": s["latency_feasible_s"] / ref - 1.0,
-                "gap_to_exact_mean": s["gap"],
-                "violation_rate_feasible": s["violation_rate_feasible"],
-                "violation_rate_all": s["violation_rate"],
-                "infeasible_share": s["infeasible_share"],
-                "decision_ms": s["decision_ms"],
-            })
+            rows.append(
+                {
+                    "env": env_id,
+                    "policy": name,
+                    "latency_feasible_s": s["latency_feasible_s"],
+                    "latency_feasible_ci_s": s["latency_feasible_s_ci"],
+                    "gap_to_algorithm2": s["latency_feasible_s"] / ref - 1.0,
+                    "gap_to_exact_mean": s["gap"],
+                    "violation_rate_feasible": s["violation_rate_feasible"],
+                    "violation_rate_all": s["violation_rate"],
+                    "infeasible_share": s["infeasible_share"],
+                    "decision_ms": s["decision_ms"],
+                }
+            )
         ppo = report.summary["ppo"]
         summary[env_id] = {
             "ppo_training_minutes": record.get("training_minutes"),
@@ -148,8 +192,14 @@ def main(argv: list[str] | None = None) -> dict:
     for k, env_id in enumerate(args.envs):
         vals = [next(r for r in rows if r["env"] == env_id and r["policy"] == n) for n in names]
         x = np.arange(len(names)) + k * width
-        ax_bar.bar(x, [v["latency_feasible_s"] for v in vals], width,
-                   yerr=[v["latency_feasible_ci_s"] for v in vals], label=env_id, capsize=2)
+        ax_bar.bar(
+            x,
+            [v["latency_feasible_s"] for v in vals],
+            width,
+            yerr=[v["latency_feasible_ci_s"] for v in vals],
+            label=env_id,
+            capsize=2,
+        )
     ax_bar.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=35, ha="right")
     ax_bar.set_yscale("log")
     ax_bar.set_ylabel("mean latency on feasible clusters [s]")
@@ -170,11 +220,14 @@ def main(argv: list[str] | None = None) -> dict:
     png = save_figure(fig, out / f"{FIGURE}.png")
     for env_id, s in summary.items():
         gap = s["ppo_gap_to_algorithm2"]
-        print(f"{env_id}: PPO {s['ppo_latency_feasible_s']:.4g} s vs Algorithm 2 "
-              f"{s['algorithm2_latency_feasible_s']:.4g} s on feasible clusters "
-              f"({100 * gap:+.1f} %), violations {100 * s['ppo_violation_rate_feasible']:.1f} %"
-              f", trained {s['ppo_training_minutes']:.1f} min"
-              if math.isfinite(gap) else f"{env_id}: no feasible cluster")
+        print(
+            f"{env_id}: PPO {s['ppo_latency_feasible_s']:.4g} s vs Algorithm 2 "
+            f"{s['algorithm2_latency_feasible_s']:.4g} s on feasible clusters "
+            f"({100 * gap:+.1f} %), violations {100 * s['ppo_violation_rate_feasible']:.1f} %"
+            f", trained {s['ppo_training_minutes']:.1f} min"
+            if math.isfinite(gap)
+            else f"{env_id}: no feasible cluster"
+        )
     return finish(out, FIGURE, args, summary, t0, [csv_path, png])
 
 

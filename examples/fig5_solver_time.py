@@ -28,20 +28,27 @@ from dtfl_env.scenarios import random_cluster
 from solvers import solve
 
 FIGURE = "fig5_solver_time"
-LABELS = {"exact": "exact solver", "algorithm2": "Algorithm 2 (corrected)",
-          "algorithm2-paper": "Algorithm 2 (as written)", "cvxpy": "cvxpy (generic)"}
+LABELS = {
+    "exact": "exact solver",
+    "algorithm2": "Algorithm 2 (corrected)",
+    "algorithm2-paper": "Algorithm 2 (as written)",
+    "cvxpy": "cvxpy (generic)",
+}
 
 
 @dataclass
 class Args:
     max_clusters: int = field(default=10, metadata={"help": "S runs from 1 to this"})
-    methods: tuple[str, ...] = field(default=("exact", "algorithm2", "cvxpy"),
-                                     metadata={"help": "solvers to time (exact is required)"})
+    methods: tuple[str, ...] = field(
+        default=("exact", "algorithm2", "cvxpy"),
+        metadata={"help": "solvers to time (exact is required)"},
+    )
     repeats: int = field(default=3, metadata={"help": "timing repeats per cluster (best)"})
     n_gld: int = field(default=6, metadata={"help": "GLDs per random cluster"})
     n_bld: int = field(default=4, metadata={"help": "BLDs per random cluster"})
-    keep_infeasible: bool = field(default=False,
-                                  metadata={"help": "keep clusters proven infeasible"})
+    keep_infeasible: bool = field(
+        default=False, metadata={"help": "keep clusters proven infeasible"}
+    )
     seed: int = field(default=0, metadata={"help": "seed of the random clusters"})
     quick: bool = field(default=False, metadata={"help": "tiny budget (1-3 clusters, 1 repeat)"})
     out: str = field(default=f"runs/{FIGURE}", metadata={"help": "output folder"})
@@ -109,24 +116,33 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
         for m in methods:
             res = results[m][idx]
             t = res.T if res is not None else math.nan
-            per_cluster.append({
-                "cluster": idx + 1, "seed_index": seeds[idx], "method": m, "T_s": t,
-                "Q_w": res.Q if res is not None else math.nan,
-                "status": res.status if res is not None else "error",
-                "wall_s": times[m][idx],
-                "rel_diff_T_vs_exact": rel_diff(t, t_ref) if res is not None else math.nan,
-            })
+            per_cluster.append(
+                {
+                    "cluster": idx + 1,
+                    "seed_index": seeds[idx],
+                    "method": m,
+                    "T_s": t,
+                    "Q_w": res.Q if res is not None else math.nan,
+                    "status": res.status if res is not None else "error",
+                    "wall_s": times[m][idx],
+                    "rel_diff_T_vs_exact": rel_diff(t, t_ref) if res is not None else math.nan,
+                }
+            )
 
     rows = []
     for s in range(1, len(clusters) + 1):
         for m in methods:
             sub = [r for r in per_cluster if r["method"] == m and r["cluster"] <= s]
             diffs = [r["rel_diff_T_vs_exact"] for r in sub]
-            rows.append({
-                "clusters": s, "method": m, "total_wall_s": float(np.sum(times[m][:s])),
-                "max_rel_diff_T_vs_exact": float(np.max(diffs)) if diffs else math.nan,
-                "all_feasible": all(r["status"] not in ("infeasible", "error") for r in sub),
-            })
+            rows.append(
+                {
+                    "clusters": s,
+                    "method": m,
+                    "total_wall_s": float(np.sum(times[m][:s])),
+                    "max_rel_diff_T_vs_exact": float(np.max(diffs)) if diffs else math.nan,
+                    "all_feasible": all(r["status"] not in ("infeasible", "error") for r in sub),
+                }
+            )
     path_rows = write_csv(out / f"{FIGURE}.csv", rows)
     path_pc = write_csv(out / f"{FIGURE}_per_cluster.csv", per_cluster)
 
@@ -151,25 +167,41 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
         ax.set_xticks(s_axis)
-    fig.suptitle(f"Fig. 5: solver computation time ({args.n_gld} GLDs + {args.n_bld} BLDs per "
-                 f"cluster, best of {repeats})", fontsize=10)
+    fig.suptitle(
+        f"Fig. 5: solver computation time ({args.n_gld} GLDs + {args.n_bld} BLDs per "
+        f"cluster, best of {repeats})",
+        fontsize=10,
+    )
     path_png = save_figure(fig, out / f"{FIGURE}.png")
 
     s_last = len(clusters)
     last = {r["method"]: r for r in rows if r["clusters"] == s_last}
-    print(f"Fig. 5: {s_last} seeded random clusters ({skipped} infeasible skipped), "
-          f"best of {repeats} timings")
+    print(
+        f"Fig. 5: {s_last} seeded random clusters ({skipped} infeasible skipped), "
+        f"best of {repeats} timings"
+    )
     print(f"  {'method':26s} {'total (s)':>10} {'x faster than cvxpy':>20} {'max rel. diff T':>16}")
     for m in methods:
         r = last[m]
-        speed = (last["cvxpy"]["total_wall_s"] / r["total_wall_s"]
-                 if "cvxpy" in last and r["total_wall_s"] > 0 else math.nan)
-        print(f"  {LABELS.get(m, m):26s} {r['total_wall_s']:>10.4f} {speed:>20.1f} "
-              f"{r['max_rel_diff_T_vs_exact']:>16.2e}")
+        speed = (
+            last["cvxpy"]["total_wall_s"] / r["total_wall_s"]
+            if "cvxpy" in last and r["total_wall_s"] > 0
+            else math.nan
+        )
+        print(
+            f"  {LABELS.get(m, m):26s} {r['total_wall_s']:>10.4f} {speed:>20.1f} "
+            f"{r['max_rel_diff_T_vs_exact']:>16.2e}"
+        )
     for m, err in errors.items():
         print(f"  WARNING: {m} raised {err}")
-    summary = {"clusters": s_last, "skipped_infeasible": skipped, "seed_indices": seeds,
-               "repeats": repeats, "at_max_clusters": last, "errors": errors}
+    summary = {
+        "clusters": s_last,
+        "skipped_infeasible": skipped,
+        "seed_indices": seeds,
+        "repeats": repeats,
+        "at_max_clusters": last,
+        "errors": errors,
+    }
     return finish(out, FIGURE, args, summary, t0, [path_rows, path_pc, path_png])
 
 

@@ -44,15 +44,18 @@ LABELS = {"none": "no jamming", "fixed": "fixed jamming", "optimal": "optimal ja
 
 @dataclass
 class Args:
-    fixed_fraction: float = field(default=0.5,
-                                  metadata={"help": "fixed case: q_i = this * Q_max,i"})
+    fixed_fraction: float = field(
+        default=0.5, metadata={"help": "fixed case: q_i = this * Q_max,i"}
+    )
     seed: int = field(default=0, metadata={"help": "unused: the run is deterministic"})
     quick: bool = field(default=False, metadata={"help": "tiny budget (same run: it is fast)"})
     out: str = field(default=f"runs/{FIGURE}", metadata={"help": "output folder"})
 
 
-def best_times_fixed_jamming(cluster, q_w: np.ndarray  # type: ignore[no-untyped-def]
-                             ) -> tuple[float, float] | None:
+def best_times_fixed_jamming(
+    cluster,
+    q_w: np.ndarray,  # type: ignore[no-untyped-def]
+) -> tuple[float, float] | None:
     """min y + tG with the jamming powers ``q_w`` held fixed; ``None`` if nothing is feasible.
 
     After jamming, GLD i has s_i = E_max,i - q_i tB_up left (eq. (10)); for a given tG the
@@ -85,8 +88,12 @@ def best_times_fixed_jamming(cluster, q_w: np.ndarray  # type: ignore[no-untyped
         return None
     j = int(np.argmin(total))
     lo, hi = np.log(grid[max(j - 1, 0)]), np.log(grid[min(j + 1, grid.size - 1)])
-    best = minimize_scalar(lambda s: float(y_of(np.array(math.exp(s))) + math.exp(s)),
-                           bounds=(lo, hi), method="bounded", options={"xatol": 1e-12})
+    best = minimize_scalar(
+        lambda s: float(y_of(np.array(math.exp(s))) + math.exp(s)),
+        bounds=(lo, hi),
+        method="bounded",
+        options={"xatol": 1e-12},
+    )
     tg = math.exp(best.x) if best.fun <= total[j] else float(grid[j])
     return float(y_of(np.array(tg))), tg
 
@@ -101,8 +108,11 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
     g, b = cluster.gld, cluster.bld
     tb_loc = bld_twin_latency_s(cluster)
     res = solve(cluster, "exact")
-    q_cases = {"none": np.zeros(cluster.n_gld), "fixed": args.fixed_fraction * g.max_jam_power_w,
-               "optimal": np.asarray(res.q, dtype=float)}
+    q_cases = {
+        "none": np.zeros(cluster.n_gld),
+        "fixed": args.fixed_fraction * g.max_jam_power_w,
+        "optimal": np.asarray(res.q, dtype=float),
+    }
 
     bld_rows, case_rows = [], []
     for case in CASES:
@@ -113,16 +123,25 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
             t_sync = np.where(rate > 0, b.data_bits / np.where(rate > 0, rate, 1.0), np.inf)
         tb_up = float(sync_time_s(cluster, q_agg))  # eq. (23)
         for j in range(cluster.n_bld):
-            bld_rows.append({"case": case, "bld": j + 1, "Q_w": q_agg,
-                             "secrecy_rate_bps": float(rate[j]),
-                             "sync_time_s": float(t_sync[j]), "can_sync": bool(rate[j] > 0)})
+            bld_rows.append(
+                {
+                    "case": case,
+                    "bld": j + 1,
+                    "Q_w": q_agg,
+                    "secrecy_rate_bps": float(rate[j]),
+                    "sync_time_s": float(t_sync[j]),
+                    "can_sync": bool(rate[j] > 0),
+                }
+            )
         note = ""
         t = t_gld = t_bld = y = tg = math.nan
         feasible = False
         if not math.isfinite(tb_up):
             blocked = [j + 1 for j in range(cluster.n_bld) if rate[j] <= 0]
-            note = (f"BLD(s) {blocked} have zero secrecy rate: their twins cannot sync "
-                    "securely, tB_up and T are undefined (infinite)")
+            note = (
+                f"BLD(s) {blocked} have zero secrecy rate: their twins cannot sync "
+                "securely, tB_up and T are undefined (infinite)"
+            )
         else:
             if case == "optimal":
                 y, tg = res.y, res.tG
@@ -139,15 +158,28 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
                 if not feasible:
                     note = f"allocation breaks a constraint: {ev.violated(1e-7)}"
                     t = math.nan
-        case_rows.append({
-            "case": case, "Q_w": q_agg, "q_w": " ".join(f"{v:.6g}" for v in q),
-            "min_secrecy_rate_bps": float(rate.min()), "tB_up_s": tb_up,
-            "tB_loc_s": tb_loc, "y_s": y, "tG_s": tg, "T_GLD_s": t_gld, "T_BLD_s": t_bld,
-            "T_s": t, "feasible": feasible, "note": note,
-        })
+        case_rows.append(
+            {
+                "case": case,
+                "Q_w": q_agg,
+                "q_w": " ".join(f"{v:.6g}" for v in q),
+                "min_secrecy_rate_bps": float(rate.min()),
+                "tB_up_s": tb_up,
+                "tB_loc_s": tb_loc,
+                "y_s": y,
+                "tG_s": tg,
+                "T_GLD_s": t_gld,
+                "T_BLD_s": t_bld,
+                "T_s": t,
+                "feasible": feasible,
+                "note": note,
+            }
+        )
     if abs(case_rows[-1]["T_s"] - res.T) > 1e-6 * res.T:
-        print(f"  WARNING: evaluated T at the exact q* ({case_rows[-1]['T_s']}) differs from "
-              f"the solver's T* ({res.T})")
+        print(
+            f"  WARNING: evaluated T at the exact q* ({case_rows[-1]['T_s']}) differs from "
+            f"the solver's T* ({res.T})"
+        )
 
     path_bld = write_csv(out / f"{FIGURE}.csv", bld_rows)
     path_case = write_csv(out / f"{FIGURE}_latency.csv", case_rows)
@@ -159,37 +191,72 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
         r = np.array([row["secrecy_rate_bps"] for row in bld_rows if row["case"] == case]) / 1e6
         q_agg = case_rows[k]["Q_w"]
         extra = f" (q_i = {args.fixed_fraction:g} Q_max,i)" if case == "fixed" else ""
-        bars = axes[0].bar(x + (k - 1) * width, r, width,
-                           label=f"{LABELS[case]}{extra}, Q = {q_agg:.3g} W", color=f"C{k}")
+        bars = axes[0].bar(
+            x + (k - 1) * width,
+            r,
+            width,
+            label=f"{LABELS[case]}{extra}, Q = {q_agg:.3g} W",
+            color=f"C{k}",
+        )
         for bar, val in zip(bars, r, strict=True):
             if val <= 0:
-                axes[0].annotate("0", (bar.get_x() + bar.get_width() / 2, 0), xytext=(0, 2),
-                                 textcoords="offset points", ha="center", fontsize=8,
-                                 color=f"C{k}")
+                axes[0].annotate(
+                    "0",
+                    (bar.get_x() + bar.get_width() / 2, 0),
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                    ha="center",
+                    fontsize=8,
+                    color=f"C{k}",
+                )
     axes[0].set_xticks(x, [f"BLD {j + 1}" for j in range(cluster.n_bld)])
     axes[0].set_ylabel("secrecy throughput R_j (Mbit/s)")
-    axes[0].set_title("(a) secrecy throughput of each BLD, eq. (21) (0: the twin cannot sync)",
-                      fontsize=9)
+    axes[0].set_title(
+        "(a) secrecy throughput of each BLD, eq. (21) (0: the twin cannot sync)", fontsize=9
+    )
     top = max(row["secrecy_rate_bps"] for row in bld_rows) / 1e6
     axes[0].set_ylim(0, 1.45 * top)
     axes[0].legend(fontsize=8, loc="upper center")
     for k, row in enumerate(case_rows):
         if not math.isfinite(row["tB_up_s"]):
-            axes[1].annotate("undefined:\nsync impossible", (k, 0), xytext=(0, 40),
-                             textcoords="offset points", ha="center", fontsize=8)
+            axes[1].annotate(
+                "undefined:\nsync impossible",
+                (k, 0),
+                xytext=(0, 40),
+                textcoords="offset points",
+                ha="center",
+                fontsize=8,
+            )
             continue
         for off, key, hatch in ((-0.2, "tB_up_s", ""), (0.2, "T_s", "//")):
             val = row[key]
             if math.isfinite(val):
                 axes[1].bar(k + off, val, 0.38, color=f"C{k}", hatch=hatch, edgecolor="k")
-                axes[1].annotate(f"{val:.3f} s", (k + off, val), xytext=(0, 2),
-                                 textcoords="offset points", ha="center", fontsize=8)
+                axes[1].annotate(
+                    f"{val:.3f} s",
+                    (k + off, val),
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                    ha="center",
+                    fontsize=8,
+                )
             else:
-                axes[1].annotate("infeasible", (k + off, 0), xytext=(0, 4),
-                                 textcoords="offset points", ha="center", fontsize=8)
-    axes[1].legend(handles=[Patch(facecolor="white", edgecolor="k", label="DT sync time tB_up"),
-                            Patch(facecolor="white", edgecolor="k", hatch="//",
-                                  label="round latency T")], fontsize=8, loc="upper left")
+                axes[1].annotate(
+                    "infeasible",
+                    (k + off, 0),
+                    xytext=(0, 4),
+                    textcoords="offset points",
+                    ha="center",
+                    fontsize=8,
+                )
+    axes[1].legend(
+        handles=[
+            Patch(facecolor="white", edgecolor="k", label="DT sync time tB_up"),
+            Patch(facecolor="white", edgecolor="k", hatch="//", label="round latency T"),
+        ],
+        fontsize=8,
+        loc="upper left",
+    )
     tops = [r[key] for r in case_rows for key in ("tB_up_s", "T_s") if math.isfinite(r[key])]
     if tops:
         axes[1].set_ylim(0, 1.2 * max(tops))
@@ -198,27 +265,36 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
     axes[1].set_title("(b) DT sync time (plain) and round latency T (hatched)", fontsize=9)
     for ax in axes:
         ax.grid(alpha=0.3, axis="y")
-    fig.suptitle("Fig. 6: cooperative jamming and the BLDs' secrecy throughput (Table II)",
-                 fontsize=10)
+    fig.suptitle(
+        "Fig. 6: cooperative jamming and the BLDs' secrecy throughput (Table II)", fontsize=10
+    )
     path_png = save_figure(fig, out / f"{FIGURE}.png")
 
     print("Fig. 6 on Table II: secrecy throughput R_j (Mbit/s) per BLD")
-    print(f"  {'case':22s} {'Q (W)':>10} " + " ".join(f"{'BLD ' + str(j + 1):>8}"
-                                                      for j in range(cluster.n_bld))
-          + f" {'tB_up (s)':>10} {'T (s)':>8}")
+    print(
+        f"  {'case':22s} {'Q (W)':>10} "
+        + " ".join(f"{'BLD ' + str(j + 1):>8}" for j in range(cluster.n_bld))
+        + f" {'tB_up (s)':>10} {'T (s)':>8}"
+    )
     for row in case_rows:
         r = [br["secrecy_rate_bps"] / 1e6 for br in bld_rows if br["case"] == row["case"]]
-        print(f"  {LABELS[row['case']]:22s} {row['Q_w']:>10.4g} "
-              + " ".join(f"{v:>8.4f}" for v in r)
-              + f" {row['tB_up_s']:>10.4g} {row['T_s']:>8.4g}")
+        print(
+            f"  {LABELS[row['case']]:22s} {row['Q_w']:>10.4g} "
+            + " ".join(f"{v:>8.4f}" for v in r)
+            + f" {row['tB_up_s']:>10.4g} {row['T_s']:>8.4g}"
+        )
         if row["note"]:
             print(f"    {row['note']}")
     opt = {br["bld"]: br["secrecy_rate_bps"] for br in bld_rows if br["case"] == "optimal"}
     none = {br["bld"]: br["secrecy_rate_bps"] for br in bld_rows if br["case"] == "none"}
     raised = all(opt[j] > none[j] for j in opt)
     print(f"  optimal jamming raises every BLD's secrecy throughput over no jamming: {raised}")
-    summary = {"cases": case_rows, "per_bld": bld_rows, "optimal_raises_every_bld": raised,
-               "exact": {"T_s": res.T, "Q_w": res.Q, "status": res.status}}
+    summary = {
+        "cases": case_rows,
+        "per_bld": bld_rows,
+        "optimal_raises_every_bld": raised,
+        "exact": {"T_s": res.T, "Q_w": res.Q, "status": res.status},
+    }
     return finish(out, FIGURE, args, summary, t0, [path_bld, path_case, path_png])
 
 

@@ -87,29 +87,40 @@ from dtfl_env.scenarios import Scenario, classify_and_build
 from solvers import allocation_at_q, solve
 
 FIGURE = "fig7_accuracy"
-FL_SCHEMES = ("proposed", "nojam_sitout", "nojam_wait", "fedavg_a", "fedavg_b",
-              "fedavg_b_cross")
+FL_SCHEMES = ("proposed", "nojam_sitout", "nojam_wait", "fedavg_a", "fedavg_b", "fedavg_b_cross")
 SCHEMES = (*FL_SCHEMES, "centralized")
 SWEEP_SCHEMES = ("proposed", "nojam_sitout", "nojam_wait", "fedavg_a", "fedavg_b")
 SYNC_SCHEMES = ("proposed", "nojam_sitout", "nojam_wait")
-LABELS = {"proposed": "proposed (DT, optimal jamming)",
-          "nojam_sitout": "no jamming, unsyncable twins sit out",
-          "nojam_wait": "no jamming, round waits for every twin",
-          "fedavg_a": "FedAvg (a): BLDs sit out",
-          "fedavg_b": "FedAvg (b): BLDs train on device",
-          "fedavg_b_cross": "FedAvg (b) at the crossover iota_B",
-          "centralized": "centralized"}
-STYLES = {"proposed": ("C0", "-"), "nojam_sitout": ("C1", "--"), "nojam_wait": ("C4", "--"),
-          "fedavg_a": ("C2", "-."), "fedavg_b": ("C5", "-."), "fedavg_b_cross": ("C6", ":"),
-          "centralized": ("C3", ":")}
+LABELS = {
+    "proposed": "proposed (DT, optimal jamming)",
+    "nojam_sitout": "no jamming, unsyncable twins sit out",
+    "nojam_wait": "no jamming, round waits for every twin",
+    "fedavg_a": "FedAvg (a): BLDs sit out",
+    "fedavg_b": "FedAvg (b): BLDs train on device",
+    "fedavg_b_cross": "FedAvg (b) at the crossover iota_B",
+    "centralized": "centralized",
+}
+STYLES = {
+    "proposed": ("C0", "-"),
+    "nojam_sitout": ("C1", "--"),
+    "nojam_wait": ("C4", "--"),
+    "fedavg_a": ("C2", "-."),
+    "fedavg_b": ("C5", "-."),
+    "fedavg_b_cross": ("C6", ":"),
+    "centralized": ("C3", ":"),
+}
 
 
 @dataclass
 class Args:
-    seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={
-        "help": "topology seeds (each also seeds the partition, init and minibatches)"})
-    seed: int | None = field(default=None, metadata={
-        "help": "run this one seed instead of --seeds (no confidence interval)"})
+    seeds: tuple[int, ...] = field(
+        default=(0, 1, 2),
+        metadata={"help": "topology seeds (each also seeds the partition, init and minibatches)"},
+    )
+    seed: int | None = field(
+        default=None,
+        metadata={"help": "run this one seed instead of --seeds (no confidence interval)"},
+    )
     clusters: int = field(default=10, metadata={"help": "number S of clusters"})
     devices: int = field(default=10, metadata={"help": "local devices k per cluster"})
     rounds: int = field(default=60, metadata={"help": "global FL rounds per scheme"})
@@ -118,36 +129,59 @@ class Args:
     lr: float = field(default=0.1, metadata={"help": "SGD learning rate"})
     batch_size: int = field(default=10, metadata={"help": "minibatch size B"})
     alpha: float = field(default=0.5, metadata={"help": "Dirichlet concentration (non-IID)"})
-    data_mode: str = field(default="stream", metadata={
-        "help": "stream: fresh data and a full sync every round (the paper's); static: "
-                "one full sync, then state updates"})
-    arrival_rounds: int = field(default=4, metadata={
-        "help": "stream: A, chunks per shard (a device's data arrive over A rounds)"})
-    state_bits: float = field(default=1e4, metadata={
-        "help": "static: bits per BLD of the state update synced after round 1"})
-    bld_cycles_per_bit: float | None = field(default=None, metadata={
-        "help": "FedAvg (b): iota_B of a BLD training on device (none: the cluster's iota)"})
-    iota_sweep: tuple[float, ...] = field(default=(20, 50, 100, 200, 500, 1000, 2000),
-                                          metadata={"help": "FedAvg (b): iota_B values swept"})
-    wait_sync_factor: float = field(default=10.0, metadata={
-        "help": "nojam_wait: a twin that needs jamming gets the least Q that syncs it within "
-                "this many times its clean-link sync time"})
-    bld_shares: tuple[float, ...] = field(default=(0.25, 0.5), metadata={
-        "help": "BLD shares of all data to sweep (besides the drawn one)"})
-    sweep_rounds: int | None = field(default=30, metadata={
-        "help": "rounds of the share sweep (none: --rounds)"})
-    target_accuracy: float = field(default=0.85,
-                                   metadata={"help": "report the simulated time to reach it"})
+    data_mode: str = field(
+        default="stream",
+        metadata={
+            "help": "stream: fresh data and a full sync every round (the paper's); static: "
+            "one full sync, then state updates"
+        },
+    )
+    arrival_rounds: int = field(
+        default=4,
+        metadata={"help": "stream: A, chunks per shard (a device's data arrive over A rounds)"},
+    )
+    state_bits: float = field(
+        default=1e4,
+        metadata={"help": "static: bits per BLD of the state update synced after round 1"},
+    )
+    bld_cycles_per_bit: float | None = field(
+        default=None,
+        metadata={
+            "help": "FedAvg (b): iota_B of a BLD training on device (none: the cluster's iota)"
+        },
+    )
+    iota_sweep: tuple[float, ...] = field(
+        default=(20, 50, 100, 200, 500, 1000, 2000),
+        metadata={"help": "FedAvg (b): iota_B values swept"},
+    )
+    wait_sync_factor: float = field(
+        default=10.0,
+        metadata={
+            "help": "nojam_wait: a twin that needs jamming gets the least Q that syncs it within "
+            "this many times its clean-link sync time"
+        },
+    )
+    bld_shares: tuple[float, ...] = field(
+        default=(0.25, 0.5),
+        metadata={"help": "BLD shares of all data to sweep (besides the drawn one)"},
+    )
+    sweep_rounds: int | None = field(
+        default=30, metadata={"help": "rounds of the share sweep (none: --rounds)"}
+    )
+    target_accuracy: float = field(
+        default=0.85, metadata={"help": "report the simulated time to reach it"}
+    )
     device: str = field(default="cpu", metadata={"help": "torch device: auto, cpu or cuda"})
-    quick: bool = field(default=False, metadata={
-        "help": "tiny budget: seeds 0 1, 3 clusters, 2 rounds, MLP, 1 centralized epoch"})
+    quick: bool = field(
+        default=False,
+        metadata={"help": "tiny budget: seeds 0 1, 3 clusters, 2 rounds, MLP, 1 centralized epoch"},
+    )
     out: str = field(default=f"runs/{FIGURE}", metadata={"help": "output folder"})
 
 
 def check_args(args: Args) -> None:
     """Validate the arguments; a bad one raises ``SystemExit`` naming its flag."""
-    for name in ("clusters", "devices", "rounds", "central_epochs", "batch_size",
-                 "arrival_rounds"):
+    for name in ("clusters", "devices", "rounds", "central_epochs", "batch_size", "arrival_rounds"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')}: must be >= 1")
     if args.sweep_rounds is not None and args.sweep_rounds < 1:
@@ -176,16 +210,26 @@ def check_args(args: Args) -> None:
 # ---------------------------------------------------------------------- clusters
 def with_blds(cluster: Cluster, keep: np.ndarray) -> Cluster:
     """The cluster reduced to its GLDs and the BLDs at ``keep`` (indices)."""
-    return Cluster(gld=cluster.gld, bld=cluster.bld.subset(np.asarray(keep, dtype=np.int64)),
-                   constants=cluster.constants)
+    return Cluster(
+        gld=cluster.gld,
+        bld=cluster.bld.subset(np.asarray(keep, dtype=np.int64)),
+        constants=cluster.constants,
+    )
 
 
 def with_bld_data(cluster: Cluster, data_bits: np.ndarray) -> Cluster:
     """The cluster with the BLDs' D_jB replaced (sync, eq. (23), and twin training, eq. (6))."""
     b = cluster.bld
-    return Cluster(gld=cluster.gld, bld=BLDParams(
-        data_bits=np.asarray(data_bits, dtype=float), gain_coordinator=b.gain_coordinator,
-        gain_eavesdropper=b.gain_eavesdropper, power_w=b.power_w), constants=cluster.constants)
+    return Cluster(
+        gld=cluster.gld,
+        bld=BLDParams(
+            data_bits=np.asarray(data_bits, dtype=float),
+            gain_coordinator=b.gain_coordinator,
+            gain_eavesdropper=b.gain_eavesdropper,
+            power_w=b.power_w,
+        ),
+        constants=cluster.constants,
+    )
 
 
 def state_update_cluster(cluster: Cluster, state_bits: float) -> Cluster:
@@ -238,9 +282,14 @@ def proposed_latency(cluster: Cluster) -> dict[str, Any]:
     """Scheme 1: the exact solver (optimal jamming); every twin syncs at Q*."""
     res = solve(cluster, "exact")
     ok = bool(res.feasible)
-    return {"T_s": res.T if ok else math.nan, "Q_w": res.Q if ok else math.nan,
-            "y_s": res.y if ok else math.nan, "tG_s": res.tG if ok else math.nan,
-            "bld": np.arange(cluster.n_bld) if ok else None, "gld": ok}
+    return {
+        "T_s": res.T if ok else math.nan,
+        "Q_w": res.Q if ok else math.nan,
+        "y_s": res.y if ok else math.nan,
+        "tG_s": res.tG if ok else math.nan,
+        "bld": np.arange(cluster.n_bld) if ok else None,
+        "gld": ok,
+    }
 
 
 def _fixed_q_latency(cluster: Cluster, q_w: float) -> float:
@@ -263,14 +312,16 @@ def _fixed_q_latency(cluster: Cluster, q_w: float) -> float:
 
 def nojam_sitout_latency(cluster: Cluster) -> dict[str, Any]:
     """Scheme 2: Q = 0; only BLDs with R_j(0) > 0 sync, the others' twins sit out."""
-    synced = np.flatnonzero(secrecy_rate_bps(cluster, 0.0) > 0) if cluster.n_bld \
+    synced = (
+        np.flatnonzero(secrecy_rate_bps(cluster, 0.0) > 0)
+        if cluster.n_bld
         else np.zeros(0, dtype=np.int64)
+    )
     if cluster.n_gld == 0 and synced.size == 0:
         return {"T_s": math.nan, "bld": None, "gld": False, "Q_w": 0.0}
     t = _fixed_q_latency(with_blds(cluster, synced), 0.0)
     ok = math.isfinite(t)
-    return {"T_s": t, "bld": synced if ok else None, "gld": ok and cluster.n_gld > 0,
-            "Q_w": 0.0}
+    return {"T_s": t, "bld": synced if ok else None, "gld": ok and cluster.n_gld > 0, "Q_w": 0.0}
 
 
 def wait_jamming_w(cluster: Cluster, factor: float) -> float:
@@ -279,8 +330,9 @@ def wait_jamming_w(cluster: Cluster, factor: float) -> float:
     if cluster.n_bld == 0 or jamming_lower_bound_w(cluster) < 0:
         return 0.0
     k, b = cluster.constants, cluster.bld
-    clean = b.data_bits / (k.bandwidth_hz * np.log2(1 + b.power_w * b.gain_coordinator
-                                                    / k.noise_bld_w))
+    clean = b.data_bits / (
+        k.bandwidth_hz * np.log2(1 + b.power_w * b.gain_coordinator / k.noise_bld_w)
+    )
     return max(0.0, float(min_jamming_for_sync_w(cluster, factor * float(clean.max()))))
 
 
@@ -289,8 +341,12 @@ def nojam_wait_latency(cluster: Cluster, factor: float) -> dict[str, Any]:
     q = wait_jamming_w(cluster, factor)
     t = _fixed_q_latency(cluster, q) if math.isfinite(q) else math.nan
     ok = math.isfinite(t)
-    return {"T_s": t, "Q_w": q, "bld": np.arange(cluster.n_bld) if ok else None,
-            "gld": ok and cluster.n_gld > 0}
+    return {
+        "T_s": t,
+        "Q_w": q,
+        "bld": np.arange(cluster.n_bld) if ok else None,
+        "gld": ok and cluster.n_gld > 0,
+    }
 
 
 def fedavg_gld_path_s(cluster: Cluster) -> float:
@@ -306,26 +362,36 @@ def fedavg_a_latency(cluster: Cluster) -> dict[str, Any]:
     """Scheme 4: FedAvg, BLDs cannot train (eq. (3)) and sit out; GLD-only optimum."""
     path = fedavg_gld_path_s(cluster)
     ok = cluster.n_gld > 0 and math.isfinite(path)
-    return {"T_s": path + cluster.constants.fixed_latency_s if ok else math.nan,
-            "gld_path_s": path, "bld": np.zeros(0, dtype=np.int64) if ok else None, "gld": ok}
+    return {
+        "T_s": path + cluster.constants.fixed_latency_s if ok else math.nan,
+        "gld_path_s": path,
+        "bld": np.zeros(0, dtype=np.int64) if ok else None,
+        "gld": ok,
+    }
 
 
-def fedavg_b_blds(cluster: Cluster, hw: BLDHardware, cycles_per_bit: float
-                  ) -> dict[str, np.ndarray]:
+def fedavg_b_blds(
+    cluster: Cluster, hw: BLDHardware, cycles_per_bit: float
+) -> dict[str, np.ndarray]:
     """Scheme 5's BLDs on their own hardware: times, energies and who affords the round."""
     k, b = cluster.constants, cluster.bld
     cycles = k.local_iterations * cycles_per_bit * b.data_bits
     t_loc = cycles / hw.cpu_hz  # eq. (4) on the BLD
-    e_loc = k.switched_capacitance * cycles * hw.cpu_hz ** 2  # eq. (5) on the BLD
+    e_loc = k.switched_capacitance * cycles * hw.cpu_hz**2  # eq. (5) on the BLD
     rate = hw.bandwidth_hz * np.log2(1.0 + b.power_w * b.gain_coordinator / k.noise_bld_w)
     t_up = k.model_bits / rate  # orthogonal link, no secrecy requirement
     e_up = b.power_w * t_up
-    return {"t_loc_s": t_loc, "t_up_s": t_up, "energy_j": e_loc + e_up,
-            "kept": e_loc + e_up <= hw.battery_j}
+    return {
+        "t_loc_s": t_loc,
+        "t_up_s": t_up,
+        "energy_j": e_loc + e_up,
+        "kept": e_loc + e_up <= hw.battery_j,
+    }
 
 
-def fedavg_b_latency(cluster: Cluster, hw: BLDHardware, cycles_per_bit: float,
-                     gld_path_s: float) -> dict[str, Any]:
+def fedavg_b_latency(
+    cluster: Cluster, hw: BLDHardware, cycles_per_bit: float, gld_path_s: float
+) -> dict[str, Any]:
     """Scheme 5: T_s = max(GLD path, slowest kept BLD path) + fixed; BLDs over budget drop."""
     k = cluster.constants
     gld_ok = cluster.n_gld > 0 and math.isfinite(gld_path_s)
@@ -337,12 +403,17 @@ def fedavg_b_latency(cluster: Cluster, hw: BLDHardware, cycles_per_bit: float,
         paths += list((d["t_loc_s"] + d["t_up_s"])[kept])
     if not paths:
         return {"T_s": math.nan, "bld": None, "gld": False, "dropped": cluster.n_bld}
-    return {"T_s": max(paths) + k.fixed_latency_s, "bld": kept, "gld": gld_ok,
-            "dropped": cluster.n_bld - kept.size}
+    return {
+        "T_s": max(paths) + k.fixed_latency_s,
+        "bld": kept,
+        "gld": gld_ok,
+        "dropped": cluster.n_bld - kept.size,
+    }
 
 
-def crossover_cycles_per_bit(clusters: list[Cluster], hws: list[BLDHardware],
-                             gld_paths: list[float], t_prop_s: float) -> float:
+def crossover_cycles_per_bit(
+    clusters: list[Cluster], hws: list[BLDHardware], gld_paths: list[float], t_prop_s: float
+) -> float:
     """Smallest iota_B at which FedAvg (b)'s round exceeds ``t_prop_s`` (0: already at any
     iota_B; ``inf``: never, every BLD slow enough drops out first)."""
     best = math.inf
@@ -368,23 +439,29 @@ def crossover_cycles_per_bit(clusters: list[Cluster], hws: list[BLDHardware],
 
 def sync_latencies(cluster: Cluster, args: Args) -> dict[str, dict[str, Any]]:
     """The per-cluster time and participants of the schemes with twins (schemes 1-3)."""
-    return {"proposed": proposed_latency(cluster),
-            "nojam_sitout": nojam_sitout_latency(cluster),
-            "nojam_wait": nojam_wait_latency(cluster, args.wait_sync_factor)}
+    return {
+        "proposed": proposed_latency(cluster),
+        "nojam_sitout": nojam_sitout_latency(cluster),
+        "nojam_wait": nojam_wait_latency(cluster, args.wait_sync_factor),
+    }
 
 
-def cluster_latencies(sc: Scenario, cluster: Cluster, args: Args, iota_b: float
-                      ) -> dict[str, dict[str, Any]]:
+def cluster_latencies(
+    sc: Scenario, cluster: Cluster, args: Args, iota_b: float
+) -> dict[str, dict[str, Any]]:
     """Every scheme's per-cluster time and participants (first round in ``static`` mode)."""
     fed_a = fedavg_a_latency(cluster)
-    return {**sync_latencies(cluster, args), "fedavg_a": fed_a,
-            "fedavg_b": fedavg_b_latency(cluster, BLDHardware.of(sc), iota_b,
-                                         fed_a["gld_path_s"])}
+    return {
+        **sync_latencies(cluster, args),
+        "fedavg_a": fed_a,
+        "fedavg_b": fedavg_b_latency(cluster, BLDHardware.of(sc), iota_b, fed_a["gld_path_s"]),
+    }
 
 
 # ---------------------------------------------------------------------- one configuration
-def round_times(per_cluster: list[dict[str, Any]], later: list[dict[str, Any]] | None,
-                rounds: int) -> tuple[list[float], list[int]]:
+def round_times(
+    per_cluster: list[dict[str, Any]], later: list[dict[str, Any]] | None, rounds: int
+) -> tuple[list[float], list[int]]:
     """Per-round times (max over the clusters that take part) and those clusters."""
     members = [s for s, r in enumerate(per_cluster) if math.isfinite(r["T_s"])]
     if not members:
@@ -392,13 +469,16 @@ def round_times(per_cluster: list[dict[str, Any]], later: list[dict[str, Any]] |
     first = max(per_cluster[s]["T_s"] for s in members)
     if later is None:
         return [first] * rounds, members
-    nxt = [later[s]["T_s"] if math.isfinite(later[s]["T_s"]) else per_cluster[s]["T_s"]
-           for s in members]  # a smaller sync is never infeasible where the full one was
+    nxt = [
+        later[s]["T_s"] if math.isfinite(later[s]["T_s"]) else per_cluster[s]["T_s"]
+        for s in members
+    ]  # a smaller sync is never infeasible where the full one was
     return [first] + [max(nxt)] * (rounds - 1), members
 
 
-def requests_of(per_cluster: list[dict[str, Any]], members: list[int],
-                clusters: list[Cluster]) -> list[ClusterRequest]:
+def requests_of(
+    per_cluster: list[dict[str, Any]], members: list[int], clusters: list[Cluster]
+) -> list[ClusterRequest]:
     reqs = []
     for s in members:
         r = per_cluster[s]
@@ -409,12 +489,19 @@ def requests_of(per_cluster: list[dict[str, Any]], members: list[int],
 
 
 def participation_key(reqs: list[ClusterRequest]) -> tuple[Any, ...]:
-    return tuple((r.cluster, tuple(np.asarray(r.gld_participants).tolist()),
-                  tuple(np.asarray(r.bld_participants).tolist())) for r in reqs)
+    return tuple(
+        (
+            r.cluster,
+            tuple(np.asarray(r.gld_participants).tolist()),
+            tuple(np.asarray(r.bld_participants).tolist()),
+        )
+        for r in reqs
+    )
 
 
-def run_fl(system: FederatedSystem, seed: int, reqs: list[ClusterRequest], rounds: int
-           ) -> list[tuple[float, float, int]]:
+def run_fl(
+    system: FederatedSystem, seed: int, reqs: list[ClusterRequest], rounds: int
+) -> list[tuple[float, float, int]]:
     """(accuracy, loss, samples) after each of ``rounds`` rounds, from a fresh model."""
     system.reset(seed=seed)
     acc, loss = system.evaluate()
@@ -427,18 +514,26 @@ def run_fl(system: FederatedSystem, seed: int, reqs: list[ClusterRequest], round
     return curve
 
 
-def evaluate_config(scenarios: list[Scenario], clusters: list[Cluster], args: Args,
-                    seed: int, rounds: int, data: Any, cfg: FLConfig, *, headline: bool
-                    ) -> dict[str, Any]:
+def evaluate_config(
+    scenarios: list[Scenario],
+    clusters: list[Cluster],
+    args: Args,
+    seed: int,
+    rounds: int,
+    data: Any,
+    cfg: FLConfig,
+    *,
+    headline: bool,
+) -> dict[str, Any]:
     """Latencies, crossover (headline only) and accuracy curves of one seed / BLD share."""
     k = clusters[0].constants
     iota_b = k.cycles_per_bit if args.bld_cycles_per_bit is None else args.bld_cycles_per_bit
-    per = [cluster_latencies(sc, c, args, iota_b) for sc, c in zip(scenarios, clusters,
-                                                                   strict=True)]
+    per = [
+        cluster_latencies(sc, c, args, iota_b) for sc, c in zip(scenarios, clusters, strict=True)
+    ]
     later = None
     if args.data_mode == "static":
-        later = [sync_latencies(state_update_cluster(c, args.state_bits), args)
-                 for c in clusters]
+        later = [sync_latencies(state_update_cluster(c, args.state_bits), args) for c in clusters]
     schemes = list(SWEEP_SCHEMES)
     hws = [BLDHardware.of(sc) for sc in scenarios]
     gld_paths = [p["fedavg_a"]["gld_path_s"] for p in per]
@@ -447,26 +542,39 @@ def evaluate_config(scenarios: list[Scenario], clusters: list[Cluster], args: Ar
     for name in schemes:  # FedAvg never syncs: its rounds are all alike in either mode
         syncs = later is not None and name in SYNC_SCHEMES
         times[name], members[name] = round_times(
-            [p[name] for p in per], [p[name] for p in later] if syncs else None, rounds)
+            [p[name] for p in per], [p[name] for p in later] if syncs else None, rounds
+        )
     extra: dict[str, Any] = {}
     if headline:
         t_prop = times["proposed"][-1]  # the steady round (static: after the full sync)
-        cross = (crossover_cycles_per_bit(clusters, hws, gld_paths, t_prop)
-                 if math.isfinite(t_prop) else math.nan)
+        cross = (
+            crossover_cycles_per_bit(clusters, hws, gld_paths, t_prop)
+            if math.isfinite(t_prop)
+            else math.nan
+        )
         extra["crossover_cycles_per_bit"] = cross
         sweep = []
         for iota in sorted({*args.iota_sweep, iota_b}):
-            rows = [fedavg_b_latency(c, hw, iota, g)
-                    for c, hw, g in zip(clusters, hws, gld_paths, strict=True)]
+            rows = [
+                fedavg_b_latency(c, hw, iota, g)
+                for c, hw, g in zip(clusters, hws, gld_paths, strict=True)
+            ]
             t = [r["T_s"] for r in rows if math.isfinite(r["T_s"])]
-            sweep.append({"iota_b": iota, "T_fedavg_b_s": max(t) if t else math.nan,
-                          "T_proposed_s": t_prop,
-                          "dropped_blds": int(sum(r["dropped"] for r in rows))})
+            sweep.append(
+                {
+                    "iota_b": iota,
+                    "T_fedavg_b_s": max(t) if t else math.nan,
+                    "T_proposed_s": t_prop,
+                    "dropped_blds": int(sum(r["dropped"] for r in rows)),
+                }
+            )
         extra["iota_sweep"] = sweep
         if math.isfinite(cross):
             iota_x = cross * (1 + 1e-9) if cross > 0 else iota_b
-            rows = [fedavg_b_latency(c, hw, iota_x, g)
-                    for c, hw, g in zip(clusters, hws, gld_paths, strict=True)]
+            rows = [
+                fedavg_b_latency(c, hw, iota_x, g)
+                for c, hw, g in zip(clusters, hws, gld_paths, strict=True)
+            ]
             for p, r in zip(per, rows, strict=True):
                 p["fedavg_b_cross"] = r
             times["fedavg_b_cross"], members["fedavg_b_cross"] = round_times(rows, None, rounds)
@@ -487,32 +595,50 @@ def evaluate_config(scenarios: list[Scenario], clusters: list[Cluster], args: Ar
         else:
             reuse[name] = next(n for n in curves if curves[n] and curves[n][0]["_key"] == key)
         t = np.concatenate([[0.0], np.cumsum(times[name])])
-        curves[name] = [{"round": r, "sim_time_s": float(t[r]), "accuracy": a, "loss": lo,
-                         "train_samples": n, "_key": key}
-                        for r, (a, lo, n) in enumerate(cache[key])]
+        curves[name] = [
+            {
+                "round": r,
+                "sim_time_s": float(t[r]),
+                "accuracy": a,
+                "loss": lo,
+                "train_samples": n,
+                "_key": key,
+            }
+            for r, (a, lo, n) in enumerate(cache[key])
+        ]
     for pts in curves.values():
         for p in pts:
             p.pop("_key")
     cluster_rows = []
     for s, p in enumerate(per):
-        row: dict[str, Any] = {"cluster": s, "n_gld": clusters[s].n_gld,
-                               "n_bld": clusters[s].n_bld,
-                               "Q_star_w": p["proposed"]["Q_w"],
-                               "Q_wait_w": p["nojam_wait"]["Q_w"],
-                               "fedavg_gld_path_s": p["fedavg_a"]["gld_path_s"],
-                               "proposed_y_plus_tG_s": p["proposed"]["y_s"]
-                               + p["proposed"]["tG_s"],
-                               "nojam_synced_blds": -1 if p["nojam_sitout"]["bld"] is None
-                               else len(p["nojam_sitout"]["bld"]),
-                               "fedavg_b_dropped_blds": p["fedavg_b"]["dropped"]}
+        row: dict[str, Any] = {
+            "cluster": s,
+            "n_gld": clusters[s].n_gld,
+            "n_bld": clusters[s].n_bld,
+            "Q_star_w": p["proposed"]["Q_w"],
+            "Q_wait_w": p["nojam_wait"]["Q_w"],
+            "fedavg_gld_path_s": p["fedavg_a"]["gld_path_s"],
+            "proposed_y_plus_tG_s": p["proposed"]["y_s"] + p["proposed"]["tG_s"],
+            "nojam_synced_blds": -1
+            if p["nojam_sitout"]["bld"] is None
+            else len(p["nojam_sitout"]["bld"]),
+            "fedavg_b_dropped_blds": p["fedavg_b"]["dropped"],
+        }
         for name in schemes:
             row[f"T_{name}_s"] = p[name]["T_s"]
             if later is not None and name in SYNC_SCHEMES:
                 row[f"T_{name}_later_s"] = later[s][name]["T_s"]
         cluster_rows.append(row)
-    return {"times": times, "members": members, "curves": curves, "clusters": cluster_rows,
-            "trained_sets": len(cache), "reuse": reuse, "bld_share": bld_share(clusters),
-            **extra}
+    return {
+        "times": times,
+        "members": members,
+        "curves": curves,
+        "clusters": cluster_rows,
+        "trained_sets": len(cache),
+        "reuse": reuse,
+        "bld_share": bld_share(clusters),
+        **extra,
+    }
 
 
 def fl_config(args: Args, constants: Constants) -> FLConfig:
@@ -521,12 +647,19 @@ def fl_config(args: Args, constants: Constants) -> FLConfig:
     start (the one full sync of round 1 gives the twin everything). No validation split:
     Fig. 7 runs no ledger, so every non-test image trains (4,000 embedded digits)."""
     stream = args.data_mode == "stream"
-    return FLConfig(model=args.model, lr=args.lr, batch_size=args.batch_size,
-                    local_epochs=max(1, round(constants.local_iterations)),
-                    partition="dirichlet", alpha=args.alpha, twin_stale_policy="skip",
-                    data_stream="window" if stream else "prefix",
-                    data_arrival_rounds=args.arrival_rounds if stream else 1,
-                    validation_fraction=0.0, device=args.device)
+    return FLConfig(
+        model=args.model,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        local_epochs=max(1, round(constants.local_iterations)),
+        partition="dirichlet",
+        alpha=args.alpha,
+        twin_stale_policy="skip",
+        data_stream="window" if stream else "prefix",
+        data_arrival_rounds=args.arrival_rounds if stream else 1,
+        validation_fraction=0.0,
+        device=args.device,
+    )
 
 
 # ---------------------------------------------------------------------- statistics
@@ -543,8 +676,9 @@ def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float, int
 
 def accuracy_at(curve: list[dict[str, Any]], t_s: float) -> float:
     """Accuracy of the last model finished by simulated time ``t_s``."""
-    return max((p for p in curve if p["sim_time_s"] <= t_s * (1 + 1e-12)),
-               key=lambda p: p["sim_time_s"])["accuracy"]
+    return max(
+        (p for p in curve if p["sim_time_s"] <= t_s * (1 + 1e-12)), key=lambda p: p["sim_time_s"]
+    )["accuracy"]
 
 
 def common_time_s(curves: dict[str, list[dict[str, Any]]]) -> float:
@@ -577,8 +711,14 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
     consts = Constants(model_bits=model_size_bits(args.model))  # L = the trained model
     stream = args.data_mode == "stream"
     cfg = fl_config(args, consts)
-    data = load_mnist(cfg.data_source, cfg.data_root, cfg.download, cfg.test_fraction, seed=0,
-                      validation_fraction=cfg.validation_fraction)
+    data = load_mnist(
+        cfg.data_source,
+        cfg.data_root,
+        cfg.download,
+        cfg.test_fraction,
+        seed=0,
+        validation_fraction=cfg.validation_fraction,
+    )
     sweep_rounds = args.sweep_rounds or args.rounds
     curve_rows: list[dict[str, Any]] = []
     cluster_rows: list[dict[str, Any]] = []
@@ -587,36 +727,57 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
     head: dict[int, dict[str, Any]] = {}
     for seed in args.seeds:
         rng = np.random.default_rng(seed)
-        scenarios = [classify_and_build(rng, args.devices, constants=consts)
-                     for _ in range(args.clusters)]
+        scenarios = [
+            classify_and_build(rng, args.devices, constants=consts) for _ in range(args.clusters)
+        ]
         base = [sc.cluster for sc in scenarios]
         for share in (None, *args.bld_shares):
             clusters = base if share is None else rescale_bld_share(base, share)
             headline = share is None
-            res = evaluate_config(scenarios, clusters, args, seed,
-                                  args.rounds if headline else sweep_rounds, data, cfg,
-                                  headline=headline)
+            res = evaluate_config(
+                scenarios,
+                clusters,
+                args,
+                seed,
+                args.rounds if headline else sweep_rounds,
+                data,
+                cfg,
+                headline=headline,
+            )
             tag = "drawn" if headline else f"{share:g}"
-            print(f"seed {seed}, BLD share {tag} ({100 * res['bld_share']:.1f} % of the data):"
-                  f" {res['trained_sets']} distinct participation sets trained", flush=True)
+            print(
+                f"seed {seed}, BLD share {tag} ({100 * res['bld_share']:.1f} % of the data):"
+                f" {res['trained_sets']} distinct participation sets trained",
+                flush=True,
+            )
             for name, pts in res["curves"].items():
                 for p in pts:
-                    curve_rows.append({"seed": seed, "bld_share": res["bld_share"],
-                                       "scheme": name, **p})
+                    curve_rows.append(
+                        {"seed": seed, "bld_share": res["bld_share"], "scheme": name, **p}
+                    )
                 if pts:
-                    print(f"  {name:15s} {res['times'][name][-1]:8.3f} s/round  "
-                          f"t = {pts[-1]['sim_time_s']:9.2f} s  accuracy "
-                          f"{100 * pts[-1]['accuracy']:.2f} %", flush=True)
+                    print(
+                        f"  {name:15s} {res['times'][name][-1]:8.3f} s/round  "
+                        f"t = {pts[-1]['sim_time_s']:9.2f} s  accuracy "
+                        f"{100 * pts[-1]['accuracy']:.2f} %",
+                        flush=True,
+                    )
             for r in res["clusters"]:
                 cluster_rows.append({"seed": seed, "bld_share": res["bld_share"], **r})
             for name in SWEEP_SCHEMES:  # the drawn share at the sweep's round count too
-                pts = res["curves"][name][:sweep_rounds + 1]
-                share_rows.append({
-                    "seed": seed, "share_setting": tag, "bld_share": res["bld_share"],
-                    "scheme": name, "clusters_in": len(res["members"][name]),
-                    "final_accuracy": pts[-1]["accuracy"] if pts else math.nan,
-                    "final_sim_time_s": pts[-1]["sim_time_s"] if pts else math.nan,
-                    "samples_last_round": pts[-1]["train_samples"] if pts else 0})
+                pts = res["curves"][name][: sweep_rounds + 1]
+                share_rows.append(
+                    {
+                        "seed": seed,
+                        "share_setting": tag,
+                        "bld_share": res["bld_share"],
+                        "scheme": name,
+                        "clusters_in": len(res["members"][name]),
+                        "final_accuracy": pts[-1]["accuracy"] if pts else math.nan,
+                        "final_sim_time_s": pts[-1]["sim_time_s"] if pts else math.nan,
+                        "samples_last_round": pts[-1]["train_samples"] if pts else 0,
+                    }
+                )
             if headline:
                 head[seed] = res
                 for r in res["iota_sweep"]:
@@ -627,32 +788,56 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
         t_epoch = consts.cycles_per_bit * a_eff * bits / consts.coordinator_cpu_hz
         system = FederatedSystem(cfg, base, seed=seed, data=data)
         acc0, loss0 = system.evaluate()
-        cen = train_centralized(system.data, args.model, args.central_epochs, args.batch_size,
-                                args.lr, seed=seed, device=system.device,
-                                init=system.global_params)
-        pts = [{"round": 0, "sim_time_s": 0.0, "accuracy": acc0, "loss": loss0,
-                "train_samples": 0}]
-        pts += [{"round": e, "sim_time_s": e * t_epoch, "accuracy": a, "loss": lo,
-                 "train_samples": system.data.n_train}
-                for e, (a, lo) in enumerate(zip(cen.accuracy, cen.loss, strict=True), 1)]
+        cen = train_centralized(
+            system.data,
+            args.model,
+            args.central_epochs,
+            args.batch_size,
+            args.lr,
+            seed=seed,
+            device=system.device,
+            init=system.global_params,
+        )
+        pts = [{"round": 0, "sim_time_s": 0.0, "accuracy": acc0, "loss": loss0, "train_samples": 0}]
+        pts += [
+            {
+                "round": e,
+                "sim_time_s": e * t_epoch,
+                "accuracy": a,
+                "loss": lo,
+                "train_samples": system.data.n_train,
+            }
+            for e, (a, lo) in enumerate(zip(cen.accuracy, cen.loss, strict=True), 1)
+        ]
         head[seed]["curves"]["centralized"] = pts
         head[seed]["times"]["centralized"] = [t_epoch] * args.central_epochs
         head[seed]["members"]["centralized"] = list(range(args.clusters))
         for p in pts:
-            curve_rows.append({"seed": seed, "bld_share": head[seed]["bld_share"],
-                               "scheme": "centralized", **p})
-        print(f"  {'centralized':15s} {t_epoch:8.3f} s/epoch  t = {pts[-1]['sim_time_s']:9.2f}"
-              f" s  accuracy {100 * pts[-1]['accuracy']:.2f} %", flush=True)
+            curve_rows.append(
+                {"seed": seed, "bld_share": head[seed]["bld_share"], "scheme": "centralized", **p}
+            )
+        print(
+            f"  {'centralized':15s} {t_epoch:8.3f} s/epoch  t = {pts[-1]['sim_time_s']:9.2f}"
+            f" s  accuracy {100 * pts[-1]['accuracy']:.2f} %",
+            flush=True,
+        )
 
     # --- tables: mean ± 95 % t-interval over the seeds
     table: dict[str, Any] = {}
     for name in SCHEMES:
         got = [head[s] for s in args.seeds if head[s]["curves"].get(name)]
         finals = [h["curves"][name][-1] for h in got]
-        per_cluster = [[r[f"T_{name}_s"] for r in h["clusters"]
-                        if math.isfinite(r.get(f"T_{name}_s", math.nan))] for h in got]
+        per_cluster = [
+            [
+                r[f"T_{name}_s"]
+                for r in h["clusters"]
+                if math.isfinite(r.get(f"T_{name}_s", math.nan))
+            ]
+            for h in got
+        ]
         table[name] = {
-            "label": LABELS[name], "seeds": len(got),
+            "label": LABELS[name],
+            "seeds": len(got),
             "final_accuracy": mean_ci([f["accuracy"] for f in finals]),
             "final_sim_time_s": mean_ci([f["sim_time_s"] for f in finals]),
             "round_s": mean_ci([h["times"][name][-1] for h in got]),
@@ -660,11 +845,12 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
             "cluster_median_s": mean_ci([float(np.median(p)) for p in per_cluster if p]),
             "clusters_in": mean_ci([len(h["members"][name]) for h in got]),
             "samples_last_round": mean_ci([f["train_samples"] for f in finals]),
-            "time_to_target_s": mean_ci([time_to(h["curves"][name], args.target_accuracy)
-                                         for h in got]),
-            "accuracy_at_common_time": mean_ci([accuracy_at(h["curves"][name],
-                                                            common_time_s(h["curves"]))
-                                                for h in got]),
+            "time_to_target_s": mean_ci(
+                [time_to(h["curves"][name], args.target_accuracy) for h in got]
+            ),
+            "accuracy_at_common_time": mean_ci(
+                [accuracy_at(h["curves"][name], common_time_s(h["curves"])) for h in got]
+            ),
         }
     cross = [head[s]["crossover_cycles_per_bit"] for s in args.seeds]
     shares: dict[str, Any] = {}
@@ -676,12 +862,15 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
             shares[tag][name] = {
                 "final_accuracy": mean_ci([r["final_accuracy"] for r in mine]),
                 "final_sim_time_s": mean_ci([r["final_sim_time_s"] for r in mine]),
-                "clusters_in": mean_ci([r["clusters_in"] for r in mine])}
+                "clusters_in": mean_ci([r["clusters_in"] for r in mine]),
+            }
 
     # --- files
-    path_csv = write_csv(out / f"{FIGURE}.csv", curve_rows,
-                         ["seed", "bld_share", "scheme", "round", "sim_time_s", "accuracy",
-                          "loss", "train_samples"])
+    path_csv = write_csv(
+        out / f"{FIGURE}.csv",
+        curve_rows,
+        ["seed", "bld_share", "scheme", "round", "sim_time_s", "accuracy", "loss", "train_samples"],
+    )
     path_clusters = write_csv(out / f"{FIGURE}_clusters.csv", cluster_rows)
     path_iota = write_csv(out / f"{FIGURE}_iota.csv", iota_rows)
     path_shares = write_csv(out / f"{FIGURE}_shares.csv", share_rows)
@@ -691,8 +880,13 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
         pts = first["curves"].get(name) or []
         if pts:
             color, ls = STYLES[name]
-            axes[0].plot([p["sim_time_s"] for p in pts], [100 * p["accuracy"] for p in pts],
-                         color=color, ls=ls, label=LABELS[name])
+            axes[0].plot(
+                [p["sim_time_s"] for p in pts],
+                [100 * p["accuracy"] for p in pts],
+                color=color,
+                ls=ls,
+                label=LABELS[name],
+            )
     axes[0].set_xscale("symlog", linthresh=10.0)  # rounds of 1.7 s to 110 s on one axis
     axes[0].set_xlabel("simulated time (s, linear to 10 s, then log)")
     axes[0].set_ylabel("test accuracy (%)")
@@ -704,17 +898,22 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
         m = [100 * shares[t][name]["final_accuracy"][0] for t in tags]
         h = [100 * np.nan_to_num(shares[t][name]["final_accuracy"][1]) for t in tags]
         color, ls = STYLES[name]
-        axes[1].errorbar(xs, m, yerr=h, color=color, ls=ls, marker="o", ms=3, capsize=2,
-                         label=LABELS[name])
+        axes[1].errorbar(
+            xs, m, yerr=h, color=color, ls=ls, marker="o", ms=3, capsize=2, label=LABELS[name]
+        )
     axes[1].set_xlabel("BLD share of all data (%)")
     axes[1].set_ylabel("final test accuracy (%)")
-    axes[1].set_title(f"(b) BLD-share sweep, mean ± 95 % CI ({len(args.seeds)} seeds)",
-                      fontsize=9)
+    axes[1].set_title(f"(b) BLD-share sweep, mean ± 95 % CI ({len(args.seeds)} seeds)", fontsize=9)
     axes[1].legend(fontsize=6)
     for seed in args.seeds:
         sw = head[seed]["iota_sweep"]
-        line = axes[2].plot([r["iota_b"] for r in sw], [r["T_fedavg_b_s"] for r in sw],
-                            marker="o", ms=3, label=f"FedAvg (b), seed {seed}")
+        line = axes[2].plot(
+            [r["iota_b"] for r in sw],
+            [r["T_fedavg_b_s"] for r in sw],
+            marker="o",
+            ms=3,
+            label=f"FedAvg (b), seed {seed}",
+        )
         axes[2].axhline(sw[0]["T_proposed_s"], color=line[0].get_color(), ls=":", lw=1)
     axes[2].set_xscale("log")
     axes[2].set_xlabel("BLD cycles per bit iota_B")
@@ -723,43 +922,66 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
     axes[2].legend(fontsize=6)
     for ax in axes:
         ax.grid(alpha=0.3)
-    fig.suptitle(f"Fig. 7: {args.clusters} clusters x {args.devices} devices, "
-                 f"{args.model.upper()}, Dirichlet alpha {args.alpha:g}, data {args.data_mode}",
-                 fontsize=9)
+    fig.suptitle(
+        f"Fig. 7: {args.clusters} clusters x {args.devices} devices, "
+        f"{args.model.upper()}, Dirichlet alpha {args.alpha:g}, data {args.data_mode}",
+        fontsize=9,
+    )
     path_png = save_figure(fig, out / f"{FIGURE}.png")
 
     # --- printout
     n = len(args.seeds)
-    print(f"\nFig. 7, {n} seeds, mean ± 95 % t-interval; L = {consts.model_bits:.0f} bits "
-          f"({args.model}), data {args.data_mode}")
-    print(f"  {'scheme':15s} {'final acc (%)':>15} {'acc at common t':>16} "
-          f"{'sim time (s)':>18} {'round (s)':>14} {'cluster median (s)':>18} {'clusters':>10}")
+    print(
+        f"\nFig. 7, {n} seeds, mean ± 95 % t-interval; L = {consts.model_bits:.0f} bits "
+        f"({args.model}), data {args.data_mode}"
+    )
+    print(
+        f"  {'scheme':15s} {'final acc (%)':>15} {'acc at common t':>16} "
+        f"{'sim time (s)':>18} {'round (s)':>14} {'cluster median (s)':>18} {'clusters':>10}"
+    )
     for name in SCHEMES:
         v = table[name]
-        print(f"  {name:15s} {fmt(*v['final_accuracy'][:2], 100):>15} "
-              f"{fmt(*v['accuracy_at_common_time'][:2], 100):>16} "
-              f"{fmt(*v['final_sim_time_s'][:2]):>18} {fmt(*v['round_s'][:2], 1, 3):>14} "
-              f"{fmt(*v['cluster_median_s'][:2], 1, 3):>18} "
-              f"{fmt(*v['clusters_in'][:2], 1, 1):>10}")
-    print(f"  crossover iota_B (FedAvg (b) round > proposed): "
-          f"{', '.join(f'{c:.4g}' for c in cross)} (seeds {list(args.seeds)})")
+        print(
+            f"  {name:15s} {fmt(*v['final_accuracy'][:2], 100):>15} "
+            f"{fmt(*v['accuracy_at_common_time'][:2], 100):>16} "
+            f"{fmt(*v['final_sim_time_s'][:2]):>18} {fmt(*v['round_s'][:2], 1, 3):>14} "
+            f"{fmt(*v['cluster_median_s'][:2], 1, 3):>18} "
+            f"{fmt(*v['clusters_in'][:2], 1, 1):>10}"
+        )
+    print(
+        f"  crossover iota_B (FedAvg (b) round > proposed): "
+        f"{', '.join(f'{c:.4g}' for c in cross)} (seeds {list(args.seeds)})"
+    )
     print("  BLD-share sweep, final accuracy (%):")
     for v in shares.values():
-        print(f"    share {100 * v['bld_share']:5.1f} %: " + "  ".join(
-            f"{name} {fmt(*v[name]['final_accuracy'][:2], 100)}" for name in SWEEP_SCHEMES))
-    summary = {"schemes": table, "crossover_cycles_per_bit": {"per_seed": cross,
-                                                              "mean_ci": mean_ci(cross)},
-               "bld_share_sweep": shares, "model_bits": consts.model_bits,
-               "common_time_s": {str(s): common_time_s(head[s]["curves"]) for s in args.seeds},
-               "per_seed": {str(s): {"times": head[s]["times"], "members": head[s]["members"],
-                                     "trained_sets": head[s]["trained_sets"],
-                                     "reused_curves": head[s]["reuse"],
-                                     "iota_sweep": head[s]["iota_sweep"]}
-                            for s in args.seeds},
-               "fl_config": cfg.to_dict(),
-               "data": {"source": data.source, "n_train": data.n_train, "n_test": data.n_test}}
-    return finish(out, FIGURE, args, summary, t0,
-                  [path_csv, path_clusters, path_iota, path_shares, path_png])
+        print(
+            f"    share {100 * v['bld_share']:5.1f} %: "
+            + "  ".join(
+                f"{name} {fmt(*v[name]['final_accuracy'][:2], 100)}" for name in SWEEP_SCHEMES
+            )
+        )
+    summary = {
+        "schemes": table,
+        "crossover_cycles_per_bit": {"per_seed": cross, "mean_ci": mean_ci(cross)},
+        "bld_share_sweep": shares,
+        "model_bits": consts.model_bits,
+        "common_time_s": {str(s): common_time_s(head[s]["curves"]) for s in args.seeds},
+        "per_seed": {
+            str(s): {
+                "times": head[s]["times"],
+                "members": head[s]["members"],
+                "trained_sets": head[s]["trained_sets"],
+                "reused_curves": head[s]["reuse"],
+                "iota_sweep": head[s]["iota_sweep"],
+            }
+            for s in args.seeds
+        },
+        "fl_config": cfg.to_dict(),
+        "data": {"source": data.source, "n_train": data.n_train, "n_test": data.n_test},
+    }
+    return finish(
+        out, FIGURE, args, summary, t0, [path_csv, path_clusters, path_iota, path_shares, path_png]
+    )
 
 
 if __name__ == "__main__":

@@ -38,9 +38,12 @@ from agents.policies import make_policy
 
 FIGURE = "fig8b_validator"
 POLICIES = ("reputation", "random", "round_robin", "honest")
-LABELS = {"reputation": "reputation, eq. (2) (proposed)", "random": "random validator",
-          "round_robin": "round-robin validator",
-          "honest": "honest validators (reference)"}
+LABELS = {
+    "reputation": "reputation, eq. (2) (proposed)",
+    "random": "random validator",
+    "round_robin": "round-robin validator",
+    "honest": "honest validators (reference)",
+}
 
 
 @dataclass
@@ -49,8 +52,12 @@ class Args:
     rounds: int = field(default=10, metadata={"help": "FL rounds R"})
     malicious: int = field(default=3, metadata={"help": "malicious coordinators"})
     attack: str = field(default="random", metadata={"help": "their cluster models' attack"})
-    validator_attack: str = field(default="both", metadata={
-        "help": "what a malicious validator does: accept_poisoned, reject_honest or both"})
+    validator_attack: str = field(
+        default="both",
+        metadata={
+            "help": "what a malicious validator does: accept_poisoned, reject_honest or both"
+        },
+    )
     seeds: tuple[int, ...] = field(default=tuple(range(10)), metadata={"help": "episode seeds"})
     model: str = field(default="cnn", metadata={"help": "cnn or mlp"})
     seed: int = field(default=0, metadata={"help": "added to every episode seed"})
@@ -59,17 +66,35 @@ class Args:
 
 
 def run(args: Args, policy: str, seed: int) -> list[dict]:  # type: ignore[type-arg]
-    led = {"mode": "full", "malicious_clusters": args.malicious, "attack": args.attack,
-           "validator_selection": "reputation" if policy == "honest" else policy,
-           "validator_attack": "none" if policy == "honest" else args.validator_attack}
-    cfg = {"clusters": args.clusters, "rounds": args.rounds,
-           "fl": {"model": args.model, "device": "cpu"}, "ledger": led}
+    led = {
+        "mode": "full",
+        "malicious_clusters": args.malicious,
+        "attack": args.attack,
+        "validator_selection": "reputation" if policy == "honest" else policy,
+        "validator_attack": "none" if policy == "honest" else args.validator_attack,
+    }
+    cfg = {
+        "clusters": args.clusters,
+        "rounds": args.rounds,
+        "fl": {"model": args.model, "device": "cpu"},
+        "ledger": led,
+    }
     env = gym.make("DTFL-v0", config=cfg)
     pol = make_policy("exact").bind(env)
     obs, info = env.reset(seed=seed)
-    rows = [{"policy": policy, "seed": seed, "round": 0, "accuracy": info["global_accuracy"],
-             "validator_cluster": -1, "validator_malicious": 0, "audit_failed": 0,
-             "poisoned_accepted": 0, "honest_rejected": 0}]
+    rows = [
+        {
+            "policy": policy,
+            "seed": seed,
+            "round": 0,
+            "accuracy": info["global_accuracy"],
+            "validator_cluster": -1,
+            "validator_malicious": 0,
+            "audit_failed": 0,
+            "poisoned_accepted": 0,
+            "honest_rejected": 0,
+        }
+    ]
     done = False
     while not done:
         action, _ = pol.predict(obs)
@@ -77,14 +102,21 @@ def run(args: Args, policy: str, seed: int) -> list[dict]:  # type: ignore[type-
         done = term or trunc
         if info["ledger_round_closed"]:
             acc = info["ledger_accepted_clusters"]
-            rows.append({"policy": policy, "seed": seed, "round": info["round"] + 1,
-                         "accuracy": info["global_accuracy"],
-                         "validator_cluster": info["ledger_validator_cluster"],
-                         "validator_malicious": info["ledger_validator_malicious"],
-                         "audit_failed": info["ledger_audit_failed"],
-                         "poisoned_accepted": int(acc[:args.malicious].sum()),
-                         "honest_rejected": int(info["ledger_rejected_clusters"]
-                                                [args.malicious:].sum())})
+            rows.append(
+                {
+                    "policy": policy,
+                    "seed": seed,
+                    "round": info["round"] + 1,
+                    "accuracy": info["global_accuracy"],
+                    "validator_cluster": info["ledger_validator_cluster"],
+                    "validator_malicious": info["ledger_validator_malicious"],
+                    "audit_failed": info["ledger_audit_failed"],
+                    "poisoned_accepted": int(acc[: args.malicious].sum()),
+                    "honest_rejected": int(
+                        info["ledger_rejected_clusters"][args.malicious :].sum()
+                    ),
+                }
+            )
     env.close()
     return rows
 
@@ -114,16 +146,17 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
     for policy in POLICIES:
         r = [x for x in rows if x["policy"] == policy]
         played = [x for x in r if x["round"] > 0]
-        acc = np.array([[x["accuracy"] for x in r if x["seed"] == args.seed + s]
-                        for s in args.seeds])
+        acc = np.array(
+            [[x["accuracy"] for x in r if x["seed"] == args.seed + s] for s in args.seeds]
+        )
         curves[policy] = acc.mean(axis=0)
         finals = acc[:, -1]
         table[policy] = {
             "malicious_validator_rounds": sum(x["validator_malicious"] for x in played),
-            "malicious_validator_share": sum(x["validator_malicious"] for x in played)
-            / n_rounds,
-            "malicious_validator_after_round_0": sum(x["validator_malicious"] for x in played
-                                                     if x["round"] > 1),
+            "malicious_validator_share": sum(x["validator_malicious"] for x in played) / n_rounds,
+            "malicious_validator_after_round_0": sum(
+                x["validator_malicious"] for x in played if x["round"] > 1
+            ),
             "audit_failures": sum(x["audit_failed"] for x in played),
             "poisoned_accepted": sum(x["poisoned_accepted"] for x in played),
             "honest_rejected": sum(x["honest_rejected"] for x in played),
@@ -136,14 +169,28 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
     fig, axes = new_figure(ncols=2, width=5.0)
     rounds = np.arange(args.rounds + 1)
     for policy in POLICIES:
-        axes[0].plot(rounds, 100 * curves[policy], marker="o", ms=3, label=LABELS[policy],
-                     ls="--" if policy == "honest" else "-")
-        mal = np.array([[x["validator_malicious"] for x in rows if x["policy"] == policy
-                         and x["seed"] == args.seed + s and x["round"] > 0]
-                        for s in args.seeds])
+        axes[0].plot(
+            rounds,
+            100 * curves[policy],
+            marker="o",
+            ms=3,
+            label=LABELS[policy],
+            ls="--" if policy == "honest" else "-",
+        )
+        mal = np.array(
+            [
+                [
+                    x["validator_malicious"]
+                    for x in rows
+                    if x["policy"] == policy and x["seed"] == args.seed + s and x["round"] > 0
+                ]
+                for s in args.seeds
+            ]
+        )
         if policy != "honest":
-            axes[1].plot(rounds[1:], np.cumsum(mal.mean(axis=0)), marker="o", ms=3,
-                         label=LABELS[policy])
+            axes[1].plot(
+                rounds[1:], np.cumsum(mal.mean(axis=0)), marker="o", ms=3, label=LABELS[policy]
+            )
     axes[0].set_xlabel("FL round")
     axes[0].set_ylabel(f"test accuracy (%), mean of {len(args.seeds)} seeds")
     axes[1].set_xlabel("FL round")
@@ -151,19 +198,27 @@ def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"Fig. 8b: validator selection with {args.malicious} malicious of "
-                 f"{args.clusters} coordinators (attack {args.attack}, malicious validator: "
-                 f"{args.validator_attack}; {args.model})", fontsize=9)
+    fig.suptitle(
+        f"Fig. 8b: validator selection with {args.malicious} malicious of "
+        f"{args.clusters} coordinators (attack {args.attack}, malicious validator: "
+        f"{args.validator_attack}; {args.model})",
+        fontsize=9,
+    )
     path_png = save_figure(fig, out / f"{FIGURE}.png")
 
-    print(f"Fig. 8b: {args.malicious} malicious of {args.clusters} coordinators, "
-          f"{args.rounds} rounds x {len(args.seeds)} seeds")
-    print(f"  {'policy':12s} {'malicious V':>12s} {'audit fails':>12s} {'final acc':>10s}"
-          f" {'min':>7s}")
+    print(
+        f"Fig. 8b: {args.malicious} malicious of {args.clusters} coordinators, "
+        f"{args.rounds} rounds x {len(args.seeds)} seeds"
+    )
+    print(
+        f"  {'policy':12s} {'malicious V':>12s} {'audit fails':>12s} {'final acc':>10s} {'min':>7s}"
+    )
     for policy, t in table.items():
-        print(f"  {policy:12s} {t['malicious_validator_rounds']:5d} / {n_rounds:<4d}"
-              f" {t['audit_failures']:12d} {100 * t['final_accuracy_mean']:9.2f}%"
-              f" {100 * t['final_accuracy_min']:6.2f}%")
+        print(
+            f"  {policy:12s} {t['malicious_validator_rounds']:5d} / {n_rounds:<4d}"
+            f" {t['audit_failures']:12d} {100 * t['final_accuracy_mean']:9.2f}%"
+            f" {100 * t['final_accuracy_min']:6.2f}%"
+        )
     summary = {"rounds_per_policy": n_rounds, "policies": table}
     return finish(out, FIGURE, args, summary, t0, [path_csv, path_png])
 

@@ -50,27 +50,50 @@ from agents.training import overlay_config
 FIGURE = "rllib_ppo"
 #: the SB3 PPO defaults (env config, gamma, GAE lambda, clip range, entropy coefficient)
 PPO_DEFAULTS: dict[str, Any] = json.loads(
-    (Path(agents.__file__).parent / "ppo_defaults.json").read_text())
-QUICK = {"iterations": 2, "env_runners": 1, "envs_per_runner": 2, "train_batch": 64,
-         "minibatch": 32, "epochs": 1, "hidden": 16, "eval_episodes": 1}
+    (Path(agents.__file__).parent / "ppo_defaults.json").read_text()
+)
+QUICK = {
+    "iterations": 2,
+    "env_runners": 1,
+    "envs_per_runner": 2,
+    "train_batch": 64,
+    "minibatch": 32,
+    "epochs": 1,
+    "hidden": 16,
+    "eval_episodes": 1,
+}
 QUICK_CONFIG = {"clusters": 3, "rounds": 2}
 VECTORIZE = ("vector_entry_point", "sync")
 
 
 @dataclass
 class Args:
-    env: str = field(default="DTFL-TableII-v0",
-                     metadata={"help": "a latency-only id (DTFL-TableII-v0, DTFL-Random-v0, "
-                                       "DTFL-Fast-v0): they have the native vector env"})
-    config: str | None = field(default=None, metadata={
-        "help": "env config overrides (JSON text or file) over the PPO defaults' env_config"})
-    env_runners: int = field(default=2, metadata={"help": "RLlib env runners (Ray actors); "
-                                                          "0: sample in the driver"})
-    envs_per_runner: int = field(default=8,
-                                 metadata={"help": "environments per runner (one vector env)"})
-    vectorize: str = field(default="vector_entry_point", metadata={
-        "help": "RLlib's gym_env_vectorize_mode: vector_entry_point (the native DTFLVectorEnv) "
-                "or sync (Gymnasium's SyncVectorEnv of single envs, for comparison)"})
+    env: str = field(
+        default="DTFL-TableII-v0",
+        metadata={
+            "help": "a latency-only id (DTFL-TableII-v0, DTFL-Random-v0, "
+            "DTFL-Fast-v0): they have the native vector env"
+        },
+    )
+    config: str | None = field(
+        default=None,
+        metadata={
+            "help": "env config overrides (JSON text or file) over the PPO defaults' env_config"
+        },
+    )
+    env_runners: int = field(
+        default=2, metadata={"help": "RLlib env runners (Ray actors); 0: sample in the driver"}
+    )
+    envs_per_runner: int = field(
+        default=8, metadata={"help": "environments per runner (one vector env)"}
+    )
+    vectorize: str = field(
+        default="vector_entry_point",
+        metadata={
+            "help": "RLlib's gym_env_vectorize_mode: vector_entry_point (the native DTFLVectorEnv) "
+            "or sync (Gymnasium's SyncVectorEnv of single envs, for comparison)"
+        },
+    )
     iterations: int = field(default=20, metadata={"help": "training iterations"})
     train_batch: int = field(default=4096, metadata={"help": "env steps per iteration"})
     minibatch: int = field(default=256, metadata={"help": "SGD minibatch size"})
@@ -80,11 +103,17 @@ class Args:
     seed: int = field(default=0, metadata={"help": "training seed"})
     eval_episodes: int = field(default=3, metadata={"help": "evaluation episodes"})
     eval_seed: int = field(default=1000, metadata={"help": "first evaluation episode seed"})
-    address: str | None = field(default=None, metadata={
-        "help": "Ray cluster to join ('auto' on one of its nodes, or HEAD_IP:6379; with "
-                "RAY_AUTH_MODE=token, docs/SCALE_OUT.md); none: a private local Ray"})
-    quick: bool = field(default=False, metadata={"help": "tiny budget: 2 iterations of 64 "
-                                                         "steps, 1 x 2 envs, 1 episode"})
+    address: str | None = field(
+        default=None,
+        metadata={
+            "help": "Ray cluster to join ('auto' on one of its nodes, or HEAD_IP:6379; with "
+            "RAY_AUTH_MODE=token, docs/SCALE_OUT.md); none: a private local Ray"
+        },
+    )
+    quick: bool = field(
+        default=False,
+        metadata={"help": "tiny budget: 2 iterations of 64 steps, 1 x 2 envs, 1 episode"},
+    )
     out: str = field(default=f"runs/{FIGURE}", metadata={"help": "output folder"})
 
 
@@ -113,18 +142,29 @@ def ppo_config(args: Args, cfg: dict[str, Any]) -> Any:
     return (
         PPOConfig()
         .environment(env=f"dtfl_env:{args.env}", env_config={"config": cfg})
-        .env_runners(num_env_runners=args.env_runners,
-                     num_envs_per_env_runner=args.envs_per_runner,
-                     gym_env_vectorize_mode=args.vectorize,
-                     rollout_fragment_length="auto")
-        .training(train_batch_size_per_learner=args.train_batch,
-                  minibatch_size=args.minibatch, num_epochs=args.epochs, lr=args.lr,
-                  gamma=hp["gamma"], lambda_=hp["gae_lambda"], clip_param=hp["clip_range"],
-                  entropy_coeff=hp["ent_coef"], use_kl_loss=False)
+        .env_runners(
+            num_env_runners=args.env_runners,
+            num_envs_per_env_runner=args.envs_per_runner,
+            gym_env_vectorize_mode=args.vectorize,
+            rollout_fragment_length="auto",
+        )
+        .training(
+            train_batch_size_per_learner=args.train_batch,
+            minibatch_size=args.minibatch,
+            num_epochs=args.epochs,
+            lr=args.lr,
+            gamma=hp["gamma"],
+            lambda_=hp["gae_lambda"],
+            clip_param=hp["clip_range"],
+            entropy_coeff=hp["ent_coef"],
+            use_kl_loss=False,
+        )
         .callbacks(on_environment_created=disjoint_env_seeds)
-        .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=[args.hidden] * 2,
-                                                   fcnet_activation="tanh",
-                                                   vf_share_layers=False))
+        .rl_module(
+            model_config=DefaultModelConfig(
+                fcnet_hiddens=[args.hidden] * 2, fcnet_activation="tanh", vf_share_layers=False
+            )
+        )
         .debugging(seed=args.seed, log_level="ERROR")
     )
 
@@ -149,21 +189,30 @@ def train(args: Args, cfg: dict[str, Any], out: Path) -> list[dict[str, float]]:
             runners = result.get("env_runners", {})
             steps = int(result.get("num_env_steps_sampled_lifetime", 0))
             sample_s = float(result.get("timers", {}).get("env_runner_sampling_timer", 0.0))
-            rows.append({"iteration": it, "env_steps": steps, "iteration_s": wall,
-                         "env_steps_per_s": (steps - steps_before) / wall,
-                         # RLlib's sampling timer (all runners in parallel; smoothed)
-                         "sampling_s": sample_s,
-                         "sampling_steps_per_s": (steps - steps_before) / sample_s
-                         if sample_s > 0 else float("nan"),
-                         "episode_return_mean": runners.get("episode_return_mean",
-                                                            float("nan")),
-                         "episode_len_mean": runners.get("episode_len_mean", float("nan")),
-                         "elapsed_s": time.perf_counter() - t_start})
+            rows.append(
+                {
+                    "iteration": it,
+                    "env_steps": steps,
+                    "iteration_s": wall,
+                    "env_steps_per_s": (steps - steps_before) / wall,
+                    # RLlib's sampling timer (all runners in parallel; smoothed)
+                    "sampling_s": sample_s,
+                    "sampling_steps_per_s": (steps - steps_before) / sample_s
+                    if sample_s > 0
+                    else float("nan"),
+                    "episode_return_mean": runners.get("episode_return_mean", float("nan")),
+                    "episode_len_mean": runners.get("episode_len_mean", float("nan")),
+                    "elapsed_s": time.perf_counter() - t_start,
+                }
+            )
             steps_before = steps
             r = rows[-1]
-            print(f"iter {it:3d}  env steps {steps:8d}  {r['env_steps_per_s']:7.0f} steps/s "
-                  f"({r['sampling_steps_per_s']:.0f} while sampling)  "
-                  f"episode return {r['episode_return_mean']:.4g}", flush=True)
+            print(
+                f"iter {it:3d}  env steps {steps:8d}  {r['env_steps_per_s']:7.0f} steps/s "
+                f"({r['sampling_steps_per_s']:.0f} while sampling)  "
+                f"episode return {r['episode_return_mean']:.4g}",
+                flush=True,
+            )
         algo.save_to_path((out / "checkpoint").resolve().as_posix())
         algo.stop()
     finally:
@@ -177,24 +226,45 @@ def compare(args: Args, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     from agents.rllib import CHECKPOINT_ENV_VAR
 
     os.environ[CHECKPOINT_ENV_VAR] = str(out)
-    code = dtfl(["compare", "--env", args.env, "--config", str(out / "env_config.json"),
-                 "--policies", "algorithm2", "--policy", "agents.rllib:RLlibPolicy",
-                 "--episodes", str(args.eval_episodes), "--seed", str(args.eval_seed),
-                 "--out", str(out / "compare"), "--no-plots"])
+    code = dtfl(
+        [
+            "compare",
+            "--env",
+            args.env,
+            "--config",
+            str(out / "env_config.json"),
+            "--policies",
+            "algorithm2",
+            "--policy",
+            "agents.rllib:RLlibPolicy",
+            "--episodes",
+            str(args.eval_episodes),
+            "--seed",
+            str(args.eval_seed),
+            "--out",
+            str(out / "compare"),
+            "--no-plots",
+        ]
+    )
     if code:
         raise SystemExit(f"dtfl compare failed (exit {code})")
     summary = json.loads((out / "compare" / "results.json").read_text())["summary"]
     rl, a2 = summary["RLlibPolicy"], summary["algorithm2"]
     gap = rl["latency_feasible_s"] / a2["latency_feasible_s"] - 1.0
-    print(f"RLlib PPO: mean latency {rl['latency_feasible_s']:.4g} s on feasible clusters, "
-          f"Algorithm 2 {a2['latency_feasible_s']:.4g} s: gap {100 * gap:+.2f} %; "
-          f"per-cluster gap to exact {100 * rl['gap']:+.2f} %, violations on feasible "
-          f"clusters {100 * rl['violation_rate_feasible']:.1f} %")
-    return {"latency_feasible_s": rl["latency_feasible_s"],
-            "algorithm2_latency_feasible_s": a2["latency_feasible_s"],
-            "gap_to_algorithm2": gap, "gap_to_exact": rl["gap"],
-            "violation_rate_feasible": rl["violation_rate_feasible"],
-            "infeasible_share": rl["infeasible_share"]}
+    print(
+        f"RLlib PPO: mean latency {rl['latency_feasible_s']:.4g} s on feasible clusters, "
+        f"Algorithm 2 {a2['latency_feasible_s']:.4g} s: gap {100 * gap:+.2f} %; "
+        f"per-cluster gap to exact {100 * rl['gap']:+.2f} %, violations on feasible "
+        f"clusters {100 * rl['violation_rate_feasible']:.1f} %"
+    )
+    return {
+        "latency_feasible_s": rl["latency_feasible_s"],
+        "algorithm2_latency_feasible_s": a2["latency_feasible_s"],
+        "gap_to_algorithm2": gap,
+        "gap_to_exact": rl["gap"],
+        "violation_rate_feasible": rl["violation_rate_feasible"],
+        "infeasible_share": rl["infeasible_share"],
+    }
 
 
 def main(args: Args) -> dict[str, Any]:
@@ -205,16 +275,26 @@ def main(args: Args) -> dict[str, Any]:
     t0 = time.perf_counter()
     out = prepare_out(args.out)
     cfg = env_config(args)
-    (out / "config.json").write_text(json.dumps(
-        {"env_id": args.env, "config": cfg, "args": asdict(args)}, indent=2) + "\n")
+    (out / "config.json").write_text(
+        json.dumps({"env_id": args.env, "config": cfg, "args": asdict(args)}, indent=2) + "\n"
+    )
     (out / "env_config.json").write_text(json.dumps(cfg, indent=2) + "\n")  # for --config
     rows = train(args, cfg, out)
-    files = [write_csv(out / f"{FIGURE}_iterations.csv", rows), out / "checkpoint",
-             out / "config.json", out / "env_config.json"]
+    files = [
+        write_csv(out / f"{FIGURE}_iterations.csv", rows),
+        out / "checkpoint",
+        out / "config.json",
+        out / "env_config.json",
+    ]
     evaluation = compare(args, cfg, out)
     steps, wall = rows[-1]["env_steps"], rows[-1]["elapsed_s"]
-    summary = {"env_steps": steps, "train_s": wall, "env_steps_per_s": steps / wall,
-               "episode_return_mean": rows[-1]["episode_return_mean"], **evaluation}
+    summary = {
+        "env_steps": steps,
+        "train_s": wall,
+        "env_steps_per_s": steps / wall,
+        "episode_return_mean": rows[-1]["episode_return_mean"],
+        **evaluation,
+    }
     return finish(out, FIGURE, args, summary, t0, files)
 
 

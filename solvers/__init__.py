@@ -13,8 +13,16 @@ from solvers.exact import solve_exact
 from solvers.fixed_q import allocation_at_q
 from solvers.result import SolverResult
 
-__all__ = ["SOLVERS", "BatchResult", "ClusterBatch", "SolverResult", "allocation_at_q", "solve",
-           "solve_batch", "solve_exact"]
+__all__ = [
+    "SOLVERS",
+    "BatchResult",
+    "ClusterBatch",
+    "SolverResult",
+    "allocation_at_q",
+    "solve",
+    "solve_batch",
+    "solve_exact",
+]
 
 SOLVERS = ("exact", "algorithm2", "algorithm2-paper", "cvxpy")
 

@@ -106,13 +106,15 @@ class Prepared:
 
         Overflows to ``inf`` (never NaN) for tiny tG; call under ``np.errstate``.
         """
-        return upload_energy_j(self.n_over_g, self.sic, self.x_scale,
-                               np.asarray(tg, dtype=float)[..., None])
+        return upload_energy_j(
+            self.n_over_g, self.sic, self.x_scale, np.asarray(tg, dtype=float)[..., None]
+        )
 
     def upload_energy_slope(self, tg: np.ndarray) -> np.ndarray:
         """dE_i^up/dtG (eq. (31)), shape tg.shape + (M,)."""
-        return upload_energy_slope(self.n_over_g, self.sic, self.x_scale,
-                                   np.asarray(tg, dtype=float)[..., None])
+        return upload_energy_slope(
+            self.n_over_g, self.sic, self.x_scale, np.asarray(tg, dtype=float)[..., None]
+        )
 
     def min_jamming(self, u: np.ndarray) -> np.ndarray:
         """Q(u): smallest aggregate jamming that syncs every BLD within u (eq. (23) inverted).
@@ -140,8 +142,9 @@ class Prepared:
         return jam_demand(q_req, u, self.noise_e)
 
     # ------------------------------------------------------------------ w(tG) and y + tG
-    def _evaluate(self, t: np.ndarray, cmd: np.ndarray, capk: np.ndarray, deriv: bool = True
-                  ) -> np.ndarray:
+    def _evaluate(
+        self, t: np.ndarray, cmd: np.ndarray, capk: np.ndarray, deriv: bool = True
+    ) -> np.ndarray:
         """w(tG) and, with ``deriv``, h = y + tG and its derivatives, at a batch of points.
 
         ``t`` has shape (K, B) (K points for each of B rows); ``cmd`` = C - D, shape (B,);
@@ -192,12 +195,12 @@ class Prepared:
         a_h /= self.k_loc @ gs.reshape(m, -1)
         jb = r.argmin(0).reshape(-1)
         a_b = self._wmk[:, jb] * base.reshape(m, -1)[jb, ar]
-        a0, a1, a2 = np.where(is_h.reshape(-1), a_h, a_b * is_b.reshape(-1)).reshape(
-            (3, *shape))
+        a0, a1, a2 = np.where(is_h.reshape(-1), a_h, a_b * is_b.reshape(-1)).reshape((3, *shape))
         return tg_point_rows(t, w, x, em1, a0, a1, a2)
 
-    def _row_consts(self, demand: np.ndarray, u: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _row_consts(
+        self, demand: np.ndarray, u: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         demand = np.atleast_1d(np.asarray(demand, dtype=float))
         u = np.atleast_1d(np.asarray(u, dtype=float))
         b = max(demand.size, u.size)
@@ -217,14 +220,24 @@ class Prepared:
         dem = np.broadcast_to(np.asarray(demand, dtype=float), tg.shape)
         uu = np.broadcast_to(np.asarray(u, dtype=float), tg.shape)
         flat = tg.reshape(1, -1)
-        w = self._evaluate(flat, self._gq * uu.reshape(-1) - dem.reshape(-1),
-                           self._qk3 * uu.reshape(-1), deriv=False).reshape(tg.shape)
+        w = self._evaluate(
+            flat,
+            self._gq * uu.reshape(-1) - dem.reshape(-1),
+            self._qk3 * uu.reshape(-1),
+            deriv=False,
+        ).reshape(tg.shape)
         ok = w > 0
         return np.where(ok, 1.0 / np.sqrt(np.where(ok, w, 1.0)), np.inf)
 
-    def gld_time(self, demand: np.ndarray, u: np.ndarray, *, iters: int = 40,
-                 guess: np.ndarray | None = None, rtol: float = 1e-13
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def gld_time(
+        self,
+        demand: np.ndarray,
+        u: np.ndarray,
+        *,
+        iters: int = 40,
+        guess: np.ndarray | None = None,
+        rtol: float = 1e-13,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """min y + tG over tG for each row (convex in tG), to ``rtol`` (certified).
 
         Returns ``(y + tG, y, tG)``, each of shape (B,); ``inf`` rows are infeasible.
@@ -233,11 +246,18 @@ class Prepared:
         v, y, tg, _ = self.gld_time_bounds(demand, u, iters=iters, guess=guess, rtol=rtol)
         return v, y, tg
 
-    def gld_time_bounds(self, demand: np.ndarray, u: np.ndarray, *, iters: int = 40,
-                        guess: np.ndarray | None = None, rtol: float = 1e-13,
-                        floor: np.ndarray | None = None, slack: float = 1e-3,
-                        stop: Callable[[np.ndarray, np.ndarray], bool] | None = None,
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def gld_time_bounds(
+        self,
+        demand: np.ndarray,
+        u: np.ndarray,
+        *,
+        iters: int = 40,
+        guess: np.ndarray | None = None,
+        rtol: float = 1e-13,
+        floor: np.ndarray | None = None,
+        slack: float = 1e-3,
+        stop: Callable[[np.ndarray, np.ndarray], bool] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """V = min_tG y + tG per row with a lower bound: ``(V, y, tG, V_lower)``.
 
         h(tG) = tG + w(tG)^(-1/2) is convex. A coarse log grid brackets its minimiser by the
@@ -259,16 +279,29 @@ class Prepared:
         with np.errstate(all="ignore"):
             return self._gld_time(demand, u, iters, guess, rtol, floor, slack, stop)
 
-    def _gld_time(self, demand: np.ndarray, u: np.ndarray, iters: int,
-                  guess: np.ndarray | None, rtol: float, floor: np.ndarray | None = None,
-                  slack: float = 1e-3,
-                  stop: Callable[[np.ndarray, np.ndarray], bool] | None = None,
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _gld_time(
+        self,
+        demand: np.ndarray,
+        u: np.ndarray,
+        iters: int,
+        guess: np.ndarray | None,
+        rtol: float,
+        floor: np.ndarray | None = None,
+        slack: float = 1e-3,
+        stop: Callable[[np.ndarray, np.ndarray], bool] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         _, _, cmd, capk = self._row_consts(demand, u)
         if guess is not None:
             guess = np.asarray(guess, dtype=float)  # (K, B), ascending in K
-        return tg_search(_PointRows(self, cmd, capk), guess, floor, rtol=rtol, slack=slack,
-                         iters=iters, stop=stop)
+        return tg_search(
+            _PointRows(self, cmd, capk),
+            guess,
+            floor,
+            rtol=rtol,
+            slack=slack,
+            iters=iters,
+            stop=stop,
+        )
 
     def feasibility(self) -> tuple[str | None, float, float]:
         """Decide in closed form whether problem P has a solution on this cluster.
@@ -285,13 +318,21 @@ class Prepared:
             return None, self.u_free, self.u_free
         poor = np.flatnonzero(self.e_max <= self.e_up_inf)
         if poor.size:
-            return (f"GLD {int(poor[0]) + 1} cannot pay the upload energy even with an "
-                    "unbounded upload time (E_max <= n_C L ln2 / (g_iC W))"), 0.0, 0.0
+            return (
+                (
+                    f"GLD {int(poor[0]) + 1} cannot pay the upload energy even with an "
+                    "unbounded upload time (E_max <= n_C L ln2 / (g_iC W))"
+                ),
+                0.0,
+                0.0,
+            )
         if self.n == 0:
             return None, 0.0, 0.0
         if self.q_lo >= self.q_hi:
-            msg = (f"even full jamming (sum Q_max g_iE = {self.q_hi:.4g} W) does not make "
-                   f"every secrecy rate positive (needs Q > {self.q_lo:.4g} W, eq. (22))")
+            msg = (
+                f"even full jamming (sum Q_max g_iE = {self.q_hi:.4g} W) does not make "
+                f"every secrecy rate positive (needs Q > {self.q_lo:.4g} W, eq. (22))"
+            )
             return msg, 0.0, 0.0
         if self.q_lo < 0:  # from tB_up(0) on no jamming is needed
             return None, self.u_free, self.u_free
@@ -314,7 +355,7 @@ class Prepared:
             s = np.linspace(lo, hi, 33)
             sr = np.linspace(*root, 33) if root else s[:0]
             vals = psi(self.u_lo + np.exp(np.concatenate([s, sr])))
-            vr, vals = vals[s.size:], vals[:s.size]
+            vr, vals = vals[s.size :], vals[: s.size]
             k = int(np.argmax(vals))
             if vals[k] > best_val:
                 best_val, u_feas = float(vals[k]), float(self.u_lo + np.exp(s[k]))
@@ -323,9 +364,15 @@ class Prepared:
                 j = max(int((vr > 0).argmax()), 1)
                 root = (sr[j - 1], sr[j])
         if best_val < 0:
-            return ("the GLDs cannot pay for the jamming any sync time needs: for every tB_up "
+            return (
+                (
+                    "the GLDs cannot pay for the jamming any sync time needs: for every tB_up "
                     "the energy left after upload cannot deliver Q(tB_up) * tB_up "
-                    "(docs/MODEL.md, erratum 5)"), u_feas, u_bound
+                    "(docs/MODEL.md, erratum 5)"
+                ),
+                u_feas,
+                u_bound,
+            )
         self._u_left = float(self.u_lo + math.exp(root[0])) if root else self.u_lo
         return None, u_feas, max(u_bound, u_feas)
 
@@ -338,8 +385,11 @@ class Prepared:
             need = (self._bld_ph / np.expm1(expo) - self.noise_e).max(0)
             need = np.where(expo.min(0) > 0, need, np.inf)
             dem = jam_demand(need, u, self.noise_e)
-            return self.g_e @ np.minimum(self.q_max[:, None] * u,
-                                         (self.e_max - self.e_up_inf)[:, None]) - dem
+            return (
+                self.g_e
+                @ np.minimum(self.q_max[:, None] * u, (self.e_max - self.e_up_inf)[:, None])
+                - dem
+            )
 
     def domain_left(self, u_feas: float) -> float:
         """A sync time at or just below the smallest one with a feasible (y, tG).
@@ -487,12 +537,18 @@ def tg_bounds(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return best, np.where(np.isnan(lb), np.where(hh == np.inf, np.inf, -np.inf), lb)
 
 
-def tg_search(rows: SearchRows, guess: np.ndarray | None = None,
-              floor: np.ndarray | None = None, group: int | np.ndarray | None = None,
-              known: np.ndarray | None = None, rtol: float = 1e-13, slack: float = 1e-3,
-              iters: int = 40, group_stop: bool = False,
-              stop: Callable[[np.ndarray, np.ndarray], bool] | None = None,
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def tg_search(
+    rows: SearchRows,
+    guess: np.ndarray | None = None,
+    floor: np.ndarray | None = None,
+    group: int | np.ndarray | None = None,
+    known: np.ndarray | None = None,
+    rtol: float = 1e-13,
+    slack: float = 1e-3,
+    iters: int = 40,
+    group_stop: bool = False,
+    stop: Callable[[np.ndarray, np.ndarray], bool] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """V = min_tG y + tG per row with a lower bound: ``(V, y, tG, V_lower)``.
 
     The search of :meth:`Prepared.gld_time_bounds` (see there) on R rows of one cluster
@@ -559,8 +615,9 @@ def tg_search(rows: SearchRows, guess: np.ndarray | None = None,
             mid = np.sqrt(tl * th)
             r3 = (wh - wl + w1l * tl - w1h * th) / (w1l - w1h)  # tangents of w cross
             e = _NUDGE * (th - tl)
-            cand = np.concatenate((r3 - e, r3 + e, np.stack((tx, tl + h1l * (th - tl) / dh,
-                                                              tnl, tnh, mid))))
+            cand = np.concatenate(
+                (r3 - e, r3 + e, np.stack((tx, tl + h1l * (th - tl) / dh, tnl, tnh, mid)))
+            )
             cand = np.where((cand > tl) & (cand < th), cand, mid)
             pts = rows.evaluate(cand)
             neg = pts[2] < 0
@@ -592,9 +649,11 @@ def secant_root(xa: Any, xb: Any, ga: Any, gb: Any) -> Any:
 def iqi_root(xa: Any, xb: Any, xc: Any, ga: Any, gb: Any, gc: Any) -> Any:
     """Inverse quadratic interpolation: x where the parabola x(g) through (xa, ga),
     (xb, gb), (xc, gc) has g = 0 (the g distinct)."""
-    return (xa * gb * gc / ((ga - gb) * (ga - gc))
-            + xb * ga * gc / ((gb - ga) * (gb - gc))
-            + xc * ga * gb / ((gc - ga) * (gc - gb)))
+    return (
+        xa * gb * gc / ((ga - gb) * (ga - gc))
+        + xb * ga * gc / ((gb - ga) * (gb - gc))
+        + xc * ga * gb / ((gc - ga) * (gc - gb))
+    )
 
 
 def crossing_roots(x: np.ndarray, g: np.ndarray, fin: np.ndarray) -> list[float]:
@@ -624,8 +683,9 @@ def parabola_vertex(x0: Any, x1: Any, x2: Any, y0: Any, y1: Any, y2: Any) -> tup
     return 0.5 * (x0 + x1) - d1 / (2.0 * curv), curv
 
 
-def upload_energy_slope(noise_over_gain: np.ndarray, sic: np.ndarray, x_scale: Any,
-                        tg_s: Any) -> np.ndarray:
+def upload_energy_slope(
+    noise_over_gain: np.ndarray, sic: np.ndarray, x_scale: Any, tg_s: Any
+) -> np.ndarray:
     """dE_i^up/dtG (eq. (31)) of :func:`dtfl_env.model.batch.upload_energy_j` (eqs. (7)-(8),
     same arguments, broadcast)."""
     x = x_scale / tg_s
@@ -643,8 +703,15 @@ def jam_demand(q_req: np.ndarray, u: np.ndarray, noise_e: np.ndarray | float) ->
         return np.where(q_req > 1e-12 * noise_e, q_req * u, 0.0)
 
 
-def tg_point_rows(t: np.ndarray, w: np.ndarray, x: np.ndarray, em1: np.ndarray,
-                  a0: np.ndarray, a1: np.ndarray, a2: np.ndarray) -> np.ndarray:
+def tg_point_rows(
+    t: np.ndarray,
+    w: np.ndarray,
+    x: np.ndarray,
+    em1: np.ndarray,
+    a0: np.ndarray,
+    a1: np.ndarray,
+    a2: np.ndarray,
+) -> np.ndarray:
     """The stack (t, h, h', w, w', t_N) of the tG search at points ``t`` (any shape), from
     w(tG), x = r ln 2, e^x - 1 and the active piece's weighted sums a0, a1, a2 of the
     upload-energy terms (see :meth:`Prepared._evaluate`; shared with
@@ -667,9 +734,19 @@ def tg_point_rows(t: np.ndarray, w: np.ndarray, x: np.ndarray, em1: np.ndarray,
     return out
 
 
-def finalize(cluster: Cluster, *, y: float, tg: float, q: np.ndarray, status: str,
-             message: str, solver: str, iterations: int, t0: float,
-             info: dict | None = None):  # type: ignore[type-arg]
+def finalize(
+    cluster: Cluster,
+    *,
+    y: float,
+    tg: float,
+    q: np.ndarray,
+    status: str,
+    message: str,
+    solver: str,
+    iterations: int,
+    t0: float,
+    info: dict | None = None,
+):  # type: ignore[type-arg]
     """Evaluate an allocation in the system model and wrap it as a :class:`SolverResult`.
 
     The reported T, T_GLD, T_BLD, Q and tB_up are the model's re-evaluation of (y, tG, q),
@@ -692,12 +769,37 @@ def finalize(cluster: Cluster, *, y: float, tg: float, q: np.ndarray, status: st
         tbl = bld_twin_latency_s(cluster)
         t_bld = tb + tbl
         T = t_bld + cluster.constants.fixed_latency_s
-        return SolverResult(T=T, Q=prep_q, y=0.0, v=np.zeros(0), tG=0.0, q=np.zeros(0),
-                            tB_up=tb, T_GLD=0.0, T_BLD=t_bld, status=status, message=message,
-                            iterations=iterations, wall_time_s=time.perf_counter() - t0,
-                            solver=solver, info=info or {})
-    return SolverResult(T=ev.latency_s, Q=ev.jamming_w, y=ev.y_s, v=ev.cpu_hz, tG=ev.tg_s,
-                        q=ev.jam_power_w, tB_up=ev.tb_up_s, T_GLD=ev.t_gld_s, T_BLD=ev.t_bld_s,
-                        status=status, message=message, iterations=iterations,
-                        wall_time_s=time.perf_counter() - t0, solver=solver,
-                        info={**(info or {}), "min_slack": ev.min_slack})
+        return SolverResult(
+            T=T,
+            Q=prep_q,
+            y=0.0,
+            v=np.zeros(0),
+            tG=0.0,
+            q=np.zeros(0),
+            tB_up=tb,
+            T_GLD=0.0,
+            T_BLD=t_bld,
+            status=status,
+            message=message,
+            iterations=iterations,
+            wall_time_s=time.perf_counter() - t0,
+            solver=solver,
+            info=info or {},
+        )
+    return SolverResult(
+        T=ev.latency_s,
+        Q=ev.jamming_w,
+        y=ev.y_s,
+        v=ev.cpu_hz,
+        tG=ev.tg_s,
+        q=ev.jam_power_w,
+        tB_up=ev.tb_up_s,
+        T_GLD=ev.t_gld_s,
+        T_BLD=ev.t_bld_s,
+        status=status,
+        message=message,
+        iterations=iterations,
+        wall_time_s=time.perf_counter() - t0,
+        solver=solver,
+        info={**(info or {}), "min_slack": ev.min_slack},
+    )

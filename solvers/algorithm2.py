@@ -140,16 +140,27 @@ class DualConsts:
     @classmethod
     def of(cls, p: Prepared) -> DualConsts:
         """One cluster's constants (G = 1)."""
+
         def g(a: np.ndarray) -> np.ndarray:
             return np.asarray(a, dtype=float).reshape(1, 1, -1)
 
         def c(a: float) -> np.ndarray:
             return np.full((1, 1), float(a))
 
-        return cls(k_loc=g(p.k_loc), e_max=g(p.e_max), g_e=g(p.g_e), gq=g(p.g_e * p.q_max),
-                   n_over_g=g(p.n_over_g), sic=g(p.sic), dup_at_min=g(p.dup_at_min), mask=None,
-                   y_min=c(p.y_min), tg_min=c(p.tg_min), x_scale=c(p.x_scale),
-                   sic_powers=p.sic_powers)
+        return cls(
+            k_loc=g(p.k_loc),
+            e_max=g(p.e_max),
+            g_e=g(p.g_e),
+            gq=g(p.g_e * p.q_max),
+            n_over_g=g(p.n_over_g),
+            sic=g(p.sic),
+            dup_at_min=g(p.dup_at_min),
+            mask=None,
+            y_min=c(p.y_min),
+            tg_min=c(p.tg_min),
+            x_scale=c(p.x_scale),
+            sic_powers=p.sic_powers,
+        )
 
     @classmethod
     def from_batch(cls, cb: ClusterBatch, cols: np.ndarray) -> DualConsts:
@@ -169,19 +180,33 @@ class DualConsts:
             dup = upload_energy_slope(n_over_g, sic, x_scale[..., None], tg_min[..., None])
         m = cb.gld_mask.shape[1]
         idx = np.arange(m, dtype=float)
-        return cls(k_loc=g(cb.k_loc), e_max=g(cb.gld["energy_budget_j"]),
-                   g_e=g(cb.gld["gain_eavesdropper"]),
-                   gq=np.where(mask, g(cb.gld["gain_eavesdropper"] * cb.gld["max_jam_power_w"]),
-                               0.0),
-                   n_over_g=n_over_g, sic=sic, dup_at_min=np.where(mask, dup, 0.0), mask=mask,
-                   y_min=c(cb.y_min_s), tg_min=tg_min, x_scale=x_scale,
-                   sic_powers=np.stack([np.ones(m), idx, idx**2]))
+        return cls(
+            k_loc=g(cb.k_loc),
+            e_max=g(cb.gld["energy_budget_j"]),
+            g_e=g(cb.gld["gain_eavesdropper"]),
+            gq=np.where(mask, g(cb.gld["gain_eavesdropper"] * cb.gld["max_jam_power_w"]), 0.0),
+            n_over_g=n_over_g,
+            sic=sic,
+            dup_at_min=np.where(mask, dup, 0.0),
+            mask=mask,
+            y_min=c(cb.y_min_s),
+            tg_min=tg_min,
+            x_scale=x_scale,
+            sic_powers=np.stack([np.ones(m), idx, idx**2]),
+        )
 
     def take(self, idx: np.ndarray) -> DualConsts:
         """The constants of clusters ``idx`` (of the G)."""
-        return DualConsts(**{f.name: (getattr(self, f.name) if f.name == "sic_powers"
-                                      or getattr(self, f.name) is None
-                                      else getattr(self, f.name)[idx]) for f in fields(self)})
+        return DualConsts(
+            **{
+                f.name: (
+                    getattr(self, f.name)
+                    if f.name == "sic_powers" or getattr(self, f.name) is None
+                    else getattr(self, f.name)[idx]
+                )
+                for f in fields(self)
+            }
+        )
 
 
 def _sub_y(c: DualConsts, lam: np.ndarray) -> np.ndarray:
@@ -189,8 +214,9 @@ def _sub_y(c: DualConsts, lam: np.ndarray) -> np.ndarray:
     return np.maximum(np.cbrt(2.0 * np.sum(lam * c.k_loc, axis=-1)), c.y_min)
 
 
-def _sub_t(c: DualConsts, lam: np.ndarray, t0: np.ndarray, iters: int = 30,
-           tol: float = 1e-10) -> np.ndarray:
+def _sub_t(
+    c: DualConsts, lam: np.ndarray, t0: np.ndarray, iters: int = 30, tol: float = 1e-10
+) -> np.ndarray:
     """Sub-T: argmin_t t + sum_i lambda_i E_i^up(t) over t >= tG_min, eqs. (30)-(32).
 
     ``lam`` has shape (G, K, M), ``t0`` (G, K): K rows for each of G clusters. The
@@ -259,20 +285,25 @@ def _sub_q(c: DualConsts, lam: np.ndarray, q_w: np.ndarray, tb: np.ndarray) -> n
     fill = np.clip(q_w[..., None] - before, 0.0, cap)
     q = np.empty_like(fill)
     q.reshape(-1, m)[np.arange(g * k)[:, None], order.reshape(-1, m)] = (
-        fill / c.g_e.reshape(-1)[flat]).reshape(-1, m)
+        fill / c.g_e.reshape(-1)[flat]
+    ).reshape(-1, m)
     return q
 
 
-def _energy(c: DualConsts, y: np.ndarray, tg: np.ndarray, q: np.ndarray,
-            tb: np.ndarray) -> np.ndarray:
+def _energy(
+    c: DualConsts, y: np.ndarray, tg: np.ndarray, q: np.ndarray, tb: np.ndarray
+) -> np.ndarray:
     """Left side of (24a): K_i / y^2 + E_i^up(tG) + q_i tB."""
-    return (c.k_loc / y[..., None] ** 2
-            + upload_energy_j(c.n_over_g, c.sic, c.x_scale[..., None], tg[..., None])
-            + q * tb[..., None])
+    return (
+        c.k_loc / y[..., None] ** 2
+        + upload_energy_j(c.n_over_g, c.sic, c.x_scale[..., None], tg[..., None])
+        + q * tb[..., None]
+    )
 
 
-def _step(c: DualConsts, lam: np.ndarray, energy: np.ndarray, alpha: float,
-          scale: np.ndarray, paper: bool) -> tuple[np.ndarray, np.ndarray]:
+def _step(
+    c: DualConsts, lam: np.ndarray, energy: np.ndarray, alpha: float, scale: np.ndarray, paper: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """The projected subgradient step (36) and the largest change of each row's multipliers
     (``paper``: in s/J; else on mu_i = lambda_i E_max,i, relative to ``scale``)."""
     if paper:
@@ -330,7 +361,8 @@ def dual_at_q(
         raise ValueError(
             f"q_w: every Q must lie in ({max(p.q_lo, 0.0):.4g}, {p.q_hi:.4g}] W (eq. (22)): "
             "below, some secrecy rate is zero; above, the GLDs cannot reach it even at "
-            "full jamming power")
+            "full jamming power"
+        )
     if max_iter < 1:
         raise ValueError(f"max_iter: must be >= 1, got {max_iter}")
     paper = mode == "paper"
@@ -341,25 +373,53 @@ def dual_at_q(
     b = q_w.size
     with np.errstate(all="ignore"):
         tb = np.asarray(p.sync_time(q_w), dtype=float)  # eq. (23)
-    lam = np.broadcast_to(np.asarray(_LAMBDA0 if lambda0 is None else lambda0, float),
-                          (b, p.m)).copy()
+    lam = np.broadcast_to(
+        np.asarray(_LAMBDA0 if lambda0 is None else lambda0, float), (b, p.m)
+    ).copy()
     if np.any(lam < 0) or not np.all(np.isfinite(lam)):
         raise ValueError("lambda0: must be finite and >= 0")
-    tr = _dual(DualConsts.of(p), q_w[None], tb[None], lam[None],
-               np.full((1, b), p.tg_min * 1.5), paper, alpha0, theta2, max_iter)
+    tr = _dual(
+        DualConsts.of(p),
+        q_w[None],
+        tb[None],
+        lam[None],
+        np.full((1, b), p.tg_min * 1.5),
+        paper,
+        alpha0,
+        theta2,
+        max_iter,
+    )
     return _one(tr)
 
 
 def _one(tr: DualTrace) -> DualTrace:
     """A trace of one cluster (G = 1) without its cluster axis."""
-    return DualTrace(q_w=tr.q_w[0], tb_up_s=tr.tb_up_s[0], lam=tr.lam[:, 0], y_s=tr.y_s[0],
-                     tg_s=tr.tg_s[0], q=tr.q[0], energy_j=tr.energy_j[0],
-                     iterations=tr.iterations[0], converged=tr.converged[0])
+    return DualTrace(
+        q_w=tr.q_w[0],
+        tb_up_s=tr.tb_up_s[0],
+        lam=tr.lam[:, 0],
+        y_s=tr.y_s[0],
+        tg_s=tr.tg_s[0],
+        q=tr.q[0],
+        energy_j=tr.energy_j[0],
+        iterations=tr.iterations[0],
+        converged=tr.converged[0],
+    )
 
 
-def _dual(c: DualConsts, q_w: np.ndarray, tb: np.ndarray, lam: np.ndarray, tg: np.ndarray,
-          paper: bool, alpha0: float, theta2: float, max_iter: int, final: bool = True,
-          keep: bool = True) -> DualTrace:
+def _dual(
+    c: DualConsts,
+    q_w: np.ndarray,
+    tb: np.ndarray,
+    lam: np.ndarray,
+    tg: np.ndarray,
+    paper: bool,
+    alpha0: float,
+    theta2: float,
+    max_iter: int,
+    final: bool = True,
+    keep: bool = True,
+) -> DualTrace:
     """The loop of :func:`dual_at_q` from multipliers ``lam`` (G, K, M) and Sub-T start
     ``tg`` (G, K) at Q values ``q_w`` (G, K) with sync times ``tb`` (G, K), for G clusters
     at once. A row stops once its multipliers move by less than ``theta2``; the Sub-T of a
@@ -404,12 +464,26 @@ def _dual(c: DualConsts, q_w: np.ndarray, tb: np.ndarray, lam: np.ndarray, tg: n
             energy = _energy(c, y, tg, q, tb_safe)
     if not keep:
         traj.append(lam)
-    return DualTrace(q_w=q_w, tb_up_s=tb, lam=np.stack(traj), y_s=y, tg_s=tg, q=q,
-                     energy_j=energy, iterations=its, converged=converged)
+    return DualTrace(
+        q_w=q_w,
+        tb_up_s=tb,
+        lam=np.stack(traj),
+        y_s=y,
+        tg_s=tg,
+        q=q,
+        energy_j=energy,
+        iterations=its,
+        converged=converged,
+    )
 
 
-def _recover(p: Prepared, q_w: np.ndarray, tb: np.ndarray, tg_dual: np.ndarray,
-             tg_near: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _recover(
+    p: Prepared,
+    q_w: np.ndarray,
+    tb: np.ndarray,
+    tg_dual: np.ndarray,
+    tg_near: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Primal recovery: from the dual tG, the best (y, tG) at each Q exactly.
 
     For fixed Q (so tB_up = tB_up(Q)) y + tG is convex in tG with the smallest feasible y
@@ -431,8 +505,9 @@ def _recover(p: Prepared, q_w: np.ndarray, tb: np.ndarray, tg_dual: np.ndarray,
             near = tg_near[ok]
             pts.append(np.where(np.isfinite(near), near, tg_dual[ok]) * (1.0 + _NEAR[:, None]))
         guess = np.sort(np.maximum(np.concatenate(pts), p.tg_min), axis=0)
-        v, y_ok, tg_ok, _ = p.gld_time_bounds(p.jam_demand(q_w[ok], u), u, guess=guess,
-                                              floor=u + p.tb_loc, rtol=_POLISH_RTOL)
+        v, y_ok, tg_ok, _ = p.gld_time_bounds(
+            p.jam_demand(q_w[ok], u), u, guess=guess, floor=u + p.tb_loc, rtol=_POLISH_RTOL
+        )
         t_gld[ok], y[ok], tg[ok] = v, y_ok, tg_ok
     return t_gld, y, tg
 
@@ -451,8 +526,9 @@ def _t_total(p: Prepared, t_gld: np.ndarray, tb: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(t), np.inf, t)
 
 
-def _predict(p: Prepared, qs: np.ndarray, t_gld: np.ndarray, tbs: np.ndarray, k: int
-             ) -> list[float]:
+def _predict(
+    p: Prepared, qs: np.ndarray, t_gld: np.ndarray, tbs: np.ndarray, k: int
+) -> list[float]:
     """Model predictions of the best Q near sample ``k`` (samples sorted by Q).
 
     They are made in the sync time u = tB_up(Q) (eq. (23)), where T = max(T_GLD, u +
@@ -470,9 +546,12 @@ def _predict(p: Prepared, qs: np.ndarray, t_gld: np.ndarray, tbs: np.ndarray, k:
         out = crossing_roots(u, g, fin)
         kk = hi - 1 - k  # index of sample k in the reversed window
         tot = np.maximum(v, u + p.tb_loc)
-        if (0 < kk < u.size - 1 and np.all(np.isfinite(tot[kk - 1:kk + 2]))
-                and np.all(np.diff(u[kk - 1:kk + 2]) > 0)):
-            r, curv = parabola_vertex(*u[kk - 1:kk + 2], *tot[kk - 1:kk + 2])
+        if (
+            0 < kk < u.size - 1
+            and np.all(np.isfinite(tot[kk - 1 : kk + 2]))
+            and np.all(np.diff(u[kk - 1 : kk + 2]) > 0)
+        ):
+            r, curv = parabola_vertex(*u[kk - 1 : kk + 2], *tot[kk - 1 : kk + 2])
             if curv > 0:
                 out.append(r)
     u_pred = np.array([r for r in out if math.isfinite(r) and r > p.u_lo])
@@ -483,8 +562,9 @@ def _predict(p: Prepared, qs: np.ndarray, t_gld: np.ndarray, tbs: np.ndarray, k:
     return [float(q) for q in q_pred if math.isfinite(q)]
 
 
-def _predictions(tbs: np.ndarray, t_gld: np.ndarray, k: np.ndarray, n: np.ndarray,
-                 tb_loc: np.ndarray) -> np.ndarray:
+def _predictions(
+    tbs: np.ndarray, t_gld: np.ndarray, k: np.ndarray, n: np.ndarray, tb_loc: np.ndarray
+) -> np.ndarray:
     """Predicted sync times u of the best Q near sample ``k[g]`` of each of G clusters
     (samples sorted by Q, the first ``n[g]`` of each row valid): shape (G, 4), NaN where
     none.
@@ -520,8 +600,14 @@ def _predictions(tbs: np.ndarray, t_gld: np.ndarray, k: np.ndarray, n: np.ndarra
             out.append(np.where(use, iqi_root(ua, ub, uc, ga, gb, gc), np.nan))
         tot = np.maximum(v, u + c)  # the parabola through T at samples k+1, k, k-1
         r, curv = parabola_vertex(u[:, 2], u[:, 3], u[:, 4], tot[:, 2], tot[:, 3], tot[:, 4])
-        use = (ok[:, 2] & ok[:, 4] & np.isfinite(tot[:, 2:5]).all(1) & (u[:, 3] - u[:, 2] > 0)
-               & (u[:, 4] - u[:, 3] > 0) & (curv > 0))
+        use = (
+            ok[:, 2]
+            & ok[:, 4]
+            & np.isfinite(tot[:, 2:5]).all(1)
+            & (u[:, 3] - u[:, 2] > 0)
+            & (u[:, 4] - u[:, 3] > 0)
+            & (curv > 0)
+        )
         out.append(np.where(use, r, np.nan))
     return np.stack(out, 1)
 
@@ -532,6 +618,8 @@ _REFINE_RTOL = 1e-5
 """Refinement stops once at most this much (relative) is left to gain around the best Q."""
 _MIN_ROUNDS = 1
 """Refinement rounds run before that test."""
+
+
 def _local_gain(tb_loc: float, tbs: np.ndarray, totals: np.ndarray, k: int) -> float:
     """How much lower than sample k T may be between its neighbours, by the secants of T
     through the samples around them: in u = tB_up(Q), where T is convex (the stopping rule
@@ -602,8 +690,13 @@ def solve_algorithm2(
     if grid_points is not None and int(grid_points) < 3:
         raise ValueError(f"grid_points: must be >= 3, got {grid_points}")
     max_iter = (500 if paper else _MAX_ITER) if max_iter is None else int(max_iter)
-    dual_opts: dict[str, Any] = {"mode": mode, "alpha0": alpha0, "theta2": theta2,
-                                 "max_iter": max_iter, "lambda0": lambda0}
+    dual_opts: dict[str, Any] = {
+        "mode": mode,
+        "alpha0": alpha0,
+        "theta2": theta2,
+        "max_iter": max_iter,
+        "lambda0": lambda0,
+    }
     if p.m == 0 or p.n == 0:
         # no jamming decision to search over: Algorithm 2 degenerates; use the exact answer
         from solvers.exact import solve_exact
@@ -614,17 +707,26 @@ def solve_algorithm2(
         return res
     if paper:
         return _solve_paper(cluster, p, theta1, dual_opts, keep_lambda, name, t0)
-    return _solve_corrected(cluster, p, grid_points, refine_rounds, dual_opts, keep_lambda,
-                            name, t0)
+    return _solve_corrected(
+        cluster, p, grid_points, refine_rounds, dual_opts, keep_lambda, name, t0
+    )
 
 
-def _solve_corrected(cluster: Cluster, p: Prepared, grid_points: int | None,
-                     refine_rounds: int, dual_opts: dict[str, Any], keep_lambda: bool,
-                     name: str, t0: float) -> SolverResult:
+def _solve_corrected(
+    cluster: Cluster,
+    p: Prepared,
+    grid_points: int | None,
+    refine_rounds: int,
+    dual_opts: dict[str, Any],
+    keep_lambda: bool,
+    name: str,
+    t0: float,
+) -> SolverResult:
     reason, u_feas, _ = p.feasibility()  # closed-form infeasibility detection
     if reason:
-        return SolverResult.infeasible(p.m, reason, solver=name,
-                                       wall_time_s=time.perf_counter() - t0)
+        return SolverResult.infeasible(
+            p.m, reason, solver=name, wall_time_s=time.perf_counter() - t0
+        )
     npts = _GRID_POINTS if grid_points is None else int(grid_points)
     span = p.q_hi - p.q_lo
     grid = p.q_lo + span * np.geomspace(1e-8, 1.0, npts)
@@ -662,15 +764,32 @@ def _solve_corrected(cluster: Cluster, p: Prepared, grid_points: int | None,
     nit = 0
     consts = DualConsts.of(p)
 
-    def search(q_new: np.ndarray, tb_new: np.ndarray, lam_start: np.ndarray,
-               tg_start: np.ndarray, iters: int, tg_near: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def search(
+        q_new: np.ndarray,
+        tb_new: np.ndarray,
+        lam_start: np.ndarray,
+        tg_start: np.ndarray,
+        iters: int,
+        tg_near: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Dual subgradient method, then primal recovery, at each Q in ``q_new``."""
         nonlocal nit
         with np.errstate(all="ignore"):
-            tr = _one(_dual(consts, q_new[None], tb_new[None], lam_start[None],
-                            tg_start[None], False, alpha0, theta2, iters, final=False,
-                            keep=keep_lambda))
+            tr = _one(
+                _dual(
+                    consts,
+                    q_new[None],
+                    tb_new[None],
+                    lam_start[None],
+                    tg_start[None],
+                    False,
+                    alpha0,
+                    theta2,
+                    iters,
+                    final=False,
+                    keep=keep_lambda,
+                )
+            )
             nit += int(tr.iterations.max(initial=0))
             if keep_lambda:
                 lam_log.append((tr.q_w, tr.lam))
@@ -682,7 +801,8 @@ def _solve_corrected(cluster: Cluster, p: Prepared, grid_points: int | None,
         if np.any(lam_start < 0) or not np.all(np.isfinite(lam_start)):
             raise ValueError("lambda0: must be finite and >= 0")
         t_gld[feas], ys[feas], tgs[feas], lams[feas], tg_dual[feas] = search(
-            qs[feas], tbs[feas], lam_start, tg_dual[feas], max_iter)
+            qs[feas], tbs[feas], lam_start, tg_dual[feas], max_iter
+        )
     totals = _t_total(p, t_gld, tbs)
 
     for rnd in range(refine_rounds):
@@ -715,16 +835,17 @@ def _solve_corrected(cluster: Cluster, p: Prepared, grid_points: int | None,
         # warm start: multipliers and Sub-T start of the nearest Q searched
         src = np.where(np.abs(q_new - qs[pos - 1]) < np.abs(q_new - qs[pos]), pos - 1, pos)
         fin = np.isfinite(tgs) & np.isfinite(t_gld)
-        tg_near = (np.interp(q_new, qs[fin], tgs[fin]) if fin.any()
-                   else np.full(q_new.size, np.nan))
-        g_n, y_n, t_n, l_n, d_n = search(q_new, tb_new, lams[src], tg_dual[src],
-                                         max(1, max_iter // 2), tg_near)
+        tg_near = np.interp(q_new, qs[fin], tgs[fin]) if fin.any() else np.full(q_new.size, np.nan)
+        g_n, y_n, t_n, l_n, d_n = search(
+            q_new, tb_new, lams[src], tg_dual[src], max(1, max_iter // 2), tg_near
+        )
         qs = np.concatenate([qs, q_new])
         order = np.argsort(qs, kind="stable")
         qs = qs[order]
-        tbs, t_gld, ys, tgs, tg_dual = (np.concatenate([a, b])[order] for a, b in
-                                        ((tbs, tb_new), (t_gld, g_n), (ys, y_n), (tgs, t_n),
-                                         (tg_dual, d_n)))
+        tbs, t_gld, ys, tgs, tg_dual = (
+            np.concatenate([a, b])[order]
+            for a, b in ((tbs, tb_new), (t_gld, g_n), (ys, y_n), (tgs, t_n), (tg_dual, d_n))
+        )
         lams = np.concatenate([lams, l_n])[order]
         totals = _t_total(p, t_gld, tbs)
 
@@ -735,29 +856,55 @@ def _solve_corrected(cluster: Cluster, p: Prepared, grid_points: int | None,
     }
     if not np.isfinite(totals).any():
         return SolverResult.infeasible(
-            p.m, "no Q on the search grid admits a feasible allocation", solver=name,
-            iterations=nit, wall_time_s=time.perf_counter() - t0, info=info)
+            p.m,
+            "no Q on the search grid admits a feasible allocation",
+            solver=name,
+            iterations=nit,
+            wall_time_s=time.perf_counter() - t0,
+            info=info,
+        )
     k = int(np.argmin(totals))
     q_best, y_best, tg_best, tb_best = float(qs[k]), float(ys[k]), float(tgs[k]), float(tbs[k])
     q_alloc = p.jam_split(y_best, tg_best, q_best, tb_best)
-    res = finalize(cluster, y=y_best, tg=tg_best, q=q_alloc, status="converged",
-                   message="", solver=name, iterations=nit, t0=t0, info=info)
-    res.message = (f"dual subgradient + primal recovery; best Q = {q_best:.4g} W of "
-                   f"{qs.size} searched (log grid and refinement)")
+    res = finalize(
+        cluster,
+        y=y_best,
+        tg=tg_best,
+        q=q_alloc,
+        status="converged",
+        message="",
+        solver=name,
+        iterations=nit,
+        t0=t0,
+        info=info,
+    )
+    res.message = (
+        f"dual subgradient + primal recovery; best Q = {q_best:.4g} W of "
+        f"{qs.size} searched (log grid and refinement)"
+    )
     return res
 
 
-def _solve_paper(cluster: Cluster, p: Prepared, theta1: float | None,
-                 dual_opts: dict[str, Any], keep_lambda: bool, name: str, t0: float
-                 ) -> SolverResult:
+def _solve_paper(
+    cluster: Cluster,
+    p: Prepared,
+    theta1: float | None,
+    dual_opts: dict[str, Any],
+    keep_lambda: bool,
+    name: str,
+    t0: float,
+) -> SolverResult:
     """Paper-faithful: linear Q grid, last dual iterate as the answer (may break (14a))."""
     if theta1 is not None and not (float(theta1) > 0 and math.isfinite(float(theta1))):
         raise ValueError(f"theta1: must be > 0, got {theta1}")
     if p.q_lo >= p.q_hi:  # the Q interval of eq. (22) is empty: nothing to search
         return SolverResult.infeasible(
-            p.m, f"the Q interval of eq. (22) is empty: Q_lo = {p.q_lo:.4g} W >= "
-                 f"sum Q_max g_iE = {p.q_hi:.4g} W", solver=name,
-            wall_time_s=time.perf_counter() - t0)
+            p.m,
+            f"the Q interval of eq. (22) is empty: Q_lo = {p.q_lo:.4g} W >= "
+            f"sum Q_max g_iE = {p.q_hi:.4g} W",
+            solver=name,
+            wall_time_s=time.perf_counter() - t0,
+        )
     q_start = max(p.q_lo, 0.0)
     step = (p.q_hi - p.q_lo) / 100.0 if theta1 is None else float(theta1)
     grid = np.arange(q_start, p.q_hi + 0.5 * step, step)
@@ -776,20 +923,37 @@ def _solve_paper(cluster: Cluster, p: Prepared, theta1: float | None,
     }
     if not np.isfinite(totals).any():
         return SolverResult.infeasible(
-            p.m, "no Q on the search grid admits a feasible allocation", solver=name,
-            iterations=nit, wall_time_s=time.perf_counter() - t0, info=info)
+            p.m,
+            "no Q on the search grid admits a feasible allocation",
+            solver=name,
+            iterations=nit,
+            wall_time_s=time.perf_counter() - t0,
+            info=info,
+        )
     k = int(np.argmin(totals))
     q_best, y_best, tg_best = float(qs[k]), float(ys[k]), float(tgs[k])
     q_alloc = dual_q[k]
-    res = finalize(cluster, y=y_best, tg=tg_best, q=q_alloc, status="converged",
-                   message="", solver=name, iterations=nit, t0=t0, info=info)
+    res = finalize(
+        cluster,
+        y=y_best,
+        tg=tg_best,
+        q=q_alloc,
+        status="converged",
+        message="",
+        solver=name,
+        iterations=nit,
+        t0=t0,
+        info=info,
+    )
     ev = evaluate_allocation(cluster, tg_s=tg_best, y_s=y_best, jam_power_w=q_alloc)
     excess = float(np.max(ev.energy_total_j - cluster.gld.energy_budget_j))
     res.info["energy_excess_j"] = excess
     if ev.min_slack < -1e-9:
         res.status = "primal_infeasible"
-        res.message = (f"paper-faithful last dual iterate at Q = {q_best:.4g} W breaks the "
-                       f"energy budget (14a) by up to {excess:.3g} J")
+        res.message = (
+            f"paper-faithful last dual iterate at Q = {q_best:.4g} W breaks the "
+            f"energy budget (14a) by up to {excess:.3g} J"
+        )
     else:
         res.message = f"paper-faithful last dual iterate at Q = {q_best:.4g} W"
     return res

@@ -97,12 +97,14 @@ def _pick_solver(cp: Any, solver: str | None) -> str:
         for name in ("CLARABEL", "SCS"):
             if name in installed:
                 return name
-        raise ValueError("solver: neither CLARABEL nor SCS is installed (exp and power cones "
-                         "are needed)")
+        raise ValueError(
+            "solver: neither CLARABEL nor SCS is installed (exp and power cones are needed)"
+        )
     name = str(solver).upper()
     if name not in installed:
-        raise ValueError(f"solver: {solver!r} is not installed (installed: "
-                         f"{', '.join(sorted(installed))})")
+        raise ValueError(
+            f"solver: {solver!r} is not installed (installed: {', '.join(sorted(installed))})"
+        )
     return name
 
 
@@ -178,8 +180,10 @@ class _GLDProblem:
         # phase 1: the smallest relative energy overrun sigma at this Q (0 where feasible);
         # y and tG are capped so that an infeasible Q has an attained minimum
         self.sigma = cp.Variable(nonneg=True, name="sigma")
-        self.phase1 = cp.Problem(cp.Minimize(self.sigma), [
-            *cons, energy <= 1.0 + self.sigma, self.y <= _PHASE1_CAP, self.t <= _PHASE1_CAP])
+        self.phase1 = cp.Problem(
+            cp.Minimize(self.sigma),
+            [*cons, energy <= 1.0 + self.sigma, self.y <= _PHASE1_CAP, self.t <= _PHASE1_CAP],
+        )
         if not (self.problem.is_dpp() and self.phase1.is_dpp()):  # pragma: no cover
             raise RuntimeError("the inner problem is not DPP")
         self.solves = 0
@@ -247,8 +251,9 @@ def _golden(key: Any, lo: float, hi: float, iters: int, stop: Any = None) -> Non
             fd = key(d)
 
 
-def _repair(cluster: Cluster, y: float, tg: float, q: np.ndarray, y_min: float, tg_min: float
-            ) -> tuple[float, float, np.ndarray, float]:
+def _repair(
+    cluster: Cluster, y: float, tg: float, q: np.ndarray, y_min: float, tg_min: float
+) -> tuple[float, float, np.ndarray, float]:
     """Map a solver point onto a feasible allocation: clip q into [0, Q_max], y >= y_min,
     tG >= tG_min, then raise y just enough that every energy budget (14a) holds.
 
@@ -271,8 +276,9 @@ def _repair(cluster: Cluster, y: float, tg: float, q: np.ndarray, y_min: float, 
     return y_new, tg, q, y_new - y0
 
 
-def solve_cvxpy(cluster: Cluster, *, grid_points: int = 40, refine_iters: int = 30,
-                solver: str | None = None) -> SolverResult:
+def solve_cvxpy(
+    cluster: Cluster, *, grid_points: int = 40, refine_iters: int = 30, solver: str | None = None
+) -> SolverResult:
     """Solve problem P on ``cluster`` with an outer search in Q and cvxpy for P-GLD.
 
     Parameters
@@ -302,11 +308,17 @@ def solve_cvxpy(cluster: Cluster, *, grid_points: int = 40, refine_iters: int = 
     """
     if not isinstance(cluster, Cluster):
         raise ValueError("cluster: expected a dtfl_env.Cluster")
-    if isinstance(grid_points, bool) or not isinstance(grid_points, (int, np.integer)) \
-            or grid_points < 3:
+    if (
+        isinstance(grid_points, bool)
+        or not isinstance(grid_points, (int, np.integer))
+        or grid_points < 3
+    ):
         raise ValueError(f"grid_points: must be an integer >= 3, got {grid_points!r}")
-    if isinstance(refine_iters, bool) or not isinstance(refine_iters, (int, np.integer)) \
-            or refine_iters < 0:
+    if (
+        isinstance(refine_iters, bool)
+        or not isinstance(refine_iters, (int, np.integer))
+        or refine_iters < 0
+    ):
         raise ValueError(f"refine_iters: must be an integer >= 0, got {refine_iters!r}")
     t0 = time.perf_counter()
     cp = _import_cvxpy()
@@ -318,19 +330,32 @@ def solve_cvxpy(cluster: Cluster, *, grid_points: int = 40, refine_iters: int = 
     if m == 0:  # no jamming possible: Q = 0
         tb0 = float(sync_time_s(cluster, 0.0))
         if not math.isfinite(tb0):
-            return SolverResult.infeasible(0, "no GLD can jam and some BLD has R_j = 0 at "
-                                           "Q = 0 (eq. (22))", solver=_NAME)
-        return finalize(cluster, y=0.0, tg=0.0, q=np.zeros(0), status="converged",
-                        message="no GLDs: T = tB_up(0) + tB_loc", solver=_NAME, iterations=0,
-                        t0=t0, info={"cvxpy_solver": solver_name})
+            return SolverResult.infeasible(
+                0, "no GLD can jam and some BLD has R_j = 0 at Q = 0 (eq. (22))", solver=_NAME
+            )
+        return finalize(
+            cluster,
+            y=0.0,
+            tg=0.0,
+            q=np.zeros(0),
+            status="converged",
+            message="no GLDs: T = tB_up(0) + tB_loc",
+            solver=_NAME,
+            iterations=0,
+            t0=t0,
+            info={"cvxpy_solver": solver_name},
+        )
 
     q_lo = jamming_lower_bound_w(cluster)  # eq. (22)
     q_hi = jamming_upper_bound_w(cluster)
     if cluster.n_bld and q_lo >= q_hi:
         return SolverResult.infeasible(
-            m, f"even full jamming (sum Q_max g_iE = {q_hi:.4g} W) does not make every "
-               f"secrecy rate positive (needs Q > {q_lo:.4g} W, eq. (22))", solver=_NAME,
-            wall_time_s=time.perf_counter() - t0)
+            m,
+            f"even full jamming (sum Q_max g_iE = {q_hi:.4g} W) does not make every "
+            f"secrecy rate positive (needs Q > {q_lo:.4g} W, eq. (22))",
+            solver=_NAME,
+            wall_time_s=time.perf_counter() - t0,
+        )
 
     t_build = time.perf_counter()
     inner = _GLDProblem(cp, cluster, solver_name)
@@ -389,8 +414,13 @@ def solve_cvxpy(cluster: Cluster, *, grid_points: int = 40, refine_iters: int = 
             phase1_used = True
             ovr = np.array([overrun(float(s)) for s in grid])
             k = int(np.argmin(ovr))
-            _golden(overrun, float(grid[max(k - 1, 0)]), float(grid[min(k + 1, grid.size - 1)]),
-                    2 * int(refine_iters), stop=feasible_found)
+            _golden(
+                overrun,
+                float(grid[max(k - 1, 0)]),
+                float(grid[min(k + 1, grid.size - 1)]),
+                2 * int(refine_iters),
+                stop=feasible_found,
+            )
         if feasible_found() and refine_iters > 0:
             s_of = {max(min(q_lo + math.exp(x), q_hi), 0.0): x for x in probed}
             q_best = min(samples, key=lambda q: samples[q][0])
@@ -412,28 +442,42 @@ def solve_cvxpy(cluster: Cluster, *, grid_points: int = 40, refine_iters: int = 
     q_grid = np.array(sorted(samples))
     t_curve = np.array([samples[q][0] for q in q_grid])
     info: dict[str, Any] = {
-        "q_grid": q_grid, "t_curve": t_curve, "cvxpy_solver": solver_name,
-        "build_time_s": build_s, "solve_time_s": inner.solve_time_s,
-        "q_lower_w": q_lo, "q_upper_w": q_hi, "cvxpy_statuses": dict(inner.statuses),
+        "q_grid": q_grid,
+        "t_curve": t_curve,
+        "cvxpy_solver": solver_name,
+        "build_time_s": build_s,
+        "solve_time_s": inner.solve_time_s,
+        "q_lower_w": q_lo,
+        "q_upper_w": q_hi,
+        "cvxpy_statuses": dict(inner.statuses),
         "phase1": phase1_used,
     }
     if phase1_used:
         info["phase1_min_overrun"] = min(overruns.values())
     order = np.argsort(t_curve, kind="stable")
     if not np.isfinite(t_curve[order[0]]):
-        extra = (f"; the smallest energy overrun over Q is {info['phase1_min_overrun']:.3g} "
-                 "of E_max" if phase1_used else "")
+        extra = (
+            f"; the smallest energy overrun over Q is {info['phase1_min_overrun']:.3g} of E_max"
+            if phase1_used
+            else ""
+        )
         return SolverResult.infeasible(
-            m, f"no sampled Q in ({q_lo:.4g}, {q_hi:.4g}] W admits a feasible (y, tG, q): the "
-               f"energy budgets cannot cover compute, upload and jamming together{extra}",
-            solver=_NAME, iterations=inner.solves, wall_time_s=time.perf_counter() - t0,
-            info=info)
+            m,
+            f"no sampled Q in ({q_lo:.4g}, {q_hi:.4g}] W admits a feasible (y, tG, q): the "
+            f"energy budgets cannot cover compute, upload and jamming together{extra}",
+            solver=_NAME,
+            iterations=inner.solves,
+            wall_time_s=time.perf_counter() - t0,
+            info=info,
+        )
     if cluster.n_bld == 0:
         message = f"no BLDs: Q = 0 and tB_up = 0; P-GLD solved once by {solver_name}"
     else:
-        message = (f"log grid of {grid_points} points in Q - Q_lo"
-                   f"{', phase-1 search for a feasible Q' if phase1_used else ''}, "
-                   f"{refine_iters} golden-section steps; P-GLD by {solver_name}")
+        message = (
+            f"log grid of {grid_points} points in Q - Q_lo"
+            f"{', phase-1 search for a feasible Q' if phase1_used else ''}, "
+            f"{refine_iters} golden-section steps; P-GLD by {solver_name}"
+        )
     # the best sample whose allocation is feasible to _FEAS_TOL after clipping and nudging
     for j in order[: min(5, order.size)]:
         t_val, y, tg, q = samples[float(q_grid[j])]
@@ -442,15 +486,30 @@ def solve_cvxpy(cluster: Cluster, *, grid_points: int = 40, refine_iters: int = 
         y2, tg2, q2, nudge = _repair(cluster, y, tg, q, inner.y_min, inner.tg_min)
         if not math.isfinite(nudge):
             continue
-        info.update(q_star_sampled_w=float(q_grid[j]), t_star_sampled_s=float(t_val),
-                    y_nudge_s=float(nudge))
-        res = finalize(cluster, y=y2, tg=tg2, q=q2, status="converged",
-                       message=message, solver=_NAME, iterations=inner.solves, t0=t0,
-                       info=info)
+        info.update(
+            q_star_sampled_w=float(q_grid[j]), t_star_sampled_s=float(t_val), y_nudge_s=float(nudge)
+        )
+        res = finalize(
+            cluster,
+            y=y2,
+            tg=tg2,
+            q=q2,
+            status="converged",
+            message=message,
+            solver=_NAME,
+            iterations=inner.solves,
+            t0=t0,
+            info=info,
+        )
         if res.info["min_slack"] >= -_FEAS_TOL and math.isfinite(res.T):
             return res
     failed = SolverResult.infeasible(
-        m, "the solver's best points could not be made feasible to 1e-9 (solver tolerance); "
-           "try another solver", solver=_NAME, iterations=inner.solves,
-        wall_time_s=time.perf_counter() - t0, info=info)
+        m,
+        "the solver's best points could not be made feasible to 1e-9 (solver tolerance); "
+        "try another solver",
+        solver=_NAME,
+        iterations=inner.solves,
+        wall_time_s=time.perf_counter() - t0,
+        info=info,
+    )
     return dataclasses.replace(failed, status="not_converged")

@@ -49,8 +49,15 @@ _LADDER = np.array([3e-2, 1e-2, 3e-3, 1e-3, 1e-4, 1e-5, 1e-6])
 predicted optimum."""
 
 
-def convexity_lower_bound(x: np.ndarray, f_lo: np.ndarray, f_hi: np.ndarray, k: int,
-                          x_left: float, x_right: float, c: float) -> float:
+def convexity_lower_bound(
+    x: np.ndarray,
+    f_lo: np.ndarray,
+    f_hi: np.ndarray,
+    k: int,
+    x_left: float,
+    x_right: float,
+    c: float,
+) -> float:
     """Convexity lower bound of min f over [x_left, x_right] from bracketed samples.
 
     f (here max(V(u), u + c)) is convex, f(u) >= u + c, and f_lo <= f(x) <= f_hi at the
@@ -96,8 +103,11 @@ def convexity_lower_bound(x: np.ndarray, f_lo: np.ndarray, f_hi: np.ndarray, k: 
         a0 = a + w0
         xa, fa = xs[a], fl[a]
         best = None
-        cands = ((a0 - 1, a0 - 4, a0 - 16, a0 - 64, 0) if right
-                 else (a0 + 1, a0 + 4, a0 + 16, a0 + 64, n - 1))
+        cands = (
+            (a0 - 1, a0 - 4, a0 - 16, a0 - 64, 0)
+            if right
+            else (a0 + 1, a0 + 4, a0 + 16, a0 + 64, n - 1)
+        )
         for i in cands:
             if not 0 <= i < n or i == a0:
                 continue
@@ -116,7 +126,7 @@ def convexity_lower_bound(x: np.ndarray, f_lo: np.ndarray, f_hi: np.ndarray, k: 
         ls.append(floor)
         cands = [z0, z1]
         for i, (s1, c1) in enumerate(ls):
-            for s2, c2 in ls[i + 1:]:
+            for s2, c2 in ls[i + 1 :]:
                 if s1 != s2:
                     xi = (c2 - c1) / (s1 - s2)
                     if z0 < xi < z1:
@@ -145,8 +155,7 @@ def convexity_lower_bound(x: np.ndarray, f_lo: np.ndarray, f_hi: np.ndarray, k: 
     return float(min(out))
 
 
-def _predictions(xs: np.ndarray, vs: np.ndarray, fs: np.ndarray, k: int, c: float
-                 ) -> list[float]:
+def _predictions(xs: np.ndarray, vs: np.ndarray, fs: np.ndarray, k: int, c: float) -> list[float]:
     """Model predictions of the minimiser of T(u) = max(V(u), u + c) near sample ``k``."""
     n = xs.size
     lo, hi = max(k - 3, 0), min(k + 4, n)
@@ -156,16 +165,17 @@ def _predictions(xs: np.ndarray, vs: np.ndarray, fs: np.ndarray, k: int, c: floa
     with np.errstate(all="ignore"):
         # secant root, then inverse quadratic interpolation with a third point
         out = crossing_roots(u, g, fin)
-        if 0 < k < n - 1 and np.all(np.isfinite(vs[k - 1:k + 2])):
+        if 0 < k < n - 1 and np.all(np.isfinite(vs[k - 1 : k + 2])):
             # vertex of the parabola through V at k-1, k, k+1
-            r, curv = parabola_vertex(*xs[k - 1:k + 2], *vs[k - 1:k + 2])
+            r, curv = parabola_vertex(*xs[k - 1 : k + 2], *vs[k - 1 : k + 2])
             if curv > 0:
                 out.append(float(r))
     return [float(r) for r in out if math.isfinite(r)]
 
 
-def solve_exact(cluster: Cluster, *, rtol: float = 1e-7, max_rounds: int = 80,
-                points: int = 15) -> SolverResult:
+def solve_exact(
+    cluster: Cluster, *, rtol: float = 1e-7, max_rounds: int = 80, points: int = 15
+) -> SolverResult:
     """Solve problem P exactly on ``cluster``; certify T* to ``rtol`` relative.
 
     Returns a :class:`SolverResult` with status ``optimal`` (certified: the convexity lower
@@ -183,29 +193,50 @@ def solve_exact(cluster: Cluster, *, rtol: float = 1e-7, max_rounds: int = 80,
     name = "exact"
 
     def infeasible(msg: str, nit: int = 0) -> SolverResult:
-        return SolverResult.infeasible(m, msg, solver=name, iterations=nit,
-                                       wall_time_s=time.perf_counter() - t0)
+        return SolverResult.infeasible(
+            m, msg, solver=name, iterations=nit, wall_time_s=time.perf_counter() - t0
+        )
 
     reason, u_feas, u_hi = p.feasibility()
     if reason:
         return infeasible(reason)
     if m == 0:
-        return finalize(cluster, y=0.0, tg=0.0, q=np.zeros(0), status="optimal",
-                        message="no GLDs: T = tB_up(0) + tB_loc", solver=name, iterations=0,
-                        t0=t0)
+        return finalize(
+            cluster,
+            y=0.0,
+            tg=0.0,
+            q=np.zeros(0),
+            status="optimal",
+            message="no GLDs: T = tB_up(0) + tB_loc",
+            solver=name,
+            iterations=0,
+            t0=t0,
+        )
     if p.n == 0:
         v, y, tg = p.gld_time(np.zeros(1), np.zeros(1))
         if not np.isfinite(v[0]):
             return infeasible("no feasible (y, tG) within the energy budgets")
-        return finalize(cluster, y=float(y[0]), tg=float(tg[0]), q=np.zeros(m),
-                        status="optimal", message="no BLDs: Q = 0, 1-D convex search in tG",
-                        solver=name, iterations=1, t0=t0)
+        return finalize(
+            cluster,
+            y=float(y[0]),
+            tg=float(tg[0]),
+            q=np.zeros(m),
+            status="optimal",
+            message="no BLDs: Q = 0, 1-D convex search in tG",
+            solver=name,
+            iterations=1,
+            t0=t0,
+        )
     nit = 0
     c = p.tb_loc
 
-    def total(u: np.ndarray, guess: np.ndarray | None, x_old: np.ndarray, fh_old: np.ndarray,
-              fl_old: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def total(
+        u: np.ndarray,
+        guess: np.ndarray | None,
+        x_old: np.ndarray,
+        fh_old: np.ndarray,
+        fl_old: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """T(u) - const bracketed: (upper, lower), and V(u), y, tG at the upper.
 
         The inner searches stop early once the samples so far (``x_old``...) and these
@@ -242,8 +273,9 @@ def solve_exact(cluster: Cluster, *, rtol: float = 1e-7, max_rounds: int = 80,
 
     u_left = p.domain_left(u_feas)  # below: infeasible (too little jamming energy or power)
     span = u_hi - u_left
-    xs = np.concatenate([u_left + np.geomspace(max(1e-12 * span, 1e-12 * u_left), span, 40),
-                         [u_feas]])
+    xs = np.concatenate(
+        [u_left + np.geomspace(max(1e-12 * span, 1e-12 * u_left), span, 40), [u_feas]]
+    )
     xs = np.unique(xs[(xs > u_left) & (xs <= u_hi)])
     xs = xs[np.concatenate([[True], np.diff(xs) > 2e-12 * np.abs(xs[1:])])]
     empty = np.zeros(0)
@@ -258,8 +290,10 @@ def solve_exact(cluster: Cluster, *, rtol: float = 1e-7, max_rounds: int = 80,
         lb = convexity_lower_bound(xs, fl, fs, k, u_left, u_hi, c)
         if fs[k] - lb <= rtol * fs[k]:
             status = "optimal"
-            msg = (f"certified to rtol={rtol:g}: T - lower bound = {fs[k] - lb:.3g} s "
-                   "(convexity in tB_up)")
+            msg = (
+                f"certified to rtol={rtol:g}: T - lower bound = {fs[k] - lb:.3g} s "
+                "(convexity in tB_up)"
+            )
             break
         lo_x = xs[k - 1] if k > 0 else u_left
         hi_x = xs[min(k + 1, xs.size - 1)]
@@ -290,24 +324,40 @@ def solve_exact(cluster: Cluster, *, rtol: float = 1e-7, max_rounds: int = 80,
         xs = np.concatenate([xs, new])
         order = np.argsort(xs, kind="stable")
         xs = xs[order]
-        fs, fl, vs, ys, tgs = (np.concatenate([a, b])[order] for a, b in
-                               ((fs, fn), (fl, fln), (vs, vn), (ys, yn), (tgs, tn)))
+        fs, fl, vs, ys, tgs = (
+            np.concatenate([a, b])[order]
+            for a, b in ((fs, fn), (fl, fln), (vs, vn), (ys, yn), (tgs, tn))
+        )
     if not np.isfinite(fs).any():
-        return infeasible("no sync time tB_up admits a feasible (y, tG, q): the energy budgets "
-                          "cannot cover compute, upload and jamming together", nit)
+        return infeasible(
+            "no sync time tB_up admits a feasible (y, tG, q): the energy budgets "
+            "cannot cover compute, upload and jamming together",
+            nit,
+        )
     k = int(np.argmin(fs))
     u_star, y_star, tg_star = float(xs[k]), float(ys[k]), float(tgs[k])
     q_req = float(p.min_jamming(np.array(u_star)))
     q = p.jam_split(y_star, tg_star, q_req, u_star)
-    return finalize(cluster, y=y_star, tg=tg_star, q=q, status=status, message=msg,
-                    solver=name, iterations=nit, t0=t0,
-                    info={"lower_bound_s": float(
-                        convexity_lower_bound(xs, fl, fs, k, u_left, u_hi, c) + p.fixed_s),
-                          "samples": int(xs.size)})
+    return finalize(
+        cluster,
+        y=y_star,
+        tg=tg_star,
+        q=q,
+        status=status,
+        message=msg,
+        solver=name,
+        iterations=nit,
+        t0=t0,
+        info={
+            "lower_bound_s": float(
+                convexity_lower_bound(xs, fl, fs, k, u_left, u_hi, c) + p.fixed_s
+            ),
+            "samples": int(xs.size),
+        },
+    )
 
 
-def _guess(xs: np.ndarray, tgs: np.ndarray, new: np.ndarray, tg_min: float
-           ) -> np.ndarray | None:
+def _guess(xs: np.ndarray, tgs: np.ndarray, new: np.ndarray, tg_min: float) -> np.ndarray | None:
     """Starting points (8, B) for the tG search at ``new``, from the neighbours' optimal tG
     (t*(u) need not be monotone: it kinks where the active constraints change): points up
     to 10 % around their linear interpolation and just outside their range."""

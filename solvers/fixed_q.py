@@ -18,8 +18,9 @@ from solvers._core import Prepared
 __all__ = ["allocation_at_q"]
 
 
-def allocation_at_q(cluster: Cluster | Prepared, q_w: float
-                    ) -> tuple[float, float, np.ndarray] | None:
+def allocation_at_q(
+    cluster: Cluster | Prepared, q_w: float
+) -> tuple[float, float, np.ndarray] | None:
     """Best (y, tG, q) for a fixed aggregate jamming Q (problem P-GLD solved exactly).
 
     Returns ``None`` where Q admits no feasible allocation.

@@ -66,13 +66,34 @@ class SolverResult:
         return self.status != "infeasible" and math.isfinite(self.T)
 
     @classmethod
-    def infeasible(cls, m: int, message: str, *, solver: str = "", iterations: int = 0,
-                   wall_time_s: float = 0.0, info: dict[str, Any] | None = None) -> SolverResult:
+    def infeasible(
+        cls,
+        m: int,
+        message: str,
+        *,
+        solver: str = "",
+        iterations: int = 0,
+        wall_time_s: float = 0.0,
+        info: dict[str, Any] | None = None,
+    ) -> SolverResult:
         nan = math.nan
-        return cls(T=math.inf, Q=nan, y=nan, v=np.full(m, nan), tG=nan, q=np.full(m, nan),
-                   tB_up=nan, T_GLD=nan, T_BLD=nan, status="infeasible", message=message,
-                   iterations=iterations, wall_time_s=wall_time_s, solver=solver,
-                   info=info or {})
+        return cls(
+            T=math.inf,
+            Q=nan,
+            y=nan,
+            v=np.full(m, nan),
+            tG=nan,
+            q=np.full(m, nan),
+            tB_up=nan,
+            T_GLD=nan,
+            T_BLD=nan,
+            status="infeasible",
+            message=message,
+            iterations=iterations,
+            wall_time_s=wall_time_s,
+            solver=solver,
+            info=info or {},
+        )
 
     def to_json_dict(self) -> dict[str, Any]:
         """The CLI's JSON record: non-finite numbers become ``null``."""
@@ -100,6 +121,8 @@ class SolverResult:
         }
 
     def __repr__(self) -> str:
-        return (f"SolverResult(solver={self.solver!r}, status={self.status!r}, T={self.T:.6g}, "
-                f"Q={self.Q:.6g}, y={self.y:.6g}, tG={self.tG:.6g}, tB_up={self.tB_up:.6g}, "
-                f"nit={self.iterations}, message={self.message!r})")
+        return (
+            f"SolverResult(solver={self.solver!r}, status={self.status!r}, T={self.T:.6g}, "
+            f"Q={self.Q:.6g}, y={self.y:.6g}, tG={self.tG:.6g}, tB_up={self.tB_up:.6g}, "
+            f"nit={self.iterations}, message={self.message!r})"
+        )

@@ -10,5 +10,10 @@ CPU = {"device": "cpu"}
 
 def subset(data: MNISTData, n_train: int, n_test: int) -> MNISTData:
     """The first ``n_train`` training and ``n_test`` test images of ``data``."""
-    return MNISTData(data.train_x[:n_train], data.train_y[:n_train], data.test_x[:n_test],
-                     data.test_y[:n_test], data.source)
+    return MNISTData(
+        data.train_x[:n_train],
+        data.train_y[:n_train],
+        data.test_x[:n_test],
+        data.test_y[:n_test],
+        data.source,
+    )

@@ -35,13 +35,16 @@ def test_every_policy_runs_on_every_id(env_id, name, mode):
 
 
 def test_algorithm2_gap_to_exact():
-    report = evaluate_policies({"algorithm2": make_policy("algorithm2"),
-                                "exact": make_policy("exact")},
-                               env_id="DTFL-v0",
-                               config={"clusters": 10, "rounds": 2, "fl": {"backend": "none"}},
-                               episodes=1, seed=11)
-    gaps = [r["gap"] for r in report.records
-            if r["policy"] == "algorithm2" and math.isfinite(r["gap"])]
+    report = evaluate_policies(
+        {"algorithm2": make_policy("algorithm2"), "exact": make_policy("exact")},
+        env_id="DTFL-v0",
+        config={"clusters": 10, "rounds": 2, "fl": {"backend": "none"}},
+        episodes=1,
+        seed=11,
+    )
+    gaps = [
+        r["gap"] for r in report.records if r["policy"] == "algorithm2" and math.isfinite(r["gap"])
+    ]
     assert len(gaps) >= 12
     assert max(gaps) <= 0.005
     exact = [r for r in report.records if r["policy"] == "exact"]
@@ -55,12 +58,26 @@ def test_custom_policy_from_file(tmp_path, capsys):
         "import numpy as np\n"
         "class Lazy:\n"
         "    def predict(self, obs, state=None, episode_start=None, deterministic=False):\n"
-        "        return np.ones(18, dtype=np.float32), state\n")
+        "        return np.ones(18, dtype=np.float32), state\n"
+    )
     cls = load_policy_class(f"{src}:Lazy")
     assert hasattr(cls(), "predict")
     out = tmp_path / "cmp"
-    code = main(["compare", "--policies", "algorithm2", "--policy", f"{src}:Lazy",
-                 "--episodes", "1", "--config", json.dumps(SMALL), "--out", str(out)])
+    code = main(
+        [
+            "compare",
+            "--policies",
+            "algorithm2",
+            "--policy",
+            f"{src}:Lazy",
+            "--episodes",
+            "1",
+            "--config",
+            json.dumps(SMALL),
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     for name in ("results.json", "steps.csv", "summary.md", "latency.png", "gap.png"):
         assert (out / name).is_file()
@@ -70,10 +87,15 @@ def test_custom_policy_from_file(tmp_path, capsys):
     assert "| Lazy |" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("spec, match", [("nocolon", "module:Class"),
-                                         ("no_such_module_xyz:C", "cannot import"),
-                                         ("/no/such/file.py:C", "no such file"),
-                                         ("json:NoSuchClass", "no attribute")])
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("nocolon", "module:Class"),
+        ("no_such_module_xyz:C", "cannot import"),
+        ("/no/such/file.py:C", "no such file"),
+        ("json:NoSuchClass", "no attribute"),
+    ],
+)
 def test_bad_policy_specs(spec, match):
     with pytest.raises(ValueError, match=match):
         load_policy_class(spec)
@@ -120,35 +142,56 @@ def test_ppo_smoke(tmp_path):
 
     # trained with the bound features, evaluated (below) in envs without them
     trained = {**SMALL, "observation": {"safe_bounds": True}}
-    path = train_ppo("DTFL-Fast-v0", total_timesteps=256, config=trained, out_dir=tmp_path,
-                     overrides={"n_envs": 1, "n_steps": 128, "batch_size": 64, "n_epochs": 1},
-                     eval_freq=128, eval_episodes=1, eval_seed=1)
+    path = train_ppo(
+        "DTFL-Fast-v0",
+        total_timesteps=256,
+        config=trained,
+        out_dir=tmp_path,
+        overrides={"n_envs": 1, "n_steps": 128, "batch_size": 64, "n_epochs": 1},
+        eval_freq=128,
+        eval_episodes=1,
+        eval_seed=1,
+    )
     assert path.is_file() and (tmp_path / "vecnormalize.pkl").is_file()
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["env_id"] == "DTFL-Fast-v0" and cfg["hyperparams"]["n_envs"] == 1
     assert (tmp_path / "evaluations.csv").read_text().startswith("timesteps,")
     policy = load_ppo(tmp_path)
     assert policy.observation_config == {"safe_bounds": True}
-    report = evaluate_policies({"ppo": policy}, env_id="DTFL-Fast-v0", config=SMALL,
-                               episodes=1, compute_gap=False)
+    report = evaluate_policies(
+        {"ppo": policy}, env_id="DTFL-Fast-v0", config=SMALL, episodes=1, compute_gap=False
+    )
     assert report.summary["ppo"]["steps"] == 2
     with pytest.raises(ValueError, match="hyperparams"):
-        train_ppo("DTFL-Fast-v0", total_timesteps=10, overrides={"n_stepz": 3},
-                  out_dir=tmp_path / "x")
+        train_ppo(
+            "DTFL-Fast-v0", total_timesteps=10, overrides={"n_stepz": 3}, out_dir=tmp_path / "x"
+        )
     with pytest.raises(ValueError, match="lr_schedule"):
-        train_ppo("DTFL-Fast-v0", total_timesteps=10, overrides={"lr_schedule": "cosine"},
-                  out_dir=tmp_path / "x")
+        train_ppo(
+            "DTFL-Fast-v0",
+            total_timesteps=10,
+            overrides={"lr_schedule": "cosine"},
+            out_dir=tmp_path / "x",
+        )
     # eval_freq 0 used to evaluate and checkpoint at every step (a run that never ends)
     for bad in (0, -5, 2.5, True):
         with pytest.raises(ValueError, match="eval_freq"):
-            train_ppo("DTFL-Fast-v0", total_timesteps=10, eval_freq=bad,  # type: ignore[arg-type]
-                      out_dir=tmp_path / "y")
+            train_ppo(
+                "DTFL-Fast-v0",
+                total_timesteps=10,
+                eval_freq=bad,  # type: ignore[arg-type]
+                out_dir=tmp_path / "y",
+            )
     assert not (tmp_path / "y").exists()
     # an agent trained in the safe mode (the default) acts in a direct-mode env too
     assert policy.action_mode == "safe"
-    direct = evaluate_policies({"ppo": policy}, env_id="DTFL-Fast-v0",
-                               config={**SMALL, "action": {"mode": "direct"}}, episodes=1,
-                               compute_gap=False)
+    direct = evaluate_policies(
+        {"ppo": policy},
+        env_id="DTFL-Fast-v0",
+        config={**SMALL, "action": {"mode": "direct"}},
+        episodes=1,
+        compute_gap=False,
+    )
     assert direct.summary["ppo"]["steps"] == 2
 
 

@@ -30,8 +30,9 @@ FAST: dict[str, dict] = {
 
 
 def _episode_actions(policy, seed: int = 5) -> np.ndarray:  # type: ignore[no-untyped-def]
-    rep = evaluate_policies({"p": policy}, env_id="DTFL-Fast-v0", config=TINY, episodes=1,
-                            seed=seed, compute_gap=False)
+    rep = evaluate_policies(
+        {"p": policy}, env_id="DTFL-Fast-v0", config=TINY, episodes=1, seed=seed, compute_gap=False
+    )
     return np.array([r["latency_s"] for r in rep.records])
 
 
@@ -43,18 +44,39 @@ def test_each_algorithm_trains_saves_loads_and_acts(algo: str, tmp_path) -> None
     hp_file.write_text(json.dumps(FAST[algo]))
     out = tmp_path / algo
     threads = torch.get_num_threads()
-    assert main(["train", "--algo", algo, "--env", "DTFL-Fast-v0", "--timesteps", "300",
-                 "--config", json.dumps(TINY), "--hyperparams", str(hp_file),
-                 "--eval-freq", "1000", "--seed", "3", "--out", str(out),
-                 "--torch-threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--algo",
+                algo,
+                "--env",
+                "DTFL-Fast-v0",
+                "--timesteps",
+                "300",
+                "--config",
+                json.dumps(TINY),
+                "--hyperparams",
+                str(hp_file),
+                "--eval-freq",
+                "1000",
+                "--seed",
+                "3",
+                "--out",
+                str(out),
+                "--torch-threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert torch.get_num_threads() == threads  # restored after the run
     record = json.loads((out / "config.json").read_text())
     assert record["algo"] == algo and record["vec_env"] == "native"
     assert record["torch_threads"] == 1
     assert record["hyperparams"] == resolve_hyperparams(hp_file, None, algo)
     assert (out / "vecnormalize.pkl").is_file()
-    assert (out / "evaluations.csv").read_text().startswith(
-        f"timesteps,{algo}_latency_feasible_s,")
+    assert (out / "evaluations.csv").read_text().startswith(f"timesteps,{algo}_latency_feasible_s,")
     policy = load_agent(out)  # the algorithm from config.json
     assert policy.name == algo and type(policy.model).__name__ == ALGOS[algo]
     assert policy.model.num_timesteps >= 300
@@ -64,9 +86,26 @@ def test_each_algorithm_trains_saves_loads_and_acts(algo: str, tmp_path) -> None
     assert np.isfinite(first).all() and first.size == 4
     # the agent beside the solvers, by name, through the CLI
     cmp_dir = tmp_path / "cmp"
-    assert main(["compare", "--policies", f"{algo}:{out},algorithm2", "--env", "DTFL-Fast-v0",
-                 "--config", json.dumps(TINY), "--episodes", "1", "--no-plots", "--no-gap",
-                 "--out", str(cmp_dir)]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--policies",
+                f"{algo}:{out},algorithm2",
+                "--env",
+                "DTFL-Fast-v0",
+                "--config",
+                json.dumps(TINY),
+                "--episodes",
+                "1",
+                "--no-plots",
+                "--no-gap",
+                "--out",
+                str(cmp_dir),
+            ]
+        )
+        == 0
+    )
     summary = json.loads((cmp_dir / "results.json").read_text())["summary"]
     assert set(summary) == {f"{algo}:{out}", "algorithm2"}
     other = "td3" if algo != "td3" else "sac"
@@ -82,11 +121,19 @@ def test_native_vector_env_trains_as_single_envs(tmp_path) -> None:
 
     params = {}
     for vec_env in ("native", "dummy"):
-        train_agent("ppo", "DTFL-Fast-v0", total_timesteps=256, config=TINY,
-                    overrides={**FAST["ppo"], "vec_env": vec_env}, out_dir=tmp_path / vec_env,
-                    seed=1, eval_freq=10_000, eval_episodes=1, torch_threads=1)
-        assert json.loads((tmp_path / vec_env / "config.json").read_text())["vec_env"] \
-            == vec_env
+        train_agent(
+            "ppo",
+            "DTFL-Fast-v0",
+            total_timesteps=256,
+            config=TINY,
+            overrides={**FAST["ppo"], "vec_env": vec_env},
+            out_dir=tmp_path / vec_env,
+            seed=1,
+            eval_freq=10_000,
+            eval_episodes=1,
+            torch_threads=1,
+        )
+        assert json.loads((tmp_path / vec_env / "config.json").read_text())["vec_env"] == vec_env
         params[vec_env] = PPO.load(tmp_path / vec_env / "model.zip").policy.state_dict()
     for key, val in params["native"].items():  # (bit-identical here; rewards agree to 1e-12)
         torch.testing.assert_close(val, params["dummy"][key], rtol=1e-5, atol=1e-6)
@@ -96,13 +143,15 @@ def test_native_vector_env_trains_as_single_envs(tmp_path) -> None:
     from agents.training import _build_model, make_training_env, overlay_config
 
     hp = resolve_hyperparams(None, FAST["ppo"], "ppo")
-    venv = VecNormalize(make_training_env("DTFL-Fast-v0", 2, "native",
-                                          overlay_config(hp["env_config"], TINY), 1))
+    venv = VecNormalize(
+        make_training_env("DTFL-Fast-v0", 2, "native", overlay_config(hp["env_config"], TINY), 1)
+    )
     init = _build_model("ppo", hp, venv, 1, 0, None).policy.state_dict()
     venv.close()
     assert init["action_net.weight"].shape == params["native"]["action_net.weight"].shape
-    assert not torch.allclose(params["native"]["action_net.weight"],
-                              init["action_net.weight"], rtol=1e-3, atol=1e-4)
+    assert not torch.allclose(
+        params["native"]["action_net.weight"], init["action_net.weight"], rtol=1e-3, atol=1e-4
+    )
 
 
 def test_vec_env_choice() -> None:
@@ -157,5 +206,11 @@ def test_shipped_defaults_build_their_algorithm() -> None:
         venv.close()
     with pytest.raises(ValueError, match="SAC rejects"):
         hp = {**resolve_hyperparams(None, None, "sac"), "n_epochs": 2}
-        _build_model("sac", hp, VecNormalize(make_training_env("DTFL-Fast-v0", 1, "native",
-                                                               TINY, 0)), 0, 0, None)
+        _build_model(
+            "sac",
+            hp,
+            VecNormalize(make_training_env("DTFL-Fast-v0", 1, "native", TINY, 0)),
+            0,
+            0,
+            None,
+        )

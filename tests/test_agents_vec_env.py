@@ -19,8 +19,7 @@ from agents.vec_env import SB3VectorEnv, make_native_vec_env
 from dtfl_env.envs.vector import DTFLVectorEnv
 
 SMALL = {"clusters": 2, "rounds": 2}
-MODES = {"direct": {}, "safe": {"action": {"mode": "safe"},
-                                "observation": {"safe_bounds": True}}}
+MODES = {"direct": {}, "safe": {"action": {"mode": "safe"}, "observation": {"safe_bounds": True}}}
 
 
 def _dummy(env_id: str, config: dict, n: int, seed: int) -> DummyVecEnv:
@@ -66,8 +65,9 @@ def test_adapter_matches_dummy_vec_env(mode: str) -> None:
         for k in range(n):
             assert "latency_s" in infos[k] and infos[k]["TimeLimit.truncated"] is False
             if done[k]:  # the episode's last observation, and the step's own info
-                np.testing.assert_array_equal(infos[k]["terminal_observation"],
-                                              d_infos[k]["terminal_observation"])
+                np.testing.assert_array_equal(
+                    infos[k]["terminal_observation"], d_infos[k]["terminal_observation"]
+                )
                 _assert_info_close(native.reset_infos[k], dummy.reset_infos[k], f"reset {k}")
             _assert_info_close(infos[k], d_infos[k], f"step {t} env {k}")
         ends += int(done.all())
@@ -81,8 +81,9 @@ def test_adapter_matches_dummy_vec_env(mode: str) -> None:
 def test_adapter_under_vec_normalize_and_vec_monitor() -> None:
     config = {**SMALL, **MODES["safe"]}
     n, seed = 2, 4
-    native = VecNormalize(VecMonitor(make_native_vec_env("DTFL-Fast-v0", n, config=config,
-                                                         seed=seed)), gamma=0.0)
+    native = VecNormalize(
+        VecMonitor(make_native_vec_env("DTFL-Fast-v0", n, config=config, seed=seed)), gamma=0.0
+    )
     dummy = VecNormalize(VecMonitor(_dummy("DTFL-Fast-v0", config, n, seed)), gamma=0.0)
     np.testing.assert_allclose(native.reset(), dummy.reset(), rtol=1e-6, atol=1e-6)
     rng = np.random.default_rng(0)
@@ -95,8 +96,12 @@ def test_adapter_under_vec_normalize_and_vec_monitor() -> None:
         np.testing.assert_allclose(rew, d_rew, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(done, d_done)
         for k in np.flatnonzero(done):  # normalised in place by VecNormalize
-            np.testing.assert_allclose(infos[k]["terminal_observation"],
-                                       d_infos[k]["terminal_observation"], rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(
+                infos[k]["terminal_observation"],
+                d_infos[k]["terminal_observation"],
+                rtol=1e-5,
+                atol=1e-5,
+            )
             assert infos[k]["episode"]["l"] == d_infos[k]["episode"]["l"]
             assert infos[k]["episode"]["r"] == pytest.approx(d_infos[k]["episode"]["r"])
         episodes += int(done[0])
@@ -144,8 +149,13 @@ def test_adapter_refuses_what_it_cannot_serve() -> None:
     with pytest.raises(ValueError, match="DTFL-v0"):
         make_native_vec_env("DTFL-v0", 2)
     # any gymnasium vector env in SAME_STEP mode works (here a SyncVectorEnv)
-    sync = gym.make_vec("DTFL-Fast-v0", num_envs=2, vectorization_mode="sync",
-                        config=SMALL, vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})
+    sync = gym.make_vec(
+        "DTFL-Fast-v0",
+        num_envs=2,
+        vectorization_mode="sync",
+        config=SMALL,
+        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+    )
     venv = SB3VectorEnv(sync)
     venv.seed(3)
     venv.reset()

@@ -32,8 +32,9 @@ def test_solve_instances_json(tmp_path, capsys):
     data["gld"]["max_power_w"] = [1.0, -2.0, 1.0, 1.0, 1.0, 1.0]
     bad.write_text(json.dumps(data))
     capsys.readouterr()
-    code = main(["solve", "--instance", str(good), str(bad), str(good), "--json",
-                 "--solver", "algorithm2"])
+    code = main(
+        ["solve", "--instance", str(good), str(bad), str(good), "--json", "--solver", "algorithm2"]
+    )
     captured = capsys.readouterr()
     assert code == 2
     lines = [json.loads(line) for line in captured.out.splitlines()]
@@ -70,8 +71,11 @@ def test_readme_python_blocks_run():
 
 
 def test_readme_shell_commands_run(tmp_path):
-    commands = [line.split("#")[0].strip() for block in _readme_blocks("bash")
-                for line in block.splitlines()]
+    commands = [
+        line.split("#")[0].strip()
+        for block in _readme_blocks("bash")
+        for line in block.splitlines()
+    ]
     commands = [c for c in commands if c]
     ran = 0
     for cmd in commands:
@@ -100,8 +104,23 @@ def test_readme_shell_commands_run(tmp_path):
 
 def test_train_rejects_a_zero_eval_freq(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "ppo", "--env", "DTFL-Fast-v0", "--timesteps", "64",
-                 "--eval-freq", "0", "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "ppo",
+                "--env",
+                "DTFL-Fast-v0",
+                "--timesteps",
+                "64",
+                "--eval-freq",
+                "0",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "eval_freq: must be an integer >= 1" in capsys.readouterr().err
     assert not out.exists()
 
@@ -132,9 +151,11 @@ def test_many_instances_are_solved_as_one_batch(tmp_path, capsys, monkeypatch, s
     for seed in range(4):
         c = random_cluster(seed, n_gld=3 + seed, n_bld=seed % 3)
         if seed == 3:  # an infeasible one among them
-            c = type(c)(c.gld.__class__(**{**c.gld.to_dict(),
-                                           "energy_budget_j": [0.01] * c.n_gld}),
-                        c.bld, c.constants)
+            c = type(c)(
+                c.gld.__class__(**{**c.gld.to_dict(), "energy_budget_j": [0.01] * c.n_gld}),
+                c.bld,
+                c.constants,
+            )
         paths.append(tmp_path / f"c{seed}.json")
         c.save(paths[-1])
     capsys.readouterr()
@@ -155,12 +176,38 @@ def test_config_json_longer_than_a_file_name(tmp_path) -> None:
     """--config takes JSON text of any length (a long text is not mistaken for a path)."""
     from agents.cli import main
 
-    long = {"clusters": 1, "rounds": 1, "random": {"difficulty": 0.0},
-            "reward": {"latency_form": "log", "latency_reference_s": 10.000000000000000001},
-            "constants": {"model_bits": 2e6, "bandwidth_hz": 1e6, "noise_coordinator_w": 1e-9,
-                          "noise_bld_w": 1e-9, "noise_eavesdropper_w": 1e-9,
-                          "coordinator_cpu_hz": 1e10, "aggregation_s": 0.05}}
+    long = {
+        "clusters": 1,
+        "rounds": 1,
+        "random": {"difficulty": 0.0},
+        "reward": {"latency_form": "log", "latency_reference_s": 10.000000000000000001},
+        "constants": {
+            "model_bits": 2e6,
+            "bandwidth_hz": 1e6,
+            "noise_coordinator_w": 1e-9,
+            "noise_bld_w": 1e-9,
+            "noise_eavesdropper_w": 1e-9,
+            "coordinator_cpu_hz": 1e10,
+            "aggregation_s": 0.05,
+        },
+    }
     text = json.dumps(long)
     assert len(text) > 255  # longer than a file name may be
-    assert main(["compare", "--env", "DTFL-Fast-v0", "--policies", "random",
-                 "--episodes", "1", "--config", text, "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--env",
+                "DTFL-Fast-v0",
+                "--policies",
+                "random",
+                "--episodes",
+                "1",
+                "--config",
+                text,
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )

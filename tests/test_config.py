@@ -39,21 +39,28 @@ def test_constants_partial_override():
     assert c.constants.model_bits == 3e6 and c.constants.bandwidth_hz == 1e6
 
 
-@pytest.mark.parametrize("mutate, match", [
-    (lambda d: d["gld"].update(max_power_w=[1, 2]), r"gld\.max_power_w"),
-    (lambda d: d["gld"].update(energy_budget_j=[3.8, 4, 3.4, -1, 3.8, 3.2]),
-     r"gld\.energy_budget_j\[3\]"),
-    (lambda d: d["bld"].update(gain_coordinator=[1e-9, float("nan"), 1e-9, 1e-9]),
-     r"bld\.gain_coordinator\[1\]"),
-    (lambda d: d["bld"].update(power_w=[[1, 2], [3, 4]]), r"bld\.power_w"),
-    (lambda d: d["gld"].update(gain_coordinatr=[1]), r"gld\.gain_coordinatr"),
-    (lambda d: d.update(extra=1), r"extra"),
-    (lambda d: d["constants"].update(bandwith_hz=1e6), r"constants\.bandwith_hz"),
-    (lambda d: d["constants"].update(bandwidth_hz=0), r"constants\.bandwidth_hz"),
-    (lambda d: d["constants"].update(model_bits="big"), r"constants\.model_bits"),
-    (lambda d: d["gld"].pop("max_cpu_hz"), r"gld\.max_cpu_hz"),
-    (lambda d: d.pop("bld"), r"bld"),
-])
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda d: d["gld"].update(max_power_w=[1, 2]), r"gld\.max_power_w"),
+        (
+            lambda d: d["gld"].update(energy_budget_j=[3.8, 4, 3.4, -1, 3.8, 3.2]),
+            r"gld\.energy_budget_j\[3\]",
+        ),
+        (
+            lambda d: d["bld"].update(gain_coordinator=[1e-9, float("nan"), 1e-9, 1e-9]),
+            r"bld\.gain_coordinator\[1\]",
+        ),
+        (lambda d: d["bld"].update(power_w=[[1, 2], [3, 4]]), r"bld\.power_w"),
+        (lambda d: d["gld"].update(gain_coordinatr=[1]), r"gld\.gain_coordinatr"),
+        (lambda d: d.update(extra=1), r"extra"),
+        (lambda d: d["constants"].update(bandwith_hz=1e6), r"constants\.bandwith_hz"),
+        (lambda d: d["constants"].update(bandwidth_hz=0), r"constants\.bandwidth_hz"),
+        (lambda d: d["constants"].update(model_bits="big"), r"constants\.model_bits"),
+        (lambda d: d["gld"].pop("max_cpu_hz"), r"gld\.max_cpu_hz"),
+        (lambda d: d.pop("bld"), r"bld"),
+    ],
+)
 def test_bad_fields_are_named(table2, mutate, match):
     data = table2.to_dict()
     mutate(data)
@@ -98,9 +105,14 @@ def test_the_project_documents_itself():
     model = (root / "docs" / "MODEL.md").read_text()
     for needle in ("Eq. (7)", "SIC", "T* = 3.5315 s", "1e-27", "Drop-outs", "21,840"):
         assert needle in model
-    files = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True,
-                           check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split()
     outside = re.compile(r"\.\./shared|\bshared/(MODEL|STYLE|paper|hooks)")
-    hits = [f for f in files if f.endswith((".py", ".md", ".json", ".toml", ".sh", ".txt"))
-            and outside.search((root / f).read_text(errors="ignore"))]
+    hits = [
+        f
+        for f in files
+        if f.endswith((".py", ".md", ".json", ".toml", ".sh", ".txt"))
+        and outside.search((root / f).read_text(errors="ignore"))
+    ]
     assert hits == []

@@ -62,9 +62,11 @@ def _stressed(energy_scale: float, eve_scale: float) -> Cluster:
     """Table II with smaller budgets and eavesdroppers closer to the BLDs (more jamming)."""
     base = table2_cluster()
     g, b = base.gld, base.bld
-    return Cluster(dataclasses.replace(g, energy_budget_j=g.energy_budget_j * energy_scale),
-                   dataclasses.replace(b, gain_eavesdropper=b.gain_eavesdropper * eve_scale),
-                   base.constants)
+    return Cluster(
+        dataclasses.replace(g, energy_budget_j=g.energy_budget_j * energy_scale),
+        dataclasses.replace(b, gain_eavesdropper=b.gain_eavesdropper * eve_scale),
+        base.constants,
+    )
 
 
 def _agree(cluster: Cluster) -> None:
@@ -123,8 +125,9 @@ def test_perturbed_agree_with_exact(seed: int) -> None:
     _agree(_perturbed(seed))
 
 
-@pytest.mark.parametrize(("energy_scale", "eve_scale"),
-                         [(0.5, 8.0), (0.6, 10.0), (0.5, 10.0), (0.6, 12.0)])
+@pytest.mark.parametrize(
+    ("energy_scale", "eve_scale"), [(0.5, 8.0), (0.6, 10.0), (0.5, 10.0), (0.6, 12.0)]
+)
 def test_stressed_agree_with_exact(energy_scale: float, eve_scale: float) -> None:
     """Expensive jamming: two feasible (T up to 6.6 s) and two infeasible clusters."""
     _agree(_stressed(energy_scale, eve_scale))
@@ -144,8 +147,9 @@ def test_no_bld_and_no_gld() -> None:
 def test_infeasible_upload_energy() -> None:
     base = table2_cluster()
     g = base.gld
-    cluster = Cluster(dataclasses.replace(g, energy_budget_j=np.full(len(g), 1e-3)), base.bld,
-                      base.constants)
+    cluster = Cluster(
+        dataclasses.replace(g, energy_budget_j=np.full(len(g), 1e-3)), base.bld, base.constants
+    )
     res = solve_cvxpy(cluster)
     assert res.status == "infeasible" and res.T == math.inf and not res.feasible
     assert res.info["phase1"] and res.info["phase1_min_overrun"] > 1.0
@@ -162,12 +166,15 @@ def test_infeasible_secrecy_bound() -> None:
 
 
 # ------------------------------------------------------------------ validation
-@pytest.mark.parametrize(("kwargs", "name"), [
-    ({"grid_points": 2}, "grid_points"),
-    ({"grid_points": 10.5}, "grid_points"),
-    ({"refine_iters": -1}, "refine_iters"),
-    ({"solver": "NO_SUCH_SOLVER"}, "solver"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"grid_points": 2}, "grid_points"),
+        ({"grid_points": 10.5}, "grid_points"),
+        ({"refine_iters": -1}, "refine_iters"),
+        ({"solver": "NO_SUCH_SOLVER"}, "solver"),
+    ],
+)
 def test_bad_arguments(kwargs: dict, name: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ValueError, match=name):
         solve_cvxpy(table2_cluster(), **kwargs)

@@ -25,8 +25,11 @@ from solvers import solve
 
 
 def _reduced(cluster: Cluster, keep_gld: np.ndarray, keep_bld: np.ndarray) -> Cluster:
-    return Cluster(cluster.gld.subset(np.flatnonzero(keep_gld)),
-                   cluster.bld.subset(np.flatnonzero(keep_bld)), cluster.constants)
+    return Cluster(
+        cluster.gld.subset(np.flatnonzero(keep_gld)),
+        cluster.bld.subset(np.flatnonzero(keep_bld)),
+        cluster.constants,
+    )
 
 
 def test_dropped_glds_do_not_jam_table2_example():
@@ -58,22 +61,26 @@ def _random_case(seed: int, n_gld: int, n_bld: int, u: np.ndarray):
     # an allocation in the direct box's spirit: tG >= tG_min, y >= y_min, any q in [0, Q_max]
     tg = arr.tg_min_s * math.exp(6.0 * u[0])
     y = arr.y_min_s * math.exp(6.0 * u[1])
-    q = cluster.gld.max_jam_power_w * u[2:2 + n_gld]
+    q = cluster.gld.max_jam_power_w * u[2 : 2 + n_gld]
     return cluster, arr, y, tg, q
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), n_gld=st.integers(1, 8), n_bld=st.integers(0, 5),
-       u=st.lists(st.floats(0.0, 1.0), min_size=10, max_size=10))
+@given(
+    seed=st.integers(0, 10_000),
+    n_gld=st.integers(1, 8),
+    n_bld=st.integers(0, 5),
+    u=st.lists(st.floats(0.0, 1.0), min_size=10, max_size=10),
+)
 def test_outcome_equals_evaluation_without_the_dropped_glds(seed, n_gld, n_bld, u):
     cluster, arr, y, tg, q = _random_case(seed, n_gld, n_bld, np.array(u))
     out = round_outcome(arr, y_s=y, tg_s=tg, jam_power_w=q)
     keep = ~out.gld_dropped
     # one definition: the reference evaluation reports the same drop-outs
     np.testing.assert_array_equal(
-        evaluate_allocation(cluster, tg_s=tg, y_s=y, jam_power_w=q).gld_dropped, out.gld_dropped)
-    np.testing.assert_array_equal(gld_dropouts(arr, y_s=y, tg_s=tg, jam_power_w=q),
-                                  out.gld_dropped)
+        evaluate_allocation(cluster, tg_s=tg, y_s=y, jam_power_w=q).gld_dropped, out.gld_dropped
+    )
+    np.testing.assert_array_equal(gld_dropouts(arr, y_s=y, tg_s=tg, jam_power_w=q), out.gld_dropped)
     if not keep.any():
         assert out.jamming_w == 0.0 and out.t_gld_s == 0.0
         return
@@ -85,8 +92,9 @@ def test_outcome_equals_evaluation_without_the_dropped_glds(seed, n_gld, n_bld, 
     assert out.t_gld_s == pytest.approx(ev.t_gld_s, rel=1e-12)
     np.testing.assert_allclose(out.energy_j[keep], ev.energy_total_j, rtol=1e-9)
     np.testing.assert_allclose(out.upload_power_w[keep], ev.upload_power_w, rtol=1e-9)
-    np.testing.assert_allclose(out.secrecy_rate_bps[out.bld_synced], ev.secrecy_rate_bps,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        out.secrecy_rate_bps[out.bld_synced], ev.secrecy_rate_bps, rtol=1e-12
+    )
     # the dropped GLDs neither train, upload nor jam
     assert np.all(out.cpu_hz[~keep] == 0) and np.all(out.jam_power_w[~keep] == 0)
     assert np.all(out.upload_power_w[~keep] == 0)
@@ -176,8 +184,9 @@ def test_out_of_range_allocation_raises_or_is_counted():
     assert info["action_clipped"] == 1
     *_, info = env.step(np.zeros(env.action_space.shape[0]))
     assert info["action_clipped"] == 0  # the flag belongs to one step
-    safe = gym.make("DTFL-TableII-v0", config={"action": {"mode": "safe",
-                                                          "y_range": 2.0}}).unwrapped
+    safe = gym.make(
+        "DTFL-TableII-v0", config={"action": {"mode": "safe", "y_range": 2.0}}
+    ).unwrapped
     safe.reset(seed=0)
     res = solve(safe.cluster, "exact")
     with pytest.raises(ActionRangeError, match=r"^y: .*safe action box"):
@@ -186,15 +195,20 @@ def test_out_of_range_allocation_raises_or_is_counted():
 
 def test_evaluation_counts_out_of_range_steps_apart():
     cfg = {"rounds": 1, "clusters": 4, "action": {"tg_range": 1.5, "y_range": 1.5}}
-    rep = evaluate_policies({"exact": SolverPolicy("exact")}, env_id="DTFL-TableII-v0",
-                            config=cfg, episodes=1)
+    rep = evaluate_policies(
+        {"exact": SolverPolicy("exact")}, env_id="DTFL-TableII-v0", config=cfg, episodes=1
+    )
     s = rep.summary["exact"]
     assert s["out_of_range_steps"] >= 1
     steps = [r for r in rep.records if r["out_of_range"]]
     assert len(steps) == s["out_of_range_steps"]
     assert "out-of-range steps" in rep.markdown()
-    wide = evaluate_policies({"exact": SolverPolicy("exact")}, env_id="DTFL-TableII-v0",
-                             config={"rounds": 1, "clusters": 4}, episodes=1)
+    wide = evaluate_policies(
+        {"exact": SolverPolicy("exact")},
+        env_id="DTFL-TableII-v0",
+        config={"rounds": 1, "clusters": 4},
+        episodes=1,
+    )
     assert wide.summary["exact"]["out_of_range_steps"] == 0
     assert wide.summary["exact"]["gap"] == pytest.approx(0.0, abs=1e-6)
 
@@ -262,7 +276,7 @@ def test_unsyncable_blds_are_not_counted_as_energy_short():
     a = np.full(env.action_space.shape[0], -1.0)  # no jamming: 3 of 4 BLDs cannot sync
     *_, info = env.step(a)
     m = 6
-    unsynced = info["unsynced"][m:m + 4]
+    unsynced = info["unsynced"][m : m + 4]
     assert unsynced.sum() == 3
-    assert not np.any(info["bld_energy_short"][m:m + 4] & unsynced)
-    assert np.all(info["bld_sync_energy_j"][m:m + 4][unsynced] == 0)
+    assert not np.any(info["bld_energy_short"][m : m + 4] & unsynced)
+    assert np.all(info["bld_sync_energy_j"][m : m + 4][unsynced] == 0)

@@ -76,8 +76,11 @@ def test_readme_step_works():
     obs, reward, _term, _trunc, info = e.step(e.action_space.sample())
     assert e.observation_space.contains(obs)
     terms = {k: v for k, v in info.items() if k.startswith("reward_")}
-    assert np.isfinite(reward) and set(terms) == {"reward_latency", "reward_accuracy",
-                                                  "reward_violation"}
+    assert np.isfinite(reward) and set(terms) == {
+        "reward_latency",
+        "reward_accuracy",
+        "reward_violation",
+    }
     assert reward == pytest.approx(sum(terms.values()))
 
 
@@ -193,8 +196,12 @@ def test_random_and_extreme_actions_stay_finite():
     env.reset(seed=0)
     rng = np.random.default_rng(0)
     shape = env.action_space.shape
-    extremes = [np.full(shape, -1.0), np.full(shape, 1.0), np.full(shape, 1e9),
-                np.full(shape, -1e9)]
+    extremes = [
+        np.full(shape, -1.0),
+        np.full(shape, 1.0),
+        np.full(shape, 1e9),
+        np.full(shape, -1e9),
+    ]
     for i in range(10_000):
         if i % 4 == 0:
             a = extremes[(i // 4) % len(extremes)]
@@ -243,13 +250,16 @@ def test_center_latency_baseline_keeps_the_optimum(mode):
     same cluster; reward differences between actions on a cluster are unchanged."""
     cfg = {"action": {"mode": mode}, "reward": {"latency_form": "log"}}
     fixed = make("DTFL-TableII-v0", **cfg)
-    center = make("DTFL-TableII-v0", **{**cfg, "reward": {"latency_form": "log",
-                                                          "latency_baseline": "center"}})
+    center = make(
+        "DTFL-TableII-v0",
+        **{**cfg, "reward": {"latency_form": "log", "latency_baseline": "center"}},
+    )
     n = fixed.action_space.shape[0]
     rng = np.random.default_rng(3)
     for step in range(4):
         actions = [np.zeros(n, np.float32)] + [
-            rng.uniform(-1, 1, n).astype(np.float32) for _ in range(2)]
+            rng.uniform(-1, 1, n).astype(np.float32) for _ in range(2)
+        ]
         out = {}
         for name, env in (("fixed", fixed), ("center", center)):
             rows = []
@@ -283,10 +293,14 @@ def test_optimum_latency_baseline_is_the_exact_optimum(mode):
 
     cfg = {"action": {"mode": mode}, "reward": {"latency_form": "log"}}
     fixed = make("DTFL-TableII-v0", **cfg)
-    opt = make("DTFL-TableII-v0", **{**cfg, "reward": {"latency_form": "log",
-                                                       "latency_baseline": "optimum"}})
-    center = make("DTFL-TableII-v0", **{**cfg, "reward": {"latency_form": "log",
-                                                          "latency_baseline": "center"}})
+    opt = make(
+        "DTFL-TableII-v0",
+        **{**cfg, "reward": {"latency_form": "log", "latency_baseline": "optimum"}},
+    )
+    center = make(
+        "DTFL-TableII-v0",
+        **{**cfg, "reward": {"latency_form": "log", "latency_baseline": "center"}},
+    )
     n = fixed.action_space.shape[0]
     rng = np.random.default_rng(5)
     seen_feasible = seen_infeasible = 0
@@ -306,8 +320,7 @@ def test_optimum_latency_baseline_is_the_exact_optimum(mode):
                 for _ in range(step):
                     env.step(np.zeros(n, np.float32))
                 _, _, _, _, info = env.step(a)
-                rows[name].append((info["reward_latency"], info["latency_baseline_s"],
-                                   info["T"]))
+                rows[name].append((info["reward_latency"], info["latency_baseline_s"], info["T"]))
         if ref.feasible:
             seen_feasible += 1
             assert all(r[1] == pytest.approx(ref.T, rel=1e-12) for r in rows["optimum"])
@@ -345,8 +358,13 @@ def test_log_weighted_latency_weighs_clusters_by_their_latency():
     mid = float(np.median([b / 10.0 for _, b in log_c]))
     assert max(b for _, b in log_c) > 1.01 * min(b for _, b in log_c)
     for cap in (10.0, mid):
-        weighted = run({"latency_form": "log_weighted", "latency_baseline": "center",
-                        "latency_weight_max": cap})
+        weighted = run(
+            {
+                "latency_form": "log_weighted",
+                "latency_baseline": "center",
+                "latency_weight_max": cap,
+            }
+        )
         for (rl, b), (rw, bw) in zip(log_c, weighted, strict=True):
             assert b == bw
             assert rw == pytest.approx(rl * min(b / 10.0, cap), rel=1e-12, abs=1e-15)
@@ -381,19 +399,21 @@ def test_bld_sync_energy_is_reported_against_the_battery(env_id):
         c = env.true_cluster
         m, n = c.n_gld, c.n_bld
         *_, info = env.step(zero)
-        synced = ~info["unsynced"][m:m + n]
-        rate = info["secrecy_rate_bps"][m:m + n]
+        synced = ~info["unsynced"][m : m + n]
+        rate = info["secrecy_rate_bps"][m : m + n]
         expect = np.where(synced, c.bld.power_w * c.bld.data_bits / np.where(synced, rate, 1), 0)
-        np.testing.assert_allclose(info["bld_sync_energy_j"][m:m + n], expect, rtol=1e-12)
-        battery = info["bld_battery_j"][m:m + n]
+        np.testing.assert_allclose(info["bld_sync_energy_j"][m : m + n], expect, rtol=1e-12)
+        battery = info["bld_battery_j"][m : m + n]
         assert np.all(battery > 0) and np.all(info["bld_battery_j"][:m] == 0)
         if env_id == "DTFL-TableII-v0":
             assert np.all(battery == 1.75)
         else:  # the battery the device drew when eq. (3) classified it
             assert np.all((battery >= 1.0) & (battery <= 2.5))
         assert info["n_bld_energy_short"] == int(info["bld_energy_short"].sum())
-        np.testing.assert_array_equal(info["bld_energy_short"][m:m + n][synced],
-                                      expect[synced] > battery[synced] * (1 + 1e-5))
+        np.testing.assert_array_equal(
+            info["bld_energy_short"][m : m + n][synced],
+            expect[synced] > battery[synced] * (1 + 1e-5),
+        )
         seen_short += info["n_bld_energy_short"]
     assert seen_short > 0  # Table II's BLDs spend 2-5 J on a 2-3.5 Mbit sync
 
@@ -401,18 +421,19 @@ def test_bld_sync_energy_is_reported_against_the_battery(env_id):
 def test_enforced_bld_energy_stops_the_sync():
     free = make("DTFL-TableII-v0", fading=False)
     strict = make("DTFL-TableII-v0", fading=False, bld_energy={"enforce": True})
-    rich = make("DTFL-TableII-v0", fading=False,
-                bld_energy={"enforce": True, "table2_battery_j": 100.0})
+    rich = make(
+        "DTFL-TableII-v0", fading=False, bld_energy={"enforce": True, "table2_battery_j": 100.0}
+    )
     for env in (free, strict, rich):
         env.reset(seed=0)
     res = solve(free.cluster, "exact")
-    infos = [env.step(env.allocation_to_action(res.y, res.tG, res.q))[-1]
-             for env in (free, strict, rich)]
+    infos = [
+        env.step(env.allocation_to_action(res.y, res.tG, res.q))[-1] for env in (free, strict, rich)
+    ]
     assert infos[0]["n_unsynced"] == 0 and infos[0]["n_bld_energy_short"] == 4
     assert infos[0]["latency_s"] == pytest.approx(res.T, rel=1e-6)
     assert infos[1]["n_unsynced"] == 4  # none can pay for its sync: none syncs
-    assert infos[2]["n_unsynced"] == 0 and infos[2]["latency_s"] == pytest.approx(res.T,
-                                                                                  rel=1e-6)
+    assert infos[2]["n_unsynced"] == 0 and infos[2]["latency_s"] == pytest.approx(res.T, rel=1e-6)
     with pytest.raises(ValueError, match=r"bld_energy\.enforce"):
         make("DTFL-TableII-v0", bld_energy={"enforce": 1})
     with pytest.raises(ValueError, match=r"bld_energy\.table2_battery_j"):

@@ -24,15 +24,16 @@ from dtfl_env.envs.config import (
 )
 from dtfl_env.fl.config import FLConfig, model_size_bits
 
-BLOCKS = [ActionConfig, ObservationConfig, RewardConfig, LedgerConfig, BLDEnergyConfig,
-          FLConfig]
+BLOCKS = [ActionConfig, ObservationConfig, RewardConfig, LedgerConfig, BLDEnergyConfig, FLConfig]
 #: a value other than the default for one field of each block
-CHANGED = {ActionConfig: {"mode": "safe", "tg_range": 50.0, "scale": "excess"},
-           ObservationConfig: {"safe_bounds": True},
-           RewardConfig: {"latency_form": "log_weighted", "violation": 0.0},
-           LedgerConfig: {"attack": "label_flip", "malicious_clusters": 2},
-           BLDEnergyConfig: {"enforce": True, "table2_battery_j": 1.0},
-           FLConfig: {"model": "mlp", "threads": 2}}
+CHANGED = {
+    ActionConfig: {"mode": "safe", "tg_range": 50.0, "scale": "excess"},
+    ObservationConfig: {"safe_bounds": True},
+    RewardConfig: {"latency_form": "log_weighted", "violation": 0.0},
+    LedgerConfig: {"attack": "label_flip", "malicious_clusters": 2},
+    BLDEnergyConfig: {"enforce": True, "table2_battery_j": 1.0},
+    FLConfig: {"model": "mlp", "threads": 2},
+}
 
 
 @pytest.mark.parametrize("cls", BLOCKS, ids=lambda c: c.__name__)
@@ -50,10 +51,19 @@ def test_blocks_round_trip_are_frozen_and_keep_the_dict_defaults(cls) -> None:
 
 
 def test_env_config_round_trips_through_json() -> None:
-    cfg = EnvConfig.from_dict(merge_config(default_config(), {
-        "clusters": 4, "devices_per_cluster": [2, 5], "round_deadline_s": 3.0,
-        "random": {"difficulty": 0.5}, "constants": {"bandwidth_hz": 2e6},
-        **{cls.section: CHANGED[cls] for cls in BLOCKS}}))
+    cfg = EnvConfig.from_dict(
+        merge_config(
+            default_config(),
+            {
+                "clusters": 4,
+                "devices_per_cluster": [2, 5],
+                "round_deadline_s": 3.0,
+                "random": {"difficulty": 0.5},
+                "constants": {"bandwidth_hz": 2e6},
+                **{cls.section: CHANGED[cls] for cls in BLOCKS},
+            },
+        )
+    )
     again = EnvConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg and again.devices_per_cluster == (2, 5)
     assert cfg.random.difficulty == 0.5 and cfg.constants.bandwidth_hz == 2e6
@@ -70,43 +80,57 @@ def test_upload_size_follows_the_trained_model_unless_set() -> None:
     assert validate_config(fixed).constants.model_bits == 1e6
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"reward": {"latncy": 1.0}}, r"unknown config key: reward\.latncy"),
-    ({"action": {"mode": "fast"}},
-     r"action\.mode: must be one of \['direct', 'safe'\], got 'fast'"),
-    ({"action": {"tg_range": 1.0}}, r"action\.tg_range: must be a finite number > 1, got 1\.0"),
-    ({"reward": {"latency_form": "exp"}},
-     r"reward\.latency_form: must be one of \['linear', 'log', 'log_weighted'\]"),
-    ({"reward": {"latency": True}}, r"reward\.latency: must be a finite number >= 0, got True"),
-    ({"reward": {"latency_reference_s": 0}}, r"reward\.latency_reference_s: .* > 0, got 0"),
-    ({"observation": {"safe_bounds": "yes"}}, r"observation\.safe_bounds: must be true or "
-                                              r"false, got 'yes'"),
-    ({"ledger": {"validation_samples": 0}}, r"ledger\.validation_samples: .* >= 1, got 0"),
-    ({"ledger": {"malicious_clusters": 11}},
-     r"ledger\.malicious_clusters: must be an integer in \[0, clusters\], got 11"),
-    ({"bld_energy": {"table2_battery_j": -1}}, r"bld_energy\.table2_battery_j: .* > 0"),
-    ({"max_devices": 300}, r"max_devices: must be an integer in \[1, 256\], got 300"),
-    ({"devices_per_cluster": [5, 2]}, r"devices_per_cluster: must be \[low, high\]"),
-    ({"devices_per_cluster": [2, 20]}, r"devices_per_cluster: high \(20\) exceeds max_devices"),
-    ({"round_deadline_s": -1.0}, r"round_deadline_s: must be a finite number > 0 or None"),
-    ({"scenario": "table2", "max_devices": 8, "devices_per_cluster": [2, 4]},
-     r"max_devices: the table2 scenario"),
-    ({"fl": {"lr": "fast"}}, r"fl\.lr: must be a finite number > 0"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"reward": {"latncy": 1.0}}, r"unknown config key: reward\.latncy"),
+        (
+            {"action": {"mode": "fast"}},
+            r"action\.mode: must be one of \['direct', 'safe'\], got 'fast'",
+        ),
+        ({"action": {"tg_range": 1.0}}, r"action\.tg_range: must be a finite number > 1, got 1\.0"),
+        (
+            {"reward": {"latency_form": "exp"}},
+            r"reward\.latency_form: must be one of \['linear', 'log', 'log_weighted'\]",
+        ),
+        ({"reward": {"latency": True}}, r"reward\.latency: must be a finite number >= 0, got True"),
+        ({"reward": {"latency_reference_s": 0}}, r"reward\.latency_reference_s: .* > 0, got 0"),
+        (
+            {"observation": {"safe_bounds": "yes"}},
+            r"observation\.safe_bounds: must be true or "
+            r"false, got 'yes'",
+        ),
+        ({"ledger": {"validation_samples": 0}}, r"ledger\.validation_samples: .* >= 1, got 0"),
+        (
+            {"ledger": {"malicious_clusters": 11}},
+            r"ledger\.malicious_clusters: must be an integer in \[0, clusters\], got 11",
+        ),
+        ({"bld_energy": {"table2_battery_j": -1}}, r"bld_energy\.table2_battery_j: .* > 0"),
+        ({"max_devices": 300}, r"max_devices: must be an integer in \[1, 256\], got 300"),
+        ({"devices_per_cluster": [5, 2]}, r"devices_per_cluster: must be \[low, high\]"),
+        ({"devices_per_cluster": [2, 20]}, r"devices_per_cluster: high \(20\) exceeds max_devices"),
+        ({"round_deadline_s": -1.0}, r"round_deadline_s: must be a finite number > 0 or None"),
+        (
+            {"scenario": "table2", "max_devices": 8, "devices_per_cluster": [2, 4]},
+            r"max_devices: the table2 scenario",
+        ),
+        ({"fl": {"lr": "fast"}}, r"fl\.lr: must be a finite number > 0"),
+    ],
+)
 def test_bad_values_name_their_dotted_path(overrides, message) -> None:
     with pytest.raises(ValueError, match=message):
         gym.make("DTFL-Fast-v0", config=overrides)
 
 
 def test_env_settings_follow_its_dict_config() -> None:
-    env = gym.make("DTFL-Fast-v0", config={"reward": {"latency_form": "log"},
-                                           "action": {"mode": "safe"}}).unwrapped
+    env = gym.make(
+        "DTFL-Fast-v0", config={"reward": {"latency_form": "log"}, "action": {"mode": "safe"}}
+    ).unwrapped
     assert env.settings == validate_config(env.config)
     assert env.settings.reward.latency_form == env.config["reward"]["latency_form"] == "log"
     assert env.reward_function.config is env.settings.reward
     assert env.action_type.config is env.settings.action
-    env.reset(seed=0, options={"config": {"reward": {"latency_form": "linear"},
-                                          "clusters": 3}})
+    env.reset(seed=0, options={"config": {"reward": {"latency_form": "linear"}, "clusters": 3}})
     assert env.settings.reward.latency_form == env.config["reward"]["latency_form"] == "linear"
     assert env.settings.clusters == 3 and env.settings.action.mode == "safe"
 

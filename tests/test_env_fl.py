@@ -42,8 +42,10 @@ def test_training_raises_accuracy_and_writes_blocks():
     start, info, ledger = _run(CFG)
     assert start < 0.3 and info["global_accuracy"] > start + 0.3
     assert len(ledger) == 3
-    assert all(rec["block_hash"].shape == (32,) and rec["block_hash"].any()
-               and rec["block_size_bytes"] > 0 for rec in ledger)
+    assert all(
+        rec["block_hash"].shape == (32,) and rec["block_hash"].any() and rec["block_size_bytes"] > 0
+        for rec in ledger
+    )
     assert len({rec["block_hash"].tobytes() for rec in ledger}) == 3
     assert np.isfinite(info["global_loss"]) and info["sim_time_s"] > 0
     assert sum(rec["rejected_clusters"].sum() for rec in ledger) <= 1  # honest clusters pass
@@ -79,11 +81,17 @@ def test_bad_fl_config_is_named():
         gym.make("DTFL-v0", config={"fl": {"validation_fraction": 1.0}})
     with pytest.raises(ValueError, match=r"fl\.validation_fraction: must be > 0"):
         gym.make("DTFL-v0", config={"fl": {"validation_fraction": 0.0}})
-    gym.make("DTFL-v0", config={"fl": {"validation_fraction": 0.0},  # no quality check
-                                "ledger": {"mode": "signature"}})
+    gym.make(
+        "DTFL-v0",
+        config={
+            "fl": {"validation_fraction": 0.0},  # no quality check
+            "ledger": {"mode": "signature"},
+        },
+    )
     with pytest.raises(ValueError, match="data_root"):
-        env = gym.make("DTFL-v0", config={"fl": {"data_source": "torchvision",
-                                                  "data_root": "/no/such/dir"}})
+        env = gym.make(
+            "DTFL-v0", config={"fl": {"data_source": "torchvision", "data_root": "/no/such/dir"}}
+        )
         env.reset(seed=0)
 
 
@@ -101,8 +109,7 @@ def test_tampered_sync_data_only_touches_twins():
     assert (system._train_y[gld_rows] == clean[gld_rows]).all()
     with pytest.raises(ValueError, match="devices"):
         system.flip_labels([0], devices="gld")
-    _, info, ledger = _run({**CFG, "ledger": {"malicious_clusters": 2,
-                                              "attack": "tampered_sync"}})
+    _, info, ledger = _run({**CFG, "ledger": {"malicious_clusters": 2, "attack": "tampered_sync"}})
     assert len(ledger) == 3 and info["global_accuracy"] > 0.5
 
 
@@ -146,6 +153,7 @@ def test_fl_threads_bound_torch_during_steps(monkeypatch):
         def wrapped(*a, **k):
             seen.append((name, torch.get_num_threads()))
             return fn(*a, **k)
+
         return wrapped
 
     monkeypatch.setattr(system_mod, "train_batched", spy("train", system_mod.train_batched))
@@ -195,15 +203,25 @@ def test_malicious_validator_in_the_env():
     """Round robin hands round 0 to coordinator 0, a malicious one: it lets its own random
     model in, the audit proves the block wrong (the block stands); rounds 1-2 have honest
     validators whose blocks pass the audit."""
-    cfg = {**CFG, "clusters": 3, "ledger": {"malicious_clusters": 1, "attack": "random",
-                                            "validator_selection": "round_robin",
-                                            "validator_attack": "accept_poisoned"}}
+    cfg = {
+        **CFG,
+        "clusters": 3,
+        "ledger": {
+            "malicious_clusters": 1,
+            "attack": "random",
+            "validator_selection": "round_robin",
+            "validator_attack": "accept_poisoned",
+        },
+    }
     _, _, ledger = _run(cfg)
     assert [rec["validator_cluster"] for rec in ledger] == [0, 1, 2]
     assert [rec["validator_malicious"] for rec in ledger] == [1, 0, 0]
     assert [rec["audit_failed"] for rec in ledger] == [1, 0, 0]
     assert ledger[0]["accepted_clusters"][0] and ledger[0]["audit_overturned"].tolist() == [
-        True, False, False]
+        True,
+        False,
+        False,
+    ]
     assert not ledger[1]["accepted_clusters"][0] and not ledger[1]["audit_overturned"].any()
     for key in ("validator_cluster", "validator_malicious", "audit_failed"):
         assert isinstance(ledger[0][key], int)

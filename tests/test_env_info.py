@@ -46,8 +46,9 @@ def _specs(info: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
     return {key: _spec(value) for key, value in info.items()}
 
 
-def _episode(env_id: str, config: dict[str, Any]
-             ) -> tuple[dict[str, Any], dict[str, Any], list[tuple]]:
+def _episode(
+    env_id: str, config: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], list[tuple]]:
     """The env's full config, reset's info and (reward, info) of each step of an episode."""
     env = gym.make(env_id, config=config)
     _, reset_info = env.reset(seed=0)
@@ -71,8 +72,9 @@ CASES = [(env_id, _tiny(env_id)) for env_id in ENV_IDS] + [
 ]
 
 
-@pytest.mark.parametrize(("env_id", "config"), CASES,
-                         ids=[f"{i}-{n}" for n, (i, _) in enumerate(CASES)])
+@pytest.mark.parametrize(
+    ("env_id", "config"), CASES, ids=[f"{i}-{n}" for n, (i, _) in enumerate(CASES)]
+)
 def test_info_has_fixed_numeric_keys(env_id: str, config: dict[str, Any]) -> None:
     full, reset_info, steps = _episode(env_id, config)
     expect = _specs(reset_info)
@@ -109,7 +111,8 @@ def test_sync_vector_env_stacks_every_info_key() -> None:
     """Every step of both sub-envs (autoreset steps included) reports every key, and each
     stacks into a numeric array of (2, ...)."""
     envs = gym.vector.SyncVectorEnv(
-        [lambda: gym.make("DTFL-Fast-v0", config=TINY) for _ in range(2)])
+        [lambda: gym.make("DTFL-Fast-v0", config=TINY) for _ in range(2)]
+    )
     _, info = envs.reset(seed=[0, 1])
     keys = {k for k in info if not k.startswith("_")}
     assert {"reward_latency", "q_w", "n_dropouts"} <= keys
@@ -157,16 +160,25 @@ def test_reward_keys_follow_the_reward_terms(monkeypatch) -> None:
 
 def test_ledger_info_keeps_the_record() -> None:
     digest = bytes(range(32))
-    record = {"validator": "gc-1", "block_hash": digest.hex(), "block_size_bytes": 1234,
-              "accepted_clusters": np.array([True, False, True]),
-              "rejected_clusters": np.array([False, True, False]),
-              "validator_cluster": 1, "validator_malicious": 1, "audit_failed": 1,
-              "audit_overturned": np.array([False, False, True])}
+    record = {
+        "validator": "gc-1",
+        "block_hash": digest.hex(),
+        "block_size_bytes": 1234,
+        "accepted_clusters": np.array([True, False, True]),
+        "rejected_clusters": np.array([False, True, False]),
+        "validator_cluster": 1,
+        "validator_malicious": 1,
+        "audit_failed": 1,
+        "audit_overturned": np.array([False, False, True]),
+    }
     info = ledger_info(record, 3)
     assert info["ledger_round_closed"] == 1 and info["ledger_block_size_bytes"] == 1234
     assert info["ledger_block_hash"].tobytes() == digest
-    assert (info["ledger_validator_cluster"], info["ledger_validator_malicious"],
-            info["ledger_audit_failed"]) == (1, 1, 1)
+    assert (
+        info["ledger_validator_cluster"],
+        info["ledger_validator_malicious"],
+        info["ledger_audit_failed"],
+    ) == (1, 1, 1)
     for key in ("accepted_clusters", "rejected_clusters", "audit_overturned"):
         np.testing.assert_array_equal(info[f"ledger_{key}"], record[key])
         assert info[f"ledger_{key}"] is not record[key]  # a copy, not the learner's array

@@ -33,8 +33,11 @@ def test_ansi_reports_cluster_and_last_step(env_id: str) -> None:
 
 
 def test_ansi_after_the_episode_ends() -> None:
-    env = gym.make("DTFL-v0", render_mode="ansi",
-                   config={"clusters": 2, "rounds": 1, "fl": {"backend": "none"}})
+    env = gym.make(
+        "DTFL-v0",
+        render_mode="ansi",
+        config={"clusters": 2, "rounds": 1, "fl": {"backend": "none"}},
+    )
     env.reset(seed=0)
     terminated = False
     while not terminated:
@@ -67,15 +70,17 @@ def test_rgb_frame_is_deterministic() -> None:
 def test_synthetic_table2_layout_follows_the_gains() -> None:
     c = table2_cluster()
     g, b = c.gld, c.bld
-    topo = synthetic_topology(g.gain_coordinator, g.gain_eavesdropper, b.gain_coordinator,
-                              b.gain_eavesdropper)
+    topo = synthetic_topology(
+        g.gain_coordinator, g.gain_eavesdropper, b.gain_coordinator, b.gain_eavesdropper
+    )
     assert topo.gld_xy.shape == (6, 2) and topo.bld_xy.shape == (4, 2)
     d = np.linalg.norm(topo.gld_xy - topo.coordinator_xy, axis=1)
     # a stronger coordinator gain means a shorter distance (path loss inverted)
     assert np.array_equal(np.argsort(d), np.argsort(-g.gain_coordinator))
     assert np.linalg.norm(topo.eavesdropper_xy - topo.coordinator_xy) >= 25.0
-    again = synthetic_topology(g.gain_coordinator, g.gain_eavesdropper, b.gain_coordinator,
-                               b.gain_eavesdropper)
+    again = synthetic_topology(
+        g.gain_coordinator, g.gain_eavesdropper, b.gain_coordinator, b.gain_eavesdropper
+    )
     assert again == topo
 
 
@@ -94,8 +99,10 @@ def test_invalid_render_mode_raises(mode: str) -> None:
 
 def test_invalid_render_mode_raises_through_make() -> None:
     # ("human" through gym.make becomes rgb_array + gymnasium's HumanRendering wrapper)
-    with pytest.warns(UserWarning, match="render_mode"), \
-            pytest.raises(ValueError, match="render_mode"):
+    with (
+        pytest.warns(UserWarning, match="render_mode"),
+        pytest.raises(ValueError, match="render_mode"),
+    ):
         gym.make("DTFL-v0", render_mode="bogus")
 
 

@@ -24,8 +24,15 @@ def test_registries_cover_the_config_choices() -> None:
 def test_public_names_stay_importable_from_the_env_module() -> None:
     from dtfl_env.envs import dtfl
 
-    for name in ("DTFLEnv", "ACTION_SIZES", "BOUND_FEATURES", "SLOT_FEATURES",
-                 "GLOBAL_FEATURES", "ActionRangeError", "RANGE_TOLERANCE"):
+    for name in (
+        "DTFLEnv",
+        "ACTION_SIZES",
+        "BOUND_FEATURES",
+        "SLOT_FEATURES",
+        "GLOBAL_FEATURES",
+        "ActionRangeError",
+        "RANGE_TOLERANCE",
+    ):
         assert hasattr(dtfl, name)
     assert dtfl.ACTION_SIZES["direct"](16) == 18 and dtfl.ACTION_SIZES["safe"](16) == 3
 
@@ -46,8 +53,9 @@ def test_the_env_holds_the_action_type_of_its_config(mode: str) -> None:
 
 
 def test_observation_type_builds_the_space_and_rows() -> None:
-    env = gym.make("DTFL-Fast-v0", config={"observation": {"safe_bounds": True},
-                                           "clusters": 3}).unwrapped
+    env = gym.make(
+        "DTFL-Fast-v0", config={"observation": {"safe_bounds": True}, "clusters": 3}
+    ).unwrapped
     obs, _ = env.reset(seed=0)
     ot = env.observation_type
     assert env.observation_space == ot.space() and ot.rows.shape == (3, ot.size)
@@ -56,8 +64,9 @@ def test_observation_type_builds_the_space_and_rows() -> None:
 
 def test_learning_round_without_training_does_nothing() -> None:
     learner = LearningRound()
-    learner.configure(env_config.merge_config(env_config.default_config(),
-                                              {"fl": {"backend": "none"}}))
+    learner.configure(
+        env_config.merge_config(env_config.default_config(), {"fl": {"backend": "none"}})
+    )
     assert not learner.enabled
     assert learner.reset([], np.random.default_rng(0)) is None
     assert learner.end_round(0, [], 0.0) is None and learner.round_record is None

@@ -31,11 +31,24 @@ def _relative(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a[~same] - b[~same]) / np.maximum(np.abs(b[~same]), 1e-300)))
 
 
-def _compare(env_id: str, config: dict, *, n: int = 3, seed: int = 7, episodes: int = 2,
-             mode: AutoresetMode = AutoresetMode.NEXT_STEP, tol: float = 1e-12,
-             optimum_tol: float = 1e-12) -> None:
-    venv = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point",
-                        config=config, autoreset_mode=mode)
+def _compare(
+    env_id: str,
+    config: dict,
+    *,
+    n: int = 3,
+    seed: int = 7,
+    episodes: int = 2,
+    mode: AutoresetMode = AutoresetMode.NEXT_STEP,
+    tol: float = 1e-12,
+    optimum_tol: float = 1e-12,
+) -> None:
+    venv = gym.make_vec(
+        env_id,
+        num_envs=n,
+        vectorization_mode="vector_entry_point",
+        config=config,
+        autoreset_mode=mode,
+    )
     assert isinstance(venv.unwrapped, DTFLVectorEnv)
     singles = [gym.make(env_id, config=config).unwrapped for _ in range(n)]
     obs, info = venv.reset(seed=seed)
@@ -68,8 +81,11 @@ def _compare(env_id: str, config: dict, *, n: int = 3, seed: int = 7, episodes: 
             assert _relative(obs[k], s_obs) == 0.0
             assert _relative(reward[k], s_rew) <= max(tol, optimum_tol)
             assert bool(term[k]) == s_term
-            assert set(s_info) == {key for key in step_info if not key.startswith("_")
-                                   and key not in ("final_obs", "final_info")}
+            assert set(s_info) == {
+                key
+                for key in step_info
+                if not key.startswith("_") and key not in ("final_obs", "final_info")
+            }
             for key, val in s_info.items():
                 assert step_info[f"_{key}"][k]
                 assert np.asarray(step_info[key]).dtype.kind == np.asarray(val).dtype.kind, key
@@ -79,24 +95,40 @@ def _compare(env_id: str, config: dict, *, n: int = 3, seed: int = 7, episodes: 
     venv.close()
 
 
-@pytest.mark.parametrize("config", [
-    {},
-    {"fading": False, "twin_deviation": 0.2},
-    {"round_deadline_s": 3.0, "bld_energy": {"enforce": True}},
-    {"reward": {"latency_form": "log_weighted", "latency_baseline": "center",
-                "violation_measure": "count"}},
-    {"new_topology_each_episode": False, "reward": {"latency_form": "log"}},
-    {"devices_per_cluster": [1, 16]},
-], ids=["default", "twins", "deadline", "center", "same-topology", "wide"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {},
+        {"fading": False, "twin_deviation": 0.2},
+        {"round_deadline_s": 3.0, "bld_energy": {"enforce": True}},
+        {
+            "reward": {
+                "latency_form": "log_weighted",
+                "latency_baseline": "center",
+                "violation_measure": "count",
+            }
+        },
+        {"new_topology_each_episode": False, "reward": {"latency_form": "log"}},
+        {"devices_per_cluster": [1, 16]},
+    ],
+    ids=["default", "twins", "deadline", "center", "same-topology", "wide"],
+)
 def test_direct_mode_matches_single_env(config: dict) -> None:
     _compare("DTFL-Fast-v0", {**SMALL, **config})
 
 
-@pytest.mark.parametrize("config", [
-    {"action": {"mode": "safe"}},
-    {"action": {"mode": "safe", "jamming": "sync", "scale": "excess"},
-     "observation": {"safe_bounds": True}, "twin_deviation": 0.1},
-], ids=["safe", "safe-sync-bounds"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"action": {"mode": "safe"}},
+        {
+            "action": {"mode": "safe", "jamming": "sync", "scale": "excess"},
+            "observation": {"safe_bounds": True},
+            "twin_deviation": 0.1,
+        },
+    ],
+    ids=["safe", "safe-sync-bounds"],
+)
 def test_safe_mode_matches_single_env(config: dict) -> None:
     _compare("DTFL-Fast-v0", {**SMALL, **config}, n=2)
 
@@ -112,9 +144,13 @@ def test_same_step_autoreset_matches_single_env() -> None:
 
 def test_optimum_baseline_within_solver_tolerance() -> None:
     """The exact optimum: solve_batch in the vector env, solve_exact in the single env."""
-    _compare("DTFL-Fast-v0", {**SMALL, "compute_optimal": True,
-                              "reward": {"latency_baseline": "optimum"}},
-             n=2, episodes=1, optimum_tol=1e-6)
+    _compare(
+        "DTFL-Fast-v0",
+        {**SMALL, "compute_optimal": True, "reward": {"latency_baseline": "optimum"}},
+        n=2,
+        episodes=1,
+        optimum_tol=1e-6,
+    )
 
 
 def test_vector_entry_point_is_registered_for_latency_only_ids() -> None:
@@ -145,8 +181,7 @@ def test_spaces_seeding_and_errors() -> None:
     with pytest.raises(ValueError, match="num_envs"):
         DTFLVectorEnv(0, SMALL, base_config={"fl": {"backend": "none"}})
     with pytest.raises(ValueError, match="autoreset_mode"):
-        DTFLVectorEnv(2, SMALL, base_config={"fl": {"backend": "none"}},
-                      autoreset_mode="never")
+        DTFLVectorEnv(2, SMALL, base_config={"fl": {"backend": "none"}}, autoreset_mode="never")
     with pytest.raises(ValueError, match="clustres"):
         DTFLVectorEnv(2, {"clustres": 3}, base_config={"fl": {"backend": "none"}})
 
@@ -173,8 +208,9 @@ def test_mixed_seed_list_keeps_unseeded_topologies() -> None:
     """With new_topology_each_episode off, a sub-env reset without a seed keeps its sites
     (as the single env does) while a seeded one draws new ones."""
     cfg = {**SMALL, "new_topology_each_episode": False}
-    venv = gym.make_vec("DTFL-Random-v0", num_envs=2, vectorization_mode="vector_entry_point",
-                        config=cfg)
+    venv = gym.make_vec(
+        "DTFL-Random-v0", num_envs=2, vectorization_mode="vector_entry_point", config=cfg
+    )
     singles = [gym.make("DTFL-Random-v0", config=cfg).unwrapped for _ in range(2)]
     venv.reset(seed=[5, 6])
     singles[0].reset(seed=5)

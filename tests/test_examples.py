@@ -25,7 +25,10 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def run_script(name: str, out: Path, *extra: str) -> str:
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / f"{name}.py"), "--quick", "--out", str(out), *extra],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "MPLBACKEND": "Agg"},
     )
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
@@ -134,14 +137,18 @@ def test_fig8b_validator_selection(tmp_path: Path) -> None:
         return [int(r[key]) for r in rows if r["policy"] == policy]
 
     # round robin hands round 0 to coordinator 0, the malicious one, in every seed
-    assert [int(r["validator_cluster"]) for r in rows if r["policy"] == "round_robin"] \
-        == [0, 1, 2] * 2
+    assert [int(r["validator_cluster"]) for r in rows if r["policy"] == "round_robin"] == [
+        0,
+        1,
+        2,
+    ] * 2
     assert sum(col("round_robin", "validator_malicious")) == 2
     for policy in ("reputation", "random", "round_robin"):  # every wrong block is caught
         assert col(policy, "audit_failed") == col(policy, "validator_malicious")
     assert sum(col("honest", "audit_failed")) == 0
     assert sum(col("reputation", "validator_malicious")) < sum(
-        col("round_robin", "validator_malicious"))
+        col("round_robin", "validator_malicious")
+    )
     summary = json.loads((tmp_path / "fig8b_validator_summary.json").read_text())
     table = summary["summary"]["policies"]
     assert table["round_robin"]["malicious_validator_rounds"] == 2
@@ -170,10 +177,12 @@ def test_fig10_ppo_against_algorithm2(tmp_path: Path) -> None:
     # the reference policies: no violation where a feasible allocation exists
     for name in ("algorithm2", "exact"):
         assert num(by[name]["violation_rate_feasible"]) in (0.0,) or math.isnan(
-            num(by[name]["violation_rate_feasible"]))
+            num(by[name]["violation_rate_feasible"])
+        )
     # PPO acts through the safe action mode: feasible wherever the cluster is
     assert num(by["ppo"]["violation_rate_feasible"]) == 0.0 or math.isnan(
-        num(by["ppo"]["violation_rate_feasible"]))
+        num(by["ppo"]["violation_rate_feasible"])
+    )
     ppo_dir = tmp_path / "ppo_DTFL-TableII-v0"
     assert (ppo_dir / "model.zip").is_file() and (ppo_dir / "learning_curve.png").is_file()
     assert "PPO" in stdout and "Algorithm 2" in stdout

@@ -24,9 +24,11 @@ def _clusters() -> list[Cluster]:
     """Clusters as the envs draw them (fading, deep fades, 1 to 16 devices: some without
     GLDs or without BLDs, some whose BLDs cannot be synced), Table II with and without BLDs."""
     out = []
-    for env_id, cfg, seed in (("DTFL-Random-v0", {"fl": {"backend": "none"}}, 3),
-                              ("DTFL-Fast-v0", {"devices_per_cluster": [1, 16]}, 5),
-                              ("DTFL-Fast-v0", {"twin_deviation": 0.2}, 6)):
+    for env_id, cfg, seed in (
+        ("DTFL-Random-v0", {"fl": {"backend": "none"}}, 3),
+        ("DTFL-Fast-v0", {"devices_per_cluster": [1, 16]}, 5),
+        ("DTFL-Fast-v0", {"twin_deviation": 0.2}, 6),
+    ):
         env = gym.make(env_id, config=cfg).unwrapped
         env.reset(seed=seed)
         for _ in range(24):
@@ -39,8 +41,11 @@ def _clusters() -> list[Cluster]:
             out.append(env.view.sites[env.view.cluster].seen.cluster())
         env.step(np.zeros(env.action_space.shape, dtype=np.float32))
     c = table2_cluster()
-    out += [c, Cluster(c.gld, c.bld.subset([]), c.constants),
-            Cluster(c.gld.subset([]), c.bld, c.constants)]
+    out += [
+        c,
+        Cluster(c.gld, c.bld.subset([]), c.constants),
+        Cluster(c.gld.subset([]), c.bld, c.constants),
+    ]
     return out
 
 
@@ -83,9 +88,10 @@ def test_batched_searches_equal_each_cluster_alone(mixed) -> None:
     rng = np.random.default_rng(1)
     actions = rng.uniform(-1, 1, (len(clusters), 3))
     actions[::4] = np.sign(actions[::4])  # the box's corners
-    allocs = {(j, s): F.safe_allocation_batch(rows, tg_base, actions, LN50, LN50, j,
-                                              math.log(2.0), s)
-              for j, s in (("interval", "ratio"), ("sync", "excess"))}
+    allocs = {
+        (j, s): F.safe_allocation_batch(rows, tg_base, actions, LN50, LN50, j, math.log(2.0), s)
+        for j, s in (("interval", "ratio"), ("sync", "excess"))
+    }
     left = batch.gld["energy_budget_j"] * rng.uniform(-0.1, 0.8, batch.gld_mask.shape)
     q_low, q_high, ok = F.jamming_interval_batch(rows, left)
     y_base = F.training_base_batch_s(rows, left)
@@ -96,8 +102,9 @@ def test_batched_searches_equal_each_cluster_alone(mixed) -> None:
         assert tg_base[i] == (0.0 if not m else tg_lo[i] if math.isnan(tg) else tg)
         assert np.array_equal(bounds[i], F.safe_bound_features(a, tg_base[i]))
         for (jam, scale), (y, t, q) in allocs.items():
-            y1, t1, q1 = F.safe_allocation(a, tg_base[i], actions[i], LN50, LN50, jam,
-                                           math.log(2.0), scale)
+            y1, t1, q1 = F.safe_allocation(
+                a, tg_base[i], actions[i], LN50, LN50, jam, math.log(2.0), scale
+            )
             assert (y[i], t[i]) == (y1, t1)
             assert np.array_equal(q[i, :m], q1) and not q[i, m:].any()
         iv = F.jamming_interval(a, left[i, :m])
@@ -124,8 +131,9 @@ def test_chunks_reorder_and_trim_without_changing_a_row(mixed, monkeypatch) -> N
     assert sorted(np.concatenate([i for i, _ in chunks]).tolist()) == list(range(rows.size))
     assert any(rc.width < rows.width for _, rc in chunks)
     assert np.array_equal(F.tg_base_batch_s(rows, tg_lo, LN50), whole)
-    for got, ref in zip(F.safe_allocation_batch(rows, whole, actions, LN50, LN50), want,
-                        strict=True):
+    for got, ref in zip(
+        F.safe_allocation_batch(rows, whole, actions, LN50, LN50), want, strict=True
+    ):
         assert np.array_equal(got, ref)
     assert np.array_equal(F.safe_bound_features_batch(rows, whole), bounds)
 
@@ -171,8 +179,10 @@ def test_training_time_search_matches_the_sorted_prefixes(mixed) -> None:
         order1 = (a_k - q_k * u[:, -1:]).argsort(1, kind="stable")
         fast += int((order0 == order1).all(1).sum())
         for i in range(r.size):
-            want = [_w_reference(a_k[i], q_k[i], gk[i], g_a[i], g_q[i], w_cap[i], e[i, j],
-                                 u[i, j]) for j in range(u.shape[1])]
+            want = [
+                _w_reference(a_k[i], q_k[i], gk[i], g_a[i], g_q[i], w_cap[i], e[i, j], u[i, j])
+                for j in range(u.shape[1])
+            ]
             # the sums run in another order (and C - D + sum g K beta may cancel)
             np.testing.assert_allclose(got[i], want, rtol=1e-10)
     assert 0 < fast < 2 * r.size  # both ways are exercised
@@ -190,9 +200,22 @@ def _full_grid_upload_time(a: ClusterRow, tg_lo: float, ln_tg_range: float) -> f
     while it < 3:
         x = np.linspace(lo, hi, F._FINE)
         tg = tg_lo * np.exp(x)
-        ok = np.array([F._peak(lambda u, t=t: F._psi(r, r.g_gain_e * np.clip(
-            r.g_e_max - r.upload_energy_j(np.array([t])), 0.0, None), u), u_lo, s_hi)[0] >= 0
-            for t in tg])
+        ok = np.array(
+            [
+                F._peak(
+                    lambda u, t=t: F._psi(
+                        r,
+                        r.g_gain_e
+                        * np.clip(r.g_e_max - r.upload_energy_j(np.array([t])), 0.0, None),
+                        u,
+                    ),
+                    u_lo,
+                    s_hi,
+                )[0]
+                >= 0
+                for t in tg
+            ]
+        )
         if not ok.any():
             if it > 0:
                 return float(tg_lo * math.exp(hi))
@@ -223,6 +246,13 @@ def test_upload_search_shortcuts_give_the_full_grid_answer(mixed) -> None:
             got = F.sync_upload_time_s(a, float(tg_lo[i]), ln)
             want = _full_grid_upload_time(a, float(tg_lo[i]), ln)
             assert got == want or (math.isnan(got) and math.isnan(want)), (i, ln)
-            kinds.add("none" if math.isnan(got) else "lo" if got == tg_lo[i]
-                      else "in" if got <= tg_lo[i] * math.exp(ln) * (1 + 1e-12) else "beyond")
+            kinds.add(
+                "none"
+                if math.isnan(got)
+                else "lo"
+                if got == tg_lo[i]
+                else "in"
+                if got <= tg_lo[i] * math.exp(ln) * (1 + 1e-12)
+                else "beyond"
+            )
     assert kinds == {"none", "lo", "in", "beyond"}

@@ -66,8 +66,10 @@ def test_fedavg_gld_time_is_the_gld_only_optimum(script: ModuleType) -> None:
     c = table2_cluster()
     prop = script.proposed_latency(c)
     fed = script.fedavg_a_latency(c)
-    gld_only = solve(Cluster(gld=c.gld, bld=c.bld.subset(np.zeros(0, dtype=np.int64)),
-                             constants=c.constants), "exact")
+    gld_only = solve(
+        Cluster(gld=c.gld, bld=c.bld.subset(np.zeros(0, dtype=np.int64)), constants=c.constants),
+        "exact",
+    )
     assert gld_only.feasible
     assert fed["gld_path_s"] == pytest.approx(gld_only.y + gld_only.tG, rel=1e-9)
     assert fed["T_s"] == pytest.approx(gld_only.T, rel=1e-9)
@@ -86,8 +88,9 @@ def test_fedavg_a_never_trains_blds(script: ModuleType, scenarios: list) -> None
         assert np.asarray(r.gld_participants).size == scenarios[r.cluster].cluster.n_gld
 
 
-def test_fedavg_b_drops_a_bld_whose_energy_exceeds_its_battery(script: ModuleType,
-                                                                 scenarios: list) -> None:
+def test_fedavg_b_drops_a_bld_whose_energy_exceeds_its_battery(
+    script: ModuleType, scenarios: list
+) -> None:
     sc = scenarios[0]
     c = sc.cluster
     hw = script.BLDHardware.of(sc)
@@ -95,14 +98,16 @@ def test_fedavg_b_drops_a_bld_whose_energy_exceeds_its_battery(script: ModuleTyp
     # by hand: eq. (4)/(5) on the BLD's own CPU, upload on its own bandwidth
     cycles = 20.0 * c.bld.data_bits
     rate = hw.bandwidth_hz * np.log2(1 + c.bld.power_w * c.bld.gain_coordinator / 1e-9)
-    energy = 1e-27 * cycles * hw.cpu_hz ** 2 + c.bld.power_w * model_size_bits("cnn") / rate
+    energy = 1e-27 * cycles * hw.cpu_hz**2 + c.bld.power_w * model_size_bits("cnn") / rate
     assert np.allclose(d["energy_j"], energy, rtol=1e-12)
-    assert np.allclose(d["t_loc_s"] + d["t_up_s"], cycles / hw.cpu_hz
-                       + model_size_bits("cnn") / rate, rtol=1e-12)
+    assert np.allclose(
+        d["t_loc_s"] + d["t_up_s"], cycles / hw.cpu_hz + model_size_bits("cnn") / rate, rtol=1e-12
+    )
     # battery just above every BLD's energy: all kept; just below BLD 0's: BLD 0 drops
     full = dataclasses.replace(hw, battery_j=energy * 1.001)
-    short = dataclasses.replace(hw, battery_j=np.where(np.arange(c.n_bld) == 0,
-                                                       energy * 0.999, energy * 1.001))
+    short = dataclasses.replace(
+        hw, battery_j=np.where(np.arange(c.n_bld) == 0, energy * 0.999, energy * 1.001)
+    )
     g = script.fedavg_gld_path_s(c)
     kept = script.fedavg_b_latency(c, full, 20.0, g)
     dropped = script.fedavg_b_latency(c, short, 20.0, g)
@@ -113,7 +118,8 @@ def test_fedavg_b_drops_a_bld_whose_energy_exceeds_its_battery(script: ModuleTyp
 
 
 def test_crossover_is_where_fedavg_b_starts_to_outlast_the_proposed_round(
-        script: ModuleType, scenarios: list) -> None:
+    script: ModuleType, scenarios: list
+) -> None:
     clusters = [sc.cluster for sc in scenarios]
     hws = [script.BLDHardware.of(sc) for sc in scenarios]
     g = [script.fedavg_gld_path_s(c) for c in clusters]
@@ -122,8 +128,10 @@ def test_crossover_is_where_fedavg_b_starts_to_outlast_the_proposed_round(
     assert 20 < cross < math.inf
 
     def round_b(iota: float) -> float:
-        ts = [script.fedavg_b_latency(c, hw, iota, gp)["T_s"]
-              for c, hw, gp in zip(clusters, hws, g, strict=True)]
+        ts = [
+            script.fedavg_b_latency(c, hw, iota, gp)["T_s"]
+            for c, hw, gp in zip(clusters, hws, g, strict=True)
+        ]
         return max(t for t in ts if math.isfinite(t))
 
     assert round_b(0.999 * cross) <= t_prop
@@ -137,10 +145,16 @@ def _sharp_eavesdropper(c: Cluster) -> Cluster:
     b = c.bld
     h_e = b.gain_eavesdropper.copy()
     h_e[0] = 1.5 * b.gain_coordinator[0]
-    return Cluster(gld=c.gld, bld=BLDParams(data_bits=b.data_bits,
-                                            gain_coordinator=b.gain_coordinator,
-                                            gain_eavesdropper=h_e, power_w=b.power_w),
-                   constants=c.constants)
+    return Cluster(
+        gld=c.gld,
+        bld=BLDParams(
+            data_bits=b.data_bits,
+            gain_coordinator=b.gain_coordinator,
+            gain_eavesdropper=h_e,
+            power_w=b.power_w,
+        ),
+        constants=c.constants,
+    )
 
 
 def test_nojam_sitout_drops_unsyncable_twins_wait_keeps_all(script: ModuleType) -> None:
@@ -155,26 +169,31 @@ def test_nojam_sitout_drops_unsyncable_twins_wait_keeps_all(script: ModuleType) 
     assert wait["bld"].tolist() == list(range(c.n_bld))
     assert wait["Q_w"] > jamming_lower_bound_w(c)  # the least jamming that lets BLD 0 sync
     assert np.all(secrecy_rate_bps(c, wait["Q_w"]) > 0)
-    clean = c.bld.data_bits / (1e6 * np.log2(1 + c.bld.power_w * c.bld.gain_coordinator
-                                             / 1e-9))
+    clean = c.bld.data_bits / (1e6 * np.log2(1 + c.bld.power_w * c.bld.gain_coordinator / 1e-9))
     assert float(sync_time_s(c, wait["Q_w"])) == pytest.approx(10.0 * clean.max(), rel=1e-6)
     prop = script.proposed_latency(c)
     assert wait["T_s"] >= prop["T_s"] * (1 - 1e-9)  # the exact solver optimises over Q
     # the GLDs cannot afford it: that cluster cannot wait
     weak = c.gld.max_jam_power_w * (0.5 * wait["Q_w"] / jamming_upper_bound_w(c))
-    poor = Cluster(gld=dataclasses.replace(c.gld, max_jam_power_w=weak), bld=c.bld,
-                   constants=c.constants)
+    poor = Cluster(
+        gld=dataclasses.replace(c.gld, max_jam_power_w=weak), bld=c.bld, constants=c.constants
+    )
     assert script.nojam_wait_latency(poor, 10.0)["bld"] is None
 
 
-def test_nojam_wait_uses_no_jamming_where_every_twin_syncs_without(script: ModuleType
-                                                                   ) -> None:
+def test_nojam_wait_uses_no_jamming_where_every_twin_syncs_without(script: ModuleType) -> None:
     c = table2_cluster()
     b = c.bld
-    easy = Cluster(gld=c.gld, bld=BLDParams(data_bits=b.data_bits,
-                                            gain_coordinator=b.gain_coordinator,
-                                            gain_eavesdropper=0.5 * b.gain_coordinator,
-                                            power_w=b.power_w), constants=c.constants)
+    easy = Cluster(
+        gld=c.gld,
+        bld=BLDParams(
+            data_bits=b.data_bits,
+            gain_coordinator=b.gain_coordinator,
+            gain_eavesdropper=0.5 * b.gain_coordinator,
+            power_w=b.power_w,
+        ),
+        constants=c.constants,
+    )
     assert jamming_lower_bound_w(easy) < 0
     wait = script.nojam_wait_latency(easy, 10.0)
     sit = script.nojam_sitout_latency(easy)
@@ -184,8 +203,7 @@ def test_nojam_wait_uses_no_jamming_where_every_twin_syncs_without(script: Modul
 
 
 # ---------------------------------------------------------------------- data and sync
-def test_static_mode_charges_the_full_sync_once_then_the_state_update(script: ModuleType
-                                                                      ) -> None:
+def test_static_mode_charges_the_full_sync_once_then_the_state_update(script: ModuleType) -> None:
     c = table2_cluster()
     small = script.state_update_cluster(c, 1e4)
     assert np.all(small.bld.data_bits == 1e4)
@@ -200,7 +218,8 @@ def test_static_mode_charges_the_full_sync_once_then_the_state_update(script: Mo
     assert later[0]["T_s"] < first[0]["T_s"]
     same = script.state_update_cluster(c, float(c.bld.data_bits[0]))
     assert float(sync_time_s(same, q)) == pytest.approx(
-        float(c.bld.data_bits[0] / secrecy_rate_bps(c, q).min()), rel=1e-12)
+        float(c.bld.data_bits[0] / secrecy_rate_bps(c, q).min()), rel=1e-12
+    )
 
 
 def test_fl_config_matches_the_data_mode(script: ModuleType) -> None:
@@ -228,11 +247,13 @@ def test_bld_share_rescaling(script: ModuleType, scenarios: list) -> None:
 def test_mean_ci_and_bad_arguments(script: ModuleType) -> None:
     m, h, n = script.mean_ci([1.0, 2.0, 3.0])
     assert (m, n) == (2.0, 3) and h == pytest.approx(4.302652729911275 / math.sqrt(3))
-    for flag, kw in (("--data-mode", {"data_mode": "online"}),
-                     ("--wait-sync-factor", {"wait_sync_factor": 1.0}),
-                     ("--bld-shares", {"bld_shares": (0.0,)}),
-                     ("--seeds", {"seeds": ()}),
-                     ("--iota-sweep", {"iota_sweep": (-1.0,)})):
+    for flag, kw in (
+        ("--data-mode", {"data_mode": "online"}),
+        ("--wait-sync-factor", {"wait_sync_factor": 1.0}),
+        ("--bld-shares", {"bld_shares": (0.0,)}),
+        ("--seeds", {"seeds": ()}),
+        ("--iota-sweep", {"iota_sweep": (-1.0,)}),
+    ):
         with pytest.raises(SystemExit, match=flag):
             script.check_args(_args(script, **kw))
 
@@ -243,7 +264,10 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("fig7")
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / f"{FIGURE}.py"), "--quick", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "MPLBACKEND": "Agg"},
     )
     assert proc.returncode == 0, f"{FIGURE} failed:\n{proc.stdout}\n{proc.stderr}"
@@ -265,18 +289,27 @@ def test_quick_run_outputs_and_learning(quick_run: tuple[Path, dict]) -> None:
     for seed, info in per_seed.items():
         share = min(float(r["bld_share"]) for r in rows if r["seed"] == seed)
         for scheme, times in info["times"].items():
-            mine = [r for r in rows if r["seed"] == seed and r["scheme"] == scheme
-                    and float(r["bld_share"]) == share]
+            mine = [
+                r
+                for r in rows
+                if r["seed"] == seed and r["scheme"] == scheme and float(r["bld_share"]) == share
+            ]
             t = np.array([float(r["sim_time_s"]) for r in mine])
             acc = np.array([float(r["accuracy"]) for r in mine])
             assert np.allclose(t, np.concatenate([[0.0], np.cumsum(times)]))
             assert acc[-1] > 0.5 and acc[-1] > acc[0]  # chance is 10 %
         # schemes sharing a participation set reuse its curve on their own time axis
         for scheme, twin in info["reused_curves"].items():
-            a = [r["accuracy"] for r in rows if r["seed"] == seed and r["scheme"] == scheme
-                 and float(r["bld_share"]) == share]
-            b = [r["accuracy"] for r in rows if r["seed"] == seed and r["scheme"] == twin
-                 and float(r["bld_share"]) == share]
+            a = [
+                r["accuracy"]
+                for r in rows
+                if r["seed"] == seed and r["scheme"] == scheme and float(r["bld_share"]) == share
+            ]
+            b = [
+                r["accuracy"]
+                for r in rows
+                if r["seed"] == seed and r["scheme"] == twin and float(r["bld_share"]) == share
+            ]
             assert a == b
     for name, v in s["schemes"].items():
         assert v["seeds"] >= 1, name
@@ -287,8 +320,11 @@ def test_accuracy_at_a_common_time(script: ModuleType) -> None:
     def curve(dt: float, accs: list[float]) -> list[dict[str, float]]:
         return [{"sim_time_s": i * dt, "accuracy": a} for i, a in enumerate(accs)]
 
-    curves = {"proposed": curve(10.0, [0.1, 0.5, 0.7]), "fedavg_a": curve(1.0, [0.1, 0.3, 0.4]),
-              "centralized": curve(0.5, [0.1, 0.9])}
+    curves = {
+        "proposed": curve(10.0, [0.1, 0.5, 0.7]),
+        "fedavg_a": curve(1.0, [0.1, 0.3, 0.4]),
+        "centralized": curve(0.5, [0.1, 0.9]),
+    }
     t = script.common_time_s(curves)
     assert t == 2.0  # FedAvg (a) ends first; the centralized curve does not count
     assert script.accuracy_at(curves["proposed"], t) == 0.1  # no round finished yet

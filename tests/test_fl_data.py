@@ -76,17 +76,16 @@ def test_clients_never_train_on_validation_images(mnist: MNISTData) -> None:
     """Every client shard indexes the training tensor, which holds no validation image;
     the validators' quality check runs on the validation split, the reported accuracy on
     the test set."""
-    system = FederatedSystem({"model": "mlp", **CPU}, [([3.0, 2.0], [1.0, 4.0])] * 2,
-                             data=mnist)
+    system = FederatedSystem({"model": "mlp", **CPU}, [([3.0, 2.0], [1.0, 4.0])] * 2, data=mnist)
     assert not _image_keys(system.data.train_x) & _image_keys(system.data.val_x)
     g = system.global_params
     from dtfl_env.fl.training import evaluate as plain
 
-    assert system.validation_quality(g, 100) == plain(g, system.model, mnist.val_x[:100],
-                                                      mnist.val_y[:100])
+    assert system.validation_quality(g, 100) == plain(
+        g, system.model, mnist.val_x[:100], mnist.val_y[:100]
+    )
     assert system.evaluate() == plain(g, system.model, mnist.test_x, mnist.test_y)
-    empty = FederatedSystem({"model": "mlp", "validation_fraction": 0.0, **CPU},
-                            [([1.0], [1.0])])
+    empty = FederatedSystem({"model": "mlp", "validation_fraction": 0.0, **CPU}, [([1.0], [1.0])])
     with pytest.raises(ValueError, match="validation_fraction"):
         empty.validation_quality(g)
 
@@ -94,7 +93,8 @@ def test_clients_never_train_on_validation_images(mnist: MNISTData) -> None:
 def _write_idx(path: Path, array: np.ndarray) -> None:
     """Write an MNIST idx file (big-endian header, uint8 payload)."""
     header = struct.pack(">I", 0x0800 + array.ndim) + b"".join(
-        struct.pack(">I", d) for d in array.shape)
+        struct.pack(">I", d) for d in array.shape
+    )
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
@@ -103,7 +103,7 @@ def _fake_mnist_root(root: Path, n_train: int = 30, n_test: int = 12) -> np.ndar
     raw.mkdir(parents=True)
     x, y = _embedded_arrays()
     pix = x.reshape(-1, 28, 28)
-    pick = np.arange(0, 5000, 5000 // (n_train + n_test))[:n_train + n_test]
+    pick = np.arange(0, 5000, 5000 // (n_train + n_test))[: n_train + n_test]
     _write_idx(raw / "train-images-idx3-ubyte", pix[pick[:n_train]])
     _write_idx(raw / "train-labels-idx1-ubyte", y[pick[:n_train]])
     _write_idx(raw / "t10k-images-idx3-ubyte", pix[pick[n_train:]])
@@ -117,8 +117,9 @@ def test_torchvision_source_reads_a_local_folder(tmp_path: Path) -> None:
     x, y = _embedded_arrays()
     assert data.train_x.shape == (30, 1, 28, 28) and data.test_x.shape == (12, 1, 28, 28)
     assert data.train_y.tolist() == y[pick[:30]].tolist()
-    expected = (torch.from_numpy(x[pick[:30]].copy()).reshape(-1, 1, 28, 28) / 255.0
-                - MNIST_MEAN) / MNIST_STD
+    expected = (
+        torch.from_numpy(x[pick[:30]].copy()).reshape(-1, 1, 28, 28) / 255.0 - MNIST_MEAN
+    ) / MNIST_STD
     assert torch.allclose(data.train_x, expected, atol=1e-6)
     # the validation split comes out of the official training set, seeded; the test set
     # (t10k) is untouched
@@ -133,8 +134,12 @@ def test_torchvision_source_reads_a_local_folder(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kind", ["none", "missing", "file", "empty"])
 def test_bad_data_root_is_a_clear_value_error(tmp_path: Path, kind: str) -> None:
-    root = {"none": None, "missing": tmp_path / "nope", "file": tmp_path / "f.txt",
-            "empty": tmp_path}[kind]
+    root = {
+        "none": None,
+        "missing": tmp_path / "nope",
+        "file": tmp_path / "f.txt",
+        "empty": tmp_path,
+    }[kind]
     if kind == "file":
         (tmp_path / "f.txt").write_text("x")
     with pytest.raises(ValueError, match="data_root"):
@@ -177,8 +182,11 @@ def test_partition_sizes_are_proportional_and_disjoint(mnist: MNISTData) -> None
 def _label_skew(labels: np.ndarray, parts: list[np.ndarray]) -> float:
     """Mean total-variation distance between each client's label mix and the global one."""
     glob = np.bincount(labels, minlength=10) / labels.size
-    tv = [0.5 * np.abs(np.bincount(labels[p], minlength=10) / p.size - glob).sum()
-          for p in parts if p.size]
+    tv = [
+        0.5 * np.abs(np.bincount(labels[p], minlength=10) / p.size - glob).sum()
+        for p in parts
+        if p.size
+    ]
     return float(np.mean(tv))
 
 
@@ -194,13 +202,16 @@ def test_dirichlet_is_label_skewed_and_iid_is_not(mnist: MNISTData) -> None:
     assert _label_skew(y, partition(y, w, "dirichlet", alpha=100.0, rng=0)) < 0.2
 
 
-@pytest.mark.parametrize(("kwargs", "name"), [
-    ({"weights": [1.0, -1.0]}, "weights"),
-    ({"weights": [0.0, 0.0]}, "weights"),
-    ({"weights": [1.0], "scheme": "shards"}, "scheme"),
-    ({"weights": [1.0], "scheme": "dirichlet", "alpha": 0.0}, "alpha"),
-    ({"weights": [1.0], "rng": "seed"}, "rng"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"weights": [1.0, -1.0]}, "weights"),
+        ({"weights": [0.0, 0.0]}, "weights"),
+        ({"weights": [1.0], "scheme": "shards"}, "scheme"),
+        ({"weights": [1.0], "scheme": "dirichlet", "alpha": 0.0}, "alpha"),
+        ({"weights": [1.0], "rng": "seed"}, "rng"),
+    ],
+)
 def test_partition_validates_arguments(kwargs: dict, name: str) -> None:
     with pytest.raises(ValueError, match=name):
         partition(np.zeros(10, dtype=np.int64), **kwargs)

@@ -20,8 +20,9 @@ from _fl import CPU
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
 def test_system_learns_mnist_in_three_rounds(mnist: MNISTData, model: str) -> None:
     """10 clients (2 clusters of 3 GLDs + 2 BLDs, equal data) pass 80 % in 3 rounds."""
-    system = FederatedSystem({"model": model, **CPU}, [(np.ones(3), np.ones(2))] * 2,
-                             seed=0, data=mnist)
+    system = FederatedSystem(
+        {"model": model, **CPU}, [(np.ones(3), np.ones(2))] * 2, seed=0, data=mnist
+    )
     acc_start, _ = system.evaluate()
     for _ in range(3):
         out = system.clusters_round([(0, None, None, None), (1, None, None, None)])
@@ -70,8 +71,9 @@ def test_participation_masks_and_twin_policies(mnist: MNISTData) -> None:
     _, n = stale.cluster_round(0, np.array([True, False, True]), [1], None)
     assert n == 2 * 954 + 2 * 318  # the unsynced twin 0 trains on its stale copy
     assert stale.last_participation[0]["bld_stale"].tolist() == [0]
-    skip = FederatedSystem({"model": "mlp", "twin_stale_policy": "skip", **CPU}, clusters,
-                           data=mnist)
+    skip = FederatedSystem(
+        {"model": "mlp", "twin_stale_policy": "skip", **CPU}, clusters, data=mnist
+    )
     _, n = skip.cluster_round(0, [0, 2], np.array([False, True]), [0, 1])
     assert n == 2 * 954 + 318
     assert skip.last_participation[0]["bld"].tolist() == [1]
@@ -87,8 +89,9 @@ def test_participation_masks_and_twin_policies(mnist: MNISTData) -> None:
 
 
 def test_stale_twins_lag_behind_growing_device_data(mnist: MNISTData) -> None:
-    system = FederatedSystem({"model": "mlp", "data_arrival_rounds": 4, **CPU},
-                             [([1.0], [1.0, 1.0])], data=mnist)
+    system = FederatedSystem(
+        {"model": "mlp", "data_arrival_rounds": 4, **CPU}, [([1.0], [1.0, 1.0])], data=mnist
+    )
     assert system.twin_samples(0).tolist() == [292, 292]  # round 0: ceil(1166 / 4)
     for _ in range(2):
         p, n = system.cluster_round(0, None, [1], None)  # BLD 0 never syncs
@@ -99,12 +102,15 @@ def test_stale_twins_lag_behind_growing_device_data(mnist: MNISTData) -> None:
     assert system.last_participation[0]["bld_stale"].tolist() == [0]
 
 
-
-def test_window_stream_twin_starts_empty_and_holds_only_synced_chunks(mnist: MNISTData
-                                                                       ) -> None:
+def test_window_stream_twin_starts_empty_and_holds_only_synced_chunks(mnist: MNISTData) -> None:
     """``data_stream="window"``: fresh data per round; a twin learns only what it synced."""
-    cfg = {"model": "mlp", "data_arrival_rounds": 4, "data_stream": "window",
-           "twin_stale_policy": "stale", **CPU}
+    cfg = {
+        "model": "mlp",
+        "data_arrival_rounds": 4,
+        "data_stream": "window",
+        "twin_stale_policy": "stale",
+        **CPU,
+    }
     system = FederatedSystem(cfg, [([1.0], [1.0, 1.0])], data=mnist)
     assert system.twin_samples(0).tolist() == [0, 0]  # nothing synced yet
     gld_n, bld_n = system.device_samples(0)
@@ -114,10 +120,13 @@ def test_window_stream_twin_starts_empty_and_holds_only_synced_chunks(mnist: MNI
     assert n == gld_n[0] // 4 + bld_n[1] // 4  # one chunk each, not the whole shard
     system.global_aggregate([p], [n])
     system.cluster_round(0, None, [0, 1], None)  # round 1: chunk 1 of each shard
-    assert system.twin_samples(0).tolist() == [bld_n[0] * 2 // 4 - bld_n[0] // 4,
-                                              bld_n[1] * 2 // 4 - bld_n[1] // 4]
+    assert system.twin_samples(0).tolist() == [
+        bld_n[0] * 2 // 4 - bld_n[0] // 4,
+        bld_n[1] * 2 // 4 - bld_n[1] // 4,
+    ]
     with pytest.raises(ValueError, match=r"fl\.data_stream"):
         FederatedSystem({**cfg, "data_stream": "stream"}, [([1.0], [1.0])], data=mnist)
+
 
 def test_global_aggregate(mnist: MNISTData) -> None:
     system = FederatedSystem({"model": "mlp", **CPU}, [([1.0], [])], data=mnist)
@@ -139,9 +148,18 @@ def test_fl_config_is_strict() -> None:
     assert FLConfig.from_dict({}).model == "cnn"
     with pytest.raises(ValueError, match=r"fl\.modle"):
         FLConfig.from_dict({"modle": "cnn"})
-    for key, bad in [("model", "vgg"), ("local_epochs", 0), ("lr", -1.0), ("alpha", 0),
-                     ("partition", "shards"), ("twin_stale_policy", "drop"), ("device", "tpu"),
-                     ("batch_size", 2.5), ("seed", -1), ("download", "yes")]:
+    for key, bad in [
+        ("model", "vgg"),
+        ("local_epochs", 0),
+        ("lr", -1.0),
+        ("alpha", 0),
+        ("partition", "shards"),
+        ("twin_stale_policy", "drop"),
+        ("device", "tpu"),
+        ("batch_size", 2.5),
+        ("seed", -1),
+        ("download", "yes"),
+    ]:
         with pytest.raises(ValueError, match=rf"fl\.{key}"):
             FLConfig.from_dict({key: bad})
     with pytest.raises(ValueError, match=r"fl\.backend"):
@@ -151,17 +169,23 @@ def test_fl_config_is_strict() -> None:
 
 
 @pytest.mark.parametrize("fraction", [1.0, 0.4])
-def test_label_flipping_is_the_ledger_routine_on_the_devices_rows(mnist: MNISTData,
-                                                                   fraction: float) -> None:
+def test_label_flipping_is_the_ledger_routine_on_the_devices_rows(
+    mnist: MNISTData, fraction: float
+) -> None:
     """One label-flipping routine (dtfl_env.ledger.attacks.flip_labels) for the FL side too."""
     from dtfl_env.ledger import flip_labels
 
-    system = FederatedSystem({"model": "mlp", **CPU}, [table2_cluster()] * 3, seed=0,
-                             data=mnist)
+    system = FederatedSystem({"model": "mlp", **CPU}, [table2_cluster()] * 3, seed=0, data=mnist)
     clean = system._train_y.clone()
     n = system.flip_labels([0, 2], seed=5, fraction=fraction)
-    rows = np.concatenate([*system._gld_shards[0], *system._bld_shards[0],
-                           *system._gld_shards[2], *system._bld_shards[2]])
+    rows = np.concatenate(
+        [
+            *system._gld_shards[0],
+            *system._bld_shards[0],
+            *system._gld_shards[2],
+            *system._bld_shards[2],
+        ]
+    )
     want = flip_labels(clean[rows].numpy(), np.random.default_rng([5, 7]), fraction=fraction)
     assert np.array_equal(system._train_y.numpy()[rows], want)
     assert n == int(np.count_nonzero(want != clean[rows].numpy()))

@@ -29,12 +29,26 @@ from _fl import CPU, subset
 
 # ---------------------------------------------------------------------- training
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize(("name", "impl", "chunk"), [
-    ("cnn", "manual", None), ("cnn", "manual", 1), ("cnn", "stacked", None),
-    ("cnn", "vmap", None), ("mlp", "manual", None), ("mlp", "manual", 2),
-    ("mlp", "vmap", None)])
-def test_batched_equals_sequential(mnist: MNISTData, name: str, impl: str, chunk: int | None,
-                                   dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("name", "impl", "chunk"),
+    [
+        ("cnn", "manual", None),
+        ("cnn", "manual", 1),
+        ("cnn", "stacked", None),
+        ("cnn", "vmap", None),
+        ("mlp", "manual", None),
+        ("mlp", "manual", 2),
+        ("mlp", "vmap", None),
+    ],
+)
+def test_batched_equals_sequential(
+    mnist: MNISTData,
+    name: str,
+    impl: str,
+    chunk: int | None,
+    dtype: torch.dtype,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Heterogeneous clients (an empty one, partial batches): same plan, same parameters.
 
     float32 agrees to 1e-5 on this plan; over long runs a rounding difference can flip a
@@ -65,9 +79,9 @@ def test_batched_equals_sequential(mnist: MNISTData, name: str, impl: str, chunk
 
 
 @pytest.mark.parametrize("name", ["cnn", "mlp"])
-def test_batched_result_does_not_depend_on_worker_threads(mnist: MNISTData, name: str,
-                                                          monkeypatch: pytest.MonkeyPatch
-                                                          ) -> None:
+def test_batched_result_does_not_depend_on_worker_threads(
+    mnist: MNISTData, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Blocks of clients on worker threads (single-threaded ops) give the same parameters
     for any number of workers, and torch's thread count is restored afterwards."""
     model = make_model(name, seed=1)
@@ -79,20 +93,22 @@ def test_batched_result_does_not_depend_on_worker_threads(mnist: MNISTData, name
     sched = make_schedule(shards, 1, 8, [np.random.default_rng([2, k]) for k in range(10)])
     init = flatten_params(model)
     before = torch.get_num_threads()
-    ref = flatten_stacked(train_batched(model, init, mnist.train_x, mnist.train_y, sched, 0.1,
-                                        threads=1))
+    ref = flatten_stacked(
+        train_batched(model, init, mnist.train_x, mnist.train_y, sched, 0.1, threads=1)
+    )
     for threads in (2, 3):
-        out = flatten_stacked(train_batched(model, init, mnist.train_x, mnist.train_y, sched,
-                                            0.1, threads=threads))
+        out = flatten_stacked(
+            train_batched(model, init, mnist.train_x, mnist.train_y, sched, 0.1, threads=threads)
+        )
         assert torch.allclose(out, ref, rtol=0, atol=1e-6)
         assert torch.get_num_threads() == before
-    seq = flatten_stacked(train_sequential(model, init, mnist.train_x, mnist.train_y, sched,
-                                           0.1))
+    seq = flatten_stacked(train_sequential(model, init, mnist.train_x, mnist.train_y, sched, 0.1))
     assert float((ref - seq).abs().max()) < 1e-5
 
 
-def _masked_loss_sum(model: torch.nn.Module, p: dict, x: torch.Tensor, y: torch.Tensor,
-                     w: torch.Tensor) -> torch.Tensor:
+def _masked_loss_sum(
+    model: torch.nn.Module, p: dict, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor
+) -> torch.Tensor:
     """Sum over clients of the masked-mean cross-entropy, through ``functional_call``."""
     total = 0.0
     for c in range(x.shape[0]):
@@ -121,8 +137,7 @@ def test_manual_sgd_step_equals_func_grad(mnist: MNISTData, name: str) -> None:
     grads = torch.func.grad(lambda p: _masked_loss_sum(model, p, x, y, w))(start)
     params = {n: t.clone() for n, t in start.items()}
     with torch.no_grad():
-        type(model).sgd_step_stacked(params, x, y, w / w.sum(1, keepdim=True).clamp_min(1.0),
-                                     lr)
+        type(model).sgd_step_stacked(params, x, y, w / w.sum(1, keepdim=True).clamp_min(1.0), lr)
     for n, t in params.items():
         assert t.dtype == torch.float64
         assert float((t - (start[n] - lr * grads[n])).abs().max()) < 1e-12, n
@@ -148,8 +163,15 @@ def test_train_batched_validates_impl(mnist: MNISTData) -> None:
         with pytest.raises(ValueError, match="impl"):
             train_batched(Plain(), init, mnist.train_x, mnist.train_y, sched, 0.1, impl=impl)
     with pytest.raises(ValueError, match="impl"):
-        train_batched(make_model("mlp"), flatten_params(make_model("mlp")), mnist.train_x,
-                      mnist.train_y, sched, 0.1, impl="fast")
+        train_batched(
+            make_model("mlp"),
+            flatten_params(make_model("mlp")),
+            mnist.train_x,
+            mnist.train_y,
+            sched,
+            0.1,
+            impl="fast",
+        )
     out = train_batched(Plain(), init, mnist.train_x, mnist.train_y, sched, 0.1)  # vmap
     assert out["fc.weight"].shape == (1, 10, 784)
 
@@ -170,8 +192,9 @@ def test_fedavg_weights_by_samples() -> None:
 
 def test_evaluate_and_centralized_baseline(mnist: MNISTData) -> None:
     small = subset(mnist, 1000, 300)
-    acc0, loss0 = evaluate(flatten_params(make_model("mlp", seed=0)), "mlp", small.test_x,
-                           small.test_y)
+    acc0, loss0 = evaluate(
+        flatten_params(make_model("mlp", seed=0)), "mlp", small.test_x, small.test_y
+    )
     assert 0.0 <= acc0 <= 0.3 and loss0 > 2.0
     res = train_centralized(small, "mlp", epochs=2, batch_size=10, lr=0.1, seed=0)
     assert len(res.accuracy) == 2 and res.samples_seen == [1000, 2000]
@@ -180,7 +203,8 @@ def test_evaluate_and_centralized_baseline(mnist: MNISTData) -> None:
 
 
 def test_evaluate_through_stacked_copies_equals_the_plain_forward(
-        mnist: MNISTData, monkeypatch: pytest.MonkeyPatch) -> None:
+    mnist: MNISTData, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The CNN's evaluate runs copies of the model through forward_stacked on a CPU: the
     same accuracy and loss as the plain forward, with leftover samples and small sets."""
     from dtfl_env.fl.models import CNN
@@ -205,8 +229,11 @@ def test_evaluate_through_stacked_copies_equals_the_plain_forward(
     assert calls[:3] == [(10, 33), *[(7, 1)] * 2] and (5, 1) in calls
     monkeypatch.setattr(CNN, "stacked_eval", False)
     calls.clear()
-    plain = [evaluate(m, "cnn", small.test_x[:n], small.test_y[:n], bs)
-             for m in models for n, bs in cases]
+    plain = [
+        evaluate(m, "cnn", small.test_x[:n], small.test_y[:n], bs)
+        for m in models
+        for n, bs in cases
+    ]
     assert calls == []
     assert [a for a, _ in stacked] == [a for a, _ in plain]
     assert max(abs(ls - lp) for (_, ls), (_, lp) in zip(stacked, plain, strict=True)) < 1e-5
@@ -292,8 +319,9 @@ def test_fl_threads_is_validated(bad: object) -> None:
     assert FLConfig(threads=3).threads == 3 and FLConfig().threads is None
 
 
-def test_system_trains_and_evaluates_on_fl_threads(mnist: MNISTData,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_system_trains_and_evaluates_on_fl_threads(
+    mnist: MNISTData, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``fl.threads``: torch runs on that many threads while the system trains and
     evaluates, the count is restored after, and the batched results do not change."""
     import dtfl_env.fl.system as system_mod

@@ -59,6 +59,5 @@ def test_flip_labels_on_torch():
 
 def test_ledger_does_not_import_torch():
     code = "import sys, dtfl_env.ledger; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

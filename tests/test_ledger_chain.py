@@ -81,8 +81,9 @@ def test_tampered_header_field_detected(keys, field, position):
     new_value, err = HEADER_TAMPER[field]
     blocks = list(chain.blocks)
     h = blocks[position].header
-    blocks[position] = Block(dataclasses.replace(h, **{field: new_value(h, keys[1])}),
-                             blocks[position].transactions)
+    blocks[position] = Block(
+        dataclasses.replace(h, **{field: new_value(h, keys[1])}), blocks[position].transactions
+    )
     with pytest.raises(err) as info:
         verify_blocks(blocks, keys[1])
     assert isinstance(info.value, LedgerError)
@@ -148,10 +149,15 @@ def test_transaction_set_changes_break_merkle_root(keys):
             verify_blocks(blocks, reg)
     # a submitter that re-signs an altered transaction still breaks the Merkle root
     tx = b.transactions[1]
-    resigned = Transaction.create(ids[tx.submitter], cluster_id=tx.cluster_id, round=tx.round,
-                                  model_digest=flip_hex(tx.model_digest),
-                                  global_digest=tx.global_digest,
-                                  participants=tx.participants, sample_counts=tx.sample_counts)
+    resigned = Transaction.create(
+        ids[tx.submitter],
+        cluster_id=tx.cluster_id,
+        round=tx.round,
+        model_digest=flip_hex(tx.model_digest),
+        global_digest=tx.global_digest,
+        participants=tx.participants,
+        sample_counts=tx.sample_counts,
+    )
     blocks[1] = Block(b.header, (b.transactions[0], resigned, b.transactions[2]))
     with pytest.raises(MerkleRootError):
         verify_blocks(blocks, reg)
@@ -162,14 +168,27 @@ def test_forged_signature_rejected(keys):
     chain = make_chain(keys)
     d = params_digest(np.zeros(4, np.float32))
     # gc-1 signs a record claiming to come from gc-0
-    body = Transaction.create(ids["gc-1"], cluster_id=0, round=3, model_digest=d,
-                              global_digest=d, participants=[1], sample_counts=[5])
+    body = Transaction.create(
+        ids["gc-1"],
+        cluster_id=0,
+        round=3,
+        model_digest=d,
+        global_digest=d,
+        participants=[1],
+        sample_counts=[5],
+    )
     forged = dataclasses.replace(body, submitter="gc-0")
     with pytest.raises(SignatureError, match=r"transaction\.signature"):
         chain.append(chain.propose(ids["gc-0"], [forged], round=3, timestamp_s=9.0))
-    outsider = Transaction.create(Identity.generate("eve"), cluster_id=5, round=3,
-                                  model_digest=d, global_digest=d, participants=[1],
-                                  sample_counts=[5])
+    outsider = Transaction.create(
+        Identity.generate("eve"),
+        cluster_id=5,
+        round=3,
+        model_digest=d,
+        global_digest=d,
+        participants=[1],
+        sample_counts=[5],
+    )
     with pytest.raises(UnknownSignerError, match=r"transaction\.submitter"):
         chain.append(chain.propose(ids["gc-0"], [outsider], round=3, timestamp_s=9.0))
 
@@ -184,13 +203,27 @@ def test_replayed_transaction_rejected(keys):
     assert info.value.reason == "replay"
     # a new, validly signed transaction for a (cluster, round) already on chain
     d = params_digest(np.zeros(4, np.float32))
-    again = Transaction.create(ids["gc-2"], cluster_id=2, round=2, model_digest=d,
-                               global_digest=d, participants=[1], sample_counts=[5])
+    again = Transaction.create(
+        ids["gc-2"],
+        cluster_id=2,
+        round=2,
+        model_digest=d,
+        global_digest=d,
+        participants=[1],
+        sample_counts=[5],
+    )
     with pytest.raises(ReplayError, match=r"\(cluster_id, round\) = \(2, 2\)"):
         chain.append(chain.propose(ids["gc-0"], [again], round=2, timestamp_s=9.0))
     # twice in one block
-    fresh = Transaction.create(ids["gc-2"], cluster_id=2, round=3, model_digest=d,
-                               global_digest=d, participants=[1], sample_counts=[5])
+    fresh = Transaction.create(
+        ids["gc-2"],
+        cluster_id=2,
+        round=3,
+        model_digest=d,
+        global_digest=d,
+        participants=[1],
+        sample_counts=[5],
+    )
     with pytest.raises(ReplayError):
         chain.append(chain.propose(ids["gc-0"], [fresh, fresh], round=3, timestamp_s=9.0))
     assert chain.height == 3
@@ -205,8 +238,15 @@ def test_order_and_round_consistency(keys):
     with pytest.raises(BlockOrderError, match="round"):
         chain.append(chain.propose(ids["gc-0"], [], round=1, timestamp_s=9.0))
     d = params_digest(np.zeros(4, np.float32))
-    tx = Transaction.create(ids["gc-0"], cluster_id=0, round=7, model_digest=d,
-                            global_digest=d, participants=[1], sample_counts=[5])
+    tx = Transaction.create(
+        ids["gc-0"],
+        cluster_id=0,
+        round=7,
+        model_digest=d,
+        global_digest=d,
+        participants=[1],
+        sample_counts=[5],
+    )
     with pytest.raises(BlockFormatError, match=r"transaction\.round 7 differs"):
         chain.append(chain.propose(ids["gc-0"], [tx], round=3, timestamp_s=9.0))
 
@@ -214,11 +254,23 @@ def test_order_and_round_consistency(keys):
 def test_transaction_fields_validated(keys):
     ids, _ = keys
     d = params_digest(np.zeros(4, np.float32))
-    good = {"cluster_id": 0, "round": 0, "model_digest": d, "global_digest": d,
-            "participants": [1, 2], "sample_counts": [5, 6]}
+    good = {
+        "cluster_id": 0,
+        "round": 0,
+        "model_digest": d,
+        "global_digest": d,
+        "participants": [1, 2],
+        "sample_counts": [5, 6],
+    }
     Transaction.create(ids["gc-0"], **good)
-    bad = {"cluster_id": -1, "round": 1.5, "model_digest": d.upper(), "global_digest": "ab",
-           "participants": [1, 1], "sample_counts": [5]}
+    bad = {
+        "cluster_id": -1,
+        "round": 1.5,
+        "model_digest": d.upper(),
+        "global_digest": "ab",
+        "participants": [1, 1],
+        "sample_counts": [5],
+    }
     for key, value in bad.items():
         with pytest.raises(BlockFormatError, match=f"transaction.{key}"):
             Transaction.create(ids["gc-0"], **{**good, key: value})

@@ -41,8 +41,16 @@ def test_consortium_rounds(tmp_path):
             w = (g + 0.3 * (target - g) + 0.02 * rng.standard_normal(64)).astype(np.float32)
             if c == 0 and t >= 1:  # the initially best coordinator turns malicious
                 w = scaled_update(g, w)
-            subs.append(cons.submit(c, round=t, params=w, global_params=g,
-                                    participants=[10 * c, 10 * c + 1], sample_counts=[3, 4]))
+            subs.append(
+                cons.submit(
+                    c,
+                    round=t,
+                    params=w,
+                    global_params=g,
+                    participants=[10 * c, 10 * c + 1],
+                    sample_counts=[3, 4],
+                )
+            )
         rec = cons.end_round(t, subs, global_params=g, quality=q, timestamp_s=2.0 * t)
         validators.append(rec.validator)
         assert rec.block is not None and rec.block_size_bytes == block_size_bytes(rec.block)
@@ -62,7 +70,6 @@ def test_consortium_rounds(tmp_path):
     assert rec.block is None and none.chain.height == 0
 
 
-
 # ---------------------------------------------------------------- validator behaviour
 def _round_models(cons, t, g, target, rng, poisoned=()):
     """Every cluster's signed model for round t: a step towards ``target``; the clusters in
@@ -72,8 +79,11 @@ def _round_models(cons, t, g, target, rng, poisoned=()):
         w = (g + 0.3 * (target - g) + 0.02 * rng.standard_normal(g.size)).astype(np.float32)
         if c in poisoned:
             w = random_update(g, rng, scale=30.0)
-        subs.append(cons.submit(c, round=t, params=w, global_params=g,
-                                participants=[10 * c], sample_counts=[5]))
+        subs.append(
+            cons.submit(
+                c, round=t, params=w, global_params=g, participants=[10 * c], sample_counts=[5]
+            )
+        )
     return subs
 
 
@@ -81,6 +91,7 @@ def _quality_fn(target):
     def q(p):
         loss = float(np.mean((p - target) ** 2))
         return float(np.exp(-loss)), loss
+
     return q
 
 
@@ -91,8 +102,9 @@ def test_malicious_validator_and_the_audit(attack):
     rng = np.random.default_rng(5)
     target = rng.standard_normal(64)
     g = (0.1 * rng.standard_normal(64)).astype(np.float32)
-    cons = Consortium(range(5), rng=rng, malicious=[0, 1], validator_attack=attack,
-                      selection="round_robin")  # round 0: gc-0, a malicious coordinator
+    cons = Consortium(
+        range(5), rng=rng, malicious=[0, 1], validator_attack=attack, selection="round_robin"
+    )  # round 0: gc-0, a malicious coordinator
     before = cons.tracker.score_table()["gc-0"]
     subs = _round_models(cons, 0, g, target, rng, poisoned=(0, 1))
     rec = cons.end_round(0, subs, global_params=g, quality=_quality_fn(target), timestamp_s=0.0)
@@ -101,12 +113,15 @@ def test_malicious_validator_and_the_audit(attack):
     assert sorted(rec.reference.summary()["accepted"]) == [2, 3, 4]  # the honest verdicts
     block_clusters = sorted(tx.cluster_id for tx in rec.block.transactions)
     assert block_clusters == sorted(rec.accepted_clusters)  # the block records the report
-    expected = {"none": [2, 3, 4], "accept_poisoned": [0, 1, 2, 3, 4], "reject_honest": [],
-                "both": [0, 1]}[attack]
+    expected = {
+        "none": [2, 3, 4],
+        "accept_poisoned": [0, 1, 2, 3, 4],
+        "reject_honest": [],
+        "both": [0, 1],
+    }[attack]
     assert block_clusters == expected
     assert rec.audit is not None and rec.audit_failed == (attack != "none")
-    lets_in, keeps_out = attack in ("accept_poisoned", "both"), attack in ("reject_honest",
-                                                                              "both")
+    lets_in, keeps_out = attack in ("accept_poisoned", "both"), attack in ("reject_honest", "both")
     assert rec.audit.wrongly_accepted == ((0, 1) if lets_in else ())
     assert rec.audit.wrongly_rejected == ((2, 3, 4) if keeps_out else ())
     hist = cons.tracker.history_components()
@@ -125,9 +140,18 @@ def test_malicious_validator_and_the_audit(attack):
 def test_malicious_validation_cannot_forge_what_the_chain_checks(keys):
     ids, reg = keys
     g = np.zeros(8, np.float32)
-    subs = [make_submission(ids[f"gc-{c}"], cluster_id=c, round=0, params=g + 0.1 * c,
-                            global_digest=params_digest(g), participants=[c],
-                            sample_counts=[1]) for c in range(3)]
+    subs = [
+        make_submission(
+            ids[f"gc-{c}"],
+            cluster_id=c,
+            round=0,
+            params=g + 0.1 * c,
+            global_digest=params_digest(g),
+            participants=[c],
+            sample_counts=[1],
+        )
+        for c in range(3)
+    ]
     subs[1] = tamper_submission(subs[1], np.random.default_rng(0))
     honest = verify_submissions(subs, registry=reg, round=0, mode="signature")
     assert honest.mask.tolist() == [True, False, True]
@@ -161,9 +185,14 @@ def test_validator_selection_policies():
     with pytest.raises(ValueError, match="malicious"):
         Consortium(range(3), malicious=[5], rng=rng)
     with pytest.raises(ValueError, match="validator"):
-        Consortium(range(3), rng=rng).end_round(0, [], global_params=np.zeros(2, np.float32),
-                                                quality=None, timestamp_s=0.0,
-                                                validator="main")
+        Consortium(range(3), rng=rng).end_round(
+            0,
+            [],
+            global_params=np.zeros(2, np.float32),
+            quality=None,
+            timestamp_s=0.0,
+            validator="main",
+        )
 
 
 def _malicious_validator_rounds(policy, seed, rounds=20):
@@ -173,8 +202,9 @@ def _malicious_validator_rounds(policy, seed, rounds=20):
     rng = np.random.default_rng(seed)
     target = rng.standard_normal(32)
     g = (0.1 * rng.standard_normal(32)).astype(np.float32)
-    cons = Consortium(range(10), rng=rng, malicious=[0, 1, 2], validator_attack="both",
-                      selection=policy)
+    cons = Consortium(
+        range(10), rng=rng, malicious=[0, 1, 2], validator_attack="both", selection=policy
+    )
     cons.set_twin_proportion([0.1, 0.1, 0.1, *([0.3] * 7)])
     q = _quality_fn(target)
     chosen = []

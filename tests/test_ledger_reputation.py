@@ -16,8 +16,12 @@ from dtfl_env.model import ReputationWeights, reputation_score
 
 # ---------------------------------------------------------------- reputation (eq. (2))
 def test_reputation_scores_and_selection():
-    tr = ReputationTracker(["a", "b", "c"], encryption=[1.0, 0.5, 0.8], routing={"b": 0.25},
-                           twin_proportion=[0.2, 0.0, 0.5])
+    tr = ReputationTracker(
+        ["a", "b", "c"],
+        encryption=[1.0, 0.5, 0.8],
+        routing={"b": 0.25},
+        twin_proportion=[0.2, 0.0, 0.5],
+    )
     hist = tr.history()
     np.testing.assert_allclose(hist, 0.5)  # newcomers: every running rate starts at 1/2
     expected = reputation_score(tr.encryption, tr.routing, tr.twin_proportion, hist)
@@ -32,8 +36,9 @@ def test_reputation_scores_and_selection():
     with pytest.raises(ValueError, match="unknown coordinator id 'z'"):
         tr.set_capabilities(encryption={"z": 1.0})
     w = ReputationWeights(encryption=0.0, routing=0.0, proportion=1.0, history=0.0)
-    assert ReputationTracker(["a", "b"], twin_proportion=[0.5, 0.1], weights=w) \
-        .select_validators() == ["b"]
+    assert ReputationTracker(
+        ["a", "b"], twin_proportion=[0.5, 0.1], weights=w
+    ).select_validators() == ["b"]
     tie = ReputationTracker(["x", "y"])
     assert tie.select_validators() == ["x"]  # ties go to the first listed
 
@@ -71,8 +76,9 @@ def test_history_update_rule():
         tr.record_round(submitted=[], accepted=[], audit_failed=["z"])
     # a block proven wrong: block quality 0 with weight audit_weight, whatever block_quality
     tr3 = ReputationTracker(["a", "b"], history=HistoryConfig(decay=1.0, audit_weight=4))
-    tr3.record_round(submitted=[], accepted=[], block_quality={"a": 1.0, "b": 1.0},
-                     audit_failed=["a"])
+    tr3.record_round(
+        submitted=[], accepted=[], block_quality={"a": 1.0, "b": 1.0}, audit_failed=["a"]
+    )
     q3 = {c: v["block_quality"] for c, v in tr3.history_components().items()}
     assert q3 == pytest.approx({"a": 1 / 6, "b": 2 / 3})
     np.testing.assert_allclose(routing_capability([0, 1, 3]), [1.0, 0.5, 0.25])

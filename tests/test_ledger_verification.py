@@ -28,7 +28,7 @@ P = K * D + K
 
 def _logp(params, X):
     W = params[: K * D].reshape(K, D).astype(np.float64)
-    z = X @ W.T + params[K * D:].astype(np.float64)
+    z = X @ W.T + params[K * D :].astype(np.float64)
     z -= z.max(1, keepdims=True)
     return z - np.log(np.exp(z).sum(1, keepdims=True))
 
@@ -78,9 +78,15 @@ def fl_trials():
                 w = random_update(g, rng)
             elif kind == "scaled":
                 w = scaled_update(g, w, factor=-10.0)
-            sub = make_submission(ids[f"gc-{c}"], cluster_id=c, round=t, params=w,
-                                  global_digest=params_digest(g), participants=[c],
-                                  sample_counts=[200])
+            sub = make_submission(
+                ids[f"gc-{c}"],
+                cluster_id=c,
+                round=t,
+                params=w,
+                global_digest=params_digest(g),
+                participants=[c],
+                sample_counts=[200],
+            )
             subs.append(tamper_submission(sub, rng) if kind == "tamper" else sub)
         trials.append((t, g, kinds, subs))
     return reg, quality, trials
@@ -90,8 +96,9 @@ def _rates(fl_trials, mode, config=None):
     reg, quality, trials = fl_trials
     rejected: dict[str, list[bool]] = {}
     for t, g, kinds, subs in trials:
-        rep = verify_submissions(subs, registry=reg, round=t, global_params=g, quality=quality,
-                                 mode=mode, config=config)
+        rep = verify_submissions(
+            subs, registry=reg, round=t, global_params=g, quality=quality, mode=mode, config=config
+        )
         for kind, v in zip(kinds, rep.verdicts, strict=True):
             rejected.setdefault(kind, []).append(not v.accepted)
     return {k: float(np.mean(v)) for k, v in rejected.items()}
@@ -132,8 +139,15 @@ def test_verification_reasons(keys):
         return 1.0 - min(loss, 1.0), loss
 
     def sub(c, w, *, rnd=4, gdig=gd, who=None):
-        return make_submission(ids[who or f"gc-{c}"], cluster_id=c, round=rnd, params=w,
-                               global_digest=gdig, participants=[c], sample_counts=[1])
+        return make_submission(
+            ids[who or f"gc-{c}"],
+            cluster_id=c,
+            round=rnd,
+            params=w,
+            global_digest=gdig,
+            participants=[c],
+            sample_counts=[1],
+        )
 
     ok = [(g + 0.01 * rng.standard_normal(50)).astype(np.float32) for _ in range(3)]
     honest = sub(0, ok[0])
@@ -145,32 +159,47 @@ def test_verification_reasons(keys):
         "scaled": sub(2, scaled_update(g, ok[2], factor=-100.0)),
         "short": sub(1, ok[1][:10]),
         "nan": sub(2, np.full(50, np.nan, np.float32)),
-        "forged": dataclasses.replace(sub(0, ok[0], who="gc-1"),
-                                      transaction=dataclasses.replace(
-                                          sub(0, ok[0], who="gc-1").transaction,
-                                          submitter="gc-0")),
+        "forged": dataclasses.replace(
+            sub(0, ok[0], who="gc-1"),
+            transaction=dataclasses.replace(
+                sub(0, ok[0], who="gc-1").transaction, submitter="gc-0"
+            ),
+        ),
     }
     owner = {0: "gc-0", 1: "gc-1", 2: "gc-2"}
     for name, s in cases.items():
-        rep = verify_submissions([honest, s] if name != "ok" else [s], registry=reg, round=4,
-                                 global_params=g, quality=q, cluster_owner=owner,
-                                 reference_norms=[0.07] * 5)
+        rep = verify_submissions(
+            [honest, s] if name != "ok" else [s],
+            registry=reg,
+            round=4,
+            global_params=g,
+            quality=q,
+            cluster_owner=owner,
+            reference_norms=[0.07] * 5,
+        )
         v = rep.verdicts[-1]
         assert v.accepted == (name == "ok"), (name, v.reasons)
-        expect = {"tampered": Reason.DIGEST_MISMATCH, "stale": Reason.WRONG_GLOBAL,
-                  "late": Reason.WRONG_ROUND, "scaled": Reason.UPDATE_NORM,
-                  "short": Reason.SHAPE_MISMATCH, "nan": Reason.NON_FINITE,
-                  "forged": Reason.BAD_SIGNATURE}.get(name)
+        expect = {
+            "tampered": Reason.DIGEST_MISMATCH,
+            "stale": Reason.WRONG_GLOBAL,
+            "late": Reason.WRONG_ROUND,
+            "scaled": Reason.UPDATE_NORM,
+            "short": Reason.SHAPE_MISMATCH,
+            "nan": Reason.NON_FINITE,
+            "forged": Reason.BAD_SIGNATURE,
+        }.get(name)
         if expect is not None:
             assert expect in v.reasons, (name, v.reasons, v.messages)
     # equivocation: two different records for one cluster in a round; replay of one on chain
-    rep = verify_submissions([honest, sub(0, ok[1])], registry=reg, round=4, global_params=g,
-                             quality=q)
+    rep = verify_submissions(
+        [honest, sub(0, ok[1])], registry=reg, round=4, global_params=g, quality=q
+    )
     assert all(Reason.EQUIVOCATION in v.reasons for v in rep.verdicts)
     chain = Blockchain(reg)
     chain.append(chain.propose(ids["main"], [honest.transaction], round=4, timestamp_s=0.0))
-    rep = verify_submissions([honest], registry=reg, round=4, global_params=g, quality=q,
-                             chain=chain, mode="signature")
+    rep = verify_submissions(
+        [honest], registry=reg, round=4, global_params=g, quality=q, chain=chain, mode="signature"
+    )
     assert rep.verdicts[0].reasons == (Reason.REPLAY,)
     with pytest.raises(ValueError, match="quality"):
         verify_submissions([honest], registry=reg, round=4, global_params=g)

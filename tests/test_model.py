@@ -25,12 +25,18 @@ from dtfl_env.model import (
 
 @pytest.fixture
 def small() -> Cluster:
-    gld = GLDParams(data_bits=[1e6, 2e6], gain_coordinator=[1e-8, 1e-8],
-                    gain_eavesdropper=[1e-8, 2e-8], max_power_w=[1.0, 1.0],
-                    max_jam_power_w=[1.0, 1.0], max_cpu_hz=[2e9, 2e9],
-                    energy_budget_j=[5.0, 5.0])
-    bld = BLDParams(data_bits=[1e6], gain_coordinator=[1e-9], gain_eavesdropper=[0.95e-9],
-                    power_w=[1.6])
+    gld = GLDParams(
+        data_bits=[1e6, 2e6],
+        gain_coordinator=[1e-8, 1e-8],
+        gain_eavesdropper=[1e-8, 2e-8],
+        max_power_w=[1.0, 1.0],
+        max_jam_power_w=[1.0, 1.0],
+        max_cpu_hz=[2e9, 2e9],
+        energy_budget_j=[5.0, 5.0],
+    )
+    bld = BLDParams(
+        data_bits=[1e6], gain_coordinator=[1e-9], gain_eavesdropper=[0.95e-9], power_w=[1.6]
+    )
     return Cluster(gld, bld, Constants())
 
 
@@ -72,8 +78,12 @@ def test_secrecy_rate_and_sync_time(small):
 def test_secrecy_zero_below_lower_bound(small):
     q_lo = jamming_lower_bound_w(small)
     assert q_lo == pytest.approx(1e-9 * 0.95 - 1e-9)  # eq. (22), negative here
-    big_eve = Cluster(small.gld, BLDParams(data_bits=[1e6], gain_coordinator=[1e-9],
-                                           gain_eavesdropper=[3e-9], power_w=[1.6]))
+    big_eve = Cluster(
+        small.gld,
+        BLDParams(
+            data_bits=[1e6], gain_coordinator=[1e-9], gain_eavesdropper=[3e-9], power_w=[1.6]
+        ),
+    )
     q_lo = jamming_lower_bound_w(big_eve)
     assert q_lo == pytest.approx(2e-9)
     assert secrecy_rate_bps(big_eve, q_lo * 0.99)[0] == 0.0
@@ -115,14 +125,17 @@ def test_evaluate_reports_violations(table2):
     assert not ev.is_feasible()
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    ({"tg_s": 0.0, "y_s": 1.0, "jam_power_w": np.zeros(6)}, "tg_s"),
-    ({"tg_s": 1.0, "y_s": float("nan"), "jam_power_w": np.zeros(6)}, "y_s"),
-    ({"tg_s": 1.0, "y_s": 1.0, "jam_power_w": np.zeros(5)}, "jam_power_w"),
-    ({"tg_s": 1.0, "y_s": 1.0, "jam_power_w": [np.nan] * 6}, "jam_power_w"),
-    ({"tg_s": 1.0, "cpu_hz": np.zeros(6), "jam_power_w": np.zeros(6)}, "cpu_hz"),
-    ({"tg_s": 1.0, "jam_power_w": np.zeros(6)}, "y_s"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"tg_s": 0.0, "y_s": 1.0, "jam_power_w": np.zeros(6)}, "tg_s"),
+        ({"tg_s": 1.0, "y_s": float("nan"), "jam_power_w": np.zeros(6)}, "y_s"),
+        ({"tg_s": 1.0, "y_s": 1.0, "jam_power_w": np.zeros(5)}, "jam_power_w"),
+        ({"tg_s": 1.0, "y_s": 1.0, "jam_power_w": [np.nan] * 6}, "jam_power_w"),
+        ({"tg_s": 1.0, "cpu_hz": np.zeros(6), "jam_power_w": np.zeros(6)}, "cpu_hz"),
+        ({"tg_s": 1.0, "jam_power_w": np.zeros(6)}, "y_s"),
+    ],
+)
 def test_evaluate_rejects_bad_allocations(table2, kwargs, field):
     with pytest.raises(ValueError, match=field):
         evaluate_allocation(table2, **kwargs)

@@ -30,18 +30,25 @@ HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(
     not HAVE_RAY and not os.environ.get("DTFL_REQUIRE_RLLIB"),
     reason="ray[rllib] is not installed: the rllib extra (pip install -e '.[rllib]'); "
-           ".ci/run runs these tests in .venv-rllib")
+    ".ci/run runs these tests in .venv-rllib",
+)
 
 
 def run_example(name: str, out: Path) -> str:
-    proc = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), "--quick",
-                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "MPLBACKEND": "Agg"})
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py"), "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
 
 # --- without ray: the adapter's arguments and files ------------------------------------
+
 
 def test_policy_needs_a_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(CHECKPOINT_ENV_VAR, raising=False)
@@ -72,8 +79,9 @@ def test_saved_env_configs(tmp_path: Path) -> None:
     from dtfl_env.envs.config import default_config
 
     assert saved_env_configs(tmp_path) == (None, None)
-    (tmp_path / "config.json").write_text(json.dumps(
-        {"config": {"action": {"mode": "safe"}, "observation": {"safe_bounds": True}}}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({"config": {"action": {"mode": "safe"}, "observation": {"safe_bounds": True}}})
+    )
     (tmp_path / "checkpoint").mkdir()
     for given in (tmp_path, tmp_path / "checkpoint"):
         action, obs = saved_env_configs(given)
@@ -85,6 +93,7 @@ def test_saved_env_configs(tmp_path: Path) -> None:
 
 
 # --- with ray ---------------------------------------------------------------------------
+
 
 @needs_ray
 def test_env_runner_builds_the_native_vector_env() -> None:
@@ -125,8 +134,7 @@ def test_env_runners_sample_disjoint_episodes() -> None:
     from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
     m, seed = 3, 5
-    config = ppo_config(Args(env_runners=2, envs_per_runner=m, hidden=8, seed=seed),
-                        QUICK_CONFIG)
+    config = ppo_config(Args(env_runners=2, envs_per_runner=m, hidden=8, seed=seed), QUICK_CONFIG)
     single = gym.make("DTFL-TableII-v0", config=config.env_config["config"])
     firsts = []
     for w in (1, 2):
@@ -172,8 +180,9 @@ def test_rllib_ppo_quick(ppo_run: tuple[Path, str]) -> None:
 
 
 @needs_ray
-def test_policy_acts_as_rllib_inference(ppo_run: tuple[Path, str],
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_policy_acts_as_rllib_inference(
+    ppo_run: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The adapter's action is the one RLlib's env runner sends to the env with
     ``explore=False``: its env-to-module and module-to-env connectors of the checkpoint."""
     import gymnasium as gym
@@ -196,15 +205,28 @@ def test_policy_acts_as_rllib_inference(ppo_run: tuple[Path, str],
     module = policy.model.module
 
     def rllib_actions() -> np.ndarray:
-        episodes = [SingleAgentEpisode(observations=[o],
-                                       observation_space=module.observation_space,
-                                       action_space=module.action_space) for o in batch_obs]
+        episodes = [
+            SingleAgentEpisode(
+                observations=[o],
+                observation_space=module.observation_space,
+                action_space=module.action_space,
+            )
+            for o in batch_obs
+        ]
         shared: dict = {}  # type: ignore[type-arg]
-        batch = to_module(rl_module=module, batch={}, episodes=episodes, explore=False,
-                          shared_data=shared)
+        batch = to_module(
+            rl_module=module, batch={}, episodes=episodes, explore=False, shared_data=shared
+        )
         fwd = module.forward_inference(batch)
-        return np.asarray(to_env(rl_module=module, batch=dict(fwd), episodes=episodes,
-                                 explore=False, shared_data=shared)["actions_for_env"])
+        return np.asarray(
+            to_env(
+                rl_module=module,
+                batch=dict(fwd),
+                episodes=episodes,
+                explore=False,
+                shared_data=shared,
+            )["actions_for_env"]
+        )
 
     got = np.stack([policy.predict(o, deterministic=True)[0] for o in batch_obs])
     assert got.shape == (len(batch_obs), *env.action_space.shape) and got.dtype == np.float32
@@ -233,5 +255,6 @@ def test_rllib_tune_quick(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "rllib_tune_summary.json").read_text())["summary"]
     assert summary["trials"] == 2
     assert summary["best"]["episode_return_mean"] == max(
-        float(r["episode_return_mean"]) for r in rows)
+        float(r["episode_return_mean"]) for r in rows
+    )
     assert "<- best" in stdout

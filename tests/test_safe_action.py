@@ -27,8 +27,11 @@ SAFE = {"action": {"mode": "safe"}, "fl": {"backend": "none"}}
 
 
 def _arrays(seed: int | None = None) -> ClusterRow:
-    cluster = table2_cluster() if seed is None else random_cluster(seed, n_gld=3 + seed % 6,
-                                                                 n_bld=1 + seed % 4)
+    cluster = (
+        table2_cluster()
+        if seed is None
+        else random_cluster(seed, n_gld=3 + seed % 6, n_bld=1 + seed % 4)
+    )
     return ClusterRow.from_cluster(cluster)
 
 
@@ -70,9 +73,19 @@ def test_box_starts_where_the_blds_can_sync_beyond_the_range(tg_range):
     tg_lo (the optimum: tG 1,298 s, T 1,368 s), beyond tg_range tg_lo. The box used to start
     at tg_lo, so every safe action left BLDs unsynced there (action (1, 1, 0): T 210 s, two
     BLDs unsynced); it now starts at the shortest upload that syncs them."""
-    env = gym.make("DTFL-TableII-v0", config={**SAFE, "action": {
-        "mode": "safe", "jamming": "sync", "scale": "excess", "tg_range": tg_range,
-        "y_range": tg_range}}).unwrapped
+    env = gym.make(
+        "DTFL-TableII-v0",
+        config={
+            **SAFE,
+            "action": {
+                "mode": "safe",
+                "jamming": "sync",
+                "scale": "excess",
+                "tg_range": tg_range,
+                "y_range": tg_range,
+            },
+        },
+    ).unwrapped
     env.reset(seed=3)
     for _ in range(78):
         env.step(np.zeros(3, dtype=np.float32))
@@ -115,8 +128,12 @@ def _affordable(a: ClusterRow, left: np.ndarray, q_w: float) -> bool:
 @pytest.mark.parametrize("seed", [None, 1, 2, 3, 6, 7])
 def test_jamming_interval_ends_are_tight_and_affordable(seed):
     a = _arrays(seed)
-    res = solve(table2_cluster() if seed is None else
-                random_cluster(seed, n_gld=3 + seed % 6, n_bld=1 + seed % 4), "exact")
+    res = solve(
+        table2_cluster()
+        if seed is None
+        else random_cluster(seed, n_gld=3 + seed % 6, n_bld=1 + seed % 4),
+        "exact",
+    )
     if not res.feasible:
         pytest.skip("infeasible cluster")
     for scale in (1.0, 1.3, 3.0):  # at the optimum and with more energy left
@@ -148,19 +165,24 @@ def test_jamming_interval_empty_and_trivial_cases():
     assert jamming_interval(no_bld, np.ones(6)) == (0.0, 0.0)
 
 
-@pytest.mark.parametrize(("jamming", "scale"), [("interval", "ratio"), ("sync", "ratio"),
-                                               ("sync", "excess")])
+@pytest.mark.parametrize(
+    ("jamming", "scale"), [("interval", "ratio"), ("sync", "ratio"), ("sync", "excess")]
+)
 @pytest.mark.parametrize("env_id", ["DTFL-TableII-v0", "DTFL-Random-v0"])
 def test_safe_mode_round_trip_reproduces_the_optimum(env_id, jamming, scale):
-    env = gym.make(env_id, config={**SAFE, "action": {"mode": "safe", "jamming": jamming,
-                                                      "scale": scale}}).unwrapped
+    env = gym.make(
+        env_id, config={**SAFE, "action": {"mode": "safe", "jamming": jamming, "scale": scale}}
+    ).unwrapped
     assert env.action_space.shape == (3,)
     env.reset(seed=3)
     checked = 0
     for _ in range(60):
         res = solve(env.cluster, "exact")
-        action = (env.allocation_to_action(res.y, res.tG, res.q) if res.feasible
-                  else env.action_space.sample())
+        action = (
+            env.allocation_to_action(res.y, res.tG, res.q)
+            if res.feasible
+            else env.action_space.sample()
+        )
         # float64: where the optimum has the affordable jamming interval shrunk to one point
         # (T_GLD binds), float32 rounding of y or tG can empty it (no jamming, BLDs unsynced)
         _, _, term, _, info = env.step(action)
@@ -194,8 +216,9 @@ def test_safe_actions_drop_only_gld_that_cannot_upload():
     rng = np.random.default_rng(2)
     for _ in range(500):
         arr = env.cluster_arrays
-        hopeless = np.isinf(affordable_upload_time_s(arr.g_nog, arr.sic, arr.g_e_max,
-                                                     arr.x_scale, reserve=0.0))
+        hopeless = np.isinf(
+            affordable_upload_time_s(arr.g_nog, arr.sic, arr.g_e_max, arr.x_scale, reserve=0.0)
+        )
         _, _, term, _, info = env.step(rng.uniform(-1, 1, 3).astype(np.float32))
         m = info["n_gld"]
         assert not (info["dropped"][:m] & ~hopeless).any()
@@ -206,8 +229,13 @@ def test_safe_actions_drop_only_gld_that_cannot_upload():
 def test_safe_mapping_is_monotone_in_jamming():
     a = _arrays()
     tg_lo = float(np.max(affordable_upload_time_s(a.g_nog, a.sic, a.g_e_max, a.x_scale)))
-    qs = [float(safe_allocation(a, tg_lo, np.array([-0.6, -0.4, f]), math.log(50),
-                                math.log(50))[2] @ a.g_gain_e) for f in np.linspace(-1, 1, 9)]
+    qs = [
+        float(
+            safe_allocation(a, tg_lo, np.array([-0.6, -0.4, f]), math.log(50), math.log(50))[2]
+            @ a.g_gain_e
+        )
+        for f in np.linspace(-1, 1, 9)
+    ]
     assert all(b >= c for b, c in zip(qs[1:], qs[:-1], strict=True))
     assert qs[-1] > qs[0]
 
@@ -248,14 +276,21 @@ def test_sb3_adapter_translates_between_action_modes():
     assert i_d["Q"] == pytest.approx(i_s["Q"], rel=1e-5)
 
 
-@pytest.mark.parametrize(("jamming", "scale"), [("interval", "ratio"), ("sync", "ratio"),
-                                               ("interval", "excess")])
+@pytest.mark.parametrize(
+    ("jamming", "scale"), [("interval", "ratio"), ("sync", "ratio"), ("interval", "excess")]
+)
 @pytest.mark.parametrize("env_id", ["DTFL-TableII-v0", "DTFL-Random-v0"])
 def test_safe_actions_are_feasible_wherever_the_cluster_is(env_id, jamming, scale):
     """On every cluster with a feasible allocation, every safe action keeps every budget and
     syncs every BLD (the box is inside the feasible set of problem P)."""
-    env = gym.make(env_id, config={**SAFE, "clusters": 4, "action": {
-        "mode": "safe", "jamming": jamming, "scale": scale}}).unwrapped
+    env = gym.make(
+        env_id,
+        config={
+            **SAFE,
+            "clusters": 4,
+            "action": {"mode": "safe", "jamming": jamming, "scale": scale},
+        },
+    ).unwrapped
     env.reset(seed=8)
     rng = np.random.default_rng(8)
     feasible = 0
@@ -308,8 +343,7 @@ def test_sb3_adapter_translates_action_ranges():
         def predict(self, obs, state=None, episode_start=None, deterministic=True):
             return np.array([-0.2, 0.1, 0.6], dtype=np.float32), state
 
-    narrow = {**SAFE, "clusters": 2, "action": {"mode": "safe", "tg_range": 20.0,
-                                                 "y_range": 20.0}}
+    narrow = {**SAFE, "clusters": 2, "action": {"mode": "safe", "tg_range": 20.0, "y_range": 20.0}}
     trained = gym.make("DTFL-TableII-v0", config=narrow).unwrapped
     other = gym.make("DTFL-TableII-v0", config={**SAFE, "clusters": 2}).unwrapped
     obs, _ = trained.reset(seed=6)
@@ -328,8 +362,9 @@ def test_sync_jamming_gives_the_best_jamming_for_every_a2_at_most_zero():
     so the latency equals that at the fastest affordable sync (Q_high) for the same tG and
     y; a2 > 0 jams less (Q non-increasing in a2) and may cost latency, never a budget."""
     base = {**SAFE, "clusters": 4}
-    sync = gym.make("DTFL-Random-v0", config={**base, "action": {
-        "mode": "safe", "jamming": "sync"}}).unwrapped
+    sync = gym.make(
+        "DTFL-Random-v0", config={**base, "action": {"mode": "safe", "jamming": "sync"}}
+    ).unwrapped
     top = gym.make("DTFL-Random-v0", config={**base, "action": {"mode": "safe"}}).unwrapped
     sync.reset(seed=4)
     top.reset(seed=4)
@@ -364,8 +399,9 @@ def test_safe_mapping_without_blds_jams_nothing(jamming):
     a = ClusterRow.from_cluster(type(c)(c.gld, c.bld.subset([]), c.constants))
     tg_lo = float(np.max(affordable_upload_time_s(a.g_nog, a.sic, a.g_e_max, a.x_scale)))
     for a2 in (-1.0, 0.0, 1.0):
-        y, tg, q = safe_allocation(a, tg_lo, np.array([-0.5, -0.5, a2]), math.log(50),
-                                   math.log(50), jamming)
+        y, tg, q = safe_allocation(
+            a, tg_lo, np.array([-0.5, -0.5, a2]), math.log(50), math.log(50), jamming
+        )
         assert np.all(q == 0) and y > 0 and tg >= tg_lo
         assert not _charged(a, y, tg, q).gld_dropped.any()
 
@@ -415,8 +451,10 @@ def test_sb3_adapter_translates_jamming_parametrisations():
     other = gym.make("DTFL-TableII-v0", config=sync).unwrapped
     obs, _ = trained.reset(seed=2)
     other.reset(seed=2)
-    pol = SB3Policy(Fixed(), action_config={"mode": "safe", "tg_range": 50.0,
-                                            "y_range": 50.0, "jamming": "interval"})
+    pol = SB3Policy(
+        Fixed(),
+        action_config={"mode": "safe", "tg_range": 50.0, "y_range": 50.0, "jamming": "interval"},
+    )
     a_t, _ = pol.bind(trained).predict(obs)
     a_o, _ = pol.bind(other).predict(obs)
     _, _, _, _, i_t = trained.step(a_t)
@@ -448,8 +486,10 @@ def test_observation_safe_bounds_are_the_safe_box_bounds(env_id, mode):
         if site.m:
             tg_base = env.action_type.tg_base(site)
             assert obs[-4] == pytest.approx(math.log10(tg_base), abs=1e-6)
-            y = [training_base_s(a, a.g_e_max - a.upload_energy_j(tg_base * (1 + e)))
-                 for e in BOUND_EXCESS]
+            y = [
+                training_base_s(a, a.g_e_max - a.upload_energy_j(tg_base * (1 + e)))
+                for e in BOUND_EXCESS
+            ]
             np.testing.assert_allclose(obs[-3:], np.clip(np.log10(y), -5, 5), atol=1e-5)
             assert np.all(np.diff(obs[-3:]) <= 1e-6)
         else:
@@ -476,8 +516,12 @@ def test_sb3_adapter_builds_or_cuts_the_bound_features():
             seen.append(np.array(obs))
             return np.array([-0.2, 0.1, 0.6], dtype=np.float32), state
 
-    with_b = {**SAFE, "clusters": 2, "observation": {"safe_bounds": True},
-              "action": {"mode": "safe", "tg_range": 20.0}}
+    with_b = {
+        **SAFE,
+        "clusters": 2,
+        "observation": {"safe_bounds": True},
+        "action": {"mode": "safe", "tg_range": 20.0},
+    }
     without = {**SAFE, "clusters": 2}
     e_with = gym.make("DTFL-TableII-v0", config=with_b).unwrapped
     e_without = gym.make("DTFL-TableII-v0", config=without).unwrapped
@@ -488,8 +532,11 @@ def test_sb3_adapter_builds_or_cuts_the_bound_features():
     pol = SB3Policy(Fixed(n_with), action_config=act, observation_config={"safe_bounds": True})
     pol.bind(e_without).predict(o_without)
     np.testing.assert_array_equal(seen[-1], o_with)  # built with the training tg_range
-    pol = SB3Policy(Fixed(n_without), action_config={**e_without.config["action"]},
-                    observation_config={"safe_bounds": False})
+    pol = SB3Policy(
+        Fixed(n_without),
+        action_config={**e_without.config["action"]},
+        observation_config={"safe_bounds": False},
+    )
     pol.bind(e_with).predict(o_with)
     np.testing.assert_array_equal(seen[-1], o_without)
     pol = SB3Policy(Fixed(n_without + 1))

@@ -22,14 +22,22 @@ from dtfl_env.scenarios import (
 )
 from solvers.exact import solve_exact
 
-GLD_FIELDS = ("data_bits", "gain_coordinator", "gain_eavesdropper", "max_power_w",
-              "max_jam_power_w", "max_cpu_hz", "energy_budget_j")
+GLD_FIELDS = (
+    "data_bits",
+    "gain_coordinator",
+    "gain_eavesdropper",
+    "max_power_w",
+    "max_jam_power_w",
+    "max_cpu_hz",
+    "energy_budget_j",
+)
 BLD_FIELDS = ("data_bits", "gain_coordinator", "gain_eavesdropper", "power_w")
 
 
 def _all_arrays(cluster: Cluster) -> list[np.ndarray]:
-    return ([getattr(cluster.gld, f) for f in GLD_FIELDS]
-            + [getattr(cluster.bld, f) for f in BLD_FIELDS])
+    return [getattr(cluster.gld, f) for f in GLD_FIELDS] + [
+        getattr(cluster.bld, f) for f in BLD_FIELDS
+    ]
 
 
 # ------------------------------------------------------------------------------ presets
@@ -83,8 +91,7 @@ def test_values_positive_finite_and_in_range(seed: int) -> None:
     for arr in _all_arrays(cluster):
         assert np.all(np.isfinite(arr)) and np.all(arr > 0)
     g, b = cluster.gld, cluster.bld
-    for name in ("data_bits", "max_power_w", "max_jam_power_w", "max_cpu_hz",
-                 "energy_budget_j"):
+    for name in ("data_bits", "max_power_w", "max_jam_power_w", "max_cpu_hz", "energy_budget_j"):
         lo, hi = getattr(cfg, f"gld_{name}")
         assert np.all((getattr(g, name) >= lo) & (getattr(g, name) <= hi)), name
     assert np.all((b.data_bits >= cfg.bld_data_bits[0]) & (b.data_bits <= cfg.bld_data_bits[1]))
@@ -142,13 +149,16 @@ def test_difficulty_moves_only_the_eavesdropper() -> None:
 
 
 # ---------------------------------------------------------------------------- validation
-@pytest.mark.parametrize(("kwargs", "name"), [
-    ({"n_gld": -1}, "n_gld"),
-    ({"n_bld": -2}, "n_bld"),
-    ({"n_gld": 0, "n_bld": 0}, "n_gld"),
-    ({"n_gld": 1.5}, "n_gld"),
-    ({"n_gld": True}, "n_gld"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"n_gld": -1}, "n_gld"),
+        ({"n_bld": -2}, "n_bld"),
+        ({"n_gld": 0, "n_bld": 0}, "n_gld"),
+        ({"n_gld": 1.5}, "n_gld"),
+        ({"n_gld": True}, "n_gld"),
+    ],
+)
 def test_size_validation_names_argument(kwargs: dict, name: str) -> None:
     with pytest.raises(ValueError, match=name):
         random_cluster(0, **kwargs)
@@ -168,23 +178,26 @@ def test_config_from_dict_rejects_unknown_key() -> None:
         RandomClusterConfig.from_dict({"path_loss_exponnet": 3.0})
 
 
-@pytest.mark.parametrize(("changes", "field"), [
-    ({"path_loss_exponent": -2.0}, "random.path_loss_exponent: must be > 0"),
-    ({"path_loss_exponent": 0}, "random.path_loss_exponent"),
-    ({"area_m": float("nan")}, "random.area_m"),
-    ({"gld_data_bits": [55e6, 30e6]}, "random.gld_data_bits: low must be <= high"),
-    ({"bld_power_w": [-1.0, 1.0]}, "random.bld_power_w"),
-    ({"max_jam": 1}, "random.max_jam"),
-    ({"gld_max_cpu_hz": [1e9]}, "random.gld_max_cpu_hz"),
-    ({"gld_max_cpu_hz": "fast"}, "random.gld_max_cpu_hz"),
-    ({"difficulty": 1.5}, "random.difficulty"),
-    ({"difficulty": -0.1}, "random.difficulty"),
-    ({"capable_share": 2.0}, "random.capable_share"),
-    ({"min_distance_m": 60.0}, "random.min_distance_m"),
-    ({"cluster_radius_m": 600.0}, "random.cluster_radius_m"),
-    ({"eavesdropper_min_distance_m": 200.0}, "random.eavesdropper_min_distance_m"),
-    ({"sort_gld_by_gain": "yes"}, "random.sort_gld_by_gain"),
-])
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"path_loss_exponent": -2.0}, "random.path_loss_exponent: must be > 0"),
+        ({"path_loss_exponent": 0}, "random.path_loss_exponent"),
+        ({"area_m": float("nan")}, "random.area_m"),
+        ({"gld_data_bits": [55e6, 30e6]}, "random.gld_data_bits: low must be <= high"),
+        ({"bld_power_w": [-1.0, 1.0]}, "random.bld_power_w"),
+        ({"max_jam": 1}, "random.max_jam"),
+        ({"gld_max_cpu_hz": [1e9]}, "random.gld_max_cpu_hz"),
+        ({"gld_max_cpu_hz": "fast"}, "random.gld_max_cpu_hz"),
+        ({"difficulty": 1.5}, "random.difficulty"),
+        ({"difficulty": -0.1}, "random.difficulty"),
+        ({"capable_share": 2.0}, "random.capable_share"),
+        ({"min_distance_m": 60.0}, "random.min_distance_m"),
+        ({"cluster_radius_m": 600.0}, "random.cluster_radius_m"),
+        ({"eavesdropper_min_distance_m": 200.0}, "random.eavesdropper_min_distance_m"),
+        ({"sort_gld_by_gain": "yes"}, "random.sort_gld_by_gain"),
+    ],
+)
 def test_config_validation_names_field(changes: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         RandomClusterConfig.from_dict(changes)
@@ -295,8 +308,9 @@ def test_feasibility_benchmark_runs(tmp_path, monkeypatch) -> None:  # type: ign
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = tmp_path / "feasibility.json"
-    record = module.main(["--clusters", "4", "--seed", "3", "--difficulty", "0", "1",
-                          "--out", str(out)])
+    record = module.main(
+        ["--clusters", "4", "--seed", "3", "--difficulty", "0", "1", "--out", str(out)]
+    )
     saved = json.loads(out.read_text())
     assert saved["clusters"] == 4 and len(saved["results"]) == 2
     assert [r["difficulty"] for r in record["results"]] == [0.0, 1.0]
@@ -312,9 +326,23 @@ def test_ppo_features_probe_runs(tmp_path):
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "ppo_features.py"
     out = tmp_path / "probe.json"
-    proc = subprocess.run([sys.executable, str(script), "--train-episodes", "2",
-                           "--test-episodes", "1", "--epochs", "3", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--train-episodes",
+            "2",
+            "--test-episodes",
+            "1",
+            "--epochs",
+            "3",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(out.read_text())
     assert res["training_clusters"] > 20

@@ -32,8 +32,12 @@ class Outer(Settings):
 
 def test_defaults_round_trip_and_freeze() -> None:
     o = Outer()
-    assert o.to_dict() == {"on": True, "count": 3, "limit_s": None,
-                           "inner": {"level": 0.5, "pick": "a"}}
+    assert o.to_dict() == {
+        "on": True,
+        "count": 3,
+        "limit_s": None,
+        "inner": {"level": 0.5, "pick": "a"},
+    }
     assert Outer.from_dict(o.to_dict()) == o and Outer.from_dict(None) == o
     changed = Outer.from_dict({"count": 8, "inner": {"pick": "b"}})
     assert changed.inner == Inner(pick="b") and changed.count == 8
@@ -42,21 +46,27 @@ def test_defaults_round_trip_and_freeze() -> None:
         o.count = 4  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"cnt": 1}, r"unknown key\(s\): outer\.cnt \(allowed: count, inner, limit_s, on\)"),
-    ({"inner": {"levl": 1}}, r"outer\.inner\.levl"),
-    ({"inner": 3}, r"outer\.inner: expected an object/mapping, got int"),
-    ({"on": 1}, r"outer\.on: must be true or false, got 1"),
-    ({"count": 0}, r"outer\.count: must be an integer in \[1, 8\], got 0"),
-    ({"count": True}, r"outer\.count: must be an integer"),
-    ({"count": 2.0}, r"outer\.count: must be an integer"),
-    ({"limit_s": 0}, r"outer\.limit_s: must be a finite number > 0 or None, got 0"),
-    ({"limit_s": math.inf}, r"outer\.limit_s: must be a finite number > 0"),
-    ({"inner": {"level": 1}}, r"outer\.inner\.level: must be a finite number in \[0, 1\), "
-                              r"got 1"),
-    ({"inner": {"level": "0.5"}}, r"outer\.inner\.level: must be a finite number"),
-    ({"inner": {"pick": "c"}}, r"outer\.inner\.pick: must be one of \['a', 'b'\], got 'c'"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"cnt": 1}, r"unknown key\(s\): outer\.cnt \(allowed: count, inner, limit_s, on\)"),
+        ({"inner": {"levl": 1}}, r"outer\.inner\.levl"),
+        ({"inner": 3}, r"outer\.inner: expected an object/mapping, got int"),
+        ({"on": 1}, r"outer\.on: must be true or false, got 1"),
+        ({"count": 0}, r"outer\.count: must be an integer in \[1, 8\], got 0"),
+        ({"count": True}, r"outer\.count: must be an integer"),
+        ({"count": 2.0}, r"outer\.count: must be an integer"),
+        ({"limit_s": 0}, r"outer\.limit_s: must be a finite number > 0 or None, got 0"),
+        ({"limit_s": math.inf}, r"outer\.limit_s: must be a finite number > 0"),
+        (
+            {"inner": {"level": 1}},
+            r"outer\.inner\.level: must be a finite number in \[0, 1\), "
+            r"got 1",
+        ),
+        ({"inner": {"level": "0.5"}}, r"outer\.inner\.level: must be a finite number"),
+        ({"inner": {"pick": "c"}}, r"outer\.inner\.pick: must be one of \['a', 'b'\], got 'c'"),
+    ],
+)
 def test_errors_name_the_dotted_path_and_what_is_allowed(data, message) -> None:
     with pytest.raises(ValueError, match=message):
         Outer.from_dict(data)

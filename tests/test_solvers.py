@@ -81,8 +81,9 @@ def test_algorithm2_corrected_close_to_exact(k):
 
 
 def test_enough_feasible_instances_in_the_comparison():
-    feasible = sum(solve_exact(perturbed_cluster(1000 + k, *SIZES[k])).feasible
-                   for k in range(len(SIZES)))
+    feasible = sum(
+        solve_exact(perturbed_cluster(1000 + k, *SIZES[k])).feasible for k in range(len(SIZES))
+    )
     assert feasible >= 20
 
 
@@ -113,8 +114,9 @@ def test_infeasible_budget_detected(table2):
 
 
 def test_infeasible_eavesdropper_detected(table2):
-    strong_eve = BLDParams(data_bits=[2e6], gain_coordinator=[1e-9], gain_eavesdropper=[1e-6],
-                           power_w=[1.5])
+    strong_eve = BLDParams(
+        data_bits=[2e6], gain_coordinator=[1e-9], gain_eavesdropper=[1e-6], power_w=[1.5]
+    )
     cluster = Cluster(table2.gld, strong_eve, table2.constants)
     for method in ("exact", "algorithm2"):
         res = solve(cluster, method)
@@ -139,8 +141,9 @@ def test_degenerate_clusters(table2):
     res = solve_exact(no_bld)
     assert res.status == "optimal" and res.Q == 0 and res.tB_up == 0
     assert res.T == pytest.approx(res.T_GLD + 0.2)
-    easy_bld = BLDParams(data_bits=[2e6], gain_coordinator=[1e-9], gain_eavesdropper=[1e-10],
-                         power_w=[1.5])
+    easy_bld = BLDParams(
+        data_bits=[2e6], gain_coordinator=[1e-9], gain_eavesdropper=[1e-10], power_w=[1.5]
+    )
     no_gld = Cluster(table2.gld.subset(np.array([], dtype=int)), easy_bld, table2.constants)
     res = solve_exact(no_gld)
     assert res.status == "optimal" and res.T_GLD == 0
@@ -158,8 +161,12 @@ def test_solve_dispatch_rejects_unknown(table2):
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**31 - 1), m=st.integers(1, 8), n=st.integers(0, 5),
-       budget=st.floats(0.6, 2.0))
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    m=st.integers(1, 8),
+    n=st.integers(0, 5),
+    budget=st.floats(0.6, 2.0),
+)
 def test_property_solutions_satisfy_constraints(seed, m, n, budget):
     cluster = perturbed_cluster(seed, m, n, budget_scale=budget)
     ex = solve_exact(cluster)
@@ -180,11 +187,21 @@ def test_exact_certificate_ignores_duplicate_samples(table2):
     # regression: a refinement point coinciding with the incumbent (to 4e-16) once gave a
     # secant of pure rounding noise and a false certificate 5.4e-5 above the optimum
     gld = table2.gld.to_dict()
-    gld["energy_budget_j"] = [2.611337470805333, 2.1617028254446833, 3.3854877385909563,
-                              2.0032147200094164, 2.2318394005252187, 3.124469827366616]
+    gld["energy_budget_j"] = [
+        2.611337470805333,
+        2.1617028254446833,
+        3.3854877385909563,
+        2.0032147200094164,
+        2.2318394005252187,
+        3.124469827366616,
+    ]
     bld = table2.bld.to_dict()
-    bld["gain_eavesdropper"] = [5.628375353160601e-09, 4.275625006577319e-09,
-                                4.646608221155617e-09, 6.47228084171505e-09]
+    bld["gain_eavesdropper"] = [
+        5.628375353160601e-09,
+        4.275625006577319e-09,
+        4.646608221155617e-09,
+        6.47228084171505e-09,
+    ]
     res = solve_exact(Cluster(GLDParams(**gld), BLDParams(**bld), table2.constants))
     assert res.status == "optimal"
     assert res.T == pytest.approx(4.130769, rel=2e-7)  # cvxpy: 4.130769111
@@ -214,8 +231,11 @@ def test_inner_search_bounds_and_brute_force(table2):
         with np.errstate(all="ignore"):
             v, y, tg, v_lo = p.gld_time_bounds(dem, u)
             grid = p.tg_min * np.geomspace(1.0, 1e3, 20001)
-            brute = np.min(p.min_y(np.broadcast_to(grid, (u.size, grid.size)), dem[:, None],
-                                   u[:, None]) + grid, axis=1)
+            brute = np.min(
+                p.min_y(np.broadcast_to(grid, (u.size, grid.size)), dem[:, None], u[:, None])
+                + grid,
+                axis=1,
+            )
             y_at = p.min_y(tg[:, None], dem[:, None], u[:, None])[:, 0]
         fin = np.isfinite(v)
         assert fin.sum() >= 6
@@ -234,8 +254,12 @@ def test_min_upload_time_is_tight(table2):
     from dtfl_env.model.system import min_upload_time_s, upload_power_w
     from solvers._core import Prepared
 
-    for cluster in (table2, perturbed_cluster(3, 8, 2), perturbed_cluster(4, 1, 1),
-                    perturbed_cluster(5, 20, 0)):
+    for cluster in (
+        table2,
+        perturbed_cluster(3, 8, 2),
+        perturbed_cluster(4, 1, 1),
+        perturbed_cluster(5, 20, 0),
+    ):
         tg_min = Prepared(cluster).tg_min
         assert tg_min == min_upload_time_s(cluster)
         assert np.all(upload_power_w(cluster, tg_min) <= cluster.gld.max_power_w)
@@ -278,8 +302,9 @@ def test_algorithm2_and_exact_on_random_clusters(k):
 
 
 def test_paper_mode_reports_an_empty_q_interval(table2):
-    strong_eve = BLDParams(data_bits=[2e6], gain_coordinator=[1e-9], gain_eavesdropper=[1e-6],
-                           power_w=[1.5])
+    strong_eve = BLDParams(
+        data_bits=[2e6], gain_coordinator=[1e-9], gain_eavesdropper=[1e-6], power_w=[1.5]
+    )
     res = solve(Cluster(table2.gld, strong_eve, table2.constants), "algorithm2-paper")
     assert res.status == "infeasible" and "eq. (22)" in res.message
     with pytest.raises(ValueError, match="theta1"):

@@ -23,10 +23,10 @@ def varied_cluster(seed: int) -> Cluster:
     rng = np.random.default_rng(10_000 + seed)
     m, n = int(rng.integers(1, 21)), int(rng.integers(0, 8))
     c = random_cluster(seed, n_gld=m, n_bld=n)
-    gld = dataclasses.replace(c.gld, energy_budget_j=c.gld.energy_budget_j
-                              * rng.uniform(0.3, 3.0))
-    return dataclasses.replace(c, gld=gld,
-                               constants=c.constants.replace(model_bits=rng.uniform(0.5e6, 8e6)))
+    gld = dataclasses.replace(c.gld, energy_budget_j=c.gld.energy_budget_j * rng.uniform(0.3, 3.0))
+    return dataclasses.replace(
+        c, gld=gld, constants=c.constants.replace(model_bits=rng.uniform(0.5e6, 8e6))
+    )
 
 
 def _check_against_loop(clusters: list[Cluster]) -> float:
@@ -71,7 +71,7 @@ def _assert_feasible_in_model(res: BatchResult, i: int, c: Cluster) -> None:
     """Cluster i's answer is primal feasible and the model's evaluation of it is the T, Q
     and tB_up the batch reports."""
     q = res.jam_power_w(i)
-    assert np.all(np.isnan(res.q[i, c.n_gld:]))
+    assert np.all(np.isnan(res.q[i, c.n_gld :]))
     if c.n_gld:
         ev = evaluate_allocation(c, tg_s=res.tG[i], y_s=res.y[i], jam_power_w=q)
         assert ev.min_slack >= -1e-9
@@ -124,20 +124,33 @@ def test_empty_batch() -> None:
 
 def test_special_clusters_match_the_loop() -> None:
     """No GLDs (feasible and not), no BLDs, infeasible ones, mixed in one batch."""
-    quiet = BLDParams(data_bits=[2e6, 3e6], gain_coordinator=[1e-9, 1.1e-9],
-                      gain_eavesdropper=[1e-11, 2e-11], power_w=[1.5, 1.4])
+    quiet = BLDParams(
+        data_bits=[2e6, 3e6],
+        gain_coordinator=[1e-9, 1.1e-9],
+        gain_eavesdropper=[1e-11, 2e-11],
+        power_w=[1.5, 1.4],
+    )
     no_gld_ok = Cluster(gld=GLDParams(), bld=quiet)
     no_gld_bad = random_cluster(0, n_gld=0, n_bld=3)
     t2 = table2_cluster()
     no_bld = random_cluster(3, n_gld=4, n_bld=0)
 
     def scaled(f: float) -> Cluster:
-        return dataclasses.replace(t2, gld=dataclasses.replace(
-            t2.gld, energy_budget_j=t2.gld.energy_budget_j * f))
+        return dataclasses.replace(
+            t2, gld=dataclasses.replace(t2.gld, energy_budget_j=t2.gld.energy_budget_j * f)
+        )
 
     # x 0.02: cannot pay for the jamming (erratum 5); x 0.01: not even for the upload
-    clusters = [no_gld_ok, no_gld_bad, no_bld, scaled(0.02), scaled(0.01), scaled(0.05),
-                t2.with_constants(model_bits=40e6), t2]
+    clusters = [
+        no_gld_ok,
+        no_gld_bad,
+        no_bld,
+        scaled(0.02),
+        scaled(0.01),
+        scaled(0.05),
+        t2.with_constants(model_bits=40e6),
+        t2,
+    ]
     res = solve_batch(clusters)
     for i, c in enumerate(clusters):
         ref = solve_exact(c)
@@ -146,8 +159,13 @@ def test_special_clusters_match_the_loop() -> None:
             assert res.T[i] == pytest.approx(ref.T, rel=2e-7)
         else:
             assert res.T[i] == np.inf and res.message[i]
-    assert res.status.tolist()[:5] == ["optimal", "infeasible", "optimal", "infeasible",
-                                       "infeasible"]
+    assert res.status.tolist()[:5] == [
+        "optimal",
+        "infeasible",
+        "optimal",
+        "infeasible",
+        "infeasible",
+    ]
     assert res.q.shape == (8, 6) and np.all(np.isnan(res.q[0]))
     assert "erratum 5" in res.message[3] and "upload energy" in res.message[4]
 
@@ -241,20 +259,40 @@ def test_algorithm2_batch_equals_loop_on_4000_more_varied_clusters() -> None:
 
 def test_algorithm2_batch_special_clusters_and_batch_of_one() -> None:
     """No GLDs (feasible and not), no BLDs, infeasible ones, Table II; B = 1; B = 0."""
-    quiet = BLDParams(data_bits=[2e6, 3e6], gain_coordinator=[1e-9, 1.1e-9],
-                      gain_eavesdropper=[1e-11, 2e-11], power_w=[1.5, 1.4])
+    quiet = BLDParams(
+        data_bits=[2e6, 3e6],
+        gain_coordinator=[1e-9, 1.1e-9],
+        gain_eavesdropper=[1e-11, 2e-11],
+        power_w=[1.5, 1.4],
+    )
     t2 = table2_cluster()
 
     def scaled(f: float) -> Cluster:
-        return dataclasses.replace(t2, gld=dataclasses.replace(
-            t2.gld, energy_budget_j=t2.gld.energy_budget_j * f))
+        return dataclasses.replace(
+            t2, gld=dataclasses.replace(t2.gld, energy_budget_j=t2.gld.energy_budget_j * f)
+        )
 
-    clusters = [Cluster(gld=GLDParams(), bld=quiet), random_cluster(0, n_gld=0, n_bld=3),
-                random_cluster(3, n_gld=4, n_bld=0), scaled(0.02), scaled(0.01),
-                scaled(0.05), t2.with_constants(model_bits=40e6), t2]
+    clusters = [
+        Cluster(gld=GLDParams(), bld=quiet),
+        random_cluster(0, n_gld=0, n_bld=3),
+        random_cluster(3, n_gld=4, n_bld=0),
+        scaled(0.02),
+        scaled(0.01),
+        scaled(0.05),
+        t2.with_constants(model_bits=40e6),
+        t2,
+    ]
     res = solve_batch(ClusterBatch.from_clusters(clusters), "algorithm2")
-    assert res.status.tolist() == ["optimal", "infeasible", "optimal", "infeasible",
-                                   "infeasible", "converged", "converged", "converged"]
+    assert res.status.tolist() == [
+        "optimal",
+        "infeasible",
+        "optimal",
+        "infeasible",
+        "infeasible",
+        "converged",
+        "converged",
+        "converged",
+    ]
     for i, c in enumerate(clusters):
         ref = solve_algorithm2(c)
         one = res.result(i, c)  # the per-cluster SolverResult of the batch's answer
@@ -265,14 +303,17 @@ def test_algorithm2_batch_special_clusters_and_batch_of_one() -> None:
             assert ("lower_bound_s" in one.info) == (ref.status == "optimal")
         else:
             assert one.T == np.inf and res.T[i] == np.inf
-    assert all(res.message[i].startswith(f"degenerate cluster (M={c.n_gld}, N={c.n_bld})")
-               for i, c in enumerate(clusters[:3]))
+    assert all(
+        res.message[i].startswith(f"degenerate cluster (M={c.n_gld}, N={c.n_bld})")
+        for i, c in enumerate(clusters[:3])
+    )
     # B = 1: Table II alone, as the per-cluster solver
     one = solve_batch([t2], "algorithm2")
     ref = solve_algorithm2(t2)
     assert len(one) == 1 and one.status.tolist() == ["converged"]
-    assert one.T[0] == pytest.approx(ref.T, rel=1e-12) and one.T[0] == pytest.approx(3.5315,
-                                                                                     rel=1e-4)
+    assert one.T[0] == pytest.approx(ref.T, rel=1e-12) and one.T[0] == pytest.approx(
+        3.5315, rel=1e-4
+    )
     assert one.Q[0] == pytest.approx(ref.Q, rel=1e-9) and one.iterations[0] == ref.iterations
     # B = 0
     empty = solve_batch([], "algorithm2")

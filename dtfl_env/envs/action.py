@@ -27,8 +27,17 @@ from dtfl_env.model.feasible import (
     safe_allocation_batch,
 )
 
-__all__ = ["ACTION_SIZES", "ACTION_TYPES", "RANGE_TOLERANCE", "ActionRangeError", "ActionType",
-           "ClipMemo", "DirectAction", "SafeAction", "action_factory"]
+__all__ = [
+    "ACTION_SIZES",
+    "ACTION_TYPES",
+    "RANGE_TOLERANCE",
+    "ActionRangeError",
+    "ActionType",
+    "ClipMemo",
+    "DirectAction",
+    "SafeAction",
+    "action_factory",
+]
 
 #: how far (relative: tG, y; as a share of Q_max,i: q_i) the allocation of the nearest action
 #: may differ from an allocation outside the box for it to count as inside: rounding, e.g. of
@@ -104,28 +113,45 @@ class ActionType(ABC):
             raise ValueError("mode: pick the action type of the mode instead")
         cfg = dataclasses.replace(self.config, **changes)
         return self.to_allocation(
-            site, action, ln_tg_range=math.log(cfg.tg_range), ln_y_range=math.log(cfg.y_range),
-            jamming=cfg.jamming, ln_sync_range=math.log(cfg.sync_range), scale=cfg.scale)
+            site,
+            action,
+            ln_tg_range=math.log(cfg.tg_range),
+            ln_y_range=math.log(cfg.y_range),
+            jamming=cfg.jamming,
+            ln_sync_range=math.log(cfg.sync_range),
+            scale=cfg.scale,
+        )
 
     @abstractmethod
-    def map(self, site: Site, a: np.ndarray, *, ln_tg_range: float | None = None,
-            ln_y_range: float | None = None, jamming: str | None = None,
-            ln_sync_range: float | None = None, scale: str | None = None) -> Allocation:
+    def map(
+        self,
+        site: Site,
+        a: np.ndarray,
+        *,
+        ln_tg_range: float | None = None,
+        ln_y_range: float | None = None,
+        jamming: str | None = None,
+        ln_sync_range: float | None = None,
+        scale: str | None = None,
+    ) -> Allocation:
         """(y, tG, q) of a checked action ``a`` (:meth:`check`)."""
 
     @abstractmethod
-    def unmap(self, site: Site, y_s: float, tg_s: float, jam_power_w: np.ndarray
-              ) -> tuple[np.ndarray, tuple[str, ...]]:
+    def unmap(
+        self, site: Site, y_s: float, tg_s: float, jam_power_w: np.ndarray
+    ) -> tuple[np.ndarray, tuple[str, ...]]:
         """The unclipped action of (y, tG, q) and the names of its range-checked entries."""
 
-    def mismatch(self, site: Site, got: Allocation, y_s: float, tg_s: float,
-                 jam_power_w: np.ndarray) -> np.ndarray:
+    def mismatch(
+        self, site: Site, got: Allocation, y_s: float, tg_s: float, jam_power_w: np.ndarray
+    ) -> np.ndarray:
         """The relative differences of ``got`` to (y, tG, q), in :meth:`unmap`'s order."""
         y2, tg2, _ = got
         return np.array([abs(tg2 / tg_s - 1.0), abs(y2 / y_s - 1.0)])
 
-    def to_action(self, site: Site, y_s: float, tg_s: float, jam_power_w: np.ndarray, *,
-                  clip: bool = False) -> tuple[np.ndarray, bool]:
+    def to_action(
+        self, site: Site, y_s: float, tg_s: float, jam_power_w: np.ndarray, *, clip: bool = False
+    ) -> tuple[np.ndarray, bool]:
         """The action whose mapping on ``site`` is (y, tG, q), and whether it was clipped.
 
         Where the nearest action's allocation differs from (y, tG, q) by more than
@@ -138,7 +164,7 @@ class ActionType(ABC):
         assert site.seen is not None
         a, names = self.unmap(site, y_s, tg_s, jam_power_w)
         out = np.clip(a, -1.0, 1.0)
-        if not np.any(np.abs(a[:len(names)]) > 1.0):
+        if not np.any(np.abs(a[: len(names)]) > 1.0):
             return out, False
         # outside the box: by rounding (an optimum on a bound, a search's precision), or
         # truly? Compare the clipped action's allocation with the one asked for.
@@ -152,7 +178,8 @@ class ActionType(ABC):
                 f"{names[i]}: the allocation lies outside the {self.mode} action box on this "
                 f"cluster (action[{i}] = {a[i]:.9g}, outside [-1, 1]); widen "
                 f"action.{'tg_range' if i == 0 else 'y_range' if i == 1 else 'mode'} "
-                "or pass clip=True to play the nearest action")
+                "or pass clip=True to play the nearest action"
+            )
         return out, True
 
 
@@ -166,9 +193,17 @@ class DirectAction(ActionType):
     def size_for(max_devices: int) -> int:
         return 2 + max_devices
 
-    def map(self, site: Site, a: np.ndarray, *, ln_tg_range: float | None = None,
-            ln_y_range: float | None = None, jamming: str | None = None,
-            ln_sync_range: float | None = None, scale: str | None = None) -> Allocation:
+    def map(
+        self,
+        site: Site,
+        a: np.ndarray,
+        *,
+        ln_tg_range: float | None = None,
+        ln_y_range: float | None = None,
+        jamming: str | None = None,
+        ln_sync_range: float | None = None,
+        scale: str | None = None,
+    ) -> Allocation:
         ln_tg = self.ln_tg_range if ln_tg_range is None else ln_tg_range
         ln_y = self.ln_y_range if ln_y_range is None else ln_y_range
         a0, a1 = float(a[0]), float(a[1])
@@ -176,26 +211,34 @@ class DirectAction(ActionType):
             return 0.0, 0.0, np.zeros(0)
         tg = site.tg_lo_s * math.exp(0.5 * (a0 + 1.0) * ln_tg)
         y = site.y_lo_s * math.exp(0.5 * (a1 + 1.0) * ln_y)
-        q = site.seen.g_q_max * (0.5 * (a[2:2 + site.m] + 1.0))
+        q = site.seen.g_q_max * (0.5 * (a[2 : 2 + site.m] + 1.0))
         return y, tg, q
 
-    def unmap(self, site: Site, y_s: float, tg_s: float, jam_power_w: np.ndarray
-              ) -> tuple[np.ndarray, tuple[str, ...]]:
+    def unmap(
+        self, site: Site, y_s: float, tg_s: float, jam_power_w: np.ndarray
+    ) -> tuple[np.ndarray, tuple[str, ...]]:
         a = np.zeros(self.size)
         if site.m:
             a[0] = 2.0 * math.log(tg_s / site.tg_lo_s) / self.ln_tg_range - 1.0
             a[1] = 2.0 * math.log(y_s / site.y_lo_s) / self.ln_y_range - 1.0
-            a[2:2 + site.m] = (2.0 * np.asarray(jam_power_w, dtype=float)
-                               / site.base.gld.max_jam_power_w - 1.0)
+            a[2 : 2 + site.m] = (
+                2.0 * np.asarray(jam_power_w, dtype=float) / site.base.gld.max_jam_power_w - 1.0
+            )
         return a, ("tG", "y", *(f"q[{i}]" for i in range(site.m)))
 
-    def mismatch(self, site: Site, got: Allocation, y_s: float, tg_s: float,
-                 jam_power_w: np.ndarray) -> np.ndarray:
+    def mismatch(
+        self, site: Site, got: Allocation, y_s: float, tg_s: float, jam_power_w: np.ndarray
+    ) -> np.ndarray:
         rel = super().mismatch(site, got, y_s, tg_s, jam_power_w)
         if not site.m:
             return rel
-        return np.concatenate([rel, np.abs(got[2] - np.asarray(jam_power_w, dtype=float))
-                               / site.base.gld.max_jam_power_w])
+        return np.concatenate(
+            [
+                rel,
+                np.abs(got[2] - np.asarray(jam_power_w, dtype=float))
+                / site.base.gld.max_jam_power_w,
+            ]
+        )
 
 
 class SafeAction(ActionType):
@@ -208,30 +251,61 @@ class SafeAction(ActionType):
     def size_for(max_devices: int) -> int:
         return 3
 
-    def map(self, site: Site, a: np.ndarray, *, ln_tg_range: float | None = None,
-            ln_y_range: float | None = None, jamming: str | None = None,
-            ln_sync_range: float | None = None, scale: str | None = None) -> Allocation:
+    def map(
+        self,
+        site: Site,
+        a: np.ndarray,
+        *,
+        ln_tg_range: float | None = None,
+        ln_y_range: float | None = None,
+        jamming: str | None = None,
+        ln_sync_range: float | None = None,
+        scale: str | None = None,
+    ) -> Allocation:
         ln_tg = self.ln_tg_range if ln_tg_range is None else ln_tg_range
         return safe_allocation(
-            site.seen, self.tg_base(site, ln_tg), a, ln_tg,
+            site.seen,
+            self.tg_base(site, ln_tg),
+            a,
+            ln_tg,
             self.ln_y_range if ln_y_range is None else ln_y_range,
             self.jamming if jamming is None else jamming,
             self.ln_sync_range if ln_sync_range is None else ln_sync_range,
-            self.scale if scale is None else scale)
+            self.scale if scale is None else scale,
+        )
 
-    def map_batch(self, rows: FeasibleRows, tg_base_s: np.ndarray, a: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def map_batch(
+        self, rows: FeasibleRows, tg_base_s: np.ndarray, a: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(y, tG, q) of checked actions ``a`` (R, 3) on R clusters at once (``rows``, with
         their tg_base ``tg_base_s`` (R,)) in the config's parametrisation: the batch form of
         :meth:`map` (:func:`~dtfl_env.model.feasible.safe_allocation_batch`); q is (R, M)."""
-        return safe_allocation_batch(rows, tg_base_s, a, self.ln_tg_range, self.ln_y_range,
-                                     self.jamming, self.ln_sync_range, self.scale)
+        return safe_allocation_batch(
+            rows,
+            tg_base_s,
+            a,
+            self.ln_tg_range,
+            self.ln_y_range,
+            self.jamming,
+            self.ln_sync_range,
+            self.scale,
+        )
 
-    def unmap(self, site: Site, y_s: float, tg_s: float, jam_power_w: np.ndarray
-              ) -> tuple[np.ndarray, tuple[str, ...]]:
-        a = safe_action(site.seen, self.tg_base(site), y_s, tg_s, jam_power_w,
-                        self.ln_tg_range, self.ln_y_range, self.jamming,
-                        self.ln_sync_range, self.scale)
+    def unmap(
+        self, site: Site, y_s: float, tg_s: float, jam_power_w: np.ndarray
+    ) -> tuple[np.ndarray, tuple[str, ...]]:
+        a = safe_action(
+            site.seen,
+            self.tg_base(site),
+            y_s,
+            tg_s,
+            jam_power_w,
+            self.ln_tg_range,
+            self.ln_y_range,
+            self.jamming,
+            self.ln_sync_range,
+            self.scale,
+        )
         return a, ("tG", "y")
 
 
@@ -243,8 +317,9 @@ ACTION_TYPES: dict[str, type[ActionType]] = {"direct": DirectAction, "safe": Saf
 ACTION_SIZES: dict[str, Callable[[int], int]] = {m: t.size_for for m, t in ACTION_TYPES.items()}
 
 
-def action_factory(config: ActionConfig | Mapping[str, Any], max_devices: int,
-                   mode: str | None = None) -> ActionType:
+def action_factory(
+    config: ActionConfig | Mapping[str, Any], max_devices: int, mode: str | None = None
+) -> ActionType:
     """The action type of ``config.mode`` (or ``mode``) for ``max_devices`` slots; a plain
     ``action`` dict is read by :meth:`ActionConfig.from_dict` (strict)."""
     if not isinstance(config, ActionConfig):
@@ -273,5 +348,4 @@ class ClipMemo:
             return False
         played = np.asarray(action, dtype=np.float32).reshape(-1)
         saved = self._at[2]
-        return played.shape == saved.shape and bool(np.allclose(played, saved, rtol=0,
-                                                                atol=1e-6))
+        return played.shape == saved.shape and bool(np.allclose(played, saved, rtol=0, atol=1e-6))

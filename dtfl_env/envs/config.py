@@ -25,8 +25,17 @@ from dtfl_env.fl.config import FLConfig, model_size_bits
 from dtfl_env.scenarios import RandomClusterConfig
 from dtfl_env.settings import Settings, block, choice, flag, integer, number, setting
 
-__all__ = ["ActionConfig", "BLDEnergyConfig", "EnvConfig", "LedgerConfig", "ObservationConfig",
-           "RewardConfig", "default_config", "merge_config", "validate_config"]
+__all__ = [
+    "ActionConfig",
+    "BLDEnergyConfig",
+    "EnvConfig",
+    "LedgerConfig",
+    "ObservationConfig",
+    "RewardConfig",
+    "default_config",
+    "merge_config",
+    "validate_config",
+]
 
 # the allowed values of the config's choices (the roles' registries are checked against them:
 # tests/test_env_roles.py)
@@ -45,8 +54,7 @@ VALIDATOR_ATTACKS = ("none", "accept_poisoned", "reject_honest", "both")
 VALIDATOR_SELECTIONS = ("reputation", "random", "round_robin")
 #: removed keys (dotted path) -> what to use instead; passing one is an error that says so
 REMOVED_KEYS = {
-    "cluster_in_info": "info holds numbers only; read the raw cluster from "
-                       "env.unwrapped.cluster",
+    "cluster_in_info": "info holds numbers only; read the raw cluster from env.unwrapped.cluster",
 }
 
 
@@ -150,11 +158,15 @@ class LedgerConfig(Settings):
 
 
 def _device_range(value: Any, where: str) -> tuple[int, int]:
-    if (not isinstance(value, (list, tuple)) or len(value) != 2
-            or not all(isinstance(x, int) and not isinstance(x, bool) for x in value)
-            or not 1 <= value[0] <= value[1]):
-        raise ValueError(f"{where}: must be [low, high] integers with 1 <= low <= high, "
-                         f"got {value!r}")
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(isinstance(x, int) and not isinstance(x, bool) for x in value)
+        or not 1 <= value[0] <= value[1]
+    ):
+        raise ValueError(
+            f"{where}: must be [low, high] integers with 1 <= low <= high, got {value!r}"
+        )
     return (value[0], value[1])
 
 
@@ -203,16 +215,24 @@ class EnvConfig(Settings):
         super().__post_init__()
         high = self.devices_per_cluster[1]
         if high > self.max_devices:
-            raise ValueError(f"devices_per_cluster: high ({high}) exceeds max_devices "
-                             f"({self.max_devices})")
+            raise ValueError(
+                f"devices_per_cluster: high ({high}) exceeds max_devices ({self.max_devices})"
+            )
         mal = self.ledger.malicious_clusters
         if mal > self.clusters:
-            raise ValueError(f"ledger.malicious_clusters: must be an integer in [0, clusters], "
-                             f"got {mal!r}")
-        if (self.fl.backend == "torch" and self.ledger.enabled and self.ledger.mode == "full"
-                and self.fl.validation_fraction == 0):
-            raise ValueError("fl.validation_fraction: must be > 0 with ledger.mode='full' (the "
-                             "validators' quality check runs on the validation split)")
+            raise ValueError(
+                f"ledger.malicious_clusters: must be an integer in [0, clusters], got {mal!r}"
+            )
+        if (
+            self.fl.backend == "torch"
+            and self.ledger.enabled
+            and self.ledger.mode == "full"
+            and self.fl.validation_fraction == 0
+        ):
+            raise ValueError(
+                "fl.validation_fraction: must be > 0 with ledger.mode='full' (the "
+                "validators' quality check runs on the validation split)"
+            )
         if self.scenario == "table2" and self.max_devices < 10:
             raise ValueError("max_devices: the table2 scenario has 10 devices per cluster")
 
@@ -222,8 +242,9 @@ class EnvConfig(Settings):
         if cfg.fl.backend == "torch" and "model_bits" not in (data or {}).get("constants", {}):
             # L: the serialised size of the model that is trained (CNN: 0.70 Mbit); set
             # constants.model_bits to override (Table II's analysis uses 2 Mbit)
-            cfg = dataclasses.replace(cfg, constants=cfg.constants.replace(
-                model_bits=model_size_bits(cfg.fl.model)))
+            cfg = dataclasses.replace(
+                cfg, constants=cfg.constants.replace(model_bits=model_size_bits(cfg.fl.model))
+            )
         return cfg
 
 
@@ -234,8 +255,9 @@ def default_config() -> dict[str, Any]:
     return {**EnvConfig().to_dict(), "random": {}, "constants": {}}
 
 
-def merge_config(base: Mapping[str, Any], overrides: Mapping[str, Any] | None,
-                 path: str = "") -> dict[str, Any]:
+def merge_config(
+    base: Mapping[str, Any], overrides: Mapping[str, Any] | None, path: str = ""
+) -> dict[str, Any]:
     """Deep-merge ``overrides`` into a copy of ``base``; unknown keys are errors.
 
     Keys whose default is an empty dict (``random``, ``constants``) are free-form here and

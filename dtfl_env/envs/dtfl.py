@@ -57,8 +57,16 @@ from dtfl_env.scenarios import Topology
 if TYPE_CHECKING:
     from solvers.result import SolverResult
 
-__all__ = ["ACTION_SIZES", "BOUND_FEATURES", "GLOBAL_FEATURES", "RANGE_TOLERANCE",
-           "SLOT_FEATURES", "ActionRangeError", "DTFLEnv", "EnvView"]
+__all__ = [
+    "ACTION_SIZES",
+    "BOUND_FEATURES",
+    "GLOBAL_FEATURES",
+    "RANGE_TOLERANCE",
+    "SLOT_FEATURES",
+    "ActionRangeError",
+    "DTFLEnv",
+    "EnvView",
+]
 
 
 @dataclass(frozen=True)
@@ -135,13 +143,17 @@ class DTFLEnv(gym.Env):
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
-    def __init__(self, config: dict[str, Any] | None = None,
-                 render_mode: str | None = None,
-                 base_config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any] | None = None,
+        render_mode: str | None = None,
+        base_config: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode: must be one of {self.metadata['render_modes']}, "
-                             f"got {render_mode!r}")
+            raise ValueError(
+                f"render_mode: must be one of {self.metadata['render_modes']}, got {render_mode!r}"
+            )
         self.render_mode = render_mode
         # the registered id's preset (``base_config``), then the user's overrides
         self._base_config = merge_config(default_config(), base_config)
@@ -167,8 +179,7 @@ class DTFLEnv(gym.Env):
         self.constants = s.constants  # L follows the trained model (EnvConfig.from_dict)
         self.action_mode = s.action.mode
         # one action type per mode (the env's own, and the others for ``mode=`` arguments)
-        self._action_types = {m: action_factory(s.action, s.max_devices, m)
-                              for m in ACTION_TYPES}
+        self._action_types = {m: action_factory(s.action, s.max_devices, m) for m in ACTION_TYPES}
         self.action_type: ActionType = self._action_types[self.action_mode]
         self.action_space = self.action_type.space()
         self.observation_type = ObservationType(s, self.action_type.ln_tg_range)
@@ -178,8 +189,9 @@ class DTFLEnv(gym.Env):
         self._episode_ready = False
 
     # ------------------------------------------------------------------ episode
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
-              ) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         options = dict(options or {})
         unknown = set(options) - {"config"}
@@ -192,10 +204,19 @@ class DTFLEnv(gym.Env):
         self._topo_rng = np.random.default_rng(topo)
         self._fade_rng = np.random.default_rng(fade)
         self._fl_rng = np.random.default_rng(fl)
-        if (not self._sites or self.settings.new_topology_each_episode or seed is not None
-                or not self._episode_ready):
-            self._sites = draw_sites(self.config, self.constants, self.settings.random,
-                                     [self._topo_rng], self.settings.clusters)[0]
+        if (
+            not self._sites
+            or self.settings.new_topology_each_episode
+            or seed is not None
+            or not self._episode_ready
+        ):
+            self._sites = draw_sites(
+                self.config,
+                self.constants,
+                self.settings.random,
+                [self._topo_rng],
+                self.settings.clusters,
+            )[0]
             self._layout = SiteLayout(self._sites)
         self._episode_ready = True
         self._clear_episode()
@@ -222,18 +243,26 @@ class DTFLEnv(gym.Env):
     def _draw_round(self) -> None:
         """Fresh fading (and twin deviations) for every site; the observations of the round."""
         s = self.settings
-        draw = self._layout.draw_round(self.constants, self._fade_rng, fading=s.fading,
-                                       twin_deviation=s.twin_deviation)
+        draw = self._layout.draw_round(
+            self.constants, self._fade_rng, fading=s.fading, twin_deviation=s.twin_deviation
+        )
         self.observation_type.new_round(self._layout, draw, self.constants)
 
     def _observation(self) -> np.ndarray:
         return self.observation_type.observe(self._cluster, self._round, self._accuracy)
 
     # ------------------------------------------------------------------ actions
-    def action_to_allocation(self, action: np.ndarray, mode: str | None = None, *,
-                             tg_range: float | None = None, y_range: float | None = None,
-                             jamming: str | None = None, sync_range: float | None = None,
-                             scale: str | None = None) -> tuple[float, float, np.ndarray]:
+    def action_to_allocation(
+        self,
+        action: np.ndarray,
+        mode: str | None = None,
+        *,
+        tg_range: float | None = None,
+        y_range: float | None = None,
+        jamming: str | None = None,
+        sync_range: float | None = None,
+        scale: str | None = None,
+    ) -> tuple[float, float, np.ndarray]:
         """Map an action to (y, tG, q) on the current cluster (docs/ENVIRONMENT.md, Action Space).
 
         ``mode``, ``tg_range``, ``y_range``, ``jamming``, ``sync_range`` and ``scale``
@@ -241,18 +270,30 @@ class DTFLEnv(gym.Env):
         config, e.g. to replay an agent trained there (bad values name ``action.<key>``).
         """
         return self._action_type(mode).to_allocation_as(
-            self._sites[self._cluster], action, tg_range=tg_range, y_range=y_range,
-            jamming=jamming, sync_range=sync_range, scale=scale)
+            self._sites[self._cluster],
+            action,
+            tg_range=tg_range,
+            y_range=y_range,
+            jamming=jamming,
+            sync_range=sync_range,
+            scale=scale,
+        )
 
-    def allocation_to_action(self, y_s: float, tg_s: float, jam_power_w: np.ndarray,
-                             mode: str | None = None, *, clip: bool = False) -> np.ndarray:
+    def allocation_to_action(
+        self,
+        y_s: float,
+        tg_s: float,
+        jam_power_w: np.ndarray,
+        mode: str | None = None,
+        *,
+        clip: bool = False,
+    ) -> np.ndarray:
         """The action whose mapping on the current cluster is (y, tG, q); outside the action
         box raises :class:`ActionRangeError` naming the variable, or with ``clip=True``
         returns the nearest action, and the step that plays it here reports
         ``info["action_clipped"] = 1`` (docs/ENVIRONMENT.md, Action Space)."""
         act = self._action_type(mode)
-        out, clipped = act.to_action(self._sites[self._cluster], y_s, tg_s, jam_power_w,
-                                     clip=clip)
+        out, clipped = act.to_action(self._sites[self._cluster], y_s, tg_s, jam_power_w, clip=clip)
         if clipped and act is self.action_type:
             self._clipped.remember(self._round, self._cluster, out)
         return out
@@ -325,10 +366,8 @@ class DTFLEnv(gym.Env):
         cluster_idx, round_idx = self._cluster, self._round
         self._round_latency_s = max(self._round_latency_s, out.latency_s)
         optimum = self._step_optimum(site)  # before the round's fading is redrawn
-        opt_s = None if optimum is None else np.array([optimum.T if optimum.feasible
-                                                       else np.inf])
-        baseline = self.reward_function.baseline_s(1, opt_s,
-                                                   lambda: self._center_latency_s(site))
+        opt_s = None if optimum is None else np.array([optimum.T if optimum.feasible else np.inf])
+        baseline = self.reward_function.baseline_s(1, opt_s, lambda: self._center_latency_s(site))
         baseline_s = float(baseline[0])
         self.learner.submit(cluster_idx, out)  # who trains follows the step
         self._cluster += 1
@@ -339,9 +378,12 @@ class DTFLEnv(gym.Env):
             self._round += 1
             if self._round < self.settings.rounds:
                 self._draw_round()
-        rewards = {name: float(v[0]) for name, v in self.reward_function.terms(
-            charged, site.true.g_e_max.reshape(1, -1), np.array([acc_gain]),
-            baseline).items()}
+        rewards = {
+            name: float(v[0])
+            for name, v in self.reward_function.terms(
+                charged, site.true.g_e_max.reshape(1, -1), np.array([acc_gain]), baseline
+            ).items()
+        }
         reward = float(sum(rewards.values()))
         terminated = self._is_terminated()
         info = self._info(site, charged, rewards, cluster_idx, round_idx, optimum)
@@ -349,19 +391,26 @@ class DTFLEnv(gym.Env):
         info["action_clipped"] = int(self._clipped.played(action, round_idx, cluster_idx))
         self._clipped.forget()
         self._last_step = (site, out, rewards, cluster_idx, round_idx)
-        obs = (self._observation() if not terminated
-               else self.observation_type.terminal(self._cluster, self._accuracy))
+        obs = (
+            self._observation()
+            if not terminated
+            else self.observation_type.terminal(self._cluster, self._accuracy)
+        )
         return obs, reward, terminated, False, info
 
     def _charge(self, site: Site, y: float, tg: float, q: np.ndarray) -> BatchOutcome:
         """The round's outcome on the site's true values: :func:`round_outcomes` on the
         site as a batch of one."""
         assert site.true is not None
-        return round_outcomes(site.true.one(), y_s=np.array([y]), tg_s=np.array([tg]),
-                              jam_power_w=np.asarray(q, dtype=float).reshape(1, -1),
-                              deadline_s=self.settings.round_deadline_s,
-                              bld_battery_j=site.bld_battery_j.reshape(1, -1),
-                              enforce_bld_energy=self.settings.bld_energy.enforce)
+        return round_outcomes(
+            site.true.one(),
+            y_s=np.array([y]),
+            tg_s=np.array([tg]),
+            jam_power_w=np.asarray(q, dtype=float).reshape(1, -1),
+            deadline_s=self.settings.round_deadline_s,
+            bld_battery_j=site.bld_battery_j.reshape(1, -1),
+            enforce_bld_energy=self.settings.bld_energy.enforce,
+        )
 
     def _end_of_round(self) -> float:
         """Close the round: the clock advances by its slowest cluster, the clusters train,
@@ -407,9 +456,15 @@ class DTFLEnv(gym.Env):
             info["global_loss"] = self._loss
         return info
 
-    def _info(self, site: Site, out: BatchOutcome, rewards: dict[str, float],
-              cluster_idx: int, round_idx: int, optimum: SolverResult | None
-              ) -> dict[str, Any]:
+    def _info(
+        self,
+        site: Site,
+        out: BatchOutcome,
+        rewards: dict[str, float],
+        cluster_idx: int,
+        round_idx: int,
+        optimum: SolverResult | None,
+    ) -> dict[str, Any]:
         """The step's info: numbers and fixed-shape numeric arrays only, the keys of
         :func:`info_defaults` (docs/INFO.md). Per-device entries are arrays of length
         ``max_devices`` in slot order (GLDs, then BLDs, then empty slots): 0 where a
@@ -418,40 +473,53 @@ class DTFLEnv(gym.Env):
             **reward_info(rewards),
             "round": round_idx,
             "cluster_index": cluster_idx,
-            **info_row(outcome_info(out, site.bld_battery_j.reshape(1, -1),
-                                    self.settings.max_devices), 0),
+            **info_row(
+                outcome_info(out, site.bld_battery_j.reshape(1, -1), self.settings.max_devices), 0
+            ),
             "global_accuracy": self._accuracy,
             "sim_time_s": self._clock_s + self._round_latency_s,
-            "next_round": self._round, "next_cluster_index": self._cluster,
+            "next_round": self._round,
+            "next_cluster_index": self._cluster,
         }
         if self.learning:
             info["global_loss"] = self._loss
         if has_ledger(self.config):  # the block of the round this step closed, or defaults
             closed = self._cluster == 0 and self.learner.round_record is not None
-            info.update(ledger_info(self.learner.round_record if closed else None,
-                                    self.settings.clusters))
+            info.update(
+                ledger_info(self.learner.round_record if closed else None, self.settings.clusters)
+            )
         if self.settings.compute_optimal:
             ref = optimum  # solved on the cluster just charged, before any redraw
             assert ref is not None
             info["optimal_latency_s"] = float(ref.T)
-            info["optimality_gap"] = (float(out.latency_s[0] / ref.T - 1.0) if ref.feasible
-                                      else math.nan)
+            info["optimality_gap"] = (
+                float(out.latency_s[0] / ref.T - 1.0) if ref.feasible else math.nan
+            )
         return info
 
     @property
     def view(self) -> EnvView:
         """A read-only view of the episode's progress (what the renderer reads)."""
-        return EnvView(ready=self._episode_ready, round=self._round, cluster=self._cluster,
-                       global_accuracy=self._accuracy, sites=tuple(self._sites),
-                       last_step=self._last_step_record())
+        return EnvView(
+            ready=self._episode_ready,
+            round=self._round,
+            cluster=self._cluster,
+            global_accuracy=self._accuracy,
+            sites=tuple(self._sites),
+            last_step=self._last_step_record(),
+        )
 
     def _last_step_record(self) -> dict[str, Any] | None:
         """The last step in device order (for the renderer): per-GLD and per-BLD arrays."""
         if self._last_step is None:
             return None
         _, out, rewards, cluster_idx, round_idx = self._last_step
-        return {"rewards": rewards, "round": round_idx, "cluster": cluster_idx,
-                **outcome_record(out)}
+        return {
+            "rewards": rewards,
+            "round": round_idx,
+            "cluster": cluster_idx,
+            **outcome_record(out),
+        }
 
     # ------------------------------------------------------------------ rendering
     def render(self) -> str | np.ndarray | None:

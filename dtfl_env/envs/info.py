@@ -30,27 +30,54 @@ import numpy as np
 from dtfl_env.envs.reward import REWARD_TERMS
 from dtfl_env.model.round import BatchOutcome, RoundOutcome
 
-__all__ = ["DEVICE_FLOATS", "DEVICE_MASKS", "LEDGER_HASH_BYTES", "has_ledger", "info_defaults",
-           "info_row", "ledger_info", "outcome_info", "outcome_record", "reward_info",
-           "reward_key"]
+__all__ = [
+    "DEVICE_FLOATS",
+    "DEVICE_MASKS",
+    "LEDGER_HASH_BYTES",
+    "has_ledger",
+    "info_defaults",
+    "info_row",
+    "ledger_info",
+    "outcome_info",
+    "outcome_record",
+    "reward_info",
+    "reward_key",
+]
 
 #: the step's times (s) and aggregate jamming (W); NaN before the first step
 OUTCOME_FLOATS = ("latency_s", "T", "T_GLD", "T_BLD", "y", "tG", "tB_up", "Q")
 #: per-device quantities, float arrays of length ``max_devices`` (0 where they do not apply)
-DEVICE_FLOATS = ("q_w", "cpu_hz", "energy_j", "energy_excess_j", "secrecy_rate_bps",
-                 "bld_sync_energy_j", "bld_battery_j")
+DEVICE_FLOATS = (
+    "q_w",
+    "cpu_hz",
+    "energy_j",
+    "energy_excess_j",
+    "secrecy_rate_bps",
+    "bld_sync_energy_j",
+    "bld_battery_j",
+)
 #: per-device masks, boolean arrays of length ``max_devices``
 DEVICE_MASKS = ("bld_energy_short", "participant", "dropped", "unsynced", "straggler")
 #: the step's device counts
-OUTCOME_COUNTS = ("n_gld", "n_bld", "n_dropouts", "n_unsynced", "n_stragglers",
-                  "n_bld_energy_short")
+OUTCOME_COUNTS = (
+    "n_gld",
+    "n_bld",
+    "n_dropouts",
+    "n_unsynced",
+    "n_stragglers",
+    "n_bld_energy_short",
+)
 #: bytes of a block hash (SHA-256), ``ledger_block_hash``
 LEDGER_HASH_BYTES = 32
 #: the ledger record's per-cluster masks (``ledger_<name>``, length ``clusters``)
 _LEDGER_MASKS = ("accepted_clusters", "rejected_clusters", "audit_overturned")
 #: the ledger record's integer entries (``ledger_<name>``) and their defaults
-_LEDGER_INTS = {"validator_cluster": -1, "validator_malicious": 0, "audit_failed": 0,
-                "block_size_bytes": 0}
+_LEDGER_INTS = {
+    "validator_cluster": -1,
+    "validator_malicious": 0,
+    "audit_failed": 0,
+    "block_size_bytes": 0,
+}
 
 
 def reward_key(term: str) -> str:
@@ -77,10 +104,12 @@ def ledger_info(record: Mapping[str, Any] | None, clusters: int) -> dict[str, An
     the validator's coordinator id is ``"gc-<ledger_validator_cluster>"``."""
     hash_bytes = np.zeros(LEDGER_HASH_BYTES, dtype=np.uint8)
     if record is None:
-        return {"ledger_round_closed": 0,
-                **{f"ledger_{k}": v for k, v in _LEDGER_INTS.items()},
-                "ledger_block_hash": hash_bytes,
-                **{f"ledger_{k}": np.zeros(clusters, dtype=bool) for k in _LEDGER_MASKS}}
+        return {
+            "ledger_round_closed": 0,
+            **{f"ledger_{k}": v for k, v in _LEDGER_INTS.items()},
+            "ledger_block_hash": hash_bytes,
+            **{f"ledger_{k}": np.zeros(clusters, dtype=bool) for k in _LEDGER_MASKS},
+        }
     if record["block_hash"]:
         raw = bytes.fromhex(record["block_hash"])
         if len(raw) != LEDGER_HASH_BYTES:
@@ -89,9 +118,12 @@ def ledger_info(record: Mapping[str, Any] | None, clusters: int) -> dict[str, An
     masks = {f"ledger_{k}": np.asarray(record[k], dtype=bool).copy() for k in _LEDGER_MASKS}
     if any(m.shape != (clusters,) for m in masks.values()):
         raise ValueError(f"round_record: the cluster masks must have length {clusters}")
-    return {"ledger_round_closed": 1,
-            **{f"ledger_{k}": int(record[k]) for k in _LEDGER_INTS},
-            "ledger_block_hash": hash_bytes, **masks}
+    return {
+        "ledger_round_closed": 1,
+        **{f"ledger_{k}": int(record[k]) for k in _LEDGER_INTS},
+        "ledger_block_hash": hash_bytes,
+        **masks,
+    }
 
 
 def info_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -104,13 +136,18 @@ def info_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
     nan = math.nan
     info: dict[str, Any] = {
         **{reward_key(name): nan for name in REWARD_TERMS},
-        "round": 0, "cluster_index": 0,
+        "round": 0,
+        "cluster_index": 0,
         **dict.fromkeys(OUTCOME_FLOATS, nan),
         **{k: np.zeros(d) for k in DEVICE_FLOATS},
         **{k: np.zeros(d, dtype=bool) for k in DEVICE_MASKS},
         **dict.fromkeys(OUTCOME_COUNTS, 0),
-        "global_accuracy": 0.0, "sim_time_s": 0.0, "next_round": 0, "next_cluster_index": 0,
-        "latency_baseline_s": nan, "action_clipped": 0,
+        "global_accuracy": 0.0,
+        "sim_time_s": 0.0,
+        "next_round": 0,
+        "next_cluster_index": 0,
+        "latency_baseline_s": nan,
+        "action_clipped": 0,
     }
     if config["fl"]["backend"] == "torch":
         info["global_loss"] = nan
@@ -121,8 +158,9 @@ def info_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
     return info
 
 
-def outcome_info(out: BatchOutcome, bld_battery_j: np.ndarray, max_devices: int
-                 ) -> dict[str, np.ndarray]:
+def outcome_info(
+    out: BatchOutcome, bld_battery_j: np.ndarray, max_devices: int
+) -> dict[str, np.ndarray]:
     """The outcome entries of ``info`` for B charged clusters (one row each): per-device
     entries are arrays (B, ``max_devices``) in slot order, 0 where a quantity does not
     apply (GLD quantities in slots < n_gld, BLD ones in slots n_gld .. n_gld + n_bld - 1),
@@ -140,24 +178,47 @@ def outcome_info(out: BatchOutcome, bld_battery_j: np.ndarray, max_devices: int
     # GLD slots (padded entries of an outcome are 0 / False: copied as they are)
     floats[:4, :, :wg] = (out.jam_power_w, out.cpu_hz, out.energy_j, out.energy_excess_j)
     g_gone = out.gld_dropped | out.gld_straggler
-    masks[1:, :, :wg] = ((np.arange(wg) < m[:, None]) & ~g_gone, out.gld_dropped,
-                         np.zeros_like(g_gone), out.gld_straggler)
+    masks[1:, :, :wg] = (
+        (np.arange(wg) < m[:, None]) & ~g_gone,
+        out.gld_dropped,
+        np.zeros_like(g_gone),
+        out.gld_straggler,
+    )
     # BLD slots: rate, sync energy (where a sync can happen: a positive rate), battery
     rate = out.secrecy_rate_bps[breal]
     synced, b_late = out.bld_synced[breal], out.bld_straggler[breal]
-    floats[4:, rows, cols] = (rate, np.where(rate > 0, out.bld_sync_energy_j[breal], 0.0),
-                              np.asarray(bld_battery_j)[breal])
-    masks[:, rows, cols] = (out.bld_energy_short[breal], synced & ~b_late,
-                            np.zeros_like(synced), ~synced, b_late)
+    floats[4:, rows, cols] = (
+        rate,
+        np.where(rate > 0, out.bld_sync_energy_j[breal], 0.0),
+        np.asarray(bld_battery_j)[breal],
+    )
+    masks[:, rows, cols] = (
+        out.bld_energy_short[breal],
+        synced & ~b_late,
+        np.zeros_like(synced),
+        ~synced,
+        b_late,
+    )
     counts = np.count_nonzero(masks, axis=2)
     info: dict[str, np.ndarray] = {
         "latency_s": out.latency_s,
-        "T": out.latency_s.copy(), "T_GLD": out.t_gld_s, "T_BLD": out.t_bld_s,
-        "y": out.y_s, "tG": out.tg_s, "tB_up": out.tb_up_s, "Q": out.jamming_w,
-        "n_gld": m, "n_bld": n,
+        "T": out.latency_s.copy(),
+        "T_GLD": out.t_gld_s,
+        "T_BLD": out.t_bld_s,
+        "y": out.y_s,
+        "tG": out.tg_s,
+        "tB_up": out.tb_up_s,
+        "Q": out.jamming_w,
+        "n_gld": m,
+        "n_bld": n,
         # the masks' counts in one pass: short, participant, dropped, unsynced, straggler
-        **dict(zip(("n_bld_energy_short", "n_dropouts", "n_unsynced", "n_stragglers"),
-                   counts[[0, 2, 3, 4]], strict=True)),
+        **dict(
+            zip(
+                ("n_bld_energy_short", "n_dropouts", "n_unsynced", "n_stragglers"),
+                counts[[0, 2, 3, 4]],
+                strict=True,
+            )
+        ),
     }
     info.update(zip(DEVICE_FLOATS, floats, strict=True))
     info.update(zip(DEVICE_MASKS, masks, strict=True))
@@ -174,10 +235,19 @@ def outcome_record(out: RoundOutcome) -> dict[str, Any]:
     that dropped out, the unsynced BLDs and the stragglers."""
     fnz = np.flatnonzero
     return {
-        "latency_s": out.latency_s, "T_GLD": out.t_gld_s, "T_BLD": out.t_bld_s,
-        "y": out.y_s, "tG": out.tg_s, "tB_up": out.tb_up_s, "Q": out.jamming_w,
-        "q": out.jam_power_w, "cpu_hz": out.cpu_hz, "energy_j": out.energy_j,
-        "energy_excess_j": out.energy_excess_j, "secrecy_rate_bps": out.secrecy_rate_bps,
-        "dropouts": fnz(out.gld_dropped), "unsynced_blds": fnz(~out.bld_synced),
+        "latency_s": out.latency_s,
+        "T_GLD": out.t_gld_s,
+        "T_BLD": out.t_bld_s,
+        "y": out.y_s,
+        "tG": out.tg_s,
+        "tB_up": out.tb_up_s,
+        "Q": out.jamming_w,
+        "q": out.jam_power_w,
+        "cpu_hz": out.cpu_hz,
+        "energy_j": out.energy_j,
+        "energy_excess_j": out.energy_excess_j,
+        "secrecy_rate_bps": out.secrecy_rate_bps,
+        "dropouts": fnz(out.gld_dropped),
+        "unsynced_blds": fnz(~out.bld_synced),
         "stragglers": {"gld": fnz(out.gld_straggler), "bld": fnz(out.bld_straggler)},
     }

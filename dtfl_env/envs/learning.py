@@ -35,8 +35,9 @@ class Attack:
 
     flip_devices: str | None = None
 
-    def model(self, global_params: np.ndarray, params: np.ndarray,
-              rng: np.random.Generator) -> np.ndarray:
+    def model(
+        self, global_params: np.ndarray, params: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
         """The model a malicious coordinator submits instead of its trained ``params``."""
         return params
 
@@ -48,8 +49,9 @@ class Attack:
 class RandomModel(Attack):
     """A random model in place of the trained one."""
 
-    def model(self, global_params: np.ndarray, params: np.ndarray,
-              rng: np.random.Generator) -> np.ndarray:
+    def model(
+        self, global_params: np.ndarray, params: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
         from dtfl_env.ledger import random_update
 
         return random_update(global_params, rng)
@@ -58,8 +60,9 @@ class RandomModel(Attack):
 class ScaledModel(Attack):
     """The trained update, scaled up."""
 
-    def model(self, global_params: np.ndarray, params: np.ndarray,
-              rng: np.random.Generator) -> np.ndarray:
+    def model(
+        self, global_params: np.ndarray, params: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
         from dtfl_env.ledger import scaled_update
 
         return scaled_update(global_params, params)
@@ -83,8 +86,11 @@ class FlipLabels(Attack):
 
 #: ``ledger.attack`` -> the attack (add one here and to :data:`dtfl_env.envs.config.ATTACKS`)
 ATTACKS: dict[str, Attack] = {
-    "random": RandomModel(), "scaled": ScaledModel(), "tamper": TamperSubmission(),
-    "label_flip": FlipLabels("all"), "tampered_sync": FlipLabels("bld"),
+    "random": RandomModel(),
+    "scaled": ScaledModel(),
+    "tamper": TamperSubmission(),
+    "label_flip": FlipLabels("all"),
+    "tampered_sync": FlipLabels("bld"),
 }
 
 
@@ -148,20 +154,26 @@ class LearningRound:
             from dtfl_env.ledger import Consortium, VerifierConfig
 
             self.consortium = Consortium(
-                range(len(sites)), mode=led.mode, store_payload=led.store_payload,
+                range(len(sites)),
+                mode=led.mode,
+                store_payload=led.store_payload,
                 verifier=VerifierConfig(peer_baseline=led.peer_baseline),
                 rng=np.random.default_rng(int(rng.integers(0, 2**31 - 1))),
                 selection=led.validator_selection,
                 malicious=range(led.malicious_clusters),
-                validator_attack=led.validator_attack)
+                validator_attack=led.validator_attack,
+            )
             self.consortium.set_twin_proportion(  # eq. (2): Prop_Cs
-                [s.n / max(s.m + s.n, 1) for s in sites])
+                [s.n / max(s.m + s.n, 1) for s in sites]
+            )
         self._attack_rng = np.random.default_rng(int(rng.integers(0, 2**31 - 1)))
         devices = ATTACKS[led.attack].flip_devices
         if led.malicious_clusters and devices is not None:
-            self.fl.flip_labels(range(led.malicious_clusters),
-                                seed=int(self._attack_rng.integers(0, 2**31 - 1)),
-                                devices=devices)
+            self.fl.flip_labels(
+                range(led.malicious_clusters),
+                seed=int(self._attack_rng.integers(0, 2**31 - 1)),
+                devices=devices,
+            )
         return start
 
     def submit(self, cluster_idx: int, out: RoundOutcome) -> None:
@@ -173,11 +185,18 @@ class LearningRound:
         all clusters (every cluster starts from the same global model, so this is exact).
         """
         if self.enabled:
-            self._requests.append((cluster_idx, ~(out.gld_dropped | out.gld_straggler),
-                                   out.bld_synced, ~out.bld_straggler))
+            self._requests.append(
+                (
+                    cluster_idx,
+                    ~(out.gld_dropped | out.gld_straggler),
+                    out.bld_synced,
+                    ~out.bld_straggler,
+                )
+            )
 
-    def end_round(self, round_idx: int, sites: list[Site], clock_s: float
-                  ) -> tuple[float, float] | None:
+    def end_round(
+        self, round_idx: int, sites: list[Site], clock_s: float
+    ) -> tuple[float, float] | None:
         """Train the round's clusters, verify their models on the ledger and aggregate the
         verified ones into the new global model (Algorithm 1, lines 9-14); returns the new
         global model's (accuracy, loss), or None without training. ``clock_s``: the
@@ -188,29 +207,38 @@ class LearningRound:
         fl = self.fl
         requests, self._requests = self._requests, []
         results = fl.clusters_round(requests)
-        trained = {req[0]: part for req, part in zip(requests, fl.last_participation,
-                                                     strict=True)}
+        trained = {req[0]: part for req, part in zip(requests, fl.last_participation, strict=True)}
         global_before = fl.global_params
         models: list[tuple[int, np.ndarray, int]] = [
-            (req[0], params, n) for req, (params, n) in zip(requests, results, strict=True)
-            if n > 0]
+            (req[0], params, n) for req, (params, n) in zip(requests, results, strict=True) if n > 0
+        ]
         led = self._ledger_cfg
         malicious = set(range(led.malicious_clusters))
         attack = ATTACKS[led.attack]
         # model attacks; tamper: after signing; label attacks: in the training data
-        models = [(c, attack.model(global_before, p, self._attack_rng) if c in malicious else p,
-                   n) for c, p, n in models]
+        models = [
+            (c, attack.model(global_before, p, self._attack_rng) if c in malicious else p, n)
+            for c, p, n in models
+        ]
         accepted = models
         if self.consortium is not None:
-            accepted = self._verify(round_idx, sites, clock_s, models, trained, global_before,
-                                    malicious, attack)
+            accepted = self._verify(
+                round_idx, sites, clock_s, models, trained, global_before, malicious, attack
+            )
         fl.global_aggregate([p for _, p, _ in accepted], [n for _, _, n in accepted])
         return fl.evaluate()
 
-    def _verify(self, round_idx: int, sites: list[Site], clock_s: float,
-                models: list[tuple[int, np.ndarray, int]], trained: dict[int, Any],
-                global_before: np.ndarray, malicious: set[int], attack: Attack
-                ) -> list[tuple[int, np.ndarray, int]]:
+    def _verify(
+        self,
+        round_idx: int,
+        sites: list[Site],
+        clock_s: float,
+        models: list[tuple[int, np.ndarray, int]],
+        trained: dict[int, Any],
+        global_before: np.ndarray,
+        malicious: set[int],
+        attack: Attack,
+    ) -> list[tuple[int, np.ndarray, int]]:
         """Submit the signed models to the ledger; the ones its validator accepts."""
         fl, cons, led = self.fl, self.consortium, self._ledger_cfg
         s_total = len(sites)
@@ -221,9 +249,14 @@ class LearningRound:
             m = sites[c].m
             ids = [*(int(i) for i in who["gld"]), *(m + int(j) for j in who["bld"])]
             counts = [*(int(g_n[i]) for i in who["gld"]), *(int(b_n[j]) for j in who["bld"])]
-            sub = cons.submit(c, round=round_idx, params=params, global_params=global_before,
-                              participants=[1000 * c + i for i in ids],  # device ids
-                              sample_counts=counts)
+            sub = cons.submit(
+                c,
+                round=round_idx,
+                params=params,
+                global_params=global_before,
+                participants=[1000 * c + i for i in ids],  # device ids
+                sample_counts=counts,
+            )
             if c in malicious:
                 sub = attack.submission(sub, self._attack_rng)
             subs.append(sub)
@@ -233,8 +266,9 @@ class LearningRound:
             # the validators' own held-out data: the validation split, never the test set
             return fl.validation_quality(params, k)
 
-        rec = cons.end_round(round_idx, subs, global_params=global_before,
-                             quality=quality, timestamp_s=clock_s)
+        rec = cons.end_round(
+            round_idx, subs, global_params=global_before, quality=quality, timestamp_s=clock_s
+        )
         # the validator's block stands for this round, even when the audit proves it
         # wrong (that costs the validator its eq. (2) reputation: Consortium docstring)
         ok = {int(s.transaction.cluster_id) for s in rec.report.accepted}
@@ -246,11 +280,16 @@ class LearningRound:
         if rec.audit is not None:
             overturned[list(rec.audit.overturned)] = True
         self.round_record = {
-            "validator": rec.validator, "block_hash": rec.block_hash or "",
+            "validator": rec.validator,
+            "block_hash": rec.block_hash or "",
             "block_size_bytes": int(rec.block_size_bytes or 0),
-            "accepted_clusters": mask_ok, "rejected_clusters": submitted & ~mask_ok,
-            "validator_cluster": next(c for c, gc in cons.cluster_owner.items()
-                                      if gc == rec.validator),
+            "accepted_clusters": mask_ok,
+            "rejected_clusters": submitted & ~mask_ok,
+            "validator_cluster": next(
+                c for c, gc in cons.cluster_owner.items() if gc == rec.validator
+            ),
             "validator_malicious": int(rec.validator_malicious),
-            "audit_failed": int(rec.audit_failed), "audit_overturned": overturned}
+            "audit_failed": int(rec.audit_failed),
+            "audit_overturned": overturned,
+        }
         return [m for m in models if m[0] in ok]

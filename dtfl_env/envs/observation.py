@@ -24,17 +24,44 @@ from dtfl_env.model.feasible import (
     tg_base_batch_s,
 )
 
-__all__ = ["BOUND_FEATURES", "GLOBAL_FEATURES", "OBS_CLIP", "SLOT_FEATURES", "ObservationType",
-           "db"]
+__all__ = [
+    "BOUND_FEATURES",
+    "GLOBAL_FEATURES",
+    "OBS_CLIP",
+    "SLOT_FEATURES",
+    "ObservationType",
+    "db",
+]
 
-SLOT_FEATURES = ("is_gld", "is_bld", "gain_coordinator_db", "gain_eavesdropper_db",
-                 "data", "power", "max_jam_power", "max_cpu", "energy_budget")
-GLOBAL_FEATURES = ("round_progress", "cluster_progress", "global_accuracy", "gld_share",
-                   "bld_share", "log10_tg_min_s", "log10_y_min_s", "log10_tg_lo_s",
-                   "log10_sync_min_s", "log10_sync_full_jam_s", "log10_tb_loc_s")
+SLOT_FEATURES = (
+    "is_gld",
+    "is_bld",
+    "gain_coordinator_db",
+    "gain_eavesdropper_db",
+    "data",
+    "power",
+    "max_jam_power",
+    "max_cpu",
+    "energy_budget",
+)
+GLOBAL_FEATURES = (
+    "round_progress",
+    "cluster_progress",
+    "global_accuracy",
+    "gld_share",
+    "bld_share",
+    "log10_tg_min_s",
+    "log10_y_min_s",
+    "log10_tg_lo_s",
+    "log10_sync_min_s",
+    "log10_sync_full_jam_s",
+    "log10_tb_loc_s",
+)
 #: appended with ``observation.safe_bounds``: the safe box's lower bounds (log10 seconds)
-BOUND_FEATURES = ("log10_tg_base_s",
-                  *(f"log10_y_base_at_{1 + e:g}_tg_base_s" for e in BOUND_EXCESS))
+BOUND_FEATURES = (
+    "log10_tg_base_s",
+    *(f"log10_y_base_at_{1 + e:g}_tg_base_s" for e in BOUND_EXCESS),
+)
 #: every observed value is clipped to [-OBS_CLIP, OBS_CLIP]
 OBS_CLIP = 5.0
 
@@ -62,8 +89,9 @@ class ObservationType:
         self.needs_tg_base = self.safe_bounds or config.action.mode == "safe"
         self.ln_tg_range = ln_tg_range
         self.g_index = self.max_devices * len(SLOT_FEATURES)  # where GLOBAL_FEATURES start
-        self.size = (self.g_index + len(GLOBAL_FEATURES)
-                     + (len(BOUND_FEATURES) if self.safe_bounds else 0))
+        self.size = (
+            self.g_index + len(GLOBAL_FEATURES) + (len(BOUND_FEATURES) if self.safe_bounds else 0)
+        )
         self.rows = np.zeros((0, self.size), dtype=np.float32)
         #: the round's tg_base per site (the safe box's lower end of tG, for
         #: ``ln_tg_range``) where :attr:`needs_tg_base`; empty otherwise
@@ -80,8 +108,9 @@ class ObservationType:
         tg_base = site.tg_base(ln_tg_range, cached=ln_tg_range == self.ln_tg_range)
         return safe_bound_features(site.seen, tg_base)
 
-    def new_round(self, layout: SiteLayout, draw: RoundDraw, constants: Constants, *,
-                  bound: bool = True) -> None:
+    def new_round(
+        self, layout: SiteLayout, draw: RoundDraw, constants: Constants, *, bound: bool = True
+    ) -> None:
         """Build the rows of every site for the round just drawn (the twin's view).
 
         Where :attr:`needs_tg_base`, the tg_base of all sites is one batched search
@@ -97,20 +126,28 @@ class ObservationType:
         n_sites = len(lay.sites)
         sync_min = sync_full = np.zeros(n_sites)
         if n_all:
-            legit = np.log2(1.0 + seen_bld["power_w"] * seen_bld["gain_coordinator"]
-                            / k.noise_bld_w)
+            legit = np.log2(
+                1.0 + seen_bld["power_w"] * seen_bld["gain_coordinator"] / k.noise_bld_w
+            )
             q_full = np.zeros(n_sites)
             if m_all:
-                np.add.at(q_full, lay.g_site,
-                          gld["max_jam_power_w"] * gld["gain_eavesdropper"])  # (22)
-            eve = np.log2(1.0 + seen_bld["power_w"] * seen_bld["gain_eavesdropper"]
-                          / (k.noise_eavesdropper_w + q_full[lay.b_site]))
+                np.add.at(
+                    q_full, lay.g_site, gld["max_jam_power_w"] * gld["gain_eavesdropper"]
+                )  # (22)
+            eve = np.log2(
+                1.0
+                + seen_bld["power_w"]
+                * seen_bld["gain_eavesdropper"]
+                / (k.noise_eavesdropper_w + q_full[lay.b_site])
+            )
             with np.errstate(divide="ignore"):
                 rate = np.maximum(legit - eve, 0.0)
-                sync_min = segment_max(seen_bld["data_bits"] / (k.bandwidth_hz * legit),
-                                       lay.b_counts)
-                sync_full = segment_max(seen_bld["data_bits"] / (k.bandwidth_hz * rate),
-                                        lay.b_counts)
+                sync_min = segment_max(
+                    seen_bld["data_bits"] / (k.bandwidth_hz * legit), lay.b_counts
+                )
+                sync_full = segment_max(
+                    seen_bld["data_bits"] / (k.bandwidth_hz * rate), lay.b_counts
+                )
         tb_loc = seen.tb_loc_s
         # observation rows of every site (the twin's view of the BLDs), one vectorised pass
         d = self.max_devices
@@ -138,10 +175,19 @@ class ObservationType:
             with np.errstate(divide="ignore"):
                 return np.where(mask, np.log10(np.where(mask, x, 1.0)), 0.0)
 
-        extra = np.column_stack([
-            np.zeros((n_sites, 3)), lay.g_counts / d, lay.b_counts / d,
-            log10(tg_min, has_gld), log10(y_min, has_gld), log10(tg_lo, has_gld),
-            log10(sync_min, has_bld), log10(sync_full, has_bld), log10(tb_loc, has_bld)])
+        extra = np.column_stack(
+            [
+                np.zeros((n_sites, 3)),
+                lay.g_counts / d,
+                lay.b_counts / d,
+                log10(tg_min, has_gld),
+                log10(y_min, has_gld),
+                log10(tg_lo, has_gld),
+                log10(sync_min, has_bld),
+                log10(sync_full, has_bld),
+                log10(tb_loc, has_bld),
+            ]
+        )
         rows = np.concatenate([feats.reshape(n_sites, -1), extra], axis=1)
         if self.needs_tg_base:
             feasible = FeasibleRows.from_batch(seen)
@@ -151,7 +197,8 @@ class ObservationType:
                     lay.sites[i].tg_base_s = float(self.tg_base_s[i])
             if self.safe_bounds:
                 rows = np.concatenate(
-                    [rows, safe_bound_features_batch(feasible, self.tg_base_s)], axis=1)
+                    [rows, safe_bound_features_batch(feasible, self.tg_base_s)], axis=1
+                )
         self.rows = np.clip(rows, -OBS_CLIP, OBS_CLIP).astype(np.float32)
 
     def observe(self, cluster: int, round_idx: int, accuracy: float) -> np.ndarray:

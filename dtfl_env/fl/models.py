@@ -20,8 +20,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CNN", "MLP", "MODELS", "flatten_params", "make_model", "n_params",
-           "param_shapes", "unflatten_params"]
+__all__ = [
+    "CNN",
+    "MLP",
+    "MODELS",
+    "flatten_params",
+    "make_model",
+    "n_params",
+    "param_shapes",
+    "unflatten_params",
+]
 
 _aten = torch.ops.aten
 _FC = ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias")
@@ -39,8 +47,14 @@ def _ce_grad(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Te
     return g.scatter_add_(-1, y.unsqueeze(-1), wt.neg())
 
 
-def _fc_sgd_step(feat: torch.Tensor, fc: Sequence[torch.Tensor], y: torch.Tensor,
-                 w: torch.Tensor, lr: float, input_grad: bool) -> torch.Tensor | None:
+def _fc_sgd_step(
+    feat: torch.Tensor,
+    fc: Sequence[torch.Tensor],
+    y: torch.Tensor,
+    w: torch.Tensor,
+    lr: float,
+    input_grad: bool,
+) -> torch.Tensor | None:
     """fc(F->H) - ReLU - fc(H->C) - weighted CE of K clients: forward, backward and SGD.
 
     ``feat`` ``(K, B, F)``; ``fc`` the weights ``(K, out, in)`` and biases ``(K, out)`` of
@@ -91,17 +105,17 @@ class CNN(nn.Module):
         h = x.reshape(k, b, 28, 28).transpose(0, 1)  # (B, K, 28, 28)
         # channels-last: max-pooling K * 10 channels is ~10x faster than in NCHW on a CPU
         h = h.contiguous(memory_format=torch.channels_last)
-        h = F.conv2d(h, w1.reshape(k * 10, 1, 5, 5), params["conv1.bias"].reshape(-1),
-                     groups=k)
+        h = F.conv2d(h, w1.reshape(k * 10, 1, 5, 5), params["conv1.bias"].reshape(-1), groups=k)
         h = F.relu(F.max_pool2d(h, 2))
-        h = F.conv2d(h, w2.reshape(k * 20, 10, 5, 5), params["conv2.bias"].reshape(-1),
-                     groups=k)
+        h = F.conv2d(h, w2.reshape(k * 20, 10, 5, 5), params["conv2.bias"].reshape(-1), groups=k)
         h = F.relu(F.max_pool2d(h, 2))  # (B, K * 20, 4, 4)
         h = h.reshape(b, k, 320).transpose(0, 1)  # (K, B, 320)
-        h = F.relu(torch.baddbmm(params["fc1.bias"].unsqueeze(1), h,
-                                 params["fc1.weight"].transpose(1, 2)))
-        return torch.baddbmm(params["fc2.bias"].unsqueeze(1), h,
-                             params["fc2.weight"].transpose(1, 2))
+        h = F.relu(
+            torch.baddbmm(params["fc1.bias"].unsqueeze(1), h, params["fc1.weight"].transpose(1, 2))
+        )
+        return torch.baddbmm(
+            params["fc2.bias"].unsqueeze(1), h, params["fc2.weight"].transpose(1, 2)
+        )
 
     #: clients per block and CPU thread in ``train_batched(impl="manual")`` (see there)
     stacked_chunk = 10
@@ -111,8 +125,13 @@ class CNN(nn.Module):
     stacked_eval = True
 
     @staticmethod
-    def sgd_step_stacked(params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-                         w: torch.Tensor, lr: float) -> None:
+    def sgd_step_stacked(
+        params: Mapping[str, torch.Tensor],
+        x: torch.Tensor,
+        y: torch.Tensor,
+        w: torch.Tensor,
+        lr: float,
+    ) -> None:
         """One SGD step of K models at once, forward and backward by hand, in place.
 
         ``params`` stacked ``(K, ...)`` (contiguous, updated in place), ``x``
@@ -133,8 +152,9 @@ class CNN(nn.Module):
         b1, b2 = params["conv1.bias"].view(-1), params["conv2.bias"].view(-1)
         pool = ([2, 2], [2, 2], [0, 0], [1, 1], False)
         conv = ([1, 1], [0, 0], [1, 1], False, [0, 0], k)
-        h0 = x.reshape(k, b, 28, 28).transpose(0, 1).contiguous(
-            memory_format=torch.channels_last)  # (B, K, 28, 28)
+        h0 = (
+            x.reshape(k, b, 28, 28).transpose(0, 1).contiguous(memory_format=torch.channels_last)
+        )  # (B, K, 28, 28)
         y1 = F.conv2d(h0, w1, b1, groups=k)
         p1, i1 = _aten.max_pool2d_with_indices(y1, *pool[:2])
         a1 = p1.relu()
@@ -143,16 +163,17 @@ class CNN(nn.Module):
         feat = p2.relu().reshape(b, k, 320).transpose(0, 1)  # (K, B, 320)
         dfeat = _fc_sgd_step(feat, [params[n] for n in _FC], y, w, lr, True)
         assert dfeat is not None
-        g = dfeat.transpose(0, 1).reshape(b, k * 20, 4, 4).contiguous(
-            memory_format=torch.channels_last)
+        g = (
+            dfeat.transpose(0, 1)
+            .reshape(b, k * 20, 4, 4)
+            .contiguous(memory_format=torch.channels_last)
+        )
         g = _aten.threshold_backward(g, p2, 0)
         g = _aten.max_pool2d_with_indices_backward(g, y2, *pool, i2)
-        g, dw2, db2 = _aten.convolution_backward(g, a1, w2, [k * 20], *conv,
-                                                 [True, True, True])
+        g, dw2, db2 = _aten.convolution_backward(g, a1, w2, [k * 20], *conv, [True, True, True])
         g = _aten.threshold_backward(g, p1, 0)
         g = _aten.max_pool2d_with_indices_backward(g, y1, *pool, i1)
-        _, dw1, db1 = _aten.convolution_backward(g, h0, w1, [k * 10], *conv,
-                                                 [False, True, True])
+        _, dw1, db1 = _aten.convolution_backward(g, h0, w1, [k * 10], *conv, [False, True, True])
         torch._foreach_add_([w1, b1, w2, b2], [dw1, db1, dw2, db2], alpha=-lr)
 
 
@@ -173,8 +194,13 @@ class MLP(nn.Module):
     stacked_parallel = "ops"
 
     @staticmethod
-    def sgd_step_stacked(params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-                         w: torch.Tensor, lr: float) -> None:
+    def sgd_step_stacked(
+        params: Mapping[str, torch.Tensor],
+        x: torch.Tensor,
+        y: torch.Tensor,
+        w: torch.Tensor,
+        lr: float,
+    ) -> None:
         """One SGD step of K models at once, by hand, in place (see ``CNN.sgd_step_stacked``).
 
         ``x`` ``(K, B, 1, 28, 28)``; the weight gradients are fused into the update
@@ -237,9 +263,11 @@ def flatten_params(params: nn.Module | Mapping[str, torch.Tensor]) -> np.ndarray
     return flat.cpu().numpy().copy()
 
 
-def unflatten_params(vec: np.ndarray | torch.Tensor,
-                     template: nn.Module | Mapping[str, torch.Tensor],
-                     device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+def unflatten_params(
+    vec: np.ndarray | torch.Tensor,
+    template: nn.Module | Mapping[str, torch.Tensor],
+    device: torch.device | str | None = None,
+) -> dict[str, torch.Tensor]:
     """Split a flat vector back into named float32 tensors shaped like ``template``.
 
     Parameters
@@ -260,13 +288,14 @@ def unflatten_params(vec: np.ndarray | torch.Tensor,
     v = vec if isinstance(vec, torch.Tensor) else torch.from_numpy(np.array(vec, np.float32))
     total = sum(int(np.prod(s)) for s in shapes.values())
     if v.ndim != 1 or v.numel() != total:
-        raise ValueError(f"vec: expected a flat vector of {total} values, got shape "
-                         f"{tuple(v.shape)}")
+        raise ValueError(
+            f"vec: expected a flat vector of {total} values, got shape {tuple(v.shape)}"
+        )
     v = v.to(device=device, dtype=torch.float32) if device is not None else v.float()
     out: dict[str, torch.Tensor] = {}
     start = 0
     for name, shape in shapes.items():
         size = int(np.prod(shape))
-        out[name] = v[start:start + size].reshape(shape).clone()
+        out[name] = v[start : start + size].reshape(shape).clone()
         start += size
     return out

@@ -71,6 +71,7 @@ __all__ = ["ClusterRequest", "FLConfig", "FederatedSystem", "default_fl_config"]
 
 assert set(MODEL_NAMES) == set(MODELS), "dtfl_env.fl.config.MODEL_NAMES out of date"
 
+
 @dataclass(frozen=True)
 class ClusterRequest:
     """Who trains in one cluster's round (see :meth:`FederatedSystem.cluster_round`)."""
@@ -88,8 +89,10 @@ def _data_sizes(cluster: Any, s: int) -> tuple[np.ndarray, np.ndarray]:
     elif isinstance(cluster, Sequence) and not isinstance(cluster, str) and len(cluster) == 2:
         pair = (cluster[0], cluster[1])
     else:
-        raise ValueError(f"clusters[{s}]: expected a (gld_data_bits, bld_data_bits) pair or a "
-                         f"Cluster, got {type(cluster).__name__}")
+        raise ValueError(
+            f"clusters[{s}]: expected a (gld_data_bits, bld_data_bits) pair or a "
+            f"Cluster, got {type(cluster).__name__}"
+        )
     out = []
     for name, d in zip(("gld", "bld"), pair, strict=True):
         try:
@@ -144,16 +147,28 @@ class FederatedSystem:
     vectors (``flatten_params`` order), ready for the ledger to hash and sign.
     """
 
-    def __init__(self, config: Mapping[str, Any] | FLConfig | None, clusters: Sequence[Any],
-                 *, seed: int | None = None, data: MNISTData | None = None) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any] | FLConfig | None,
+        clusters: Sequence[Any],
+        *,
+        seed: int | None = None,
+        data: MNISTData | None = None,
+    ) -> None:
         cfg = config if isinstance(config, FLConfig) else FLConfig.from_dict(config)
         if cfg.backend != "torch":
             raise ValueError(f"fl.backend: FederatedSystem needs 'torch', got {cfg.backend!r}")
         self.config = cfg
         self.device = resolve_device(cfg.device)
         if data is None:
-            data = load_mnist(cfg.data_source, cfg.data_root, cfg.download, cfg.test_fraction,
-                              seed=0, validation_fraction=cfg.validation_fraction)
+            data = load_mnist(
+                cfg.data_source,
+                cfg.data_root,
+                cfg.download,
+                cfg.test_fraction,
+                seed=0,
+                validation_fraction=cfg.validation_fraction,
+            )
         if not isinstance(data, MNISTData):
             raise TypeError(f"data: expected MNISTData, got {type(data).__name__}")
         self.data = data.to(self.device)
@@ -178,28 +193,37 @@ class FederatedSystem:
         weights = np.concatenate([np.concatenate([g, b]) for g, b in self._sizes])
         if weights.sum() <= 0:
             raise ValueError("clusters: every device has zero data")
-        shards = partition(self.data.train_y, weights, self.config.partition, self.config.alpha,
-                           rng=np.random.default_rng([self.seed, 0]))
+        shards = partition(
+            self.data.train_y,
+            weights,
+            self.config.partition,
+            self.config.alpha,
+            rng=np.random.default_rng([self.seed, 0]),
+        )
         self._gld_shards: list[list[np.ndarray]] = []
         self._bld_shards: list[list[np.ndarray]] = []
         k = 0
         for g, b in self._sizes:
-            self._gld_shards.append(shards[k:k + g.size])
-            self._bld_shards.append(shards[k + g.size:k + g.size + b.size])
+            self._gld_shards.append(shards[k : k + g.size])
+            self._bld_shards.append(shards[k + g.size : k + g.size + b.size])
             k += g.size + b.size
         self._round = 0
         window = self.config.data_stream == "window"  # a twin starts empty
-        self._twin_span = [np.array([(0, 0) if window else self._span(sh.size) for sh in bs],
-                                    dtype=np.int64).reshape(-1, 2)
-                           for bs in self._bld_shards]
+        self._twin_span = [
+            np.array(
+                [(0, 0) if window else self._span(sh.size) for sh in bs], dtype=np.int64
+            ).reshape(-1, 2)
+            for bs in self._bld_shards
+        ]
         init_seed = int(np.random.default_rng([self.seed, 1]).integers(2**31 - 1))
         self._global = flatten_params(make_model(self.config.model, seed=init_seed))
         self._global.setflags(write=False)
         self.last_participation: list[dict[str, np.ndarray]] = []
         self._train_y = self.data.train_y  # labels the clients train on (see flip_labels)
 
-    def flip_labels(self, clusters: Sequence[int], seed: int = 0, fraction: float = 1.0,
-                    devices: str = "all") -> int:
+    def flip_labels(
+        self, clusters: Sequence[int], seed: int = 0, fraction: float = 1.0, devices: str = "all"
+    ) -> int:
         """Label-flipping attack (Fig. 8): the devices of the given clusters train on wrong
         labels from now on, until the next :meth:`reset`. ``devices="all"``: GLDs and the
         data the BLDs sync to their twins (malicious clusters); ``"bld"``: only the BLDs'
@@ -260,8 +284,10 @@ class FederatedSystem:
     def device_samples(self, s: int) -> tuple[np.ndarray, np.ndarray]:
         """Training samples of cluster ``s``'s (GLDs, BLDs) shards."""
         self._check_cluster(s)
-        return (np.array([sh.size for sh in self._gld_shards[s]], dtype=np.int64),
-                np.array([sh.size for sh in self._bld_shards[s]], dtype=np.int64))
+        return (
+            np.array([sh.size for sh in self._gld_shards[s]], dtype=np.int64),
+            np.array([sh.size for sh in self._bld_shards[s]], dtype=np.int64),
+        )
 
     def twin_samples(self, s: int) -> np.ndarray:
         """Samples each BLD twin of cluster ``s`` holds (as of its last successful sync)."""
@@ -279,12 +305,20 @@ class FederatedSystem:
         return 0, math.ceil(n * min(1.0, (self._round + 1) / a))
 
     def _check_cluster(self, s: int) -> None:
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) \
-                or not 0 <= s < len(self._sizes):
+        if (
+            isinstance(s, bool)
+            or not isinstance(s, (int, np.integer))
+            or not 0 <= s < len(self._sizes)
+        ):
             raise ValueError(f"cluster: must be an index in [0, {len(self._sizes)}), got {s!r}")
 
-    def cluster_round(self, s: int, gld_participants: Any = None, bld_synced: Any = None,
-                      bld_participants: Any = None) -> tuple[np.ndarray, int]:
+    def cluster_round(
+        self,
+        s: int,
+        gld_participants: Any = None,
+        bld_synced: Any = None,
+        bld_participants: Any = None,
+    ) -> tuple[np.ndarray, int]:
         """One cluster's FL round from the current global model (Algorithm 1, lines 9-10).
 
         Parameters
@@ -307,11 +341,13 @@ class FederatedSystem:
         n_samples : int
             Samples behind it (its weight in :meth:`global_aggregate`; 0 if nobody trained).
         """
-        return self.clusters_round([ClusterRequest(s, gld_participants, bld_synced,
-                                                   bld_participants)])[0]
+        return self.clusters_round(
+            [ClusterRequest(s, gld_participants, bld_synced, bld_participants)]
+        )[0]
 
-    def clusters_round(self, requests: Sequence[ClusterRequest | tuple[Any, ...]]
-                       ) -> list[tuple[np.ndarray, int]]:
+    def clusters_round(
+        self, requests: Sequence[ClusterRequest | tuple[Any, ...]]
+    ) -> list[tuple[np.ndarray, int]]:
         """Several clusters' rounds in one batched computation; see :meth:`cluster_round`.
 
         Each request is a :class:`ClusterRequest` or a tuple ``(s, gld_participants,
@@ -349,18 +385,28 @@ class FederatedSystem:
                     rngs.append(np.random.default_rng([self.seed, self._round, s, 1, int(j)]))
                     owner.append(q)
                     trained_b.append(int(j))
-            self.last_participation.append({
-                "gld": np.array(trained_g, dtype=np.int64),
-                "bld": np.array(trained_b, dtype=np.int64),
-                "bld_stale": np.setdiff1d(np.array(trained_b, dtype=np.int64), synced)})
+            self.last_participation.append(
+                {
+                    "gld": np.array(trained_g, dtype=np.int64),
+                    "bld": np.array(trained_b, dtype=np.int64),
+                    "bld_stale": np.setdiff1d(np.array(trained_b, dtype=np.int64), synced),
+                }
+            )
         results: list[tuple[np.ndarray, int]] = [(self._global, 0)] * len(reqs)
         if not shards:
             return results
         sched = make_schedule(shards, cfg.local_epochs, cfg.batch_size, rngs)
         train = train_batched if cfg.execution == "batched" else train_sequential
         with fl_threads(cfg.threads):
-            stacked = train(self.model, self._global, self.data.train_x, self._train_y, sched,
-                            cfg.lr, self.device)
+            stacked = train(
+                self.model,
+                self._global,
+                self.data.train_x,
+                self._train_y,
+                sched,
+                cfg.lr,
+                self.device,
+            )
             flat = flatten_stacked(stacked)
             owner_arr = np.array(owner)
             for q in range(len(reqs)):
@@ -375,8 +421,9 @@ class FederatedSystem:
                 results[q] = (vec, int(counts.sum()))
         return results
 
-    def global_aggregate(self, cluster_params: Sequence[np.ndarray],
-                         sample_counts: Sequence[int]) -> np.ndarray:
+    def global_aggregate(
+        self, cluster_params: Sequence[np.ndarray], sample_counts: Sequence[int]
+    ) -> np.ndarray:
         """FedAvg of the (verified) cluster models by sample count; ends the round.
 
         Clusters with zero samples carry no weight; if none has samples, the global model
@@ -389,18 +436,23 @@ class FederatedSystem:
         """
         counts = np.asarray(sample_counts, dtype=np.float64).reshape(-1)
         if len(cluster_params) != counts.size:
-            raise ValueError(f"sample_counts: {counts.size} counts for {len(cluster_params)} "
-                             "models")
+            raise ValueError(
+                f"sample_counts: {counts.size} counts for {len(cluster_params)} models"
+            )
         if counts.size and (not np.isfinite(counts).all() or (counts < 0).any()):
             raise ValueError("sample_counts: must be finite and >= 0")
         if counts.size and counts.sum() > 0:
             keep = counts > 0
-            vecs = [np.asarray(p, dtype=np.float32).reshape(-1)
-                    for p, k in zip(cluster_params, keep, strict=True) if k]
+            vecs = [
+                np.asarray(p, dtype=np.float32).reshape(-1)
+                for p, k in zip(cluster_params, keep, strict=True)
+                if k
+            ]
             for v in vecs:
                 if v.size != self.n_params:
-                    raise ValueError(f"cluster_params: expected vectors of {self.n_params} "
-                                     f"values, got {v.size}")
+                    raise ValueError(
+                        f"cluster_params: expected vectors of {self.n_params} values, got {v.size}"
+                    )
             with fl_threads(self.config.threads):
                 new = fedavg(np.stack(vecs), counts[keep])
             new.setflags(write=False)  # type: ignore[union-attr]
@@ -408,22 +460,27 @@ class FederatedSystem:
         self._round += 1
         return self._global
 
-    def validation_quality(self, params: np.ndarray, max_samples: int | None = None
-                           ) -> tuple[float, float]:
+    def validation_quality(
+        self, params: np.ndarray, max_samples: int | None = None
+    ) -> tuple[float, float]:
         """Accuracy (0-1) and mean cross-entropy of ``params`` on the validation split (the
         first ``max_samples`` images; all by default): the ledger validators' quality check.
         The clients never train on these images and they are not the test set."""
         n = self.data.n_val if max_samples is None else min(int(max_samples), self.data.n_val)
         if n < 1:
-            raise ValueError("fl.validation_fraction: no validation data (the split is empty); "
-                             "the validators' quality check needs validation_fraction > 0")
+            raise ValueError(
+                "fl.validation_fraction: no validation data (the split is empty); "
+                "the validators' quality check needs validation_fraction > 0"
+            )
         with fl_threads(self.config.threads):
-            return evaluate(params, self.model, self.data.val_x[:n], self.data.val_y[:n],
-                            device=self.device)
+            return evaluate(
+                params, self.model, self.data.val_x[:n], self.data.val_y[:n], device=self.device
+            )
 
     def evaluate(self) -> tuple[float, float]:
         """Test accuracy (0-1) and mean cross-entropy of the global model (on the test set
         only: never trained on, never shown to the validators)."""
         with fl_threads(self.config.threads):
-            return evaluate(self._global, self.model, self.data.test_x, self.data.test_y,
-                            device=self.device)
+            return evaluate(
+                self._global, self.model, self.data.test_x, self.data.test_y, device=self.device
+            )

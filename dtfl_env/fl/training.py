@@ -107,8 +107,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cpu")
     if isinstance(device, str) and device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError(f"device: {device!r} requested but CUDA is not available "
-                             "(use 'cpu' or 'auto')")
+            raise ValueError(
+                f"device: {device!r} requested but CUDA is not available (use 'cpu' or 'auto')"
+            )
         return torch.device(device)
     raise ValueError(f"device: must be 'cpu', 'cuda' or 'auto', got {device!r}")
 
@@ -132,8 +133,9 @@ def cpu_threads(threads: int | None, blas_threads: int | None = _UNSET) -> Itera
     if blas_threads is _UNSET:
         blas_threads = threads
     for name, value in (("threads", threads), ("blas_threads", blas_threads)):
-        if value is not None and (isinstance(value, bool)
-                                  or not isinstance(value, (int, np.integer)) or value < 1):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
+        ):
             raise ValueError(f"{name}: must be an integer >= 1 or None, got {value!r}")
     with contextlib.ExitStack() as stack:
         if blas_threads is not None:
@@ -196,8 +198,12 @@ class Schedule:
         return int(self.indices.shape[1])
 
 
-def make_schedule(client_indices: Sequence[np.ndarray], epochs: int, batch_size: int,
-                  rng: np.random.Generator | Sequence[np.random.Generator]) -> Schedule:
+def make_schedule(
+    client_indices: Sequence[np.ndarray],
+    epochs: int,
+    batch_size: int,
+    rng: np.random.Generator | Sequence[np.random.Generator],
+) -> Schedule:
     """Draw every client's per-epoch shuffles and cut them into minibatches.
 
     Parameters
@@ -230,8 +236,8 @@ def make_schedule(client_indices: Sequence[np.ndarray], epochs: int, batch_size:
         if ix.size == 0:
             continue
         for e in range(epochs):
-            idx[c, e, :ix.size] = ix[g.permutation(ix.size)]
-        idx[c, :, ix.size:] = ix[0]  # padding: any valid id, masked out
+            idx[c, e, : ix.size] = ix[g.permutation(ix.size)]
+        idx[c, :, ix.size :] = ix[0]  # padding: any valid id, masked out
     shape = (k, epochs, s_max, batch_size)
     return Schedule(idx.reshape(shape), mask.reshape(shape), n, steps, batch_size)
 
@@ -242,8 +248,7 @@ def _check_int(value: object, name: str, lo: int = 1) -> None:
 
 
 def _check_lr(lr: float) -> None:
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) \
-            or lr <= 0:
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr: must be a finite number > 0, got {lr!r}")
 
 
@@ -258,8 +263,11 @@ def flatten_stacked(stacked: Mapping[str, torch.Tensor]) -> torch.Tensor:
     return torch.cat([t.reshape(t.shape[0], -1) for t in stacked.values()], dim=1)
 
 
-def _as_params(params: nn.Module | Mapping[str, torch.Tensor] | np.ndarray | torch.Tensor,
-               model: nn.Module, device: torch.device) -> Params:
+def _as_params(
+    params: nn.Module | Mapping[str, torch.Tensor] | np.ndarray | torch.Tensor,
+    model: nn.Module,
+    device: torch.device,
+) -> Params:
     if isinstance(params, nn.Module):
         return {n: p.detach().to(device) for n, p in params.named_parameters()}
     if isinstance(params, Mapping):
@@ -283,8 +291,9 @@ def _stacked_loss(model: nn.Module) -> Callable[..., torch.Tensor]:
     def loss(p: Params, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         logits = forward(p, x)  # (K, B, classes)
         k, b = w.shape
-        per_sample = F.cross_entropy(logits.reshape(k * b, -1), y.reshape(-1),
-                                     reduction="none").reshape(k, b)
+        per_sample = F.cross_entropy(
+            logits.reshape(k * b, -1), y.reshape(-1), reduction="none"
+        ).reshape(k, b)
         # clients are independent: d(sum_k L_k)/d(theta_k) = dL_k/d(theta_k)
         return ((per_sample * w).sum(1) / w.sum(1).clamp_min(1.0)).sum()
 
@@ -311,10 +320,17 @@ def _step_runs(n_sorted: np.ndarray, batch_size: int) -> list[list[tuple[int, in
     return out
 
 
-def train_batched(model: nn.Module, init: Mapping[str, torch.Tensor] | np.ndarray,
-                  x: torch.Tensor, y: torch.Tensor, schedule: Schedule, lr: float,
-                  device: str | torch.device = "cpu", impl: str = "auto",
-                  threads: int | None = None) -> Params:
+def train_batched(
+    model: nn.Module,
+    init: Mapping[str, torch.Tensor] | np.ndarray,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    schedule: Schedule,
+    lr: float,
+    device: str | torch.device = "cpu",
+    impl: str = "auto",
+    threads: int | None = None,
+) -> Params:
     """Run the plan for all K clients at once (a few calls per step for all clients); SGD.
 
     Parameters
@@ -351,17 +367,18 @@ def train_batched(model: nn.Module, init: Mapping[str, torch.Tensor] | np.ndarra
         Stacked trained parameters ``(K, ...)`` in the schedule's client order, on ``device``.
     """
     _check_lr(lr)
-    supported = [name for name, attr in (("manual", "sgd_step_stacked"),
-                                         ("stacked", "forward_stacked"))
-                 if callable(getattr(model, attr, None))] + ["vmap"]
+    supported = [
+        name
+        for name, attr in (("manual", "sgd_step_stacked"), ("stacked", "forward_stacked"))
+        if callable(getattr(model, attr, None))
+    ] + ["vmap"]
     if impl == "auto":
         impl = supported[0]
     if impl not in ("manual", "stacked", "vmap"):
         raise ValueError(f"impl: must be 'auto', 'manual', 'stacked' or 'vmap', got {impl!r}")
     if impl not in supported:
         attr = "sgd_step_stacked" if impl == "manual" else "forward_stacked"
-        raise ValueError(f"impl: {impl!r} needs a model with {attr}, got "
-                         f"{type(model).__name__}")
+        raise ValueError(f"impl: {impl!r} needs a model with {attr}, got {type(model).__name__}")
     dev = resolve_device(device)
     k = schedule.n_clients
     start = _as_params(init, model, dev)
@@ -384,16 +401,19 @@ def train_batched(model: nn.Module, init: Mapping[str, torch.Tensor] | np.ndarra
         chunk = int(getattr(model, "stacked_chunk", 0) or k) if dev.type == "cpu" else k
         by_blocks = getattr(model, "stacked_parallel", "ops") == "blocks"
         if dev.type == "cpu" and (threads is not None or by_blocks):
-            workers = min(torch.get_num_threads() if threads is None else int(threads),
-                          -(-k // chunk))
+            workers = min(
+                torch.get_num_threads() if threads is None else int(threads), -(-k // chunk)
+            )
         if dev.type == "cpu" and workers <= 1:  # the ops use torch's threads instead
             chunk *= torch.get_num_threads()
     else:
-        step_grad = (vmap(grad(_masked_loss(model))) if impl == "vmap"
-                     else grad(_stacked_loss(model)))
+        step_grad = (
+            vmap(grad(_masked_loss(model))) if impl == "vmap" else grad(_stacked_loss(model))
+        )
 
-        def step(p: Params, xb: torch.Tensor, yb: torch.Tensor, wb: torch.Tensor,
-                 lr: float) -> None:
+        def step(
+            p: Params, xb: torch.Tensor, yb: torch.Tensor, wb: torch.Tensor, lr: float
+        ) -> None:
             grads = step_grad(p, xb, yb, wb)
             for n, t in p.items():
                 t.sub_(grads[n], alpha=lr)
@@ -415,20 +435,27 @@ def train_batched(model: nn.Module, init: Mapping[str, torch.Tensor] | np.ndarra
         buf = stack_params(start, min(chunk, k))
         with torch.no_grad():
             for c0, c1 in mine:
-                params = {n: t[:c1 - c0] for n, t in buf.items()}
+                params = {n: t[: c1 - c0] for n, t in buf.items()}
                 for n, t in params.items():
                     t.copy_(start[n].expand_as(t))
                 runs = _step_runs(n_sorted[c0:c1], schedule.batch_size)
                 for e in range(schedule.epochs):
                     for s, step_runs in enumerate(runs):
                         for lo, hi, b in step_runs:
-                            ib = idx[c0 + lo:c0 + hi, e, s, :b].reshape(-1)
+                            ib = idx[c0 + lo : c0 + hi, e, s, :b].reshape(-1)
                             xb = torch.index_select(
-                                x_rows, 0, ib, out=x_buf[:ib.numel() * x_rows.shape[1]].view(
-                                    ib.numel(), -1)).view(hi - lo, b, *x.shape[1:])
-                            step({n: p[lo:hi] for n, p in params.items()}, xb,
-                                 y_plan[c0 + lo:c0 + hi, e, s, :b],
-                                 w[c0 + lo:c0 + hi, e, s, :b], lr)
+                                x_rows,
+                                0,
+                                ib,
+                                out=x_buf[: ib.numel() * x_rows.shape[1]].view(ib.numel(), -1),
+                            ).view(hi - lo, b, *x.shape[1:])
+                            step(
+                                {n: p[lo:hi] for n, p in params.items()},
+                                xb,
+                                y_plan[c0 + lo : c0 + hi, e, s, :b],
+                                w[c0 + lo : c0 + hi, e, s, :b],
+                                lr,
+                            )
                 for n, t in out.items():  # disjoint rows per block
                     t.index_copy_(0, where[c0:c1], params[n])
 
@@ -439,7 +466,7 @@ def train_batched(model: nn.Module, init: Mapping[str, torch.Tensor] | np.ndarra
     # the least loaded worker
     load = [0] * workers
     shares: list[list[tuple[int, int]]] = [[] for _ in range(workers)]
-    for c0, c1 in sorted(blocks, key=lambda b: -int(n_sorted[b[0]:b[1]].sum())):
+    for c0, c1 in sorted(blocks, key=lambda b: -int(n_sorted[b[0] : b[1]].sum())):
         i = load.index(min(load))
         shares[i].append((c0, c1))
         load[i] += int(n_sorted[c0:c1].sum())
@@ -454,9 +481,15 @@ def train_batched(model: nn.Module, init: Mapping[str, torch.Tensor] | np.ndarra
     return out
 
 
-def train_sequential(model: nn.Module, init: Mapping[str, torch.Tensor] | np.ndarray,
-                     x: torch.Tensor, y: torch.Tensor, schedule: Schedule, lr: float,
-                     device: str | torch.device = "cpu") -> Params:
+def train_sequential(
+    model: nn.Module,
+    init: Mapping[str, torch.Tensor] | np.ndarray,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    schedule: Schedule,
+    lr: float,
+    device: str | torch.device = "cpu",
+) -> Params:
     """The reference loop: the same plan and maths as :func:`train_batched`, one client at
     a time with an ``nn.Module`` and ordinary autograd (padding slots skipped).
 
@@ -490,9 +523,10 @@ def train_sequential(model: nn.Module, init: Mapping[str, torch.Tensor] | np.nda
 
 
 # ---------------------------------------------------------------------- aggregation
-def fedavg(params: np.ndarray | torch.Tensor | Sequence[np.ndarray] | Mapping[str, torch.Tensor],
-           weights: np.ndarray | Sequence[float]
-           ) -> np.ndarray | torch.Tensor | dict[str, torch.Tensor]:
+def fedavg(
+    params: np.ndarray | torch.Tensor | Sequence[np.ndarray] | Mapping[str, torch.Tensor],
+    weights: np.ndarray | Sequence[float],
+) -> np.ndarray | torch.Tensor | dict[str, torch.Tensor]:
     """Weighted average of K models (FedAvg, weights = sample counts), in float64.
 
     Parameters
@@ -527,19 +561,25 @@ def fedavg(params: np.ndarray | torch.Tensor | Sequence[np.ndarray] | Mapping[st
             raise ValueError(f"params: expected shape ({w.size}, P), got {tuple(params.shape)}")
         wt = torch.as_tensor(w, dtype=torch.float64, device=params.device)
         return (wt @ params.to(torch.float64)).to(torch.float32)
-    arr = np.asarray(params if isinstance(params, np.ndarray) else np.stack(list(params)),
-                     dtype=np.float64)
+    arr = np.asarray(
+        params if isinstance(params, np.ndarray) else np.stack(list(params)), dtype=np.float64
+    )
     if arr.ndim != 2 or arr.shape[0] != w.size:
-        raise ValueError(f"params: expected {w.size} flat vectors of equal length, got shape "
-                         f"{arr.shape}")
+        raise ValueError(
+            f"params: expected {w.size} flat vectors of equal length, got shape {arr.shape}"
+        )
     return (w @ arr).astype(np.float32)
 
 
 # ---------------------------------------------------------------------- evaluation
-def evaluate(params: nn.Module | Mapping[str, torch.Tensor] | np.ndarray | torch.Tensor,
-             model: nn.Module | str, x: torch.Tensor, y: torch.Tensor,
-             batch_size: int = 500, device: str | torch.device = "cpu"
-             ) -> tuple[float, float]:
+def evaluate(
+    params: nn.Module | Mapping[str, torch.Tensor] | np.ndarray | torch.Tensor,
+    model: nn.Module | str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 500,
+    device: str | torch.device = "cpu",
+) -> tuple[float, float]:
     """Accuracy (0-1) and mean cross-entropy of ``params`` on ``(x, y)``.
 
     Parameters
@@ -577,14 +617,16 @@ def evaluate(params: nn.Module | Mapping[str, torch.Tensor] | np.ndarray | torch
     loss_sum = 0.0
     with torch.no_grad():
         for i in range(0, n, batch_size):
-            xb, yb = x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev)
+            xb, yb = x[i : i + batch_size].to(dev), y[i : i + batch_size].to(dev)
             m = int(xb.shape[0])
             k = min(copies, m)
             parts, done = [], 0
             if k > 1:  # k copies of the model, m // k samples each
                 b = m // k
-                logits = forward({name: t[:k] for name, t in stacked.items()},
-                                 xb[:k * b].reshape(k, b, *xb.shape[1:]))
+                logits = forward(
+                    {name: t[:k] for name, t in stacked.items()},
+                    xb[: k * b].reshape(k, b, *xb.shape[1:]),
+                )
                 parts.append(logits.reshape(k * b, -1))
                 done = k * b
             if done < m:  # the rest (or all) through the plain forward
@@ -612,10 +654,16 @@ class CentralizedResult:
     """Cumulative wall time of training (evaluation excluded) up to each epoch."""
 
 
-def train_centralized(data: MNISTData, model: str = "cnn", epochs: int = 5,
-                      batch_size: int = 10, lr: float = 0.1, seed: int = 0,
-                      device: str | torch.device = "cpu",
-                      init: np.ndarray | None = None) -> CentralizedResult:
+def train_centralized(
+    data: MNISTData,
+    model: str = "cnn",
+    epochs: int = 5,
+    batch_size: int = 10,
+    lr: float = 0.1,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    init: np.ndarray | None = None,
+) -> CentralizedResult:
     """Train one model on the whole training set (no federation): Fig. 7's centralized CNN.
 
     Parameters
@@ -648,8 +696,13 @@ def train_centralized(data: MNISTData, model: str = "cnn", epochs: int = 5,
     accs, losses, seen, wall = [], [], [], []
     elapsed = 0.0
     for e in range(epochs):
-        one = Schedule(sched.indices[:, e:e + 1], sched.mask[:, e:e + 1], sched.n_samples,
-                       sched.steps, batch_size)
+        one = Schedule(
+            sched.indices[:, e : e + 1],
+            sched.mask[:, e : e + 1],
+            sched.n_samples,
+            sched.steps,
+            batch_size,
+        )
         t0 = time.perf_counter()
         stacked = train_sequential(net, params, x, y, one, lr, dev)
         elapsed += time.perf_counter() - t0

@@ -44,21 +44,31 @@ VALIDATOR_ATTACKS = ("none", "accept_poisoned", "reject_honest", "both")
 # rejections a colluding validator cannot undo: a block carrying such a transaction fails
 # the chain's own checks (signature, replay, round) or its payload digest, which every
 # member runs when the block is appended
-_UNFORGEABLE = frozenset({Reason.UNKNOWN_SUBMITTER, Reason.BAD_SIGNATURE, Reason.BAD_PARAMS,
-                          Reason.DIGEST_MISMATCH, Reason.WRONG_ROUND, Reason.REPLAY,
-                          Reason.EQUIVOCATION})
+_UNFORGEABLE = frozenset(
+    {
+        Reason.UNKNOWN_SUBMITTER,
+        Reason.BAD_SIGNATURE,
+        Reason.BAD_PARAMS,
+        Reason.DIGEST_MISMATCH,
+        Reason.WRONG_ROUND,
+        Reason.REPLAY,
+        Reason.EQUIVOCATION,
+    }
+)
 
 
 def _vec(x: np.ndarray, name: str) -> np.ndarray:
     a = np.asarray(x)
     if a.ndim != 1 or a.dtype.kind != "f":
-        raise ValueError(f"{name}: expected a flat float vector, got shape {a.shape} "
-                         f"dtype {a.dtype}")
+        raise ValueError(
+            f"{name}: expected a flat float vector, got shape {a.shape} dtype {a.dtype}"
+        )
     return a
 
 
-def random_update(global_params: np.ndarray, rng: np.random.Generator, *,
-                  scale: float = 1.0) -> np.ndarray:
+def random_update(
+    global_params: np.ndarray, rng: np.random.Generator, *, scale: float = 1.0
+) -> np.ndarray:
     """``global + scale * rms(global) * N(0, I)``: a model of random noise (float32).
 
     Parameters
@@ -78,8 +88,9 @@ def random_update(global_params: np.ndarray, rng: np.random.Generator, *,
     return (g + scale * rms * rng.standard_normal(g.size)).astype(np.float32)
 
 
-def scaled_update(global_params: np.ndarray, honest_params: np.ndarray, *,
-                  factor: float = -10.0) -> np.ndarray:
+def scaled_update(
+    global_params: np.ndarray, honest_params: np.ndarray, *, factor: float = -10.0
+) -> np.ndarray:
     """``global + factor * (honest - global)``: the honest update scaled (default x -10)."""
     g = _vec(global_params, "global_params").astype(np.float64)
     h = _vec(honest_params, "honest_params").astype(np.float64)
@@ -90,8 +101,9 @@ def scaled_update(global_params: np.ndarray, honest_params: np.ndarray, *,
     return (g + factor * (h - g)).astype(np.float32)
 
 
-def tamper_submission(submission: Submission, rng: np.random.Generator, *,
-                      n_changed: int = 1, magnitude: float = 1.0) -> Submission:
+def tamper_submission(
+    submission: Submission, rng: np.random.Generator, *, n_changed: int = 1, magnitude: float = 1.0
+) -> Submission:
     """The same signed transaction with ``n_changed`` parameters changed after signing.
 
     Each chosen parameter gets ``magnitude * N(0, 1)`` added (at least one float32 ulp),
@@ -112,8 +124,14 @@ def tamper_submission(submission: Submission, rng: np.random.Generator, *,
     return dataclasses.replace(submission, params=p)
 
 
-def flip_labels(y: Any, rng: np.random.Generator, num_classes: int = 10, *,
-                fraction: float = 1.0, mode: Literal["random", "reverse"] = "random") -> Any:
+def flip_labels(
+    y: Any,
+    rng: np.random.Generator,
+    num_classes: int = 10,
+    *,
+    fraction: float = 1.0,
+    mode: Literal["random", "reverse"] = "random",
+) -> Any:
     """Label flipping: a copy of ``y`` with labels replaced by wrong ones.
 
     The draws: first one uniform number per label (label k is flipped where it is below
@@ -136,8 +154,11 @@ def flip_labels(y: Any, rng: np.random.Generator, num_classes: int = 10, *,
         ``num_classes - 1 - y`` (a fixed permutation, e.g. 0 <-> 9 for MNIST; a label
         equal to its mirror, odd ``num_classes`` only, stays).
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
-            or num_classes < 2:
+    if (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, (int, np.integer))
+        or num_classes < 2
+    ):
         raise ValueError(f"num_classes: must be an integer >= 2, got {num_classes!r}")
     if not 0 <= fraction <= 1:
         raise ValueError(f"fraction: must lie in [0, 1], got {fraction}")
@@ -148,8 +169,9 @@ def flip_labels(y: Any, rng: np.random.Generator, num_classes: int = 10, *,
     if arr.dtype.kind not in "iu":
         raise ValueError(f"y: expected integer labels, got dtype {arr.dtype}")
     if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
-        raise ValueError(f"y: labels must lie in [0, {num_classes}), "
-                         f"got [{arr.min()}, {arr.max()}]")
+        raise ValueError(
+            f"y: labels must lie in [0, {num_classes}), got [{arr.min()}, {arr.max()}]"
+        )
     out = arr.copy()
     flat = out.reshape(-1)
     chosen = rng.random(flat.size) < fraction
@@ -161,8 +183,9 @@ def flip_labels(y: Any, rng: np.random.Generator, num_classes: int = 10, *,
     return y.new_tensor(out) if is_torch else out
 
 
-def malicious_validation(report: VerificationReport, *, attack: str,
-                         allies: Iterable[str]) -> VerificationReport:
+def malicious_validation(
+    report: VerificationReport, *, attack: str, allies: Iterable[str]
+) -> VerificationReport:
     """The verification as a malicious validator does it, from the honest ``report``.
 
     Parameters
@@ -193,12 +216,19 @@ def malicious_validation(report: VerificationReport, *, attack: str,
     reject = attack in ("reject_honest", "both")
     verdicts = []
     for v in report.verdicts:
-        if accept and v.submitter in friends and not v.accepted \
-                and not _UNFORGEABLE & set(v.reasons):
+        if (
+            accept
+            and v.submitter in friends
+            and not v.accepted
+            and not _UNFORGEABLE & set(v.reasons)
+        ):
             v = dataclasses.replace(v, accepted=True, reasons=(), messages=())
         elif reject and v.submitter not in friends and v.accepted:
-            v = dataclasses.replace(v, accepted=False, reasons=(Reason.VALIDATOR_OVERRIDE,),
-                                    messages=("rejected by the validator although every "
-                                              "check passed",))
+            v = dataclasses.replace(
+                v,
+                accepted=False,
+                reasons=(Reason.VALIDATOR_OVERRIDE,),
+                messages=("rejected by the validator although every check passed",),
+            )
         verdicts.append(v)
     return dataclasses.replace(report, verdicts=tuple(verdicts))

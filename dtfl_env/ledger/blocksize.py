@@ -47,26 +47,45 @@ def split_devices(n_devices: int, n_clusters: int) -> list[int]:
     return [base + (1 if k < extra else 0) for k in range(n_clusters)]
 
 
-def _tx(identity: Identity, cluster_id: int, round: int, participants: Sequence[int],
-        counts: Sequence[int], n_params: int, global_digest: str,
-        rng: np.random.Generator, with_payload: bool) -> Transaction:
+def _tx(
+    identity: Identity,
+    cluster_id: int,
+    round: int,
+    participants: Sequence[int],
+    counts: Sequence[int],
+    n_params: int,
+    global_digest: str,
+    rng: np.random.Generator,
+    with_payload: bool,
+) -> Transaction:
     params = rng.standard_normal(n_params, dtype=np.float32)
     data = params_bytes(params)
-    return Transaction.create(identity, cluster_id=cluster_id, round=round,
-                              model_digest=sha256_hex(data), global_digest=global_digest,
-                              participants=participants, sample_counts=counts,
-                              payload=data if with_payload else None)
+    return Transaction.create(
+        identity,
+        cluster_id=cluster_id,
+        round=round,
+        model_digest=sha256_hex(data),
+        global_digest=global_digest,
+        participants=participants,
+        sample_counts=counts,
+        payload=data if with_payload else None,
+    )
 
 
 def _check(n_params: int) -> None:
-    if isinstance(n_params, bool) or not isinstance(n_params, (int, np.integer)) \
-            or n_params < 1:
+    if isinstance(n_params, bool) or not isinstance(n_params, (int, np.integer)) or n_params < 1:
         raise ValueError(f"n_params: must be an integer >= 1, got {n_params!r}")
 
 
-def proposed_block(cluster_sizes: Sequence[int], n_params: int, *, rng: np.random.Generator,
-                   round: int = 0, with_payload: bool = True,
-                   registry: Registry | None = None) -> Block:
+def proposed_block(
+    cluster_sizes: Sequence[int],
+    n_params: int,
+    *,
+    rng: np.random.Generator,
+    round: int = 0,
+    with_payload: bool = True,
+    registry: Registry | None = None,
+) -> Block:
     """The proposed scheme's block: one transaction per cluster (cluster model as payload).
 
     Parameters
@@ -99,24 +118,28 @@ def proposed_block(cluster_sizes: Sequence[int], n_params: int, *, rng: np.rando
         devices = list(range(first, first + size))
         first += size
         counts = rng.integers(100, 1000, size=size).tolist()
-        txs.append(_tx(gc, c, round, devices, counts, n_params, global_digest, rng,
-                       with_payload))
+        txs.append(_tx(gc, c, round, devices, counts, n_params, global_digest, rng, with_payload))
     if registry is not None:
         registry.add(validator)
-    return make_block(validator, txs, index=0, prev_hash=ZERO_HASH, round=round,
-                      timestamp_s=0.0)
+    return make_block(validator, txs, index=0, prev_hash=ZERO_HASH, round=round, timestamp_s=0.0)
 
 
-def fedavg_block(n_devices: int, n_params: int, *, rng: np.random.Generator, round: int = 0,
-                 with_payload: bool = True, registry: Registry | None = None) -> Block:
+def fedavg_block(
+    n_devices: int,
+    n_params: int,
+    *,
+    rng: np.random.Generator,
+    round: int = 0,
+    with_payload: bool = True,
+    registry: Registry | None = None,
+) -> Block:
     """FedAvg on chain: one transaction per participating device (its model as payload).
 
     Parameters are as in :func:`proposed_block`; device ``d`` signs as ``"device-d"`` with
     ``cluster_id = d`` and itself as the only participant.
     """
     _check(n_params)
-    if isinstance(n_devices, bool) or not isinstance(n_devices, (int, np.integer)) \
-            or n_devices < 1:
+    if isinstance(n_devices, bool) or not isinstance(n_devices, (int, np.integer)) or n_devices < 1:
         raise ValueError(f"n_devices: must be an integer >= 1, got {n_devices!r}")
     global_digest = sha256_hex(rng.bytes(32))
     validator = Identity.generate("validator", rng)
@@ -126,9 +149,7 @@ def fedavg_block(n_devices: int, n_params: int, *, rng: np.random.Generator, rou
         if registry is not None:
             registry.add(dev)
         count = int(rng.integers(100, 1000))
-        txs.append(_tx(dev, d, round, [d], [count], n_params, global_digest, rng,
-                       with_payload))
+        txs.append(_tx(dev, d, round, [d], [count], n_params, global_digest, rng, with_payload))
     if registry is not None:
         registry.add(validator)
-    return make_block(validator, txs, index=0, prev_hash=ZERO_HASH, round=round,
-                      timestamp_s=0.0)
+    return make_block(validator, txs, index=0, prev_hash=ZERO_HASH, round=round, timestamp_s=0.0)

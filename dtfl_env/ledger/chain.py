@@ -95,8 +95,9 @@ def _int(value: object, name: str, minimum: int = 0) -> int:
 
 def _hex(value: object, name: str, n_chars: int) -> str:
     if not is_hex(value, n_chars):
-        raise BlockFormatError(f"{name}: expected {n_chars} lower-case hex characters, "
-                               f"got {value!r:.80}")
+        raise BlockFormatError(
+            f"{name}: expected {n_chars} lower-case hex characters, got {value!r:.80}"
+        )
     return value  # type: ignore[return-value]
 
 
@@ -113,8 +114,9 @@ def _int_tuple(value: object, name: str) -> tuple[int, ...]:
     return tuple(_int(v, f"{name}[{i}]") for i, v in enumerate(value))
 
 
-def _fields(data: object, name: str, required: Iterable[str],
-            optional: Iterable[str] = ()) -> Mapping[str, Any]:
+def _fields(
+    data: object, name: str, required: Iterable[str], optional: Iterable[str] = ()
+) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise BlockFormatError(f"{name}: expected an object, got {type(data).__name__}")
     req, opt = set(required), set(optional)
@@ -128,8 +130,15 @@ def _fields(data: object, name: str, required: Iterable[str],
 
 
 # ---------------------------------------------------------------- transaction
-_TX_FIELDS = ("cluster_id", "round", "model_digest", "global_digest", "participants",
-              "sample_counts", "submitter")
+_TX_FIELDS = (
+    "cluster_id",
+    "round",
+    "model_digest",
+    "global_digest",
+    "participants",
+    "sample_counts",
+    "submitter",
+)
 
 
 @dataclass(frozen=True)
@@ -183,35 +192,61 @@ class Transaction:
         if len(self.sample_counts) != len(self.participants):
             raise BlockFormatError(
                 f"transaction.sample_counts: expected {len(self.participants)} entries "
-                f"(one per participant), got {len(self.sample_counts)}")
+                f"(one per participant), got {len(self.sample_counts)}"
+            )
         _ident(self.submitter, "transaction.submitter")
         _hex(self.signature, "transaction.signature", SIGNATURE_HEX_LEN)
         if self.payload is not None:
             if not isinstance(self.payload, bytes):
-                raise BlockFormatError("transaction.payload: expected bytes or None, "
-                                       f"got {type(self.payload).__name__}")
+                raise BlockFormatError(
+                    "transaction.payload: expected bytes or None, "
+                    f"got {type(self.payload).__name__}"
+                )
             if len(self.payload) % 4:
-                raise BlockFormatError(f"transaction.payload: length {len(self.payload)} "
-                                       "is not a multiple of 4 (float32)")
+                raise BlockFormatError(
+                    f"transaction.payload: length {len(self.payload)} "
+                    "is not a multiple of 4 (float32)"
+                )
 
     @classmethod
-    def create(cls, identity: Identity, *, cluster_id: int, round: int, model_digest: str,
-               global_digest: str, participants: Sequence[int], sample_counts: Sequence[int],
-               payload: bytes | None = None) -> Transaction:
+    def create(
+        cls,
+        identity: Identity,
+        *,
+        cluster_id: int,
+        round: int,
+        model_digest: str,
+        global_digest: str,
+        participants: Sequence[int],
+        sample_counts: Sequence[int],
+        payload: bytes | None = None,
+    ) -> Transaction:
         """A transaction signed by ``identity`` (its id becomes ``submitter``)."""
-        unsigned = cls(cluster_id=cluster_id, round=round, model_digest=model_digest,
-                       global_digest=global_digest, participants=tuple(participants),
-                       sample_counts=tuple(sample_counts), submitter=identity.coordinator_id,
-                       signature="0" * SIGNATURE_HEX_LEN, payload=payload)
+        unsigned = cls(
+            cluster_id=cluster_id,
+            round=round,
+            model_digest=model_digest,
+            global_digest=global_digest,
+            participants=tuple(participants),
+            sample_counts=tuple(sample_counts),
+            submitter=identity.coordinator_id,
+            signature="0" * SIGNATURE_HEX_LEN,
+            payload=payload,
+        )
         sig = identity.sign(unsigned.signing_bytes()).hex()
         return dataclasses.replace(unsigned, signature=sig)
 
     def body(self) -> dict[str, Any]:
         """The signed fields as a JSON value."""
-        return {"cluster_id": self.cluster_id, "round": self.round,
-                "model_digest": self.model_digest, "global_digest": self.global_digest,
-                "participants": list(self.participants),
-                "sample_counts": list(self.sample_counts), "submitter": self.submitter}
+        return {
+            "cluster_id": self.cluster_id,
+            "round": self.round,
+            "model_digest": self.model_digest,
+            "global_digest": self.global_digest,
+            "participants": list(self.participants),
+            "sample_counts": list(self.sample_counts),
+            "submitter": self.submitter,
+        }
 
     def signing_bytes(self) -> bytes:
         """The message the submitter signs: ``TX_DOMAIN + canonical_json(body)``."""
@@ -229,8 +264,7 @@ class Transaction:
 
     def signature_valid(self, registry: Registry) -> bool:
         """Whether the submitter is registered and the signature verifies."""
-        return registry.verify(self.submitter, self.signing_bytes(),
-                               bytes.fromhex(self.signature))
+        return registry.verify(self.submitter, self.signing_bytes(), bytes.fromhex(self.signature))
 
     def payload_valid(self) -> bool:
         """Whether the payload is absent or hashes to ``model_digest``."""
@@ -240,8 +274,9 @@ class Transaction:
         """A copy carrying ``params`` (float32 vector) as payload; it must match the digest."""
         data = params_bytes(params)
         if sha256_hex(data) != self.model_digest:
-            raise PayloadDigestError("params: SHA-256 of the parameters does not match "
-                                     "transaction.model_digest")
+            raise PayloadDigestError(
+                "params: SHA-256 of the parameters does not match transaction.model_digest"
+            )
         return dataclasses.replace(self, payload=data)
 
     def without_payload(self) -> Transaction:
@@ -266,14 +301,21 @@ class Transaction:
             payload = bytes.fromhex(payload)
         for key in ("participants", "sample_counts"):
             if not isinstance(d[key], list):
-                raise BlockFormatError(f"{name}.{key}: expected a list, "
-                                       f"got {type(d[key]).__name__}")
+                raise BlockFormatError(
+                    f"{name}.{key}: expected a list, got {type(d[key]).__name__}"
+                )
         try:
-            return cls(cluster_id=d["cluster_id"], round=d["round"],
-                       model_digest=d["model_digest"], global_digest=d["global_digest"],
-                       participants=tuple(d["participants"]),
-                       sample_counts=tuple(d["sample_counts"]), submitter=d["submitter"],
-                       signature=d["signature"], payload=payload)
+            return cls(
+                cluster_id=d["cluster_id"],
+                round=d["round"],
+                model_digest=d["model_digest"],
+                global_digest=d["global_digest"],
+                participants=tuple(d["participants"]),
+                sample_counts=tuple(d["sample_counts"]),
+                submitter=d["submitter"],
+                signature=d["signature"],
+                payload=payload,
+            )
         except BlockFormatError as e:
             raise BlockFormatError(str(e).replace("transaction.", f"{name}.", 1)) from None
 
@@ -320,18 +362,26 @@ class BlockHeader:
         _ident(self.validator, "header.validator")
         _hex(self.merkle_root, "header.merkle_root", DIGEST_HEX_LEN)
         t = self.timestamp_s
-        if (isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, float, np.number))
-                or not math.isfinite(t) or t < 0):
-            raise BlockFormatError(f"header.timestamp_s: expected a finite number >= 0, "
-                                   f"got {t!r}")
+        if (
+            isinstance(t, (bool, np.bool_))
+            or not isinstance(t, (int, float, np.number))
+            or not math.isfinite(t)
+            or t < 0
+        ):
+            raise BlockFormatError(f"header.timestamp_s: expected a finite number >= 0, got {t!r}")
         s(self, "timestamp_s", float(t))
         _hex(self.signature, "header.signature", SIGNATURE_HEX_LEN)
 
     def body(self) -> dict[str, Any]:
         """The signed fields as a JSON value."""
-        return {"index": self.index, "prev_hash": self.prev_hash, "round": self.round,
-                "validator": self.validator, "merkle_root": self.merkle_root,
-                "timestamp_s": self.timestamp_s}
+        return {
+            "index": self.index,
+            "prev_hash": self.prev_hash,
+            "round": self.round,
+            "validator": self.validator,
+            "merkle_root": self.merkle_root,
+            "timestamp_s": self.timestamp_s,
+        }
 
     def signing_bytes(self) -> bytes:
         """The message the validator signs: ``BLOCK_DOMAIN + canonical_json(body)``."""
@@ -351,8 +401,9 @@ class BlockHeader:
         """Strict inverse of :meth:`to_dict`; errors name the field."""
         d = _fields(data, name, (*_HEADER_FIELDS, "signature"))
         if not isinstance(d["timestamp_s"], float):
-            raise BlockFormatError(f"{name}.timestamp_s: expected a JSON float, "
-                                   f"got {d['timestamp_s']!r}")
+            raise BlockFormatError(
+                f"{name}.timestamp_s: expected a JSON float, got {d['timestamp_s']!r}"
+            )
         try:
             return cls(**{k: d[k] for k in (*_HEADER_FIELDS, "signature")})
         except BlockFormatError as e:
@@ -368,13 +419,15 @@ class Block:
 
     def __post_init__(self) -> None:
         if not isinstance(self.header, BlockHeader):
-            raise BlockFormatError(f"block.header: expected a BlockHeader, "
-                                   f"got {type(self.header).__name__}")
+            raise BlockFormatError(
+                f"block.header: expected a BlockHeader, got {type(self.header).__name__}"
+            )
         txs = tuple(self.transactions)
         for i, tx in enumerate(txs):
             if not isinstance(tx, Transaction):
-                raise BlockFormatError(f"block.transactions[{i}]: expected a Transaction, "
-                                       f"got {type(tx).__name__}")
+                raise BlockFormatError(
+                    f"block.transactions[{i}]: expected a Transaction, got {type(tx).__name__}"
+                )
         object.__setattr__(self, "transactions", txs)
 
     @property
@@ -392,8 +445,11 @@ class Block:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON value ``{"hash", "header", "transactions"}`` (one line of a chain file)."""
-        return {"hash": self.hash, "header": self.header.to_dict(),
-                "transactions": [tx.to_dict() for tx in self.transactions]}
+        return {
+            "hash": self.hash,
+            "header": self.header.to_dict(),
+            "transactions": [tx.to_dict() for tx in self.transactions],
+        }
 
     def serialize(self) -> bytes:
         """Canonical JSON of :meth:`to_dict`: the bytes stored (and counted) for the block."""
@@ -407,27 +463,46 @@ class Block:
         header = BlockHeader.from_dict(d["header"], f"{name}.header")
         if not isinstance(d["transactions"], list):
             raise BlockFormatError(f"{name}.transactions: expected a list")
-        txs = tuple(Transaction.from_dict(t, f"{name}.transactions[{i}]")
-                    for i, t in enumerate(d["transactions"]))
+        txs = tuple(
+            Transaction.from_dict(t, f"{name}.transactions[{i}]")
+            for i, t in enumerate(d["transactions"])
+        )
         return cls(header, txs), stored
 
 
-def make_block(validator: Identity, transactions: Iterable[Transaction], *, index: int,
-               prev_hash: str, round: int, timestamp_s: float) -> Block:
+def make_block(
+    validator: Identity,
+    transactions: Iterable[Transaction],
+    *,
+    index: int,
+    prev_hash: str,
+    round: int,
+    timestamp_s: float,
+) -> Block:
     """Build and sign a block (no verification; see :meth:`Blockchain.propose`)."""
     txs = tuple(transactions)
-    header = BlockHeader(index=index, prev_hash=prev_hash, round=round,
-                         validator=validator.coordinator_id,
-                         merkle_root=merkle_root([tx.tx_hash for tx in txs]),
-                         timestamp_s=timestamp_s, signature="0" * SIGNATURE_HEX_LEN)
+    header = BlockHeader(
+        index=index,
+        prev_hash=prev_hash,
+        round=round,
+        validator=validator.coordinator_id,
+        merkle_root=merkle_root([tx.tx_hash for tx in txs]),
+        timestamp_s=timestamp_s,
+        signature="0" * SIGNATURE_HEX_LEN,
+    )
     sig = validator.sign(header.signing_bytes()).hex()
     return Block(dataclasses.replace(header, signature=sig), txs)
 
 
 # ---------------------------------------------------------------- verification
-def verify_block(block: Block, registry: Registry, *, prev: BlockHeader | None = None,
-                 seen_tx: Mapping[str, int] | None = None,
-                 seen_slots: Mapping[tuple[int, int], int] | None = None) -> None:
+def verify_block(
+    block: Block,
+    registry: Registry,
+    *,
+    prev: BlockHeader | None = None,
+    seen_tx: Mapping[str, int] | None = None,
+    seen_slots: Mapping[tuple[int, int], int] | None = None,
+) -> None:
     """Check one block against its predecessor and the transactions already on chain.
 
     Parameters
@@ -452,21 +527,28 @@ def verify_block(block: Block, registry: Registry, *, prev: BlockHeader | None =
     if h.index != exp_index:
         raise BlockLinkError(f"{where}: header.index: expected {exp_index}, got {h.index}")
     if h.prev_hash != exp_prev:
-        raise BlockLinkError(f"{where}: header.prev_hash does not match the hash of the "
-                             f"previous block ({exp_prev[:16]}...)")
+        raise BlockLinkError(
+            f"{where}: header.prev_hash does not match the hash of the "
+            f"previous block ({exp_prev[:16]}...)"
+        )
     if h.validator not in registry:
-        raise UnknownSignerError(f"{where}: header.validator {h.validator!r} is not a "
-                                 "registered coordinator")
+        raise UnknownSignerError(
+            f"{where}: header.validator {h.validator!r} is not a registered coordinator"
+        )
     if not registry.verify(h.validator, h.signing_bytes(), bytes.fromhex(h.signature)):
-        raise SignatureError(f"{where}: header.signature does not verify for validator "
-                             f"{h.validator!r}")
+        raise SignatureError(
+            f"{where}: header.signature does not verify for validator {h.validator!r}"
+        )
     if prev is not None:
         if h.round < prev.round:
-            raise BlockOrderError(f"{where}: header.round {h.round} is before the previous "
-                                  f"block's round {prev.round}")
+            raise BlockOrderError(
+                f"{where}: header.round {h.round} is before the previous block's round {prev.round}"
+            )
         if h.timestamp_s < prev.timestamp_s:
-            raise BlockOrderError(f"{where}: header.timestamp_s {h.timestamp_s} is before the "
-                                  f"previous block's {prev.timestamp_s}")
+            raise BlockOrderError(
+                f"{where}: header.timestamp_s {h.timestamp_s} is before the "
+                f"previous block's {prev.timestamp_s}"
+            )
     seen_tx = seen_tx or {}
     seen_slots = seen_slots or {}
     here_tx: dict[str, int] = {}
@@ -474,31 +556,39 @@ def verify_block(block: Block, registry: Registry, *, prev: BlockHeader | None =
     for k, tx in enumerate(block.transactions):
         tw = f"{where}, transaction {k} (cluster {tx.cluster_id})"
         if tx.submitter not in registry:
-            raise UnknownSignerError(f"{tw}: transaction.submitter {tx.submitter!r} is not a "
-                                     "registered coordinator")
+            raise UnknownSignerError(
+                f"{tw}: transaction.submitter {tx.submitter!r} is not a registered coordinator"
+            )
         if not tx.signature_valid(registry):
-            raise SignatureError(f"{tw}: transaction.signature does not verify for submitter "
-                                 f"{tx.submitter!r}")
+            raise SignatureError(
+                f"{tw}: transaction.signature does not verify for submitter {tx.submitter!r}"
+            )
         if not tx.payload_valid():
-            raise PayloadDigestError(f"{tw}: SHA-256 of transaction.payload does not match "
-                                     "transaction.model_digest")
+            raise PayloadDigestError(
+                f"{tw}: SHA-256 of transaction.payload does not match transaction.model_digest"
+            )
         if tx.tx_hash in seen_tx or tx.tx_hash in here_tx:
             at = seen_tx.get(tx.tx_hash, h.index)
-            raise ReplayError(f"{tw}: replayed transaction {tx.tx_hash[:16]}... "
-                              f"(already in block {at})")
+            raise ReplayError(
+                f"{tw}: replayed transaction {tx.tx_hash[:16]}... (already in block {at})"
+            )
         if tx.slot in seen_slots or tx.slot in here_slot:
             at = seen_slots.get(tx.slot, h.index)
-            raise ReplayError(f"{tw}: (cluster_id, round) = {tx.slot} already recorded "
-                              f"in block {at}")
+            raise ReplayError(
+                f"{tw}: (cluster_id, round) = {tx.slot} already recorded in block {at}"
+            )
         if tx.round != h.round:
-            raise BlockFormatError(f"{tw}: transaction.round {tx.round} differs from "
-                                   f"header.round {h.round}")
+            raise BlockFormatError(
+                f"{tw}: transaction.round {tx.round} differs from header.round {h.round}"
+            )
         here_tx[tx.tx_hash] = k
         here_slot[tx.slot] = k
     root = merkle_root([tx.tx_hash for tx in block.transactions])
     if root != h.merkle_root:
-        raise MerkleRootError(f"{where}: header.merkle_root does not match the Merkle root "
-                              "of the block's transactions")
+        raise MerkleRootError(
+            f"{where}: header.merkle_root does not match the Merkle root "
+            "of the block's transactions"
+        )
 
 
 def verify_blocks(blocks: Iterable[Block], registry: Registry) -> None:
@@ -566,8 +656,9 @@ class Blockchain:
 
     def transactions(self, round: int | None = None) -> list[Transaction]:
         """All transactions on chain, or those of one round."""
-        return [tx for b in self._blocks if round is None or b.round == round
-                for tx in b.transactions]
+        return [
+            tx for b in self._blocks if round is None or b.round == round for tx in b.transactions
+        ]
 
     def __len__(self) -> int:
         return len(self._blocks)
@@ -579,11 +670,23 @@ class Blockchain:
         return self._blocks[i]
 
     # --- building
-    def propose(self, validator: Identity, transactions: Iterable[Transaction], *,
-                round: int, timestamp_s: float) -> Block:
+    def propose(
+        self,
+        validator: Identity,
+        transactions: Iterable[Transaction],
+        *,
+        round: int,
+        timestamp_s: float,
+    ) -> Block:
         """The next block (index, link and Merkle root filled in, signed); not appended."""
-        return make_block(validator, transactions, index=len(self._blocks),
-                          prev_hash=self.tip_hash, round=round, timestamp_s=timestamp_s)
+        return make_block(
+            validator,
+            transactions,
+            index=len(self._blocks),
+            prev_hash=self.tip_hash,
+            round=round,
+            timestamp_s=timestamp_s,
+        )
 
     def append(self, block: Block) -> str:
         """Verify ``block`` against the tip and add it; returns its hash.
@@ -596,8 +699,7 @@ class Blockchain:
         if not isinstance(block, Block):
             raise TypeError(f"block: expected a Block, got {type(block).__name__}")
         prev = self._blocks[-1].header if self._blocks else None
-        verify_block(block, self.registry, prev=prev, seen_tx=self._tx,
-                     seen_slots=self._slots)
+        verify_block(block, self.registry, prev=prev, seen_tx=self._tx, seen_slots=self._slots)
         self._blocks.append(block)
         for tx in block.transactions:
             self._tx[tx.tx_hash] = block.index
@@ -624,14 +726,20 @@ class Blockchain:
         save_chain(self, path)
 
     @classmethod
-    def load(cls, path: str | Path, registry: Registry, *,
-             expected_tip: str | None = None, expected_height: int | None = None,
-             ) -> Blockchain:
+    def load(
+        cls,
+        path: str | Path,
+        registry: Registry,
+        *,
+        expected_tip: str | None = None,
+        expected_height: int | None = None,
+    ) -> Blockchain:
         """Read and verify a chain file (:func:`~dtfl_env.ledger.storage.load_chain`)."""
         from dtfl_env.ledger.storage import load_chain
 
-        return load_chain(path, registry, expected_tip=expected_tip,
-                          expected_height=expected_height)
+        return load_chain(
+            path, registry, expected_tip=expected_tip, expected_height=expected_height
+        )
 
     def __repr__(self) -> str:
         return f"Blockchain(height={self.height}, tip={self.tip_hash[:16]}...)"

@@ -137,26 +137,37 @@ class Consortium:
         Draws of ``selection="random"``; default: a child of ``rng`` (``rng.spawn``).
     """
 
-    def __init__(self, cluster_ids: Iterable[int], *, mode: VerificationMode | str = "full",
-                 rng: np.random.Generator | None = None,
-                 weights: ReputationWeights | None = None,
-                 history: HistoryConfig | None = None,
-                 verifier: VerifierConfig | None = None, store_payload: bool = False,
-                 encryption: float | Sequence[float] | Mapping[str, float] = 1.0,
-                 routing: float | Sequence[float] | Mapping[str, float] = 1.0,
-                 main_id: str = "main", selection: str = "reputation",
-                 malicious: Iterable[int] = (), validator_attack: str = "none",
-                 selection_rng: np.random.Generator | None = None) -> None:
+    def __init__(
+        self,
+        cluster_ids: Iterable[int],
+        *,
+        mode: VerificationMode | str = "full",
+        rng: np.random.Generator | None = None,
+        weights: ReputationWeights | None = None,
+        history: HistoryConfig | None = None,
+        verifier: VerifierConfig | None = None,
+        store_payload: bool = False,
+        encryption: float | Sequence[float] | Mapping[str, float] = 1.0,
+        routing: float | Sequence[float] | Mapping[str, float] = 1.0,
+        main_id: str = "main",
+        selection: str = "reputation",
+        malicious: Iterable[int] = (),
+        validator_attack: str = "none",
+        selection_rng: np.random.Generator | None = None,
+    ) -> None:
         self.mode = VerificationMode(mode)
         self.cluster_ids = tuple(int(c) for c in cluster_ids)
         if not self.cluster_ids or len(set(self.cluster_ids)) != len(self.cluster_ids):
             raise ValueError("cluster_ids: need at least one cluster, ids unique")
         if selection not in SELECTION_POLICIES:
-            raise ValueError(f"selection: must be one of {list(SELECTION_POLICIES)}, "
-                             f"got {selection!r}")
+            raise ValueError(
+                f"selection: must be one of {list(SELECTION_POLICIES)}, got {selection!r}"
+            )
         if validator_attack not in VALIDATOR_ATTACKS:
-            raise ValueError(f"validator_attack: must be one of {list(VALIDATOR_ATTACKS)}, "
-                             f"got {validator_attack!r}")
+            raise ValueError(
+                f"validator_attack: must be one of {list(VALIDATOR_ATTACKS)}, "
+                f"got {validator_attack!r}"
+            )
         bad = sorted(set(int(c) for c in malicious) - set(self.cluster_ids))
         if bad:
             raise ValueError(f"malicious: unknown cluster id(s) {bad}")
@@ -174,8 +185,9 @@ class Consortium:
         if selection_rng is None:  # a child stream: ``rng``'s own draws are unchanged
             selection_rng = np.random.default_rng() if rng is None else rng.spawn(1)[0]
         self._selection_rng = selection_rng
-        self.tracker = ReputationTracker(gcs, encryption=encryption, routing=routing,
-                                         weights=weights, history=history)
+        self.tracker = ReputationTracker(
+            gcs, encryption=encryption, routing=routing, weights=weights, history=history
+        )
         self.verifier = verifier or VerifierConfig()
         self.store_payload = bool(store_payload)
         self.chain = Blockchain(self.registry)
@@ -190,8 +202,9 @@ class Consortium:
     def set_twin_proportion(self, proportion: Mapping[int, float] | Sequence[float]) -> None:
         """Prop_Cs of eq. (2): the share of each cluster's devices that need a twin."""
         if isinstance(proportion, Mapping):
-            self.tracker.set_capabilities(twin_proportion={
-                self.coordinator_id(c): float(p) for c, p in proportion.items()})
+            self.tracker.set_capabilities(
+                twin_proportion={self.coordinator_id(c): float(p) for c, p in proportion.items()}
+            )
         else:
             self.tracker.set_capabilities(twin_proportion=proportion)
 
@@ -211,19 +224,38 @@ class Consortium:
             return cands[int(round) % len(cands)]
         return self.select_validators(1)[0]  # eq. (2)
 
-    def submit(self, cluster_id: int, *, round: int, params: np.ndarray,
-               global_params: np.ndarray, participants: Sequence[int],
-               sample_counts: Sequence[int]) -> Submission:
+    def submit(
+        self,
+        cluster_id: int,
+        *,
+        round: int,
+        params: np.ndarray,
+        global_params: np.ndarray,
+        participants: Sequence[int],
+        sample_counts: Sequence[int],
+    ) -> Submission:
         """The cluster's group coordinator signs its model (digest of ``global_params``)."""
-        return make_submission(self.identities[self.cluster_owner[int(cluster_id)]],
-                               cluster_id=cluster_id, round=round, params=params,
-                               global_digest=params_digest(global_params, "global_params"),
-                               participants=participants, sample_counts=sample_counts)
+        return make_submission(
+            self.identities[self.cluster_owner[int(cluster_id)]],
+            cluster_id=cluster_id,
+            round=round,
+            params=params,
+            global_digest=params_digest(global_params, "global_params"),
+            participants=participants,
+            sample_counts=sample_counts,
+        )
 
-    def end_round(self, round: int, submissions: Sequence[Submission], *,
-                  global_params: np.ndarray, quality: QualityFn | None,
-                  timestamp_s: float, validator: str | None = None,
-                  block_quality: float = 1.0) -> RoundRecord:
+    def end_round(
+        self,
+        round: int,
+        submissions: Sequence[Submission],
+        *,
+        global_params: np.ndarray,
+        quality: QualityFn | None,
+        timestamp_s: float,
+        validator: str | None = None,
+        block_quality: float = 1.0,
+    ) -> RoundRecord:
         """Verify, write the block, update reputations (Algorithm 1, lines 12-13).
 
         Parameters
@@ -256,37 +288,58 @@ class Consortium:
         if lead not in self.tracker.coordinator_ids:
             raise ValueError(f"validator: {lead!r} is not a group coordinator")
         # the honest verification: what an honest validator and every auditor compute
-        reference = verify_submissions(submissions, registry=self.registry, round=round,
-                                       global_params=global_params, quality=quality,
-                                       mode=self.mode, config=self.verifier, chain=self.chain,
-                                       cluster_owner=self.cluster_owner,
-                                       reference_norms=self._reference_norms)
+        reference = verify_submissions(
+            submissions,
+            registry=self.registry,
+            round=round,
+            global_params=global_params,
+            quality=quality,
+            mode=self.mode,
+            config=self.verifier,
+            chain=self.chain,
+            cluster_owner=self.cluster_owner,
+            reference_norms=self._reference_norms,
+        )
         bad_validator = lead in self.malicious_ids
         report = reference
         if bad_validator and self.mode is not VerificationMode.NONE:
-            report = malicious_validation(reference, attack=self.validator_attack,
-                                          allies=self.malicious_ids)
+            report = malicious_validation(
+                reference, attack=self.validator_attack, allies=self.malicious_ids
+            )
         block = audit = None
         if self.mode is not VerificationMode.NONE:
-            block = self.chain.propose(self.identities[lead],
-                                       report.transactions(self.store_payload),
-                                       round=round, timestamp_s=timestamp_s)
+            block = self.chain.propose(
+                self.identities[lead],
+                report.transactions(self.store_payload),
+                round=round,
+                timestamp_s=timestamp_s,
+            )
             self.chain.append(block)
             audit = audit_block(block, reference)  # the other members' check
         known = set(self.tracker.coordinator_ids)
         submitted = {s.submitter for s in reference.submissions} & known
         accepted = {s.submitter for s in reference.accepted} & known  # the audited verdicts
         self.tracker.record_round(
-            submitted=submitted, accepted=accepted,
+            submitted=submitted,
+            accepted=accepted,
             block_quality={lead: block_quality} if block is not None else None,
-            audit_failed=[lead] if audit is not None and audit.failed else ())
+            audit_failed=[lead] if audit is not None and audit.failed else (),
+        )
         norms = [v.update_norm for v in reference.verdicts if v.accepted and v.update_norm]
         if norms:
             self._reference_norms = [float(n) for n in norms]
-        rec = RoundRecord(int(round), lead, report, block,
-                          None if block is None else block.hash,
-                          None if block is None else block_size_bytes(block),
-                          self.tracker.score_table(), reference, audit, bad_validator)
+        rec = RoundRecord(
+            int(round),
+            lead,
+            report,
+            block,
+            None if block is None else block.hash,
+            None if block is None else block_size_bytes(block),
+            self.tracker.score_table(),
+            reference,
+            audit,
+            bad_validator,
+        )
         self.records.append(rec)
         return rec
 

@@ -30,10 +30,18 @@ _MAX_ID_LEN = 128
 
 def check_id(value: object, name: str) -> str:
     """Check a coordinator id: a non-empty printable ASCII string without spaces."""
-    if (not isinstance(value, str) or not value or len(value) > _MAX_ID_LEN
-            or not value.isascii() or not value.isprintable() or " " in value):
-        raise ValueError(f"{name}: expected a non-empty printable ASCII id without spaces "
-                         f"(at most {_MAX_ID_LEN} characters), got {value!r}")
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > _MAX_ID_LEN
+        or not value.isascii()
+        or not value.isprintable()
+        or " " in value
+    ):
+        raise ValueError(
+            f"{name}: expected a non-empty printable ASCII id without spaces "
+            f"(at most {_MAX_ID_LEN} characters), got {value!r}"
+        )
     return value
 
 
@@ -55,8 +63,9 @@ class Identity:
     def __init__(self, coordinator_id: str, private_key: Ed25519PrivateKey) -> None:
         self.coordinator_id = check_id(coordinator_id, "coordinator_id")
         if not isinstance(private_key, Ed25519PrivateKey):
-            raise TypeError("private_key: expected an Ed25519PrivateKey, "
-                            f"got {type(private_key).__name__}")
+            raise TypeError(
+                f"private_key: expected an Ed25519PrivateKey, got {type(private_key).__name__}"
+            )
         self._key = private_key
         self.public_key: Ed25519PublicKey = private_key.public_key()
 
@@ -107,16 +116,20 @@ class Registry:
             public_key = bytes.fromhex(public_key)
         if isinstance(public_key, bytes):
             if len(public_key) != 32:
-                raise ValueError(f"public_key[{coordinator_id!r}]: expected 32 bytes, "
-                                 f"got {len(public_key)}")
+                raise ValueError(
+                    f"public_key[{coordinator_id!r}]: expected 32 bytes, got {len(public_key)}"
+                )
             public_key = Ed25519PublicKey.from_public_bytes(public_key)
         if not isinstance(public_key, Ed25519PublicKey):
-            raise TypeError(f"public_key[{coordinator_id!r}]: expected an Ed25519 public key, "
-                            f"got {type(public_key).__name__}")
+            raise TypeError(
+                f"public_key[{coordinator_id!r}]: expected an Ed25519 public key, "
+                f"got {type(public_key).__name__}"
+            )
         old = self._keys.get(coordinator_id)
         if old is not None and _raw_public(old) != _raw_public(public_key):
-            raise ValueError(f"coordinator_id: {coordinator_id!r} is already registered "
-                             "with a different key")
+            raise ValueError(
+                f"coordinator_id: {coordinator_id!r} is already registered with a different key"
+            )
         self._keys[coordinator_id] = public_key
 
     def add(self, identity: Identity) -> None:
@@ -168,9 +181,10 @@ class Registry:
         return f"Registry({list(self._keys)})"
 
 
-def make_identities(coordinator_ids: Iterable[str],
-                    rng: np.random.Generator | None = None,
-                    ) -> tuple[dict[str, Identity], Registry]:
+def make_identities(
+    coordinator_ids: Iterable[str],
+    rng: np.random.Generator | None = None,
+) -> tuple[dict[str, Identity], Registry]:
     """Key pairs for ``coordinator_ids`` and a registry holding their public keys.
 
     Parameters

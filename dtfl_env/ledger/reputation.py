@@ -87,19 +87,28 @@ class HistoryConfig:
         total = 0.0
         for name in ("participation", "success", "block_quality"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                    or v < 0:
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not math.isfinite(v)
+                or v < 0
+            ):
                 raise ValueError(f"history.{name}: must be a finite number >= 0, got {v!r}")
             total += v
         if total <= 0:
-            raise ValueError("history: at least one of participation, success, block_quality "
-                             "must be > 0")
+            raise ValueError(
+                "history: at least one of participation, success, block_quality must be > 0"
+            )
         if not (isinstance(self.decay, (int, float)) and 0 < self.decay <= 1):
             raise ValueError(f"history.decay: must lie in (0, 1], got {self.decay!r}")
         for name in ("rejection_weight", "audit_weight"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                    or v < 1:
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not math.isfinite(v)
+                or v < 1
+            ):
                 raise ValueError(f"history.{name}: must be a finite number >= 1, got {v!r}")
 
 
@@ -122,8 +131,9 @@ class RunningRate:
         return (self.successes + 1.0) / (self.trials + 2.0)
 
 
-def encryption_capability(encrypt_time_s: np.ndarray | float, randomness: np.ndarray | float,
-                          *, ref_time_s: float = 0.01) -> np.ndarray:
+def encryption_capability(
+    encrypt_time_s: np.ndarray | float, randomness: np.ndarray | float, *, ref_time_s: float = 0.01
+) -> np.ndarray:
     """Cap^Enc of eq. (2) in [0, 1]: faster encryption and more random ciphertext score higher.
 
     ``0.5 * min(1, ref_time_s / encrypt_time_s) + 0.5 * randomness``, with ``randomness`` in
@@ -168,12 +178,16 @@ class ReputationTracker:
         Weights and update rule of the history term.
     """
 
-    def __init__(self, coordinator_ids: Sequence[str], *,
-                 encryption: float | Sequence[float] | Mapping[str, float] = 1.0,
-                 routing: float | Sequence[float] | Mapping[str, float] = 1.0,
-                 twin_proportion: float | Sequence[float] | Mapping[str, float] = 0.0,
-                 weights: ReputationWeights | None = None,
-                 history: HistoryConfig | None = None) -> None:
+    def __init__(
+        self,
+        coordinator_ids: Sequence[str],
+        *,
+        encryption: float | Sequence[float] | Mapping[str, float] = 1.0,
+        routing: float | Sequence[float] | Mapping[str, float] = 1.0,
+        twin_proportion: float | Sequence[float] | Mapping[str, float] = 0.0,
+        weights: ReputationWeights | None = None,
+        history: HistoryConfig | None = None,
+    ) -> None:
         ids = tuple(check_id(c, f"coordinator_ids[{i}]") for i, c in enumerate(coordinator_ids))
         if not ids:
             raise ValueError("coordinator_ids: at least one coordinator is needed")
@@ -191,16 +205,18 @@ class ReputationTracker:
         self.encryption = np.ones(n)
         self.routing = np.ones(n)
         self.twin_proportion = np.zeros(n)
-        self.set_capabilities(encryption=encryption, routing=routing,
-                              twin_proportion=twin_proportion)
+        self.set_capabilities(
+            encryption=encryption, routing=routing, twin_proportion=twin_proportion
+        )
         self._participation = {c: RunningRate() for c in ids}
         self._success = {c: RunningRate() for c in ids}
         self._quality = {c: RunningRate() for c in ids}
         self.rounds_recorded = 0
 
     # --- inputs
-    def _vector(self, value: float | Sequence[float] | Mapping[str, float], name: str,
-                current: np.ndarray) -> np.ndarray:
+    def _vector(
+        self, value: float | Sequence[float] | Mapping[str, float], name: str, current: np.ndarray
+    ) -> np.ndarray:
         out = current.copy()
         if isinstance(value, Mapping):
             for cid, v in value.items():
@@ -212,8 +228,10 @@ class ReputationTracker:
             elif arr.shape == out.shape:
                 out[:] = arr
             else:
-                raise ValueError(f"{name}: expected a scalar, {len(out)} values or a mapping, "
-                                 f"got shape {arr.shape}")
+                raise ValueError(
+                    f"{name}: expected a scalar, {len(out)} values or a mapping, "
+                    f"got shape {arr.shape}"
+                )
         if np.any(~np.isfinite(out)) or np.any((out < 0) | (out > 1)):
             raise ValueError(f"{name}: values must lie in [0, 1]")
         return out
@@ -224,19 +242,22 @@ class ReputationTracker:
         except KeyError:
             raise ValueError(f"{name}: unknown coordinator id {cid!r}") from None
 
-    def set_capabilities(self, *,
-                         encryption: float | Sequence[float] | Mapping[str, float] | None = None,
-                         routing: float | Sequence[float] | Mapping[str, float] | None = None,
-                         twin_proportion: float | Sequence[float] | Mapping[str, float] | None
-                         = None) -> None:
+    def set_capabilities(
+        self,
+        *,
+        encryption: float | Sequence[float] | Mapping[str, float] | None = None,
+        routing: float | Sequence[float] | Mapping[str, float] | None = None,
+        twin_proportion: float | Sequence[float] | Mapping[str, float] | None = None,
+    ) -> None:
         """Update Cap^Enc, Cap^Rou or Prop (e.g. the twin share of this round's clusters)."""
         if encryption is not None:
             self.encryption = self._vector(encryption, "encryption", self.encryption)
         if routing is not None:
             self.routing = self._vector(routing, "routing", self.routing)
         if twin_proportion is not None:
-            self.twin_proportion = self._vector(twin_proportion, "twin_proportion",
-                                                self.twin_proportion)
+            self.twin_proportion = self._vector(
+                twin_proportion, "twin_proportion", self.twin_proportion
+            )
 
     # --- outputs
     def history_components(self) -> dict[str, dict[str, float]]:
@@ -245,11 +266,13 @@ class ReputationTracker:
         wsum = hc.participation + hc.success + hc.block_quality
         out = {}
         for c in self.coordinator_ids:
-            p, s, q = (self._participation[c].rate, self._success[c].rate,
-                       self._quality[c].rate)
-            out[c] = {"participation": p, "success": s, "block_quality": q,
-                      "history": (hc.participation * p + hc.success * s
-                                  + hc.block_quality * q) / wsum}
+            p, s, q = (self._participation[c].rate, self._success[c].rate, self._quality[c].rate)
+            out[c] = {
+                "participation": p,
+                "success": s,
+                "block_quality": q,
+                "history": (hc.participation * p + hc.success * s + hc.block_quality * q) / wsum,
+            }
         return out
 
     def history(self) -> np.ndarray:
@@ -259,8 +282,9 @@ class ReputationTracker:
 
     def scores(self) -> np.ndarray:
         """Score_Cs^Rep of eq. (2), aligned with ``coordinator_ids``."""
-        return reputation_score(self.encryption, self.routing, self.twin_proportion,
-                                self.history(), self.weights)  # eq. (2)
+        return reputation_score(
+            self.encryption, self.routing, self.twin_proportion, self.history(), self.weights
+        )  # eq. (2)
 
     def score_table(self) -> dict[str, float]:
         """``{id: eq. (2) score}``."""
@@ -280,18 +304,26 @@ class ReputationTracker:
         for c in excl:
             self._index(c, "exclude")
         cand = [i for i, c in enumerate(self.coordinator_ids) if c not in excl]
-        if isinstance(top_v, bool) or not isinstance(top_v, (int, np.integer)) \
-                or not 1 <= top_v <= len(cand):
+        if (
+            isinstance(top_v, bool)
+            or not isinstance(top_v, (int, np.integer))
+            or not 1 <= top_v <= len(cand)
+        ):
             raise ValueError(f"top_v: must be an integer in [1, {len(cand)}], got {top_v!r}")
         s = self.scores()[cand]
         order = np.argsort(-s, kind="stable")[: int(top_v)]
         return [self.coordinator_ids[cand[i]] for i in order]
 
     # --- history updates
-    def record_round(self, *, submitted: Iterable[str], accepted: Iterable[str],
-                     eligible: Iterable[str] | None = None,
-                     block_quality: Mapping[str, float] | None = None,
-                     audit_failed: Iterable[str] = ()) -> None:
+    def record_round(
+        self,
+        *,
+        submitted: Iterable[str],
+        accepted: Iterable[str],
+        eligible: Iterable[str] | None = None,
+        block_quality: Mapping[str, float] | None = None,
+        audit_failed: Iterable[str] = (),
+    ) -> None:
         """Update the history after a round (see the module docstring for the rule).
 
         Parameters
@@ -334,9 +366,9 @@ class ReputationTracker:
                 self._participation[c].update(1.0 if c in sub else 0.0, decay=hc.decay)
             if c in sub:
                 ok = c in acc
-                self._success[c].update(1.0 if ok else 0.0,
-                                        weight=1.0 if ok else hc.rejection_weight,
-                                        decay=hc.decay)
+                self._success[c].update(
+                    1.0 if ok else 0.0, weight=1.0 if ok else hc.rejection_weight, decay=hc.decay
+                )
             if c in failed:
                 self._quality[c].update(0.0, weight=hc.audit_weight, decay=hc.decay)
             elif c in bq:

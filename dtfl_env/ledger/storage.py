@@ -58,8 +58,13 @@ def save_chain(chain: Blockchain | Iterable[Block], path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-def load_chain(path: str | Path, registry: Registry, *, expected_tip: str | None = None,
-               expected_height: int | None = None) -> Blockchain:
+def load_chain(
+    path: str | Path,
+    registry: Registry,
+    *,
+    expected_tip: str | None = None,
+    expected_height: int | None = None,
+) -> Blockchain:
     """Read a JSON Lines chain file and verify every block.
 
     Parameters
@@ -91,13 +96,19 @@ def load_chain(path: str | Path, registry: Registry, *, expected_tip: str | None
         data = path.read_bytes()
     except OSError as e:
         raise ChainFileError(f"{path}: cannot read the chain file ({e})") from e
-    return parse_chain(data, registry, source=str(path), expected_tip=expected_tip,
-                       expected_height=expected_height)
+    return parse_chain(
+        data, registry, source=str(path), expected_tip=expected_tip, expected_height=expected_height
+    )
 
 
-def parse_chain(data: bytes, registry: Registry, *, source: str = "<bytes>",
-                expected_tip: str | None = None, expected_height: int | None = None,
-                ) -> Blockchain:
+def parse_chain(
+    data: bytes,
+    registry: Registry,
+    *,
+    source: str = "<bytes>",
+    expected_tip: str | None = None,
+    expected_height: int | None = None,
+) -> Blockchain:
     """:func:`load_chain` on the bytes of a chain file; ``source`` names it in errors."""
     if not isinstance(data, bytes):
         raise TypeError(f"data: expected bytes, got {type(data).__name__}")
@@ -105,8 +116,10 @@ def parse_chain(data: bytes, registry: Registry, *, source: str = "<bytes>",
     lines = data.split(b"\n")
     tail = lines.pop()  # the text after the last newline: empty for a complete file
     if tail:
-        raise ChainFileError(f"{source}, line {len(lines) + 1}: truncated: the last line has "
-                             f"no terminating newline ({len(tail)} bytes)")
+        raise ChainFileError(
+            f"{source}, line {len(lines) + 1}: truncated: the last line has "
+            f"no terminating newline ({len(tail)} bytes)"
+        )
     for n, raw in enumerate(lines, 1):
         where = f"{source}, line {n}"
         if not raw.strip():
@@ -119,18 +132,23 @@ def parse_chain(data: bytes, registry: Registry, *, source: str = "<bytes>",
             block, stored_hash = Block.from_dict(obj)
             chain.append(block)
             if stored_hash != block.hash:
-                raise BlockHashError(f"block {block.index}: stored hash {stored_hash[:16]}... "
-                                     f"differs from the header's hash {block.hash[:16]}...")
+                raise BlockHashError(
+                    f"block {block.index}: stored hash {stored_hash[:16]}... "
+                    f"differs from the header's hash {block.hash[:16]}..."
+                )
             if block.serialize() != raw:
-                raise NonCanonicalError(f"block {block.index}: the line is not the canonical "
-                                        "serialisation of the block (case, spacing, key "
-                                        "order or number format changed)")
+                raise NonCanonicalError(
+                    f"block {block.index}: the line is not the canonical "
+                    "serialisation of the block (case, spacing, key "
+                    "order or number format changed)"
+                )
         except LedgerError as e:
             raise type(e)(f"{where}: {e}") from e
     if expected_height is not None and chain.height != expected_height:
-        raise ChainFileError(f"{source}: expected {expected_height} blocks, "
-                             f"found {chain.height}")
+        raise ChainFileError(f"{source}: expected {expected_height} blocks, found {chain.height}")
     if expected_tip is not None and chain.tip_hash != expected_tip:
-        raise ChainFileError(f"{source}: the last block's hash {chain.tip_hash[:16]}... is not "
-                             f"the expected tip {expected_tip[:16]}...")
+        raise ChainFileError(
+            f"{source}: the last block's hash {chain.tip_hash[:16]}... is not "
+            f"the expected tip {expected_tip[:16]}..."
+        )
     return chain

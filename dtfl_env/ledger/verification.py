@@ -135,12 +135,15 @@ class VerifierConfig:
     def __post_init__(self) -> None:
         for name in ("accuracy_tolerance", "loss_tolerance", "norm_floor"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                    or v < 0:
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not math.isfinite(v)
+                or v < 0
+            ):
                 raise ValueError(f"verifier.{name}: must be a finite number >= 0, got {v!r}")
         f = self.norm_factor
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not math.isfinite(f) \
-                or f <= 1:
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not math.isfinite(f) or f <= 1:
             raise ValueError(f"verifier.norm_factor: must be a finite number > 1, got {f!r}")
         for name in ("peer_baseline", "check_quality", "check_norm"):
             if not isinstance(getattr(self, name), bool):
@@ -161,11 +164,14 @@ class Submission:
 
     def __post_init__(self) -> None:
         if not isinstance(self.transaction, Transaction):
-            raise TypeError("submission.transaction: expected a Transaction, "
-                            f"got {type(self.transaction).__name__}")
+            raise TypeError(
+                "submission.transaction: expected a Transaction, "
+                f"got {type(self.transaction).__name__}"
+            )
         if not isinstance(self.params, np.ndarray):
-            raise TypeError("submission.params: expected a numpy array, "
-                            f"got {type(self.params).__name__}")
+            raise TypeError(
+                f"submission.params: expected a numpy array, got {type(self.params).__name__}"
+            )
 
     @property
     def submitter(self) -> str:
@@ -181,9 +187,16 @@ class Submission:
         return tx.with_payload(self.params) if include_payload else tx
 
 
-def make_submission(identity: Identity, *, cluster_id: int, round: int, params: np.ndarray,
-                    global_digest: str, participants: Sequence[int],
-                    sample_counts: Sequence[int]) -> Submission:
+def make_submission(
+    identity: Identity,
+    *,
+    cluster_id: int,
+    round: int,
+    params: np.ndarray,
+    global_digest: str,
+    participants: Sequence[int],
+    sample_counts: Sequence[int],
+) -> Submission:
     """Sign a cluster model: the group coordinator's step before broadcasting to V.
 
     Parameters
@@ -201,9 +214,15 @@ def make_submission(identity: Identity, *, cluster_id: int, round: int, params: 
     """
     p = np.array(params, copy=True)
     digest = params_digest(p, "params")
-    tx = Transaction.create(identity, cluster_id=cluster_id, round=round, model_digest=digest,
-                            global_digest=global_digest, participants=participants,
-                            sample_counts=sample_counts)
+    tx = Transaction.create(
+        identity,
+        cluster_id=cluster_id,
+        round=round,
+        model_digest=digest,
+        global_digest=global_digest,
+        participants=participants,
+        sample_counts=sample_counts,
+    )
     return Submission(tx, p)
 
 
@@ -262,8 +281,9 @@ class VerificationReport:
     @property
     def rejected(self) -> tuple[tuple[Submission, Verdict], ...]:
         """``(submission, verdict)`` of every rejected submission."""
-        return tuple((s, v) for s, v in zip(self.submissions, self.verdicts, strict=True)
-                     if not v.accepted)
+        return tuple(
+            (s, v) for s, v in zip(self.submissions, self.verdicts, strict=True) if not v.accepted
+        )
 
     def transactions(self, include_payload: bool = False) -> list[Transaction]:
         """The accepted submissions' transactions, ready for a block."""
@@ -271,12 +291,19 @@ class VerificationReport:
 
     def summary(self) -> dict[str, object]:
         """A JSON-friendly summary (e.g. for ``info``)."""
-        return {"mode": self.mode.value, "round": self.round,
-                "accepted": [v.cluster_id for v in self.verdicts if v.accepted],
-                "rejected": {str(v.cluster_id): [r.value for r in v.reasons]
-                             for v in self.verdicts if not v.accepted},
-                "global_accuracy": self.global_accuracy, "global_loss": self.global_loss,
-                "norm_threshold": self.norm_threshold}
+        return {
+            "mode": self.mode.value,
+            "round": self.round,
+            "accepted": [v.cluster_id for v in self.verdicts if v.accepted],
+            "rejected": {
+                str(v.cluster_id): [r.value for r in v.reasons]
+                for v in self.verdicts
+                if not v.accepted
+            },
+            "global_accuracy": self.global_accuracy,
+            "global_loss": self.global_loss,
+            "norm_threshold": self.norm_threshold,
+        }
 
 
 def _quality(quality: QualityFn, params: np.ndarray, name: str) -> tuple[float, float]:
@@ -285,18 +312,24 @@ def _quality(quality: QualityFn, params: np.ndarray, name: str) -> tuple[float, 
         acc, loss = out
         return float(acc), float(loss)
     except (TypeError, ValueError):
-        raise TypeError(f"quality: must return (accuracy, loss), got {out!r:.80} "
-                        f"for {name}") from None
+        raise TypeError(
+            f"quality: must return (accuracy, loss), got {out!r:.80} for {name}"
+        ) from None
 
 
-def verify_submissions(submissions: Sequence[Submission], *, registry: Registry, round: int,
-                       global_params: np.ndarray | None = None,
-                       quality: QualityFn | None = None,
-                       mode: VerificationMode | str = VerificationMode.FULL,
-                       config: VerifierConfig | None = None,
-                       chain: Blockchain | None = None,
-                       cluster_owner: Mapping[int, str] | None = None,
-                       reference_norms: Sequence[float] = ()) -> VerificationReport:
+def verify_submissions(
+    submissions: Sequence[Submission],
+    *,
+    registry: Registry,
+    round: int,
+    global_params: np.ndarray | None = None,
+    quality: QualityFn | None = None,
+    mode: VerificationMode | str = VerificationMode.FULL,
+    config: VerifierConfig | None = None,
+    chain: Blockchain | None = None,
+    cluster_owner: Mapping[int, str] | None = None,
+    reference_norms: Sequence[float] = (),
+) -> VerificationReport:
     """The validator's verification of one round's cluster models.
 
     Parameters
@@ -342,8 +375,9 @@ def verify_submissions(submissions: Sequence[Submission], *, registry: Registry,
     if isinstance(round, bool) or not isinstance(round, (int, np.integer)) or round < 0:
         raise ValueError(f"round: expected an integer >= 0, got {round!r}")
     if mode is VerificationMode.NONE:
-        return VerificationReport(mode, int(round), subs, tuple(
-            Verdict(s.cluster_id, s.submitter, True) for s in subs))
+        return VerificationReport(
+            mode, int(round), subs, tuple(Verdict(s.cluster_id, s.submitter, True) for s in subs)
+        )
 
     global_vec: np.ndarray | None = None
     global_digest: str | None = None
@@ -369,25 +403,42 @@ def verify_submissions(submissions: Sequence[Submission], *, registry: Registry,
         elif not tx.signature_valid(registry):
             r.append((Reason.BAD_SIGNATURE, f"signature does not verify for {tx.submitter!r}"))
         if cluster_owner is not None and cluster_owner.get(tx.cluster_id) != tx.submitter:
-            r.append((Reason.WRONG_SUBMITTER, f"cluster {tx.cluster_id} belongs to "
-                      f"{cluster_owner.get(tx.cluster_id)!r}, not {tx.submitter!r}"))
+            r.append(
+                (
+                    Reason.WRONG_SUBMITTER,
+                    f"cluster {tx.cluster_id} belongs to "
+                    f"{cluster_owner.get(tx.cluster_id)!r}, not {tx.submitter!r}",
+                )
+            )
         try:
             data = params_bytes(s.params, "params")
         except (TypeError, ValueError) as e:
             r.append((Reason.BAD_PARAMS, str(e)))
         else:
             if sha256_hex(data) != tx.model_digest:
-                r.append((Reason.DIGEST_MISMATCH, "SHA-256 of the parameters does not match "
-                          "the signed model_digest"))
+                r.append(
+                    (
+                        Reason.DIGEST_MISMATCH,
+                        "SHA-256 of the parameters does not match the signed model_digest",
+                    )
+                )
         if tx.round != round:
-            r.append((Reason.WRONG_ROUND, f"transaction.round is {tx.round}, "
-                      f"the current round is {round}"))
-        if chain is not None and (chain.has_transaction(tx.tx_hash)
-                                  or chain.has_slot(*tx.slot)):
+            r.append(
+                (
+                    Reason.WRONG_ROUND,
+                    f"transaction.round is {tx.round}, the current round is {round}",
+                )
+            )
+        if chain is not None and (chain.has_transaction(tx.tx_hash) or chain.has_slot(*tx.slot)):
             r.append((Reason.REPLAY, f"(cluster_id, round) = {tx.slot} is already on chain"))
         if len(slot_hashes[tx.slot]) > 1:
-            r.append((Reason.EQUIVOCATION, f"{len(slot_hashes[tx.slot])} different "
-                      f"transactions for (cluster_id, round) = {tx.slot}"))
+            r.append(
+                (
+                    Reason.EQUIVOCATION,
+                    f"{len(slot_hashes[tx.slot])} different "
+                    f"transactions for (cluster_id, round) = {tx.slot}",
+                )
+            )
         elif hash_count[tx.tx_hash] > 1 and tx.tx_hash in first_seen:
             r.append((Reason.REPLAY, "the same transaction was submitted twice this round"))
         first_seen.add(tx.tx_hash)
@@ -402,13 +453,21 @@ def verify_submissions(submissions: Sequence[Submission], *, registry: Registry,
         for i, s in enumerate(subs):
             tx, r = s.transaction, reasons[i]
             if tx.global_digest != global_digest:
-                r.append((Reason.WRONG_GLOBAL, "global_digest is not the digest of the "
-                          "current global model"))
+                r.append(
+                    (
+                        Reason.WRONG_GLOBAL,
+                        "global_digest is not the digest of the current global model",
+                    )
+                )
             if any(code is Reason.BAD_PARAMS for code, _ in r):
                 continue
             if s.params.shape != global_vec.shape:
-                r.append((Reason.SHAPE_MISMATCH, f"params has {s.params.size} entries, the "
-                          f"global model {global_vec.size}"))
+                r.append(
+                    (
+                        Reason.SHAPE_MISMATCH,
+                        f"params has {s.params.size} entries, the global model {global_vec.size}",
+                    )
+                )
                 continue
             if not np.all(np.isfinite(s.params)):
                 r.append((Reason.NON_FINITE, "params contain NaN or infinity"))
@@ -423,8 +482,13 @@ def verify_submissions(submissions: Sequence[Submission], *, registry: Registry,
                 threshold = max(cfg.norm_floor, cfg.norm_factor * float(np.median(pool)))
                 for i, n in enumerate(norms):
                     if n is not None and n > threshold:
-                        reasons[i].append((Reason.UPDATE_NORM, f"update norm {n:.4g} exceeds "
-                                           f"{cfg.norm_factor:g} x median = {threshold:.4g}"))
+                        reasons[i].append(
+                            (
+                                Reason.UPDATE_NORM,
+                                f"update norm {n:.4g} exceeds "
+                                f"{cfg.norm_factor:g} x median = {threshold:.4g}",
+                            )
+                        )
         if cfg.check_quality:
             assert quality is not None
             g_acc, g_loss = _quality(quality, np.asarray(global_params), "global_params")
@@ -443,19 +507,37 @@ def verify_submissions(submissions: Sequence[Submission], *, registry: Registry,
                     r.append((Reason.BAD_QUALITY, f"quality returned accuracy={a}, loss={lo}"))
                     continue
                 if a < base_acc - cfg.accuracy_tolerance:
-                    r.append((Reason.ACCURACY_DROP, f"accuracy {a:.4f} is more than "
-                              f"{cfg.accuracy_tolerance:g} below the baseline {base_acc:.4f} "
-                              f"(global model: {g_acc:.4f})"))
+                    r.append(
+                        (
+                            Reason.ACCURACY_DROP,
+                            f"accuracy {a:.4f} is more than "
+                            f"{cfg.accuracy_tolerance:g} below the baseline {base_acc:.4f} "
+                            f"(global model: {g_acc:.4f})",
+                        )
+                    )
                 if lo > base_loss + cfg.loss_tolerance:
-                    r.append((Reason.LOSS_RISE, f"loss {lo:.4g} is more than "
-                              f"{cfg.loss_tolerance:g} above the baseline {base_loss:.4g} "
-                              f"(global model: {g_loss:.4g})"))
+                    r.append(
+                        (
+                            Reason.LOSS_RISE,
+                            f"loss {lo:.4g} is more than "
+                            f"{cfg.loss_tolerance:g} above the baseline {base_loss:.4g} "
+                            f"(global model: {g_loss:.4g})",
+                        )
+                    )
 
     verdicts = tuple(
-        Verdict(s.cluster_id, s.submitter, not r, tuple(c for c, _ in r), tuple(m for _, m in r),
-                None if math.isnan(acc[i]) else acc[i], None if math.isnan(loss[i]) else loss[i],
-                norms[i])
-        for i, (s, r) in enumerate(zip(subs, reasons, strict=True)))
+        Verdict(
+            s.cluster_id,
+            s.submitter,
+            not r,
+            tuple(c for c, _ in r),
+            tuple(m for _, m in r),
+            None if math.isnan(acc[i]) else acc[i],
+            None if math.isnan(loss[i]) else loss[i],
+            norms[i],
+        )
+        for i, (s, r) in enumerate(zip(subs, reasons, strict=True))
+    )
     return VerificationReport(mode, int(round), subs, verdicts, g_acc, g_loss, threshold)
 
 
@@ -526,15 +608,18 @@ def audit_block(block: Block, reference: VerificationReport) -> AuditResult:
     if not isinstance(block, Block):
         raise TypeError(f"block: expected a Block, got {type(block).__name__}")
     if not isinstance(reference, VerificationReport):
-        raise TypeError(f"reference: expected a VerificationReport, got "
-                        f"{type(reference).__name__}")
+        raise TypeError(f"reference: expected a VerificationReport, got {type(reference).__name__}")
     if block.round != reference.round:
-        raise ValueError(f"reference: covers round {reference.round}, the block round "
-                         f"{block.round}")
+        raise ValueError(
+            f"reference: covers round {reference.round}, the block round {block.round}"
+        )
     in_block = {tx.tx_hash for tx in block.transactions}
     honest = {s.transaction.tx_hash for s in reference.accepted}
     cluster = {s.transaction.tx_hash: s.cluster_id for s in reference.submissions}
     cluster.update({tx.tx_hash: tx.cluster_id for tx in block.transactions})
-    return AuditResult(block.round, block.header.validator,
-                       tuple(sorted(cluster[h] for h in in_block - honest)),
-                       tuple(sorted(cluster[h] for h in honest - in_block)))
+    return AuditResult(
+        block.round,
+        block.header.validator,
+        tuple(sorted(cluster[h] for h in in_block - honest)),
+        tuple(sorted(cluster[h] for h in honest - in_block)),
+    )

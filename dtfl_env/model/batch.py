@@ -28,8 +28,18 @@ import numpy as np
 
 from dtfl_env.config import BLDParams, Cluster, Constants, GLDParams
 
-__all__ = ["BLD_FIELDS", "CONSTANT_FIELDS", "GLD_FIELDS", "LN2", "ClusterBatch", "ClusterRow",
-           "max_upload_rate", "pad_segments", "segment_max", "upload_energy_j"]
+__all__ = [
+    "BLD_FIELDS",
+    "CONSTANT_FIELDS",
+    "GLD_FIELDS",
+    "LN2",
+    "ClusterBatch",
+    "ClusterRow",
+    "max_upload_rate",
+    "pad_segments",
+    "segment_max",
+    "upload_energy_j",
+]
 
 LN2 = float(np.log(2.0))
 GLD_FIELDS = tuple(f.name for f in fields(GLDParams))
@@ -50,8 +60,7 @@ def max_upload_rate(snr_max: np.ndarray, sic: np.ndarray) -> np.ndarray:
     p_i <= P_max,i. An entry stops when its step falls below 1e-14 relative (the rounding
     noise of f near small x); the answer is then moved 1e-14 to the feasible side.
     """
-    snr, sic = np.broadcast_arrays(np.asarray(snr_max, dtype=float),
-                                   np.asarray(sic, dtype=float))
+    snr, sic = np.broadcast_arrays(np.asarray(snr_max, dtype=float), np.asarray(sic, dtype=float))
     shape = snr.shape
     log_c = np.log(snr).ravel()
     sic = sic.ravel()
@@ -71,8 +80,9 @@ def max_upload_rate(snr_max: np.ndarray, sic: np.ndarray) -> np.ndarray:
     return (x * (1.0 - 1e-14)).reshape(shape)
 
 
-def upload_energy_j(noise_over_gain: np.ndarray, sic: np.ndarray, x_scale: Any,
-                    tg_s: Any) -> np.ndarray:
+def upload_energy_j(
+    noise_over_gain: np.ndarray, sic: np.ndarray, x_scale: Any, tg_s: Any
+) -> np.ndarray:
     """E_i^up(tG) = n_C/g_iC tG (2^r - 1) 2^((i-1) r), r = L / (W tG), eqs. (7)-(8) with the
     SIC factor (erratum: docs/MODEL.md); ``x_scale`` = L ln2 / W, so r ln 2 = x_scale / tG.
 
@@ -95,8 +105,9 @@ def segment_max(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- the batch
-def pad_segments(flat: Mapping[str, np.ndarray], counts: np.ndarray
-         ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def pad_segments(
+    flat: Mapping[str, np.ndarray], counts: np.ndarray
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Back-to-back device arrays (``counts[b]`` devices of cluster b) as (B, W) padded
     arrays (padding 1.0) and their mask."""
     b = counts.size
@@ -140,24 +151,37 @@ class ClusterBatch:
         clusters = tuple(clusters)
         for i, c in enumerate(clusters):
             if not isinstance(c, Cluster):
-                raise ValueError(f"clusters[{i}]: expected a dtfl_env.Cluster, got "
-                                 f"{type(c).__name__}")
+                raise ValueError(
+                    f"clusters[{i}]: expected a dtfl_env.Cluster, got {type(c).__name__}"
+                )
         cat = np.concatenate
         g_counts = np.array([c.n_gld for c in clusters], dtype=int)
         b_counts = np.array([c.n_bld for c in clusters], dtype=int)
-        gld, gmask = pad_segments({f: cat([getattr(c.gld, f) for c in clusters]
-                                          or [np.zeros(0)]) for f in GLD_FIELDS}, g_counts)
-        bld, bmask = pad_segments({f: cat([getattr(c.bld, f) for c in clusters]
-                                          or [np.zeros(0)]) for f in BLD_FIELDS}, b_counts)
-        consts = {f: np.array([getattr(c.constants, f) for c in clusters], dtype=float)
-                  for f in CONSTANT_FIELDS}
-        return cls(gld=gld, bld=bld, constants=consts, gld_mask=gmask, bld_mask=bmask,
-                   clusters=clusters)
+        gld, gmask = pad_segments(
+            {f: cat([getattr(c.gld, f) for c in clusters] or [np.zeros(0)]) for f in GLD_FIELDS},
+            g_counts,
+        )
+        bld, bmask = pad_segments(
+            {f: cat([getattr(c.bld, f) for c in clusters] or [np.zeros(0)]) for f in BLD_FIELDS},
+            b_counts,
+        )
+        consts = {
+            f: np.array([getattr(c.constants, f) for c in clusters], dtype=float)
+            for f in CONSTANT_FIELDS
+        }
+        return cls(
+            gld=gld, bld=bld, constants=consts, gld_mask=gmask, bld_mask=bmask, clusters=clusters
+        )
 
     @classmethod
-    def from_flat(cls, constants: Constants, gld: Mapping[str, np.ndarray],
-                  bld: Mapping[str, np.ndarray], gld_counts: np.ndarray,
-                  bld_counts: np.ndarray) -> ClusterBatch:
+    def from_flat(
+        cls,
+        constants: Constants,
+        gld: Mapping[str, np.ndarray],
+        bld: Mapping[str, np.ndarray],
+        gld_counts: np.ndarray,
+        bld_counts: np.ndarray,
+    ) -> ClusterBatch:
         """B clusters sharing ``constants`` from back-to-back device arrays (no validation:
         the environment's fast path). ``gld`` / ``bld`` map every field name to a flat array
         holding the devices of all clusters in order; cluster b has ``gld_counts[b]`` GLDs
@@ -166,8 +190,7 @@ class ClusterBatch:
         b_counts = np.asarray(bld_counts, dtype=int)
         g, gmask = pad_segments({f: gld[f] for f in GLD_FIELDS}, g_counts)
         b, bmask = pad_segments({f: bld[f] for f in BLD_FIELDS}, b_counts)
-        consts = {f: np.full(g_counts.size, float(getattr(constants, f)))
-                  for f in CONSTANT_FIELDS}
+        consts = {f: np.full(g_counts.size, float(getattr(constants, f))) for f in CONSTANT_FIELDS}
         return cls(gld=g, bld=b, constants=consts, gld_mask=gmask, bld_mask=bmask)
 
     def subset(self, index: np.ndarray) -> ClusterBatch:
@@ -178,8 +201,9 @@ class ClusterBatch:
         n = int(self.n_bld[index].max(initial=0))
         return self.take(index, m, n)
 
-    def take(self, index: slice | np.ndarray, m: int | None = None, n: int | None = None
-             ) -> ClusterBatch:
+    def take(
+        self, index: slice | np.ndarray, m: int | None = None, n: int | None = None
+    ) -> ClusterBatch:
         """The clusters at ``index`` (a slice gives views), their GLD slots cut to the first
         ``m`` and BLD slots to the first ``n`` (default: all, padding kept); derived
         constants already computed are carried over, not recomputed."""
@@ -191,9 +215,11 @@ class ClusterBatch:
         od["bld"] = {k: v[index, bs] for k, v in self.bld.items()}
         od["constants"] = {k: v[index] for k, v in self.constants.items()}
         od["gld_mask"], od["bld_mask"] = self.gld_mask[index, gs], self.bld_mask[index, bs]
-        od["clusters"] = (tuple(self.clusters[int(j)]
-                                for j in np.atleast_1d(np.arange(self.size)[index]))
-                          if self.clusters else ())
+        od["clusters"] = (
+            tuple(self.clusters[int(j)] for j in np.atleast_1d(np.arange(self.size)[index]))
+            if self.clusters
+            else ()
+        )
         for name in _DERIVED_1:
             if name in d:
                 od[name] = d[name][index]
@@ -233,9 +259,11 @@ class ClusterBatch:
         if self.clusters:
             return self.clusters[i]
         m, n = int(self.n_gld[i]), int(self.n_bld[i])
-        return Cluster(GLDParams(**{f: self.gld[f][i, :m].copy() for f in GLD_FIELDS}),
-                       BLDParams(**{f: self.bld[f][i, :n].copy() for f in BLD_FIELDS}),
-                       self.constants_of(i))
+        return Cluster(
+            GLDParams(**{f: self.gld[f][i, :m].copy() for f in GLD_FIELDS}),
+            BLDParams(**{f: self.bld[f][i, :n].copy() for f in BLD_FIELDS}),
+            self.constants_of(i),
+        )
 
     def row(self, i: int) -> ClusterRow:
         """Cluster ``i``'s unpadded 1-D view (:class:`ClusterRow`)."""
@@ -266,8 +294,7 @@ class ClusterBatch:
     @cached_property
     def sic(self) -> np.ndarray:
         """i - 1, the NOMA index of each GLD slot (SIC factor 2^((i-1) r)), (B, M)."""
-        return np.broadcast_to(np.arange(self.gld_mask.shape[1], dtype=float),
-                               self.gld_mask.shape)
+        return np.broadcast_to(np.arange(self.gld_mask.shape[1], dtype=float), self.gld_mask.shape)
 
     @cached_property
     def x_scale(self) -> np.ndarray:
@@ -280,25 +307,31 @@ class ClusterBatch:
         """The smallest tG with p_i <= P_max,i for every GLD, (B,), constraint (24c); 0 for
         a cluster without GLDs."""
         g, gm = self.gld, self.gld_mask
-        snr = g["max_power_w"] * g["gain_coordinator"] / self.constants[
-            "noise_coordinator_w"][:, None]
+        snr = (
+            g["max_power_w"]
+            * g["gain_coordinator"]
+            / self.constants["noise_coordinator_w"][:, None]
+        )
         t = np.zeros(gm.shape)  # the real GLDs only (no Newton on the padding)
         t[gm] = np.broadcast_to(self.x_scale[:, None], gm.shape)[gm] / max_upload_rate(
-            snr[gm], self.sic[gm])
+            snr[gm], self.sic[gm]
+        )
         return t.max(1, initial=0.0)
 
     @cached_property
     def y_min_s(self) -> np.ndarray:
         """max_i eta iota D_i / V_max,i, (B,), constraint (19); 0 without GLDs."""
         return np.where(self.gld_mask, self.cycles / self.gld["max_cpu_hz"], 0.0).max(
-            1, initial=0.0)
+            1, initial=0.0
+        )
 
     @cached_property
     def bld_legit(self) -> np.ndarray:
         """log2(1 + p_j h_jC / n_j), (B, N): the legitimate link's rate per W, eq. (21)."""
         b = self.bld
-        return np.log2(1.0 + b["power_w"] * b["gain_coordinator"]
-                       / self.constants["noise_bld_w"][:, None])
+        return np.log2(
+            1.0 + b["power_w"] * b["gain_coordinator"] / self.constants["noise_bld_w"][:, None]
+        )
 
     @cached_property
     def bld_pe(self) -> np.ndarray:
@@ -327,12 +360,18 @@ class ClusterBatch:
 
     def upload_energy_j(self, tg_s: np.ndarray) -> np.ndarray:
         """E_i^up at upload times ``tg_s`` (shape (B,)), shape (B, M), eqs. (7)-(8)."""
-        return upload_energy_j(self.noise_over_gain, self.sic, self.x_scale[:, None],
-                               np.asarray(tg_s, dtype=float)[:, None])
+        return upload_energy_j(
+            self.noise_over_gain,
+            self.sic,
+            self.x_scale[:, None],
+            np.asarray(tg_s, dtype=float)[:, None],
+        )
 
     def __repr__(self) -> str:
-        return (f"ClusterBatch(B={self.size}, M_max={self.gld_mask.shape[1]}, "
-                f"N_max={self.bld_mask.shape[1]})")
+        return (
+            f"ClusterBatch(B={self.size}, M_max={self.gld_mask.shape[1]}, "
+            f"N_max={self.bld_mask.shape[1]})"
+        )
 
 
 # the derived constants a take() carries over: per cluster, per GLD slot, per BLD slot
@@ -340,7 +379,8 @@ _DERIVED_1 = ("n_gld", "n_bld", "x_scale", "tg_min_s", "y_min_s", "tb_loc_s", "f
 _DERIVED_G = ("cycles", "k_cycles", "k_loc", "noise_over_gain", "sic")
 _DERIVED_B = ("bld_legit", "bld_pe")
 assert set(_DERIVED_1 + _DERIVED_G + _DERIVED_B) | {"dense"} == {
-    name for name, v in vars(ClusterBatch).items() if isinstance(v, cached_property)}
+    name for name, v in vars(ClusterBatch).items() if isinstance(v, cached_property)
+}
 
 
 class ClusterRow:
@@ -421,6 +461,10 @@ class ClusterRow:
     def upload_energy_j(self, tg_s: Any) -> np.ndarray:
         """E_i^up(tG), eqs. (7)-(8): shape (M,) for one tG, (M, T) for T values of tG."""
         if np.ndim(tg_s):
-            return upload_energy_j(self.g_nog[:, None], self.sic[:, None], self.x_scale,
-                                   np.asarray(tg_s, dtype=float)[None, :])
+            return upload_energy_j(
+                self.g_nog[:, None],
+                self.sic[:, None],
+                self.x_scale,
+                np.asarray(tg_s, dtype=float)[None, :],
+            )
         return upload_energy_j(self.g_nog, self.sic, self.x_scale, tg_s)

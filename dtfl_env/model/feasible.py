@@ -50,14 +50,33 @@ import numpy as np
 from dtfl_env.model.batch import ClusterBatch, upload_energy_j
 from dtfl_env.model.system import LN2
 
-__all__ = ["BOUND_EXCESS", "PEAK_TOLERANCE", "UPLOAD_RESERVE", "FeasibleRows",
-           "affordable_upload_time_s", "jamming_interval", "jamming_interval_batch",
-           "jamming_split", "jamming_split_batch", "safe_action", "safe_allocation",
-           "safe_allocation_batch", "safe_bound_features", "safe_bound_features_batch",
-           "sync_training_time_batch_s", "sync_training_time_s", "sync_upload_time_batch_s",
-           "sync_upload_time_s", "tg_base_batch_s", "training_base_batch_s",
-           "training_base_rows_s", "training_base_s", "training_energy_j",
-           "training_time_floor_batch_s", "training_time_floor_s"]
+__all__ = [
+    "BOUND_EXCESS",
+    "PEAK_TOLERANCE",
+    "UPLOAD_RESERVE",
+    "FeasibleRows",
+    "affordable_upload_time_s",
+    "jamming_interval",
+    "jamming_interval_batch",
+    "jamming_split",
+    "jamming_split_batch",
+    "safe_action",
+    "safe_allocation",
+    "safe_allocation_batch",
+    "safe_bound_features",
+    "safe_bound_features_batch",
+    "sync_training_time_batch_s",
+    "sync_training_time_s",
+    "sync_upload_time_batch_s",
+    "sync_upload_time_s",
+    "tg_base_batch_s",
+    "training_base_batch_s",
+    "training_base_rows_s",
+    "training_base_s",
+    "training_energy_j",
+    "training_time_floor_batch_s",
+    "training_time_floor_s",
+]
 
 #: share of every GLD's budget that the ``safe`` mapping keeps back from the upload at the
 #: shortest upload time tg_lo, so that the training time y_lo(tg_lo) stays finite
@@ -83,8 +102,13 @@ _WINDOW = 8
 _CHUNK_ELEMENTS = 1 << 18
 
 
-def affordable_upload_time_s(g_nog: np.ndarray, sic: np.ndarray, e_max_j: np.ndarray,
-                             x_scale: float, reserve: float = UPLOAD_RESERVE) -> np.ndarray:
+def affordable_upload_time_s(
+    g_nog: np.ndarray,
+    sic: np.ndarray,
+    e_max_j: np.ndarray,
+    x_scale: float,
+    reserve: float = UPLOAD_RESERVE,
+) -> np.ndarray:
     """Per GLD, the smallest tG with E_i^up(tG) <= (1 - reserve) E_max,i (eqs. (7)-(8)).
 
     With x = r ln 2 = x_scale / tG, E^up = n_C/g_iC x_scale (e^x - 1)/x e^((i-1) x) grows
@@ -97,8 +121,9 @@ def affordable_upload_time_s(g_nog: np.ndarray, sic: np.ndarray, e_max_j: np.nda
     cc = np.where(ok, c, 1.0)
     x = np.maximum(cc, 1.0) + np.log(np.maximum(cc, 1.0)) + 3.0  # right of the root
     shape = np.broadcast_shapes(x.shape, np.shape(sic))
-    x, sic, cc = (np.broadcast_to(v, shape).ravel().copy()
-                  for v in (x, np.asarray(sic, dtype=float), cc))
+    x, sic, cc = (
+        np.broadcast_to(v, shape).ravel().copy() for v in (x, np.asarray(sic, dtype=float), cc)
+    )
     todo = np.arange(x.size)  # the entries still moving
     for _ in range(60):
         xa, sa = x[todo], sic[todo]
@@ -167,43 +192,86 @@ class FeasibleRows:
         self._grid: tuple[np.ndarray, ...] | None = None  # _u_grid(), on first use
 
     @classmethod
-    def _build(cls, *, g_mask: np.ndarray, b_mask: np.ndarray, g_gain_e: np.ndarray,
-               g_q_max: np.ndarray, b_pe: np.ndarray, b_legit: np.ndarray,
-               b_data: np.ndarray, w_hz: np.ndarray, **rest: np.ndarray) -> FeasibleRows:
+    def _build(
+        cls,
+        *,
+        g_mask: np.ndarray,
+        b_mask: np.ndarray,
+        g_gain_e: np.ndarray,
+        g_q_max: np.ndarray,
+        b_pe: np.ndarray,
+        b_legit: np.ndarray,
+        b_data: np.ndarray,
+        w_hz: np.ndarray,
+        **rest: np.ndarray,
+    ) -> FeasibleRows:
         if not g_mask.all():
             g_gain_e, g_q_max = np.where(g_mask, g_gain_e, 0.0), np.where(g_mask, g_q_max, 0.0)
-        return cls(g_mask=g_mask, b_mask=b_mask, n_gld=g_mask.sum(1), n_bld=b_mask.sum(1),
-                   g_gain_e=g_gain_e, g_q_max=g_q_max, g_gq=g_gain_e * g_q_max, b_pe=b_pe,
-                   b_legit=b_legit, b_data=b_data, w_hz=w_hz, b_a=b_legit * LN2,
-                   b_b=b_data * LN2 / w_hz[:, None], **rest)
+        return cls(
+            g_mask=g_mask,
+            b_mask=b_mask,
+            n_gld=g_mask.sum(1),
+            n_bld=b_mask.sum(1),
+            g_gain_e=g_gain_e,
+            g_q_max=g_q_max,
+            g_gq=g_gain_e * g_q_max,
+            b_pe=b_pe,
+            b_legit=b_legit,
+            b_data=b_data,
+            w_hz=w_hz,
+            b_a=b_legit * LN2,
+            b_b=b_data * LN2 / w_hz[:, None],
+            **rest,
+        )
 
     @classmethod
-    def from_batch(cls, batch: ClusterBatch, index: slice | np.ndarray | None = None
-                   ) -> FeasibleRows:
+    def from_batch(
+        cls, batch: ClusterBatch, index: slice | np.ndarray | None = None
+    ) -> FeasibleRows:
         """The clusters of ``batch`` at ``index`` (default: all), padding kept."""
         ix = slice(None) if index is None else index
         g, b, k = batch.gld, batch.bld, batch.constants
         return cls._build(
-            g_mask=batch.gld_mask[ix], b_mask=batch.bld_mask[ix],
-            g_gain_e=g["gain_eavesdropper"][ix], g_q_max=g["max_jam_power_w"][ix],
-            g_kloc=batch.k_loc[ix], g_e_max=g["energy_budget_j"][ix],
-            g_nog=batch.noise_over_gain[ix], sic=batch.sic[ix], x_scale=batch.x_scale[ix],
-            y_min_s=batch.y_min_s[ix], b_data=b["data_bits"][ix], b_legit=batch.bld_legit[ix],
-            b_pe=batch.bld_pe[ix], w_hz=k["bandwidth_hz"][ix],
-            n_e_w=k["noise_eavesdropper_w"][ix], tb_loc_s=batch.tb_loc_s[ix])
+            g_mask=batch.gld_mask[ix],
+            b_mask=batch.bld_mask[ix],
+            g_gain_e=g["gain_eavesdropper"][ix],
+            g_q_max=g["max_jam_power_w"][ix],
+            g_kloc=batch.k_loc[ix],
+            g_e_max=g["energy_budget_j"][ix],
+            g_nog=batch.noise_over_gain[ix],
+            sic=batch.sic[ix],
+            x_scale=batch.x_scale[ix],
+            y_min_s=batch.y_min_s[ix],
+            b_data=b["data_bits"][ix],
+            b_legit=batch.bld_legit[ix],
+            b_pe=batch.bld_pe[ix],
+            w_hz=k["bandwidth_hz"][ix],
+            n_e_w=k["noise_eavesdropper_w"][ix],
+            tb_loc_s=batch.tb_loc_s[ix],
+        )
 
     @classmethod
     def from_row(cls, a: Any) -> FeasibleRows:
         """One cluster (a :class:`~dtfl_env.model.batch.ClusterRow`) as one row."""
         m, n = a.g_gain_e.size, a.b_data.size
         return cls._build(
-            g_mask=np.ones((1, m), dtype=bool), b_mask=np.ones((1, n), dtype=bool),
-            g_gain_e=a.g_gain_e[None], g_q_max=a.g_q_max[None], g_kloc=a.g_kloc[None],
-            g_e_max=a.g_e_max[None], g_nog=a.g_nog[None], sic=a.sic[None],
-            x_scale=np.array([a.x_scale]), y_min_s=np.array([a.y_min_s]),
-            b_data=a.b_data[None], b_legit=a.b_legit[None], b_pe=a.b_pe[None],
-            w_hz=np.array([a.w_hz]), n_e_w=np.array([a.n_e_w]),
-            tb_loc_s=np.array([a.tb_loc_s]))
+            g_mask=np.ones((1, m), dtype=bool),
+            b_mask=np.ones((1, n), dtype=bool),
+            g_gain_e=a.g_gain_e[None],
+            g_q_max=a.g_q_max[None],
+            g_kloc=a.g_kloc[None],
+            g_e_max=a.g_e_max[None],
+            g_nog=a.g_nog[None],
+            sic=a.sic[None],
+            x_scale=np.array([a.x_scale]),
+            y_min_s=np.array([a.y_min_s]),
+            b_data=a.b_data[None],
+            b_legit=a.b_legit[None],
+            b_pe=a.b_pe[None],
+            w_hz=np.array([a.w_hz]),
+            n_e_w=np.array([a.n_e_w]),
+            tb_loc_s=np.array([a.tb_loc_s]),
+        )
 
     @property
     def size(self) -> int:
@@ -214,8 +282,14 @@ class FeasibleRows:
         """M, the number of GLD slots."""
         return int(self.g_mask.shape[1])
 
-    def take(self, index: np.ndarray, m: int | None = None, n: int | None = None, *,
-             fields: tuple[str, ...] | None = None) -> FeasibleRows:
+    def take(
+        self,
+        index: np.ndarray,
+        m: int | None = None,
+        n: int | None = None,
+        *,
+        fields: tuple[str, ...] | None = None,
+    ) -> FeasibleRows:
         """The rows at ``index`` (an integer array; repeats allowed), their GLD slots cut
         to the first ``m`` and BLD slots to the first ``n`` (default: all); ``fields``: only
         those (the others are left unset; ``n_gld`` gives the size)."""
@@ -226,7 +300,7 @@ class FeasibleRows:
             if x.ndim == 1 or (m is None and n is None):
                 setattr(out, name, x[index])
             else:
-                setattr(out, name, x[index, :(m if name in _GLD_FIELDS else n)])
+                setattr(out, name, x[index, : (m if name in _GLD_FIELDS else n)])
         return out
 
     def blds(self) -> tuple[np.ndarray, ...]:
@@ -234,8 +308,13 @@ class FeasibleRows:
         b_a, b_b and b_pe as columns); built on first use."""
         if self._bld is None:
             rows, cols = np.nonzero(self.b_mask)
-            self._bld = (rows, cols, self.b_a[rows, cols][:, None],
-                         self.b_b[rows, cols][:, None], self.b_pe[rows, cols][:, None])
+            self._bld = (
+                rows,
+                cols,
+                self.b_a[rows, cols][:, None],
+                self.b_b[rows, cols][:, None],
+                self.b_pe[rows, cols][:, None],
+            )
         return self._bld
 
     def upload_energy_j(self, tg_s: np.ndarray) -> np.ndarray:
@@ -245,8 +324,12 @@ class FeasibleRows:
         if tg.ndim == 1:
             e = upload_energy_j(self.g_nog, self.sic, self.x_scale[:, None], tg[:, None])
             return np.where(self.g_mask, e, 0.0)
-        e = upload_energy_j(self.g_nog[:, :, None], self.sic[:, :, None],
-                            self.x_scale[:, None, None], tg[:, None, :])
+        e = upload_energy_j(
+            self.g_nog[:, :, None],
+            self.sic[:, :, None],
+            self.x_scale[:, None, None],
+            tg[:, None, :],
+        )
         return np.where(self.g_mask[:, :, None], e, 0.0)
 
 
@@ -259,7 +342,8 @@ def _chunks(r: FeasibleRows, grid: int) -> Iterator[tuple[np.ndarray, FeasibleRo
     m, nb = r.n_gld, r.n_bld
     wm, wn = r.g_mask.shape[1], r.b_mask.shape[1]
     if n_rows * (wm + wn) * grid <= _CHUNK_ELEMENTS and (
-            not n_rows or (m.max() == wm and nb.max() == wn)):
+        not n_rows or (m.max() == wm and nb.max() == wn)
+    ):
         yield np.arange(n_rows), r
         return
     order = np.lexsort((nb, m))
@@ -274,8 +358,7 @@ def _chunks(r: FeasibleRows, grid: int) -> Iterator[tuple[np.ndarray, FeasibleRo
         start = end
 
 
-def _sub(r: FeasibleRows, index: np.ndarray, fields: tuple[str, ...] | None = None
-         ) -> FeasibleRows:
+def _sub(r: FeasibleRows, index: np.ndarray, fields: tuple[str, ...] | None = None) -> FeasibleRows:
     """The rows at ``index``, increasing indices without repeats (``np.flatnonzero``'s):
     ``r`` itself where that is all of them."""
     return r if index.size == r.size else r.take(index, fields=fields)
@@ -289,8 +372,8 @@ def _slot_sum(x: np.ndarray, axis: int) -> np.ndarray:
     an order that depends on the width: there a running sum is taken instead (tested)."""
     shape = x.shape
     if shape[axis] == 0:
-        return np.zeros(shape[:axis] + shape[axis + 1:])
-    if x.ndim > axis + 1 and math.prod(shape[axis + 1:]) > 1:
+        return np.zeros(shape[:axis] + shape[axis + 1 :])
+    if x.ndim > axis + 1 and math.prod(shape[axis + 1 :]) > 1:
         return x.sum(axis)
     return np.take(np.cumsum(x, axis=axis), -1, axis=axis)
 
@@ -310,10 +393,12 @@ def _pick(x: np.ndarray, cols: np.ndarray) -> np.ndarray:
 def _quiet(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Run ``fn`` with numpy's divide/overflow/invalid warnings off (the searches meet inf
     and NaN by design: a BLD that cannot sync, an empty grid, an infeasible row)."""
+
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             return fn(*args, **kwargs)
+
     return run
 
 
@@ -359,11 +444,11 @@ def _u_grid(r: FeasibleRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _u_grid_of(r: FeasibleRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     bm = r.b_mask
     u_lo = np.where(bm, r.b_data / (r.w_hz[:, None] * r.b_legit), -np.inf).max(
-        1, initial=-np.inf)  # eq. (23) as Q -> infinity
+        1, initial=-np.inf
+    )  # eq. (23) as Q -> infinity
     rate0 = r.b_legit - np.log2(1.0 + r.b_pe / r.n_e_w[:, None])  # eq. (21) at Q = 0, per W
     free = ((rate0 > 0) | ~bm).all(1)
-    u_free = np.where(bm, r.b_data / (r.w_hz[:, None] * rate0), -np.inf).max(
-        1, initial=-np.inf)
+    u_free = np.where(bm, r.b_data / (r.w_hz[:, None] * rate0), -np.inf).max(1, initial=-np.inf)
     s_hi = np.where(free, np.log(np.maximum(u_free / u_lo - 1.0, 0.0)), _S_MAX)
     return u_lo, s_hi, free
 
@@ -374,8 +459,9 @@ def _masked_left(r: FeasibleRows, left_j: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- jamming
-def _zoom(r: FeasibleRows, gl: np.ndarray, u_lo: np.ndarray, neg: np.ndarray,
-          pos: np.ndarray) -> np.ndarray:
+def _zoom(
+    r: FeasibleRows, gl: np.ndarray, u_lo: np.ndarray, neg: np.ndarray, pos: np.ndarray
+) -> np.ndarray:
     """Shrink brackets of s = log((u - u_lo)/u_lo) around sign changes of psi: B brackets
     per row, ``neg``, ``pos`` (R, B): s at psi < 0 and at psi >= 0, in either order (the
     brackets of a row are evaluated together, as one grid of sync times).
@@ -391,8 +477,7 @@ def _zoom(r: FeasibleRows, gl: np.ndarray, u_lo: np.ndarray, neg: np.ndarray,
     ri, bi = np.arange(n_rows)[:, None], np.arange(n_br)[None, :]
     for _ in range(_ROUNDS):
         s = neg[:, :, None] + (pos - neg)[:, :, None] * _UNIT_FINE  # infeasible to feasible
-        ok = (_psi(r, gl, (ulo * (1.0 + np.exp(s))).reshape(n_rows, -1)) >= 0).reshape(
-            s.shape)
+        ok = (_psi(r, gl, (ulo * (1.0 + np.exp(s))).reshape(n_rows, -1)) >= 0).reshape(s.shape)
         j = np.where(ok.any(2), ok.argmax(2), _FINE - 1)  # first feasible point
         neg, pos = s[ri, bi, np.maximum(j - 1, 0)], s[ri, bi, j]
     u_neg, u_pos = u_lo[:, None] * (1.0 + np.exp(neg)), u_lo[:, None] * (1.0 + np.exp(pos))
@@ -403,8 +488,9 @@ def _zoom(r: FeasibleRows, gl: np.ndarray, u_lo: np.ndarray, neg: np.ndarray,
     return np.where(_psi(r, gl, u_sec) >= 0, u_sec, u_pos)
 
 
-def _jamming_interval(r: FeasibleRows, left: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _jamming_interval(
+    r: FeasibleRows, left: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`jamming_interval_batch` on one chunk (``left`` masked)."""
     n_rows = r.size
     q_low, q_high = np.zeros(n_rows), np.zeros(n_rows)
@@ -484,8 +570,9 @@ def _jamming_interval(r: FeasibleRows, left: np.ndarray
 
 
 @_quiet
-def jamming_interval_batch(r: FeasibleRows, left_j: np.ndarray
-                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def jamming_interval_batch(
+    r: FeasibleRows, left_j: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`jamming_interval` of every row (energy ``left_j`` (R, M)): (Q_low, Q_high,
     ok), each (R,); ``ok`` is False where no level is affordable (then Q_low = Q_high = 0).
 
@@ -496,7 +583,7 @@ def jamming_interval_batch(r: FeasibleRows, left_j: np.ndarray
     q_low, q_high = np.zeros(r.size), np.zeros(r.size)
     ok = np.ones(r.size, dtype=bool)
     for idx, rc in _chunks(r, _COARSE):
-        q_low[idx], q_high[idx], ok[idx] = _jamming_interval(rc, left[idx, :rc.width])
+        q_low[idx], q_high[idx], ok[idx] = _jamming_interval(rc, left[idx, : rc.width])
     return q_low, q_high, ok
 
 
@@ -510,8 +597,9 @@ def jamming_interval(a, left_j: np.ndarray) -> tuple[float, float] | None:  # ty
     is negative). A cluster without BLDs needs no jamming: (0, 0). The batch of one of
     :func:`jamming_interval_batch`.
     """
-    q_low, q_high, ok = jamming_interval_batch(FeasibleRows.from_row(a),
-                                               np.asarray(left_j, dtype=float)[None])
+    q_low, q_high, ok = jamming_interval_batch(
+        FeasibleRows.from_row(a), np.asarray(left_j, dtype=float)[None]
+    )
     return (float(q_low[0]), float(q_high[0])) if ok[0] else None
 
 
@@ -543,8 +631,9 @@ def jamming_split(a, q_w: float, left_j: np.ndarray) -> np.ndarray:  # type: ign
     u = tB_up(Q): every GLD's cap scaled by one factor (no GLD pushed to its limit unless
     the demand needs all of them there). Zeros when Q <= 0 or there is no BLD. The batch of
     one of :func:`jamming_split_batch`."""
-    return jamming_split_batch(FeasibleRows.from_row(a), np.array([float(q_w)]),
-                               np.asarray(left_j, dtype=float)[None])[0]
+    return jamming_split_batch(
+        FeasibleRows.from_row(a), np.array([float(q_w)]), np.asarray(left_j, dtype=float)[None]
+    )[0]
 
 
 # ----------------------------------------------------------------------------- training time
@@ -552,8 +641,7 @@ def jamming_split(a, q_w: float, left_j: np.ndarray) -> np.ndarray:  # type: ign
 def training_time_floor_batch_s(r: FeasibleRows, left_up_j: np.ndarray) -> np.ndarray:
     """:func:`training_time_floor_s` of every row (energy ``left_up_j`` (R, M)), (R,)."""
     ok = (np.asarray(left_up_j) > 0) & r.g_mask
-    ratio = np.where(ok, r.g_kloc / np.where(ok, left_up_j, 1.0), -np.inf).max(
-        1, initial=-np.inf)
+    ratio = np.where(ok, r.g_kloc / np.where(ok, left_up_j, 1.0), -np.inf).max(1, initial=-np.inf)
     return np.where(ok.any(1), np.maximum(r.y_min_s, np.sqrt(ratio)), r.y_min_s)
 
 
@@ -562,12 +650,14 @@ def training_time_floor_s(a, left_up_j: np.ndarray) -> float:  # type: ignore[no
     its upload, max(y_min, max_i sqrt(K_i / left_i)) (eqs. (5), (17), (19)); GLDs with no
     energy left (they cannot even upload) are left out: they drop out whatever y is. The
     batch of one of :func:`training_time_floor_batch_s`."""
-    return float(training_time_floor_batch_s(FeasibleRows.from_row(a),
-                                             np.asarray(left_up_j, dtype=float)[None])[0])
+    return float(
+        training_time_floor_batch_s(
+            FeasibleRows.from_row(a), np.asarray(left_up_j, dtype=float)[None]
+        )[0]
+    )
 
 
-def _peak(f: Callable[[np.ndarray], np.ndarray], u_lo: np.ndarray, s_hi: np.ndarray
-          ) -> np.ndarray:
+def _peak(f: Callable[[np.ndarray], np.ndarray], u_lo: np.ndarray, s_hi: np.ndarray) -> np.ndarray:
     """Row-wise maximum over s in [_S_MIN, s_hi] of ``f(u)`` ((R, k) values for k sync times
     u per row; ``u_lo``, ``s_hi`` (R,)), for functions unimodal in u: a coarse grid, then
     zooms on each row's argmax. The maximum is approached from below (a grid value), never
@@ -575,8 +665,12 @@ def _peak(f: Callable[[np.ndarray], np.ndarray], u_lo: np.ndarray, s_hi: np.ndar
     return _peak_rows(lambda u, rows: f(u), u_lo, s_hi)
 
 
-def _peak_rows(f: Callable[[np.ndarray, np.ndarray | None], np.ndarray], u_lo: np.ndarray,
-               s_hi: np.ndarray, stop_at: float | None = None) -> np.ndarray:
+def _peak_rows(
+    f: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
+    u_lo: np.ndarray,
+    s_hi: np.ndarray,
+    stop_at: float | None = None,
+) -> np.ndarray:
     """:func:`_peak` of ``f(u, rows)``: the values at u of the rows ``rows`` (None: all).
     With ``stop_at``, a row stops zooming once its maximum so far reaches ``stop_at`` (its
     result is then that value: enough to tell whether the maximum reaches ``stop_at``,
@@ -660,8 +754,10 @@ def _sync_w(r: FeasibleRows, left_up: np.ndarray) -> Callable[[np.ndarray], np.n
         lo, hi = order[:, :n_win], order[:, n_win:]  # at each window's first and last u
         same = (lo == hi).all(2)  # (R, windows): one order over the window
         pre = np.cumsum(weights[rows, lo], axis=2)  # prefix sums, (R, windows, M, 3)
-        w = ((e.reshape(uw.shape)[:, :, None, :] + pre[..., 1:2]
-              - uw[:, :, None, :] * pre[..., 2:3]) / pre[..., 0:1]).min(2)
+        w = (
+            (e.reshape(uw.shape)[:, :, None, :] + pre[..., 1:2] - uw[:, :, None, :] * pre[..., 2:3])
+            / pre[..., 0:1]
+        ).min(2)
         if not same.all():  # the order changes within some windows
             i, j = np.nonzero(~same)
             w[i, j] = pairwise(i, uw[i, j], e.reshape(uw.shape)[i, j])
@@ -679,7 +775,7 @@ def _sync_training_time(r: FeasibleRows, left: np.ndarray) -> np.ndarray:
         ri = _sub(r, idx)
         u_lo, s_hi, _ = _u_grid(ri)
         w = _peak(_sync_w(ri, left[idx]), u_lo, np.maximum(s_hi, _S_MIN + 1.0))
-        y[idx] = np.where(w > 0, np.maximum(ri.y_min_s, w ** -0.5), np.inf)
+        y[idx] = np.where(w > 0, np.maximum(ri.y_min_s, w**-0.5), np.inf)
     if not has_b.all():  # without BLDs: the energy floor
         y = np.where(has_b, y, training_time_floor_batch_s(r, left))
     return y
@@ -700,7 +796,7 @@ def sync_training_time_batch_s(r: FeasibleRows, left_up_j: np.ndarray) -> np.nda
     left = _masked_left(r, left_up_j)
     y = np.empty(r.size)
     for idx, rc in _chunks(r, _COARSE):
-        y[idx] = _sync_training_time(rc, left[idx, :rc.width])
+        y[idx] = _sync_training_time(rc, left[idx, : rc.width])
     return y
 
 
@@ -711,8 +807,11 @@ def sync_training_time_s(a, left_up_j: np.ndarray) -> float:  # type: ignore[no-
     upper boundary of the convex set psi(u, w) >= 0), so its maximum is found on a grid
     with zooms, from below: y_sync is never understated. Without BLDs: the energy floor.
     The batch of one of :func:`sync_training_time_batch_s`."""
-    return float(sync_training_time_batch_s(FeasibleRows.from_row(a),
-                                            np.asarray(left_up_j, dtype=float)[None])[0])
+    return float(
+        sync_training_time_batch_s(
+            FeasibleRows.from_row(a), np.asarray(left_up_j, dtype=float)[None]
+        )[0]
+    )
 
 
 @_quiet
@@ -721,7 +820,7 @@ def training_base_batch_s(r: FeasibleRows, left_up_j: np.ndarray) -> np.ndarray:
     left = _masked_left(r, left_up_j)
     y = np.empty(r.size)
     for idx, rc in _chunks(r, _COARSE):
-        y[idx] = _training_base(rc, left[idx, :rc.width])
+        y[idx] = _training_base(rc, left[idx, : rc.width])
     return y
 
 
@@ -730,8 +829,9 @@ def training_base_s(a, left_up_j: np.ndarray) -> float:  # type: ignore[no-untyp
     ``left_up_j`` left after the upload, :func:`sync_training_time_s`, or where no training
     time lets the BLDs be synced, :func:`training_time_floor_s`. The batch of one of
     :func:`training_base_batch_s`."""
-    return float(training_base_batch_s(FeasibleRows.from_row(a),
-                                       np.asarray(left_up_j, dtype=float)[None])[0])
+    return float(
+        training_base_batch_s(FeasibleRows.from_row(a), np.asarray(left_up_j, dtype=float)[None])[0]
+    )
 
 
 def training_base_rows_s(a, left_up_j: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -748,14 +848,14 @@ def training_base_rows_s(a, left_up_j: np.ndarray) -> np.ndarray:  # type: ignor
 SYNC_UPLOAD_MAX_FACTOR = 1e6
 
 
-def _upload_syncs(r: FeasibleRows, tg: np.ndarray, u_lo: np.ndarray, s_hi: np.ndarray
-                  ) -> np.ndarray:
+def _upload_syncs(
+    r: FeasibleRows, tg: np.ndarray, u_lo: np.ndarray, s_hi: np.ndarray
+) -> np.ndarray:
     """Whether the energy left after an upload of tG (``tg`` (R, P): P upload times per
     row) pays, with endless training (w = 0), the jamming of some sync time u: max_u psi(u)
     >= 0 (:func:`_peak`, stopped where a grid point already tells), (R, P) booleans."""
     n_rows, n_pts = tg.shape
-    gl = r.g_gain_e[:, :, None] * np.clip(r.g_e_max[:, :, None] - r.upload_energy_j(tg),
-                                          0.0, None)
+    gl = r.g_gain_e[:, :, None] * np.clip(r.g_e_max[:, :, None] - r.upload_energy_j(tg), 0.0, None)
     gl = gl.transpose(0, 2, 1)  # (R, P, M)
     flat_gl = gl.reshape(n_rows * n_pts, -1)
     row_of = np.repeat(np.arange(n_rows), n_pts)
@@ -769,12 +869,14 @@ def _upload_syncs(r: FeasibleRows, tg: np.ndarray, u_lo: np.ndarray, s_hi: np.nd
         flat = u.reshape(n_rows, n_pts * k)
         return (pay.reshape(n_rows, -1) - flat * _need_w(r, flat)).reshape(-1, k)
 
-    return (_peak_rows(psi, np.repeat(u_lo, n_pts), np.repeat(s_hi, n_pts), stop_at=0.0)
-            >= 0).reshape(n_rows, n_pts)
+    return (
+        _peak_rows(psi, np.repeat(u_lo, n_pts), np.repeat(s_hi, n_pts), stop_at=0.0) >= 0
+    ).reshape(n_rows, n_pts)
 
 
-def _upload_syncs_rows(r: FeasibleRows, tg: np.ndarray, u_lo: np.ndarray, s_hi: np.ndarray
-                       ) -> np.ndarray:
+def _upload_syncs_rows(
+    r: FeasibleRows, tg: np.ndarray, u_lo: np.ndarray, s_hi: np.ndarray
+) -> np.ndarray:
     """:func:`_upload_syncs` in chunks of rows (:func:`_chunks`)."""
     out = np.empty(tg.shape, dtype=bool)
     for idx, rc in _chunks(r, tg.shape[1] * _COARSE):
@@ -808,7 +910,8 @@ def _sync_upload_time(r: FeasibleRows, tg_lo: np.ndarray, ln_tg_range: float) ->
                 if st == 2:
                     x[i] = _lin(lo[i], hi[i], _FINE)
                 ok[i, :n_pts] = _upload_syncs_rows(
-                    _sub(ra, i), tg_lo[act[i], None] * np.exp(x[i, :n_pts]), u_lo[i], s_hi[i])
+                    _sub(ra, i), tg_lo[act[i], None] * np.exp(x[i, :n_pts]), u_lo[i], s_hi[i]
+                )
         tg = tg_lo[act, None] * np.exp(x)
         some = ok.any(1)
         j = ok.argmax(1)
@@ -840,8 +943,9 @@ def _sync_upload_time(r: FeasibleRows, tg_lo: np.ndarray, ln_tg_range: float) ->
 
 
 @_quiet
-def sync_upload_time_batch_s(r: FeasibleRows, tg_lo_s: np.ndarray, ln_tg_range: float
-                             ) -> np.ndarray:
+def sync_upload_time_batch_s(
+    r: FeasibleRows, tg_lo_s: np.ndarray, ln_tg_range: float
+) -> np.ndarray:
     """:func:`sync_upload_time_s` of every row (``tg_lo_s`` (R,)), (R,).
 
     Whether an upload time lets the BLDs sync is monotone in it (the energy left grows with
@@ -861,8 +965,11 @@ def sync_upload_time_s(a, tg_lo_s: float, ln_tg_range: float) -> float:  # type:
     time, so the first upload time that allows it bounds the feasible ones from below).
     ``nan`` where none up to SYNC_UPLOAD_MAX_FACTOR tg_lo allows it. The batch of one of
     :func:`sync_upload_time_batch_s`."""
-    return float(sync_upload_time_batch_s(FeasibleRows.from_row(a),
-                                          np.array([float(tg_lo_s)]), ln_tg_range)[0])
+    return float(
+        sync_upload_time_batch_s(FeasibleRows.from_row(a), np.array([float(tg_lo_s)]), ln_tg_range)[
+            0
+        ]
+    )
 
 
 def tg_base_batch_s(r: FeasibleRows, tg_lo_s: np.ndarray, ln_tg_range: float) -> np.ndarray:
@@ -894,8 +1001,9 @@ def safe_bound_features_batch(r: FeasibleRows, tg_base_s: np.ndarray) -> np.ndar
     tg = tg_base[idx, None] * (1.0 + np.asarray(BOUND_EXCESS))  # (I, 3)
     left = ri.g_e_max[:, :, None] - ri.upload_energy_j(tg)  # (I, M, 3)
     rep = np.repeat(np.arange(idx.size), n_exc)
-    y = training_base_batch_s(ri.take(rep), left.transpose(0, 2, 1).reshape(
-        -1, left.shape[1])).reshape(idx.size, n_exc)
+    y = training_base_batch_s(
+        ri.take(rep), left.transpose(0, 2, 1).reshape(-1, left.shape[1])
+    ).reshape(idx.size, n_exc)
     out[idx, 1:] = np.where((y > 0) & np.isfinite(y), np.log10(y), 5.0)
     return out
 
@@ -942,23 +1050,29 @@ def _unfactor(f: float, ln_range: float, scale: str) -> float:
     return 2.0 * math.log1p(e) / _excess_log_rho(ln_range) - 1.0
 
 
-def _sync_target_jamming(r: FeasibleRows, q_low: np.ndarray, q_high: np.ndarray,
-                         t_gld_s: np.ndarray, ratio: np.ndarray) -> np.ndarray:
+def _sync_target_jamming(
+    r: FeasibleRows, q_low: np.ndarray, q_high: np.ndarray, t_gld_s: np.ndarray, ratio: np.ndarray
+) -> np.ndarray:
     """The least Q in [Q_low, Q_high] of each row at which the BLDs finish (sync plus twin
     training, eq. (13)) within ``ratio`` times the GLDs' time T_GLD = y + tG (eq. (12));
     Q_high where even that is too slow (eq. (23) inverted by :func:`_need_w`); Q_low
     without BLDs."""
     u = ratio * t_gld_s - r.tb_loc_s
     need = _need_w(r, u[:, None])[:, 0]  # max(Q(u), 0): Q_low >= 0 clips it anyway
-    q = np.where((u > 0) & np.isfinite(need), np.minimum(np.maximum(need, q_low), q_high),
-                 q_high)
+    q = np.where((u > 0) & np.isfinite(need), np.minimum(np.maximum(need, q_low), q_high), q_high)
     return np.where(r.n_bld > 0, q, q_low)
 
 
-def _safe_allocation(r: FeasibleRows, tg_base: np.ndarray, a: np.ndarray,
-                     ln_tg_range: float, ln_y_range: float, jamming: str,
-                     ln_sync_range: float, scale: str
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _safe_allocation(
+    r: FeasibleRows,
+    tg_base: np.ndarray,
+    a: np.ndarray,
+    ln_tg_range: float,
+    ln_y_range: float,
+    jamming: str,
+    ln_sync_range: float,
+    scale: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`safe_allocation_batch` on one chunk (``a`` clipped)."""
     has = r.n_gld > 0
     tg = np.where(has, tg_base, 1.0) * _factor(a[:, 0], ln_tg_range, scale)
@@ -967,8 +1081,7 @@ def _safe_allocation(r: FeasibleRows, tg_base: np.ndarray, a: np.ndarray,
     left = _masked_left(r, np.clip(left_up - r.g_kloc / (y**2)[:, None], 0.0, None))
     q_low, q_high, ok = _jamming_interval(r, left)
     if jamming == "sync":
-        q_w = _sync_target_jamming(r, q_low, q_high, y + tg,
-                                   np.exp(a[:, 2] * ln_sync_range))
+        q_w = _sync_target_jamming(r, q_low, q_high, y + tg, np.exp(a[:, 2] * ln_sync_range))
     else:
         q_w = q_low + 0.5 * (a[:, 2] + 1.0) * (q_high - q_low)
     q = _jamming_split(r, q_w, left)
@@ -977,10 +1090,16 @@ def _safe_allocation(r: FeasibleRows, tg_base: np.ndarray, a: np.ndarray,
 
 
 @_quiet
-def safe_allocation_batch(r: FeasibleRows, tg_base_s: np.ndarray, action: np.ndarray,
-                          ln_tg_range: float, ln_y_range: float, jamming: str = "interval",
-                          ln_sync_range: float = math.log(2.0), scale: str = "ratio"
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def safe_allocation_batch(
+    r: FeasibleRows,
+    tg_base_s: np.ndarray,
+    action: np.ndarray,
+    ln_tg_range: float,
+    ln_y_range: float,
+    jamming: str = "interval",
+    ln_sync_range: float = math.log(2.0),
+    scale: str = "ratio",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`safe_allocation` of every row: ``tg_base_s`` (R,), ``action`` (R, 3) ->
     (y (R,), tG (R,), q (R, M)); zeros for a row without GLDs."""
     a = np.minimum(np.maximum(np.asarray(action, dtype=float)[:, :3], -1.0), 1.0)
@@ -988,15 +1107,22 @@ def safe_allocation_batch(r: FeasibleRows, tg_base_s: np.ndarray, action: np.nda
     y, tg = np.zeros(r.size), np.zeros(r.size)
     q = np.zeros((r.size, r.width))
     for idx, rc in _chunks(r, _COARSE):
-        y[idx], tg[idx], q[idx, :rc.width] = _safe_allocation(
-            rc, tg_base[idx], a[idx], ln_tg_range, ln_y_range, jamming, ln_sync_range, scale)
+        y[idx], tg[idx], q[idx, : rc.width] = _safe_allocation(
+            rc, tg_base[idx], a[idx], ln_tg_range, ln_y_range, jamming, ln_sync_range, scale
+        )
     return y, tg, q
 
 
-def safe_allocation(a, tg_base_s: float, action: np.ndarray, ln_tg_range: float,  # type: ignore[no-untyped-def]
-                    ln_y_range: float, jamming: str = "interval",
-                    ln_sync_range: float = math.log(2.0), scale: str = "ratio"
-                    ) -> tuple[float, float, np.ndarray]:
+def safe_allocation(
+    a,
+    tg_base_s: float,
+    action: np.ndarray,
+    ln_tg_range: float,  # type: ignore[no-untyped-def]
+    ln_y_range: float,
+    jamming: str = "interval",
+    ln_sync_range: float = math.log(2.0),
+    scale: str = "ratio",
+) -> tuple[float, float, np.ndarray]:
     """Map a ``safe`` action (3 values in [-1, 1]) to (y, tG, q) on a cluster.
 
     - tG = tg_base * tg_range^((a0 + 1) / 2) (``scale="ratio"``; ``"excess"``: tg_base
@@ -1021,15 +1147,30 @@ def safe_allocation(a, tg_base_s: float, action: np.ndarray, ln_tg_range: float,
     The batch of one of :func:`safe_allocation_batch`.
     """
     y, tg, q = safe_allocation_batch(
-        FeasibleRows.from_row(a), np.array([float(tg_base_s)]),
-        np.asarray(action, dtype=float).reshape(1, -1), ln_tg_range, ln_y_range, jamming,
-        ln_sync_range, scale)
+        FeasibleRows.from_row(a),
+        np.array([float(tg_base_s)]),
+        np.asarray(action, dtype=float).reshape(1, -1),
+        ln_tg_range,
+        ln_y_range,
+        jamming,
+        ln_sync_range,
+        scale,
+    )
     return float(y[0]), float(tg[0]), q[0]
 
 
-def safe_action(a, tg_base_s: float, y_s: float, tg_s: float, jam_power_w: np.ndarray,  # type: ignore[no-untyped-def]
-                ln_tg_range: float, ln_y_range: float, jamming: str = "interval",
-                ln_sync_range: float = math.log(2.0), scale: str = "ratio") -> np.ndarray:
+def safe_action(
+    a,
+    tg_base_s: float,
+    y_s: float,
+    tg_s: float,
+    jam_power_w: np.ndarray,  # type: ignore[no-untyped-def]
+    ln_tg_range: float,
+    ln_y_range: float,
+    jamming: str = "interval",
+    ln_sync_range: float = math.log(2.0),
+    scale: str = "ratio",
+) -> np.ndarray:
     """The ``safe`` action whose mapping is closest to (y, tG, q): the inverse of
     :func:`safe_allocation`. a0 and a1 are not clipped: a value outside [-1, 1] says that
     tG or y lies outside the box (the caller decides; the environment's
@@ -1057,8 +1198,7 @@ def safe_action(a, tg_base_s: float, y_s: float, tg_s: float, jam_power_w: np.nd
             with np.errstate(divide="ignore"):
                 u = float(_sync_time_s(FeasibleRows.from_row(a), np.array([q]))[0])
             ratio = (u + a.tb_loc_s) / (y + tg)
-            out[2] = math.log(ratio) / ln_sync_range if ratio > 0 and math.isfinite(ratio) \
-                else 1.0
+            out[2] = math.log(ratio) / ln_sync_range if ratio > 0 and math.isfinite(ratio) else 1.0
     elif iv is None or iv[1] <= iv[0]:
         out[2] = 1.0 if iv is not None else -1.0
     else:

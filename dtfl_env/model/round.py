@@ -29,8 +29,14 @@ import numpy as np
 from dtfl_env.model.batch import ClusterBatch, ClusterRow
 from dtfl_env.model.system import ENERGY_TOLERANCE
 
-__all__ = ["ENERGY_TOLERANCE", "BatchOutcome", "RoundOutcome", "gld_dropouts",
-           "round_outcome", "round_outcomes"]
+__all__ = [
+    "ENERGY_TOLERANCE",
+    "BatchOutcome",
+    "RoundOutcome",
+    "gld_dropouts",
+    "round_outcome",
+    "round_outcomes",
+]
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,6 @@ class RoundOutcome:
     bld_energy_short: np.ndarray
     """BLDs with a positive secrecy rate whose sync would cost more than their battery (all
     False without batteries)."""
-
 
 
 @dataclass
@@ -99,24 +104,39 @@ class BatchOutcome:
         m, n = int(self.n_gld[i]), int(self.n_bld[i])
         g, b = slice(None, m), slice(None, n)
         return RoundOutcome(
-            latency_s=float(self.latency_s[i]), t_gld_s=float(self.t_gld_s[i]),
-            t_bld_s=float(self.t_bld_s[i]), y_s=float(self.y_s[i]), tg_s=float(self.tg_s[i]),
-            tb_up_s=float(self.tb_up_s[i]), tb_loc_s=float(self.tb_loc_s[i]),
-            jamming_w=float(self.jamming_w[i]), cpu_hz=self.cpu_hz[i, g],
-            upload_power_w=self.upload_power_w[i, g], jam_power_w=self.jam_power_w[i, g],
-            energy_j=self.energy_j[i, g], energy_excess_j=self.energy_excess_j[i, g],
-            gld_dropped=self.gld_dropped[i, g], gld_straggler=self.gld_straggler[i, g],
-            secrecy_rate_bps=self.secrecy_rate_bps[i, b], bld_synced=self.bld_synced[i, b],
+            latency_s=float(self.latency_s[i]),
+            t_gld_s=float(self.t_gld_s[i]),
+            t_bld_s=float(self.t_bld_s[i]),
+            y_s=float(self.y_s[i]),
+            tg_s=float(self.tg_s[i]),
+            tb_up_s=float(self.tb_up_s[i]),
+            tb_loc_s=float(self.tb_loc_s[i]),
+            jamming_w=float(self.jamming_w[i]),
+            cpu_hz=self.cpu_hz[i, g],
+            upload_power_w=self.upload_power_w[i, g],
+            jam_power_w=self.jam_power_w[i, g],
+            energy_j=self.energy_j[i, g],
+            energy_excess_j=self.energy_excess_j[i, g],
+            gld_dropped=self.gld_dropped[i, g],
+            gld_straggler=self.gld_straggler[i, g],
+            secrecy_rate_bps=self.secrecy_rate_bps[i, b],
+            bld_synced=self.bld_synced[i, b],
             bld_straggler=self.bld_straggler[i, b],
             bld_sync_energy_j=self.bld_sync_energy_j[i, b],
-            bld_energy_short=self.bld_energy_short[i, b])
+            bld_energy_short=self.bld_energy_short[i, b],
+        )
 
 
-
-def round_outcomes(batch: ClusterBatch, *, y_s: np.ndarray, tg_s: np.ndarray,
-                   jam_power_w: np.ndarray, deadline_s: float | None = None,
-                   bld_battery_j: np.ndarray | None = None,
-                   enforce_bld_energy: bool = False) -> BatchOutcome:
+def round_outcomes(
+    batch: ClusterBatch,
+    *,
+    y_s: np.ndarray,
+    tg_s: np.ndarray,
+    jam_power_w: np.ndarray,
+    deadline_s: float | None = None,
+    bld_battery_j: np.ndarray | None = None,
+    enforce_bld_energy: bool = False,
+) -> BatchOutcome:
     """Charge B allocations on a batch: common training times y (shape (B,)), upload times
     tG (B,) and jamming powers q (B, M_max; padded entries ignored). ``bld_battery_j``:
     (B, N_max) or None. The one definition of a round's charge (eqs. (4)-(13), (20)-(23)):
@@ -150,8 +170,11 @@ def round_outcomes(batch: ClusterBatch, *, y_s: np.ndarray, tg_s: np.ndarray,
     # the assignment: below tG_min some GLD would break (14c), so tG is raised to it once;
     # the GLDs that remain after a refusal keep that upload time
     tg = np.where(batch.n_gld > 0, np.maximum(tg, batch.tg_min_s), tg)
-    battery = (None if bld_battery_j is None
-               else np.asarray(bld_battery_j, dtype=float).reshape(batch.bld_mask.shape))
+    battery = (
+        None
+        if bld_battery_j is None
+        else np.asarray(bld_battery_j, dtype=float).reshape(batch.bld_mask.shape)
+    )
     out = _charge(batch, gm, y, tg, q, deadline_s, battery, enforce_bld_energy)
     e_max = batch.gld["energy_budget_j"]
     over = gm & (out["energy_j"] - e_max > ENERGY_TOLERANCE * e_max)
@@ -165,17 +188,26 @@ def round_outcomes(batch: ClusterBatch, *, y_s: np.ndarray, tg_s: np.ndarray,
             refused[over] = out["energy_j"][over]
             active &= ~over
             if rows.size == b:  # every cluster: no gather and scatter
-                sub = out = _charge(batch, active, y, tg, q, deadline_s, battery,
-                                    enforce_bld_energy)
+                sub = out = _charge(
+                    batch, active, y, tg, q, deadline_s, battery, enforce_bld_energy
+                )
             else:
-                sub = _charge(batch.take(rows), active[rows], y[rows], tg[rows], q[rows],
-                              deadline_s, None if battery is None else battery[rows],
-                              enforce_bld_energy)
+                sub = _charge(
+                    batch.take(rows),
+                    active[rows],
+                    y[rows],
+                    tg[rows],
+                    q[rows],
+                    deadline_s,
+                    None if battery is None else battery[rows],
+                    enforce_bld_energy,
+                )
                 for name, val in sub.items():
                     out[name][rows] = val
             over = np.zeros(gm.shape, dtype=bool)
-            over[rows] = active[rows] & (sub["energy_j"] - e_max[rows]
-                                         > ENERGY_TOLERANCE * e_max[rows])
+            over[rows] = active[rows] & (
+                sub["energy_j"] - e_max[rows] > ENERGY_TOLERANCE * e_max[rows]
+            )
         dropped = gm & ~active
         out["energy_j"] = np.where(dropped, refused, out["energy_j"])
         out["energy_excess_j"] = np.where(dropped, refused - e_max, out["energy_excess_j"])
@@ -184,9 +216,16 @@ def round_outcomes(batch: ClusterBatch, *, y_s: np.ndarray, tg_s: np.ndarray,
     return BatchOutcome(**out, n_gld=batch.n_gld.copy(), n_bld=batch.n_bld.copy())
 
 
-def _charge(batch: ClusterBatch, active: np.ndarray, y: np.ndarray, tg: np.ndarray,
-            q: np.ndarray, deadline_s: float | None, battery: np.ndarray | None,
-            enforce: bool) -> dict[str, np.ndarray]:
+def _charge(
+    batch: ClusterBatch,
+    active: np.ndarray,
+    y: np.ndarray,
+    tg: np.ndarray,
+    q: np.ndarray,
+    deadline_s: float | None,
+    battery: np.ndarray | None,
+    enforce: bool,
+) -> dict[str, np.ndarray]:
     """Charge the allocation on the GLDs in ``active`` (B, M) (every BLD); the others idle.
     ``tg`` is at least each cluster's tG_min (raised by :func:`round_outcomes`), so at least
     that of the GLDs that remain. Where no slot is padded or inactive (``dense``), the masks
@@ -217,8 +256,11 @@ def _charge(batch: ClusterBatch, active: np.ndarray, y: np.ndarray, tg: np.ndarr
         if dense:
             cpu, p_up, q_eff = v, p, q
         else:
-            cpu, p_up, q_eff = (np.where(active, v, 0.0), np.where(active, p, 0.0),
-                                np.where(active, q, 0.0))
+            cpu, p_up, q_eff = (
+                np.where(active, v, 0.0),
+                np.where(active, p, 0.0),
+                np.where(active, q, 0.0),
+            )
         if not has.all():
             y_eff, tg = np.where(has, y_eff, 0.0), np.where(has, tg, 0.0)
         e_loc = batch.k_cycles * cpu * cpu  # eq. (5)
@@ -260,37 +302,74 @@ def _charge(batch: ClusterBatch, active: np.ndarray, y: np.ndarray, tg: np.ndarr
     if deadline_s is not None:
         late = span > deadline_s
         if late.any():
-            finish = (np.where(meets[:, None], y[:, None], t_loc) if t_loc is not None
-                      else y[:, None]) + tg[:, None]
+            finish = (
+                np.where(meets[:, None], y[:, None], t_loc) if t_loc is not None else y[:, None]
+            ) + tg[:, None]
             g_late = late[:, None] & active & (finish > deadline_s)
             b_late = late[:, None] & synced & (t_sync + tb_loc[:, None] > deadline_s)
             span = np.where(late, deadline_s, span)
     return {
-        "latency_s": span + batch.fixed_s, "t_gld_s": t_gld, "t_bld_s": t_bld, "y_s": y_eff,
-        "tg_s": tg, "tb_up_s": tb, "tb_loc_s": tb_loc, "jamming_w": jam, "cpu_hz": cpu,
-        "upload_power_w": p_up, "jam_power_w": q_eff, "energy_j": energy,
-        "energy_excess_j": excess, "gld_dropped": batch.gld_mask & ~active,
-        "gld_straggler": g_late, "secrecy_rate_bps": rate, "bld_synced": synced,
-        "bld_straggler": b_late, "bld_sync_energy_j": e_sync, "bld_energy_short": short}
+        "latency_s": span + batch.fixed_s,
+        "t_gld_s": t_gld,
+        "t_bld_s": t_bld,
+        "y_s": y_eff,
+        "tg_s": tg,
+        "tb_up_s": tb,
+        "tb_loc_s": tb_loc,
+        "jamming_w": jam,
+        "cpu_hz": cpu,
+        "upload_power_w": p_up,
+        "jam_power_w": q_eff,
+        "energy_j": energy,
+        "energy_excess_j": excess,
+        "gld_dropped": batch.gld_mask & ~active,
+        "gld_straggler": g_late,
+        "secrecy_rate_bps": rate,
+        "bld_synced": synced,
+        "bld_straggler": b_late,
+        "bld_sync_energy_j": e_sync,
+        "bld_energy_short": short,
+    }
 
 
-def round_outcome(a: ClusterRow, *, y_s: float, tg_s: float, jam_power_w: np.ndarray,
-                  deadline_s: float | None = None, bld_battery_j: np.ndarray | None = None,
-                  enforce_bld_energy: bool = False) -> RoundOutcome:
+def round_outcome(
+    a: ClusterRow,
+    *,
+    y_s: float,
+    tg_s: float,
+    jam_power_w: np.ndarray,
+    deadline_s: float | None = None,
+    bld_battery_j: np.ndarray | None = None,
+    enforce_bld_energy: bool = False,
+) -> RoundOutcome:
     """One cluster's round (a :class:`~dtfl_env.model.batch.ClusterRow`): the batch of one
     of :func:`round_outcomes`, whose rules it follows."""
     one = a.one()
     q = np.asarray(jam_power_w, dtype=float).reshape(1, -1)
-    battery = None if bld_battery_j is None else np.asarray(bld_battery_j,
-                                                            dtype=float).reshape(1, -1)
-    return round_outcomes(one, y_s=np.array([float(y_s)]), tg_s=np.array([float(tg_s)]),
-                          jam_power_w=q, deadline_s=deadline_s, bld_battery_j=battery,
-                          enforce_bld_energy=enforce_bld_energy).item(0)
+    battery = (
+        None if bld_battery_j is None else np.asarray(bld_battery_j, dtype=float).reshape(1, -1)
+    )
+    return round_outcomes(
+        one,
+        y_s=np.array([float(y_s)]),
+        tg_s=np.array([float(tg_s)]),
+        jam_power_w=q,
+        deadline_s=deadline_s,
+        bld_battery_j=battery,
+        enforce_bld_energy=enforce_bld_energy,
+    ).item(0)
 
 
-def gld_dropouts(a: ClusterRow, *, y_s: float, tg_s: float, jam_power_w: np.ndarray,
-                 deadline_s: float | None = None, bld_battery_j: np.ndarray | None = None,
-                 enforce_bld_energy: bool = False) -> np.ndarray:
+def gld_dropouts(
+    a: ClusterRow,
+    *,
+    y_s: float,
+    tg_s: float,
+    jam_power_w: np.ndarray,
+    deadline_s: float | None = None,
+    bld_battery_j: np.ndarray | None = None,
+    enforce_bld_energy: bool = False,
+) -> np.ndarray:
     """The GLDs that refuse an allocation (boolean mask): the one definition of a drop-out.
 
     A GLD drops out when its assignment (training, upload and jamming energy, (14a)) costs
@@ -298,6 +377,12 @@ def gld_dropouts(a: ClusterRow, *, y_s: float, tg_s: float, jam_power_w: np.ndar
     without it (no training, upload or jamming of the dropped GLD), repeatedly, until every
     remaining GLD can pay. See :func:`round_outcomes`.
     """
-    return round_outcome(a, y_s=y_s, tg_s=tg_s, jam_power_w=jam_power_w,
-                         deadline_s=deadline_s, bld_battery_j=bld_battery_j,
-                         enforce_bld_energy=enforce_bld_energy).gld_dropped
+    return round_outcome(
+        a,
+        y_s=y_s,
+        tg_s=tg_s,
+        jam_power_w=jam_power_w,
+        deadline_s=deadline_s,
+        bld_battery_j=bld_battery_j,
+        enforce_bld_energy=enforce_bld_energy,
+    ).gld_dropped

@@ -82,11 +82,22 @@ def resource_score(
     the weights, so it also lies in [0, 1].
     """
     w = weights or ResourceWeights()
-    parts = [_unit_array(v, n) for v, n in ((processing, "processing"), (storage, "storage"),
-                                            (communication, "communication"), (power, "power"))]
+    parts = [
+        _unit_array(v, n)
+        for v, n in (
+            (processing, "processing"),
+            (storage, "storage"),
+            (communication, "communication"),
+            (power, "power"),
+        )
+    ]
     total = w.processing + w.storage + w.communication + w.power
-    return (w.processing * parts[0] + w.storage * parts[1] + w.communication * parts[2]
-            + w.power * parts[3]) / total  # eq. (3)
+    return (
+        w.processing * parts[0]
+        + w.storage * parts[1]
+        + w.communication * parts[2]
+        + w.power * parts[3]
+    ) / total  # eq. (3)
 
 
 def classify_devices(scores: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -134,6 +145,7 @@ def device_capabilities(
     - communication: the mean of range and bandwidth sub-scores;
     - power: the mean of residual battery and transmit power sub-scores.
     """
+
     def unit(x: np.ndarray, ref: float) -> np.ndarray:
         return np.clip(np.asarray(x, dtype=float) / ref, 0.0, 1.0)
 
@@ -163,5 +175,6 @@ def reputation_score(
     prop = _unit_array(twin_proportion, "twin_proportion")
     hist = _unit_array(history, "history")
     total = w.encryption + w.routing + w.proportion + w.history
-    return (w.encryption * enc + w.routing * rou + w.proportion * (1.0 - prop)
-            + w.history * hist) / total  # eq. (2)
+    return (
+        w.encryption * enc + w.routing * rou + w.proportion * (1.0 - prop) + w.history * hist
+    ) / total  # eq. (2)

@@ -58,8 +58,12 @@ def local_latency_s(cluster: Cluster, cpu_hz: np.ndarray) -> np.ndarray:
 def local_energy_j(cluster: Cluster, cpu_hz: np.ndarray) -> np.ndarray:
     """E_i^loc = kappa eta iota D_iG v_i^2, eq. (5)."""
     k = cluster.constants
-    return k.switched_capacitance * k.cycles_per_round_bit * cluster.gld.data_bits * np.square(
-        np.asarray(cpu_hz, dtype=float))  # eq. (5)
+    return (
+        k.switched_capacitance
+        * k.cycles_per_round_bit
+        * cluster.gld.data_bits
+        * np.square(np.asarray(cpu_hz, dtype=float))
+    )  # eq. (5)
 
 
 def upload_power_w(cluster: Cluster, tg_s: np.ndarray | float) -> np.ndarray:
@@ -72,8 +76,9 @@ def upload_power_w(cluster: Cluster, tg_s: np.ndarray | float) -> np.ndarray:
     idx = np.arange(cluster.n_gld, dtype=float)  # i - 1
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         x = (k.model_bits / (k.bandwidth_hz * tg)) * LN2  # r ln 2
-        log_p = (np.log(k.noise_coordinator_w / cluster.gld.gain_coordinator)
-                 + _log_expm1(x) + idx * x)  # eq. (7) with 2^((i-1) r)
+        log_p = (
+            np.log(k.noise_coordinator_w / cluster.gld.gain_coordinator) + _log_expm1(x) + idx * x
+        )  # eq. (7) with 2^((i-1) r)
         return np.exp(log_p)
 
 
@@ -81,10 +86,12 @@ def upload_energy_j(cluster: Cluster, tg_s: np.ndarray | float) -> np.ndarray:
     """E_i^up = p_i tG, eq. (8) (:func:`dtfl_env.model.batch.upload_energy_j`); ``tg_s`` may
     carry leading batch axes, the result has shape ``tg_s.shape + (M,)``."""
     k = cluster.constants
-    return batch_upload_energy_j(k.noise_coordinator_w / cluster.gld.gain_coordinator,
-                                 np.arange(cluster.n_gld, dtype=float),
-                                 k.model_bits * LN2 / k.bandwidth_hz,
-                                 np.asarray(tg_s, dtype=float)[..., None])  # eq. (8)
+    return batch_upload_energy_j(
+        k.noise_coordinator_w / cluster.gld.gain_coordinator,
+        np.arange(cluster.n_gld, dtype=float),
+        k.model_bits * LN2 / k.bandwidth_hz,
+        np.asarray(tg_s, dtype=float)[..., None],
+    )  # eq. (8)
 
 
 def min_upload_time_s(cluster: Cluster) -> float:
@@ -125,8 +132,9 @@ def jamming_lower_bound_w(cluster: Cluster) -> float:
     if cluster.n_bld == 0:
         return -k.noise_eavesdropper_w
     b = cluster.bld
-    return float(np.max(k.noise_bld_w * b.gain_eavesdropper / b.gain_coordinator)
-                 - k.noise_eavesdropper_w)  # eq. (22)
+    return float(
+        np.max(k.noise_bld_w * b.gain_eavesdropper / b.gain_coordinator) - k.noise_eavesdropper_w
+    )  # eq. (22)
 
 
 def jamming_upper_bound_w(cluster: Cluster) -> float:
@@ -213,8 +221,7 @@ class Evaluation:
 
     def violated(self, tol: float = 1e-9) -> dict[str, np.ndarray]:
         """Indices of devices that break each constraint by more than ``tol`` (relative)."""
-        return {k: np.flatnonzero(v < -tol) for k, v in self.slack.items()
-                if np.any(v < -tol)}
+        return {k: np.flatnonzero(v < -tol) for k, v in self.slack.items() if np.any(v < -tol)}
 
 
 def evaluate_allocation(
@@ -263,8 +270,9 @@ def evaluate_allocation(
     return ev
 
 
-def _evaluate(cluster: Cluster, tg: float, q: np.ndarray, y_s: float | None,
-              cpu_hz: np.ndarray | None) -> Evaluation:
+def _evaluate(
+    cluster: Cluster, tg: float, q: np.ndarray, y_s: float | None, cpu_hz: np.ndarray | None
+) -> Evaluation:
     """:func:`evaluate_allocation` on checked input, every GLD taking part."""
     k = cluster.constants
     m = cluster.n_gld
@@ -308,16 +316,31 @@ def _evaluate(cluster: Cluster, tg: float, q: np.ndarray, y_s: float | None,
         }
     slack = {key: np.where(np.isnan(val), -np.inf, val) for key, val in slack.items()}
     return Evaluation(
-        latency_s=float(latency), t_gld_s=float(t_gld), t_bld_s=float(t_bld), y_s=y,
-        tg_s=tg, tb_up_s=tb_up, tb_loc_s=tb_loc, jamming_w=jam, cpu_hz=v,
-        local_latency_s=t_loc, upload_power_w=p_up, jam_power_w=q, secrecy_rate_bps=rate,
-        energy_local_j=e_loc, energy_upload_j=e_up, energy_jam_j=e_jam, energy_total_j=e_tot,
-        slack=slack, gld_dropped=np.zeros(m, dtype=bool),
+        latency_s=float(latency),
+        t_gld_s=float(t_gld),
+        t_bld_s=float(t_bld),
+        y_s=y,
+        tg_s=tg,
+        tb_up_s=tb_up,
+        tb_loc_s=tb_loc,
+        jamming_w=jam,
+        cpu_hz=v,
+        local_latency_s=t_loc,
+        upload_power_w=p_up,
+        jam_power_w=q,
+        secrecy_rate_bps=rate,
+        energy_local_j=e_loc,
+        energy_upload_j=e_up,
+        energy_jam_j=e_jam,
+        energy_total_j=e_tot,
+        slack=slack,
+        gld_dropped=np.zeros(m, dtype=bool),
     )
 
 
-def _dropouts(cluster: Cluster, tg_s: float, q: np.ndarray, y_s: float | None,
-              cpu_hz: np.ndarray) -> np.ndarray:
+def _dropouts(
+    cluster: Cluster, tg_s: float, q: np.ndarray, y_s: float | None, cpu_hz: np.ndarray
+) -> np.ndarray:
     """The drop-out rule of :attr:`Evaluation.gld_dropped`, by re-evaluating the cluster
     reduced to the GLDs that remain and the BLDs that sync under their jamming."""
     active = np.ones(cluster.n_gld, dtype=bool)
@@ -328,7 +351,8 @@ def _dropouts(cluster: Cluster, tg_s: float, q: np.ndarray, y_s: float | None,
         sub = Cluster(cluster.gld.subset(idx), cluster.bld.subset(synced), cluster.constants)
         ev = _evaluate(sub, tg_s, q[idx], y_s, None if y_s is not None else cpu_hz[idx])
         over = ev.energy_total_j - sub.gld.energy_budget_j > (
-            ENERGY_TOLERANCE * sub.gld.energy_budget_j)
+            ENERGY_TOLERANCE * sub.gld.energy_budget_j
+        )
         if not over.any():
             break
         active[idx[over]] = False

@@ -31,9 +31,14 @@ METHODS = ("exact", "algorithm2")
 ``algorithm2`` (:func:`solvers.algorithm2.solve_algorithm2`, corrected mode)."""
 
 
-def solve_batch(clusters: Sequence[Cluster] | ClusterBatch, method: str = "exact", *,
-                rtol: float | None = None, max_rounds: int | None = None, chunk: int = 512
-                ) -> BatchResult:
+def solve_batch(
+    clusters: Sequence[Cluster] | ClusterBatch,
+    method: str = "exact",
+    *,
+    rtol: float | None = None,
+    max_rounds: int | None = None,
+    chunk: int = 512,
+) -> BatchResult:
     """Solve problem P on B clusters at once with ``method`` (one of :data:`METHODS`).
 
     ``exact``: the batched :func:`solvers.exact.solve_exact` (same algorithm, numpy over the
@@ -101,15 +106,17 @@ def solve_batch(clusters: Sequence[Cluster] | ClusterBatch, method: str = "exact
         from solvers.batch.algorithm2 import solve_chunk as run
     b = cb.size
     m_all = cb.n_gld
-    out = {name: np.full(b, np.nan) for name in ("T", "Q", "y", "tG", "tB_up", "T_GLD",
-                                                 "T_BLD", "lower_bound_s")}
+    out = {
+        name: np.full(b, np.nan)
+        for name in ("T", "Q", "y", "tG", "tB_up", "T_GLD", "T_BLD", "lower_bound_s")
+    }
     q_all = np.full((b, cb.gld_mask.shape[1]), np.nan)
     code = np.full(b, INFEASIBLE)
     msg = np.full(b, "", dtype=object)
     nit = np.zeros(b, dtype=int)
     order = np.argsort(m_all, kind="stable")  # similar M together: little padding
     for s0 in range(0, b, chunk):
-        idx = order[s0:s0 + chunk]
+        idx = order[s0 : s0 + chunk]
         res = run(cb.subset(idx))
         for name in out:
             out[name][idx] = res[name]
@@ -118,8 +125,20 @@ def solve_batch(clusters: Sequence[Cluster] | ClusterBatch, method: str = "exact
         msg[idx] = res["message"]
         nit[idx] = res["nit"]
     out["T"] = np.where(code == INFEASIBLE, np.inf, out["T"])
-    return BatchResult(T=out["T"], Q=out["Q"], y=out["y"], tG=out["tG"], q=q_all,
-                       tB_up=out["tB_up"], T_GLD=out["T_GLD"], T_BLD=out["T_BLD"],
-                       status_code=code, message=msg, lower_bound_s=out["lower_bound_s"],
-                       iterations=nit, wall_time_s=time.perf_counter() - t0,
-                       n_gld=m_all, solver=f"{method}-batch")
+    return BatchResult(
+        T=out["T"],
+        Q=out["Q"],
+        y=out["y"],
+        tG=out["tG"],
+        q=q_all,
+        tB_up=out["tB_up"],
+        T_GLD=out["T_GLD"],
+        T_BLD=out["T_BLD"],
+        status_code=code,
+        message=msg,
+        lower_bound_s=out["lower_bound_s"],
+        iterations=nit,
+        wall_time_s=time.perf_counter() - t0,
+        n_gld=m_all,
+        solver=f"{method}-batch",
+    )

@@ -70,11 +70,16 @@ class _Prep:
         self.bld_d = np.where(bm, bd["data_bits"] / k["bandwidth_hz"] * LN2, 0.0)
         self.bld_ph = np.where(bm, bd["power_w"] * bd["gain_eavesdropper"], 0.0)
         self.u_lo = np.where(bm, bd["data_bits"] / (k["bandwidth_hz"] * legit), 0.0).max(
-            0, initial=0.0)  # infinite jamming
+            0, initial=0.0
+        )  # infinite jamming
         self.q_lo = np.where(  # eq. (22)
-            self.n > 0, np.where(bm, k["noise_bld_w"] * bd["gain_eavesdropper"]
-                                 / bd["gain_coordinator"], -np.inf).max(0, initial=-np.inf)
-            - self.noise_e, -self.noise_e)
+            self.n > 0,
+            np.where(
+                bm, k["noise_bld_w"] * bd["gain_eavesdropper"] / bd["gain_coordinator"], -np.inf
+            ).max(0, initial=-np.inf)
+            - self.noise_e,
+            -self.noise_e,
+        )
         self.q_hi = self.gq
         self.bld = bd
         self.k = k
@@ -93,8 +98,12 @@ class _Prep:
             return a[..., sel].reshape(shp) if a.ndim == 2 else a[sel].reshape(shp[1:])
 
         with np.errstate(divide="ignore", invalid="ignore"):
-            eve = np.log2(1.0 + col(bd["power_w"]) * col(bd["gain_eavesdropper"])
-                          / (col(k["noise_eavesdropper_w"]) + jam_w))
+            eve = np.log2(
+                1.0
+                + col(bd["power_w"])
+                * col(bd["gain_eavesdropper"])
+                / (col(k["noise_eavesdropper_w"]) + jam_w)
+            )
             rate = col(k["bandwidth_hz"]) * np.maximum(col(self.legit) - eve, 0.0)  # eq. (21)
             t = np.where(col(self.bmask), col(bd["data_bits"]) / rate, 0.0)
         return t.max(0, initial=0.0)  # eq. (23)
@@ -119,9 +128,9 @@ class _Prep:
         (y, tG) iff psi(u) > 0. ``u`` has shape (K, R) for clusters ``cols``."""
         s_inf = np.where(self.mask, self.e_max - self.e_up_inf, 0.0)[:, cols][:, None, :]
         cap = self.q_max[:, cols][:, None, :] * u
-        return (self.g_e[:, cols][:, None, :] * np.minimum(cap, s_inf)).sum(0) - \
-            self.jam_demand(u, cols)
-
+        return (self.g_e[:, cols][:, None, :] * np.minimum(cap, s_inf)).sum(0) - self.jam_demand(
+            u, cols
+        )
 
 
 # ---------------------------------------------------------------------------- inner search
@@ -162,8 +171,20 @@ class _Rows:
         return out
 
     def take(self, keep: np.ndarray) -> None:
-        for name in ("x_scale", "w_max", "tg_min", "cmd", "lng", "g", "emax", "gk", "ikl",
-                     "mask", "kl", "capk"):
+        for name in (
+            "x_scale",
+            "w_max",
+            "tg_min",
+            "cmd",
+            "lng",
+            "g",
+            "emax",
+            "gk",
+            "ikl",
+            "mask",
+            "kl",
+            "capk",
+        ):
             setattr(self, name, getattr(self, name)[keep])
 
     def evaluate(self, t: np.ndarray) -> np.ndarray:
@@ -200,9 +221,11 @@ class _Rows:
         den = (gs * self.kl).sum(-1)
         gs *= base
         sums = gs @ self.powers  # (K, R, 3): sums of g_i (i-1)^p 2^((i-1) r) n_C/g_iC
-        b0 = (np.take_along_axis(base, jb, -1)[..., 0]
-              * np.take_along_axis(np.broadcast_to(self.ikl, base.shape), jb, -1)[..., 0]
-              * is_b)
+        b0 = (
+            np.take_along_axis(base, jb, -1)[..., 0]
+            * np.take_along_axis(np.broadcast_to(self.ikl, base.shape), jb, -1)[..., 0]
+            * is_b
+        )
         j = jb[..., 0].astype(float)
         a0 = np.where(is_h, sums[..., 0] / den, b0)
         a1 = np.where(is_h, sums[..., 1] / den, b0 * j)
@@ -211,8 +234,9 @@ class _Rows:
 
 
 # ---------------------------------------------------------------------------- feasibility
-def _feasibility(p: _Prep, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                       np.ndarray]:
+def _feasibility(
+    p: _Prep, cols: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:meth:`solvers._core.Prepared.feasibility` and ``domain_left`` for clusters ``cols``
     (every one with M, N > 0, no GLD short of upload energy and Q_lo < Q_hi, eq. (22)).
 
@@ -286,9 +310,9 @@ def _feasibility(p: _Prep, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     return feasible, u_left, u_feas, u_hi
 
 
-
-def _jam_split(p: _Prep, y: np.ndarray, tg: np.ndarray, q_req: np.ndarray, u: np.ndarray
-               ) -> np.ndarray:
+def _jam_split(
+    p: _Prep, y: np.ndarray, tg: np.ndarray, q_req: np.ndarray, u: np.ndarray
+) -> np.ndarray:
     """As :meth:`solvers._core.Prepared.jam_split`, per cluster: every GLD's cap
     min(Q_max,i, s_i/u) scaled by the same factor so that sum_i q_i g_iE = Q (eq. (20)).
     Shape (M, B); zero where no jamming is needed."""
@@ -302,8 +326,6 @@ def _jam_split(p: _Prep, y: np.ndarray, tg: np.ndarray, q_req: np.ndarray, u: np
         need = (p.m > 0) & (q_req > 0) & (u != 0) & (total > 0)
         q = cap * np.minimum(1.0, q_req / total)
     return np.where(need, q, 0.0)
-
-
 
 
 # ---------------------------------------------------------------------------- a chunk
@@ -353,8 +375,10 @@ class Chunk:
         msg[ok] = "no GLDs: T = tB_up(0) + tB_loc"
         msg[nog & ~ok] = "no GLD can jam and some BLD has R_j = 0 at Q = 0 (eq. (22))"
         todo &= ~nog
-        msg[todo & poor] = ("a GLD cannot pay the upload energy even with an unbounded upload "
-                            "time (E_max <= n_C L ln2 / (g_iC W))")
+        msg[todo & poor] = (
+            "a GLD cannot pay the upload energy even with an unbounded upload "
+            "time (E_max <= n_C L ln2 / (g_iC W))"
+        )
         todo &= ~poor
         # no BLDs: Q = 0, one search in tG
         nob = np.flatnonzero(todo & (n == 0))
@@ -363,8 +387,11 @@ class Chunk:
             v, yy, tt, v_lo = tg_search(rows, group=1)
             fin = np.isfinite(v)
             code[nob] = np.where(fin, OPTIMAL, INFEASIBLE)
-            msg[nob] = np.where(fin, "no BLDs: Q = 0, 1-D convex search in tG",
-                                "no feasible (y, tG) within the energy budgets")
+            msg[nob] = np.where(
+                fin,
+                "no BLDs: Q = 0, 1-D convex search in tG",
+                "no feasible (y, tG) within the energy budgets",
+            )
             self.y[nob], self.tg[nob], self.nit[nob] = yy, tt, 1
             self.lower[nob] = v_lo + p.fixed_s[nob]
         todo[nob] = False
@@ -375,8 +402,9 @@ class Chunk:
         if not cols.size:
             return cols, np.zeros(0), np.zeros(0), np.zeros(0)
         feas, u_left, u_feas, u_hi = _feasibility(p, cols)
-        msg[cols[~feas]] = ("the GLDs cannot pay for the jamming any sync time needs "
-                            "(docs/MODEL.md, erratum 5)")
+        msg[cols[~feas]] = (
+            "the GLDs cannot pay for the jamming any sync time needs (docs/MODEL.md, erratum 5)"
+        )
         return cols[feas], u_left[feas], u_feas[feas], u_hi[feas]
 
     def answers(self) -> dict[str, np.ndarray]:
@@ -404,10 +432,17 @@ class Chunk:
         lower = np.where(m == 0, T, self.lower)
         nan = np.nan
         qo = np.where(p.mask, q, nan).T
-        return {"T": np.where(feas, T, np.inf), "Q": np.where(feas, jam, nan),
-                "y": np.where(feas, np.where(has_g, y_eval, 0.0), nan),
-                "tG": np.where(feas, tg, nan), "tB_up": np.where(feas, tb, nan),
-                "T_GLD": np.where(feas, t_gld, nan), "T_BLD": np.where(feas, t_bld, nan),
-                "lower_bound_s": np.where(feas, lower, nan),
-                "q": np.where(feas[:, None], qo, nan), "code": code, "message": self.message,
-                "nit": self.nit}
+        return {
+            "T": np.where(feas, T, np.inf),
+            "Q": np.where(feas, jam, nan),
+            "y": np.where(feas, np.where(has_g, y_eval, 0.0), nan),
+            "tG": np.where(feas, tg, nan),
+            "tB_up": np.where(feas, tb, nan),
+            "T_GLD": np.where(feas, t_gld, nan),
+            "T_BLD": np.where(feas, t_bld, nan),
+            "lower_bound_s": np.where(feas, lower, nan),
+            "q": np.where(feas[:, None], qo, nan),
+            "code": code,
+            "message": self.message,
+            "nit": self.nit,
+        }

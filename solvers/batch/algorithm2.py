@@ -91,8 +91,9 @@ def solve_chunk(cb: ClusterBatch) -> dict[str, np.ndarray]:
     cols, u_left, _, _ = ch.screen()
     # no jamming decision to search over: Algorithm 2 degenerates to the exact answer
     degen = np.flatnonzero((p.m == 0) | (p.n == 0))
-    ch.message[degen] = [f"degenerate cluster (M={p.m[i]}, N={p.n[i]}): {ch.message[i]}"
-                         for i in degen]
+    ch.message[degen] = [
+        f"degenerate cluster (M={p.m[i]}, N={p.n[i]}): {ch.message[i]}" for i in degen
+    ]
     if cols.size:
         _Search(ch, cols, u_left).run()
     return ch.answers()
@@ -115,8 +116,9 @@ class _Search:
         self.q_top = np.where(q_top > self.q_start, q_top, q_hi)
         span = q_hi - self.q_lo
         grid = self.q_lo[:, None] + span[:, None] * np.geomspace(1e-8, 1.0, _GRID_POINTS)
-        grid = np.concatenate([grid, self.q_top[:, None] - (self.q_top - self.q_start)[:, None]
-                               * _TOWARDS_TOP], 1)
+        grid = np.concatenate(
+            [grid, self.q_top[:, None] - (self.q_top - self.q_start)[:, None] * _TOWARDS_TOP], 1
+        )
         neg = self.q_lo < 0
         grid = np.where(neg[:, None] & ~(grid > 0), np.nan, grid)
         grid = np.concatenate([np.where(neg, 0.0, np.nan)[:, None], grid], 1)
@@ -141,17 +143,35 @@ class _Search:
         t = np.maximum(self.t_gld, self.tbs + self.tb_loc[:, None])
         return np.where(np.isnan(t), np.inf, t)
 
-    def _search(self, gi: np.ndarray, q_new: np.ndarray, n_new: np.ndarray,
-                lam: np.ndarray, tg_start: np.ndarray, iters: int,
-                tg_near: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    def _search(
+        self,
+        gi: np.ndarray,
+        q_new: np.ndarray,
+        n_new: np.ndarray,
+        lam: np.ndarray,
+        tg_start: np.ndarray,
+        iters: int,
+        tg_near: np.ndarray | None,
+    ) -> tuple[np.ndarray, ...]:
         """The dual method, then primal recovery, at Q values ``q_new`` (G', K) of clusters
         ``gi`` (the first ``n_new`` of each row are new, the rest repeat the first).
         Returns (tB_up, T_GLD, y, tG, multipliers, dual tG) of the rows (T_GLD, y, tG of
         the repeats are not computed)."""
         tb = self._sync_time(q_new, gi)  # eq. (23)
         with np.errstate(all="ignore"):
-            tr = _dual(self.dc.take(gi), q_new, tb, lam, tg_start, False, _ALPHA0, _THETA2,
-                       iters, final=False, keep=False)
+            tr = _dual(
+                self.dc.take(gi),
+                q_new,
+                tb,
+                lam,
+                tg_start,
+                False,
+                _ALPHA0,
+                _THETA2,
+                iters,
+                final=False,
+                keep=False,
+            )
         self.nit[gi] += tr.iterations.max(1, initial=0)
         # primal recovery: the tG search of each row, started around the dual tG (and the
         # neighbours' recovered tG), rows grouped by cluster
@@ -172,19 +192,27 @@ class _Search:
             u = tb[r, c]
             p = self.ch.p
             rows = _Rows(p, cols, jam_demand(q_new[r, c], u, p.noise_e[cols]), u)
-            v, yy, tt, _ = tg_search(rows, guess, u + p.tb_loc[cols],
-                                     np.bincount(r)[np.unique(r)], rtol=_POLISH_RTOL,
-                                     group_stop=True)
+            v, yy, tt, _ = tg_search(
+                rows,
+                guess,
+                u + p.tb_loc[cols],
+                np.bincount(r)[np.unique(r)],
+                rtol=_POLISH_RTOL,
+                group_stop=True,
+            )
             t_gld[r, c], y[r, c], tg[r, c] = v, yy, tt
         return tb, t_gld, y, tg, tr.lam[-1], tr.tg_s
 
-    def _merge(self, gi: np.ndarray, q_new: np.ndarray, n_new: np.ndarray,
-               new: tuple[np.ndarray, ...]) -> None:
+    def _merge(
+        self, gi: np.ndarray, q_new: np.ndarray, n_new: np.ndarray, new: tuple[np.ndarray, ...]
+    ) -> None:
         """Add the new samples of clusters ``gi`` and sort each row by Q (NaN last)."""
         k = q_new.shape[1]
         real = np.arange(k) < n_new[:, None]
-        pad = [np.full((self.qs.shape[0], k), f) for f in (np.nan, np.nan, np.inf, np.inf,
-                                                           np.nan, np.nan)]
+        pad = [
+            np.full((self.qs.shape[0], k), f)
+            for f in (np.nan, np.nan, np.inf, np.inf, np.nan, np.nan)
+        ]
         old = (self.qs, self.tbs, self.t_gld, self.ys, self.tgs, self.tg_dual)
         vals = [q_new, *new[:4], new[5]]
         merged = []
@@ -199,7 +227,8 @@ class _Search:
         lams = np.take_along_axis(lams, order[..., None], 1)
         last = int(np.isfinite(merged[0]).sum(1).max(initial=0))
         (self.qs, self.tbs, self.t_gld, self.ys, self.tgs, self.tg_dual) = (
-            a[:, :last] for a in merged)
+            a[:, :last] for a in merged
+        )
         self.lams = lams[:, :last]
 
     # ------------------------------------------------------------------ the search
@@ -229,8 +258,15 @@ class _Search:
             rr = np.arange(a.size)[:, None]
             fin = np.isfinite(self.tgs[a]) & np.isfinite(self.t_gld[a])
             tg_near = _interp(new, qa, self.tgs[a], fin)
-            res = self._search(a, new, n_new, self.lams[a][rr, src], self.tg_dual[a][rr, src],
-                               max(1, _MAX_ITER // 2), tg_near)
+            res = self._search(
+                a,
+                new,
+                n_new,
+                self.lams[a][rr, src],
+                self.tg_dual[a][rr, src],
+                max(1, _MAX_ITER // 2),
+                tg_near,
+            )
             self._merge(a, new, n_new, res)
         self._finish()
 
@@ -245,13 +281,20 @@ class _Search:
         q0 = _repeat_first(self.qs[gi, :kf], n_f[gi])
         lam0 = np.where(self.dc.mask[gi], _LAMBDA0, 0.0)  # padded GLDs: no multiplier
         lam0 = np.broadcast_to(lam0, (*q0.shape, lam0.shape[-1])).copy()
-        _, *vals = self._search(gi, q0, n_f[gi], lam0,
-                                np.broadcast_to(self.dc.tg_min[gi] * 1.5, q0.shape),
-                                _MAX_ITER, None)
+        _, *vals = self._search(
+            gi,
+            q0,
+            n_f[gi],
+            lam0,
+            np.broadcast_to(self.dc.tg_min[gi] * 1.5, q0.shape),
+            _MAX_ITER,
+            None,
+        )
         put = np.arange(kf) < n_f[gi][:, None]
         r, c = gi[np.nonzero(put)[0]], np.nonzero(put)[1]
-        for dst, src in zip((self.t_gld, self.ys, self.tgs, self.lams, self.tg_dual), vals,
-                            strict=True):
+        for dst, src in zip(
+            (self.t_gld, self.ys, self.tgs, self.lams, self.tg_dual), vals, strict=True
+        ):
             dst[r, c] = src[put]
 
     def _brackets(self, a: np.ndarray, secants: bool) -> tuple[np.ndarray, ...]:
@@ -278,25 +321,30 @@ class _Search:
         go = ~stop
         return a[go], k[go], nv[go], lo[go], hi[go]
 
-    def _new_points(self, a: np.ndarray, k: np.ndarray, nv: np.ndarray, lo: np.ndarray,
-                    hi: np.ndarray) -> np.ndarray:
+    def _new_points(
+        self, a: np.ndarray, k: np.ndarray, nv: np.ndarray, lo: np.ndarray, hi: np.ndarray
+    ) -> np.ndarray:
         """A refinement round's new Q of clusters ``a`` (rows sorted, NaN-padded): 6 uniform
         points in (lo, hi) and ladders around the model predictions inside, without those
         within 1e-12 (relative) of a sample."""
         p, cols = self.ch.p, self.cols
         u_pred = _predictions(self.tbs[a], self.t_gld[a], k, nv, self.tb_loc[a])
-        u_pred = np.where(np.isfinite(u_pred) & (u_pred > p.u_lo[cols[a], None]), u_pred,
-                          np.nan)
+        u_pred = np.where(np.isfinite(u_pred) & (u_pred > p.u_lo[cols[a], None]), u_pred, np.nan)
         with np.errstate(all="ignore"):
             preds = p.min_jamming(u_pred.T, cols[a]).T  # eq. (23) inverted
-        preds = np.where(np.isfinite(preds) & (preds > lo[:, None]) & (preds < hi[:, None]),
-                         preds, np.nan)
+        preds = np.where(
+            np.isfinite(preds) & (preds > lo[:, None]) & (preds < hi[:, None]), preds, np.nan
+        )
         off = (hi - lo)[:, None, None] * _LADDER
-        ladders = np.concatenate([preds[..., None], preds[..., None] - off,
-                                  preds[..., None] + off], 2).reshape(a.size, -1)
+        ladders = np.concatenate(
+            [preds[..., None], preds[..., None] - off, preds[..., None] + off], 2
+        ).reshape(a.size, -1)
         new = _unique(np.concatenate([np.linspace(lo, hi, 8, axis=1)[:, 1:-1], ladders], 1))
-        ok = ((new > np.maximum(lo, self.q_lo[a])[:, None]) & (new < hi[:, None])
-              & (new <= self.q_top[a, None]))
+        ok = (
+            (new > np.maximum(lo, self.q_lo[a])[:, None])
+            & (new < hi[:, None])
+            & (new <= self.q_top[a, None])
+        )
         new = np.where(ok, new, np.nan)
         _, left, right = _neighbours(self.qs[a], nv, new)
         near = np.minimum(np.abs(new - left), np.abs(new - right))
@@ -319,10 +367,14 @@ class _Search:
         ch.q_req[cols] = np.where(found, q_best, np.nan)
         ch.nit[cols] = self.nit
         ch.message[cols] = [
-            (f"dual subgradient + primal recovery; best Q = {q:.4g} W of {n} searched (log "
-             "grid and refinement)") if f else
-            "no Q on the search grid admits a feasible allocation"
-            for q, n, f in zip(q_best, n_s, found, strict=True)]
+            (
+                f"dual subgradient + primal recovery; best Q = {q:.4g} W of {n} searched (log "
+                "grid and refinement)"
+            )
+            if f
+            else "no Q on the search grid admits a feasible allocation"
+            for q, n, f in zip(q_best, n_s, found, strict=True)
+        ]
 
 
 # ---------------------------------------------------------------------------- row helpers
@@ -347,8 +399,9 @@ def _repeat_first(a: np.ndarray, n: np.ndarray) -> np.ndarray:
     return np.where(np.arange(a.shape[1]) < n[:, None], a, a[:, :1])
 
 
-def _neighbours(qs: np.ndarray, nv: np.ndarray, x: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _neighbours(
+    qs: np.ndarray, nv: np.ndarray, x: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each x[r, j], pos = clip(searchsorted(qs[r, :nv[r]], x), 1, nv - 1) and the
     samples at pos - 1 and pos (``qs[pos - 1]`` wraps to the last one, as numpy's
     indexing does, when a row holds one sample)."""
@@ -376,7 +429,5 @@ def _interp(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, use: np.ndarray) -> n
     with np.errstate(all="ignore"):
         slope = (fb - fa) / (xb - xa)
         mid = slope * (x - xa) + fa
-    out = np.where(j < 0, fs[:, :1], np.where(j >= last, fs[rr, last],
-                                              np.where(xa == x, fa, mid)))
+    out = np.where(j < 0, fs[:, :1], np.where(j >= last, fs[rr, last], np.where(xa == x, fa, mid)))
     return np.where(n > 0, out, np.nan)
-

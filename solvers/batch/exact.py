@@ -51,8 +51,9 @@ def _gather(a: np.ndarray, idx: np.ndarray, nv: np.ndarray, fill: float) -> np.n
     return np.where(ok, v, fill)
 
 
-def _secant(xa: np.ndarray, fa: np.ndarray, xi: np.ndarray, fi: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray]:
+def _secant(
+    xa: np.ndarray, fa: np.ndarray, xi: np.ndarray, fi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Line through (xa, fa) and (xi, fi) as (slope, intercept); (0, -inf) where either
     value is infinite or the points are closer than 1e-12 (relative): rounding noise."""
     ok = np.isfinite(fa) & np.isfinite(fi) & (np.abs(xa - xi) > 1e-12 * np.abs(xa))
@@ -61,8 +62,13 @@ def _secant(xa: np.ndarray, fa: np.ndarray, xi: np.ndarray, fi: np.ndarray
     return s, np.where(ok, fa - s * xa, -np.inf)
 
 
-def _lowest(lines: list[tuple[np.ndarray, np.ndarray]], z0: np.ndarray, z1: np.ndarray,
-            c: np.ndarray, exists: np.ndarray) -> np.ndarray:
+def _lowest(
+    lines: list[tuple[np.ndarray, np.ndarray]],
+    z0: np.ndarray,
+    z1: np.ndarray,
+    c: np.ndarray,
+    exists: np.ndarray,
+) -> np.ndarray:
     """min over [z0, z1] of max(lines, u + c) per row; -inf where no line is valid, +inf
     where the interval does not exist (it then bounds nothing)."""
     s = np.stack([ln[0] for ln in lines] + [np.ones_like(c)], 1)  # (G, L)
@@ -77,15 +83,23 @@ def _lowest(lines: list[tuple[np.ndarray, np.ndarray]], z0: np.ndarray, z1: np.n
     return np.where(exists, np.where(any_line, val, -np.inf), np.inf)
 
 
-def _lower_bound(x: np.ndarray, fl: np.ndarray, fh: np.ndarray, k: np.ndarray,
-                 nv: np.ndarray, left: np.ndarray, right: np.ndarray, c: np.ndarray
-                 ) -> np.ndarray:
+def _lower_bound(
+    x: np.ndarray,
+    fl: np.ndarray,
+    fh: np.ndarray,
+    k: np.ndarray,
+    nv: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    c: np.ndarray,
+) -> np.ndarray:
     """Convexity lower bound of min f over [left, right] per row (the batched
     ``solvers.exact.convexity_lower_bound``): f = max(V(u), u + c) + const is convex, f_lo <= f <=
     f_hi at the sorted samples ``x`` (``nv`` valid per row, NaN after), ``k`` the incumbent.
     A secant through a sample a (its lower value) and a partner i (its upper value) bounds f
     beyond a, away from i; an infeasible sample means an infeasible side (the domain is an
     interval)."""
+
     def X(i: np.ndarray) -> np.ndarray:
         return _gather(x, i, nv, np.nan)
 
@@ -107,34 +121,53 @@ def _lower_bound(x: np.ndarray, fl: np.ndarray, fh: np.ndarray, k: np.ndarray,
     # left of x[k-1] (or of x[0] when k = 0)
     a = np.where(has_m, k - 1, k)
     za = np.where(has_m, xm, xk)
-    out.append(_lowest([line(a, a + 1), line(a, a + 2), line(a, a + 4), line(a, last)],
-                       np.minimum(left, za), za, c,
-                       np.where(has_m, fin_m, True) & (left < za)))
+    out.append(
+        _lowest(
+            [line(a, a + 1), line(a, a + 2), line(a, a + 4), line(a, last)],
+            np.minimum(left, za),
+            za,
+            c,
+            np.where(has_m, fin_m, True) & (left < za),
+        )
+    )
     # [x[k-1], x[k]]
     both = has_m & fin_m
     lm = line(k - 1, k - 2)
-    lines = [line(k, k + 1), line(k, k + 2),
-             (np.where(both, lm[0], 0.0), np.where(both, lm[1], -np.inf))]
+    lines = [
+        line(k, k + 1),
+        line(k, k + 2),
+        (np.where(both, lm[0], 0.0), np.where(both, lm[1], -np.inf)),
+    ]
     out.append(_lowest(lines, np.where(has_m, xm, xk), xk, c, has_m))
     # right of x[k+1] (or of x[last] when k = last)
     has_p = k < last
     fin_p = np.isfinite(flp)
     a = np.where(has_p, k + 1, k)
     za = np.where(has_p, xp, xk)
-    out.append(_lowest([line(a, a - 1), line(a, a - 2), line(a, a - 4), line(a, 0 * a)],
-                       za, np.maximum(right, za), c,
-                       np.where(has_p, fin_p, True) & (right > za)))
+    out.append(
+        _lowest(
+            [line(a, a - 1), line(a, a - 2), line(a, a - 4), line(a, 0 * a)],
+            za,
+            np.maximum(right, za),
+            c,
+            np.where(has_p, fin_p, True) & (right > za),
+        )
+    )
     # [x[k], x[k+1]]
     bothp = has_p & fin_p
     lp = line(k + 1, k + 2)
-    lines = [line(k, k - 1), line(k, k - 2),
-             (np.where(bothp, lp[0], 0.0), np.where(bothp, lp[1], -np.inf))]
+    lines = [
+        line(k, k - 1),
+        line(k, k - 2),
+        (np.where(bothp, lp[0], 0.0), np.where(bothp, lp[1], -np.inf)),
+    ]
     out.append(_lowest(lines, xk, np.where(has_p, xp, xk), c, has_p))
     return np.min(np.stack(out), 0)
 
 
-def _predictions(x: np.ndarray, v: np.ndarray, k: np.ndarray, nv: np.ndarray,
-                 c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _predictions(
+    x: np.ndarray, v: np.ndarray, k: np.ndarray, nv: np.ndarray, c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Predicted minimisers of T(u) = max(V(u), u + c) near sample ``k`` per row (NaN where
     none): the secant root of V(u) - u - c where it changes sign, and the vertex of the
     parabola through V at k-1, k, k+1."""
@@ -145,14 +178,15 @@ def _predictions(x: np.ndarray, v: np.ndarray, k: np.ndarray, nv: np.ndarray,
     xw = np.where(ok, np.take_along_axis(x, ci, 1), np.nan)
     g = np.where(ok, np.take_along_axis(v, ci, 1), np.inf) - (xw + c[:, None])
     with np.errstate(all="ignore"):
-        cross = np.isfinite(g[:, :-1]) & np.isfinite(g[:, 1:]) & (g[:, :-1] > 0) & \
-            (g[:, 1:] <= 0)
+        cross = np.isfinite(g[:, :-1]) & np.isfinite(g[:, 1:]) & (g[:, :-1] > 0) & (g[:, 1:] <= 0)
         i = cross.argmax(1)[:, None]
         ga, gb = np.take_along_axis(g, i, 1)[:, 0], np.take_along_axis(g, i + 1, 1)[:, 0]
         xa, xb = np.take_along_axis(xw, i, 1)[:, 0], np.take_along_axis(xw, i + 1, 1)[:, 0]
         r1 = np.where(cross.any(1), secant_root(xa, xb, ga, gb), np.nan)
-        y0, y1, y2 = (np.where(ok[:, j], np.take_along_axis(v, ci[:, j:j + 1], 1)[:, 0],
-                               np.inf) for j in (2, 3, 4))
+        y0, y1, y2 = (
+            np.where(ok[:, j], np.take_along_axis(v, ci[:, j : j + 1], 1)[:, 0], np.inf)
+            for j in (2, 3, 4)
+        )
         r, curv = parabola_vertex(xw[:, 2], xw[:, 3], xw[:, 4], y0, y1, y2)
         fin = np.isfinite(y0) & np.isfinite(y1) & np.isfinite(y2) & (curv > 0)
         r2 = np.where(fin, r, np.nan)
@@ -180,9 +214,14 @@ _FILL = (np.inf, np.inf, np.inf, np.nan, np.nan)
 """Values of a dropped sample: fh, fl, V (infinite), y, tG (NaN)."""
 
 
-def _sample(p: _Prep, cols: np.ndarray, u: np.ndarray, c: np.ndarray,
-            guess: np.ndarray | None, best: np.ndarray | None = None
-            ) -> tuple[np.ndarray, ...]:
+def _sample(
+    p: _Prep,
+    cols: np.ndarray,
+    u: np.ndarray,
+    c: np.ndarray,
+    guess: np.ndarray | None,
+    best: np.ndarray | None = None,
+) -> tuple[np.ndarray, ...]:
     """T(u) - const bracketed at the samples ``u`` (G, K) of clusters ``cols`` (G,): returns
     (f_hi, f_lo, V, y, tG), each (G, K)."""
     g, kk = u.shape
@@ -193,12 +232,23 @@ def _sample(p: _Prep, cols: np.ndarray, u: np.ndarray, c: np.ndarray,
     rows = _Rows(p, cr, dem, uf)
     v, y, tg, v_lo = tg_search(rows, guess, floor, kk, best)
     shape = (g, kk)
-    return (np.maximum(v, floor).reshape(shape), np.maximum(v_lo, floor).reshape(shape),
-            v.reshape(shape), y.reshape(shape), tg.reshape(shape))
+    return (
+        np.maximum(v, floor).reshape(shape),
+        np.maximum(v_lo, floor).reshape(shape),
+        v.reshape(shape),
+        y.reshape(shape),
+        tg.reshape(shape),
+    )
 
 
-def _guesses(x: np.ndarray, tg: np.ndarray, k: np.ndarray, nv: np.ndarray, new: np.ndarray,
-             tg_min: np.ndarray) -> np.ndarray:
+def _guesses(
+    x: np.ndarray,
+    tg: np.ndarray,
+    k: np.ndarray,
+    nv: np.ndarray,
+    new: np.ndarray,
+    tg_min: np.ndarray,
+) -> np.ndarray:
     """Starting points (8, G*K) of the tG searches at ``new`` (G, K): the optimal tG of the
     incumbent's neighbours interpolated, +-0.1 %..10 % and just outside their range."""
     xk, tk = _gather(x, k, nv, np.nan), _gather(tg, k, nv, np.nan)
@@ -221,9 +271,15 @@ def _guesses(x: np.ndarray, tg: np.ndarray, k: np.ndarray, nv: np.ndarray, new: 
     return np.sort(np.maximum(gs, np.repeat(tg_min, new.shape[1])), axis=0)
 
 
-def _outer(p: _Prep, cols: np.ndarray, u_left: np.ndarray, u_feas: np.ndarray,
-           u_hi: np.ndarray, rtol: float, max_rounds: int
-           ) -> tuple[np.ndarray, ...]:
+def _outer(
+    p: _Prep,
+    cols: np.ndarray,
+    u_left: np.ndarray,
+    u_feas: np.ndarray,
+    u_hi: np.ndarray,
+    rtol: float,
+    max_rounds: int,
+) -> tuple[np.ndarray, ...]:
     """The certified 1-D convex search over u of :func:`solvers.exact.solve_exact`, for the
     clusters ``cols`` in lockstep. Returns (u*, y*, tG*, status code, lower bound, rounds).
     """
@@ -232,8 +288,9 @@ def _outer(p: _Prep, cols: np.ndarray, u_left: np.ndarray, u_feas: np.ndarray,
     span = u_hi - u_left
     first = np.maximum(1e-12 * span, 1e-12 * u_left)  # as solvers.exact
     with np.errstate(all="ignore"):
-        xs = u_left[:, None] + np.exp(np.log(first)[:, None] + np.log(span / first)[:, None]
-                                      * np.linspace(0.0, 1.0, _N_INIT))
+        xs = u_left[:, None] + np.exp(
+            np.log(first)[:, None] + np.log(span / first)[:, None] * np.linspace(0.0, 1.0, _N_INIT)
+        )
     xs = np.concatenate([xs, u_feas[:, None]], 1)
     xs = np.where((xs > u_left[:, None]) & (xs <= u_hi[:, None]), xs, np.nan)
     xs = np.sort(xs, axis=1)
@@ -263,8 +320,7 @@ def _outer(p: _Prep, cols: np.ndarray, u_left: np.ndarray, u_feas: np.ndarray,
             interp = (ta + frac * (tb - ta)).reshape(-1)
             lo = np.minimum(ta, tb).reshape(-1)
             hi = np.maximum(ta, tb).reshape(-1)
-            guess = np.concatenate([interp * (1.0 + _GUESS[:, None]),
-                                    [lo * 0.999, hi * 1.001]])
+            guess = np.concatenate([interp * (1.0 + _GUESS[:, None]), [lo * 0.999, hi * 1.001]])
             guess = np.sort(np.maximum(guess, np.repeat(p.tg_min[cols], idx.size)), axis=0)
         out = _sample(p, cols, sub, c, guess, best)
         for v, o in zip(vals, out, strict=True):
@@ -294,8 +350,7 @@ def _outer(p: _Prep, cols: np.ndarray, u_left: np.ndarray, u_feas: np.ndarray,
         lo_x = np.where(k > 0, _gather(x, k - 1, nv, np.nan), u_left[a])
         hi_x = _gather(x, np.minimum(k + 1, nv - 1), nv, np.nan)
         xk = _gather(x, k, nv, np.nan)
-        collapsed = ~cert & (hi_x - lo_x <= 4 * np.finfo(float).eps
-                             * np.maximum(np.abs(xk), 1.0))
+        collapsed = ~cert & (hi_x - lo_x <= 4 * np.finfo(float).eps * np.maximum(np.abs(xk), 1.0))
         status[a[cert]] = OPTIMAL
         status[a[collapsed]] = CONVERGED
         stop = cert | collapsed | none
@@ -316,8 +371,9 @@ def _outer(p: _Prep, cols: np.ndarray, u_left: np.ndarray, u_feas: np.ndarray,
             parts.append(np.where(inside[:, None], pts, alt))
         new = np.concatenate(parts, 1)
         new = np.clip(new, lo_x[:, None], hi_x[:, None])
-        new = np.where((new > lo_x[:, None]) & (new < hi_x[:, None]), new,
-                       0.5 * (lo_x + hi_x)[:, None])
+        new = np.where(
+            (new > lo_x[:, None]) & (new < hi_x[:, None]), new, 0.5 * (lo_x + hi_x)[:, None]
+        )
         guess = _guesses(x, tgs[a], k, nv, new, p.tg_min[cols[a]])
         nvals = _sample(p, cols[a], new, c[a], guess, fk[go])
         rounds[a] += 1
@@ -351,8 +407,14 @@ def _outer(p: _Prep, cols: np.ndarray, u_left: np.ndarray, u_feas: np.ndarray,
     return xs[ar, k], ys[ar, k], tgs[ar, k], status, lower, rounds
 
 
-def _flat(p: _Prep, cols: np.ndarray, u_left: np.ndarray, u_feas: np.ndarray,
-          u_hi: np.ndarray, rtol: float) -> tuple[np.ndarray, ...]:
+def _flat(
+    p: _Prep,
+    cols: np.ndarray,
+    u_left: np.ndarray,
+    u_feas: np.ndarray,
+    u_hi: np.ndarray,
+    rtol: float,
+) -> tuple[np.ndarray, ...]:
     """A shortcut certificate for clusters whose optimum does not depend on the jamming.
 
     V_free = min_tG y + tG without the jamming constraint (H >= D dropped, so w = min(w_max,
@@ -390,16 +452,22 @@ def solve_chunk(cb: ClusterBatch, rtol: float, max_rounds: int) -> dict[str, np.
         fc = cols[flat]
         ch.code[fc], ch.u[fc], ch.y[fc], ch.tg[fc], ch.nit[fc] = OPTIMAL, uf, yf, tf, 1
         ch.lower[fc] = lbf + p.fixed_s[fc]
-        ch.message[fc] = (f"certified to rtol={rtol:g}: T(tB_up) reaches the lower bound "
-                          "min y + tG without the jamming constraint")
+        ch.message[fc] = (
+            f"certified to rtol={rtol:g}: T(tB_up) reaches the lower bound "
+            "min y + tG without the jamming constraint"
+        )
         cols, u_left, u_feas, u_hi = (a[~flat] for a in (cols, u_left, u_feas, u_hi))
     if cols.size:
         us, ys, ts, st, lb, rounds = _outer(p, cols, u_left, u_feas, u_hi, rtol, max_rounds)
         ch.code[cols], ch.u[cols], ch.y[cols], ch.tg[cols], ch.nit[cols] = st, us, ys, ts, rounds
         ch.lower[cols] = lb + p.fixed_s[cols]
         ch.message[cols] = np.array(
-            [f"certified to rtol={rtol:g} (convexity in tB_up)", "search interval "
-             "collapsed to machine precision", f"no certificate after {max_rounds} "
-             "rounds", "no sync time tB_up admits a feasible (y, tG, q)"],
-            dtype=object)[st]
+            [
+                f"certified to rtol={rtol:g} (convexity in tB_up)",
+                "search interval collapsed to machine precision",
+                f"no certificate after {max_rounds} rounds",
+                "no sync time tB_up admits a feasible (y, tG, q)",
+            ],
+            dtype=object,
+        )[st]
     return ch.answers()

@@ -88,23 +88,33 @@ class BatchResult:
         if not 0 <= i < len(self):
             raise ValueError(f"i: must be in [0, {len(self)}), got {i}")
         if cluster.n_gld != int(self.n_gld[i]):
-            raise ValueError(f"cluster: has {cluster.n_gld} GLDs, batch entry {i} has "
-                             f"{int(self.n_gld[i])}")
+            raise ValueError(
+                f"cluster: has {cluster.n_gld} GLDs, batch entry {i} has {int(self.n_gld[i])}"
+            )
         share = self.wall_time_s / max(len(self), 1)
         status, msg, nit = str(self.status[i]), str(self.message[i]), int(self.iterations[i])
         if status == "infeasible":
-            return SolverResult.infeasible(cluster.n_gld, msg, solver=self.solver,
-                                           iterations=nit, wall_time_s=share)
-        res = finalize(cluster, y=float(self.y[i]), tg=float(self.tG[i]),
-                       q=self.jam_power_w(i), status=status, message=msg, solver=self.solver,
-                       iterations=nit, t0=time.perf_counter(),
-                       info=({"lower_bound_s": float(self.lower_bound_s[i])}
-                             if np.isfinite(self.lower_bound_s[i]) else {}))
+            return SolverResult.infeasible(
+                cluster.n_gld, msg, solver=self.solver, iterations=nit, wall_time_s=share
+            )
+        res = finalize(
+            cluster,
+            y=float(self.y[i]),
+            tg=float(self.tG[i]),
+            q=self.jam_power_w(i),
+            status=status,
+            message=msg,
+            solver=self.solver,
+            iterations=nit,
+            t0=time.perf_counter(),
+            info=(
+                {"lower_bound_s": float(self.lower_bound_s[i])}
+                if np.isfinite(self.lower_bound_s[i])
+                else {}
+            ),
+        )
         return dataclasses.replace(res, wall_time_s=share)
 
     def __repr__(self) -> str:
         counts = {s: int(np.sum(self.status_code == k)) for k, s in enumerate(STATUS_CODES)}
-        return (f"BatchResult(B={len(self)}, status={counts}, "
-                f"wall_time_s={self.wall_time_s:.3g})")
-
-
+        return f"BatchResult(B={len(self)}, status={counts}, wall_time_s={self.wall_time_s:.3g})"
