@@ -455,7 +455,9 @@ def _learning_curve(rows: list[dict[str, float]], algo: str, path: Path) -> None
 def load_agent(path: str | Path, algo: str | None = None, name: str | None = None) -> SB3Policy:
     """Load a trained agent (``model.zip`` or its folder) as a policy, with its
     observation normalisation when ``vecnormalize.pkl`` lies beside it and its training
-    env's action and observation config from ``config.json``. ``algo``: the algorithm
+    env's action and observation config from ``config.json``. ``path`` may also name a
+    pretrained agent of the package where no such file or folder exists (``tableii`` with
+    ``algo="ppo"``: ``ppo:tableii``, :mod:`agents.pretrained`). ``algo``: the algorithm
     (default: the one ``config.json`` records; ``ppo`` for runs that record none); a
     different one from the recorded raises ``ValueError``. ``name``: the policy's name
     (default ``algo``)."""
@@ -463,8 +465,13 @@ def load_agent(path: str | Path, algo: str | None = None, name: str | None = Non
 
     import stable_baselines3
 
+    from agents.pretrained import PRETRAINED, pretrained_path
+
     label = algo or "agent"
     p = Path(path)
+    key = f"{algo or 'ppo'}:{path}"
+    if not p.exists() and key in PRETRAINED:  # a shipped agent: ppo:tableii, ppo:random
+        p = pretrained_path(key)
     if p.is_dir():
         p = p / "model.zip"
     if not p.is_file():
