@@ -114,7 +114,8 @@ class InstanceSet:
             a == b for a, b in zip(self.clusters, other.clusters, strict=True)
         )
 
-    __hash__ = None  # type: ignore[assignment]
+    def __hash__(self) -> int:  # equal sets read the same files (EnvConfig stays hashable)
+        return hash((self.source, self.paths))
 
     def label(self, index: int) -> str:
         """How errors name instance ``index``: ``scenario.instances[2] (path/x.json)``."""

@@ -233,7 +233,8 @@ def test_with_training_the_upload_size_follows_the_files_unless_none_sets_it(
 def test_config_round_trips_and_reset_options_replace_the_scenario(folder: Path) -> None:
     cfg = validate_config(merge_config(default_config(), {"scenario": {"instances": str(folder)}}))
     assert cfg.scenario_name == "instances" and len(cfg.scenario) == 3
-    assert EnvConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    again = EnvConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg and hash(again) == hash(cfg)
     env = _make(folder, clusters=2, rounds=1)
     env.reset(seed=0, options={"config": {"scenario": "table2"}})
     assert env.settings.scenario == "table2" and env.view.sites[0].instance is None
