@@ -175,6 +175,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     try:
         config = _parse_config(args.config)
+        if args.instances:  # the scenario of their files, one cluster each unless set
+            from dtfl_env.instances import instance_paths
+
+            if config and "scenario" in config:
+                raise ValueError("--instances and --config both set the scenario; give one")
+            count = len(instance_paths(args.instances, "--instances"))
+            scenario = {"instances": args.instances}
+            config = {"clusters": count, **(config or {}), "scenario": scenario}
         policies = _build_policies(args.policies, args.policy or [])
         report = evaluate_policies(
             policies,
@@ -292,6 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--env", default="DTFL-v0", help="environment id (default DTFL-v0)")
     c.add_argument("--config", help="env config overrides: JSON text or a JSON file")
+    c.add_argument(
+        "--instances",
+        metavar="DIR",
+        help="evaluate on the instance files (*.json) of DIR: the env's scenario, clusters "
+        "= their count unless --config sets it (with fading, Rayleigh draws around their "
+        "gains; --config '{\"fading\": false}': their channels as given)",
+    )
     c.add_argument("--episodes", type=int, default=2)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", default="runs/compare", help="output folder")

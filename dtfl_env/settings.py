@@ -194,12 +194,14 @@ class Settings:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings as a plain, JSON-ready dict (nested blocks as dicts, tuples as
-        lists) that :meth:`from_dict` reads back."""
+        """The settings as a plain, JSON-ready dict (nested blocks and values with a
+        ``to_dict()`` as dicts, tuples as lists) that :meth:`from_dict` reads back."""
         out: dict[str, Any] = {}
         for f in fields(self):  # type: ignore[arg-type]
             v = getattr(self, f.name)
-            out[f.name] = (
-                v.to_dict() if "block" in f.metadata else list(v) if isinstance(v, tuple) else v
-            )
+            if "block" in f.metadata or hasattr(v, "to_dict"):
+                v = v.to_dict()
+            elif isinstance(v, tuple):
+                v = list(v)
+            out[f.name] = v
         return out

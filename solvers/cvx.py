@@ -83,11 +83,18 @@ _PHASE1_TOL = 1e-7
 """Phase-1 overrun below which a Q is tried in P-GLD proper."""
 
 
+#: what a missing cvxpy says (tests/test_cvx_missing.py)
+MISSING_CVXPY = (
+    "the cvxpy solver (solve_cvxpy, --solver cvxpy) needs cvxpy, an optional dependency: "
+    "pip install 'dtfl-gym[cvx]'"
+)
+
+
 def _import_cvxpy() -> Any:
     try:
         import cvxpy as cp
-    except ImportError as exc:  # pragma: no cover - cvxpy is a dev extra
-        raise ImportError("solve_cvxpy needs cvxpy (pip install 'dtfl-gym[dev]')") from exc
+    except ImportError as exc:
+        raise ImportError(MISSING_CVXPY) from exc
     return cp
 
 
@@ -305,6 +312,11 @@ def solve_cvxpy(
         y applied to absorb solver tolerance), ``phase1`` (whether the phase-1 search ran)
         and ``phase1_min_overrun``, ``cvxpy_statuses`` (a count per solver status), the
         solver name and timings.
+
+    Raises
+    ------
+    ImportError
+        Without cvxpy (an optional dependency), saying ``pip install 'dtfl-gym[cvx]'``.
     """
     if not isinstance(cluster, Cluster):
         raise ValueError("cluster: expected a dtfl_env.Cluster")

@@ -211,3 +211,49 @@ def test_config_json_longer_than_a_file_name(tmp_path) -> None:
         )
         == 0
     )
+
+
+def _instance_dir(folder: Path) -> list[float]:
+    """Three instance files (Table II, an infeasible random cluster, a small feasible one)
+    in ``folder``; their exact T* in name order."""
+    from dtfl_env.scenarios import random_cluster, table2_cluster
+    from solvers.exact import solve_exact
+
+    folder.mkdir()
+    clusters = [table2_cluster(), random_cluster(3, 4, 3), random_cluster(5, 2, 2)]
+    for name, c in zip("abc", clusters, strict=True):
+        c.save(folder / f"{name}.json")
+    return [solve_exact(c).T for c in clusters]
+
+
+def test_compare_on_instance_files(tmp_path, capsys) -> None:
+    t_star = _instance_dir(tmp_path / "inst")
+    argv = ["compare", "--env", "DTFL-Fast-v0", "--policies", "exact", "--episodes", "1"]
+    argv += ["--instances", str(tmp_path / "inst"), "--no-plots", "--out", str(tmp_path / "r")]
+    assert main([*argv, "--config", '{"fading": false, "rounds": 2}']) == 0
+    meta = json.loads((tmp_path / "r" / "results.json").read_text())["meta"]
+    assert meta["config"] == {
+        "clusters": 3,  # one cluster per instance
+        "fading": False,
+        "rounds": 2,
+        "scenario": {"instances": str(tmp_path / "inst")},
+    }
+    rows = (tmp_path / "r" / "steps.csv").read_text().splitlines()
+    head = rows[0].split(",")
+    steps = [dict(zip(head, r.split(","), strict=True)) for r in rows[1:]]
+    assert len(steps) == 2 * 3
+    for r in range(2):  # every round: each instance once, its channels as given
+        seen = sorted(float(s["optimal_latency_s"]) for s in steps if s["round"] == str(r))
+        assert seen == pytest.approx(sorted(t_star), rel=1e-6)  # solve_batch: to 1e-7
+    # --config's clusters stands (the instances dealt evenly: each twice)
+    assert main([*argv, "--config", '{"clusters": 6, "rounds": 1}']) == 0
+    assert len((tmp_path / "r" / "steps.csv").read_text().splitlines()) == 1 + 6
+    capsys.readouterr()
+    assert main([*argv, "--config", '{"scenario": "table2"}']) == 2
+    assert "--instances and --config both set the scenario" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    argv[argv.index("--instances") + 1] = str(tmp_path / "empty")
+    assert main(argv) == 2
+    assert (
+        "error: --instances: no *.json instance files in the directory" in capsys.readouterr().err
+    )

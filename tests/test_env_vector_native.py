@@ -138,6 +138,34 @@ def test_latency_only_ids_match_single_env(env_id: str) -> None:
     _compare(env_id, dict(SMALL))
 
 
+@pytest.mark.parametrize(
+    "config",
+    [
+        {},
+        {"fading": False},
+        {"new_topology_each_episode": False, "twin_deviation": 0.1},
+        {"action": {"mode": "safe"}, "clusters": 5},
+    ],
+    ids=["fading", "as-given", "same-topology-twins", "safe-five"],
+)
+def test_instance_scenario_matches_single_env(config: dict, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Each sub-env deals its sites from the instance files with its own generator, as the
+    single env does (three sites of two instances: a second permutation is cut short)."""
+    from dtfl_env.scenarios import random_cluster, table2_cluster
+
+    table2_cluster().save(tmp_path / "a.json")
+    random_cluster(3, 4, 3).save(tmp_path / "b.json")
+    full = {**SMALL, "scenario": {"instances": str(tmp_path)}, **config}
+    _compare("DTFL-Fast-v0", full, episodes=3)
+    venv = DTFLVectorEnv(3, full, base_config={"fl": {"backend": "none"}})
+    venv.reset(seed=7)
+    sizes = []  # per step, each sub-env's cluster (Table II: 6 GLDs, the other: 4)
+    for _ in range(full["clusters"]):
+        sizes.append([c.n_gld for c in venv.clusters()])
+        venv.step(np.zeros(venv.action_space.shape, dtype=np.float32))
+    assert len({tuple(deal) for deal in zip(*sizes, strict=True)}) > 1  # dealt differently
+
+
 def test_same_step_autoreset_matches_single_env() -> None:
     _compare("DTFL-Fast-v0", dict(SMALL), mode=AutoresetMode.SAME_STEP)
 

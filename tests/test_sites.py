@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dtfl_env.config import Constants
-from dtfl_env.envs.config import default_config
+from dtfl_env.envs.config import default_config, merge_config, validate_config
 from dtfl_env.envs.sites import random_sites
 from dtfl_env.scenarios import RandomClusterConfig, Topology, classify_and_build, mean_gains
 
@@ -50,12 +50,14 @@ def _reference(
     ids=["default", "wide", "bld-heavy", "gld-only", "difficulty"],
 )
 def test_random_sites_match_the_scenario_api(overrides: dict) -> None:
-    cfg = {**default_config(), **{k: v for k, v in overrides.items() if k != "random"}}
+    cfg = merge_config(default_config(), {**overrides, "fl": {"backend": "none"}})
     rc = RandomClusterConfig(**overrides.get("random", {}))
     constants = Constants()
+    settings = validate_config(cfg)
+    assert settings.random == rc and settings.constants == constants
     seeds = range(6)
     rngs = [np.random.default_rng(s) for s in seeds]
-    sites = random_sites(cfg, constants, rc, rngs, 5)
+    sites = random_sites(settings, rngs, 5)
     for seed, per_rng, used in zip(seeds, sites, rngs, strict=True):
         rng = np.random.default_rng(seed)
         for site in per_rng:

@@ -22,8 +22,9 @@ from typing import Any
 
 from dtfl_env.config import Constants
 from dtfl_env.fl.config import FLConfig, model_size_bits
+from dtfl_env.instances import InstanceSet, load_instances
 from dtfl_env.scenarios import RandomClusterConfig
-from dtfl_env.settings import Settings, block, choice, flag, integer, number, setting
+from dtfl_env.settings import Settings, block, check_keys, choice, flag, integer, number, setting
 
 __all__ = [
     "ActionConfig",
@@ -39,7 +40,10 @@ __all__ = [
 
 # the allowed values of the config's choices (the roles' registries are checked against them:
 # tests/test_env_roles.py)
-SCENARIOS = ("random", "table2")
+#: the scenarios (dtfl_env.envs.sites.SCENARIOS); ``scenario`` names one of NAMED_SCENARIOS
+#: as a string, or a scenario with parameters as a mapping: ``{"instances": ...}``
+SCENARIOS = ("random", "table2", "instances")
+NAMED_SCENARIOS = ("random", "table2")
 LEDGER_MODES = ("none", "signature", "full")
 ACTION_MODES = ("direct", "safe")
 SAFE_JAMMING = ("interval", "sync")
@@ -56,6 +60,9 @@ VALIDATOR_SELECTIONS = ("reputation", "random", "round_robin")
 REMOVED_KEYS = {
     "cluster_in_info": "info holds numbers only; read the raw cluster from env.unwrapped.cluster",
 }
+#: keys whose value an override replaces whole instead of merging into it (a string or a
+#: mapping)
+WHOLE_KEYS = ("scenario",)
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,8 @@ class BLDEnergyConfig(Settings):
     """A BLD whose battery cannot pay its sync energy p_j D_j / R_j does not sync (off:
     reported only; problem P has no BLD energy constraint)."""
     table2_battery_j: float = number(1.75, gt=0)
-    """The battery of every BLD of the ``table2`` scenario (J)."""
+    """The battery of every BLD of the ``table2`` scenario and of instance files, which
+    hold no batteries (J)."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +165,22 @@ class LedgerConfig(Settings):
     """How a malicious coordinator chosen as validator verifies."""
 
 
+def _scenario(value: Any, where: str) -> str | InstanceSet:
+    """A scenario's name (``"random"``, ``"table2"``) or ``{"instances": [FILE, ...] or
+    "DIR"}``, read into an :class:`~dtfl_env.instances.InstanceSet`."""
+    if isinstance(value, InstanceSet) or (isinstance(value, str) and value in NAMED_SCENARIOS):
+        return value
+    if isinstance(value, Mapping):
+        check_keys(value, {"instances"}, where)
+        if "instances" not in value:
+            raise ValueError(f"{where}: a mapping needs the key 'instances' (files or a directory)")
+        return load_instances(value["instances"], f"{where}.instances")
+    raise ValueError(
+        f"{where}: must be one of {list(NAMED_SCENARIOS)} or "
+        f"{{'instances': [files] or 'directory'}}, got {value!r}"
+    )
+
+
 def _device_range(value: Any, where: str) -> tuple[int, int]:
     if (
         not isinstance(value, (list, tuple))
@@ -175,13 +199,20 @@ class EnvConfig(Settings):
     """The whole configuration of ``DTFL-v0``, typed (its plain-dict form:
     :func:`default_config`; docs/ENVIRONMENT.md describes the environment it sets up).
 
-    Read from a mapping by :meth:`from_dict` (as the environment does); there, with real
-    training (``fl.backend = "torch"``), ``constants.model_bits`` left out is the trained
-    model's size.
+    Read from a mapping by :meth:`from_dict` (as the environment does); there, with instance
+    files (``scenario = {"instances": ...}``), ``constants`` are the ones the files share,
+    the config's ``constants`` applying over them, and with real training
+    (``fl.backend = "torch"``) ``constants.model_bits`` left out (of the config and every
+    instance file) is the trained model's size.
     """
 
-    scenario: str = choice("random", SCENARIOS)
-    """``"random"``: drawn clusters; ``"table2"``: Table II's cluster every time."""
+    scenario: str | InstanceSet = setting("random", _scenario)
+    """``"random"``: drawn clusters; ``"table2"``: Table II's cluster every time;
+    ``{"instances": [FILE, ...] or "DIR"}``: clusters of instance files (the JSON of ``dtfl
+    solve --instance``; DIR: its ``*.json`` files by name), each topology dealing
+    ``clusters`` of them from the env's generator, a fresh permutation of all whenever it
+    runs out; their constants are the env's, the config's ``constants`` applying over
+    them."""
     clusters: int = integer(10, ge=1)
     """S, clusters per round (a step handles one)."""
     rounds: int = integer(10, ge=1)
@@ -235,11 +266,29 @@ class EnvConfig(Settings):
             )
         if self.scenario == "table2" and self.max_devices < 10:
             raise ValueError("max_devices: the table2 scenario has 10 devices per cluster")
+        if isinstance(self.scenario, InstanceSet):
+            i, k = self.scenario.largest()
+            if k > self.max_devices:
+                raise ValueError(
+                    f"max_devices: {self.scenario.label(i)} has {k} devices, more than "
+                    f"max_devices ({self.max_devices})"
+                )
+
+    @property
+    def scenario_name(self) -> str:
+        """The scenario's name in the registry (:data:`SCENARIOS`)."""
+        return self.scenario if isinstance(self.scenario, str) else self.scenario.name
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, path: str | None = None) -> EnvConfig:
         cfg = super().from_dict(data, path)
-        if cfg.fl.backend == "torch" and "model_bits" not in (data or {}).get("constants", {}):
+        own = (data or {}).get("constants", {})
+        model_bits_set = "model_bits" in own
+        if isinstance(cfg.scenario, InstanceSet):
+            # the instances' constants, with the config's overrides over them
+            cfg = dataclasses.replace(cfg, constants=cfg.scenario.shared_constants(own))
+            model_bits_set = model_bits_set or cfg.scenario.sets_constant("model_bits")
+        if cfg.fl.backend == "torch" and not model_bits_set:
             # L: the serialised size of the model that is trained (CNN: 0.70 Mbit); set
             # constants.model_bits to override (Table II's analysis uses 2 Mbit)
             cfg = dataclasses.replace(
@@ -261,7 +310,7 @@ def merge_config(
     """Deep-merge ``overrides`` into a copy of ``base``; unknown keys are errors.
 
     Keys whose default is an empty dict (``random``, ``constants``) are free-form here and
-    validated by their own dataclasses.
+    validated by their own dataclasses; ``scenario`` (:data:`WHOLE_KEYS`) is replaced whole.
     """
     out = copy.deepcopy(dict(base))
     if overrides is None:
@@ -274,7 +323,9 @@ def merge_config(
             raise ValueError(f"{where}: this config key was removed; {REMOVED_KEYS[where]}")
         if key not in out:
             raise ValueError(f"unknown config key: {where} (allowed: {', '.join(sorted(out))})")
-        if isinstance(out[key], dict) and out[key]:
+        if where in WHOLE_KEYS:
+            out[key] = copy.deepcopy(value)
+        elif isinstance(out[key], dict) and out[key]:
             out[key] = merge_config(out[key], value, where)
         elif isinstance(out[key], dict):
             if not isinstance(value, Mapping):

@@ -210,13 +210,7 @@ class DTFLEnv(gym.Env):
             or seed is not None
             or not self._episode_ready
         ):
-            self._sites = draw_sites(
-                self.config,
-                self.constants,
-                self.settings.random,
-                [self._topo_rng],
-                self.settings.clusters,
-            )[0]
+            self._sites = draw_sites(self.settings, [self._topo_rng], self.settings.clusters)[0]
             self._layout = SiteLayout(self._sites)
         self._episode_ready = True
         self._clear_episode()

@@ -169,7 +169,7 @@ def render_ansi(env: DTFLEnv) -> str:
     if not view.ready:
         return "DTFL: call reset() first\n"
     lines = [
-        f"DTFL [{cfg['scenario']}]  round {view.round}/{cfg['rounds']}  "
+        f"DTFL [{env.settings.scenario_name}]  round {view.round}/{cfg['rounds']}  "
         f"cluster {view.cluster}/{cfg['clusters']}  "
         f"global accuracy {view.global_accuracy:.4f}"
     ]
@@ -295,7 +295,7 @@ def render_rgb(env: DTFLEnv) -> np.ndarray:
     fig = Figure(figsize=(w / _DPI, h / _DPI), dpi=_DPI)
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_axes((0.1, 0.08, 0.76, 0.78))
-    cfg, view = env.config, env.view
+    view = env.view
     if not view.ready:
         ax.text(0.5, 0.5, "call reset() first", ha="center", va="center")
         return _to_rgb(canvas)
@@ -392,7 +392,10 @@ def render_rgb(env: DTFLEnv) -> np.ndarray:
     ]
     ax.legend(handles=handles, loc="upper left", fontsize=6, framealpha=0.8, ncol=2)
 
-    where = "synthetic layout from Table II gains" if synthetic else cfg["scenario"]
+    name = env.settings.scenario_name
+    where = name
+    if synthetic:
+        where = f"synthetic layout from {'Table II' if name == 'table2' else 'the instance'} gains"
     if last is not None:
         title = f"round {last['round']}, cluster {idx} (last step) - {where}"
         sub = (

@@ -4,7 +4,8 @@ A :class:`Site` is one cluster: its devices (episode constants), its path-loss m
 per round, the true arrays the environment charges and the twin's view that a policy sees.
 :class:`SiteLayout` concatenates every site's devices so that a round's fading is drawn in
 one vectorised pass (:meth:`SiteLayout.draw_round`). Scenarios are named generators of sites
-(:data:`SCENARIOS`), several generators at once (the vector env's sub-envs).
+(:data:`SCENARIOS`: random clusters, Table II, instance files), several generators at once
+(the vector env's sub-envs).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from dtfl_env.model.scoring import (
 )
 from dtfl_env.scenarios import RandomClusterConfig, Topology, table2_cluster
 
+if TYPE_CHECKING:
+    from dtfl_env.envs.config import EnvConfig
+
 __all__ = [
     "SCENARIOS",
     "RoundDraw",
@@ -38,6 +42,7 @@ __all__ = [
     "cluster_from_arrays",
     "direct_bounds",
     "draw_sites",
+    "instance_sites",
     "random_sites",
     "table2_sites",
 ]
@@ -55,7 +60,8 @@ class Site:
     ``gld`` / ``bld`` map the :class:`~dtfl_env.config.GLDParams` /
     :class:`~dtfl_env.config.BLDParams` field names to the devices' arrays (episode
     constants; GLDs in NOMA order); :attr:`base` is them as a validated ``Cluster``, built on
-    first use."""
+    first use. ``instance``: the index of the instance file a site of the ``instances``
+    scenario comes from (``scenario.instances``' order; None in the other scenarios)."""
 
     def __init__(
         self,
@@ -65,8 +71,11 @@ class Site:
         topology: Topology | None,
         means: tuple[np.ndarray, ...],
         bld_battery_j: np.ndarray,
+        *,
+        instance: int | None = None,
     ) -> None:
         self.gld, self.bld, self.constants = gld, bld, constants
+        self.instance = instance
         self._base: Cluster | None = None
         self.bld_battery_j = bld_battery_j  # BLD batteries (not in problem P)
         self.topology = topology
@@ -88,6 +97,8 @@ class Site:
         topology: Topology | None,
         means: tuple[np.ndarray, ...],
         bld_battery_j: np.ndarray,
+        *,
+        instance: int | None = None,
     ) -> Site:
         """A site of a validated cluster."""
         site = cls(
@@ -97,6 +108,7 @@ class Site:
             topology,
             means,
             bld_battery_j,
+            instance=instance,
         )
         site._base = cluster
         return site
@@ -169,40 +181,72 @@ _TINY = float(np.finfo(float).tiny)  # a fading draw of exactly 0 would zero a g
 
 
 # ----------------------------------------------------------------------------- scenarios
-#: a scenario: (config, constants, the random topology config, the topology generators,
-#: count) -> ``count`` sites per generator, each drawn from its generator only, site by site
-ScenarioFn = Callable[
-    [dict[str, Any], Constants, RandomClusterConfig, Sequence[np.random.Generator], int],
-    list[list[Site]],
-]
+#: a scenario: (the env's settings, the topology generators, count) -> ``count`` sites per
+#: generator, each drawn from its generator only, site by site
+ScenarioFn = Callable[["EnvConfig", Sequence[np.random.Generator], int], list[list[Site]]]
 
 
-def table2_sites(
-    cfg: dict[str, Any],
-    constants: Constants,
-    random_cfg: RandomClusterConfig,
-    rngs: Sequence[np.random.Generator],
-    count: int,
-) -> list[list[Site]]:
-    """Table II's cluster every time (no positions; batteries ``bld_energy.table2_battery_j``;
-    no draws)."""
-    c = table2_cluster(constants)  # one validated cluster, shared (immutable)
-    means = (
+def _gains(c: Cluster) -> tuple[np.ndarray, ...]:
+    """A cluster's gains as a site's path-loss means (fading draws around them)."""
+    return (
         c.gld.gain_coordinator,
         c.gld.gain_eavesdropper,
         c.bld.gain_coordinator,
         c.bld.gain_eavesdropper,
     )
-    battery = np.full(c.n_bld, float(cfg["bld_energy"]["table2_battery_j"]))
-    return [[Site.from_cluster(c, None, means, battery) for _ in range(count)] for _ in rngs]
+
+
+def table2_sites(
+    settings: EnvConfig, rngs: Sequence[np.random.Generator], count: int
+) -> list[list[Site]]:
+    """Table II's cluster every time (no positions; batteries ``bld_energy.table2_battery_j``;
+    no draws)."""
+    c = table2_cluster(settings.constants)  # one validated cluster, shared (immutable)
+    battery = np.full(c.n_bld, float(settings.bld_energy.table2_battery_j))
+    return [[Site.from_cluster(c, None, _gains(c), battery) for _ in range(count)] for _ in rngs]
+
+
+def instance_sites(
+    settings: EnvConfig, rngs: Sequence[np.random.Generator], count: int
+) -> list[list[Site]]:
+    """``count`` sites per generator dealt from the instance files (``scenario =
+    {"instances": ...}``, :class:`dtfl_env.instances.InstanceSet`) like cards: a random
+    permutation of all n instances from the generator, then another when they run out, so
+    that each instance is dealt floor(count / n) or ceil(count / n) times (each exactly once
+    when ``clusters`` = n) and every generator only deals (``rng.permutation(n)``,
+    ceil(count / n) times).
+
+    A site is its instance as given: the file's gains are the path-loss means (exactly the
+    round's gains without ``fading``, the means of its Rayleigh draws with it), its GLDs keep
+    the file's order (the NOMA order of problem P), the env's constants apply (the ones the
+    files share, the config's ``constants`` over them); no positions, BLD batteries
+    ``bld_energy.table2_battery_j``."""
+    instances = settings.scenario
+    assert not isinstance(instances, str)
+    k = settings.constants
+    clusters = [c if c.constants == k else Cluster(c.gld, c.bld, k) for c in instances.clusters]
+    battery = float(settings.bld_energy.table2_battery_j)
+    n = len(clusters)
+    out = []
+    for rng in rngs:
+        deal = np.concatenate([rng.permutation(n) for _ in range(-(-count // n))])[:count]
+        out.append(
+            [
+                Site.from_cluster(
+                    clusters[i],
+                    None,
+                    _gains(clusters[i]),
+                    np.full(clusters[i].n_bld, battery),
+                    instance=i,
+                )
+                for i in deal.tolist()
+            ]
+        )
+    return out
 
 
 def random_sites(
-    cfg: dict[str, Any],
-    constants: Constants,
-    random_cfg: RandomClusterConfig,
-    rngs: Sequence[np.random.Generator],
-    count: int,
+    settings: EnvConfig, rngs: Sequence[np.random.Generator], count: int
 ) -> list[list[Site]]:
     """``count`` random sites from each generator of ``rngs``: the sites of
     :func:`dtfl_env.scenarios.classify_and_build` plus the mean gains and NOMA order of an
@@ -214,9 +258,9 @@ def random_sites(
     radii and angles, the eavesdropper and the BLD it closes in on), two fading draws per
     link and the GLD and BLD parameters that the attributes do not set. GLD slots end in
     ascending mean gain to the coordinator (after the draw's ascending faded gain)."""
-    rc = random_cfg
-    lo, hi = cfg["devices_per_cluster"]
-    threshold = float(cfg["classification_threshold"])
+    rc, constants = settings.random, settings.constants
+    lo, hi = settings.devices_per_cluster
+    threshold = float(settings.classification_threshold)
     n_rng = len(rngs)
     kinds = (
         (rc.gld_max_cpu_hz, rc.poor_cpu_hz),
@@ -402,21 +446,21 @@ def _mean_gain(
     return rc.reference_gain * d ** (-rc.path_loss_exponent) * 10.0 ** (-penalty_db / 10)
 
 
-#: ``scenario`` config value -> its generator of sites (add a scenario here and to
-#: :data:`dtfl_env.envs.config.SCENARIOS`)
-SCENARIOS: dict[str, ScenarioFn] = {"random": random_sites, "table2": table2_sites}
+#: scenario name (:attr:`dtfl_env.envs.config.EnvConfig.scenario_name`) -> its generator of
+#: sites (add a scenario here and to :data:`dtfl_env.envs.config.SCENARIOS`)
+SCENARIOS: dict[str, ScenarioFn] = {
+    "random": random_sites,
+    "table2": table2_sites,
+    "instances": instance_sites,
+}
 
 
 def draw_sites(
-    cfg: dict[str, Any],
-    constants: Constants,
-    random_cfg: RandomClusterConfig,
-    rngs: Sequence[np.random.Generator],
-    count: int,
+    settings: EnvConfig, rngs: Sequence[np.random.Generator], count: int
 ) -> list[list[Site]]:
     """``count`` sites of the configured ``scenario`` from each generator of ``rngs`` (the
     single env: one generator; the vector env: one per sub-env)."""
-    return SCENARIOS[cfg["scenario"]](cfg, constants, random_cfg, rngs, count)
+    return SCENARIOS[settings.scenario_name](settings, rngs, count)
 
 
 # ----------------------------------------------------------------------------- rounds

@@ -178,12 +178,10 @@ class DTFLVectorEnv(VectorEnv):
         """New S sites for the sub-envs in ``redraw`` (each from its topology generator, as
         the single env), then the layout of all N x S clusters (cluster-major) and the maps
         of each sub-env's draws into it."""
-        cfg, k_const, proto = self.config, self.constants, self._proto
+        cfg, proto = self.config, self._proto
         n, s = self.num_envs, cfg["clusters"]
         which = [k for k in range(n) if redraw[k]]
-        drawn = draw_sites(
-            cfg, k_const, proto.settings.random, [self._topo_rngs[k] for k in which], s
-        )
+        drawn = draw_sites(proto.settings, [self._topo_rngs[k] for k in which], s)
         if len(self._sites) != n:
             self._sites = [[] for _ in range(n)]
         for k, sites in zip(which, drawn, strict=True):
