@@ -122,7 +122,11 @@ def cmd_solve(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(_error_record(name, item)), flush=True)
             continue
-        res = batched.get(id(item)) or _solve(item, args.solver)
+        try:
+            res = batched.get(id(item)) or _solve(item, args.solver)
+        except ImportError as exc:  # an optional solver's extra is missing (cvxpy: cvx)
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         if args.json:
             print(json.dumps(_json_record(res, name)), flush=True)
         else:

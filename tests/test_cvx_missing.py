@@ -27,8 +27,13 @@ def test_the_cvxpy_solver_says_how_to_install_cvxpy() -> None:
         solve_cvxpy(table2_cluster())
     with pytest.raises(ImportError, match=INSTALL):
         solve(table2_cluster(), "cvxpy")
-    with pytest.raises(ImportError, match=INSTALL):
-        main(["solve", "--preset", "table2", "--solver", "cvxpy"])
+
+
+@pytest.mark.usefixtures("no_cvxpy")
+def test_the_cli_says_it_as_an_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["solve", "--preset", "table2", "--solver", "cvxpy"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "pip install 'dtfl-gym[cvx]'" in err
 
 
 @pytest.mark.usefixtures("no_cvxpy")
