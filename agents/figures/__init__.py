@@ -33,7 +33,7 @@ class FigureEntry:
     module: str
     title: str
 
-    def main(self) -> Callable[..., dict[str, Any]]:
+    def load(self) -> Callable[..., dict[str, Any]]:
         """The figure's ``main(argv=None, *, progress=None)``, importing its module."""
         return importlib.import_module(self.module).main  # type: ignore[no-any-return]
 
@@ -68,4 +68,4 @@ def run_figure(
     """Run figure ``key`` in this process with the script arguments ``argv`` (``--quick``,
     ``--out DIR``, ...) and return its summary record. ``progress``: the figure's own
     progress bars (``None``: on a terminal only, ``False``: never)."""
-    return figure_entry(key).main()(list(argv), progress=progress)
+    return figure_entry(key).load()(list(argv), progress=progress)
