@@ -238,35 +238,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _examples_dir() -> Path:
-    return Path(__file__).resolve().parents[1] / "examples"
-
-
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    import subprocess
+    """Run one registered figure (``agents.figures.FIGURES``) or all of them in this process,
+    each into ``<out>/<figure name>/``; a figure that fails is reported and the rest run."""
+    import traceback
 
-    folder = _examples_dir()
-    scripts = sorted(folder.glob("fig*.py")) if folder.is_dir() else []
-    if not scripts:
-        print(
-            f"error: no figure scripts under {folder} (reproduce needs a source checkout)",
-            file=sys.stderr,
-        )
-        return 2
+    from agents.figures import FIGURES, run_figure
+    from agents.figures.common import progress_bar
+
     if args.figure == "all":
-        chosen = scripts
+        keys = list(FIGURES)
+    elif args.figure in FIGURES:
+        keys = [args.figure]
     else:
-        chosen = [s for s in scripts if s.stem.split("_")[0] == args.figure]
-        if not chosen:
-            names = ", ".join(sorted({s.stem.split("_")[0] for s in scripts}))
-            print(f"error: unknown figure {args.figure!r} (known: {names}, all)", file=sys.stderr)
-            return 2
-    code = 0
-    for script in chosen:
-        cmd = [sys.executable, str(script), *(["--quick"] if args.quick else [])]
-        print(f"$ {' '.join(cmd)}", flush=True)
-        code = max(code, subprocess.call(cmd))
-    return code
+        known = ", ".join([*FIGURES, "all"])
+        print(f"error: unknown figure {args.figure!r} (known: {known})", file=sys.stderr)
+        return 2
+    show = False if args.quiet else None  # None: a bar only where stderr is a terminal
+    failed = []
+    for key in progress_bar(keys, show, desc="dtfl reproduce"):
+        entry = FIGURES[key]
+        out = Path(args.out) / entry.name
+        argv = [*(["--quick"] if args.quick else []), "--out", str(out)]
+        print(f"=== {key}: {entry.title} -> {out}", flush=True)
+        try:
+            run_figure(key, argv, progress=show)
+        except Exception:  # one broken figure must not stop ``all``
+            traceback.print_exc()
+            failed.append(key)
+    if failed:
+        print(f"error: failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -360,9 +363,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--progress", action="store_true", help="show a progress bar")
     t.set_defaults(func=cmd_train)
 
-    r = sub.add_parser("reproduce", help="regenerate a figure of the paper (runs/<figure>/)")
-    r.add_argument("figure", help="fig3 ... fig9 (fig8b: validator selection), or all")
+    from agents.figures import FIGURES
+
+    r = sub.add_parser("reproduce", help="regenerate a figure of the paper (runs/<figure name>/)")
+    r.add_argument(
+        "figure",
+        help="; ".join(f"{e.key}: {e.title}" for e in FIGURES.values()) + "; or all",
+    )
     r.add_argument("--quick", action="store_true", help="tiny budget")
+    r.add_argument(
+        "--out",
+        default="runs",
+        metavar="DIR",
+        help="each figure goes to DIR/<figure name>/ (default runs)",
+    )
+    r.add_argument(
+        "--quiet", action="store_true", help="no progress bars (shown only on a terminal)"
+    )
     r.set_defaults(func=cmd_reproduce)
     return parser
 

@@ -14,151 +14,17 @@ The ledger modes:
 Every run uses the same seed (same clusters, partition and initial model) and the exact
 solver's allocation in each step.
 
-    python examples/fig8_malicious.py            # -> runs/fig8_malicious/
+The figure's code is ``agents/figures/fig8.py``, which ``dtfl reproduce fig8`` runs too;
+this script passes its command line to that module's ``main``.
+
+    python examples/fig8_malicious.py                    # -> runs/fig8_malicious/
+    python examples/fig8_malicious.py --quick --out DIR  # tiny budget -> DIR/
+    python examples/fig8_malicious.py --help             # every option (--seed, ...)
 """
 
-from __future__ import annotations
+import sys
 
-import time
-from dataclasses import dataclass, field
-
-import gymnasium as gym
-from _common import finish, new_figure, parse_args, prepare_out, save_figure, write_csv
-
-import dtfl_env  # noqa: F401  (registers the ids)
-from agents.policies import make_policy
-
-FIGURE = "fig8_malicious"
-MODES = ("full", "signature", "none")
-LABELS = {
-    "full": "proposed (full verification)",
-    "signature": "signature-only ledger [39]",
-    "none": "FedAvg, no ledger",
-}
-
-
-@dataclass
-class Args:
-    clusters: int = field(default=10, metadata={"help": "clusters S"})
-    rounds: int = field(default=10, metadata={"help": "FL rounds R"})
-    malicious: int = field(default=3, metadata={"help": "malicious coordinators"})
-    attacks: tuple[str, ...] = field(
-        default=("random", "label_flip", "scaled"), metadata={"help": "attack types to run"}
-    )
-    model: str = field(default="cnn", metadata={"help": "cnn or mlp"})
-    seed: int = field(default=0, metadata={"help": "episode seed"})
-    quick: bool = field(default=False, metadata={"help": "3 clusters, 2 rounds, MLP"})
-    out: str = field(default=f"runs/{FIGURE}", metadata={"help": "output folder"})
-
-
-def run(args: Args, attack: str, mode: str) -> list[dict]:  # type: ignore[type-arg]
-    cfg = {
-        "clusters": args.clusters,
-        "rounds": args.rounds,
-        "fl": {"model": args.model, "device": "cpu"},
-        "ledger": {"mode": mode, "malicious_clusters": args.malicious, "attack": attack},
-    }
-    env = gym.make("DTFL-v0", config=cfg)
-    policy = make_policy("exact").bind(env)
-    obs, info = env.reset(seed=args.seed)
-    rows = [
-        {
-            "attack": attack,
-            "mode": mode,
-            "round": 0,
-            "accuracy": info["global_accuracy"],
-            "rejected": 0,
-            "rejected_malicious": 0,
-            "sim_time_s": 0.0,
-        }
-    ]
-    done = False
-    while not done:
-        action, _ = policy.predict(obs)
-        obs, _, term, trunc, info = env.step(action)
-        done = term or trunc
-        if info["ledger_round_closed"]:
-            rej = info["ledger_rejected_clusters"]
-            rows.append(
-                {
-                    "attack": attack,
-                    "mode": mode,
-                    "round": info["round"] + 1,
-                    "accuracy": info["global_accuracy"],
-                    "rejected": int(rej.sum()),
-                    "rejected_malicious": int(rej[: args.malicious].sum()),
-                    "sim_time_s": info["sim_time_s"],
-                }
-            )
-    env.close()
-    return rows
-
-
-def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
-    args = parse_args(Args, argv, __doc__.split("\n")[0])
-    if args.quick:
-        args.clusters, args.rounds, args.model = 3, 2, "mlp"
-        args.malicious = min(args.malicious, 1)
-    if not 0 <= args.malicious <= args.clusters:
-        raise SystemExit("--malicious: must lie in [0, clusters]")
-    t0 = time.perf_counter()
-    out = prepare_out(args.out)
-    rows = []
-    for attack in args.attacks:
-        for mode in MODES:
-            rows += run(args, attack, mode)
-    path_csv = write_csv(out / f"{FIGURE}.csv", rows)
-    fig, axes = new_figure(ncols=len(args.attacks), width=4.5)
-    final: dict[str, dict[str, float]] = {}
-    for ax, attack in zip(axes, args.attacks, strict=False):
-        for mode in MODES:
-            r = [x for x in rows if x["attack"] == attack and x["mode"] == mode]
-            ax.plot(
-                [x["round"] for x in r],
-                [100 * x["accuracy"] for x in r],
-                marker="o",
-                ms=3,
-                label=LABELS[mode],
-            )
-            final.setdefault(attack, {})[mode] = r[-1]["accuracy"]
-        ax.set_title(f"attack: {attack}", fontsize=9)
-        ax.set_xlabel("FL round")
-        ax.set_ylabel("test accuracy (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(
-        f"Fig. 8: accuracy with {args.malicious} malicious coordinators "
-        f"({args.clusters} clusters, embedded MNIST, {args.model})",
-        fontsize=10,
-    )
-    path_png = save_figure(fig, out / f"{FIGURE}.png")
-    print(
-        f"Fig. 8: final accuracy after {args.rounds} rounds, {args.malicious} malicious "
-        f"of {args.clusters} coordinators"
-    )
-    print(f"  {'attack':12s}" + "".join(f"{m:>12s}" for m in MODES))
-    for attack, acc in final.items():
-        print(f"  {attack:12s}" + "".join(f"{100 * acc[m]:>11.2f}%" for m in MODES))
-    caught = {
-        a: sum(x["rejected_malicious"] for x in rows if x["attack"] == a and x["mode"] == "full")
-        for a in args.attacks
-    }
-    honest = {
-        a: sum(
-            x["rejected"] - x["rejected_malicious"]
-            for x in rows
-            if x["attack"] == a and x["mode"] == "full"
-        )
-        for a in args.attacks
-    }
-    for a in args.attacks:
-        print(
-            f"  full verification, {a}: {caught[a]} of {args.malicious * args.rounds} "
-            f"malicious submissions rejected, {honest[a]} honest ones rejected"
-        )
-    summary = {"final_accuracy": final, "malicious_rejected": caught, "honest_rejected": honest}
-    return finish(out, FIGURE, args, summary, t0, [path_csv, path_png])
-
+from agents.figures import fig8
 
 if __name__ == "__main__":
-    main()
+    fig8.main(sys.argv[1:])

@@ -10,133 +10,17 @@ payload: 8 characters per float32 parameter of the MNIST CNN):
 - proposed, S fixed coordinators (default 5): the devices spread over S clusters;
 - FedAvg on chain: one transaction per participating device carrying its own model.
 
-    python examples/fig9_block_size.py            # 10..100 devices -> runs/fig9_block_size/
-    python examples/fig9_block_size.py --quick    # 10, 20, 30 devices
+The figure's code is ``agents/figures/fig9.py``, which ``dtfl reproduce fig9`` runs too;
+this script passes its command line to that module's ``main``.
+
+    python examples/fig9_block_size.py                    # -> runs/fig9_block_size/
+    python examples/fig9_block_size.py --quick --out DIR  # tiny budget -> DIR/
+    python examples/fig9_block_size.py --help             # every option (--seed, ...)
 """
 
-from __future__ import annotations
+import sys
 
-import math
-import time
-from dataclasses import dataclass, field
-
-import numpy as np
-from _common import finish, new_figure, parse_args, prepare_out, save_figure, write_csv
-
-from dtfl_env.ledger import (
-    SMALL_CNN_PARAMS,
-    block_size_bytes,
-    fedavg_block,
-    proposed_block,
-    split_devices,
-)
-
-FIGURE = "fig9_block_size"
-SERIES = {
-    "proposed_per_cluster_bytes": "proposed, {dpc} devices per coordinator",
-    "proposed_fixed_bytes": "proposed, {s} coordinators",
-    "fedavg_bytes": "FedAvg on chain (one model per device)",
-}
-
-
-@dataclass
-class Args:
-    devices: tuple[int, ...] = field(
-        default=tuple(range(10, 101, 10)), metadata={"help": "participating device counts"}
-    )
-    devices_per_cluster: int = field(
-        default=10, metadata={"help": "cluster size of the growing series"}
-    )
-    clusters: int = field(default=5, metadata={"help": "coordinators of the fixed series"})
-    params: int = field(
-        default=SMALL_CNN_PARAMS, metadata={"help": "model size in float32 parameters (MNIST CNN)"}
-    )
-    seed: int = field(default=0, metadata={"help": "seed of keys, parameters, sample counts"})
-    quick: bool = field(default=False, metadata={"help": "tiny budget (10, 20, 30 devices)"})
-    out: str = field(default=f"runs/{FIGURE}", metadata={"help": "output folder"})
-
-
-def slope(x: list[int], y: list[int]) -> float:
-    """Least-squares growth in bytes per added device."""
-    if len(x) < 2:
-        return math.nan
-    return float(np.polyfit(np.asarray(x, float), np.asarray(y, float), 1)[0])
-
-
-def main(argv: list[str] | None = None) -> dict:  # type: ignore[type-arg]
-    args = parse_args(Args, argv, __doc__.split("\n")[0])
-    t0 = time.perf_counter()
-    devices = (10, 20, 30) if args.quick else tuple(args.devices)
-    if min(devices) < 1 or args.devices_per_cluster < 1 or args.clusters < 1 or args.params < 1:
-        raise SystemExit("--devices, --devices-per-cluster, --clusters, --params: must be >= 1")
-    out = prepare_out(args.out)
-
-    rows = []
-    for n in devices:
-        rng = np.random.default_rng([args.seed, n])
-        per = split_devices(n, math.ceil(n / args.devices_per_cluster))
-        fixed = split_devices(n, args.clusters)
-        rows.append(
-            {
-                "devices": n,
-                "coordinators_per_cluster_series": len(per),
-                "coordinators_fixed_series": len(fixed),
-                "proposed_per_cluster_bytes": block_size_bytes(
-                    proposed_block(per, args.params, rng=rng)
-                ),
-                "proposed_fixed_bytes": block_size_bytes(
-                    proposed_block(fixed, args.params, rng=rng)
-                ),
-                "fedavg_bytes": block_size_bytes(fedavg_block(n, args.params, rng=rng)),
-            }
-        )
-    for r in rows:
-        r["fedavg_over_proposed"] = r["fedavg_bytes"] / r["proposed_per_cluster_bytes"]
-    path_csv = write_csv(out / f"{FIGURE}.csv", rows)
-    x = [r["devices"] for r in rows]
-    slopes = {k: slope(x, [r[k] for r in rows]) for k in SERIES}
-
-    fig, axes = new_figure(1, 1, width=6.4, height=4.4)
-    ax = axes[0]
-    for (key, label), mark in zip(SERIES.items(), ("o-", "s--", "^-"), strict=True):
-        ax.plot(
-            x,
-            [r[key] / 1e6 for r in rows],
-            mark,
-            label=label.format(dpc=args.devices_per_cluster, s=args.clusters)
-            + f" (+{slopes[key] / 1e3:,.1f} kB/device)",
-        )
-    ax.set_xlabel("number of participating local devices")
-    ax.set_ylabel("block size (MB, serialised)")
-    ax.set_title(
-        f"Fig. 9: block size of one round, model of {args.params:,} float32 parameters", fontsize=10
-    )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    path_png = save_figure(fig, out / f"{FIGURE}.png")
-
-    print(f"Fig. 9: serialised block size (bytes), model P = {args.params:,} float32 parameters")
-    print(
-        f"  {'devices':>7} {'proposed/' + str(args.devices_per_cluster) + ' per GC':>20} "
-        f"{'proposed/' + str(args.clusters) + ' GCs':>16} {'FedAvg':>12} {'FedAvg/prop.':>12}"
-    )
-    for r in rows:
-        print(
-            f"  {r['devices']:>7} {r['proposed_per_cluster_bytes']:>20,} "
-            f"{r['proposed_fixed_bytes']:>16,} {r['fedavg_bytes']:>12,} "
-            f"{r['fedavg_over_proposed']:>12.1f}"
-        )
-    print(
-        "  growth, bytes per added device: "
-        + ", ".join(f"{k.removesuffix('_bytes')} {v:,.0f}" for k, v in slopes.items())
-    )
-    summary = {
-        "rows": rows,
-        "slope_bytes_per_device": slopes,
-        "encoding": "canonical JSON line, hex payload (8 chars per float32)",
-    }
-    return finish(out, FIGURE, args, summary, t0, [path_csv, path_png])
-
+from agents.figures import fig9
 
 if __name__ == "__main__":
-    main()
+    fig9.main(sys.argv[1:])

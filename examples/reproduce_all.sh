@@ -6,7 +6,9 @@
 #
 # Arguments are passed to every script unchanged (meant for --quick; every script also
 # accepts --seed N). New figure scripts named examples/fig*.py are picked up automatically.
-# All scripts run even if one fails; the exit status is non-zero if any failed.
+# All scripts run even if one fails; the exit status is non-zero if any failed. Each script
+# calls its module in agents/figures/; `dtfl reproduce all [--quick] [--out DIR]` runs the
+# same figures in one process, without a checkout.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python; fi

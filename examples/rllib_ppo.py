@@ -42,9 +42,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import finish, parse_args, prepare_out, write_csv
-
 import agents
+from agents.figures.common import finish, parse_args, prepare_out, write_csv
 from agents.training import overlay_config
 
 FIGURE = "rllib_ppo"

@@ -25,9 +25,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import finish, parse_args, prepare_out, write_csv
 from rllib_ppo import Args as PPOArgs
 from rllib_ppo import env_config, ppo_config
+
+from agents.figures.common import finish, parse_args, prepare_out, write_csv
 
 FIGURE = "rllib_tune"
 METRIC = "env_runners/episode_return_mean"

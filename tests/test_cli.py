@@ -130,7 +130,55 @@ def test_reproduce_cli(tmp_path, monkeypatch, capsys):
     assert main(["reproduce", "fig9", "--quick"]) == 0
     assert (tmp_path / "runs" / "fig9_block_size" / "fig9_block_size.png").is_file()
     assert main(["reproduce", "fig99"]) == 2
-    assert "unknown figure" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown figure 'fig99'" in err
+    assert "known: fig3, fig4, fig5, fig6, fig7, fig8, fig8b, fig9, fig10, all" in err
+    # --out DIR: the figure goes to DIR/<figure name>/, nothing under ./runs
+    out = tmp_path / "elsewhere"
+    assert main(["reproduce", "fig9", "--quick", "--out", str(out), "--quiet"]) == 0
+    files = sorted(p.name for p in (out / "fig9_block_size").iterdir())
+    assert files == ["fig9_block_size.csv", "fig9_block_size.png", "fig9_block_size_summary.json"]
+    summary = json.loads((out / "fig9_block_size" / "fig9_block_size_summary.json").read_text())
+    assert summary["argv"] == ["--quick", "--out", str(out / "fig9_block_size")]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["fig9_block_size"]
+    # stderr is not a terminal here: no progress bar, so CI logs stay clean
+    assert capsys.readouterr().err == ""
+
+
+def test_reproduce_all_runs_every_figure_in_process(tmp_path, monkeypatch, capsys):
+    """``all`` runs the registry in order, each into DIR/<name>/; a failing figure is
+    reported and the others still run; --quiet turns the figures' progress bars off."""
+    import agents.figures
+    from agents.figures import FIGURES
+
+    calls = []
+
+    def fake_run(key, argv, *, progress=None):  # type: ignore[no-untyped-def]
+        calls.append((key, list(argv), progress))
+        if key == "fig5":
+            raise RuntimeError("fig5 broke")
+        return {}
+
+    monkeypatch.setattr(agents.figures, "run_figure", fake_run)
+    assert main(["reproduce", "all", "--quick", "--out", str(tmp_path)]) == 1
+    assert [c[0] for c in calls] == list(FIGURES)
+    for key, argv, progress in calls:
+        assert argv == ["--quick", "--out", str(tmp_path / FIGURES[key].name)]
+        assert progress is None  # a bar where stderr is a terminal
+    err = capsys.readouterr().err
+    assert "RuntimeError: fig5 broke" in err and "error: failed: fig5" in err
+    calls.clear()
+    assert main(["reproduce", "fig4", "--quiet"]) == 0
+    assert calls == [("fig4", ["--out", str(Path("runs") / "fig4_latency_vs_q")], False)]
+
+
+def test_progress_bar_only_on_a_terminal(capsys):
+    from agents.figures.common import progress_bar
+
+    assert list(progress_bar(range(3), None, desc="quiet here")) == [0, 1, 2]
+    assert capsys.readouterr().err == ""  # pytest's stderr is no terminal
+    assert list(progress_bar(range(3), True, desc="forced")) == [0, 1, 2]
+    assert "forced" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("solver", ["exact", "algorithm2"])

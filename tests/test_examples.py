@@ -1,11 +1,13 @@
-"""Each figure script runs with ``--quick`` and its outputs have the paper's qualitative shape.
+"""Each figure runs with ``--quick`` and its outputs have the paper's qualitative shape.
 
-The scripts run as the README says (``python examples/figN_x.py`` from the repository root),
-in a subprocess, writing into a temporary folder. About 15 s in all.
+The figures run in this process through the package (``agents.figures.run_figure``, as
+``dtfl reproduce`` runs them), writing into a temporary folder; one example script runs as
+the README says (``python examples/figN_x.py``) in a subprocess. About 15 s in all.
 """
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import math
@@ -17,25 +19,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agents.figures import FIGURES, figure_entry, run_figure
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def run_script(name: str, out: Path, *extra: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / f"{name}.py"), "--quick", "--out", str(out), *extra],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "MPLBACKEND": "Agg"},
-    )
-    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
+def run_script(key: str, out: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
+    """Run figure ``key`` with ``--quick --out out``; check its PNG and summary; its stdout."""
+    name = FIGURES[key].name
+    argv = ["--quick", "--out", str(out), *extra]
+    record = run_figure(key, argv, progress=False)
+    stdout = capsys.readouterr().out
     assert (out / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
     summary = json.loads((out / f"{name}_summary.json").read_text())
     assert summary["figure"] == name and summary["config"]["quick"] is True
-    return proc.stdout
+    assert summary["argv"] == argv and record == summary  # main returns what it wrote
+    return stdout
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -47,8 +48,8 @@ def num(text: str) -> float:
     return math.nan if text == "" else float(text)
 
 
-def test_fig3_lambda(tmp_path: Path) -> None:
-    stdout = run_script("fig3_lambda", tmp_path)
+def test_fig3_lambda(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    stdout = run_script("fig3", tmp_path, capsys)
     rows = read_csv(tmp_path / "fig3_lambda.csv")
     assert {r["mode"] for r in rows} == {"paper", "corrected"}
     lam = np.array([[num(v) for k, v in r.items() if k.startswith("lambda_gld")] for r in rows])
@@ -64,8 +65,8 @@ def test_fig3_lambda(tmp_path: Path) -> None:
         assert "3e-07" in text and "infeasible" in text and "8.35e-08" in text
 
 
-def test_fig4_latency_u_shape(tmp_path: Path) -> None:
-    run_script("fig4_latency_vs_q", tmp_path)
+def test_fig4_latency_u_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_script("fig4", tmp_path, capsys)
     optima = {float(r["L_mbit"]): r for r in read_csv(tmp_path / "fig4_latency_vs_q_optima.csv")}
     reference = {1.0: 3.516, 2.0: 3.532, 3.0: 4.254, 4.0: 5.751}
     t_star = [num(optima[mbit]["T_star_s"]) for mbit in sorted(reference)]
@@ -87,8 +88,8 @@ def test_fig4_latency_u_shape(tmp_path: Path) -> None:
     assert qf[k] == pytest.approx(num(optima[2.0]["Q_star_w"]), rel=0.05)
 
 
-def test_fig5_solver_time(tmp_path: Path) -> None:
-    run_script("fig5_solver_time", tmp_path)
+def test_fig5_solver_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_script("fig5", tmp_path, capsys)
     rows = read_csv(tmp_path / "fig5_solver_time.csv")
     assert {r["method"] for r in rows} == {"exact", "algorithm2", "cvxpy"}
     assert sorted({int(r["clusters"]) for r in rows}) == [1, 2, 3]
@@ -102,8 +103,8 @@ def test_fig5_solver_time(tmp_path: Path) -> None:
     assert len(per) == 3 * 3
 
 
-def test_fig6_jamming_raises_secrecy(tmp_path: Path) -> None:
-    run_script("fig6_secrecy", tmp_path)
+def test_fig6_jamming_raises_secrecy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_script("fig6", tmp_path, capsys)
     rows = read_csv(tmp_path / "fig6_secrecy.csv")
     rate = {(r["case"], int(r["bld"])): num(r["secrecy_rate_bps"]) for r in rows}
     blds = sorted({j for _, j in rate})
@@ -117,8 +118,10 @@ def test_fig6_jamming_raises_secrecy(tmp_path: Path) -> None:
     assert num(cases["fixed"]["T_s"]) >= num(cases["optimal"]["T_s"])
 
 
-def test_fig8_ledger_keeps_poisoned_models_out(tmp_path: Path) -> None:
-    run_script("fig8_malicious", tmp_path, "--attacks", "scaled")
+def test_fig8_ledger_keeps_poisoned_models_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_script("fig8", tmp_path, capsys, "--attacks", "scaled")
     rows = read_csv(tmp_path / "fig8_malicious.csv")
     final = {r["mode"]: num(r["accuracy"]) for r in rows if r["round"] == "2"}
     assert set(final) == {"full", "signature", "none"}
@@ -127,8 +130,8 @@ def test_fig8_ledger_keeps_poisoned_models_out(tmp_path: Path) -> None:
     assert caught == 2  # one attacker in the quick run, two rounds
 
 
-def test_fig8b_validator_selection(tmp_path: Path) -> None:
-    run_script("fig8b_validator", tmp_path)
+def test_fig8b_validator_selection(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_script("fig8b", tmp_path, capsys)
     rows = [r for r in read_csv(tmp_path / "fig8b_validator.csv") if r["round"] != "0"]
     assert {r["policy"] for r in rows} == {"reputation", "random", "round_robin", "honest"}
     assert len(rows) == 4 * 2 * 3  # policies x seeds x rounds
@@ -156,8 +159,8 @@ def test_fig8b_validator_selection(tmp_path: Path) -> None:
     assert table["round_robin"]["final_accuracy_mean"] < table["honest"]["final_accuracy_mean"]
 
 
-def test_fig9_block_size_ordering(tmp_path: Path) -> None:
-    run_script("fig9_block_size", tmp_path)
+def test_fig9_block_size_ordering(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_script("fig9", tmp_path, capsys)
     rows = read_csv(tmp_path / "fig9_block_size.csv")
     assert len(rows) >= 3
     n = np.array([int(r["devices"]) for r in rows])
@@ -168,8 +171,8 @@ def test_fig9_block_size_ordering(tmp_path: Path) -> None:
         assert np.polyfit(n, fed, 1)[0] > 5 * np.polyfit(n, prop, 1)[0]  # FedAvg grows faster
 
 
-def test_fig10_ppo_against_algorithm2(tmp_path: Path) -> None:
-    stdout = run_script("fig10_ppo", tmp_path, "--envs", "DTFL-TableII-v0")
+def test_fig10_ppo_against_algorithm2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    stdout = run_script("fig10", tmp_path, capsys, "--envs", "DTFL-TableII-v0")
     rows = read_csv(tmp_path / "fig10_ppo.csv")
     by = {r["policy"]: r for r in rows}
     assert {"ppo", "algorithm2", "exact", "random"} <= set(by)
@@ -192,3 +195,43 @@ def test_reproduce_all_script_is_valid_bash() -> None:
     script = EXAMPLES / "reproduce_all.sh"
     assert "examples/fig*.py" in script.read_text()
     subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+def test_every_example_script_runs_a_registered_figure() -> None:
+    """``examples/<name>.py`` exists for every registered figure and calls its module's
+    ``main`` with the command line; each module's ``FIGURE`` is the registered name."""
+    import importlib
+
+    scripts = {p.stem: p for p in EXAMPLES.glob("fig*.py")}
+    assert set(scripts) == {e.name for e in FIGURES.values()}
+    for entry in FIGURES.values():
+        assert importlib.import_module(entry.module).FIGURE == entry.name
+        tree = ast.parse(scripts[entry.name].read_text())
+        assert ast.get_docstring(tree)  # what the figure shows
+        imports = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert [(n.module, [a.name for a in n.names]) for n in imports] == [
+            ("agents.figures", [entry.module.rpartition(".")[2]])
+        ]
+        assert f"{entry.module.rpartition('.')[2]}.main(sys.argv[1:])" in ast.unparse(tree)
+
+
+def test_example_script_runs_from_the_repository_root(tmp_path: Path) -> None:
+    """``python examples/fig9_block_size.py --quick --out DIR``, as the README says."""
+    proc = subprocess.run(
+        [sys.executable, "examples/fig9_block_size.py", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
+    assert proc.returncode == 0, f"fig9 failed:\n{proc.stdout}\n{proc.stderr}"
+    assert (tmp_path / "fig9_block_size.png").read_bytes()[:8] == PNG_MAGIC
+    summary = json.loads((tmp_path / "fig9_block_size_summary.json").read_text())
+    assert summary["argv"] == ["--quick", "--out", str(tmp_path)]
+    assert "Fig. 9" in proc.stdout
+
+
+def test_unknown_figure_names_the_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown figure .fig99.*fig4, fig5"):
+        figure_entry("fig99")

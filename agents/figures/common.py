@@ -1,8 +1,10 @@
-"""Helpers shared by the figure scripts: typed CLI arguments, output folder, CSV/JSON records
-and matplotlib figures drawn without pyplot's global state (Agg canvas).
+"""Helpers shared by the figures (``agents.figures``) and the example scripts: typed CLI
+arguments, output folder, CSV/JSON records, matplotlib figures drawn without pyplot's global
+state (Agg canvas) and progress bars shown on a terminal only.
 
-The scripts run as ``python examples/figN_name.py`` from the repository root; Python puts
-``examples/`` first on ``sys.path``, so they import this module as ``_common``.
+Each figure module's ``main(argv)`` parses its arguments with :func:`parse_args`, writes into
+:func:`prepare_out`'s folder and ends with :func:`finish`; ``dtfl reproduce`` and
+``examples/figN_*.py`` call it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -31,10 +33,14 @@ __all__ = [
     "new_figure",
     "parse_args",
     "prepare_out",
+    "progress_bar",
     "save_figure",
+    "versions",
     "write_csv",
     "write_json",
 ]
+
+T = TypeVar("T")
 
 
 def _bool(text: str) -> bool:
@@ -162,6 +168,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def versions() -> dict[str, str]:
+    """The versions of dtfl-gym, Python and the numerical libraries, for the summary record."""
     import matplotlib
     import scipy
 
@@ -202,15 +209,36 @@ def save_figure(fig: Figure, path: Path, dpi: int = 150) -> Path:
     return path
 
 
+def progress_bar(
+    iterable: Iterable[T], enabled: bool | None = None, *, desc: str, total: int | None = None
+) -> Iterable[T]:
+    """``iterable`` with a tqdm bar on stderr: ``enabled=None`` shows it only where stderr is
+    a terminal (tqdm's ``disable=None``, so CI logs stay clean), ``False`` never, ``True``
+    always. The bar disappears when the loop ends."""
+    from tqdm import tqdm
+
+    disable = None if enabled is None else not enabled
+    return tqdm(iterable, desc=desc, total=total, disable=disable, leave=False, dynamic_ncols=True)
+
+
 def finish(
-    out: Path, figure: str, args: Any, summary: Mapping[str, Any], t0: float, files: Sequence[Path]
+    out: Path,
+    figure: str,
+    args: Any,
+    summary: Mapping[str, Any],
+    t0: float,
+    files: Sequence[Path],
+    *,
+    argv: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Write ``<figure>_summary.json`` (config, versions, key numbers) and list the files."""
+    """Write ``<figure>_summary.json`` (config, versions, key numbers) and list the files.
+
+    ``argv``: the arguments the figure was given (``None``: the script's, ``sys.argv[1:]``)."""
     record = {
         "figure": figure,
         "config": args,
         "versions": versions(),
-        "argv": sys.argv[1:],
+        "argv": sys.argv[1:] if argv is None else list(argv),
         "summary": summary,
         "wall_s": time.perf_counter() - t0,
     }
