@@ -7,11 +7,14 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from agents.evaluation import DEFAULT_TARGET_ACCURACY
 from agents.training import ALGOS
 from dtfl_env.config import Cluster
 from dtfl_env.scenarios import PRESETS, get_preset
@@ -150,17 +153,62 @@ def _parse_config(text: str | None) -> dict | None:  # type: ignore[type-arg]
     return data
 
 
-def _build_policies(names: str, custom: list[str]) -> dict:  # type: ignore[type-arg]
+#: characters that make an agent path of ``--policies`` a glob pattern
+_GLOB_CHARS = "*?["
+
+
+def _agent_paths(raw: str, spec: str) -> list[str] | None:
+    """The folders of a seed group ``ALGO:SPEC`` of ``--policies``: SPEC split on ``+``,
+    each part a path or a glob pattern (sorted matches); None where SPEC is one agent's path.
+    A SPEC that reads both ways (an existing path with ``+`` or glob characters whose parts
+    also exist) is an error, as is a part that matches nothing."""
+    if "+" not in spec and not any(c in spec for c in _GLOB_CHARS):
+        return None
+    whole = Path(spec).exists()
+    paths: list[str] = []
+    missing: str | None = None
+    for part in spec.split("+"):
+        if not part:
+            raise ValueError(f"--policies: {raw}: an empty path between '+' signs")
+        hits = sorted(glob.glob(part)) if any(c in part for c in _GLOB_CHARS) else [part]
+        hits = [h for h in hits if Path(h).exists()]
+        if not hits:
+            missing = missing or part
+        paths += [h for h in hits if h not in paths]
+    if whole and missing is None:
+        raise ValueError(
+            f"--policies: {raw} is ambiguous: {spec} is a path and also reads as the agents "
+            f"{', '.join(paths)}; rename the folder, or give the agents one by one"
+        )
+    if whole:
+        return None
+    if missing is not None:
+        what = "matches no path" if any(c in missing for c in _GLOB_CHARS) else "is no path"
+        raise ValueError(f"--policies: {raw}: {missing!r} {what}")
+    return paths
+
+
+def _build_policies(names: str, custom: list[str]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The policies of ``--policies`` and ``--policy`` by display name, and the seed groups
+    (``ALGO:DIR1+DIR2`` or ``ALGO:'runs/ppo_seed*'``: group name -> member names)."""
     from agents.base import CallablePolicy, load_policy_class
     from agents.policies import make_policy
 
-    out: dict = {}  # type: ignore[type-arg]
+    out: dict[str, Any] = {}
+    groups: dict[str, list[str]] = {}
     for raw in [n.strip() for n in names.split(",") if n.strip()]:
         algo, sep, path = raw.partition(":")
         if sep and algo in ALGO_CHOICES:  # a trained agent: ppo:DIR, sac:DIR, ...
             from agents.training import load_agent
 
-            out[raw if path else algo] = load_agent(path, algo=algo, name=algo)
+            members = _agent_paths(raw, path)
+            if members is None:
+                out[raw if path else algo] = load_agent(path, algo=algo, name=algo)
+                continue
+            groups[raw] = [f"{algo}:{m}" for m in members]
+            for member, name in zip(members, groups[raw], strict=True):
+                if name not in out:
+                    out[name] = load_agent(member, algo=algo, name=algo)
         else:
             out[raw] = make_policy(raw)
     for spec in custom:
@@ -171,7 +219,26 @@ def _build_policies(names: str, custom: list[str]) -> dict:  # type: ignore[type
         out[spec.rpartition(":")[2]] = obj
     if not out:
         raise ValueError("--policies: give at least one policy")
-    return out
+    return out, groups
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    """Progress bars: on a terminal (stderr a TTY), never with ``--quiet``, always with
+    ``--progress``."""
+    if args.quiet:
+        return False
+    return bool(args.progress) or sys.stderr.isatty()
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {text}")
+    return value
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -187,7 +254,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             count = len(instance_paths(args.instances, "--instances"))
             scenario = {"instances": args.instances}
             config = {"clusters": count, **(config or {}), "scenario": scenario}
-        policies = _build_policies(args.policies, args.policy or [])
+        policies, groups = _build_policies(args.policies, args.policy or [])
         report = evaluate_policies(
             policies,
             env_id=args.env,
@@ -195,7 +262,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
             episodes=args.episodes,
             seed=args.seed,
             compute_gap=not args.no_gap,
-            progress=args.progress,
+            progress=_show_progress(args),
+            target_accuracy=args.target_accuracy,
+            groups=groups,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -228,7 +297,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             out_dir=args.out or f"runs/{algo}",
             seed=args.seed,
             eval_freq=args.eval_freq,
-            progress_bar=args.progress,
+            progress_bar=_show_progress(args),
             torch_threads=args.torch_threads or None,
         )
     except ValueError as exc:
@@ -272,6 +341,18 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--quiet", action="store_true", help="no progress bar (shown when stderr is a terminal)"
+    )
+    group.add_argument(
+        "--progress",
+        action="store_true",
+        help="show the progress bar even when stderr is not a terminal",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dtfl", description="dtfl-gym: DT-assisted, blockchain-verified FL benchmark"
@@ -294,10 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--policies",
         default="algorithm2,exact,random",
-        help="comma list of built-in policies and trained agents ALGO:PATH "
-        "(ppo, a2c, sac, td3) "
-        "(algorithm2, algorithm2-paper, exact, random, no-jamming, max-jamming, "
-        "equal-energy, best-fixed-q, greedy-local)",
+        help="comma list of built-in policies (algorithm2, algorithm2-paper, exact, random, "
+        "no-jamming, max-jamming, equal-energy, best-fixed-q, greedy-local) and trained "
+        "agents ALGO:PATH (ppo, a2c, sac, td3); several training seeds of one agent: "
+        "ALGO:DIR1+DIR2 or a quoted glob 'ALGO:runs/ppo_seed*' (IQM and bootstrap CIs "
+        "across seeds, docs/EVALUATION.md)",
     )
     c.add_argument(
         "--policy",
@@ -319,7 +401,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default="runs/compare", help="output folder")
     c.add_argument("--no-gap", action="store_true", help="skip the exact-solver oracle")
     c.add_argument("--no-plots", action="store_true")
-    c.add_argument("--progress", action="store_true", help="show a progress bar")
+    c.add_argument(
+        "--target-accuracy",
+        type=_fraction,
+        default=DEFAULT_TARGET_ACCURACY,
+        metavar="A",
+        help="ids with FL training: report the simulated time to this global test accuracy "
+        f"(default {DEFAULT_TARGET_ACCURACY}; episodes that never reach it are counted)",
+    )
+    _progress_options(c)
     c.set_defaults(func=cmd_compare)
 
     t = sub.add_parser("train", help="train an agent (stable-baselines3: ppo, a2c, sac, td3)")
@@ -360,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch's threads during training (default 1, faster for these small "
         "networks; 0: torch's own count)",
     )
-    t.add_argument("--progress", action="store_true", help="show a progress bar")
+    _progress_options(t)
     t.set_defaults(func=cmd_train)
 
     from agents.figures import FIGURES

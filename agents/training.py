@@ -297,10 +297,12 @@ def train_agent(
     to the exact optimum, beside Algorithm 2 on the same ``eval_episodes`` episodes from
     seed ``eval_seed``), checkpoints (every ``eval_freq`` steps), and TensorBoard logs when
     ``tensorboard`` is installed. ``eval_freq`` >= ``total_timesteps``: the final
-    evaluation only. ``torch_threads``: torch's intra-op threads during the run (restored
-    after it; None: as they are). 1, the default, was faster in every measurement of these
-    small networks (``docs/AGENTS.md``): with the native vector env the env steps and the
-    policy share one process, and a second torch thread only contends with them.
+    evaluation only. ``progress_bar``: a ``tqdm`` bar of the steps on stderr (``dtfl
+    train`` shows it when stderr is a terminal). ``torch_threads``: torch's intra-op
+    threads during the run (restored after it; None: as they are). 1, the default, was
+    faster in every measurement of these small networks (``docs/AGENTS.md``): with the
+    native vector env the env steps and the policy share one process, and a second torch
+    thread only contends with them.
     """
     from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
     from stable_baselines3.common.vec_env import VecNormalize
@@ -402,16 +404,30 @@ def train_agent(
             self.logger.record("eval/gap_to_algorithm2", gap_a2)
             self.logger.record("eval/violation_rate_feasible", res["violation_rate_feasible"])
 
+    class _ProgressBar(BaseCallback):
+        """The run's steps as a plain ``tqdm`` bar on stderr (SB3's own ``progress_bar``
+        needs ``rich`` besides ``tqdm``)."""
+
+        def _on_training_start(self) -> None:
+            from tqdm import tqdm
+
+            total = total_timesteps - self.model.num_timesteps
+            self.bar = tqdm(total=total, desc=f"training {algo}", unit="step", dynamic_ncols=True)
+
+        def _on_step(self) -> bool:
+            self.bar.update(self.training_env.num_envs)
+            return True
+
+        def _on_training_end(self) -> None:
+            self.bar.close()
+
     evaluator = _Eval()
     ckpt = CheckpointCallback(
         save_freq=max(eval_freq // n_envs, 1), save_path=str(out / "checkpoints"), name_prefix=algo
     )
+    callbacks = [evaluator, ckpt, *([_ProgressBar()] if progress_bar else [])]
     try:
-        model.learn(
-            total_timesteps=total_timesteps,
-            callback=CallbackList([evaluator, ckpt]),
-            progress_bar=progress_bar,
-        )
+        model.learn(total_timesteps=total_timesteps, callback=CallbackList(callbacks))
         minutes = (time.perf_counter() - t0) / 60
         if not rows or rows[-1]["timesteps"] != model.num_timesteps:
             evaluator.evaluate()
