@@ -17,12 +17,14 @@ from typing import Any
 import numpy as np
 
 from agents.base import EnvPolicy
+from dtfl_env.config import Cluster
 from dtfl_env.envs.dtfl import ACTION_SIZES
 from dtfl_env.model.feasible import (
     jamming_interval,
     jamming_split,
     training_energy_j,
 )
+from dtfl_env.model.round import round_outcome
 from solvers import allocation_at_q, solve
 from solvers._core import Prepared
 
@@ -39,6 +41,8 @@ __all__ = [
     "allocation_at_q",
     "fallback_action",
     "fallback_allocation",
+    "gld_optimal_allocations",
+    "least_energy_allocation",
     "make_policy",
 ]
 
@@ -54,11 +58,9 @@ def _max_affordable_jamming(env: Any, left_j: np.ndarray) -> np.ndarray:
     return np.zeros(arr.g_cd.size) if iv is None else jamming_split(arr, iv[1], left)
 
 
-def fallback_allocation(env: Any) -> tuple[float, float, np.ndarray]:
-    """For a cluster with no feasible allocation: train and upload as slowly as the direct
-    action range allows (least energy) and jam with what is left, as much as every GLD can
-    pay over the sync time it buys, so that no GLD drops out for the jamming (some BLDs may
-    not sync)."""
+def least_energy_allocation(env: Any) -> tuple[float, float, np.ndarray]:
+    """Train and upload as slowly as the direct action range allows (least energy) and jam
+    with what is left, as much as every GLD can pay over the sync time it buys."""
     a = np.full(ACTION_SIZES["direct"](env.config["max_devices"]), -1.0)
     a[0] = a[1] = 1.0
     y, tg, q = env.action_to_allocation(a, mode="direct")
@@ -67,6 +69,56 @@ def fallback_allocation(env: Any) -> tuple[float, float, np.ndarray]:
         return y, tg, q
     left = arr.g_e_max - training_energy_j(arr, y) - arr.upload_energy_j(tg)
     return y, tg, _max_affordable_jamming(env, left)
+
+
+def gld_optimal_allocations(env: Any) -> list[tuple[float, float, np.ndarray]]:
+    """The GLDs' fastest round within their budgets without the BLDs (problem P on the GLDs
+    alone, solved exactly), with no jamming and with the jamming their leftover energy pays
+    (where it syncs every BLD); none where the GLDs alone have no feasible allocation."""
+    cluster = env.cluster
+    if cluster.n_gld == 0:
+        return []
+    alone = Cluster(
+        gld=cluster.gld,
+        bld=cluster.bld.subset(np.zeros(0, dtype=np.int64)),
+        constants=cluster.constants,
+    )
+    res = solve(alone, "exact")
+    if not res.feasible:
+        return []
+    y, tg = float(res.y), float(res.tG)
+    out = [(y, tg, np.zeros(cluster.n_gld))]
+    if cluster.n_bld:
+        arr = env.cluster_arrays
+        left = arr.g_e_max - training_energy_j(arr, y) - arr.upload_energy_j(tg)
+        q = _max_affordable_jamming(env, left)
+        if q.any():
+            out.append((y, tg, q))
+    return out
+
+
+def fallback_allocation(env: Any) -> tuple[float, float, np.ndarray]:
+    """For a cluster with no feasible allocation (some rule must break): of a few
+    candidates, the one with the fewest GLD drop-outs, then the fewest unsynced BLDs, then
+    the lowest latency, as the model charges them on the cluster the policy sees. The
+    candidates: the least-energy allocation (the slowest training and upload of the direct
+    range, jamming with what is left) and the GLDs' fastest round without the BLDs (with no
+    jamming, and with the jamming their leftover energy pays). The least-energy one alone
+    would keep the same rules broken at hundreds of times the latency where the BLDs cannot
+    be synced anyway (docs/EVALUATION.md, "Clusters with no feasible allocation")."""
+    candidates = [least_energy_allocation(env), *gld_optimal_allocations(env)]
+    arr = env.cluster_arrays
+
+    def key(alloc: tuple[float, float, np.ndarray]) -> tuple[int, int, float]:
+        y, tg, q = alloc
+        out = round_outcome(arr, y_s=y, tg_s=tg, jam_power_w=q)
+        return (
+            int(np.count_nonzero(out.gld_dropped)),
+            int(np.count_nonzero(~out.bld_synced)),
+            float(out.latency_s),
+        )
+
+    return min(candidates, key=key)
 
 
 def fallback_action(env: Any) -> np.ndarray:

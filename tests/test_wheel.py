@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -57,6 +59,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     (wheel,) = dist.glob("dtfl_gym-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "agents/figures/fig4.py" in names and "agents/ppo_defaults.json" in names
+    for agent in ("ppo_tableii", "ppo_random"):  # the pretrained agents ship in the wheel
+        for f in ("model.zip", "vecnormalize.pkl", "config.json", "card.json"):
+            assert f"agents/pretrained/{agent}/{f}" in names
     assert not [n for n in names if n.startswith(("examples/", "tests/"))]
 
     venv = tmp / "venv"
@@ -117,3 +122,29 @@ def test_dtfl_reproduce_from_the_wheel(installed: tuple[Path, dict[str, str], Pa
     assert summary["summary"]["T_star_grows_with_L"] is True
     assert "Fig. 4 on Table II" in stdout
     assert not (work / "runs").exists()
+
+
+def _readme_main_command() -> list[str]:
+    """The README's install-and-run line, its last part (the main job), as argv."""
+    text = (ROOT / "README.md").read_text()
+    block = re.findall(r"```bash\n(.*?)```", text, flags=re.S)[0]
+    line = next(ln for ln in block.splitlines() if "dtfl compare" in ln)
+    argv = shlex.split(line.split("&&")[-1])
+    assert argv[0] == ".venv/bin/dtfl" and argv[1] == "compare", argv
+    return argv[1:]
+
+
+@pytest.mark.slow
+def test_readme_main_command_from_the_wheel(
+    installed: tuple[Path, dict[str, str], Path],
+) -> None:
+    """The README's main job, verbatim (pretrained PPO beside Algorithm 2, the exact solver
+    and a heuristic on DTFL-v0), run from the wheel outside the repository (about a minute
+    or two on 2 cores: slow; .ci/run runs it)."""
+    venv, env, work = installed
+    argv = _readme_main_command()
+    stdout = _run([str(venv / "bin" / "dtfl"), *argv], work, env, timeout=900)
+    assert "| ppo:random |" in stdout and "| algorithm2 |" in stdout
+    assert "final accuracy" in stdout
+    out = work / argv[argv.index("--out") + 1]
+    assert (out / "results.json").is_file() and (out / "accuracy_time.png").is_file()
