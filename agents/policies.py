@@ -74,23 +74,31 @@ def least_energy_allocation(env: Any) -> tuple[float, float, np.ndarray]:
 def gld_optimal_allocations(env: Any) -> list[tuple[float, float, np.ndarray]]:
     """The GLDs' fastest round within their budgets without the BLDs (problem P on the GLDs
     alone, solved exactly), with no jamming and with the jamming their leftover energy pays
-    (where it syncs every BLD); none where the GLDs alone have no feasible allocation."""
+    (where it syncs every BLD). Where the GLDs alone have no feasible allocation, the same
+    for the GLDs that can pay the least-energy allocation (the others drop out whatever is
+    played); none where no GLD is left."""
     cluster = env.cluster
     if cluster.n_gld == 0:
         return []
-    alone = Cluster(
-        gld=cluster.gld,
-        bld=cluster.bld.subset(np.zeros(0, dtype=np.int64)),
-        constants=cluster.constants,
-    )
-    res = solve(alone, "exact")
-    if not res.feasible:
-        return []
+    no_bld = cluster.bld.subset(np.zeros(0, dtype=np.int64))
+    keep = np.arange(cluster.n_gld)
+    res = solve(Cluster(gld=cluster.gld, bld=no_bld, constants=cluster.constants), "exact")
+    if not res.feasible:  # drop those who cannot pay even the least energy
+        y, tg, q = least_energy_allocation(env)
+        low = round_outcome(env.cluster_arrays, y_s=y, tg_s=tg, jam_power_w=np.zeros_like(q))
+        keep = np.flatnonzero(~low.gld_dropped)
+        if keep.size in (0, cluster.n_gld):
+            return []
+        gld = cluster.gld.subset(keep)
+        res = solve(Cluster(gld=gld, bld=no_bld, constants=cluster.constants), "exact")
+        if not res.feasible:
+            return []
     y, tg = float(res.y), float(res.tG)
     out = [(y, tg, np.zeros(cluster.n_gld))]
     if cluster.n_bld:
         arr = env.cluster_arrays
         left = arr.g_e_max - training_energy_j(arr, y) - arr.upload_energy_j(tg)
+        left[np.setdiff1d(np.arange(cluster.n_gld), keep)] = 0.0  # the drop-outs jam nothing
         q = _max_affordable_jamming(env, left)
         if q.any():
             out.append((y, tg, q))
