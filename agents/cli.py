@@ -157,6 +157,11 @@ def _parse_config(text: str | None) -> dict | None:  # type: ignore[type-arg]
 _GLOB_CHARS = "*?["
 
 
+def _is_agent(path: Path) -> bool:
+    """A saved agent: a ``.zip`` file or a folder holding ``model.zip``."""
+    return (path.is_file() and path.suffix == ".zip") or (path / "model.zip").is_file()
+
+
 def _agent_paths(raw: str, spec: str) -> list[str] | None:
     """The folders of a seed group ``ALGO:SPEC`` of ``--policies``: SPEC split on ``+``,
     each part a path or a glob pattern (sorted matches); None where SPEC is one agent's path.
@@ -170,8 +175,10 @@ def _agent_paths(raw: str, spec: str) -> list[str] | None:
     for part in spec.split("+"):
         if not part:
             raise ValueError(f"--policies: {raw}: an empty path between '+' signs")
-        hits = sorted(glob.glob(part)) if any(c in part for c in _GLOB_CHARS) else [part]
-        hits = [h for h in hits if Path(h).exists()]
+        if any(c in part for c in _GLOB_CHARS):  # agents only: folders and model zips
+            hits = [h for h in sorted(glob.glob(part)) if _is_agent(Path(h))]
+        else:
+            hits = [part] if Path(part).exists() else []
         if not hits:
             missing = missing or part
         paths += [h for h in hits if h not in paths]

@@ -253,6 +253,7 @@ def test_seed_group_iqm_and_profile(ppo_seeds, tmp_path, capsys) -> None:
 
 def test_seed_group_glob_and_errors(ppo_seeds, tmp_path, monkeypatch, capsys) -> None:
     pattern = f"ppo:{ppo_seeds}/seed*"
+    (Path(ppo_seeds) / "seed0.log").write_text("a training log beside the runs\n")
     assert _compare(tmp_path / "glob", pattern, "--no-plots", "--no-gap", "--episodes", "1") == 0
     result = json.loads((tmp_path / "glob" / "results.json").read_text())
     assert result["groups"][pattern]["members"] == [f"ppo:{ppo_seeds}/seed{k}" for k in range(3)]
