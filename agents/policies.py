@@ -108,13 +108,18 @@ def gld_optimal_allocations(env: Any) -> list[tuple[float, float, np.ndarray]]:
 def fallback_allocation(env: Any) -> tuple[float, float, np.ndarray]:
     """For a cluster with no feasible allocation (some rule must break): of a few
     candidates, the one with the fewest GLD drop-outs, then the fewest unsynced BLDs, then
-    the lowest latency, as the model charges them on the cluster the policy sees. The
+    the lowest latency, as the model charges them on the cluster the policy sees (each as
+    the action box lets it be played: clipped where it lies outside). The
     candidates: the least-energy allocation (the slowest training and upload of the direct
     range, jamming with what is left) and the GLDs' fastest round without the BLDs (with no
     jamming, and with the jamming their leftover energy pays). The least-energy one alone
     would keep the same rules broken at hundreds of times the latency where the BLDs cannot
     be synced anyway (docs/EVALUATION.md, "Clusters with no feasible allocation")."""
-    candidates = [least_energy_allocation(env), *gld_optimal_allocations(env)]
+    # each candidate as it will be played: through the action box (clipped where outside)
+    candidates = [
+        env.action_to_allocation(env.allocation_to_action(*alloc, clip=True))
+        for alloc in (least_energy_allocation(env), *gld_optimal_allocations(env))
+    ]
     arr = env.cluster_arrays
 
     def key(alloc: tuple[float, float, np.ndarray]) -> tuple[int, int, float]:

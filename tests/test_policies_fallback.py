@@ -64,10 +64,14 @@ def test_fallback_breaks_no_more_rules_and_is_no_slower(infeasible_steps) -> Non
         least = _key(env, least_energy_allocation(env))
         assert chosen[:2] <= least[:2]
         if chosen[:2] == least[:2]:
-            assert chosen[2] <= least[2]
+            assert chosen[2] <= least[2] * (1 + 1e-9)
         faster += chosen[2] < 0.1 * least[2]
         for alloc in gld_optimal_allocations(env):
-            assert chosen <= _key(env, alloc)
+            other = _key(env, alloc)
+            # as played through the action box: the same up to the action round trip
+            assert chosen[:2] < other[:2] or (
+                chosen[:2] == other[:2] and chosen[2] <= other[2] * (1 + 1e-9)
+            )
     assert faster >= 1  # where the BLDs cannot be synced anyway, it does not wait
 
 
