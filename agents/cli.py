@@ -330,7 +330,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         known = ", ".join([*FIGURES, "all"])
         print(f"error: unknown figure {args.figure!r} (known: {known})", file=sys.stderr)
         return 2
-    show = False if args.quiet else None  # None: a bar only where stderr is a terminal
+    # None: a bar only where stderr is a terminal (tqdm decides, inside each figure too)
+    show = False if args.quiet else (True if args.progress else None)
     failed = []
     for key in progress_bar(keys, show, desc="dtfl reproduce"):
         entry = FIGURES[key]
@@ -474,9 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="each figure goes to DIR/<figure name>/ (default runs)",
     )
-    r.add_argument(
-        "--quiet", action="store_true", help="no progress bars (shown only on a terminal)"
-    )
+    _progress_options(r)
     r.set_defaults(func=cmd_reproduce)
     return parser
 

@@ -71,12 +71,15 @@ def least_energy_allocation(env: Any) -> tuple[float, float, np.ndarray]:
     return y, tg, _max_affordable_jamming(env, left)
 
 
-def gld_optimal_allocations(env: Any) -> list[tuple[float, float, np.ndarray]]:
+def gld_optimal_allocations(
+    env: Any, least_energy: tuple[float, float, np.ndarray] | None = None
+) -> list[tuple[float, float, np.ndarray]]:
     """The GLDs' fastest round within their budgets without the BLDs (problem P on the GLDs
     alone, solved exactly), with no jamming and with the jamming their leftover energy pays
     (where it syncs every BLD). Where the GLDs alone have no feasible allocation, the same
     for the GLDs that can pay the least-energy allocation (the others drop out whatever is
-    played); none where no GLD is left."""
+    played; ``least_energy``: :func:`least_energy_allocation`'s, where the caller has it);
+    none where no GLD is left."""
     cluster = env.cluster
     if cluster.n_gld == 0:
         return []
@@ -84,7 +87,7 @@ def gld_optimal_allocations(env: Any) -> list[tuple[float, float, np.ndarray]]:
     keep = np.arange(cluster.n_gld)
     res = solve(Cluster(gld=cluster.gld, bld=no_bld, constants=cluster.constants), "exact")
     if not res.feasible:  # drop those who cannot pay even the least energy
-        y, tg, q = least_energy_allocation(env)
+        y, tg, q = least_energy or least_energy_allocation(env)
         low = round_outcome(env.cluster_arrays, y_s=y, tg_s=tg, jam_power_w=np.zeros_like(q))
         keep = np.flatnonzero(~low.gld_dropped)
         if keep.size in (0, cluster.n_gld):
@@ -116,9 +119,10 @@ def fallback_allocation(env: Any) -> tuple[float, float, np.ndarray]:
     would keep the same rules broken at hundreds of times the latency where the BLDs cannot
     be synced anyway (docs/EVALUATION.md, "Clusters with no feasible allocation")."""
     # each candidate as it will be played: through the action box (clipped where outside)
+    least = least_energy_allocation(env)
     candidates = [
         env.action_to_allocation(env.allocation_to_action(*alloc, clip=True))
-        for alloc in (least_energy_allocation(env), *gld_optimal_allocations(env))
+        for alloc in (least, *gld_optimal_allocations(env, least))
     ]
     arr = env.cluster_arrays
 
